@@ -1,0 +1,35 @@
+"""Exceptions shared by every layer of cimlab.
+
+Every error names what was wrong and, where it can, how to fix it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class CimlabError(Exception):
+    """Base class of every error cimlab raises on purpose."""
+
+
+class ConfigError(CimlabError, ValueError):
+    """A file (station, plan, profile, model, store) holds a value cimlab cannot accept.
+
+    The message names the file, the field (dotted path) and what was expected.
+    """
+
+    def __init__(self, source: str | Path | None, field: str, expected: str, got: object = None):
+        self.source = str(source) if source is not None else "<input>"
+        self.field = field
+        self.expected = expected
+        self.got = got
+        got_text = "" if got is None else f", got {got!r}"
+        super().__init__(f"{self.source}: field '{field}': expected {expected}{got_text}")
+
+
+class LimitError(CimlabError, ValueError):
+    """A requested value lies outside a safety or instrument limit. Nothing was sent."""
+
+
+class InstrumentError(CimlabError, RuntimeError):
+    """An instrument reported an error (SCPI error queue) or answered unexpectedly."""
