@@ -17,12 +17,14 @@ from cimlab.errors import CimlabError
 
 #: Modules under cimlab.cli that contribute sub-commands, in --help order.
 TOPICS: tuple[str, ...] = (
-    "bench",
-    "campaign",
-    "modelcmd",
-    "simcmd",
-    "chipnet",
-    "mitigationcmd",
+    "bench",  # emulator serve, station check
+    "campaign",  # characterize, program-verify
+    "storecmd",  # runs, report, import
+    "modelcmd",  # fit, model show/plot
+    "traincmd",  # train
+    "simcmd",  # simulate
+    "chipnet",  # demo, program-net, evaluate, bn-calibrate
+    "mitigationcmd",  # reproduce
 )
 
 

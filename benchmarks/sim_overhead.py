@@ -1,0 +1,114 @@
+"""Simulator overhead: converted (analog) forward vs plain PyTorch forward, same net and batch.
+
+Networks: paper 000's CNN at CIFAR size (3x32x32, width 1, random input) and one large
+Linear layer (4096 x 4096). Configurations:
+
+* ``prog``: programming error only (effective weights precomputed in program());
+* ``full``: 256x64 tiles, 8-bit per-tile ADC, 8-bit DAC, read noise (the default per-forward
+  ``weight`` mode), programming error, stuck-at faults and IR drop.
+
+Also ``program()`` + ``age()`` time for the CNN (its weight count is printed) and, where
+aihwkit is importable, the same networks through aihwkit's inference tile (optional).
+Ratios are measured in one run with the same ``torch.set_num_threads`` on both sides.
+Usage: ``python benchmarks/sim_overhead.py [--threads 2] [--repeats 5] [--batch 128]``.
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+from torch import nn
+
+
+def best_time(fn, repeats: int) -> float:
+    """Best wall time [s] of ``repeats`` calls after one warm-up call."""
+    with torch.no_grad():
+        fn()
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def aihwkit_ratio(net: nn.Module, x: torch.Tensor, plain_s: float, repeats: int):
+    try:
+        from aihwkit.nn.conversion import convert_to_analog
+        from aihwkit.simulator.configs import InferenceRPUConfig
+    except Exception:  # not installed: optional comparison
+        return None
+    anet = convert_to_analog(net, InferenceRPUConfig()).eval()
+    t = best_time(lambda: anet(x), repeats)
+    return {"time_s": t, "ratio": t / plain_s}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (both sides)")
+    ap.add_argument("--repeats", type=int, default=5, help="timed repeats (best is kept)")
+    ap.add_argument("--batch", type=int, default=128, help="batch size")
+    ap.add_argument("--linear", type=int, default=4096, help="size of the square Linear layer")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from cimlab.models import DeviceModel
+    from cimlab.sim import AnalogConfig, build, convert
+
+    dm = DeviceModel.default()
+    configs = {
+        "prog": AnalogConfig.ideal(dm, programming_error=True),
+        "full": AnalogConfig(device=dm),
+    }
+    torch.manual_seed(0)
+    cnn = build("paper000-cnn", (3, 32, 32), 10, width=1.0).eval()
+    lin = nn.Sequential(nn.Linear(args.linear, args.linear)).eval()
+    nets = {
+        "paper000-cnn": (cnn, torch.randn(args.batch, 3, 32, 32)),
+        f"linear{args.linear}": (lin, torch.randn(args.batch, args.linear)),
+    }
+    rows = []
+    result: dict = {"threads": args.threads, "batch": args.batch,
+                    "machine": f"{platform.machine()} {platform.processor()}".strip(),
+                    "torch": torch.__version__}  # fmt: skip
+    for net_name, (net, x) in nets.items():
+        plain = best_time(lambda net=net, x=x: net(x), args.repeats)
+        entry = {"plain_s": plain}
+        for cname, cfg in configs.items():
+            anet = convert(net, cfg).program(torch.Generator().manual_seed(0))
+            t = best_time(lambda anet=anet, x=x: anet(x), args.repeats)
+            entry[cname] = {"time_s": t, "ratio": t / plain}
+            rows.append((net_name, cname, plain, t, t / plain))
+        ai = aihwkit_ratio(net, x, plain, args.repeats)
+        if ai is not None:
+            entry["aihwkit"] = ai
+            rows.append((net_name, "aihwkit", plain, ai["time_s"], ai["ratio"]))
+        result[net_name] = entry
+
+    # program() + age() on the paper-000 CNN (all non-idealities)
+    n_weights = sum(p.numel() for n, p in cnn.named_parameters() if n.endswith("weight"))
+    anet = convert(cnn, configs["full"])
+    t0 = time.perf_counter()
+    anet.program(torch.Generator().manual_seed(1))
+    t_prog = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    anet.age(3600.0, temp_c=85.0)
+    t_age = time.perf_counter() - t0
+    result["program_age"] = {"weights": n_weights, "program_s": t_prog, "age_s": t_age}
+
+    print(f"{'network':<16} {'config':<8} {'plain [ms]':>11} {'analog [ms]':>12} {'ratio':>7}")
+    for net_name, cname, p, t, r in rows:
+        print(f"{net_name:<16} {cname:<8} {p * 1e3:>11.2f} {t * 1e3:>12.2f} {r:>7.3f}")
+    print(f"program() {t_prog:.3f} s + age() {t_age:.3f} s for {n_weights / 1e6:.2f} M weights "
+          f"(paper000-cnn, all non-idealities)")  # fmt: skip
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

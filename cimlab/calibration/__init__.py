@@ -1,0 +1,69 @@
+"""Characterization procedures, campaign plans and program-verify (layer 6).
+
+Example::
+
+    from cimlab.calibration import load_plan, run_plan
+    from cimlab.instruments.station import Station
+
+    plan = load_plan("calibration/quick.toml")          # strict: ConfigError on anything odd
+    with Station.open("instruments/emulated.toml") as st:
+        result = run_plan(plan, st, "data/quick.h5")     # checks cells and limits first
+    print(result.table())
+
+Procedures (``programming_error``, ``read_fluctuation``, ``relaxation``, ``bake_retention``,
+``ber``, ``fault_map``, ``endurance``) write the tidy tables of docs/architecture.md;
+program-verify (``cimlab.calibration.program_verify.program_verify``) is vectorised over all
+cells, one pulse command and one read command per iteration. See docs/procedures.md.
+
+Importing this package does not import h5py, pymeasure or torch: names are loaded lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# name -> submodule (calibration developer: plan, procedures, campaign, program_verify)
+_EXPORTS: dict[str, str] = {
+    "Plan": "plan",
+    "load_plan": "plan",
+    "plan_from_mapping": "plan",
+    "EXPERIMENT_KINDS": "plan",
+    "CellSet": "plan",
+    "LevelSet": "plan",
+    "BinaryCondition": "plan",
+    "run_plan": "campaign",
+    "CampaignResult": "campaign",
+    "PROCEDURES": "procedures",
+    "ProcedureResult": "procedures",
+    "programming_error": "procedures",
+    "read_fluctuation": "procedures",
+    "relaxation": "procedures",
+    "bake_retention": "procedures",
+    "ber": "procedures",
+    "fault_map": "procedures",
+    "endurance": "procedures",
+    "ProgramVerifyConfig": "program_verify",
+    "ProgramVerifyResult": "program_verify",
+    "PulseResponse": "program_verify",
+    "program_single_shot": "program_verify",
+    "measure_pulse_response": "program_verify",
+    "measure_gate_curve": "program_verify",
+    "format_report": "program_verify",
+    # store developer: import of external data, report of a store
+    "TidyFormat": "importer",
+    "ImportResult": "importer",
+    "import_tidy": "importer",
+    "import_techc": "importer",
+    "summarize_run": "report",  # (the function report() is cimlab.calibration.report.report)
+    "RunReport": "report",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cimlab.calibration' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"cimlab.calibration.{module}"), name)

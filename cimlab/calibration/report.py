@@ -1,0 +1,719 @@
+"""Summary tables and plots of the runs in a store, one recipe per run kind.
+
+``report(store_path)`` reads every run (or the ones named), computes a summary per run kind from
+the tidy tables of docs/architecture.md section 5, and writes PNG plots (matplotlib, Agg canvas,
+no pyplot state). Summaries are pandas DataFrames in SI units (conductance in S, time in s);
+:func:`format_report` prints them with conductances in uS.
+
+Definitions (all per group; ``std`` is the sample standard deviation, ddof = 1):
+
+programming_error (``programmed``)
+    error = g_s - target_s; per mode and level: n, mean error, sigma of the error with its 95 %
+    chi-square interval, a robust sigma (1.4826 x median absolute deviation: stuck or failed
+    cells barely move it), sigma as a fraction of the programmed range (max - min target), mean
+    pulses, success rate (if logged). Plots: error histograms per level (single-shot vs verify),
+    sigma vs target.
+read_fluctuation (``reads``, ``smu_reads``)
+    per cell: mean and variance over its repeated reads; per level: read sigma = sqrt(mean of
+    the per-cell variances) (pure read-to-read noise, programming spread removed), relative
+    sigma = read sigma / mean conductance of the level (a per-cell ratio would be dominated by
+    the few stuck-off cells near 0 S). Plot: absolute and relative sigma vs conductance.
+relaxation, imported (``reads``)
+    time points: ``time_index`` if the table has it, else reads grouped by time (t = 0 alone;
+    times less than 0.1 decade from their neighbour in one point); per level and time point:
+    sigma = std of g_s across cells (the spread of the level), mean shift = mean(g_s - g0_s),
+    sigma of the relaxation alone = std(g_s - g0_s), robust sigma of g_s. Printed: sigma and
+    mean shift as level x time tables, and the mid-range figures (levels in the middle half of
+    the level indices) with the slope of variance vs log10 time (S^2 per decade, least squares
+    over the time points > 0).
+    Plots: sigma vs log time per level, mean shift vs level per time point.
+bake_retention (``reads``)
+    per temperature, bake step and level: bake time, mean shift = mean over cells of
+    (g_s - that cell's g_s at step 0 of the same temperature), sigma = std of g_s across cells,
+    sigma of the shift. Plot: retention curves (mean g_s +- sigma vs cumulative bake time).
+ber (``bits``, ``conditions``)
+    per condition and structure: bits, errors (read_bit != bit), BER with its 95 %
+    Clopper-Pearson (exact binomial) interval, plus the condition's icc_a, v_reset, width_s and
+    energy_per_bit_j. Plot: BER vs condition with the intervals (zero errors: the upper bound).
+fault_map (``faults``)
+    per state: cells, fraction with its 95 % Clopper-Pearson interval; the share of stuck cells
+    that are stuck-on. Plot: map of the cells per tile (geometry from the plan or the station
+    snapshot, else 256 x 64).
+endurance (``cycles``)
+    window = g_lrs_s - g_hrs_s per cell and cycle; per condition and cycle: cells, median window,
+    10th percentile, fraction of closed windows (window <= 0), mean g_lrs_s and g_hrs_s. Plot:
+    window vs cycle (median and 10-90 % band) per condition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: Confidence level of every interval in the report.
+CONFIDENCE = 0.95
+#: Reads closer than this in log10 time belong to one time point (relaxation without time_index).
+TIME_CLUSTER_DECADES = 0.1
+#: Default array geometry (rows, cols) for fault maps when the run does not record one.
+DEFAULT_TILE = (256, 64)
+_US = 1e6
+
+
+@dataclass
+class Section:
+    """One summary table: SI values in ``frame``; ``conductance`` names its columns in S."""
+
+    title: str
+    frame: pd.DataFrame
+    conductance: tuple[str, ...] = ()
+    note: str = ""
+
+    def display(self) -> pd.DataFrame:
+        """A copy with conductance columns in uS (renamed ``*_uS``)."""
+        df = self.frame.copy()
+        rename = {}
+        for col in self.conductance:
+            if col in df.columns:
+                df[col] = df[col] * _US
+                rename[col] = (col[:-2] if col.endswith("_s") else col) + "_uS"
+        return df.rename(columns=rename)
+
+
+@dataclass
+class RunReport:
+    """The report of one run."""
+
+    uid: str
+    kind: str
+    status: str
+    sections: list[Section] = field(default_factory=list)
+    plots: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def section(self, title: str) -> Section:
+        for s in self.sections:
+            if s.title == title:
+                return s
+        raise KeyError(f"no section {title!r}; sections: {[s.title for s in self.sections]}")
+
+
+# =========================================================================== statistics
+def clopper_pearson(
+    k: Any, n: Any, confidence: float = CONFIDENCE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (Clopper-Pearson) binomial interval for k successes in n trials (vectorised)."""
+    from scipy.stats import beta
+
+    k = np.asarray(k, dtype=float)
+    n = np.asarray(n, dtype=float)
+    a = 1.0 - confidence
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lo = np.where(k > 0, beta.ppf(a / 2, k, n - k + 1), 0.0)
+        hi = np.where(k < n, beta.ppf(1 - a / 2, k + 1, n - k), 1.0)
+    return np.nan_to_num(lo), np.where(n > 0, hi, 1.0)
+
+
+def sigma_interval(
+    sigma: Any, n: Any, confidence: float = CONFIDENCE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Chi-square interval of a normal standard deviation estimated from n samples."""
+    from scipy.stats import chi2
+
+    s = np.asarray(sigma, float)
+    dof = np.asarray(n, float) - 1
+    a = 1.0 - confidence
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lo = s * np.sqrt(dof / chi2.ppf(1 - a / 2, dof))
+        hi = s * np.sqrt(dof / chi2.ppf(a / 2, dof))
+    return lo, hi
+
+
+def time_points(df: pd.DataFrame) -> pd.Series:
+    """Integer time-point label per row: ``time_index`` if present, else clusters of time_s."""
+    if "time_index" in df.columns:
+        return df["time_index"].astype(np.int64)
+    t = df["time_s"].to_numpy(float)
+    uniq = np.unique(t)
+    labels = np.empty(uniq.size, np.int64)
+    pos = uniq > 0
+    labels[~pos] = 0
+    lt = np.log10(uniq[pos])
+    if lt.size:
+        breaks = np.concatenate([[0], np.cumsum(np.diff(lt) > TIME_CLUSTER_DECADES)])
+        labels[pos] = breaks + (1 if (~pos).any() else 0)
+    return pd.Series(labels[np.searchsorted(uniq, t)], index=df.index)
+
+
+#: Normal-consistency factor of the median absolute deviation.
+MAD_TO_SIGMA = 1.482602218505602
+
+
+def robust_sigma(d: pd.DataFrame, keys: list[str], col: str) -> pd.Series:
+    """Per group: 1.4826 x median |x - median| (a sigma that stuck or failed cells, a few
+    percent of outliers, barely move)."""
+    med = d.groupby(keys)[col].transform("median")
+    dev = (d[col] - med).abs()
+    return dev.groupby([d[k] for k in keys]).median() * MAD_TO_SIGMA
+
+
+def _mid_levels(levels: Iterable[int]) -> np.ndarray:
+    lv = np.unique(np.asarray(list(levels)))
+    lo, hi = np.percentile(lv, [25, 75])
+    return lv[(lv >= lo) & (lv <= hi)]
+
+
+# =========================================================================== per kind
+def summarize_programming_error(df: pd.DataFrame) -> tuple[list[Section], dict]:
+    d = df.assign(error_s=df["g_s"] - df["target_s"])
+    span = float(d["target_s"].max() - d["target_s"].min()) or float(d["target_s"].max())
+    agg = {"n": ("error_s", "size"), "target_s": ("target_s", "mean"),
+           "mean_error_s": ("error_s", "mean"), "sigma_s": ("error_s", "std")}
+    if "pulses" in d.columns:
+        agg["pulses"] = ("pulses", "mean")
+    if "success" in d.columns:
+        agg["success"] = ("success", "mean")
+    s = d.groupby(["mode", "level"], sort=True).agg(**agg)
+    s.insert(s.columns.get_loc("sigma_s") + 1, "sigma_robust_s",
+             robust_sigma(d, ["mode", "level"], "error_s"))
+    s = s.reset_index()
+    lo, hi = sigma_interval(s["sigma_s"], s["n"])
+    s.insert(s.columns.get_loc("sigma_s") + 1, "sigma_lo_s", lo)
+    s.insert(s.columns.get_loc("sigma_s") + 2, "sigma_hi_s", hi)
+    s["sigma_frac"] = s["sigma_s"] / span
+    by_mode = d.groupby("mode").agg(n=("error_s", "size"), mean_error_s=("error_s", "mean"))
+    pooled = s.assign(v=s["sigma_s"] ** 2 * (s["n"] - 1), dof=s["n"] - 1).groupby("mode")[
+        ["v", "dof"]].sum()
+    by_mode["sigma_s"] = np.sqrt(pooled["v"] / pooled["dof"])
+    by_mode["sigma_robust_s"] = robust_sigma(d.assign(all=0), ["mode", "all"],
+                                             "error_s").droplevel("all")
+    by_mode["sigma_frac"] = by_mode["sigma_s"] / span
+    if "pulses" in d.columns:
+        by_mode["pulses"] = d.groupby("mode")["pulses"].mean()
+    if "success" in d.columns:
+        by_mode["success"] = d.groupby("mode")["success"].mean()
+    by_mode = by_mode.reset_index()
+    cond = ("target_s", "mean_error_s", "sigma_s", "sigma_lo_s", "sigma_hi_s", "sigma_robust_s")
+    sections = [
+        Section("programming error per mode (pooled over levels)", by_mode,
+                ("mean_error_s", "sigma_s", "sigma_robust_s"),
+                f"range (max - min target) = {span * _US:.3g} uS; sigma_robust = 1.4826 x "
+                "median absolute deviation (insensitive to stuck or failed cells)"),
+        Section("programming error per level", s, cond),
+    ]
+    figures = {m: {"sigma_s": float(r.sigma_s), "sigma_robust_s": float(r.sigma_robust_s),
+                   "sigma_frac": float(r.sigma_frac)}
+               for m, r in by_mode.set_index("mode").iterrows()}
+    return sections, figures
+
+
+def _read_sigma(df: pd.DataFrame) -> pd.DataFrame:
+    per_cell = df.groupby(["level", "cell"])["g_s"].agg(["mean", "var", "size"])
+    per_cell = per_cell[per_cell["size"] > 1]
+    s = per_cell.groupby("level").agg(cells=("mean", "size"), repeats=("size", "median"),
+                                      mean_g_s=("mean", "mean"), var=("var", "mean"))
+    s["sigma_s"] = np.sqrt(s.pop("var"))
+    s["rel_sigma"] = s["sigma_s"] / s["mean_g_s"]
+    if "target_s" in df.columns:
+        s.insert(0, "target_s", df.groupby("level")["target_s"].mean())
+    return s.reset_index()
+
+
+def summarize_read_fluctuation(tables: dict[str, pd.DataFrame]) -> tuple[list[Section], dict]:
+    sections = []
+    figures = {}
+    for name, title in (("reads", "read fluctuation per level (array reads)"),
+                        ("smu_reads", "read fluctuation per level (SMU reads)")):
+        if name in tables and len(tables[name]):
+            s = _read_sigma(tables[name])
+            sections.append(Section(title, s, ("target_s", "mean_g_s", "sigma_s")))
+            figures[name] = {"rel_sigma_min": float(s["rel_sigma"].min()),
+                             "rel_sigma_max": float(s["rel_sigma"].max())}
+    return sections, figures
+
+
+def relaxation_stats(df: pd.DataFrame) -> pd.DataFrame:
+    """Per level and time point: n, time_s, target_s, mean_g_s, sigma_s, mean_shift_s,
+    sigma_relax_s, sigma_robust_s."""
+    d = df.assign(tp=time_points(df).to_numpy(), shift_s=df["g_s"] - df["g0_s"])
+    s = d.groupby(["level", "tp"]).agg(
+        n=("g_s", "size"), time_s=("time_s", "median"), target_s=("target_s", "mean"),
+        mean_g_s=("g_s", "mean"), sigma_s=("g_s", "std"), mean_shift_s=("shift_s", "mean"),
+        sigma_relax_s=("shift_s", "std"))
+    s["sigma_robust_s"] = robust_sigma(d, ["level", "tp"], "g_s")
+    # one label per time point (median over all levels), so the pivots line up
+    label = d.groupby("tp")["time_s"].median()
+    s = s.reset_index()
+    s["time_s"] = label.loc[s["tp"]].to_numpy()
+    return s.drop(columns="tp")
+
+
+def variance_slope(times_s: np.ndarray, sigma_s: np.ndarray) -> float:
+    """Least-squares slope of sigma^2 vs log10(t) over t > 0 [S^2 per decade]."""
+    t = np.asarray(times_s, float)
+    v = np.asarray(sigma_s, float) ** 2
+    ok = t > 0
+    if ok.sum() < 2:
+        return float("nan")
+    return float(np.polyfit(np.log10(t[ok]), v[ok], 1)[0])
+
+
+def summarize_relaxation(df: pd.DataFrame) -> tuple[list[Section], dict]:
+    s = relaxation_stats(df)
+    sig = s.pivot(index="level", columns="time_s", values="sigma_s")
+    shift = s.pivot(index="level", columns="time_s", values="mean_shift_s")
+    sig.columns = [f"t={t:.3g}s" for t in sig.columns]
+    shift.columns = [f"t={t:.3g}s" for t in shift.columns]
+    mid = _mid_levels(s["level"])
+    m = s[s["level"].isin(mid)].groupby("time_s").agg(
+        levels=("level", "nunique"), n=("n", "sum"), sigma_s=("sigma_s", "mean"),
+        mean_shift_s=("mean_shift_s", "mean"), sigma_relax_s=("sigma_relax_s", "mean"),
+        sigma_robust_s=("sigma_robust_s", "mean"))
+    m = m.reset_index()
+    slope = variance_slope(m["time_s"], m["sigma_s"])
+    note = (f"mid-range levels {mid.min()}..{mid.max()}; variance grows by "
+            f"{slope * _US**2:.3g} uS^2 per decade of time (t > 0)")
+    sections = [
+        Section("relaxation, mid-range levels, per time point", m,
+                ("sigma_s", "mean_shift_s", "sigma_relax_s", "sigma_robust_s"), note),
+        Section("sigma of g per level (rows) and time point (columns)",
+                sig.reset_index(), tuple(sig.columns)),
+        Section("mean shift g - g0 per level and time point", shift.reset_index(),
+                tuple(shift.columns)),
+        Section("relaxation per level and time point", s,
+                ("target_s", "mean_g_s", "sigma_s", "mean_shift_s", "sigma_relax_s",
+                 "sigma_robust_s")),
+    ]
+    figures = {"mid_levels": [int(mid.min()), int(mid.max())],
+               "sigma_s": {f"{t:g}": float(v) for t, v in zip(m["time_s"], m["sigma_s"],
+                                                              strict=True)},
+               "variance_slope_s2_per_decade": slope}
+    return sections, figures
+
+
+def summarize_bake(df: pd.DataFrame) -> tuple[list[Section], dict]:
+    keys = ["temp_k", "cell"]
+    if "temp_index" in df.columns:
+        keys = ["temp_index", *keys]
+    per = df.groupby([*keys, "level", "step"], sort=True).agg(
+        g_s=("g_s", "mean"), bake_time_s=("bake_time_s", "first"), target_s=("target_s", "mean"))
+    per = per.reset_index()
+    first = per.loc[per.groupby(keys)["step"].idxmin(), [*keys, "g_s"]]
+    per = per.merge(first.rename(columns={"g_s": "g_first_s"}), on=keys, how="left")
+    per["shift_s"] = per["g_s"] - per["g_first_s"]
+    group = [k for k in keys if k != "cell"] + ["step", "level"]
+    s = per.groupby(group).agg(
+        bake_time_s=("bake_time_s", "first"), cells=("g_s", "size"), target_s=("target_s", "mean"),
+        mean_g_s=("g_s", "mean"), sigma_s=("g_s", "std"), mean_shift_s=("shift_s", "mean"),
+        sigma_shift_s=("shift_s", "std")).reset_index()
+    group2 = [k for k in keys if k != "cell"] + ["step"]
+    by_step = s.groupby(group2).agg(
+        bake_time_s=("bake_time_s", "first"), levels=("level", "nunique"),
+        cells=("cells", "sum"), mean_shift_s=("mean_shift_s", "mean"),
+        sigma_s=("sigma_s", lambda x: float(np.sqrt(np.mean(np.square(x))))),
+        sigma_shift_s=("sigma_shift_s", lambda x: float(np.sqrt(np.mean(np.square(x)))))
+    ).reset_index()
+    cond = ("target_s", "mean_g_s", "sigma_s", "mean_shift_s", "sigma_shift_s")
+    sections = [
+        Section("bake retention per bake step (levels pooled: mean shift averaged, sigma RMS)",
+                by_step, ("mean_shift_s", "sigma_s", "sigma_shift_s")),
+        Section("bake retention per bake step and level", s, cond),
+    ]
+    return sections, {"steps": len(by_step)}
+
+
+def summarize_ber(tables: dict[str, pd.DataFrame]) -> tuple[list[Section], dict]:
+    bits = tables["bits"]
+    err = (bits["read_bit"].to_numpy() != bits["bit"].to_numpy())
+    d = bits[["condition", "structure"]].assign(error=err)
+    s = d.groupby(["condition", "structure"], sort=False).agg(
+        bits=("error", "size"), errors=("error", "sum")).reset_index()
+    s["ber"] = s["errors"] / s["bits"]
+    lo, hi = clopper_pearson(s["errors"], s["bits"])
+    s["ber_lo"], s["ber_hi"] = lo, hi
+    if "conditions" in tables and len(tables["conditions"]):
+        c = tables["conditions"].drop_duplicates("condition")
+        s = s.merge(c, on="condition", how="left")
+    sections = [Section(f"bit error rate per condition and structure ({CONFIDENCE:.0%} "
+                        "Clopper-Pearson interval)", s)]
+    figures = {f"{r.condition}/{r.structure}": {"ber": float(r.ber), "ber_hi": float(r.ber_hi)}
+               for r in s.itertuples()}
+    return sections, figures
+
+
+FAULT_STATES = ("ok", "stuck_on", "stuck_off")
+
+
+def summarize_faults(df: pd.DataFrame) -> tuple[list[Section], dict]:
+    n = len(df)
+    counts = df["state"].value_counts()
+    states = [*FAULT_STATES, *sorted(set(counts.index) - set(FAULT_STATES))]
+    k = np.array([int(counts.get(st, 0)) for st in states])
+    lo, hi = clopper_pearson(k, np.full(k.size, n))
+    s = pd.DataFrame({"state": states, "cells": k, "fraction": k / max(n, 1), "fraction_lo": lo,
+                      "fraction_hi": hi})
+    stuck = int(k[1] + k[2])
+    share_lo, share_hi = clopper_pearson([k[1]], [stuck])
+    share = pd.DataFrame({"stuck_cells": [stuck], "stuck_on_share": [k[1] / stuck if stuck
+                                                                     else np.nan],
+                          "share_lo": share_lo, "share_hi": share_hi})
+    sections = [Section(f"fault map ({CONFIDENCE:.0%} Clopper-Pearson intervals)", s),
+                Section("stuck cells: share stuck-on", share)]
+    return sections, {"stuck_fraction": stuck / max(n, 1)}
+
+
+def summarize_endurance(df: pd.DataFrame) -> tuple[list[Section], dict]:
+    d = df.assign(window_s=df["g_lrs_s"] - df["g_hrs_s"])
+    s = d.groupby(["condition", "cycle"], sort=True).agg(
+        cells=("window_s", "size"), median_window_s=("window_s", "median"),
+        p10_window_s=("window_s", lambda x: float(np.percentile(x, 10))),
+        closed=("window_s", lambda x: float(np.mean(x <= 0))),
+        mean_g_lrs_s=("g_lrs_s", "mean"), mean_g_hrs_s=("g_hrs_s", "mean")).reset_index()
+    shown = []
+    for _, g in s.groupby("condition", sort=False):  # at most ~10 cycles per condition printed
+        idx = np.unique(np.round(np.geomspace(1, len(g), min(len(g), 10))).astype(int) - 1)
+        shown.append(g.iloc[idx])
+    cond = ("median_window_s", "p10_window_s", "mean_g_lrs_s", "mean_g_hrs_s")
+    sections = [Section("memory window vs cycle (log-spaced selection)", pd.concat(shown), cond),
+                Section("memory window per condition and cycle", s, cond)]
+    return sections, {}
+
+
+# =========================================================================== plots
+def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (6.4, 4.2)):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _plot_programming_error(df, secs, out: Path, stem: str) -> list[Path]:
+    d = df.assign(error_s=df["g_s"] - df["target_s"])
+    levels = np.unique(d["level"])
+    show = levels if levels.size <= 16 else levels[np.linspace(0, levels.size - 1, 16).astype(int)]
+    ncols = min(4, show.size)
+    nrows = int(np.ceil(show.size / ncols))
+    fig, axes = _figure(nrows, ncols, (3.0 * ncols, 2.3 * nrows))
+    for ax, lv in zip(axes.flat, show, strict=False):
+        sub = d[d["level"] == lv]
+        lim = np.percentile(np.abs(sub["error_s"]), 99.5) * _US or 1.0
+        bins = np.linspace(-lim, lim, 41)
+        for mode, g in sub.groupby("mode"):
+            ax.hist(g["error_s"] * _US, bins=bins, histtype="step", label=str(mode))
+        ax.set_title(f"level {lv}", fontsize=9)
+        ax.set_xlabel("g - target [uS]", fontsize=8)
+    for ax in list(axes.flat)[show.size:]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7)
+    paths = [_save(fig, out / f"{stem}_histograms.png")]
+    s = secs[1].frame
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    for mode, g in s.groupby("mode"):
+        ax.errorbar(g["target_s"] * _US, g["sigma_s"] * _US,
+                    yerr=[(g["sigma_s"] - g["sigma_lo_s"]) * _US,
+                          (g["sigma_hi_s"] - g["sigma_s"]) * _US], marker="o", ms=3,
+                    label=str(mode), capsize=2)
+    ax.set_xlabel("target conductance [uS]")
+    ax.set_ylabel("sigma of programming error [uS]")
+    ax.set_yscale("log")
+    ax.legend()
+    paths.append(_save(fig, out / f"{stem}_sigma_vs_level.png"))
+    return paths
+
+
+def _plot_read_fluctuation(secs, out: Path, stem: str) -> list[Path]:
+    fig, axes = _figure(1, 2, (10, 4))
+    for sec in secs:
+        s = sec.frame.sort_values("mean_g_s")
+        smu = "SMU" in sec.title
+        style = "s" if smu else "o-"
+        label = "SMU" if smu else "array"
+        axes[0, 0].plot(s["mean_g_s"] * _US, s["sigma_s"] * _US, style, ms=4, label=label)
+        axes[0, 1].plot(s["mean_g_s"] * _US, s["rel_sigma"] * 100, style, ms=4, label=label)
+    axes[0, 0].set_ylabel("read sigma [uS]")
+    axes[0, 1].set_ylabel("relative read sigma [%]")
+    axes[0, 1].set_yscale("log")
+    for ax in axes.flat:
+        ax.set_xlabel("mean conductance [uS]")
+        ax.legend()
+    return [_save(fig, out / f"{stem}_read_sigma.png")]
+
+
+def _plot_relaxation(stats: pd.DataFrame, out: Path, stem: str) -> list[Path]:
+    from matplotlib import colormaps
+
+    times = np.unique(stats["time_s"])
+    pos = times[times > 0]
+    t_zero = pos.min() / 10 if pos.size else 1e-3
+    levels = np.unique(stats["level"])
+    cmap = colormaps["viridis"]
+    fig, axes = _figure(1, 2, (11, 4.2))
+    ax = axes[0, 0]
+    for i, lv in enumerate(levels):
+        g = stats[stats["level"] == lv].sort_values("time_s")
+        t = np.where(g["time_s"] > 0, g["time_s"], t_zero)
+        ax.plot(t, g["sigma_s"] * _US, "-", color=cmap(i / max(levels.size - 1, 1)), lw=0.8)
+    mid = stats[stats["level"].isin(_mid_levels(levels))].groupby("time_s")["sigma_s"].mean()
+    t = np.where(mid.index > 0, mid.index, t_zero)
+    ax.plot(t, mid.to_numpy() * _US, "k-o", lw=2, label="mid-range mean")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"time since programming [s] (t = 0 drawn at {t_zero:g} s)")
+    ax.set_ylabel("sigma of g within a level [uS]")
+    ax.legend()
+    ax.set_title("colour: level (dark low, yellow high)", fontsize=9)
+    ax = axes[0, 1]
+    for i, t in enumerate(times):
+        g = stats[stats["time_s"] == t].sort_values("level")
+        ax.plot(g["target_s"] * _US, g["mean_shift_s"] * _US, "o-", ms=2,
+                color=cmap(i / max(times.size - 1, 1)), label=f"{t:g} s")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xlabel("target conductance [uS]")
+    ax.set_ylabel("mean shift g - g0 [uS]")
+    ax.legend(fontsize=7)
+    return [_save(fig, out / f"{stem}_sigma_vs_time.png")]
+
+
+def _plot_bake(stats: pd.DataFrame, out: Path, stem: str) -> list[Path]:
+    temps = np.unique(stats["temp_k"])
+    fig, axes = _figure(1, temps.size, (5.5 * temps.size, 4.2))
+    for ax, tk in zip(axes.flat, temps, strict=True):
+        sub = stats[stats["temp_k"] == tk]
+        pos = sub["bake_time_s"][sub["bake_time_s"] > 0]
+        for lv, g in sub.groupby("level"):
+            g = g.sort_values("bake_time_s")
+            x = g["bake_time_s"].to_numpy()
+            y = g["mean_g_s"].to_numpy() * _US
+            e = g["sigma_s"].to_numpy() * _US
+            ax.plot(x, y, "o-", ms=3, label=f"level {lv}")
+            ax.fill_between(x, y - e, y + e, alpha=0.15)
+        if pos.size:
+            ax.set_xscale("symlog", linthresh=float(pos.min()))
+        ax.set_xlabel("cumulative bake time [s]")
+        ax.set_ylabel("mean g +- sigma [uS]")
+        ax.set_title(f"{tk - 273.15:.0f} C", fontsize=10)
+    if stats["level"].nunique() <= 12:
+        axes.flat[0].legend(fontsize=7)
+    return [_save(fig, out / f"{stem}_retention.png")]
+
+
+def _plot_ber(s: pd.DataFrame, out: Path, stem: str) -> list[Path]:
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    conds = list(dict.fromkeys(s["condition"]))
+    x_of = {c: i for i, c in enumerate(conds)}
+    structures = list(dict.fromkeys(s["structure"]))
+    for j, (st, g) in enumerate(s.groupby("structure", sort=False)):
+        x = np.array([x_of[c] for c in g["condition"]]) + (j - (len(structures) - 1) / 2) * 0.15
+        has = g["errors"].to_numpy() > 0
+        ber = g["ber"].to_numpy()
+        lo, hi = g["ber_lo"].to_numpy(), g["ber_hi"].to_numpy()
+        line = ax.errorbar(x[has], ber[has], yerr=[ber[has] - lo[has], hi[has] - ber[has]],
+                           fmt="o", capsize=3, label=str(st))
+        if (~has).any():
+            ax.plot(x[~has], hi[~has], "v", color=line[0].get_color(),
+                    label=f"{st}: no errors (upper bound)")
+    ticks = list(conds)
+    if "energy_per_bit_j" in s.columns:
+        energy = s.drop_duplicates("condition").set_index("condition")["energy_per_bit_j"]
+        ticks = [f"{c}\n{energy[c] * 1e12:.3g} pJ/bit" for c in conds]
+    ax.set_xticks(range(len(conds)), ticks, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel(f"bit error rate ({CONFIDENCE:.0%} CI)")
+    ax.legend(fontsize=7)
+    return [_save(fig, out / f"{stem}_ber.png")]
+
+
+def _find_geometry(*docs: Any) -> tuple[int, int]:
+    def walk(x):
+        if isinstance(x, dict):
+            r, c = x.get("rows"), x.get("cols")
+            if isinstance(r, int) and isinstance(c, int) and r > 0 and c > 0:
+                return r, c
+            geo = x.get("geometry")
+            if isinstance(geo, (list, tuple)) and len(geo) == 3 and all(
+                    isinstance(v, int) and v > 0 for v in geo):
+                return int(geo[1]), int(geo[2])
+            for v in x.values():
+                found = walk(v)
+                if found:
+                    return found
+        return None
+
+    for doc in docs:
+        found = walk(doc)
+        if found:
+            return found
+    return DEFAULT_TILE
+
+
+def _plot_faults(df: pd.DataFrame, geometry: tuple[int, int], out: Path, stem: str) -> list[Path]:
+    from matplotlib.colors import ListedColormap
+
+    rows, cols = geometry
+    cell = df["cell"].to_numpy(np.int64)
+    tile = cell // (rows * cols)
+    tiles = np.unique(tile)[:4]
+    code = df["state"].map({"ok": 1, "stuck_on": 2, "stuck_off": 3}).fillna(4).to_numpy(int)
+    fig, axes = _figure(1, tiles.size, (2.6 * tiles.size + 1, 6))
+    cmap = ListedColormap(["#ffffff", "#d9d9d9", "#d62728", "#1f4fd6", "#ff9900"])
+    for ax, t in zip(axes.flat, tiles, strict=True):
+        img = np.zeros((rows, cols), int)  # 0: not measured
+        sel = tile == t
+        local = cell[sel] - t * rows * cols
+        img[local // cols, local % cols] = code[sel]
+        ax.imshow(img, cmap=cmap, vmin=0, vmax=4, interpolation="nearest", aspect="auto")
+        ax.set_title(f"tile {t}", fontsize=9)
+        ax.set_xlabel("column")
+        ax.set_ylabel("row")
+    fig.suptitle("grey: ok, red: stuck-on, blue: stuck-off, white: not measured, "
+                 "orange: other", fontsize=9)
+    return [_save(fig, out / f"{stem}_map.png")]
+
+
+def _plot_endurance(s: pd.DataFrame, out: Path, stem: str) -> list[Path]:
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    for cond, g in s.groupby("condition", sort=False):
+        g = g.sort_values("cycle")
+        x = g["cycle"].clip(lower=1)
+        ax.plot(x, g["median_window_s"] * _US, "-", label=str(cond))
+        ax.fill_between(x, g["p10_window_s"] * _US, g["median_window_s"] * _US, alpha=0.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("cycle")
+    ax.set_ylabel("window g_LRS - g_HRS [uS] (median, 10th pct)")
+    ax.legend(fontsize=8)
+    return [_save(fig, out / f"{stem}_window.png")]
+
+
+# =========================================================================== driver
+def summarize_run(run: Any, out_dir: Path | None = None) -> RunReport:
+    """Summary (and, with ``out_dir``, plots) of one :class:`cimlab.store.Run`."""
+    rep = RunReport(uid=run.uid, kind=run.kind, status=run.status)
+    tables = {t: run.table(t) for t in run.tables}
+    stem = f"{run.uid}_{run.kind}"
+    plot: Callable[[], list[Path]] | None = None
+    kind = run.kind
+    needed = {"programming_error": ["programmed"], "read_fluctuation": ["reads"],
+              "relaxation": ["reads"], "imported": ["reads"], "bake_retention": ["reads"],
+              "ber": ["bits"], "fault_map": ["faults"], "endurance": ["cycles"]}.get(kind)
+    missing = [t for t in (needed or []) if t not in tables or len(tables[t]) == 0]
+    if needed is None or missing:
+        if missing:
+            rep.notes.append(f"no rows yet in table(s) {', '.join(missing)}")
+        rep.sections.append(Section("tables", pd.DataFrame(
+            {"table": list(tables), "rows": [len(t) for t in tables.values()],
+             "columns": [", ".join(t.columns) for t in tables.values()]})))
+        return rep
+    if kind == "programming_error":
+        df = tables["programmed"]
+        rep.sections, rep.figures = summarize_programming_error(df)
+        secs = rep.sections
+
+        def plot():
+            return _plot_programming_error(df, secs, out_dir, stem)
+    elif kind == "read_fluctuation":
+        rep.sections, rep.figures = summarize_read_fluctuation(tables)
+        secs = rep.sections
+
+        def plot():
+            return _plot_read_fluctuation(secs, out_dir, stem)
+    elif kind in ("relaxation", "imported"):
+        rep.sections, rep.figures = summarize_relaxation(tables["reads"])
+        stats = rep.sections[-1].frame
+        if "outliers" in tables and len(tables["outliers"]):
+            o = tables["outliers"]
+            rep.notes.append(f"{len(o)} outlier rows ({o['cell'].nunique()} cells) kept apart "
+                             "in table 'outliers', not in these statistics")
+
+        def plot():
+            return _plot_relaxation(stats, out_dir, stem)
+    elif kind == "bake_retention":
+        rep.sections, rep.figures = summarize_bake(tables["reads"])
+        stats = rep.sections[-1].frame
+
+        def plot():
+            return _plot_bake(stats, out_dir, stem)
+    elif kind == "ber":
+        rep.sections, rep.figures = summarize_ber(tables)
+        s = rep.sections[0].frame
+
+        def plot():
+            return _plot_ber(s, out_dir, stem)
+    elif kind == "fault_map":
+        rep.sections, rep.figures = summarize_faults(tables["faults"])
+        geometry = _find_geometry(run.plan, run.snapshot)
+        df = tables["faults"]
+
+        def plot():
+            return _plot_faults(df, geometry, out_dir, stem)
+    elif kind == "endurance":
+        rep.sections, rep.figures = summarize_endurance(tables["cycles"])
+        s = rep.sections[-1].frame
+
+        def plot():
+            return _plot_endurance(s, out_dir, stem)
+    if run.status != "completed":
+        rep.notes.append(f"run is {run.status}: figures cover the rows measured so far")
+    if out_dir is not None and plot is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rep.plots = plot()
+    return rep
+
+
+def default_out_dir(store_path: str | Path) -> Path:
+    """Where plots go by default: ``<store stem>-report/`` next to the store file."""
+    p = Path(store_path)
+    return p.parent / f"{p.stem}-report"
+
+
+def report(store_path: str | Path, out_dir: str | Path | None = None, *,
+           uids: Iterable[str] | None = None, plots: bool = True) -> list[RunReport]:
+    """Summaries of the runs in a store (all, or ``uids``), with PNG plots in ``out_dir``
+    (default :func:`default_out_dir`)."""
+    from cimlab.store import Store
+
+    out = None
+    if plots:
+        out = Path(out_dir) if out_dir is not None else default_out_dir(store_path)
+    reports = []
+    with Store.open(store_path, "r") as store:
+        runs = [store.run(u) for u in uids] if uids else list(store)
+        for run in runs:
+            reports.append(summarize_run(run, out))
+    return reports
+
+
+def format_report(reports: Iterable[RunReport], max_rows: int = 40) -> str:
+    """Readable text of the reports (conductances in uS, 4 significant digits)."""
+    lines: list[str] = []
+    with pd.option_context("display.width", 160, "display.max_columns", 30,
+                           "display.max_rows", max_rows):
+        for rep in reports:
+            lines.append(f"=== run {rep.uid}  kind {rep.kind}  ({rep.status}) ===")
+            lines.extend(f"note: {n}" for n in rep.notes)
+            for sec in rep.sections:
+                df = sec.display()
+                if len(df) > max_rows:
+                    continue  # full tables are in the store; printed ones stay short
+                lines.append(f"-- {sec.title}")
+                if sec.note:
+                    lines.append(f"   {sec.note}")
+                lines.append(df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+            if rep.plots:
+                lines.append("plots: " + ", ".join(str(p) for p in rep.plots))
+            lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,121 @@
+"""``cimlab emulator serve`` and ``cimlab station check``: the bench commands.
+
+Heavy imports (NumPy, PyVISA, PyMeasure, the physics) happen inside the handlers; torch is
+never imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from typing import Any
+
+DEFAULT_STATION = "instruments/emulated.toml"
+
+
+def register(sub: Any) -> None:
+    """Add ``emulator`` and ``station`` to the ``cimlab`` command."""
+    emu = sub.add_parser(
+        "emulator",
+        help="run the emulated bench as its own process",
+        description="The emulated bench: SCPI instruments (array controller, Keithley 2450 SMU, "
+        "oven, virtual clock) on 127.0.0.1, reached through PyVISA like LAN instruments.",
+    )
+    emu_sub = emu.add_subparsers(dest="emulator_command", metavar="COMMAND")
+    serve = emu_sub.add_parser(
+        "serve",
+        help="serve the emulated instruments on the station file's ports until Ctrl-C",
+        description="Serve the emulated instruments on the fixed ports of the station file's "
+        "[emulator] section (profile, seed, host, ports). Scripts then open a station file "
+        "whose instruments have address = \"emulator\" and [emulator] start = false, or "
+        "the printed VISA addresses directly. Ctrl-C stops.",
+    )
+    serve.add_argument("--station", default=DEFAULT_STATION, metavar="FILE",
+                       help=f"station file with an [emulator] section (default {DEFAULT_STATION})")
+    serve.add_argument("--seed", type=int, default=None,
+                       help="override the station file's emulator seed")
+    serve.add_argument("--profile", default=None,
+                       help="override the station file's chip profile (name or TOML path)")
+    serve.set_defaults(func=_serve)
+    emu.set_defaults(func=lambda args: _usage(emu))
+
+    st = sub.add_parser(
+        "station",
+        help="check a station file and its instruments",
+        description="Station files: which instrument is at which VISA address, safety limits, "
+        "clock.",
+    )
+    st_sub = st.add_subparsers(dest="station_command", metavar="COMMAND")
+    check = st_sub.add_parser(
+        "check",
+        help="open every instrument, print IDN, limits, clock and geometry",
+        description="Validate FILE strictly, open every instrument through PyVISA, print its "
+        "*IDN?, the station limits, the clock and the chip geometry, then switch every output "
+        "off. Exit status 1 (with the file, field and expected value) if anything is wrong.",
+    )
+    check.add_argument("file", nargs="?", default=DEFAULT_STATION,
+                       help=f"station file (default {DEFAULT_STATION})")
+    check.set_defaults(func=_check)
+    st.set_defaults(func=lambda args: _usage(st))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from cimlab.instruments.emulator import EmulatedBench
+    from cimlab.instruments.station import load_station_config
+    from cimlab.params import to_dict
+
+    config, _ = load_station_config(args.station)
+    emu = config.emulator
+    profile = args.profile or emu.profile
+    seed = emu.seed if args.seed is None else args.seed
+    ports = to_dict(emu.ports)
+    try:
+        bench = EmulatedBench(profile, seed, ports=ports, host=emu.host).start()
+    except OSError as exc:
+        print(f"cimlab: error: cannot listen on {emu.host} ports {ports}: {exc}. Is another "
+              "emulator running? Change [emulator.ports] in the station file.", file=sys.stderr)
+        return 1
+    print(f"cimlab emulated bench: profile {profile!r}, seed {seed}, "
+          f"chip {'x'.join(str(x) for x in bench.chip.geometry)} (tiles x rows x cols)")
+    for name, address in bench.addresses.items():
+        print(f"  {name:<6} {address}")
+    print("Open a station file with address = \"emulator\" and [emulator] start = false. "
+          "Ctrl-C stops.", flush=True)
+    stop = threading.Event()
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        print("stopping", file=sys.stderr)
+    finally:
+        bench.stop()
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from cimlab.instruments.station import Station
+    from cimlab.params import to_dict, unit_of
+
+    with Station.open(args.file) as st:
+        print(f"station {st.config.station.name!r} ({args.file})")
+        print("instruments:")
+        for name, idn in st.idn.items():
+            print(f"  {name:<6} {st.addresses.get(name, '-'):<36} {idn}")
+        n_tiles, rows, cols = st.array.geometry
+        print(f"geometry: {n_tiles} tiles x {rows} rows x {cols} cols "
+              f"= {n_tiles * rows * cols} cells")
+        print(f"clock: {st.config.station.clock} (now {st.clock.now():.6g} s)")
+        print("limits:")
+        for key, value in to_dict(st.limits).items():
+            print(f"  {key:<20} {value:<10g} {unit_of(st.limits, key)}")
+        tr = st.calibration.transistor
+        print(f"transistor calibration: {tr.model}, k = {tr.k_a_per_v2:g} A/V^2, "
+              f"V_th = {tr.v_th_v:g} V (20 uA -> {tr.v_gate_for(20e-6):.3f} V on the word line)")
+    print("all instruments answered; outputs are off")
+    return 0

@@ -1,0 +1,227 @@
+"""``cimlab characterize`` and ``cimlab program-verify``: characterization campaigns.
+
+Heavy imports (numpy, h5py, pymeasure) happen inside the handlers; torch is never imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+DEFAULT_STATION = "instruments/emulated.toml"
+
+
+def register(sub: Any) -> None:
+    """Add the campaign sub-commands to the ``cimlab`` parser."""
+    p = sub.add_parser(
+        "characterize",
+        help="run a characterization plan (programming error, read fluctuation, relaxation, "
+        "bake retention, BER, fault map, endurance) into an HDF5 store",
+        description=(
+            "Run the experiments of a plan file (e.g. calibration/quick.toml) on a station and "
+            "write their tidy tables into an HDF5 store. The plan is checked completely before "
+            "the first pulse (unknown keys, out-of-range values, cells beyond the chip, values "
+            "beyond the station's limits): a bad plan writes nothing. Re-running the same "
+            "command after an interruption resumes it: completed experiments are skipped and "
+            "an unfinished one continues at its first incomplete step."
+        ),
+    )
+    p.add_argument("plan", help="plan TOML file (see docs/procedures.md)")
+    p.add_argument(
+        "--station", default=DEFAULT_STATION, help="station TOML file (default: %(default)s)"
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="HDF5 store to write (default: data/<plan name>.h5); created if missing",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="run only the experiment with this name (repeatable)",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the plan against the station and exit (nothing is sent)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_characterize)
+
+    q = sub.add_parser(
+        "program-verify",
+        help="program a tile to N conductance levels with program-verify and report pulses, "
+        "success rate, error, energy and time",
+        description=(
+            "Program every cell of a tile to one of N levels spread over the conductance "
+            "window (balanced, shuffled with --seed) with the chosen scheme, and print the "
+            "report table: success rate within +-tolerance, pulses per cell (mean, median, p99, "
+            "max), verify and final-read error, energy, iterations, round trips, instrument and "
+            "host time. Stuck cells (paper 004) cannot be programmed by any scheme; they are "
+            "detected and reported apart."
+        ),
+    )
+    q.add_argument(
+        "--station", default=DEFAULT_STATION, help="station TOML file (default: %(default)s)"
+    )
+    q.add_argument("--tile", type=int, default=0, help="tile to program (default: %(default)s)")
+    q.add_argument(
+        "--levels", type=int, default=16, help="number of conductance levels (default: %(default)s)"
+    )
+    q.add_argument(
+        "--scheme",
+        action="append",
+        choices=("adaptive", "ispp", "single-shot"),
+        help="scheme (repeat to compare several on the same tile, each starting "
+        "from a deep RESET; default adaptive)",
+    )
+    q.add_argument(
+        "--g-min-us", type=float, default=2.0, help="lowest level [uS] (default: %(default)s)"
+    )
+    q.add_argument(
+        "--g-max-us", type=float, default=40.0, help="highest level [uS] (default: %(default)s)"
+    )
+    q.add_argument(
+        "--tolerance-us", type=float, default=1.0, help="accept band +- [uS] (default: %(default)s)"
+    )
+    q.add_argument(
+        "--max-pulses", type=int, default=40, help="pulse cap per cell (default: %(default)s)"
+    )
+    q.add_argument(
+        "--n-reads",
+        type=int,
+        default=1,
+        help="verify reads averaged per iteration (default: %(default)s)",
+    )
+    q.add_argument(
+        "--seed", type=int, default=0, help="seed of the level assignment (default: %(default)s)"
+    )
+    q.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    q.add_argument("--no-progress", action="store_true", help="no progress bars")
+    q.set_defaults(func=_program_verify)
+
+
+def _characterize(args: argparse.Namespace) -> int:
+    from cimlab.calibration.campaign import run_plan, validate
+    from cimlab.calibration.plan import load_plan
+    from cimlab.instruments.station import Station
+
+    plan = load_plan(args.plan)  # ConfigError before any instrument is touched
+    out = Path(args.out) if args.out else Path("data") / f"{plan.header.name}.h5"
+    with Station.open(args.station) as st:
+        if args.check:
+            cells = validate(plan, st)
+            print(
+                f"{args.plan}: {len(plan.experiments)} experiments, "
+                f"{sum(c.size for c in cells)} cell selections, within the chip and the "
+                f"limits of {args.station}"
+            )
+            return 0
+        result = run_plan(plan, st, out, progress=not args.no_progress, only=args.only)
+    print(result.table())
+    print(f"store: {out}")
+    return 0
+
+
+def _program_verify(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+
+    from cimlab.calibration.plan import LevelSet, ProgrammingErrorExp
+    from cimlab.calibration.program_verify import (
+        ArrayOps,
+        ProgramVerifyConfig,
+        format_report,
+        measure_gate_curve,
+        program_single_shot,
+        program_verify,
+    )
+    from cimlab.errors import ConfigError
+    from cimlab.instruments.station import Station
+    from cimlab.params import from_dict
+
+    schemes = args.scheme or ["adaptive"]
+    levels = from_dict(
+        LevelSet,
+        {"levels": args.levels, "g_min_s": args.g_min_us * 1e-6, "g_max_s": args.g_max_us * 1e-6},
+        source="command line",
+    )
+    results = []
+    with Station.open(args.station) as st:
+        n_tiles, rows, cols = st.array.geometry
+        if not 0 <= args.tile < n_tiles:
+            raise ConfigError("command line", "--tile", f"a tile in 0..{n_tiles - 1}", args.tile)
+        cells = np.arange(args.tile * rows * cols, (args.tile + 1) * rows * cols, dtype=np.uint32)
+        target = levels.targets()[levels.assign(cells.size, args.seed)]
+        rng = np.random.default_rng(args.seed)
+        for scheme in schemes:
+            name = scheme.replace("-", "_")
+            cfg = from_dict(
+                ProgramVerifyConfig,
+                {
+                    "scheme": name,
+                    "tolerance_s": args.tolerance_us * 1e-6,
+                    "max_pulses": args.max_pulses,
+                    "n_reads": args.n_reads,
+                },
+                source="command line",
+            )
+            ops = ArrayOps(st.array)
+            # same starting point for every scheme: one deep RESET of the tile (not counted)
+            st.array.pulse(cells, "reset", cfg.v_reset_max, cfg.v_gate_reset, cfg.width_s)
+            if name == "single_shot":
+                t0 = st.clock.now()
+                th0 = time.perf_counter()
+                pe = ProgrammingErrorExp()  # the plan defaults of the single-shot procedure
+                sub = np.sort(rng.choice(cells, min(pe.calibration_cells, cells.size),
+                                         replace=False))
+                curve = measure_gate_curve(
+                    ops,
+                    sub,
+                    np.linspace(pe.v_gate_min, pe.v_gate_max, pe.calibration_points),
+                    v_set=pe.v_set,
+                    v_reset=pe.v_reset,
+                    v_gate_reset=pe.v_gate_reset,
+                    width_s=pe.width_s,
+                )
+                res = program_single_shot(
+                    ops,
+                    cells,
+                    target,
+                    curve,
+                    v_set=pe.v_set,
+                    v_reset=pe.v_reset,
+                    v_gate_reset=pe.v_gate_reset,
+                    width_s=pe.width_s,
+                    clock=st.clock,
+                    tolerance_s=cfg.tolerance_s,
+                )
+                res.calibration_round_trips = ops.round_trips - res.round_trips
+                res.round_trips = ops.round_trips  # the gate curve included, as for adaptive
+                res.instrument_time_s = st.clock.now() - t0
+                res.host_time_s = time.perf_counter() - th0
+                res.g_final_s = ops.read(cells)
+            else:
+                res = program_verify(
+                    ops,
+                    cells,
+                    target,
+                    cfg,
+                    clock=st.clock,
+                    rng=rng,
+                    progress=not args.no_progress,
+                    final_read=True,
+                )
+            results.append(res)
+    print(
+        f"tile {args.tile}: {cells.size} cells, {args.levels} levels "
+        f"{args.g_min_us:g}-{args.g_max_us:g} uS, tolerance +-{args.tolerance_us:g} uS"
+    )
+    print(format_report(results))
+    if args.json:
+        print(json.dumps([r.summary() for r in results]))
+    return 0

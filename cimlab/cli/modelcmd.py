@@ -1,0 +1,166 @@
+"""``cimlab fit`` and ``cimlab model show|plot|extrapolate``: device models.
+
+Heavy imports (scipy, pandas, h5py, matplotlib) happen inside the handlers; torch is never
+imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    """Add ``fit`` and ``model`` to the ``cimlab`` command."""
+    fit = sub.add_parser(
+        "fit",
+        help="fit a device model to the runs in a store",
+        description="Fit every effect the store has data for (window, programming error per "
+        "mode, read noise, relaxation, retention/Arrhenius, binary conditions: LRS/HRS, BER, "
+        "energy, endurance; stuck-at faults) and write the model as JSON (schema-versioned, SI "
+        "units, value/stderr/unit/ci95 per parameter, fit quality, provenance with the data's "
+        "SHA-256). Effects without data keep the literature defaults and say so. Prints a "
+        "summary table. See docs/device-models.md.",
+    )
+    fit.add_argument("store", help="measurement store (HDF5), e.g. data/chip01.h5")
+    fit.add_argument("--out", metavar="MODEL.json", type=Path, default=None,
+                     help="output file (default: calibration/models/<store name>.json)")
+    fit.add_argument("--name", default=None, help="model name (default: the store's name)")
+    fit.add_argument("--include-unfinished", action="store_true",
+                     help="also use runs that did not complete (aborted or still running)")
+    fit.set_defaults(func=_fit)
+
+    model = sub.add_parser(
+        "model",
+        help="inspect a device model: show, plot, extrapolate",
+        description="Inspect a device-model JSON file (written by 'cimlab fit' or "
+        "DeviceModel.save).",
+    )
+    msub = model.add_subparsers(dest="model_command", metavar="ACTION")
+    show = msub.add_parser(
+        "show", help="print parameters, standard errors, CIs, fit quality and provenance",
+        description="Print every parameter with its standard error and 95%% CI, each effect's "
+        "fit method, sample size, chosen form (with the BIC of every form tried) and quality, "
+        "and the provenance (store, data hash, runs). --json prints the validated file.",
+    )
+    show.add_argument("model", type=Path, help="model file (JSON)")
+    show.add_argument("--json", action="store_true", help="print the JSON document instead")
+    show.set_defaults(func=_show)
+
+    plot = msub.add_parser(
+        "plot", help="fitted vs measured PNGs",
+        description="Refit the store's data only to regroup it (the plotted model is the one in "
+        "MODEL.json) and write PNGs: programming sigma per level, read sigma per level, "
+        "relaxation sigma and mean shift vs time per level, bake retention per temperature "
+        "(and the Arrhenius plot), LRS/HRS distributions per condition.",
+    )
+    plot.add_argument("model", type=Path, help="model file (JSON)")
+    plot.add_argument("--data", type=Path, required=True, metavar="STORE.h5",
+                      help="the store the model was fitted to")
+    plot.add_argument("--out", type=Path, default=None, metavar="DIR",
+                      help="folder for the PNGs (default: <model>-plots/)")
+    plot.set_defaults(func=_plot)
+
+    ex = msub.add_parser(
+        "extrapolate", help="project retention to a use condition, with uncertainty",
+        description="Project each level's mean drift and spread to YEARS at TEMP_C using the "
+        "Arrhenius acceleration and the relaxation law; 95%% intervals by Monte-Carlo over the "
+        "fitted (Ea, tau0) covariance and the relaxation rate/drift uncertainties.",
+    )
+    ex.add_argument("model", type=Path, help="model file (JSON)")
+    ex.add_argument("--years", type=float, default=10.0, help="time at temperature (default 10)")
+    ex.add_argument("--temp-c", type=float, default=85.0, help="temperature in C (default 85)")
+    ex.add_argument("--draws", type=int, default=4000, help="Monte-Carlo draws (default 4000)")
+    ex.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    ex.add_argument("--json", action="store_true", help="print the result as JSON")
+    ex.set_defaults(func=_extrapolate)
+    model.set_defaults(func=lambda _a: (model.print_help(), 2)[1])
+
+
+def _summary_rows(dm: Any) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for name in ("window", "programming", "read_noise", "relaxation", "retention", "stuck",
+                 "wire"):
+        e = getattr(dm, name)
+        fit = e.fit
+        form = fit.form if fit else ""
+        q = ""
+        if fit and fit.gof:
+            k = next(iter(fit.gof))
+            q = f"{k}={fit.gof[k]:.3g}"
+        rows.append((name, e.source if len(e.source) < 30 else e.source[:27] + "...", form, q))
+    for c in dm.binary.conditions:
+        rows.append((f"binary:{c.name}", c.source if len(c.source) < 30 else c.source[:27] + "...",
+                     "lognormal", f"ber_1t1r={c.ber_1t1r:.3g}"))
+    return rows
+
+
+def _fit(args: argparse.Namespace) -> int:
+    import time
+
+    from cimlab.errors import ConfigError
+    from cimlab.models.fit import fit_store_report
+
+    if not args.store or not Path(args.store).exists():
+        raise ConfigError(args.store, "<file>", "an existing store file (HDF5)")
+    out = args.out or Path("calibration/models") / (Path(args.store).stem + ".json")
+    t0 = time.perf_counter()
+    rep = fit_store_report(Path(args.store), name=args.name,
+                           include_unfinished=args.include_unfinished,
+                           progress=lambda m: print(f"fitting {m} ...", flush=True))
+    dm = rep.model
+    dm.save(out)
+    dt = time.perf_counter() - t0
+    print()
+    print(f"{'effect':<22} {'source':<30} {'form':<16} quality")
+    for r in _summary_rows(dm):
+        print(f"{r[0]:<22} {r[1]:<30} {r[2]:<16} {r[3]}")
+    print()
+    print(f"runs used: {len(dm.provenance.run_uids)}; data sha256 {dm.provenance.data_sha256[:16]}")
+    if rep.skipped:
+        print("kept literature values: " + "; ".join(f"{k} ({v})" for k, v in rep.skipped.items()))
+    print(f"wrote {out} in {dt:.1f} s (see: cimlab model show {out})")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from cimlab.models import DeviceModel
+
+    dm = DeviceModel.load(args.model)
+    if args.json:
+        print(json.dumps(dm.to_json_dict(), indent=2))
+    else:
+        print(dm.summary())
+    return 0
+
+
+def _extrapolate(args: argparse.Namespace) -> int:
+    from cimlab.models import DeviceModel
+    from cimlab.models.extrapolate import extrapolate_retention
+
+    dm = DeviceModel.load(args.model)
+    try:
+        ex = extrapolate_retention(dm, args.years, args.temp_c, n_draws=args.draws,
+                                   seed=args.seed)
+    except ValueError as exc:
+        from cimlab.errors import ConfigError
+
+        raise ConfigError(None, "--years/--temp-c", str(exc)) from None
+    print(json.dumps(ex.to_dict(), indent=2) if args.json else ex.table())
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from cimlab.models import DeviceModel
+    from cimlab.models.plots import plot_model
+
+    dm = DeviceModel.load(args.model)
+    out = args.out or args.model.with_name(args.model.stem + "-plots")
+    files = plot_model(dm, args.data, out)
+    for f in files:
+        print(f"wrote {f}")
+    if not files:
+        print("the store has no data for any effect of the model")
+    return 0

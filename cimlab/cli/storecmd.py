@@ -1,0 +1,197 @@
+"""``cimlab runs``, ``cimlab report`` and ``cimlab import``: the store commands.
+
+Heavy imports (h5py, pandas, matplotlib) happen inside the handlers; torch is never imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+_DATA_DIR = Path("data")
+
+
+def register(sub: Any) -> None:
+    """Add ``runs``, ``report`` and ``import`` to the ``cimlab`` command."""
+    runs = sub.add_parser(
+        "runs",
+        help="list the runs in a store",
+        description="List the runs in a store (HDF5 file): uid, kind, status, cells, start "
+        "time (UTC), host duration, instrument time, completed steps and rows per table. "
+        "With --run, print everything recorded about one run (plan, seeds, versions, steps, "
+        "station snapshot with --snapshot).",
+    )
+    runs.add_argument("file", help="store file (e.g. data/chip01.h5)")
+    runs.add_argument("--run", metavar="UID",
+                      help="show one run (uid, a unique prefix of it, or 'last')")
+    runs.add_argument("--snapshot", action="store_true",
+                      help="with --run: also print the station snapshot")
+    runs.set_defaults(func=_runs)
+
+    rep = sub.add_parser(
+        "report",
+        help="summary tables and plots of the runs in a store",
+        description="For every run (or the ones named with --run), print a summary table for "
+        "its kind and write PNG plots: programming error sigma per level (single-shot vs "
+        "verify) with histograms; read sigma per level (absolute, relative); relaxation and "
+        "imported data: sigma and mean shift per level and time point, sigma vs log time; bake "
+        "retention: shift and sigma per bake step, retention curves; BER per condition with "
+        "Clopper-Pearson intervals and energy per bit; fault map fractions and map image; "
+        "endurance window vs cycle. Conductances are printed in uS.",
+    )
+    rep.add_argument("file", help="store file")
+    rep.add_argument("--out", metavar="DIR", type=Path, default=None,
+                     help="folder for the PNG plots (default: <store>-report/ next to the file)")
+    rep.add_argument("--run", metavar="UID", action="append", default=None,
+                     help="report only this run (repeatable; uid, prefix or 'last')")
+    rep.add_argument("--no-plots", action="store_true", help="print the tables only")
+    rep.add_argument("--max-rows", type=int, default=40,
+                     help="longest table printed (longer ones stay in the summary; default 40)")
+    rep.set_defaults(func=_report)
+
+    imp = sub.add_parser(
+        "import",
+        help="import external measurements (CSV/TSV) into a store",
+        description="Import measured conductance reads into a store as a run of kind "
+        "'imported' (table 'reads': cell, level, target_s, g0_s, time_s, g_s, temp_k, the "
+        "columns of a relaxation run), ready for 'cimlab report' and 'cimlab fit'. "
+        "--format techc reads the techC relaxation set (data/reference/techC: columns addr, "
+        "time, r, g, gi, range, timept, with settings.json for gmax). --format tidy reads "
+        "any CSV/TSV with a header: name its columns with the --*-col options and its units "
+        "with --g-unit/--time-unit/--temp-unit (converted to SI). Errors name the file, line "
+        "and column. Importing the same file twice does not add a copy.",
+        epilog="example: cimlab import reads.csv --format tidy --cell-col addr --time-col t_ms "
+        "--time-unit ms --g-col G_uS --g-unit uS --target-col target_uS --out data/lab.h5",
+    )
+    imp.add_argument("file", type=Path, help="CSV/TSV file (.gz accepted)")
+    imp.add_argument("--format", choices=("techc", "tidy"), default="tidy",
+                     help="file layout (default tidy)")
+    imp.add_argument("--out", type=Path, default=None, metavar="STORE.h5",
+                     help="store to add the run to (created if missing; default "
+                     "data/<file name>.h5)")
+    imp.add_argument("--force", action="store_true",
+                     help="import again even if this file was imported with this mapping")
+    g = imp.add_argument_group("tidy format: column mapping (header names)")
+    g.add_argument("--cell-col", default="cell", help="cell index column (default cell)")
+    g.add_argument("--time-col", default="time_s",
+                   help="time since programming (default time_s)")
+    g.add_argument("--g-col", default="g_s", help="conductance read (default g_s)")
+    g.add_argument("--level-col", default=None,
+                   help="level index column (default: 'level' if the file has one)")
+    g.add_argument("--target-col", default=None, help="target conductance column")
+    g.add_argument("--g0-col", default=None,
+                   help="conductance right after programming (default: each cell's earliest "
+                   "read)")
+    g.add_argument("--temp-col", default=None, help="temperature column (default: --temp-k)")
+    g.add_argument("--sep", default=None,
+                   help="field separator (default: tab for .tsv, comma otherwise)")
+    g.add_argument("--no-header", action="store_true",
+                   help="the file has no header: name columns by 0-based number ('0', '1', ...)")
+    u = imp.add_argument_group("tidy format: units (converted to SI)")
+    u.add_argument("--g-unit", default="S", choices=("S", "mS", "uS", "nS"),
+                   help="unit of the conductance, target and g0 columns (default S)")
+    u.add_argument("--time-unit", default="s", choices=("s", "ms", "us", "min", "h", "d"),
+                   help="unit of the time column (default s)")
+    u.add_argument("--temp-unit", default="K", choices=("K", "C"),
+                   help="unit of the temperature column (default K)")
+    u.add_argument("--temp-k", type=float, default=300.0,
+                   help="temperature [K] when there is no temperature column (default 300)")
+    u.add_argument("--level-step-s", type=float, default=None,
+                   help="conductance step per level [S] when there is no target column "
+                   "(target_s = level * step)")
+    t = imp.add_argument_group("techc format")
+    t.add_argument("--settings", type=Path, default=None,
+                   help="techC settings.json with gmax (default: next to the data file)")
+    t.add_argument("--target-offset", type=float, default=0.5,
+                   help="target_s = (range + offset) / 32 * gmax; 0.5 = centre of the verify "
+                   "band (default), 0 = its lower edge")
+    imp.set_defaults(func=_import)
+
+
+def _runs(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from cimlab.store import Store
+
+    with Store.open(args.file, "r") as store:
+        if store.live:
+            print("note: a process is writing to this store; showing its last flush")
+        if args.run:
+            run = store.run(args.run)
+            meta = run.metadata
+            if not args.snapshot:
+                meta.pop("snapshot", None)
+            steps = meta.pop("completed_steps")
+            meta["completed_steps"] = (steps if len(steps) <= 20
+                                       else [*steps[:10], f"... {len(steps) - 20} more ...",
+                                             *steps[-10:]])
+            meta["columns"] = {t: run.columns(t) for t in run.tables}
+            print(json.dumps(meta, indent=2, default=str))
+            return 0
+        df = store.runs()
+        if df.empty:
+            print(f"{args.file}: no runs")
+            return 0
+        show = pd.DataFrame({
+            "uid": df["uid"], "kind": df["kind"], "status": df["status"], "cells": df["cells"],
+            "started (UTC)": df["started"],
+            "duration": [_duration(x) for x in df["duration_s"]],
+            "instrument time": [_duration(x) for x in df["instrument_time_s"]],
+            "steps": df["steps"],
+            "rows": [", ".join(f"{k} {v}" for k, v in r.items()) if isinstance(r, dict) else ""
+                     for r in df["rows"]],
+        })
+        print(show.to_string(index=False))
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    if seconds != seconds:  # NaN: still running
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def _report(args: argparse.Namespace) -> int:
+    from cimlab.calibration.report import format_report, report
+
+    reports = report(args.file, args.out, uids=args.run, plots=not args.no_plots)
+    if not reports:
+        print(f"{args.file}: no runs")
+        return 0
+    print(format_report(reports, max_rows=args.max_rows))
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from cimlab.calibration import importer
+
+    out = args.out
+    if out is None:
+        name = args.file.name
+        for suffix in (".gz", ".tsv", ".csv", ".txt", ".tab"):
+            name = name.removesuffix(suffix)
+        out = _DATA_DIR / f"{name}.h5"
+    if args.format == "techc":
+        result = importer.import_techc(args.file, out, settings=args.settings,
+                                       target_offset=args.target_offset, force=args.force)
+    else:
+        level = args.level_col
+        if level is None and args.target_col is None:
+            level = "level"
+        fmt = importer.TidyFormat(
+            cell=args.cell_col, time=args.time_col, g=args.g_col, level=level,
+            target=args.target_col, g0=args.g0_col, temp=args.temp_col, g_unit=args.g_unit,
+            time_unit=args.time_unit, temp_unit=args.temp_unit, temp_k=args.temp_k,
+            level_step_s=args.level_step_s, sep=args.sep, header=not args.no_header)
+        result = importer.import_tidy(args.file, out, fmt, force=args.force)
+    print(result.summary())
+    print(f"next: cimlab report {out}")
+    return 0

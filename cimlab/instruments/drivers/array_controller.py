@@ -1,0 +1,247 @@
+"""Driver of an array controller speaking cimlab's array-controller protocol
+(``docs/array-controller-protocol.md``): the emulated one or a lab's board firmware.
+
+Batched operations are one round trip each: the cell list (uint32) and per-cell values
+(float32, or one number for all cells) go out as IEEE 488.2 blocks, one float32 block comes
+back; an empty block means the command failed and the error queue is raised as
+:class:`~cimlab.errors.InstrumentError` naming the command.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+from pymeasure.instruments import Instrument, SCPIMixin
+from pymeasure.instruments.validators import strict_discrete_set, strict_range
+
+from cimlab.errors import InstrumentError
+from cimlab.instruments.drivers.visa import (
+    ErrorCheckingMixin,
+    block,
+    open_kwargs,
+    raise_errors,
+    read_block,
+    tune_connection,
+)
+
+CELL_DTYPE = "<u4"
+VALUE_DTYPE = "<f4"
+
+#: the protocol's ranges (the emulator's defaults; a board reports its own with ``ARR:RANG?``)
+PULSE_WIDTH_RANGE = (10e-9, 10e-3)
+READ_VOLTAGE_RANGE = (1e-3, 1.0)
+
+
+class ArrayRanges(NamedTuple):
+    """Hardware ranges reported by ``ARR:RANG?``."""
+
+    v_terminal_max_v: float
+    v_gate_max_v: float
+    width_min_s: float
+    width_max_s: float
+    v_read_max_v: float
+    v_mvm_max_v: float
+
+
+def _number(x: float) -> bytes:
+    return repr(float(x)).encode()
+
+
+class ArrayController(ErrorCheckingMixin, SCPIMixin, Instrument):
+    """A ReRAM array controller (cimlab protocol), opened through PyVISA.
+
+    ``ArrayController("TCPIP0::127.0.0.1::5025::SOCKET")`` or ``ArrayController.open(address)``
+    for the cimlab defaults (pyvisa-py, ``\\n`` terminations, big read chunks).
+    """
+
+    def __init__(self, adapter: Any, name: str = "array controller", **kwargs: Any):
+        super().__init__(adapter, name, **kwargs)
+        tune_connection(self)
+
+    @classmethod
+    def open(cls, address: str, backend: str = "@py", timeout_s: float = 10.0,
+             **kwargs: Any) -> ArrayController:
+        return cls(address, **open_kwargs(backend, timeout_s), **kwargs)
+
+    # -- properties --------------------------------------------------------------------------
+    geometry = Instrument.measurement(
+        "ARR:GEOM?",
+        """Get the chip geometry ``(n_tiles, rows, cols)``.""",
+        cast=int,
+        get_process_list=tuple,
+    )
+
+    ranges = Instrument.measurement(
+        "ARR:RANG?",
+        """Get the board's hardware ranges (:class:`ArrayRanges`).""",
+        get_process_list=lambda v: ArrayRanges(*v),
+    )
+
+    read_voltage = Instrument.control(
+        "ARR:VRE?",
+        "ARR:VRE %.9g",
+        """Control the read voltage [V] used by :meth:`read` (bit-line bias).""",
+        validator=strict_range,
+        values=READ_VOLTAGE_RANGE,
+        check_set_errors=True,
+    )
+
+    output_enabled = Instrument.control(
+        "OUTP?",
+        "OUTP %d",
+        """Control whether the array drivers are on (False: standby, every line grounded).""",
+        validator=strict_discrete_set,
+        values={True: 1, False: 0},
+        map_values=True,
+        check_set_errors=True,
+    )
+
+    routed_cell = Instrument.measurement(
+        "ROUT:CELL?",
+        """Get the cell routed to the SMU terminals (-1: none).""",
+        cast=int,
+    )
+
+    instrument_time = Instrument.measurement(
+        "ARR:ITIM?",
+        """Get the instrument time [s] the board spent on operations since power-on.""",
+    )
+
+    # -- batched operations ------------------------------------------------------------------
+    @staticmethod
+    def _cells(cells: Any) -> np.ndarray:
+        c = np.asarray(cells)
+        if c.ndim == 0:
+            c = c.reshape(1)
+        if c.ndim != 1 or (c.size and not np.issubdtype(c.dtype, np.integer)):
+            raise ValueError("cells must be a 1-D sequence of integer cell indices")
+        if c.size and (c.min() < 0 or c.max() > np.iinfo(np.uint32).max):
+            raise ValueError("cell indices must lie in [0, 2**32)")
+        return c
+
+    @staticmethod
+    def _per_cell(values: Any, n: int, what: str) -> bytes:
+        v = np.asarray(values, dtype=float)
+        if v.ndim == 0:
+            if not np.isfinite(v):
+                raise ValueError(f"{what} must be finite")
+            return _number(v)
+        if v.shape != (n,):
+            raise ValueError(f"{what}: {v.shape} values for {n} cells")
+        if not np.all(np.isfinite(v)):
+            raise ValueError(f"{what} must be finite")
+        if n and np.all(v == v[0]):
+            return _number(v[0])  # one number for all cells: fewer bytes on the wire
+        return block(v, VALUE_DTYPE)
+
+    def pulse(self, cells: Any, polarity: str, v_pulse: Any, v_gate: Any,
+              width_s: float) -> np.ndarray:
+        """Pulse every cell once; returns the energy per cell [J]. One round trip.
+
+        :param cells: flat cell indices (each at most once)
+        :param polarity: ``"set"`` (``v_pulse`` on the bit line, source line grounded) or
+            ``"reset"`` (``v_pulse`` on the source line, bit line grounded)
+        :param v_pulse: pulse amplitude [V], per cell or one for all
+        :param v_gate: word-line (gate) voltage [V], per cell or one for all; in SET it sets
+            the compliance current of the 1T1R access transistor
+        :param width_s: pulse width [s]
+        """
+        strict_discrete_set(polarity, ("set", "reset"))
+        strict_range(width_s, PULSE_WIDTH_RANGE)
+        c = self._cells(cells)
+        if c.size == 0:
+            return np.zeros(0)
+        head = f"ARR:PULS? {polarity.upper()},{float(width_s)!r},"
+        message = b"".join((
+            head.encode(), block(c, CELL_DTYPE), b",",
+            self._per_cell(v_pulse, c.size, "v_pulse"), b",",
+            self._per_cell(v_gate, c.size, "v_gate"), b"\n",
+        ))
+        command = f"{head}<{c.size} cells>"
+        self._last_command = command
+        self.write_bytes(message)
+        energy = read_block(self, VALUE_DTYPE, command)
+        return self._check_count(energy, c.size, command).astype(float)
+
+    def pulse_set(self, cells: Any, v_bl: Any, v_wl: Any, width_s: float) -> np.ndarray:
+        """SET pulse: ``v_bl`` on the bit line, ``v_wl`` on the word line; energy [J]."""
+        return self.pulse(cells, "set", v_bl, v_wl, width_s)
+
+    def pulse_reset(self, cells: Any, v_sl: Any, v_wl: Any, width_s: float) -> np.ndarray:
+        """RESET pulse: ``v_sl`` on the source line, ``v_wl`` on the word line; energy [J]."""
+        return self.pulse(cells, "reset", v_sl, v_wl, width_s)
+
+    def read(self, cells: Any = None, **kwargs: Any) -> Any:
+        """Conductance [S] of each cell at :attr:`read_voltage`. One round trip.
+
+        Without ``cells`` this is PyMeasure's ``Instrument.read()`` (read one response string),
+        which ``ask``/``values`` use.
+        """
+        if cells is None:
+            return super().read(**kwargs)
+        c = self._cells(cells)
+        if c.size == 0:
+            return np.zeros(0)
+        command = f"ARR:READ? <{c.size} cells>"
+        self._last_command = command
+        self.write_bytes(b"ARR:READ? " + block(c, CELL_DTYPE) + b"\n")
+        g = read_block(self, VALUE_DTYPE, command)
+        return self._check_count(g, c.size, command).astype(float)
+
+    def mvm(self, tile: int, v_rows: Any) -> np.ndarray:
+        """Column currents [A] of ``tile`` for input voltages ``v_rows`` [V] on its rows.
+
+        ``v_rows`` has shape ``(rows,)`` (returns ``(cols,)``) or ``(batch, rows)`` (returns
+        ``(batch, cols)``). One round trip for the whole batch.
+        """
+        v = np.asarray(v_rows, dtype=float)
+        if v.ndim not in (1, 2) or v.size == 0:
+            raise ValueError("v_rows must have shape (rows,) or (batch, rows)")
+        if not np.all(np.isfinite(v)):
+            raise ValueError("v_rows must be finite")
+        tile = int(tile)
+        if tile < 0:
+            raise ValueError("tile must be >= 0")
+        batch = 1 if v.ndim == 1 else v.shape[0]
+        command = f"ARR:MVM? {tile},<{batch}x{v.shape[-1]} voltages>"
+        self._last_command = command
+        self.write_bytes(f"ARR:MVM? {tile},".encode() + block(v.reshape(-1), VALUE_DTYPE)
+                         + b"\n")
+        i = read_block(self, VALUE_DTYPE, command).astype(float)
+        if i.size % batch:
+            raise InstrumentError(f"{self.name}: {command}: {i.size} currents for {batch} inputs")
+        return i if v.ndim == 1 else i.reshape(batch, -1)
+
+    def _check_count(self, values: np.ndarray, n: int, command: str) -> np.ndarray:
+        if values.size != n:
+            raise InstrumentError(f"{self.name}: {command}: {values.size} values for {n} cells")
+        return values
+
+    # -- routing and output ------------------------------------------------------------------
+    def select(self, cell: int) -> None:
+        """Route ``cell`` to the SMU terminals (bit line to HI, source line to LO, word line on)."""
+        cell = int(cell)
+        if cell < 0:
+            raise ValueError("cell must be >= 0")
+        self.write(f"ROUT:CELL {cell}")
+        raise_errors(self, f"ROUT:CELL {cell}")
+
+    def deselect(self) -> None:
+        """Disconnect the SMU terminals from the array."""
+        self.write("ROUT:OPEN")
+        raise_errors(self, "ROUT:OPEN")
+
+    def enable(self) -> None:
+        """Turn the array drivers on (leave standby)."""
+        self.output_enabled = True
+
+    def disable(self) -> None:
+        """Standby: drivers off, every line grounded."""
+        self.output_enabled = False
+
+    def shutdown(self) -> None:
+        """Safe state: SMU terminals disconnected, drivers off (standby)."""
+        self.write("ROUT:OPEN;:OUTP 0")
+        raise_errors(self, "ROUT:OPEN;:OUTP 0")  # also waits until the board has done it
+        super().shutdown()

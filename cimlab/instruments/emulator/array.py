@@ -1,0 +1,180 @@
+"""The emulated array controller: cimlab's array-controller command set
+(``docs/array-controller-protocol.md``) over the shared world's chip.
+
+Batched operations take cell lists as little-endian uint32 blocks and per-cell values as
+little-endian float32 blocks (or a single number for all cells) and answer one float32 block,
+so a whole tile is one round trip. A failed block query answers ``#10`` and queues the error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cimlab import __version__
+from cimlab.instruments.emulator.scpi import (
+    Instrument,
+    Param,
+    ScpiError,
+    encode_block,
+    expect,
+    fmt,
+)
+from cimlab.instruments.emulator.world import World
+from cimlab.params import check, param
+
+CELL_DTYPE = "<u4"
+VALUE_DTYPE = "<f4"
+
+
+@dataclass(frozen=True)
+class ArrayRange:
+    """Hardware range of the (emulated) array-controller board; ``ARRay:RANGe?`` reports it."""
+
+    v_terminal_max_v: float = param(
+        5.0, unit="V", lo=0.0, lo_open=True, doc="largest BL/SL pulse amplitude"
+    )
+    v_gate_max_v: float = param(5.0, unit="V", lo=0.0, lo_open=True, doc="largest WL voltage")
+    width_min_s: float = param(10e-9, unit="s", lo=0.0, lo_open=True, doc="shortest pulse")
+    width_max_s: float = param(10e-3, unit="s", lo=0.0, lo_open=True, doc="longest pulse")
+    v_read_max_v: float = param(1.0, unit="V", lo=0.0, lo_open=True, doc="largest read voltage")
+    v_mvm_max_v: float = param(1.0, unit="V", lo=0.0, lo_open=True, doc="largest |MVM input|")
+    v_read_default_v: float = param(0.2, unit="V", lo=0.0, lo_open=True, doc="after *RST")
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+class ArrayControllerEmulator(Instrument):
+    """SCPI state machine of cimlab's array controller over ``world``."""
+
+    NAME = "array"
+
+    def __init__(self, world: World, rng: ArrayRange | None = None, serial: str = "EMU0001"):
+        super().__init__(lock=world.lock)
+        self.world = world
+        self.range = rng or ArrayRange()
+        self.serial = serial
+        self.n_tiles, self.rows, self.cols = (int(x) for x in world.chip.geometry)
+        self.n_cells = self.n_tiles * self.rows * self.cols
+        self.output = False
+        self.v_read = self.range.v_read_default_v
+        c = self.command
+        c("ARRay:GEOMetry", query=lambda p: f"{self.n_tiles},{self.rows},{self.cols}")
+        c("ARRay:RANGe", query=self._q_range)
+        c("ARRay:PULSe", query=self._q_pulse, block_reply=True)
+        c("ARRay:READ", query=self._q_read, block_reply=True)
+        c("ARRay:MVM", query=self._q_mvm, block_reply=True)
+        c("ARRay:VREad", write=self._w_vread, query=lambda p: fmt(self.v_read))
+        c("ARRay:ITIMe", query=lambda p: fmt(self.world.busy_s.get(self.NAME, 0.0), "{:.12g}"))
+        c("ROUTe:CELL", write=self._w_route, query=self._q_route)
+        c("ROUTe:OPEN", write=self._w_open)
+        c("OUTPut[:STATe]", write=self._w_output, query=lambda p: "1" if self.output else "0")
+
+    def idn(self) -> str:
+        return f"cimlab,Emulated ReRAM array controller,{self.serial},{__version__}"
+
+    def reset(self) -> None:
+        self.output = False
+        self.v_read = self.range.v_read_default_v
+        self.world.routed_cell = None
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _cells(self, p: Param, *, unique: bool) -> np.ndarray:
+        cells = p.array(CELL_DTYPE)
+        if cells.size == 0:
+            raise ScpiError(-220, "empty cell list")
+        if int(cells.max()) >= self.n_cells:
+            raise ScpiError(-222, f"cell {int(cells.max())} >= {self.n_cells} cells")
+        if unique and cells.size > 1 and not np.all(cells[1:] > cells[:-1]):
+            # not strictly increasing: sort to look for repeats
+            s = np.sort(cells)
+            if np.any(s[1:] == s[:-1]):
+                raise ScpiError(-220, "a cell appears more than once in one pulse command")
+        return cells.astype(np.int64)
+
+    def _values(self, p: Param, n: int, lo: float, hi: float, what: str) -> np.ndarray | float:
+        if p.is_block:
+            v = p.array(VALUE_DTYPE)
+            if v.size != n:
+                raise ScpiError(-220, f"{what}: {v.size} values for {n} cells")
+            if not np.all(np.isfinite(v)) or v.min() < lo or v.max() > hi:
+                raise ScpiError(-222, f"{what} outside [{lo:g}, {hi:g}]")
+            return v.astype(np.float64)
+        return p.number(lo=lo, hi=hi)
+
+    def _need_output(self) -> None:
+        if not self.output:
+            raise ScpiError(-221, "array output is off (standby); send OUTP ON")
+
+    # -- commands ----------------------------------------------------------------------------
+    def _q_range(self, p: list[Param]) -> str:
+        expect(p, 0, "ARR:RANG?")
+        r = self.range
+        return fmt((r.v_terminal_max_v, r.v_gate_max_v, r.width_min_s, r.width_max_s,
+                    r.v_read_max_v, r.v_mvm_max_v))
+
+    def _q_pulse(self, p: list[Param]) -> bytes:
+        polarity, width, cells_p, v_p, g_p = expect(p, 5, "ARR:PULS?")
+        pol = polarity.choice("SET", "RESet")
+        r = self.range
+        width_s = width.number(lo=r.width_min_s, hi=r.width_max_s)
+        cells = self._cells(cells_p, unique=True)
+        v_pulse = self._values(v_p, cells.size, 0.0, r.v_terminal_max_v, "pulse amplitude")
+        v_gate = self._values(g_p, cells.size, 0.0, r.v_gate_max_v, "gate voltage")
+        self._need_output()
+        w = self.world
+        energy = w.chip.pulse(cells, pol.lower(), v_pulse, v_gate, width_s, w.now_s)
+        t = w.timing
+        w.charge(self.NAME, t.command_s + cells.size * (width_s + t.pulse_overhead_s))
+        return encode_block(np.asarray(energy, dtype=VALUE_DTYPE))
+
+    def _q_read(self, p: list[Param]) -> bytes:
+        (cells_p,) = expect(p, 1, "ARR:READ?")
+        cells = self._cells(cells_p, unique=False)
+        self._need_output()
+        w = self.world
+        g = w.chip.read(cells, w.now_s, v_read=self.v_read)
+        w.charge(self.NAME, w.timing.command_s + cells.size * w.timing.cell_read_s)
+        return encode_block(np.asarray(g, dtype=VALUE_DTYPE))
+
+    def _q_mvm(self, p: list[Param]) -> bytes:
+        tile_p, v_p = expect(p, 2, "ARR:MVM?")
+        tile = tile_p.integer(lo=0, hi=self.n_tiles - 1)
+        v = v_p.array(VALUE_DTYPE)
+        if v.size == 0 or v.size % self.rows:
+            raise ScpiError(-220, f"{v.size} input voltages is not a multiple of {self.rows} rows")
+        lim = self.range.v_mvm_max_v
+        if not np.all(np.isfinite(v)) or np.abs(v).max() > lim:
+            raise ScpiError(-222, f"input voltage outside [-{lim:g}, {lim:g}]")
+        self._need_output()
+        batch = v.size // self.rows
+        w = self.world
+        currents = w.chip.mvm(tile, v.reshape(batch, self.rows).astype(np.float64), w.now_s)
+        w.charge(self.NAME, w.timing.command_s + batch * w.timing.mvm_s)
+        return encode_block(np.asarray(currents, dtype=VALUE_DTYPE).reshape(-1))
+
+    def _w_vread(self, p: list[Param]) -> None:
+        (v,) = expect(p, 1, "ARR:VRE")
+        value = v.number(lo=0.0, hi=self.range.v_read_max_v)
+        if value <= 0:
+            raise ScpiError(-222, "read voltage must be > 0")
+        self.v_read = value
+
+    def _w_route(self, p: list[Param]) -> None:
+        (c,) = expect(p, 1, "ROUT:CELL")
+        self.world.routed_cell = c.integer(lo=0, hi=self.n_cells - 1)
+
+    def _q_route(self, p: list[Param]) -> str:
+        expect(p, 0, "ROUT:CELL?")
+        cell = self.world.routed_cell
+        return "-1" if cell is None else str(cell)
+
+    def _w_open(self, p: list[Param]) -> None:
+        expect(p, 0, "ROUT:OPEN")
+        self.world.routed_cell = None
+
+    def _w_output(self, p: list[Param]) -> None:
+        (s,) = expect(p, 1, "OUTP")
+        self.output = s.boolean()

@@ -1,0 +1,467 @@
+"""Retention fitter: bakes at one or more temperatures -> Retention (Arrhenius Ea, prefactor).
+
+Data: ``bake_retention`` ``reads`` (cell, level, target_s, step, temp_k, bake_time_s, g_s,
+[repeat], [temp_index]). Cells are programmed, read (step 0, at room temperature shortly after
+programming), then baked in cumulative steps at ``temp_k`` and read after each. Reads of the
+same step are averaged per cell; ``d = g(step) - g(step 0)`` per cell. Per (temperature,
+level, step) the mean and variance of ``d`` (not trimmed: relaxation tails are physics; only
+implausible reads are dropped) are modelled with the relaxation law in equivalent
+room-temperature time::
+
+    t_eq = t_off + AF(T) t_bake,        AF(T) = exp(Ea / kB (1/T_ref - 1/T))
+    dL   = log10(1 + t_eq / t0) - log10(1 + t_off / t0)
+    var_d  = c + s_k k(g) dL            mean_d = s_m drift(g) dL
+
+``k``, ``drift`` and ``t0`` come from the relaxation model (fitted from a room-temperature
+relaxation run when the store has one: then ``log10 t0`` and ``s_k`` get Gaussian priors from
+that fit's uncertainties, so they propagate into Ea). Ea is fitted to the *spread* only: the
+mean drift's form is the least certain part of the relaxation model (on the emulator a
+linear drift is often preferred by BIC over the true tanh), and letting it pull Ea biased
+Ea by ~2 sigma in tests; the drift is reported (``gof.mean_rmse_s``), not fitted. ``c`` is
+the read variance of the two reads in ``d`` (from the read-noise model). ``t_off`` (room time
+from programming to the step-0 read) is a free nuisance. Free: Ea, log10 t_off, log10 t0,
+s_k; weighted least squares (soft-L1), standard errors from the Jacobian. Heating and
+cooling ramps (``bakes`` table of the run) are integrated exactly for linear ramps.
+
+The Arrhenius prefactor of the onset time, ``t0(T) = tau0 exp(Ea / kB T)``, is
+``ln tau0 = ln t0 - Ea / (kB T_ref)``; its covariance with Ea is exported
+(``fit.covariance``) for :mod:`cimlab.models.extrapolate`. With bakes at two or more
+temperatures each temperature's AF is also fitted on its own and an Arrhenius line through
+``ln AF(T)`` is reported (``gof.arrhenius_chi2_red``: does one Ea explain all temperatures?).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from cimlab.models.effects import K_B_EV, RATE_FORMS, ReadNoise, Relaxation, Retention
+from cimlab.models.fit._stats import group_moments, wls
+from cimlab.models.fit.relaxation import PLAUSIBLE, _rate, _scale, censored, in_level
+from cimlab.models.params import Z95, FitInfo
+
+_U = 1e-6
+REQUIRED = ("cell", "level", "step", "temp_k", "bake_time_s", "g_s")
+
+
+@dataclass
+class RetentionFit:
+    effect: Retention
+    groups: pd.DataFrame
+    per_temperature: pd.DataFrame  # temp_k, ln_af, ln_af_se, ln_af_model
+    relaxation: Relaxation | None = None  # the relaxation law at the joint optimum
+
+    t_off_s: float = 0.0
+
+    def model_variance(self, groups: pd.DataFrame) -> np.ndarray:
+        """Model variance [S^2] of g - reference for cumulative bake groups (no read noise)."""
+        r, ret = self.relaxation, self.effect
+        T = groups["bake_temp_k"].to_numpy()
+        amb = groups["ambient_k"].to_numpy()
+        amb = np.where(np.isfinite(amb), amb, ret.t_ref_k)
+        teq = _t_eq(ret.ea_ev, self.t_off_s, groups["soak_cum_s"].to_numpy(),
+                    groups["ramp_cum_s"].to_numpy(), T, amb, ret.t_ref_k)
+        return np.asarray(r.variance(groups["g0"].to_numpy(), teq))
+
+
+def _reference_g(per: pd.DataFrame, programmed: pd.DataFrame | None) -> np.ndarray | None:
+    """Verify read of each (cell, temp_index) from the run's ``programmed`` table (the k-th
+    programming of a cell belongs to the k-th temperature it was baked at), or None if it
+    cannot be joined."""
+    if programmed is None or programmed.empty or "g_s" not in programmed.columns:
+        return None
+    keys = ["run", "cell"] if "run" in programmed.columns and "run" in per.columns else ["cell"]
+    # the k-th programming of a cell belongs to the k-th temperature it was baked at
+    pr = programmed.assign(k=programmed.groupby(keys, sort=False).cumcount())
+    ref = pr.drop_duplicates([*keys, "k"], keep="last").set_index([*keys, "k"])["g_s"]
+    per = per.assign(k=per.groupby(keys)["temp_index"].rank(method="dense").astype(int) - 1)
+    idx = pd.MultiIndex.from_frame(per[[*keys, "k"]])
+    g = ref.reindex(idx).to_numpy(dtype=float)
+    if np.mean(np.isfinite(g)) < 0.9:
+        return None
+    return g
+
+
+def bake_groups(reads: pd.DataFrame, g_ref: float, programmed: pd.DataFrame | None = None,
+                bakes: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(increment groups, cumulative groups): per (temperature, level, step) statistics of
+    the change of each cell, between consecutive reads and from the reference.
+
+    The change is taken from the cell's verify read (``programmed`` table of the run; step 0
+    is then a room-temperature point too) or, without one, from its step-0 read (steps > 0).
+    Columns: temp_index, level, step, n, mean, var, se_var, g0 (reference conductance),
+    bake_temp_k, soak_cum_s (cumulative soak), ramp_cum_s (cumulative heating + cooling ramp
+    time, from ``bakes``; 0 without it), ambient_k, reps, reference ("verify"/"step0").
+    """
+    missing = [c for c in REQUIRED if c not in reads.columns]
+    if missing:
+        raise ValueError(f"bake reads table lacks columns {missing}")
+    df = reads
+    if "temp_index" not in df.columns:
+        df = df.assign(temp_index=df.groupby("temp_k").ngroup())
+    lo, hi = PLAUSIBLE
+    g = df["g_s"].to_numpy(dtype=float)
+    df = df.loc[np.isfinite(g) & (g >= lo * g_ref) & (g <= hi * g_ref)]
+    keys = ["run"] if "run" in df.columns else []
+    per = df.groupby([*keys, "temp_index", "cell", "step"], sort=False, observed=True).agg(
+        g=("g_s", "mean"), reps=("g_s", "size"), level=("level", "first"),
+        temp_k=("temp_k", "first"), bake_time_s=("bake_time_s", "first"),
+    ).reset_index()
+    g_ver = _reference_g(per, programmed)
+    if g_ver is not None:
+        per = per.assign(g0=g_ver, reference="verify")
+    else:
+        base = per[per["step"] == 0].set_index([*keys, "temp_index", "cell"])["g"]
+        per = per[per["step"] > 0]
+        idx = pd.MultiIndex.from_frame(per[[*keys, "temp_index", "cell"]])
+        per = per.assign(g0=base.reindex(idx).to_numpy(), reference="step0")
+    per = per.assign(d=per["g"].to_numpy() - per["g0"].to_numpy())
+    per = per[np.isfinite(per["d"].to_numpy())]
+    lk = per["temp_index"].astype(str) + ":" + per["level"].astype(str)
+    per = per[in_level(lk.to_numpy(), per["g0"].to_numpy())]
+    bake_temp = per.groupby([*keys, "temp_index"])["temp_k"].max()
+    per = per.assign(bake_temp_k=bake_temp.reindex(
+        pd.MultiIndex.from_frame(per[[*keys, "temp_index"]])).to_numpy())
+    # thermal history per (temp_index, step)
+    per = per.assign(soak_cum_s=per["bake_time_s"].to_numpy(dtype=float), ramp_cum_s=0.0,
+                     ambient_k=np.nan)
+    if bakes is not None and not bakes.empty and {"start_s", "soak_start_s", "soak_end_s",
+                                                  "end_s"} <= set(bakes.columns):
+        b = bakes.sort_values([*keys, "temp_index", "step"])
+        ramp = (b["soak_start_s"] - b["start_s"]) + (b["end_s"] - b["soak_end_s"])
+        b = b.assign(ramp=ramp.to_numpy(), soak=b["soak_s"].to_numpy())
+        grp = b.groupby([*keys, "temp_index"], sort=False)
+        b = b.assign(ramp_cum=grp["ramp"].cumsum(), soak_cum=grp["soak"].cumsum())
+        tab = b.set_index([*keys, "temp_index", "step"])
+        idx = pd.MultiIndex.from_frame(per[[*keys, "temp_index", "step"]])
+        rc = tab["ramp_cum"].reindex(idx).to_numpy(dtype=float)
+        sc = tab["soak_cum"].reindex(idx).to_numpy(dtype=float)
+        at_zero = per["step"].to_numpy() == 0
+        rc = np.where(at_zero, 0.0, rc)
+        sc = np.where(at_zero, 0.0, sc)
+        ok = np.isfinite(rc) & np.isfinite(sc)
+        per = per.assign(ramp_cum_s=np.where(ok, rc, 0.0),
+                         soak_cum_s=np.where(ok, sc, per["soak_cum_s"]))
+        if "ambient_k" in b.columns:
+            amb = tab["ambient_k"].groupby(level=list(range(len(keys) + 1))).first()
+            per = per.assign(ambient_k=amb.reindex(
+                pd.MultiIndex.from_frame(per[[*keys, "temp_index"]])).to_numpy(dtype=float))
+    cum = group_moments(per, ["temp_index", "level", "step"], "d",
+                        extra_means=["g0", "bake_temp_k", "soak_cum_s", "ramp_cum_s",
+                                     "ambient_k", "reps"], trim=None)
+    cum["reference"] = per["reference"].iloc[0] if len(per) else "step0"
+    # increments between consecutive reads of a cell (independent increments of the process)
+    per = per.sort_values([*keys, "temp_index", "cell", "step"], kind="stable")
+    prev = per.groupby([*keys, "temp_index", "cell"], sort=False)[
+        ["d", "step", "soak_cum_s", "ramp_cum_s", "reps"]].shift(1)
+    first = prev["step"].isna().to_numpy()
+    per = per.assign(
+        inc=per["d"].to_numpy() - prev["d"].fillna(0.0).to_numpy(),
+        step_prev=prev["step"].fillna(-1).astype(np.int64).to_numpy(),
+        soak_prev_s=prev["soak_cum_s"].fillna(0.0).to_numpy(),
+        ramp_prev_s=prev["ramp_cum_s"].fillna(0.0).to_numpy(),
+        reps_prev=np.where(first, np.inf, prev["reps"].fillna(1.0).to_numpy()),
+    )
+    if per["reference"].iloc[0] == "step0" if len(per) else False:
+        # the first change is step 1 - step 0: its start is the step-0 read (t_off)
+        per = per.assign(step_prev=np.where(first, 0, per["step_prev"].to_numpy()))
+    inc = group_moments(per, ["temp_index", "level", "step", "step_prev"], "inc",
+                        extra_means=["g0", "bake_temp_k", "soak_cum_s", "ramp_cum_s",
+                                     "soak_prev_s", "ramp_prev_s", "ambient_k", "reps"],
+                        trim=None)
+    inc["reference"] = cum["reference"].iloc[0] if len(cum) else "step0"
+    return (inc[inc["n"] >= 5].reset_index(drop=True),
+            cum[cum["n"] >= 5].reset_index(drop=True))
+
+
+def _first_rel_se(r: Relaxation, names: tuple[str, ...]) -> float | None:
+    if r.fit is None:
+        return None
+    for n in names:
+        v = getattr(r, n)
+        if v != 0 and n in r.fit.stderr and math.isfinite(r.fit.stderr[n]):
+            return abs(r.fit.stderr[n] / v)
+    return None
+
+
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(48)
+
+
+def _t_eq(ea: float, t_off: float, soak: np.ndarray, ramp: np.ndarray, T: np.ndarray,
+          amb: np.ndarray, t_ref_k: float) -> np.ndarray:
+    """Equivalent room-temperature time [s]: t_off + AF(T) soak + mean ramp AF * ramp."""
+    pairs, inv = np.unique(np.stack([T, amb], axis=1), axis=0, return_inverse=True)
+    rf = _ramp_factor(ea, pairs[:, 0], pairs[:, 1], t_ref_k)[inv.ravel()]
+    af = np.exp(ea / K_B_EV * (1.0 / t_ref_k - 1.0 / T))
+    return t_off + af * soak + rf * ramp
+
+
+def _ramp_factor(ea: float, t_hi: np.ndarray, t_lo: np.ndarray, t_ref_k: float) -> np.ndarray:
+    """Mean Arrhenius factor over a linear ramp between ``t_lo`` and ``t_hi`` [K]."""
+    mid, half = 0.5 * (t_hi + t_lo), 0.5 * (t_hi - t_lo)
+    tt = mid[:, None] + half[:, None] * _GL_X[None, :]
+    af = np.exp(ea / K_B_EV * (1.0 / t_ref_k - 1.0 / tt))
+    return 0.5 * (af @ _GL_W)
+
+
+def fit_retention(
+    reads: pd.DataFrame,
+    relaxation: Relaxation,
+    g_ref: float,
+    read_noise: ReadNoise | None = None,
+    t_ref_k: float = 298.15,
+    ea_guess: float = 1.2,
+    programmed: pd.DataFrame | None = None,
+    bakes: pd.DataFrame | None = None,
+) -> RetentionFit:
+    """Fit :class:`Retention` (see module docstring).
+
+    Groups whose spread reaches zero conductance are censored in two passes (observed, then
+    from the first fit's model), as in :func:`cimlab.models.fit.relaxation.fit_relaxation`.
+    """
+    inc, cum = bake_groups(reads, g_ref, programmed, bakes)
+    if inc.empty:
+        raise ValueError("bake table has no cells read before and after a bake step")
+
+    def keep(cut):
+        bad = set(zip(cum.loc[cut, "temp_index"], cum.loc[cut, "level"], cum.loc[cut, "step"],
+                      strict=True))
+        m = np.array([k not in bad for k in zip(inc["temp_index"], inc["level"], inc["step"],
+                                                strict=True)], dtype=bool)
+        return inc[m].reset_index(drop=True)
+
+    cut1 = censored(cum["g0"] + cum["mean"], cum["var"])
+    args = (relaxation, read_noise, t_ref_k, ea_guess)
+    first = _fit_once(keep(cut1), cum, *args)
+    cut2 = censored(cum["g0"].to_numpy() + cum["mean"].to_numpy(), first.model_variance(cum))
+    if np.array_equal(cut1, cut2):
+        return first
+    return _fit_once(keep(cut2), cum, *args)
+
+
+def _fit_once(
+    mom: pd.DataFrame,
+    cum: pd.DataFrame,
+    relaxation: Relaxation,
+    read_noise: ReadNoise | None,
+    t_ref_k: float,
+    ea_guess: float,
+) -> RetentionFit:
+    verify_ref = bool(len(mom)) and mom["reference"].iloc[0] == "verify"
+    levels = np.unique(mom["level"].to_numpy())
+    li = np.searchsorted(levels, mom["level"].to_numpy())
+    g = mom.groupby("level")["g0"].mean().reindex(levels).to_numpy()[li]
+    T = mom["bake_temp_k"].to_numpy()
+    soak = mom["soak_cum_s"].to_numpy()
+    ramp = mom["ramp_cum_s"].to_numpy()
+    soak_p = mom["soak_prev_s"].to_numpy()
+    ramp_p = mom["ramp_prev_s"].to_numpy()
+    step_p = mom["step_prev"].to_numpy()
+    amb = mom["ambient_k"].to_numpy()
+    amb = np.where(np.isfinite(amb), amb, t_ref_k)
+    reps = mom["reps"].to_numpy()
+    y_v = mom["var"].to_numpy() / _U**2
+    s_v = np.maximum(mom["se_var"].to_numpy() / _U**2, 1e-12)
+    g_u, g_ref_u = g / _U, relaxation.g_ref / _U
+    notes = []
+    if read_noise is not None:
+        sr2 = np.asarray(read_noise.sigma(g)) ** 2 / _U**2
+        # two reads per change: the verify read (one read) or a previous step's mean
+        c = sr2 * (np.where(step_p < 0, 1.0, 1.0 / reps) + 1.0 / reps)
+        notes.append("read variance from the read-noise model")
+    else:
+        c = np.zeros_like(y_v)
+        notes.append("no read-noise model: read variance neglected")
+    notes.append("change measured from the verify read" if verify_ref else
+                 "change measured from the step-0 read (no programmed table)")
+    has_ramps = bool(np.any(ramp > 0))
+    notes.append("heating/cooling ramps from the bakes table integrated" if has_ramps else
+                 "no bakes table: temperature steps taken as instantaneous")
+    x_T = (1.0 / t_ref_k - 1.0 / T) / K_B_EV  # ln AF = Ea * x_T
+    n_temps = int(np.unique(np.round(T, 3)).size)
+
+    # relaxation parameters: theta = [log10 t0, form parameters (uS units)]
+    form = relaxation.form
+    names = list(RATE_FORMS[form])
+    scale = np.array([1.0, *[_scale(n) for n in names]])
+    theta0 = np.array([math.log10(relaxation.t0_s),
+                       *[getattr(relaxation, n) / _scale(n) for n in names]])
+    cov_t = None
+    fit_r = relaxation.fit
+    if fit_r is not None and fit_r.covariance is not None:
+        cn = list(fit_r.covariance["names"])
+        want = ["log10_t0_s", *names]
+        if all(w in cn for w in want):
+            ix = [cn.index(w) for w in want]
+            cov_t = np.asarray(fit_r.covariance["matrix"], dtype=float)[np.ix_(ix, ix)]
+            cov_t = cov_t / np.outer(scale, scale)
+    if cov_t is not None and np.all(np.isfinite(cov_t)):
+        mode = "prior"
+        prec = np.linalg.pinv(cov_t)
+        prec = 0.5 * (prec + prec.T) + 1e-12 * np.eye(prec.shape[0])
+        chol = np.linalg.cholesky(prec)
+        notes.append("relaxation onset and rate law floated with the relaxation fit's "
+                     "covariance as a prior (its uncertainty propagates into Ea)")
+    elif n_temps >= 2:
+        mode = "scale"
+        notes.append("relaxation not fitted: onset time and rate scale free (from the bakes)")
+    else:
+        mode = "fixed"
+        notes.append("one bake temperature and no relaxation fit: relaxation held at the "
+                     "model's values (Ea conditional on them)")
+
+    # parameter vector: [Ea, log10 t_off, (theta... | log10 t0, log10 k scale)]
+    if mode == "prior":
+        p0 = np.r_[ea_guess, 0.0, theta0]
+        lo = np.r_[0.05, -4.0, theta0 - 50 * np.sqrt(np.maximum(np.diag(cov_t), 1e-30))]
+        hi = np.r_[5.0, 6.0, theta0 + 50 * np.sqrt(np.maximum(np.diag(cov_t), 1e-30))]
+        if form == "peaked":
+            lo[3:] = np.maximum(lo[3:], [0.0, 1e-3, 0.0])
+    elif mode == "scale":
+        p0 = np.array([ea_guess, 0.0, theta0[0], 0.0])
+        lo, hi = np.array([0.05, -4.0, -9.0, -2.0]), np.array([5.0, 6.0, 4.0, 2.0])
+    else:
+        p0 = np.array([ea_guess, 0.0])
+        lo, hi = np.array([0.05, -4.0]), np.array([5.0, 6.0])
+    n_prior = theta0.size if mode == "prior" else 0
+    pairs, inv = np.unique(np.stack([T, amb], axis=1), axis=0, return_inverse=True)
+    inv = inv.ravel()
+
+    def unpack(p):
+        """(Ea, log10 t_off, log10 t0, k(g) in uS^2/decade)."""
+        if mode == "prior":
+            return p[0], p[1], p[2], _rate(form, np.asarray(p[3:]), g_u, g_ref_u)
+        k = _rate(form, theta0[1:], g_u, g_ref_u)
+        if mode == "scale":
+            return p[0], p[1], p[2], k * 10 ** p[3]
+        return p[0], p[1], theta0[0], k
+
+    def clocks(ea, lto, lt0, ea_x=None):
+        """Decades of relaxation clock elapsed over each change (end minus start)."""
+        rf = _ramp_factor(ea, pairs[:, 0], pairs[:, 1], t_ref_k)[inv]
+        af = np.exp(ea * x_T if ea_x is None else ea_x)
+        teq = 10**lto + af * soak + rf * ramp
+        teq_p = np.where(step_p < 0, 0.0, 10**lto + af * soak_p + rf * ramp_p)
+        t0 = 10**lt0
+        return np.log10(1.0 + teq / t0) - np.log10(1.0 + teq_p / t0)
+
+    def resid(p):
+        ea, lto, lt0, k = unpack(p)
+        v = c + k * clocks(ea, lto, lt0)
+        r = (y_v - v) / s_v
+        if mode == "prior":
+            r = np.r_[r, chol.T @ (np.asarray(p[2:]) - theta0)]
+        return r
+
+    best = None
+    for ea0 in np.linspace(0.3, 3.0, 28):
+        for lto0 in (-2.0, 0.0, 2.0):
+            pp = p0.copy()
+            pp[0], pp[1] = ea0, lto0
+            r = resid(pp)
+            c2 = float(r @ r)
+            if best is None or c2 < best[0]:
+                best = (c2, pp)
+    res = wls(resid, best[1], bounds=(lo, hi), n_prior=n_prior)
+    ea, lto, lt0, k_fit = unpack(res.params)
+    ea, lt0 = float(ea), float(lt0)
+    cov = res.cov
+    se_ea = math.sqrt(max(cov[0, 0], 0.0))
+    # ln tau0 = ln(10) lt0 - Ea / (kB T_ref)
+    J = np.zeros((2, res.params.size))
+    J[0, 0] = 1.0
+    J[1, 0] = -1.0 / (K_B_EV * t_ref_k)
+    if mode != "fixed":
+        J[1, 2] = math.log(10.0)
+    cov2 = J @ cov @ J.T
+    if mode == "fixed" and fit_r is not None and "t0_s" in fit_r.stderr:
+        cov2[1, 1] += (fit_r.stderr["t0_s"] / relaxation.t0_s) ** 2
+    ln_tau0 = math.log(10.0) * lt0 - ea / (K_B_EV * t_ref_k)
+    se_lt = math.sqrt(max(cov2[1, 1], 0.0))
+    tau0 = math.exp(ln_tau0)
+    stderr = {"ea_ev": se_ea, "tau0_s": tau0 * se_lt}
+    ci = {"ea_ev": (ea - Z95 * se_ea, ea + Z95 * se_ea),
+          "tau0_s": (math.exp(max(ln_tau0 - Z95 * se_lt, -700.0)),
+                     math.exp(min(ln_tau0 + Z95 * se_lt, 700.0)))}
+    # cumulative groups (change from the reference at each step), for quality and plots
+    cum = cum[np.isin(cum["level"].to_numpy(), levels)].reset_index(drop=True)
+    cl = np.searchsorted(levels, cum["level"].to_numpy())
+    g_c = mom.groupby("level")["g0"].mean().reindex(levels).to_numpy()[cl]
+    Tc = cum["bake_temp_k"].to_numpy()
+    amb_c = cum["ambient_k"].to_numpy()
+    amb_c = np.where(np.isfinite(amb_c), amb_c, t_ref_k)
+    teq_c = _t_eq(ea, 10**lto, cum["soak_cum_s"].to_numpy(), cum["ramp_cum_s"].to_numpy(), Tc,
+                  amb_c, t_ref_k)
+    Lc = np.log10(1.0 + teq_c / 10**lt0)
+    if not verify_ref:
+        Lc = Lc - np.log10(1.0 + 10**lto / 10**lt0)
+    rel_fit_k = _rate(form, np.asarray(res.params[3:]), g_c / _U, g_ref_u) if mode == "prior" \
+        else np.asarray(relaxation.rate(g_c)) / _U**2 * (10 ** float(res.params[3])
+                                                         if mode == "scale" else 1.0)
+    if read_noise is not None:
+        sr2c = np.asarray(read_noise.sigma(g_c)) ** 2 / _U**2
+        c_c = sr2c * ((1.0 if verify_ref else 1.0 / cum["reps"].to_numpy())
+                      + 1.0 / cum["reps"].to_numpy())
+    else:
+        c_c = np.zeros(len(cum))
+    v_mod = c_c + rel_fit_k * Lc
+    m_mod = np.asarray(relaxation.drift(g_c)) / _U * Lc
+    y_c = cum["var"].to_numpy() / _U**2
+    live = ~censored(g_c + cum["mean"].to_numpy(), v_mod * _U**2)
+    gof = {
+        "chi2_red": res.chi2_red,
+        "sigma_max_rel_err": float(np.max((np.abs(np.sqrt(np.maximum(v_mod, 0)) - np.sqrt(y_c))
+                                           / np.sqrt(np.maximum(y_c, 1e-30)))[live]))
+        if live.any() else math.nan,
+        "mean_rmse_s": float(np.sqrt(np.mean((cum["mean"].to_numpy()[live] / _U
+                                              - m_mod[live]) ** 2))) * _U
+        if live.any() else math.nan,
+        "t_off_s": 10 ** float(lto),
+        "t0_s": 10**lt0,
+        "n_temperatures": float(n_temps),
+    }
+    # per-temperature AF (other parameters fixed at the joint optimum)
+    rows = []
+    for tk in np.unique(np.round(T, 6)):
+        sel = np.isclose(T, tk)
+        x0 = float(x_T[sel][0])
+        if abs(x0) < 1e-9:
+            continue
+
+        def r_t(p, sel=sel):
+            ea_x = np.where(sel, p[0], ea * x_T)
+            return ((y_v - c - k_fit * clocks(ea, lto, lt0, ea_x)) / s_v)[sel]
+
+        rt = wls(r_t, [ea * x0])
+        rows.append({"temp_k": float(tk), "ln_af": float(rt.params[0]),
+                     "ln_af_se": float(rt.stderr[0]), "ln_af_model": ea * x0})
+    per_t = pd.DataFrame(rows, columns=["temp_k", "ln_af", "ln_af_se", "ln_af_model"])
+    if len(per_t) >= 2:
+        z = (per_t["ln_af"] - per_t["ln_af_model"]) / per_t["ln_af_se"]
+        gof["arrhenius_chi2_red"] = float(np.sum(z**2) / (len(per_t) - 1))
+    fit = FitInfo(
+        method="weighted least squares (soft-L1) of bake mean/variance vs equivalent time "
+        "(Arrhenius incl. ramps), relaxation law from the room-temperature model",
+        n=int(mom["n"].sum()), form="arrhenius", aic=res.aic, bic=res.bic, gof=gof,
+        stderr=stderr, ci95=ci,
+        covariance={"names": ["ea_ev", "ln_tau0_s"], "matrix": cov2.tolist()},
+        notes="; ".join(notes) + f"; temperatures [K]: "
+        f"{', '.join(f'{t:.2f}' for t in sorted(set(np.round(T, 2))))}",
+    )
+    eff = Retention(ea_ev=ea, t_ref_k=t_ref_k, tau0_s=tau0, source="fit", fit=fit)
+    groups = cum.assign(var_model=v_mod * _U**2, mean_model=m_mod * _U, censored=~live)
+    if mode == "prior":
+        relax_fit = dataclasses.replace(
+            relaxation, t0_s=10**lt0,
+            **{n: float(v) * _scale(n) for n, v in zip(names, res.params[3:], strict=True)})
+    elif mode == "scale":
+        kk = 10 ** float(res.params[3])
+        relax_fit = dataclasses.replace(relaxation, t0_s=10**lt0, **{
+            n: getattr(relaxation, n) * (kk if n.startswith("k") else 1.0) for n in names})
+    else:
+        relax_fit = relaxation
+    return RetentionFit(eff, groups, per_t, relax_fit, 10 ** float(lto))

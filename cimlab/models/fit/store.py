@@ -1,0 +1,353 @@
+"""Fit every effect a store has data for: ``fit_store(store) -> DeviceModel``.
+
+Tables are gathered by run kind (docs/architecture.md section 5; runs of the same kind are
+concatenated, their levels kept apart), then fitted in dependency order:
+
+1. window: the programmed targets (min, max, number of distinct levels);
+2. read noise (``read_fluctuation``), first pass without relaxation;
+3. relaxation (``relaxation`` and ``imported`` reads), with that read noise;
+4. read noise again, now subtracting relaxation between paired reads;
+5. programming error per mode (every run's ``programmed`` table; for an imported set without
+   one, the verify reads ``g0_s`` of its reads), deconvolved from read noise and relaxation;
+6. retention (``bake_retention``) with the relaxation and read-noise models;
+7. binary conditions (``ber`` bits/conditions, ``endurance`` cycles); 8. stuck-at
+   (``fault_map``). The wire resistance has no campaign: it keeps the literature value.
+
+Effects without data keep :meth:`DeviceModel.default` values (``source`` says so). Only runs
+with status "completed" are used unless ``include_unfinished``. Provenance records the store
+path, the uids of the runs used and a SHA-256 over the exact table contents the fits read
+(:func:`hash_tables`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cimlab.models.device_model import DeviceModel, Provenance
+from cimlab.models.effects import K_B_EV, ConductanceWindow
+from cimlab.models.fit.binary import fit_binary
+from cimlab.models.fit.programming import fit_programming
+from cimlab.models.fit.read_noise import fit_read_noise
+from cimlab.models.fit.relaxation import RelaxationFit, fit_relaxation
+from cimlab.models.fit.retention import RetentionFit, fit_retention
+from cimlab.models.fit.stuck import fit_stuck
+from cimlab.models.params import FitInfo
+
+#: run kind -> tables the fitters read from it.
+USED_TABLES: dict[str, tuple[str, ...]] = {
+    "programming_error": ("programmed",),
+    "read_fluctuation": ("reads", "programmed"),
+    "relaxation": ("reads", "programmed"),
+    "imported": ("reads",),
+    "bake_retention": ("reads", "programmed", "bakes"),
+    "ber": ("bits", "conditions"),
+    "endurance": ("cycles",),
+    "fault_map": ("faults",),
+}
+
+
+@dataclass
+class TableSet:
+    """The tidy tables of a store, by run kind: ``{kind: {table: DataFrame}}`` (concatenated
+    over runs, with a ``run`` column), plus the runs used and a content hash."""
+
+    tables: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
+    run_uids: list[str] = field(default_factory=list)
+    sha256: str = ""
+    source: str = ""
+
+    def get(self, kind: str, table: str) -> pd.DataFrame | None:
+        return self.tables.get(kind, {}).get(table)
+
+
+@dataclass
+class FitReport:
+    """What :func:`fit_store` produced: the model, plus the intermediate fits (for plots)."""
+
+    model: DeviceModel
+    tables: TableSet
+    relaxation: RelaxationFit | None = None
+    retention: RetentionFit | None = None
+    fitted: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def _update_hash(h: Any, uid: str, name: str, df: pd.DataFrame) -> None:
+    h.update(f"{uid}\0{name}\0{len(df)}\0".encode())
+    for col in df.columns:
+        h.update(f"{col}\0".encode())
+        v = df[col]
+        if v.dtype.kind in "biuf":
+            h.update(np.ascontiguousarray(v.to_numpy()).tobytes())
+        else:
+            h.update("\0".join(map(str, v.to_numpy())).encode())
+
+
+def hash_tables(items: Iterable[tuple[str, str, pd.DataFrame]]) -> str:
+    """SHA-256 (hex) of (run uid, table name, columns, values) in the given order."""
+    h = hashlib.sha256()
+    for uid, name, df in items:
+        _update_hash(h, uid, name, df)
+    return h.hexdigest()
+
+
+def collect(store: Any, include_unfinished: bool = False) -> TableSet:
+    """Read the tables the fitters use from an open :class:`cimlab.store.Store`."""
+    ts = TableSet(source=str(getattr(store, "path", "")))
+    items = []
+    runs = sorted(store, key=lambda r: r.uid)
+    for run in runs:
+        kind = run.kind
+        if kind not in USED_TABLES:
+            continue
+        if run.status != "completed" and not include_unfinished:
+            continue
+        have = set(run.tables)
+        used = False
+        for name in USED_TABLES[kind]:
+            if name not in have:
+                continue
+            df = run.table(name)
+            if df.empty:
+                continue
+            if name == "bakes" and "ambient_c" in (run.meta or {}):
+                df = df.assign(ambient_k=float(run.meta["ambient_c"]) + 273.15)
+            items.append((run.uid, name, df))
+            df = df.assign(run=run.uid)
+            prev = ts.tables.setdefault(kind, {}).get(name)
+            ts.tables[kind][name] = df if prev is None else pd.concat([prev, df],
+                                                                       ignore_index=True)
+            used = True
+        if used:
+            ts.run_uids.append(run.uid)
+    ts.sha256 = hash_tables(items)
+    return ts
+
+
+def tables_from_frames(frames: Mapping[str, Mapping[str, pd.DataFrame]],
+                       source: str = "<frames>") -> TableSet:
+    """A :class:`TableSet` from DataFrames (tests, external tools): ``{kind: {table: df}}``."""
+    ts = TableSet(source=source)
+    items = []
+    for kind in sorted(frames):
+        for name in sorted(frames[kind]):
+            df = frames[kind][name]
+            items.append((kind, name, df))
+            ts.tables.setdefault(kind, {})[name] = df.assign(run=kind) if "run" not in \
+                df.columns else df
+    ts.run_uids = sorted(frames)
+    ts.sha256 = hash_tables(items)
+    return ts
+
+
+def _relevel(df: pd.DataFrame) -> pd.DataFrame:
+    """Make ``level`` unique across runs (level k of run A and of run B are different groups)."""
+    if "run" not in df.columns or df["run"].nunique() <= 1:
+        return df
+    key = df["run"].astype(str) + ":" + df["level"].astype(str)
+    return df.assign(level=pd.factorize(key, sort=True)[0])
+
+
+def _targets(ts: TableSet) -> np.ndarray:
+    out = []
+    for kind, tabs in ts.tables.items():
+        for df in tabs.values():
+            if "target_s" in df.columns and kind != "ber":
+                out.append(df["target_s"].to_numpy(dtype=float))
+    return np.concatenate(out) if out else np.empty(0)
+
+
+def fit_window(ts: TableSet, default: ConductanceWindow) -> ConductanceWindow | None:
+    """Window from the programmed targets (None without any)."""
+    t = _targets(ts)
+    t = t[np.isfinite(t)]
+    if t.size == 0:
+        return None
+    levels = np.unique(np.round(t / 1e-9) * 1e-9)
+    fit = FitInfo(method="range and count of the programmed targets", n=int(t.size),
+                  notes="targets are set points, not estimates: no uncertainty")
+    return ConductanceWindow(g_min=float(levels.min()), g_max=float(levels.max()),
+                             levels=int(max(levels.size, 2)), source="fit", fit=fit)
+
+
+def _with_pulse_offset(reads: pd.DataFrame | None,
+                       programmed: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Relaxation times from each cell's own last programming pulse.
+
+    A relaxation run times its reads from the end of programming the whole batch, but a cell's
+    relaxation starts at its own last pulse; the run's ``programmed`` table holds that offset
+    (``time_s`` = end of programming - last pulse of the cell). Added to ``time_s`` here."""
+    if reads is None or programmed is None or "time_s" not in programmed.columns:
+        return reads
+    keys = ["run", "cell"] if "run" in reads.columns and "run" in programmed.columns else ["cell"]
+    off = programmed.drop_duplicates(keys, keep="last").set_index(keys)["time_s"]
+    o = off.reindex(pd.MultiIndex.from_frame(reads[keys])).to_numpy(dtype=float)
+    o = np.where(np.isfinite(o), o, 0.0)
+    return reads.assign(time_s=reads["time_s"].to_numpy(dtype=float) + o)
+
+
+def _programmed_from_reads(reads: pd.DataFrame) -> pd.DataFrame:
+    """Verify-mode programming table from the g0 of relaxation-like reads (one row per cell)."""
+    first = reads.sort_values("time_s").drop_duplicates(["run", "cell"]) if "run" in \
+        reads.columns else reads.sort_values("time_s").drop_duplicates("cell")
+    return pd.DataFrame({"cell": first["cell"].to_numpy(), "level": first["level"].to_numpy(),
+                         "target_s": first["target_s"].to_numpy(dtype=float),
+                         "g_s": first["g0_s"].to_numpy(dtype=float), "mode": "verify",
+                         "time_s": 0.0})
+
+
+def fit_tables(
+    ts: TableSet,
+    name: str = "fitted",
+    progress: Callable[[str], None] | None = None,
+) -> FitReport:
+    """Fit every effect ``ts`` has data for (see module docstring)."""
+    from cimlab import __version__
+
+    say = progress or (lambda _msg: None)
+    dm = DeviceModel.default()
+    rep = FitReport(dm, ts)
+    changes: dict[str, Any] = {}
+    window = fit_window(ts, dm.window)
+    if window is not None:
+        changes["window"] = window
+        rep.fitted.append("window")
+    g_ref = (window or dm.window).g_max
+
+    # read noise (pass 1), relaxation, read noise (pass 2)
+    rf = ts.get("read_fluctuation", "reads")
+    read_noise = None
+    if rf is not None:
+        say("read noise")
+        read_noise = fit_read_noise(_relevel(rf), g_ref)
+    relax_frames = [df for df in (_with_pulse_offset(ts.get("relaxation", "reads"),
+                                                     ts.get("relaxation", "programmed")),
+                                  ts.get("imported", "reads")) if df is not None]
+    relaxation = None
+    if relax_frames:
+        say("relaxation")
+        reads = _relevel(pd.concat(relax_frames, ignore_index=True))
+        rep.relaxation = fit_relaxation(reads, g_ref, retention=dm.retention,
+                                        read_noise=read_noise)
+        relaxation = rep.relaxation.effect
+        changes["relaxation"] = relaxation
+        rep.fitted.append("relaxation")
+    else:
+        rep.skipped["relaxation"] = "no relaxation or imported run"
+    if rf is not None:
+        read_noise = fit_read_noise(_relevel(rf), g_ref, relaxation=relaxation)
+        changes["read_noise"] = read_noise
+        rep.fitted.append("read_noise")
+    else:
+        rep.skipped["read_noise"] = "no read_fluctuation run (literature value kept)"
+
+    # programming error
+    prog = [ts.get(k, "programmed") for k in ("programming_error", "read_fluctuation",
+                                               "relaxation")]
+    prog = [p for p in prog if p is not None]
+    modes_seen = set()
+    for p in prog:
+        modes_seen |= set(p["mode"].astype(str).unique())
+    imp = ts.get("imported", "reads")
+    if imp is not None and "verify" not in modes_seen:
+        prog.append(_programmed_from_reads(imp))
+    if prog:
+        say("programming error")
+        pe = fit_programming(_relevel(pd.concat(prog, ignore_index=True)), g_ref,
+                             read_noise=read_noise, relaxation=relaxation)
+        # the simulator's default: single-shot if measured (paper 000's scenario), else verify
+        pe.sort(key=lambda p: p.mode != "single_shot")
+        changes["programming"] = pe[0]
+        changes["programming_other"] = tuple(pe[1:])
+        rep.fitted.append("programming")
+    else:
+        rep.skipped["programming"] = "no programmed table"
+
+    # retention
+    bake = ts.get("bake_retention", "reads")
+    if bake is not None:
+        say("retention")
+        rep.retention = fit_retention(_relevel(bake), relaxation or dm.relaxation, g_ref,
+                                      read_noise=read_noise, t_ref_k=dm.retention.t_ref_k,
+                                      ea_guess=dm.retention.ea_ev,
+                                      programmed=ts.get("bake_retention", "programmed"),
+                                      bakes=ts.get("bake_retention", "bakes"))
+        changes["retention"] = rep.retention.effect
+        rep.fitted.append("retention")
+    else:
+        rep.skipped["retention"] = "no bake_retention run"
+        if relaxation is not None:
+            r = dm.retention
+            tau0 = relaxation.t0_s * math.exp(-r.ea_ev / (K_B_EV * r.t_ref_k))
+            changes["retention"] = dataclasses.replace(
+                r, tau0_s=tau0,
+                source=r.source + "; tau0 from the fitted relaxation onset time")
+
+    bits = ts.get("ber", "bits")
+    cyc = ts.get("endurance", "cycles")
+    if bits is not None:
+        say("binary conditions")
+        changes["binary"] = fit_binary(bits, ts.get("ber", "conditions"), cyc,
+                                       literature=dm.binary)
+        rep.fitted.append("binary")
+    else:
+        rep.skipped["binary"] = "no ber run"
+    faults = ts.get("fault_map", "faults")
+    if faults is not None:
+        say("stuck-at faults")
+        changes["stuck"] = fit_stuck(faults, dm.stuck)
+        rep.fitted.append("stuck")
+    else:
+        rep.skipped["stuck"] = "no fault_map run"
+    rep.skipped["wire"] = "no campaign measures it (literature value kept)"
+    prov = Provenance(
+        source="fit", store_path=ts.source, data_sha256=ts.sha256,
+        run_uids=tuple(ts.run_uids), cimlab_version=__version__,
+        created_utc=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        notes="fitted: " + ", ".join(rep.fitted) + "; literature: "
+        + ", ".join(f"{k} ({v})" for k, v in rep.skipped.items()),
+    )
+    rep.model = dm.replace(name=name, provenance=prov, **changes)
+    return rep
+
+
+def fit_store(
+    store: Any,
+    name: str | None = None,
+    include_unfinished: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> DeviceModel:
+    """Fit a :class:`DeviceModel` to every run in ``store`` (an open Store or a path)."""
+    return fit_store_report(store, name, include_unfinished, progress).model
+
+
+def fit_store_report(
+    store: Any,
+    name: str | None = None,
+    include_unfinished: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> FitReport:
+    """Like :func:`fit_store`, returning the :class:`FitReport` (intermediate fits too)."""
+    if isinstance(store, (str, Path)):
+        from cimlab.store import Store
+
+        with Store.open(store, mode="r") as s:
+            ts = collect(s, include_unfinished)
+            ts.source = str(store)
+        return fit_tables(ts, name or Path(store).stem, progress)
+    ts = collect(store, include_unfinished)
+    return fit_tables(ts, name or Path(ts.source or "store").stem, progress)
+
+
+__all__ = ["USED_TABLES", "FitReport", "TableSet", "collect", "fit_store",
+           "fit_store_report", "fit_tables", "hash_tables", "tables_from_frames"]

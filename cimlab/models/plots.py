@@ -1,0 +1,206 @@
+"""Fitted-vs-measured plots of a device model (PNG, matplotlib Agg backend).
+
+The measured points are regrouped from the store exactly as the fitters group them; the curves
+are the model in the JSON file (not a refit), so a stale model shows as a mismatch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cimlab.models.device_model import DeviceModel
+from cimlab.models.fit._stats import group_moments
+from cimlab.models.fit.read_noise import read_pairs
+from cimlab.models.fit.retention import bake_groups
+from cimlab.models.fit.store import _relevel, collect
+
+_U = 1e-6
+
+
+def _fig(nrows: int = 1, ncols: int = 2, size=(11, 4.2)):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(nrows, ncols, figsize=size, squeeze=False)
+
+
+def plot_model(dm: DeviceModel, store_path: str | Path, out: str | Path) -> list[Path]:
+    """Write the PNGs for every effect the store has data for; returns the files."""
+    from cimlab.store import Store
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with Store.open(store_path, mode="r") as s:
+        ts = collect(s, include_unfinished=True)
+    files: list[Path] = []
+    frames = [ts.get(k, "programmed") for k in ("programming_error", "read_fluctuation",
+                                                  "relaxation")]
+    frames = [f for f in frames if f is not None]
+    if frames:
+        files.append(_plot_programming(dm, _relevel(pd.concat(frames, ignore_index=True)), out))
+    rf = ts.get("read_fluctuation", "reads")
+    if rf is not None:
+        files.append(_plot_read(dm, _relevel(rf), out))
+    rel = [f for f in (ts.get("relaxation", "reads"), ts.get("imported", "reads")) if
+           f is not None]
+    if rel:
+        files.append(_plot_relaxation(dm, _relevel(pd.concat(rel, ignore_index=True)), out))
+    bake = ts.get("bake_retention", "reads")
+    if bake is not None:
+        files.append(_plot_bake(dm, _relevel(bake), out))
+    bits = ts.get("ber", "bits")
+    if bits is not None:
+        files.append(_plot_binary(dm, bits, out))
+    return files
+
+
+def _plot_programming(dm: DeviceModel, df: pd.DataFrame, out: Path) -> Path:
+    plt, fig, ax = _fig()
+    df = df.assign(err=df["g_s"] - df["target_s"])
+    for mode, sub in df.groupby(df["mode"].astype(str)):
+        mom = group_moments(sub, ["level"], "err", extra_means=["target_s"])
+        g = mom["target_s"].to_numpy()
+        ax[0, 0].plot(g / _U, np.sqrt(mom["var"]) / _U, "o", label=f"{mode}: measured")
+        try:
+            pe = dm.programming_for(mode)
+        except KeyError:
+            continue
+        gg = np.linspace(g.min(), g.max(), 200)
+        ax[0, 0].plot(gg / _U, np.asarray(pe.sigma(gg)) / _U, "-", label=f"{mode}: model "
+                      f"({pe.form})")
+        ax[0, 1].hist(sub["err"] / _U, bins=100, histtype="step", density=True, label=mode)
+    ax[0, 0].set(xlabel="target [uS]", ylabel="sigma [uS]", title="programming error")
+    ax[0, 1].set(xlabel="g - target [uS]", ylabel="density", title="error distribution")
+    for a in ax[0]:
+        a.legend(fontsize=8)
+    p = out / "programming.png"
+    fig.tight_layout()
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
+
+
+def _plot_read(dm: DeviceModel, reads: pd.DataFrame, out: Path) -> Path:
+    plt, fig, ax = _fig()
+    pairs = read_pairs(reads)
+    mom = group_moments(pairs, ["level"], "d", extra_means=["g"])
+    g = mom["g"].to_numpy()
+    s = np.sqrt(mom["var"].to_numpy() / 2)
+    gg = np.linspace(max(g.min(), 1e-9), g.max(), 200)
+    ax[0, 0].plot(g / _U, s / _U, "o", label="measured (read pairs)")
+    ax[0, 0].plot(gg / _U, np.asarray(dm.read_noise.sigma(gg)) / _U, "-",
+                  label=f"model ({dm.read_noise.form})")
+    ax[0, 1].plot(g / _U, s / g, "o", label="measured")
+    ax[0, 1].plot(gg / _U, np.asarray(dm.read_noise.sigma(gg)) / gg, "-", label="model")
+    ax[0, 0].set(xlabel="g [uS]", ylabel="sigma [uS]", title="read noise")
+    ax[0, 1].set(xlabel="g [uS]", ylabel="sigma / g", title="relative read noise")
+    for a in ax[0]:
+        a.legend(fontsize=8)
+    p = out / "read_noise.png"
+    fig.tight_layout()
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
+
+
+def _plot_relaxation(dm: DeviceModel, reads: pd.DataFrame, out: Path) -> Path:
+    from cimlab.models.fit.relaxation import _group
+
+    plt, fig, ax = _fig()
+    mom = _group(reads, dm.retention, dm.relaxation.g_ref)
+    levels = np.unique(mom["level"])
+    pick = levels[np.linspace(0, levels.size - 1, min(6, levels.size)).round().astype(int)]
+    cmap = plt.get_cmap("viridis")
+    r = dm.relaxation
+    for i, lv in enumerate(pick):
+        m = mom[mom["level"] == lv]
+        c = cmap(i / max(len(pick) - 1, 1))
+        g = float(m["g0_s"].mean())
+        t = m["t_eq_s"].to_numpy()
+        tt = np.logspace(np.log10(t.min()) - 0.5, np.log10(t.max()) + 0.5, 100)
+        ax[0, 0].plot(t, np.sqrt(m["var"]) / _U, "o", color=c, label=f"{g / _U:.1f} uS")
+        ax[0, 0].plot(tt, np.asarray(r.sigma(g, tt)) / _U, "-", color=c)
+        ax[0, 1].plot(t, m["mean"] / _U, "o", color=c)
+        ax[0, 1].plot(tt, np.asarray(r.mean_shift(g, tt)) / _U, "-", color=c)
+    for a in ax[0]:
+        a.set_xscale("log")
+    ax[0, 0].set(xlabel="time after programming [s]", ylabel="std of g - g0 [uS]",
+                 title=f"relaxation spread ({r.form})")
+    ax[0, 1].set(xlabel="time after programming [s]", ylabel="mean of g - g0 [uS]",
+                 title=f"relaxation drift ({r.mean_form})")
+    ax[0, 0].legend(fontsize=7)
+    p = out / "relaxation.png"
+    fig.tight_layout()
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
+
+
+def _plot_bake(dm: DeviceModel, reads: pd.DataFrame, out: Path) -> Path:
+    plt, fig, ax = _fig()
+    mom = bake_groups(reads, dm.relaxation.g_ref)
+    ret, rel = dm.retention, dm.relaxation
+    temps = np.unique(mom["bake_temp_k"])
+    cmap = plt.get_cmap("plasma")
+    for i, tk in enumerate(temps):
+        m = mom[mom["bake_temp_k"] == tk]
+        lv = m["level"].unique()
+        mid = lv[len(lv) // 2]
+        mm = m[m["level"] == mid]
+        g = float(mm["g0"].mean())
+        c = cmap(i / max(len(temps) - 1, 1))
+        tb = mm["bake_time_s"].to_numpy()
+        tt = np.logspace(np.log10(tb.min()) - 0.3, np.log10(tb.max()) + 0.3, 100)
+        teq = ret.equivalent_time(tt, tk)
+        ax[0, 0].plot(tb, np.sqrt(mm["var"]) / _U, "o", color=c,
+                      label=f"{tk - 273.15:.0f} C, {g / _U:.1f} uS")
+        ax[0, 0].plot(tt, np.asarray(rel.sigma(g, teq)) / _U, "-", color=c)
+        ax[0, 1].plot(tb, mm["mean"] / _U, "o", color=c)
+        ax[0, 1].plot(tt, np.asarray(rel.mean_shift(g, teq)) / _U, "-", color=c)
+    for a in ax[0]:
+        a.set_xscale("log")
+        a.set_xlabel("bake time [s]")
+    ax[0, 0].set(ylabel="std of change [uS]", title=f"bake spread (Ea = {ret.ea_ev:.2f} eV)")
+    ax[0, 1].set(ylabel="mean change [uS]", title="bake drift")
+    ax[0, 0].legend(fontsize=7)
+    p = out / "retention.png"
+    fig.tight_layout()
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
+
+
+def _plot_binary(dm: DeviceModel, bits: pd.DataFrame, out: Path) -> Path:
+    from cimlab.models.fit.binary import _states
+
+    conds = [c for c in dm.binary.conditions]
+    plt, fig, ax = _fig(1, max(len(conds), 1), size=(4.5 * max(len(conds), 1), 3.8))
+    for i, c in enumerate(conds):
+        b = bits[bits["condition"].astype(str) == c.name]
+        a = ax[0, i]
+        if not b.empty:
+            lnl, _, lnh, _ = _states(b)
+            a.hist(lnl, bins=60, density=True, histtype="step", label="LRS")
+            a.hist(lnh, bins=60, density=True, histtype="step", label="HRS")
+        x = np.linspace(np.log(c.hrs_median_s) - 4 * c.hrs_sigma_ln,
+                        np.log(c.lrs_median_s) + 4 * c.lrs_sigma_ln, 300)
+        for med, sd in ((c.lrs_median_s, c.lrs_sigma_ln), (c.hrs_median_s, c.hrs_sigma_ln)):
+            a.plot(x, np.exp(-0.5 * ((x - np.log(med)) / sd) ** 2) / (sd * np.sqrt(2 * np.pi)),
+                   "-")
+        a.axvline(np.log(c.threshold_s), color="k", ls=":")
+        a.set(xlabel="ln(g / 1 S)", title=f"{c.name}: BER {c.ber_1t1r:.2g} (1T1R)")
+        a.legend(fontsize=7)
+    p = out / "binary.png"
+    fig.tight_layout()
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
+
+
+__all__: list[Any] = ["plot_model"]

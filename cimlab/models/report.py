@@ -1,0 +1,62 @@
+"""Readable text of a device model (what ``cimlab model show`` prints)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cimlab.models.params import fitted_of, numeric_fields, text_fields
+
+
+def _effect_lines(title: str, effect: Any) -> list[str]:
+    lines = [f"[{title}]  source: {effect.source}"]
+    settings = [f"{n}={getattr(effect, n)}" for n in text_fields(effect) if n != "source"]
+    if settings:
+        lines.append("  " + ", ".join(settings))
+    for name in numeric_fields(effect):
+        f = fitted_of(effect, name)
+        lines.append(f"  {name:<18} {f.text()}")
+    fit = effect.fit
+    if fit is not None:
+        head = f"  fit: {fit.method}, n={fit.n}"
+        if fit.form:
+            head += f", form={fit.form}"
+        if fit.aic is not None:
+            head += f", AIC={fit.aic:.1f}"
+        if fit.bic is not None:
+            head += f", BIC={fit.bic:.1f}"
+        lines.append(head)
+        if fit.gof:
+            lines.append("  quality: " + ", ".join(f"{k}={v:.4g}" for k, v in fit.gof.items()))
+        if fit.candidates:
+            cands = ", ".join(
+                f"{form} (BIC {c.get('bic', float('nan')):.1f})"
+                for form, c in fit.candidates.items()
+            )
+            lines.append(f"  forms tried: {cands}")
+        if fit.notes:
+            lines.append(f"  notes: {fit.notes}")
+    return lines
+
+
+def describe(dm: Any) -> str:
+    """Multi-line description of ``dm``: parameters with stderr and CI, fit quality, provenance."""
+    p = dm.provenance
+    out = [f"DeviceModel {dm.name!r}  ({p.source}; cimlab {p.cimlab_version or '?'})"]
+    if p.store_path:
+        out.append(f"  store: {p.store_path}")
+    if p.data_sha256:
+        out.append(f"  data sha256: {p.data_sha256}")
+    if p.run_uids:
+        out.append(f"  runs: {', '.join(p.run_uids)}")
+    if p.created_utc:
+        out.append(f"  created: {p.created_utc}")
+    if p.notes:
+        out.append(f"  notes: {p.notes}")
+    for name in ("window", "programming", "read_noise", "relaxation", "retention", "stuck", "wire"):
+        out.extend(_effect_lines(name, getattr(dm, name)))
+    for i, pe in enumerate(dm.programming_other):
+        out.extend(_effect_lines(f"programming_other[{i}]", pe))
+    out.append(f"[binary]  source: {dm.binary.source}")
+    for c in dm.binary.conditions:
+        out.extend("  " + line for line in _effect_lines(f"condition {c.name}", c))
+    return "\n".join(out)

@@ -1,0 +1,421 @@
+"""The emulated ReRAM chip: per-cell hidden state, programming pulses, reads, tile MVMs.
+
+All operations are vectorised over cells (flat index ``tile * rows * cols + row * cols +
+col``), use the chip's own seeded ``numpy.random.Generator`` streams, and never read a wall
+clock: callers pass ``now_s`` (the virtual clock) and let time pass at a temperature with
+:meth:`ReRAMChip.advance`. The model and its sources are in docs/physics.md and in the field
+docs of :mod:`cimlab.physics.profile`.
+
+Pulse model (one pulse, cell at true conductance ``g``, see profile.SetSwitching):
+
+* target ``g_t``: SET -> ceiling ``I_cc(v_gate, cell) / v_c * F_cell * C`` (compliance set by
+  the 1T1R access transistor; ``F`` d2d, ``C`` c2c lognormal); RESET -> ``ln g_t = ln g -
+  d - depth_sigma min(d, depth_sat) z``, ``d = max(ln(g / floor_cell(v)), 0)``
+  (profile.ResetSwitching).
+  A SET never lowers ``g``, a RESET never raises it.
+* drive ``D = rate0 * k_cell * width * (exp((v - v_th_cell)/v0) - 1)`` above threshold, else 0;
+  fraction ``f = 1 - exp(-D)``.
+* ``g' = g + f (g_t - g) + sqrt(q f (1 - f) |g_t - g|) z``: the defects between ``g`` and
+  ``g_t`` (units of ``q``) each move with probability ``f`` (binomial, normal approximation), so
+  small steps carry Poisson-like noise and a full switch lands exactly on the (random) target.
+* energy ``E = v * width * min(max(g, g') v, I_max)``, ``I_max = I_cc(v_gate)``: the current of
+  the cell's conducting state during the pulse, limited by the transistor (paper 003 Table I
+  accounts SET/RESET energy as V I t at the compliance current; 600 uA, 2 V, 100 ns = 120 pJ).
+* a pulse that moves the cell (above threshold, room to move) restarts its relaxation from the
+  present conductance and adds wear (profile.Endurance); stuck and worn cells ignore pulses
+  (they still conduct and cost energy).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+from cimlab.physics import crossbar, faults
+from cimlab.physics.profile import ChipProfile, load_profile
+from cimlab.physics.relaxation import observe
+from cimlab.physics.retention import ThermalClock
+
+POLARITIES = ("set", "reset")
+
+
+class _TileCache:
+    __slots__ = ("e_prog_max", "e_snap", "g", "s2", "t", "version")
+
+    def __init__(self, version, e_snap, e_prog_max, g, s2, t):
+        self.version = version
+        self.e_snap = e_snap
+        self.e_prog_max = e_prog_max
+        self.g = g
+        self.s2 = s2
+        self.t = t
+
+
+class ReRAMChip:
+    """An emulated 1T1R ReRAM chip with ``n_tiles`` tiles of ``rows x cols`` cells.
+
+    ``ReRAMChip(profile, seed)``: ``profile`` a :class:`ChipProfile` or a profile name/path
+    (default ``"default"``); ``seed`` anything :class:`numpy.random.SeedSequence` accepts. The
+    same profile, seed and call sequence give the same results.
+    """
+
+    def __init__(self, profile: ChipProfile | str | None = None, seed: Any = None) -> None:
+        if profile is None or isinstance(profile, str):
+            profile = load_profile(profile or "default")
+        self.profile: ChipProfile = profile
+        self.seed = seed
+        self._seedseq = np.random.SeedSequence(seed)
+        ss_cells, ss_ops, ss_truth = self._seedseq.spawn(3)
+        geo = profile.geometry
+        self.rows, self.cols, self.n_tiles = geo.rows, geo.cols, geo.n_tiles
+        self.tile_size = geo.rows * geo.cols
+        n = self.n_cells = geo.n_tiles * self.tile_size
+        self._rng = np.random.Generator(np.random.PCG64(ss_ops))
+        self._truth_rng = np.random.Generator(np.random.PCG64(ss_truth))
+        rng = np.random.Generator(np.random.PCG64(ss_cells))
+        p = profile
+        f32 = np.float32
+
+        def lognorm(sigma: float) -> np.ndarray:
+            return np.exp(sigma * rng.standard_normal(n)).astype(f32)
+
+        # device-to-device parameters (fixed at manufacture)
+        self.d2d: dict[str, np.ndarray] = {
+            "set_v_th": (p.set.v_th * (1.0 + p.set.v_th_sigma * rng.standard_normal(n))).astype(
+                f32),
+            "set_rate": lognorm(p.set.rate_sigma),
+            "reset_v_th": (
+                p.reset.v_th * (1.0 + p.reset.v_th_sigma * rng.standard_normal(n))).astype(f32),
+            "reset_rate": lognorm(p.reset.rate_sigma),
+            "ceil_factor": lognorm(p.set.v_c_sigma),
+            "floor_factor": lognorm(p.reset.floor_sigma),
+            "transistor_dv_th": (p.transistor.v_th_sigma * rng.standard_normal(n)).astype(f32),
+            "damage_limit": lognorm(p.endurance.limit_sigma),
+        }
+        code, g_stuck = faults.draw_stuck(p.faults, n, rng)
+        self._fault = code
+        # as delivered: formed and RESET at the reference voltage (HRS floor)
+        g0 = p.reset.g_floor_ref * self.d2d["floor_factor"] * np.exp(
+            0.5 * rng.standard_normal(n))
+        g0 = np.where(code != faults.OK, g_stuck, g0)
+        # per-cell state
+        self._g_prog = g0.astype(np.float64)
+        self._e_prog = np.zeros(n)
+        self._e_obs = np.zeros(n)
+        self._x_obs = np.zeros(n)
+        self._rate_mean = np.zeros(n, dtype=f32)
+        self._rate_var = np.zeros(n, dtype=f32)
+        self._update_relax_rates(np.arange(n))
+        self._damage = np.zeros(n, dtype=f32)
+        self._cycles = np.zeros(n, dtype=np.uint32)
+        self._clock = ThermalClock(p.retention, p.window.t_room_k)
+        self._tile_version = np.zeros(self.n_tiles, dtype=np.int64)
+        self._tile_cache: dict[int, _TileCache] = {}
+        self._wires: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._iv_read_cache: dict[float, float] = {}
+        from cimlab.physics.truth import ChipTruth
+
+        self.truth = ChipTruth(self)
+
+    # ------------------------------------------------------------------ geometry and time
+    @property
+    def geometry(self) -> tuple[int, int, int]:
+        """``(n_tiles, rows, cols)``."""
+        return (self.n_tiles, self.rows, self.cols)
+
+    @property
+    def time_s(self) -> float:
+        """The chip's clock [s] (the last ``now_s`` seen or reached by ``advance``)."""
+        return self._clock.time_s
+
+    @property
+    def equivalent_time_s(self) -> float:
+        """Equivalent room-temperature time [s] integrated over the thermal history."""
+        return self._clock.equivalent_s
+
+    @property
+    def ambient_k(self) -> float:
+        """Temperature [K] at which gaps between ``now_s`` values pass (room by default)."""
+        return self._clock.ambient_k
+
+    @ambient_k.setter
+    def ambient_k(self, value: float) -> None:
+        if not (value > 0 and np.isfinite(value)):
+            raise ValueError(f"ambient temperature must be a finite value > 0 K, got {value!r}")
+        self._clock.ambient_k = float(value)
+
+    def advance(self, dt_s: float, temperature_k: float) -> None:
+        """Let ``dt_s`` [s] pass at ``temperature_k`` [K]: the chip clock moves by ``dt_s``,
+        the equivalent time by ``dt_s * acceleration(temperature_k)``."""
+        self._clock.advance(float(dt_s), float(temperature_k))
+
+    # ------------------------------------------------------------------ argument handling
+    def _cells(self, cells: Any) -> np.ndarray:
+        c = np.asarray(cells)
+        if c.ndim == 0:
+            c = c.reshape(1)
+        if c.ndim != 1:
+            raise ValueError(f"cells must be a 1-D array of flat cell indices, got shape {c.shape}")
+        if c.size == 0:
+            return c.astype(np.intp)
+        if not np.issubdtype(c.dtype, np.integer):
+            raise TypeError(f"cells must be integers, got dtype {c.dtype}")
+        lo, hi = int(c.min()), int(c.max())
+        if lo < 0 or hi >= self.n_cells:
+            raise IndexError(f"cell index out of range [0, {self.n_cells}): {lo if lo < 0 else hi}")
+        return c.astype(np.intp, copy=False)
+
+    @staticmethod
+    def _per_cell(x: Any, n: int, name: str, lo: float | None = None) -> np.ndarray | float:
+        a = np.asarray(x, dtype=float)
+        if a.ndim == 0:
+            v = float(a)
+            if not np.isfinite(v) or (lo is not None and v < lo):
+                raise ValueError(f"{name} must be finite{'' if lo is None else f' and >= {lo}'}"
+                                 f", got {v!r}")
+            return v
+        if a.shape != (n,):
+            raise ValueError(f"{name} must be a scalar or have one value per cell ({n}), "
+                             f"got shape {a.shape}")
+        if not np.all(np.isfinite(a)) or (lo is not None and np.any(a < lo)):
+            raise ValueError(f"{name} must be finite{'' if lo is None else f' and >= {lo}'}")
+        return a
+
+    # ------------------------------------------------------------------ hidden process
+    def _update_relax_rates(self, idx: np.ndarray) -> None:
+        rel = self.profile.relaxation
+        g0 = self._g_prog[idx]
+        ok = self._fault[idx] == faults.OK
+        self._rate_mean[idx] = np.where(ok, rel.mean_rate(g0), 0.0)
+        self._rate_var[idx] = np.where(ok, rel.var_rate(g0), 0.0)
+
+    def _observe(self, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """True conductance [S] of cells ``idx`` now (samples the relaxation process)."""
+        e_now = self._clock.equivalent_s
+        g, x = observe(
+            self.profile.relaxation, self._g_prog[idx], self._rate_mean[idx],
+            self._rate_var[idx], self._e_prog[idx], self._e_obs[idx], self._x_obs[idx],
+            e_now, rng,
+        )
+        self._x_obs[idx] = x
+        self._e_obs[idx] = e_now
+        return np.maximum(g, self.profile.window.g_phys_min)
+
+    def _touch_tiles(self, idx: np.ndarray) -> None:
+        if idx.size == 0:
+            return
+        t_lo = int(idx.min()) // self.tile_size
+        t_hi = int(idx.max()) // self.tile_size
+        if t_lo == t_hi:
+            self._tile_version[t_lo] += 1
+        else:
+            self._tile_version[np.unique(idx // self.tile_size)] += 1
+
+    # ------------------------------------------------------------------ operations
+    def pulse(
+        self,
+        cells: Any,
+        polarity: str,
+        v_pulse: Any,
+        v_gate: Any,
+        width_s: Any,
+        now_s: float,
+    ) -> np.ndarray:
+        """Apply one programming pulse to each of ``cells`` (unique flat indices).
+
+        ``polarity`` "set" or "reset"; ``v_pulse`` [V] pulse amplitude (>= 0, bit line for SET,
+        source line for RESET), ``v_gate`` [V] word-line voltage (sets the compliance
+        ``I_cc = profile.transistor.icc(v_gate)``), ``width_s`` [s] (> 0); each a scalar or one
+        value per cell. Returns the energy drawn per cell [J].
+        """
+        if polarity not in POLARITIES:
+            raise ValueError(f"polarity must be 'set' or 'reset', got {polarity!r}")
+        idx = self._cells(cells)
+        n = idx.size
+        v = self._per_cell(v_pulse, n, "v_pulse", lo=0.0)
+        vg = self._per_cell(v_gate, n, "v_gate")
+        w = self._per_cell(width_s, n, "width_s", lo=0.0)
+        if np.any(np.asarray(w) <= 0):
+            raise ValueError("width_s must be > 0 s")
+        self._clock.catch_up(float(now_s))
+        if n == 0:
+            return np.zeros(0)
+        p = self.profile
+        rng = self._rng
+        d2d = self.d2d
+        g = self._observe(idx, rng)
+        tr = p.transistor
+        ov_t = np.maximum(vg - tr.v_th - d2d["transistor_dv_th"][idx], 0.0)
+        icc = 0.5 * tr.k_a_per_v2 * ov_t * ov_t
+        z_target = rng.standard_normal(n)
+        if polarity == "set":
+            sw = p.set
+            v_th = d2d["set_v_th"][idx]
+            k = d2d["set_rate"][idx]
+            target = icc / sw.v_c * d2d["ceil_factor"][idx] * np.exp(sw.ceil_c2c_sigma * z_target)
+            gap = np.maximum(target - g, 0.0)
+            sign = 1.0
+        else:
+            sw = p.reset
+            v_th = d2d["reset_v_th"][idx]
+            k = d2d["reset_rate"][idx]
+            floor = (sw.g_floor_ref * np.exp(-(v - sw.v_ref) / sw.v_slope)
+                     * d2d["floor_factor"][idx])
+            depth = np.maximum(np.log(g / floor), 0.0)
+            target = g * np.exp(-depth - sw.depth_sigma * np.minimum(depth, sw.depth_sat)
+                                * z_target)
+            gap = np.maximum(g - target, 0.0)
+            # the access transistor must conduct for any current to flow
+            gap = np.where(icc > 0.0, gap, 0.0)
+            sign = -1.0
+        over = np.maximum(v - v_th, 0.0)
+        drive = sw.rate0 * k * w * np.expm1(over / sw.v0)
+        f = -np.expm1(-drive)
+        noise_var = p.step_noise.q * f * (1.0 - f) * gap
+        step = f * gap + np.sqrt(noise_var) * rng.standard_normal(n)
+        g_new = np.maximum(g + sign * step, p.window.g_phys_min)
+        code = self._fault[idx]
+        free = code == faults.OK
+        # a pulse that switches anything (above threshold, room to move) restarts relaxation;
+        # the others leave the cell's relaxation process untouched
+        moved = free & (f * gap > 0.0)
+        g_new = np.where(moved, g_new, g)
+        energy = v * w * np.minimum(np.maximum(g, g_new) * v, icc)
+        e_now = self._clock.equivalent_s
+        prog = idx[moved]
+        self._g_prog[prog] = g_new[moved]
+        self._e_prog[prog] = e_now
+        self._e_obs[prog] = e_now
+        self._x_obs[prog] = 0.0
+        self._update_relax_rates(prog)
+        # wear-out
+        en = p.endurance
+        if polarity == "set":
+            dmg = f * en.d_set * (icc / en.i_ref) ** en.p
+            self._cycles[idx] += (free & (f > 0.5)).astype(np.uint32)
+        else:
+            dmg = f * en.d_reset * np.exp((v - en.v_ref) / en.v_w)
+        damage = self._damage[idx] + np.where(free, dmg, 0.0).astype(np.float32)
+        self._damage[idx] = damage
+        failed = free & (damage >= d2d["damage_limit"][idx])
+        if np.any(failed):
+            fi = idx[failed]
+            self._fault[fi] = faults.WORN
+            self._update_relax_rates(fi)
+        self._touch_tiles(idx)
+        return energy
+
+    def _iv_factor(self, v_read: float) -> float:
+        f = self._iv_read_cache.get(v_read)
+        if f is None:
+            f = float(self.profile.iv.current(1.0, v_read)) / v_read
+            self._iv_read_cache[v_read] = f
+        return f
+
+    def read(self, cells: Any, now_s: float, v_read: float = 0.2) -> np.ndarray:
+        """Conductance [S] of ``cells`` (unique flat indices) read at ``v_read`` [V]
+        (current / v_read): the true conductance (relaxation and retention included) with I-V
+        nonlinearity and one independent read-noise draw ``N(0, sigma(g))`` (profile.read)."""
+        v_read = float(v_read)
+        if not (v_read > 0 and np.isfinite(v_read)):
+            raise ValueError(f"v_read must be a finite value > 0 V, got {v_read!r}")
+        idx = self._cells(cells)
+        self._clock.catch_up(float(now_s))
+        if idx.size == 0:
+            return np.zeros(0)
+        g = self._observe(idx, self._rng)
+        rd = self.profile.read
+        sigma = np.sqrt(rd.sigma_floor**2 + (rd.rel * g) ** 2)
+        return (g + sigma * self._rng.standard_normal(idx.size)) * self._iv_factor(v_read)
+
+    def cell_current(self, cell: int, v: Any, now_s: float) -> Any:
+        """DC current [A] of one cell at bias ``v`` [V] (scalar or array, e.g. a sweep), as an
+        SMU measures it through the routed cell: I-V nonlinearity (profile.iv) and the cell's
+        read fluctuation (one independent draw per value)."""
+        if not isinstance(cell, numbers.Integral):
+            raise TypeError(f"cell must be one integer index, got {cell!r}")
+        idx = self._cells(np.array([int(cell)]))
+        va = np.asarray(v, dtype=float)
+        if not np.all(np.isfinite(va)):
+            raise ValueError("v must be finite")
+        self._clock.catch_up(float(now_s))
+        g = float(self._observe(idx, self._rng)[0])
+        sigma = float(self.profile.read.sigma(g))
+        g_draw = g + sigma * self._rng.standard_normal(va.shape)
+        i = self.profile.iv.current(g_draw, va)
+        return float(i) if np.ndim(i) == 0 else i
+
+    # ------------------------------------------------------------------ crossbar
+    def wires(self, tile: int) -> tuple[np.ndarray, np.ndarray]:
+        """Wire segment resistances ``(r_row, r_col)`` [ohm] of ``tile``, each ``rows x cols``
+        (drawn once per tile from the chip seed; see crossbar.py for the topology)."""
+        self._check_tile(tile)
+        w = self._wires.get(tile)
+        if w is None:
+            ss = np.random.SeedSequence(self._seedseq.entropy,
+                                        spawn_key=(*self._seedseq.spawn_key, 1000, tile))
+            wp = self.profile.wires
+            w = crossbar.draw_wires(self.rows, self.cols, wp.r_mean_ohm, wp.r_var_ohm2,
+                                    wp.r_min_ohm, np.random.Generator(np.random.PCG64(ss)))
+            self._wires[tile] = w
+        return w
+
+    def _check_tile(self, tile: Any) -> None:
+        if not isinstance(tile, numbers.Integral) or not 0 <= int(tile) < self.n_tiles:
+            raise IndexError(f"tile must be an integer in [0, {self.n_tiles}), got {tile!r}")
+
+    def _tile_state(self, tile: int, rng: np.random.Generator | None = None) -> _TileCache:
+        """Cached conductance snapshot and transfer matrix of ``tile``, rebuilt when a cell of
+        the tile was pulsed since, or when the relaxation log-time of its youngest cell has
+        moved by more than ``profile.wires.mvm_dlog`` decades."""
+        e_now = self._clock.equivalent_s
+        c = self._tile_cache.get(tile)
+        if c is not None and c.version == self._tile_version[tile]:
+            rel = self.profile.relaxation
+            moved = rel.log_time(e_now - c.e_prog_max) - rel.log_time(c.e_snap - c.e_prog_max)
+            if moved <= self.profile.wires.mvm_dlog:
+                return c
+        idx = np.arange(tile * self.tile_size, (tile + 1) * self.tile_size)
+        g = self._observe(idx, rng or self._rng).reshape(self.rows, self.cols)
+        r_row, r_col = self.wires(tile)
+        t = crossbar.transfer_matrix(g, r_row, r_col)
+        s2 = np.asarray(self.profile.read.sigma(g)) ** 2
+        c = _TileCache(int(self._tile_version[tile]), e_now, float(self._e_prog[idx].max()),
+                       g, s2, t)
+        self._tile_cache[tile] = c
+        return c
+
+    def mvm(
+        self,
+        tile: int,
+        v_rows: Any,
+        now_s: float,
+        *,
+        ir_drop: bool = True,
+        read_noise: bool = True,
+    ) -> np.ndarray:
+        """Column currents [A] of ``tile`` for row voltages ``v_rows`` [V], shape ``(rows,)``
+        or ``(batch, rows)`` -> ``(cols,)`` or ``(batch, cols)``.
+
+        Exact nodal solution with the tile's wire resistances (``ir_drop=False``: ideal wires,
+        ``I = v @ G``) plus output-referred read noise with variance
+        ``sum_i (sigma_G_ij v_i)^2`` (``read_noise=False``: none). Cells are treated as linear
+        at the read bias. The tile's conductances are sampled when its cache is (re)built
+        (see :meth:`_tile_state`), so repeated MVMs within ``mvm_dlog`` see the same
+        conductances (plus fresh read noise)."""
+        self._check_tile(tile)
+        v = np.asarray(v_rows, dtype=float)
+        if v.shape[-1:] != (self.rows,) or v.ndim not in (1, 2):
+            raise ValueError(f"v_rows must have shape ({self.rows},) or (batch, {self.rows}), "
+                             f"got {v.shape}")
+        if not np.all(np.isfinite(v)):
+            raise ValueError("v_rows must be finite")
+        self._clock.catch_up(float(now_s))
+        c = self._tile_state(int(tile))
+        i = v @ c.t.T if ir_drop else v @ c.g
+        if read_noise:
+            sd = np.sqrt((v * v) @ c.s2)
+            i = i + sd * self._rng.standard_normal(sd.shape)
+        return i

@@ -1,0 +1,1 @@
+"""Bundled chip profiles (TOML), loaded by :func:`cimlab.physics.load_profile`."""

@@ -1,0 +1,179 @@
+"""Whole-network conversion: :func:`convert` and :class:`AnalogNetwork`.
+
+``convert(net, AnalogConfig(...))`` deep-copies ``net`` and replaces its ``nn.Linear`` and
+``nn.Conv2d`` layers (binary layers of :mod:`cimlab.sim.binary_layers` included) with
+:class:`~cimlab.sim.layers.AnalogLinear` / :class:`~cimlab.sim.layers.AnalogConv2d`; batch
+norm, activations, pooling and dropout stay digital, as on a CIM chip (paper 000: "BN, Max
+Pooling, Dropout, and ReLU are done by logic computation"). The original network is never
+modified.
+
+Selective injection (paper 000 injects errors layer by layer): ``inject=["0"]`` or
+:meth:`AnalogNetwork.set_injection` keeps every other converted layer ideal (its ``base``
+layer computes), without reprogramming.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from cimlab.errors import ConfigError
+from cimlab.sim.config import AnalogConfig
+from cimlab.sim.layers import AnalogConv2d, AnalogLayer, AnalogLinear, temp_c_to_k
+
+
+class AnalogNetwork(nn.Module):
+    """A network whose weight layers run on (simulated) ReRAM tiles.
+
+    ``anet.net`` is the converted copy (its BN layers are the ones a BN calibration updates);
+    ``anet.layers`` maps qualified names (as in ``net.named_modules()``) to analog layers.
+    """
+
+    def __init__(self, net: nn.Module, config: AnalogConfig):
+        super().__init__()
+        self.net = net
+        self.config = config
+        self.t_eq_s = 0.0
+
+    # ------------------------------------------------------------------ layers
+    @property
+    def layers(self) -> dict[str, AnalogLayer]:
+        """Analog layers by qualified name, in forward (module) order."""
+        return {
+            n[len("net.") :]: m for n, m in self.named_modules() if isinstance(m, AnalogLayer)
+        }
+
+    @property
+    def layer_names(self) -> list[str]:
+        return list(self.layers)
+
+    def set_injection(self, names: Iterable[str] | None) -> None:
+        """Non-idealities only in layers ``names`` (None: all); the others compute ideally."""
+        layers = self.layers
+        chosen = set(layers) if names is None else set(names)
+        unknown = sorted(chosen - set(layers))
+        if unknown:
+            raise ConfigError(None, "inject", f"analog layer names ({', '.join(layers)})",
+                              unknown)  # fmt: skip
+        for n, layer in layers.items():
+            layer.enabled = n in chosen
+
+    @property
+    def injected(self) -> list[str]:
+        return [n for n, m in self.layers.items() if m.enabled]
+
+    # ------------------------------------------------------------------ chip life cycle
+    @torch.no_grad()
+    def program(self, generator: torch.Generator | int) -> AnalogNetwork:
+        """Program every analog layer (draws in layer order from one ``generator``; an int is
+        a seed). Resets the retention clock. Returns self."""
+        if isinstance(generator, int):
+            generator = torch.Generator().manual_seed(generator)
+        for layer in self.layers.values():
+            layer.program(generator)
+        self.t_eq_s = 0.0
+        return self
+
+    @torch.no_grad()
+    def age(self, seconds: float, temp_c: float = 25.0) -> AnalogNetwork:
+        """Let ``seconds`` [s] pass at ``temp_c`` [degC] (bake or storage; device model's
+        relaxation + Arrhenius retention). Calls accumulate. Returns self."""
+        temp_k = temp_c_to_k(temp_c)
+        for layer in self.layers.values():
+            layer.age(seconds, temp_k)
+        layers = list(self.layers.values())
+        self.t_eq_s = layers[0].t_eq_s if layers else 0.0
+        return self
+
+    @torch.no_grad()
+    def calibrate(self, batches: Iterable[Any], max_batches: int | None = None) -> AnalogNetwork:
+        """Fix converter ranges from data (after ``program``): each layer's DAC full scale
+        becomes the max |input| seen (unipolar if no input was negative); with
+        ``adc_range="calibrated"`` each tile's ADC full scale becomes the max |partial sum|
+        seen (noise-free). ``batches`` yields tensors or (x, y) pairs."""
+        was = self.training
+        self.eval()
+        layers = list(self.layers.values())
+        passes = [1]
+        if self.config.adc_bits is not None and self.config.adc_range == "calibrated":
+            passes.append(2)
+        for p in passes:
+            for layer in layers:
+                layer.calibrating = p
+                if p == 1:
+                    layer.x_range, layer.x_signed = None, False
+                else:
+                    layer._adc_cal = None
+            try:
+                for i, batch in enumerate(batches):
+                    if max_batches is not None and i >= max_batches:
+                        break
+                    x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                    self(x.to(_device_of(self)))
+            finally:
+                for layer in layers:
+                    layer.calibrating = 0
+        self.train(was)
+        return self
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One dict per analog layer (mapping, arrays, stuck fractions, retention clock)."""
+        return [layer.summary() for layer in self.layers.values()]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _device_of(m: nn.Module) -> torch.device:
+    for p in m.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def convert(
+    net: nn.Module,
+    config: AnalogConfig | None = None,
+    layers: Sequence[str] | None = None,
+    inject: Sequence[str] | None = None,
+) -> AnalogNetwork:
+    """Analog copy of ``net`` (module docstring).
+
+    ``layers``: qualified names of the Linear/Conv2d layers to put on tiles (None: all);
+    ``inject``: names of the converted layers that get non-idealities (None: all).
+    ``config.device`` None uses ``DeviceModel.default()``. The result is in eval mode and
+    must be programmed (``anet.program(generator)``) before use.
+    """
+    if config is None:
+        config = AnalogConfig()
+    if config.device is None:
+        from cimlab.models import DeviceModel
+
+        config = config.replace(device=DeviceModel.default())
+    net = copy.deepcopy(net)
+    candidates = {
+        n: m for n, m in net.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d)) and n
+    }
+    chosen = list(candidates) if layers is None else list(layers)
+    unknown = [n for n in chosen if n not in candidates]
+    if unknown:
+        raise ConfigError(
+            None, "layers", f"names of Linear/Conv2d layers ({', '.join(candidates)})", unknown
+        )
+    for name in chosen:
+        base = candidates[name]
+        cls = AnalogConv2d if isinstance(base, nn.Conv2d) else AnalogLinear
+        _set_submodule(net, name, cls(base, config, name))
+    anet = AnalogNetwork(net, config)
+    if inject is not None:
+        anet.set_injection(inject)
+    return anet.eval()
+
+
+def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, new)

@@ -1,0 +1,62 @@
+"""First-order IR-drop correction of a crossbar tile (wire resistance of word and bit lines).
+
+Geometry (the one :mod:`cimlab.physics` solves exactly; docs/simulator.md, "IR drop"): a tile
+of ``R x P`` cells; row ``i`` is driven with voltage ``v_i`` at its column-0 end and every
+word-line segment (driver -> cell 0, cell j-1 -> cell j) has resistance ``r``; column ``j`` is
+held at virtual ground by its sense amplifier below the last row, and every bit-line segment
+(cell i -> cell i+1, last cell -> amplifier) has resistance ``r``. Paper 004 (ReMeCo) gives
+``r ~ N(2, 0.5)`` ohm per segment; the device model's ``wire.r_segment_ohm`` is used.
+
+Approximation: start from the ideal cell currents ``i_ij = G_ij v_i`` and propagate them once
+through the wires (one Jacobi step of the nodal equations, i.e. first order in ``r G``):
+
+* word-line node voltage  ``v_i - r v_i A_ij``,  ``A_ij = sum_j' G_ij' (min(j, j') + 1)``
+* bit-line node voltage   ``r sum_i' G_i'j v_i' (R - max(i, i'))``
+
+so the column current is ``I_j = sum_i v_i G_ij (1 - r (A_ij + B_ij))`` with
+``B_ij = sum_i' G_i'j (R - max(i, i'))``: the tile behaves like an *input-independent*
+effective conductance matrix. ``first_order`` returns ``G (1 - r (A + B))``; ``rational``
+(the default) returns ``G / (1 + r (A + B))``, equal to first order in ``r`` but bounded and
+positive when the drop is large, and closer to the exact solution (measured in
+tests/sim/test_irdrop.py against :func:`cimlab.physics` 's nodal solution). ``A`` and ``B``
+are double cumulative sums, so the correction costs O(R P) per tile and is computed once per
+``program()`` / ``age()``, never in the forward pass.
+"""
+
+from __future__ import annotations
+
+import torch
+
+IR_DROP_FORMS = ("rational", "first_order")
+
+
+def drop_factors(g: torch.Tensor) -> torch.Tensor:
+    """``A + B`` [S] for tiles ``g`` of shape ``(..., R, P)`` [S] (module docstring)."""
+    # A_ij = sum_{k<=j} sum_{j'>=k} G_ij'  (current through word-line segment k, accumulated)
+    suffix_cols = g.flip(-1).cumsum(-1).flip(-1)
+    a = suffix_cols.cumsum(-1)
+    # B_ij = sum_{k>=i} sum_{i'<=k} G_i'j  (current through bit-line segment k, accumulated)
+    prefix_rows = g.cumsum(-2)
+    b = prefix_rows.flip(-2).cumsum(-2).flip(-2)
+    return a + b
+
+
+def effective_conductance(
+    g: torch.Tensor, r_segment_ohm: float, form: str = "rational"
+) -> torch.Tensor:
+    """Conductances [S] a tile ``g`` (..., R, P) [S] presents to its inputs with wire drop."""
+    if r_segment_ohm == 0.0:
+        return g
+    d = drop_factors(g) * r_segment_ohm
+    if form == "rational":
+        return g / (1.0 + d)
+    if form == "first_order":
+        return g * (1.0 - d)
+    raise ValueError(f"IR-drop form must be one of {IR_DROP_FORMS}, got {form!r}")
+
+
+def column_currents(
+    g: torch.Tensor, v_rows: torch.Tensor, r_segment_ohm: float, form: str = "rational"
+) -> torch.Tensor:
+    """Approximate column currents [A] of one tile ``g`` (R, P) [S] for ``v_rows`` (..., R) [V]."""
+    return v_rows @ effective_conductance(g, r_segment_ohm, form)

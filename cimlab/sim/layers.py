@@ -1,0 +1,665 @@
+"""Analog (ReRAM crossbar) replacements of ``nn.Linear`` and ``nn.Conv2d``.
+
+An :class:`AnalogLayer` wraps the trained layer (``layer.base``, left untouched) and holds
+the state of its programmed cells. The interface every backend (this simulator, the
+chip-in-the-loop backend, mitigations) relies on, docs/architecture.md section 8:
+
+* ``program(generator)``: map the weights onto conductances (mapping.py), draw programming
+  error and stuck-at faults once from the device model, reset the retention clock;
+* ``age(seconds, temp_k)``: relaxation over ``seconds`` at ``temp_k`` (Arrhenius-equivalent
+  room-temperature time), with independent increments, so ``age(a); age(b)`` is distributed
+  as ``age(a + b)`` at one temperature;
+* ``forward(x)``: the crossbar MVM with DAC, read noise, IR drop, tiles and per-tile ADC;
+  the ideal layer (``base``) when ``enabled`` is False (selective injection, paper 000);
+* ``effective_weight()``: the weight the programmed array currently represents (no read noise);
+* ``conductances()``: the cells (2, slices, out, rows) [S] (G+ and G-, bias row last).
+
+Everything expensive happens in ``program()``/``age()`` (``_refresh``): the effective weights,
+their per-tile arrangement for one batched matmul (``bmm``) or one grouped convolution, the
+read-noise variances and the first-order IR-drop correction. ``forward`` only adds the
+per-call work: DAC rounding, read-noise draws and ADC rounding.
+
+Read noise (docs/simulator.md): ``"weight"`` draws one conductance fluctuation per cell per
+forward call, shared by the samples of the batch. The measured read fluctuation of ReRAM is
+dominated by random telegraph and 1/f noise with correlation times from microseconds to
+seconds (it is measured between reads milliseconds apart), while a batch of MVMs on a chip
+takes microseconds: within a batch the cells' conductances are effectively frozen. Thermal
+and shot noise of the column current at the sense bandwidth are orders of magnitude smaller.
+``"output"`` adds, per sample, the exact second moment of independent per-cell noise,
+``var(y_j) = sum_i x_i^2 (sigma(G+_ij)^2 + sigma(G-_ij)^2) f^2``, for noise faster than one MVM.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from cimlab.errors import ConfigError
+from cimlab.sim.config import AnalogConfig
+from cimlab.sim.irdrop import effective_conductance
+from cimlab.sim.mapping import (
+    Mapping,
+    bias_scale,
+    choose_wmax,
+    from_tiles,
+    make_layout,
+    to_tiles,
+)
+
+ZERO_C_K = 273.15  # 0 degC in K
+#: Partial sums per chunk of the tiled forward (elements; 4 Mi float32 = 16 MiB).
+PSUM_CHUNK = 1 << 22
+
+
+def quantize(x: torch.Tensor, levels: int, signed: bool) -> torch.Tensor:
+    """Round ``x`` (full scale 1) to a converter with ``levels`` steps per polarity.
+
+    Signed: ``[-1, 1]`` in ``2 levels + 1`` codes; unsigned: ``[0, 1]`` in ``levels + 1``.
+    Values beyond full scale saturate, as a converter does.
+    """
+    lo = -1.0 if signed else 0.0
+    return torch.round(x.clamp(lo, 1.0) * levels) / levels
+
+
+def converter_levels(bits: int, signed: bool) -> int:
+    """Steps per polarity of a ``bits`` converter: ``2**(bits-1) - 1`` signed, ``2**bits - 1``."""
+    return 2 ** (bits - 1) - 1 if signed else 2**bits - 1
+
+
+class AnalogLayer(nn.Module):
+    """Base of :class:`AnalogLinear` / :class:`AnalogConv2d` (module docstring)."""
+
+    kind = "linear"
+
+    def __init__(self, base: nn.Module, config: AnalogConfig, name: str = ""):
+        super().__init__()
+        if config.device is None:
+            raise ConfigError(None, "device", "a DeviceModel (convert() fills in the default)")
+        self.base = base
+        self.config = config
+        self.layer_name = name
+        self.enabled = True
+        self.binary = config.mode == "binary" or _is_binary_layer(base)
+        self._noise_seed = 0
+        self._noise_gen: torch.Generator | None = None
+        self.t_eq_s = 0.0  # equivalent room-temperature time since programming [s]
+        self.programmed = False
+        self.calibrating = 0  # 0 off, 1 input range, 2 ADC ranges
+        self.x_range: float | None = None  # DAC full scale (None: each batch's max |x|)
+        self.x_signed: bool | None = None
+        self._adc_cal: torch.Tensor | None = None
+
+    def _buf(self, name: str, value: torch.Tensor | None) -> None:
+        """Set a non-persistent buffer (moves with ``.to(device)``, not in state_dict)."""
+        if name in self._buffers:
+            self._buffers[name] = value
+        else:
+            self.register_buffer(name, value, persistent=False)
+
+    def _gen(self, device: torch.device) -> torch.Generator:
+        """Per-forward noise generator on ``device`` (seeded at program time)."""
+        g = self._noise_gen
+        if g is None or g.device != device:
+            g = torch.Generator(device=device).manual_seed(self._noise_seed)
+            self._noise_gen = g
+        return g
+
+    def __getstate__(self):
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        state = dict(state)
+        state["_noise_gen"] = None  # generators are rebuilt from the seed after unpickling
+        return state
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.base.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.base.bias
+
+    @property
+    def device_model(self):
+        return self.config.device
+
+    def _matrix(self) -> torch.Tensor:
+        return self.base.weight.detach().reshape(self.base.weight.shape[0], -1)
+
+    def _kernel(self) -> int:
+        return 1
+
+    # ------------------------------------------------------------------ programming
+    @torch.no_grad()
+    def program(self, generator: torch.Generator) -> None:
+        """Program the weights: targets, programming error, stuck-at faults (device model).
+
+        ``generator`` may live on any device; draws are made on its device and moved to the
+        layer's, so a CPU generator programs the same chip on CPU and CUDA.
+        """
+        dev = self.base.weight.device
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+        self._noise_seed = seed
+        self._noise_gen = None
+        self.t_eq_s = 0.0
+        if self.binary:
+            self._program_binary(generator)
+            self.programmed = True
+            return
+        cfg, dm = self.config, self.config.device
+        w = self._matrix()
+        b = self.bias.detach().to(w.dtype) if self.bias is not None else None
+        s = bias_scale(w, b)
+        w_aug = torch.cat([w, (b / s)[:, None]], dim=1) if b is not None else w
+        levels = dm.window.levels if cfg.levels == "device" else cfg.levels
+        wmax = choose_wmax(w_aug, cfg.wmax, self.layer_name)
+        self.mapping = Mapping(dm.window.g_min, dm.window.g_max, wmax, levels, cfg.slices)
+        self.bias_s = s
+        self.layout = make_layout(
+            w.shape[1], w.shape[0], b is not None, cfg.tile, cfg.slices, self._kernel()
+        )
+        g_t = self.mapping.targets(w_aug)  # (2, S, out, rows)
+        self._buf("g_target", g_t)
+        g = g_t
+        if cfg.programming_error:
+            pe = dm.programming
+            z = _randn(g_t.shape, generator, dev)
+            g = g_t + pe.mean_offset + pe.sigma(g_t) * z
+        g = g.clamp_min(0.0)  # a conductance is never negative (physical bound, documented)
+        self._buf("g_programmed", g)
+        stuck = None
+        if cfg.stuck:
+            st = dm.stuck
+            u = _rand(g_t.shape, generator, dev)
+            stuck = (u < st.p_stuck_on).to(torch.int8) - (
+                (u >= st.p_stuck_on) & (u < st.p_stuck_on + st.p_stuck_off)
+            ).to(torch.int8)
+        self._buf("stuck_mask", stuck)
+        self._adc_cal = None
+        self.programmed = True
+        self._set_cells(g)
+
+    def _pin_stuck(self, g: torch.Tensor) -> torch.Tensor:
+        if self.stuck_mask is None:
+            return g
+        st = self.config.device.stuck
+        g = torch.where(self.stuck_mask > 0, torch.full_like(g, st.g_on_s), g)
+        return torch.where(self.stuck_mask < 0, torch.full_like(g, st.g_off_s), g)
+
+    @torch.no_grad()
+    def _program_binary(self, generator: torch.Generator) -> None:
+        cfg = self.config
+        dev = self.base.weight.device
+        wb = torch.where(self.base.weight.detach() >= 0, 1.0, -1.0).to(self.base.weight.dtype)
+        cond = cfg.device.binary.condition(cfg.binary_condition)
+        self.ber = float(cond.ber(cfg.binary_structure))
+        flips = _rand(wb.shape, generator, dev) < self.ber
+        self._buf("flip_mask", flips)
+        self._buf("w_binary", wb * (1.0 - 2.0 * flips.to(wb.dtype)))
+
+    @torch.no_grad()
+    def age(self, seconds: float, temp_k: float) -> None:
+        """Relax the programmed cells for ``seconds`` [s] at ``temp_k`` [K] (device model).
+
+        The equivalent room-temperature time grows by ``seconds * AF(temp_k)`` (Arrhenius,
+        ``dm.retention.acceleration``); each cell's conductance moves by the increments of the
+        relaxation model's mean shift and variance between the old and new equivalent times,
+        evaluated at its programmed conductance. Stuck cells stay stuck. Binary layers keep
+        their bits (retention-induced bit errors are part of the condition's BER model).
+        """
+        self._require_programmed()
+        if seconds < 0:
+            raise ConfigError(None, "seconds", "a duration >= 0 s", seconds)
+        if not temp_k > 0:
+            raise ConfigError(None, "temp_k", "an absolute temperature > 0 K", temp_k)
+        if self.binary or seconds == 0:
+            return
+        dm = self.config.device
+        t1 = self.t_eq_s
+        t2 = t1 + float(seconds) * float(dm.retention.acceleration(float(temp_k)))
+        g0 = self.g_programmed
+        rel = dm.relaxation
+        dmean = rel.mean_shift(g0, t2) - rel.mean_shift(g0, t1)
+        dvar = (rel.variance(g0, t2) - rel.variance(g0, t1)).clamp_min(0.0)
+        gen = self._gen(g0.device)
+        z = torch.randn(g0.shape, generator=gen, device=g0.device, dtype=g0.dtype)
+        g = (self._unpinned + dmean + dvar.sqrt() * z).clamp_min(0.0)
+        self.t_eq_s = t2
+        self._set_cells(g)
+
+    def _set_cells(self, g_unpinned: torch.Tensor) -> None:
+        self._buf("g_unpinned", g_unpinned)
+        self._buf("g_cells", self._pin_stuck(g_unpinned))
+        self._refresh()
+
+    @property
+    def _unpinned(self) -> torch.Tensor:
+        return self.g_unpinned
+
+    def _require_programmed(self) -> None:
+        if not self.programmed:
+            raise RuntimeError(
+                f"analog layer '{self.layer_name}' is not programmed: call "
+                "anet.program(generator=torch.Generator().manual_seed(SEED)) first"
+            )
+
+    # ------------------------------------------------------------------ derived tensors
+    @torch.no_grad()
+    def _refresh(self) -> None:
+        """Precompute what forward needs from the current cells (module docstring)."""
+        cfg, dm, lay = self.config, self.config.device, self.layout
+        g = self.g_cells
+        S, out = g.shape[1], g.shape[2]
+        k = lay.k
+        if cfg.ir_drop and dm.wire.r_segment_ohm > 0:
+            tiles = effective_conductance(to_tiles(g, lay), float(dm.wire.r_segment_ohm))
+            g_eff = from_tiles(tiles, lay, S, out)
+        else:
+            g_eff = g
+        f = self.mapping.slice_factors(g.device, g.dtype)
+        fs = f.view(-1, 1, 1)
+        w_s = (g_eff[0] - g_eff[1]) * fs  # (S, out, rows) weight units
+        var_s = None
+        if cfg.read_noise is not None:
+            sr = dm.read_noise.sigma
+            var_s = (sr(g[0]) ** 2 + sr(g[1]) ** 2) * fs**2
+        wshape = self.base.weight.shape
+        has_b = lay.has_bias
+        buf = self._buf
+        buf("w_fast", w_s[..., :k].sum(0).reshape(wshape))
+        buf("b_fast", w_s[..., k].sum(0) * self.bias_s if has_b else None)
+        buf("var_fast", var_s[..., :k].sum(0).reshape(wshape) if var_s is not None else None)
+        buf("var_b_fast", var_s[..., k].sum(0) * self.bias_s**2
+            if (var_s is not None and has_b) else None)  # fmt: skip
+        buf("slice_f", f)
+        buf("sd_fast", self.var_fast.sqrt() if var_s is not None else None)
+        buf("sd_b_fast", self.var_b_fast.sqrt() if self.var_b_fast is not None else None)
+        if cfg.adc_bits is None:
+            for name in ("w_tiles", "var_tiles", "sd_tiles", "b_slices", "var_b_slices",
+                         "sd_b_slices", "adc_a", "adc_b"):  # fmt: skip
+                buf(name, None)
+            return
+        buf("w_tiles", self._arrange(w_s[..., :k]))
+        buf("var_tiles", self._arrange(var_s[..., :k]) if var_s is not None else None)
+        buf("b_slices", (w_s[..., k] * self.bias_s).reshape(-1) if has_b else None)
+        buf("var_b_slices", (var_s[..., k] * self.bias_s**2).reshape(-1)
+            if (has_b and var_s is not None) else None)  # fmt: skip
+        buf("sd_tiles", self.var_tiles.sqrt() if var_s is not None else None)
+        buf("sd_b_slices", self.var_b_slices.sqrt() if self.var_b_slices is not None else None)
+        # worst-case ADC ranges from the *target* cells (design time, identical per programming)
+        dt = (self.g_target[0] - self.g_target[1]).abs()  # (S, out, rows) [S]
+        nt = lay.n_tiles_total
+        rows_main = torch.zeros(S, out, nt * lay.stride, device=g.device, dtype=g.dtype)
+        rows_main[..., :k] = dt[..., :k]
+        a = rows_main.reshape(S, out, nt, lay.stride).sum(-1)
+        buf("adc_a", a.permute(2, 0, 1).contiguous())  # (nt, S, out): sum |dG| (full-scale x)
+        bb = torch.zeros_like(self.adc_a)
+        if has_b:
+            bb[lay.bias_tile] = dt[..., k] * self.bias_s
+        buf("adc_b", bb)
+
+    def _arrange(self, m: torch.Tensor) -> torch.Tensor:
+        """(S, out, k) per-slice matrix -> (n_row_tiles, stride, S*out) for one bmm."""
+        lay = self.layout
+        S, out, k = m.shape
+        n = lay.n_row_tiles * lay.stride
+        if n > k:
+            m = torch.cat([m, m.new_zeros(S, out, n - k)], dim=-1)
+        m = m.reshape(S, out, lay.n_row_tiles, lay.stride).permute(2, 3, 0, 1)
+        return m.reshape(lay.n_row_tiles, lay.stride, S * out).contiguous()
+
+    def effective_weight(self) -> torch.Tensor:
+        """Weight the array represents now (programming, faults, retention, IR drop; no read
+        noise, no converters), in the base layer's weight shape."""
+        self._require_programmed()
+        if self.binary:
+            return self.w_binary
+        return self.w_fast
+
+    def effective_bias(self) -> torch.Tensor | None:
+        """Bias the array represents now (bias row x s), or the digital bias (binary)."""
+        self._require_programmed()
+        if self.binary:
+            return self.bias
+        return self.b_fast
+
+    def conductances(self) -> torch.Tensor:
+        """Cells (2, slices, out, rows) [S]: G+ / G-, the bias row last (stuck, aged)."""
+        self._require_programmed()
+        return self.g_cells
+
+    # ------------------------------------------------------------------ forward
+    def _op(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None):
+        return F.linear(x, w, b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return self.base(x)
+        self._require_programmed()
+        if self.binary:
+            return self._op(x, self.w_binary, self.bias)
+        cfg = self.config
+        need_range = cfg.dac_bits is not None or cfg.adc_bits is not None or self.calibrating
+        xr, signed = self._input_range(x) if need_range else (1.0, True)
+        if cfg.dac_bits is not None:
+            q = converter_levels(cfg.dac_bits, signed)
+            # in place on one copy: large temporaries cost page faults on CPU
+            x = x.mul(1.0 / xr).clamp_(-1.0 if signed else 0.0, 1.0).mul_(q).round_()
+            x = x.mul_(xr / q)
+        if cfg.adc_bits is None or self.calibrating == 1:  # no ADC while fitting input ranges
+            return self._fast_forward(x)
+        return self._tiled_forward(x, xr)
+
+    def _input_range(self, x: torch.Tensor) -> tuple[float, bool]:
+        if self.calibrating == 1:
+            amax = float(x.detach().abs().max())
+            self.x_range = max(self.x_range or 0.0, amax)
+            self.x_signed = bool(self.x_signed) or bool((x < 0).any())
+        if self.x_range is not None and self.calibrating != 1:
+            return (self.x_range if self.x_range > 0 else 1.0), bool(self.x_signed)
+        amax = float(x.detach().abs().max())
+        return (amax if amax > 0 else 1.0), bool((x < 0).any())
+
+    def _noisy(self, w: torch.Tensor, sd: torch.Tensor, gen: torch.Generator, key: str):
+        """``w + sd * z`` for fresh standard normals ``z``, in a reused workspace."""
+        ws = self.__dict__.setdefault("_workspace", {})
+        buf = ws.get(key)
+        if buf is None or buf.shape != w.shape or buf.device != w.device or buf.dtype != w.dtype:
+            buf = torch.empty_like(w)
+            ws[key] = buf
+        torch.randn(w.shape, generator=gen, out=buf)
+        return buf.mul_(sd).add_(w)
+
+    def _fast_forward(self, x: torch.Tensor) -> torch.Tensor:
+        mode = None if self.calibrating else self.config.read_noise
+        w, b = self.w_fast, self.b_fast
+        if mode == "weight":
+            gen = self._gen(x.device)
+            w = self._noisy(w, self.sd_fast, gen, "w")
+            if b is not None:
+                b = self._noisy(b, self.sd_b_fast, gen, "b")
+        y = self._op(x, w.to(x.dtype), None if b is None else b.to(x.dtype))
+        if mode == "output":
+            var = self._op(x * x, self.var_fast.to(x.dtype),
+                           None if self.var_b_fast is None else self.var_b_fast.to(x.dtype))
+            z = torch.randn(y.shape, generator=self._gen(y.device), device=y.device,
+                            dtype=y.dtype)  # fmt: skip
+            y = y + var.clamp_(min=0.0).sqrt_().mul_(z)
+        return y
+
+    def _adc_ranges(self, xr: float) -> torch.Tensor:
+        """Full scale per (row tile, slice, out) in weight units, for input full scale xr."""
+        lay = self.layout
+        if self.config.adc_range == "calibrated" and self.calibrating != 2:
+            if self._adc_cal is None:
+                raise RuntimeError(
+                    f"layer '{self.layer_name}': adc_range='calibrated' needs "
+                    "anet.calibrate(batches) after program()"
+                )
+            per_tile = self._adc_cal
+        else:
+            full = self.adc_a * xr + self.adc_b  # (nt, S, out) [S x input]
+            per_tile = self._per_tile_max(full)
+        nt, S = per_tile.shape[0], self.slice_f.shape[0]
+        r = per_tile.repeat_interleave(lay.per_col, dim=1)[:, : self.g_cells.shape[2]]
+        r = r[:, None, :].expand(nt, S, -1) * self.slice_f.view(1, -1, 1)
+        return r.clamp_min(torch.finfo(r.dtype).tiny)
+
+    def _per_tile_max(self, v: torch.Tensor) -> torch.Tensor:
+        """(nt, S, out) -> (nt, n_col_tiles): max over the columns of each physical tile."""
+        lay = self.layout
+        nt, S, out = v.shape
+        pad = lay.n_col_tiles * lay.per_col - out
+        if pad:
+            v = torch.cat([v, v.new_zeros(nt, S, pad)], dim=-1)
+        return v.reshape(nt, S, lay.n_col_tiles, lay.per_col).amax(dim=(1, 3))
+
+    def _tiled_forward(self, x: torch.Tensor, xr: float) -> torch.Tensor:
+        """Per-tile partial sums -> per-tile ADC -> digital sum (paper 001 Fig. 1a).
+
+        The batch is processed in chunks whose partial-sum tensor stays below
+        :data:`PSUM_CHUNK` elements (cache-sized, reused memory); every ADC step is in place.
+        """
+        cfg, lay = self.config, self.layout
+        mode = None if self.calibrating else cfg.read_noise
+        gen = self._gen(x.device)
+        wt = self.w_tiles
+        if mode == "weight":
+            wt = self._noisy(wt, self.sd_tiles, gen, "wt")
+        wt = wt.to(x.dtype)
+        S = self.slice_f.shape[0]
+        out = self.g_cells.shape[2]
+        pb = None
+        if lay.has_bias:
+            pb = self.b_slices
+            if mode == "weight":  # the bias row's cells fluctuate like any other
+                pb = self._noisy(pb, self.sd_b_slices, gen, "b")
+            pb = pb.to(x.dtype)
+        cal = self.calibrating == 2
+        if not cal:
+            r = self._adc_ranges(xr).reshape(lay.n_tiles_total, S * out).to(x.dtype)
+            q = converter_levels(cfg.adc_bits, True)
+            r_main = r[: lay.n_row_tiles]
+            inv = self._psum_view(q / r_main, None, tiles=True)
+            step = self._psum_view(r_main / q, None, tiles=True)
+        n = x.shape[0]
+        per_sample = max(1, self._psum_numel(x) // max(n, 1))
+        chunk = max(1, PSUM_CHUNK // per_sample)
+        outs = []
+        for i in range(0, n, chunk):
+            xc = x[i : i + chunk]
+            psum = self._tile_psums(xc, wt)  # (nt, n_c, S*out, ...) tile dim first
+            if mode == "output":
+                var = self._tile_psums(xc * xc, self.var_tiles.to(x.dtype))
+                z = torch.randn(psum.shape, generator=gen, device=psum.device, dtype=psum.dtype)
+                psum = psum + var.clamp_(min=0.0).sqrt_().mul_(z)
+            if pb is not None and lay.bias_tile < lay.n_row_tiles:
+                psum[lay.bias_tile] += self._psum_view(pb, psum)
+                if mode == "output":  # per-sample fluctuation of the bias row's cells
+                    zb = torch.randn(psum[lay.bias_tile].shape, generator=gen,
+                                     device=psum.device, dtype=psum.dtype)  # fmt: skip
+                    psum[lay.bias_tile] += zb.mul_(self._psum_view(self.sd_b_slices, psum))
+            if cal:
+                self._record_adc(psum, None, S, out)
+                outs.append(psum.sum(0))
+                continue
+            psum.mul_(inv).clamp_(-q, q).round_().mul_(step)
+            outs.append(psum.sum(0))
+        y = torch.cat(outs, dim=0) if len(outs) > 1 else outs[0]
+        if pb is not None and lay.bias_tile >= lay.n_row_tiles:  # bias on a tile of its own
+            if cal:
+                self._record_adc(None, pb, S, out)
+                y = y + self._psum_view(pb, y)
+            else:
+                rb = r[lay.n_row_tiles]
+                yb = torch.round((pb / rb).clamp(-1.0, 1.0) * q) * (rb / q)
+                y = y + self._psum_view(yb, y)
+        return self._finish(y, S, out)
+
+    @torch.no_grad()
+    def _record_adc(self, psum, extra, S, out):
+        """Accumulate max |partial sum| per physical tile (conductance units) in _adc_cal."""
+        f = self.slice_f.view(1, S, 1)
+        lay = self.layout
+        a = torch.zeros(lay.n_tiles_total, S * out, device=f.device, dtype=f.dtype)
+        if psum is not None:
+            a[: lay.n_row_tiles] = self._reduce_abs(psum).to(f.dtype)
+        if extra is not None:
+            a[lay.n_row_tiles] = extra.reshape(-1).abs().to(f.dtype)
+        per_tile = self._per_tile_max(a.reshape(-1, S, out) / f)
+        old = self._adc_cal
+        self._adc_cal = per_tile if old is None else torch.maximum(old, per_tile)
+
+    # hooks specialised by Linear / Conv2d
+    def _tile_psums(self, x: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _psum_numel(self, x: torch.Tensor) -> int:
+        raise NotImplementedError
+
+    def _psum_view(self, v: torch.Tensor, like: torch.Tensor, tiles: bool = False):
+        raise NotImplementedError
+
+    def _reduce_abs(self, psum: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _finish(self, y: torch.Tensor, S: int, out: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ info
+    def summary(self) -> dict[str, Any]:
+        """Mapping facts: cells, arrays, wmax, bias scale, stuck fractions, retention clock."""
+        info: dict[str, Any] = {"layer": self.layer_name, "kind": self.kind,
+                                "binary": self.binary, "enabled": self.enabled}  # fmt: skip
+        if not self.programmed:
+            return info
+        if self.binary:
+            info.update(weights=self.w_binary.numel(), ber=self.ber,
+                        flipped=int(self.flip_mask.sum()))  # fmt: skip
+            return info
+        lay = self.layout
+        info.update(
+            rows=lay.k + lay.has_bias, outputs=self.g_cells.shape[2], arrays=lay.n_arrays,
+            cells=self.g_cells.numel(), wmax=self.mapping.wmax, bias_scale=self.bias_s,
+            t_eq_s=self.t_eq_s,
+        )  # fmt: skip
+        if self.stuck_mask is not None:
+            info["stuck_on"] = float((self.stuck_mask > 0).float().mean())
+            info["stuck_off"] = float((self.stuck_mask < 0).float().mean())
+        return info
+
+    def extra_repr(self) -> str:
+        state = "programmed" if self.programmed else "unprogrammed"
+        mode = "binary" if self.binary else "analog"
+        return f"name={self.layer_name!r}, {mode}, {state}, enabled={self.enabled}"
+
+
+class AnalogLinear(AnalogLayer):
+    """``nn.Linear`` on ReRAM tiles: rows = input features (+ bias row), columns = outputs."""
+
+    kind = "linear"
+
+    def _tiled_forward(self, x, xr):
+        lead = x.shape[:-1]
+        y = super()._tiled_forward(x.reshape(-1, x.shape[-1]), xr)
+        return y.reshape(*lead, y.shape[-1])
+
+    def _tile_psums(self, x, wt):
+        lay = self.layout
+        x2 = x
+        n = lay.n_row_tiles * lay.stride
+        if n > x2.shape[1]:
+            x2 = F.pad(x2, (0, n - x2.shape[1]))
+        xt = x2.reshape(x2.shape[0], lay.n_row_tiles, lay.stride).transpose(0, 1)
+        return torch.bmm(xt, wt)  # (nt, N, S*out)
+
+    def _psum_view(self, v, like, tiles=False):
+        return v[:, None, :] if tiles else v
+
+    def _psum_numel(self, x):
+        n = x.numel() // x.shape[-1]
+        return self.layout.n_row_tiles * n * self.w_tiles.shape[-1]
+
+    def _reduce_abs(self, psum):
+        return psum.abs().amax(dim=1)
+
+    def _finish(self, y, S, out):
+        return y.reshape(y.shape[0], S, out).sum(1)
+
+
+class AnalogConv2d(AnalogLayer):
+    """``nn.Conv2d`` on ReRAM tiles: rows = (in-channel, kh, kw), columns = out channels.
+
+    A tile holds whole input channels (``rows // (kh kw)`` of them), so all row tiles run as
+    one grouped convolution (``groups = n_row_tiles``) whose outputs are the partial sums.
+    """
+
+    kind = "conv"
+
+    def __init__(self, base: nn.Conv2d, config: AnalogConfig, name: str = ""):
+        super().__init__(base, config, name)
+        if base.padding_mode != "zeros":
+            raise ConfigError(None, name, "a Conv2d with padding_mode='zeros'", base.padding_mode)
+        if base.groups != 1 and config.adc_bits is not None:
+            raise ConfigError(None, name, "a Conv2d with groups=1 for tiled ADC simulation",
+                              base.groups)  # fmt: skip
+
+    def _kernel(self) -> int:
+        kh, kw = self.base.kernel_size
+        return kh * kw
+
+    def _op(self, x, w, bias=None):
+        b = self.base
+        return F.conv2d(x, w, bias, b.stride, b.padding, b.dilation, b.groups)
+
+    def _arrange(self, m):
+        """(S, out, C*kh*kw) -> grouped-conv weight (n_row_tiles*S*out, cpt, kh, kw)."""
+        lay = self.layout
+        kh, kw = self.base.kernel_size
+        S, out, k = m.shape
+        c = k // (kh * kw)
+        cpt = lay.stride // (kh * kw)
+        m = m.reshape(S, out, c, kh, kw)
+        pad = lay.n_row_tiles * cpt - c
+        if pad:
+            m = torch.cat([m, m.new_zeros(S, out, pad, kh, kw)], dim=2)
+        m = m.reshape(S, out, lay.n_row_tiles, cpt, kh, kw).permute(2, 0, 1, 3, 4, 5)
+        return m.reshape(lay.n_row_tiles * S * out, cpt, kh, kw).contiguous()
+
+    def _tile_psums(self, x, wt):
+        lay, b = self.layout, self.base
+        kh, kw = b.kernel_size
+        cpt = lay.stride // (kh * kw)
+        pad = lay.n_row_tiles * cpt - x.shape[1]
+        if pad:
+            x = F.pad(x, (0, 0, 0, 0, 0, pad))
+        if lay.n_row_tiles > 1:  # oneDNN's grouped convolution is much faster in NHWC
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = F.conv2d(x, wt, None, b.stride, b.padding, b.dilation, lay.n_row_tiles)
+        n, _, h, w = y.shape
+        return y.reshape(n, lay.n_row_tiles, -1, h, w).transpose(0, 1)  # (nt, N, S*out, H, W)
+
+    def _psum_view(self, v, like, tiles=False):
+        return v[:, None, :, None, None] if tiles else v[:, None, None]
+
+    def _psum_numel(self, x):
+        b = self.base
+        hw = 1
+        if isinstance(b.padding, str):  # 'same' / 'valid': the input size bounds the output
+            return x.shape[0] * x.shape[-1] * x.shape[-2] * self.w_tiles.shape[0]
+        for i, size in enumerate(x.shape[-2:]):
+            k, p, d, st = b.kernel_size[i], b.padding[i], b.dilation[i], b.stride[i]
+            hw *= max(1, (size + 2 * p - d * (k - 1) - 1) // st + 1)
+        return x.shape[0] * hw * self.w_tiles.shape[0]
+
+    def _reduce_abs(self, psum):
+        return psum.abs().amax(dim=(1, 3, 4))
+
+    def _finish(self, y, S, out):
+        n, _, h, w = y.shape
+        return y.reshape(n, S, out, h, w).sum(1)
+
+
+def _is_binary_layer(m: nn.Module) -> bool:
+    from cimlab.sim.binary_layers import BinaryLayerMixin
+
+    return isinstance(m, BinaryLayerMixin)
+
+
+def _randn(shape, generator: torch.Generator, device) -> torch.Tensor:
+    return torch.randn(shape, generator=generator, device=generator.device).to(device)
+
+
+def _rand(shape, generator: torch.Generator, device) -> torch.Tensor:
+    return torch.rand(shape, generator=generator, device=generator.device).to(device)
+
+
+def temp_c_to_k(temp_c: float) -> float:
+    """Celsius -> kelvin."""
+    if not math.isfinite(temp_c) or temp_c < -ZERO_C_K:
+        raise ConfigError(None, "temp_c", "a temperature above -273.15 degC", temp_c)
+    return float(temp_c) + ZERO_C_K

@@ -1,0 +1,351 @@
+"""Report: summary numbers against the known truth of synthetic stores, the techC figures,
+plots, and the store commands of the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import binomtest
+
+from cimlab.calibration.importer import import_techc
+from cimlab.calibration.report import (
+    clopper_pearson,
+    format_report,
+    report,
+    summarize_run,
+    time_points,
+)
+from cimlab.cli.main import main
+from cimlab.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+TECHC = ROOT / "data" / "reference" / "techC" / "relaxdata.min.tsv.gz"
+US = 1e-6
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def make_run(path: Path, kind: str, tables: dict[str, dict], plan: dict | None = None) -> str:
+    with Store.open(path) as store:
+        run = store.begin_run(kind, plan or {"kind": kind}, resume=False)
+        for name, cols in tables.items():
+            run.append(name, cols)
+        run.finish()
+        return run.uid
+
+
+def sigma_se(sigma: float, n: int) -> float:
+    """Standard error of a normal sample standard deviation."""
+    return sigma / np.sqrt(2 * (n - 1))
+
+
+def one_report(path: Path, uid: str, out: Path | None = None):
+    with Store.open(path, "r") as store:
+        return summarize_run(store.run(uid), out)
+
+
+def test_programming_error_sigma_per_level_and_mode(tmp_path):
+    rng = np.random.default_rng(1)
+    levels = np.arange(8)
+    target = 2 * US + levels * 38 * US / 7
+    n = 1500
+    truth = {"single_shot": 0.07 * 38 * US, "verify": 0.4 * US}
+    cols = {k: [] for k in ("cell", "level", "target_s", "g_s", "pulses", "mode", "time_s")}
+    for mode, sigma in truth.items():
+        for lv in levels:
+            cols["cell"].append(np.arange(n) + lv * n)
+            cols["level"].append(np.full(n, lv))
+            cols["target_s"].append(np.full(n, target[lv]))
+            cols["g_s"].append(target[lv] + rng.normal(0, sigma, n))
+            cols["pulses"].append(rng.poisson(9 if mode == "verify" else 1, n))
+            cols["mode"].append(np.full(n, mode))
+            cols["time_s"].append(np.full(n, 1e-3))
+    path = tmp_path / "pe.h5"
+    uid = make_run(path, "programming_error",
+                   {"programmed": {k: np.concatenate(v) for k, v in cols.items()}})
+    rep = one_report(path, uid, tmp_path / "plots")
+    per_level = rep.section("programming error per level").frame
+    for mode, sigma in truth.items():
+        s = per_level[per_level["mode"] == mode]
+        assert len(s) == 8
+        assert np.all(np.abs(s["sigma_s"] - sigma) < 5 * sigma_se(sigma, n))
+        assert np.all(np.abs(s["mean_error_s"]) < 5 * sigma / np.sqrt(n))
+        assert np.all((s["sigma_lo_s"] < s["sigma_s"]) & (s["sigma_s"] < s["sigma_hi_s"]))
+    pooled = rep.section("programming error per mode (pooled over levels)").frame
+    pooled = pooled.set_index("mode")
+    assert pooled.loc["single_shot", "sigma_frac"] == pytest.approx(0.07, abs=5 * 0.07 / np.sqrt(
+        2 * 8 * n))
+    assert pooled.loc["verify", "pulses"] == pytest.approx(9, abs=5 * 3 / np.sqrt(8 * n))
+    assert len(rep.plots) == 2 and all(p.read_bytes()[:8] == PNG for p in rep.plots)
+
+
+def test_read_fluctuation_separates_read_noise_from_programming_spread(tmp_path):
+    rng = np.random.default_rng(2)
+    targets = np.array([4, 10, 20, 35]) * US
+    rel = np.array([0.04, 0.02, 0.012, 0.008])  # read sigma / g, per level
+    cells, repeats = 200, 20
+    cols = {k: [] for k in ("cell", "level", "target_s", "repeat", "time_s", "g_s")}
+    for lv, (tg, r) in enumerate(zip(targets, rel, strict=True)):
+        g_cell = tg + rng.normal(0, 0.1 * US, cells)  # programming spread, removed by the stat
+        for k in range(repeats):
+            cols["cell"].append(np.arange(cells) + lv * cells)
+            cols["level"].append(np.full(cells, lv))
+            cols["target_s"].append(np.full(cells, tg))
+            cols["repeat"].append(np.full(cells, k))
+            cols["time_s"].append(np.full(cells, k * 1e-3))
+            cols["g_s"].append(g_cell + rng.normal(0, r * tg, cells))
+    path = tmp_path / "rf.h5"
+    uid = make_run(path, "read_fluctuation", {"reads": {k: np.concatenate(v)
+                                                        for k, v in cols.items()}})
+    rep = one_report(path, uid, tmp_path / "plots")
+    s = rep.section("read fluctuation per level (array reads)").frame
+    tol = 5 / np.sqrt(2 * cells * (repeats - 1))  # relative SE of a pooled sigma
+    np.testing.assert_allclose(s["sigma_s"], rel * targets, rtol=tol)
+    np.testing.assert_allclose(s["rel_sigma"], rel, rtol=tol)
+    assert (s["cells"] == cells).all() and (s["repeats"] == repeats).all()
+    assert len(rep.plots) == 1
+
+
+def test_relaxation_sigma_shift_and_variance_slope(tmp_path):
+    rng = np.random.default_rng(3)
+    levels, n = 5, 1500
+    s0 = 0.35 * US
+    k = 1.5 * US**2  # variance growth per decade
+    times = np.array([0, 0.01, 0.1, 1, 10, 100, 1000])
+    cols = {c: [] for c in ("cell", "level", "target_s", "g0_s", "time_s", "g_s", "temp_k")}
+    truth = {}
+    for lv in range(levels):
+        tg = (5 + 7 * lv) * US
+        g0 = tg + rng.normal(0, s0, n)
+        for t in times:
+            var_relax = 0.0 if t == 0 else k * (np.log10(t) + 3)
+            shift = -0.1 * US * (np.log10(t) + 3) if t > 0 else 0.0
+            truth[(lv, t)] = (np.sqrt(s0**2 + var_relax), shift, np.sqrt(var_relax))
+            cols["cell"].append(np.arange(n) + lv * n)
+            cols["level"].append(np.full(n, lv))
+            cols["target_s"].append(np.full(n, tg))
+            cols["g0_s"].append(g0)
+            # measured times scatter around the nominal point (up to +-5 %)
+            cols["time_s"].append(t * rng.uniform(0.95, 1.05, n))
+            cols["g_s"].append(g0 + shift + rng.normal(0, np.sqrt(var_relax), n))
+            cols["temp_k"].append(np.full(n, 300.0))
+    path = tmp_path / "rx.h5"
+    uid = make_run(path, "relaxation", {"reads": {c: np.concatenate(v)
+                                                  for c, v in cols.items()}})
+    rep = one_report(path, uid, tmp_path / "plots")
+    s = rep.section("relaxation per level and time point").frame
+    assert len(s) == levels * times.size
+    for row in s.itertuples():
+        t = times[np.argmin(np.abs(np.log10(np.maximum(times, 1e-9)) -
+                                   np.log10(max(row.time_s, 1e-9))))]
+        sigma, shift, sig_r = truth[(row.level, t)]
+        assert abs(row.sigma_s - sigma) < 5 * sigma_se(sigma, n)
+        assert abs(row.mean_shift_s - shift) < 5 * max(sig_r, 1e-12) / np.sqrt(n)
+        assert abs(row.sigma_relax_s - sig_r) < 5 * sigma_se(sig_r, n) + 1e-15
+    # variance grows by k per decade: least squares over 3 mid levels x 6 times
+    slope = rep.figures["variance_slope_s2_per_decade"]
+    assert slope == pytest.approx(k, rel=0.08)
+    assert list(rep.figures["sigma_s"]) == [f"{t:g}" for t in
+                                            rep.section("relaxation, mid-range levels, per time "
+                                                        "point").frame["time_s"]]
+
+
+def test_time_points_cluster_and_time_index():
+    df = pd.DataFrame({"time_s": [0, 0, 1.0, 1.02, 0.98, 100, 101] * 10})
+    assert time_points(df).nunique() == 3  # 0, ~1 s, ~100 s
+    jitter = np.random.default_rng(0).uniform(0.97, 1.03, 300)
+    df = pd.DataFrame({"time_s": np.concatenate([[0] * 100, jitter, 1e3 * jitter])})
+    labels = time_points(df)
+    assert labels.nunique() == 3 and labels.iloc[0] == 0
+    df["time_index"] = np.repeat([4, 5, 6], [100, 300, 300])
+    assert (time_points(df) == df["time_index"]).all()
+
+
+def test_bake_retention_shift_per_step(tmp_path):
+    rng = np.random.default_rng(5)
+    n, bake_times, temps = 800, [0, 100, 1000, 10000], [423.15, 473.15]
+    cols = {c: [] for c in ("cell", "level", "target_s", "step", "temp_k", "bake_time_s", "g_s",
+                            "temp_index")}
+    truth = {}
+    for j, tk in enumerate(temps):
+        for lv in range(2):
+            tg = (10 + 20 * lv) * US
+            g_prog = tg + rng.normal(0, 0.4 * US, n)
+            for step, tb in enumerate(bake_times):
+                shift = -(0.3 + 0.5 * j) * US * np.log10(1 + tb) * (1 + lv)
+                broad = 0.1 * US * np.log10(1 + tb)
+                truth[(tk, lv, step)] = shift
+                cols["cell"].append(np.arange(n) + lv * n)
+                cols["level"].append(np.full(n, lv))
+                cols["target_s"].append(np.full(n, tg))
+                cols["step"].append(np.full(n, step))
+                cols["temp_k"].append(np.full(n, tk))
+                cols["bake_time_s"].append(np.full(n, float(tb)))
+                cols["g_s"].append(g_prog + shift + rng.normal(0, broad, n) if step else g_prog)
+                cols["temp_index"].append(np.full(n, j))
+    path = tmp_path / "bk.h5"
+    uid = make_run(path, "bake_retention", {"reads": {c: np.concatenate(v)
+                                                      for c, v in cols.items()}})
+    rep = one_report(path, uid, tmp_path / "plots")
+    s = rep.section("bake retention per bake step and level").frame
+    assert len(s) == 2 * 2 * 4
+    for row in s.itertuples():
+        want = truth[(row.temp_k, row.level, row.step)]
+        broad = 0.1 * US * np.log10(1 + row.bake_time_s)
+        assert abs(row.mean_shift_s - want) < 5 * broad / np.sqrt(n) + 1e-15
+    by_step = rep.section("bake retention per bake step (levels pooled: mean shift averaged, "
+                          "sigma RMS)").frame
+    assert len(by_step) == 8 and (by_step.loc[by_step.step == 0, "mean_shift_s"] == 0).all()
+    assert rep.plots[0].read_bytes()[:8] == PNG
+
+
+def test_ber_with_exact_intervals_and_energy(tmp_path):
+    rng = np.random.default_rng(6)
+    p = {("600uA", "1T1R"): 0.0, ("55uA", "1T1R"): 2e-3, ("20uA", "1T1R"): 3e-2,
+         ("600uA", "2T2R"): 0.0, ("55uA", "2T2R"): 4e-4, ("20uA", "2T2R"): 8e-3}
+    n = 40_000
+    cols = {c: [] for c in ("condition", "structure", "cycle", "cell", "bit", "read_bit", "g_s")}
+    for (cond, st), pe in p.items():
+        bit = rng.integers(0, 2, n)
+        flip = rng.random(n) < pe
+        cols["condition"].append(np.full(n, cond))
+        cols["structure"].append(np.full(n, st))
+        cols["cycle"].append(np.arange(n) // 1000)
+        cols["cell"].append(np.arange(n) % 1000)
+        cols["bit"].append(bit)
+        cols["read_bit"].append(np.where(flip, 1 - bit, bit))
+        cols["g_s"].append(np.where(bit == 1, 30 * US, 3 * US))
+    conditions = {"condition": ["600uA", "55uA", "20uA"], "icc_a": [600e-6, 55e-6, 20e-6],
+                  "v_reset": [2.5, 2.5, 1.5], "width_s": [1e-6] * 3,
+                  "energy_per_bit_j": [135e-12, 12e-12, 4.5e-12]}
+    path = tmp_path / "ber.h5"
+    uid = make_run(path, "ber", {"bits": {c: np.concatenate(v) for c, v in cols.items()},
+                                 "conditions": conditions})
+    rep = one_report(path, uid, tmp_path / "plots")
+    s = rep.sections[0].frame
+    assert len(s) == 6
+    for row in s.itertuples():
+        pe = p[(row.condition, row.structure)]
+        assert row.bits == n
+        assert abs(row.ber - pe) <= 5 * np.sqrt(pe * (1 - pe) / n)
+        ci = binomtest(int(row.errors), n).proportion_ci(0.95, method="exact")
+        assert (row.ber_lo, row.ber_hi) == pytest.approx((ci.low, ci.high), rel=1e-9, abs=1e-15)
+    zero = s[s["errors"] == 0]
+    assert len(zero) >= 1 and np.allclose(zero["ber_hi"], 1 - 0.025 ** (1 / n))
+    assert s.set_index("condition").loc["55uA", "energy_per_bit_j"].tolist() == [12e-12] * 2
+    assert rep.plots[0].read_bytes()[:8] == PNG
+
+
+def test_fault_map_fractions(tmp_path):
+    rng = np.random.default_rng(7)
+    n = 2 * 256 * 64
+    u = rng.random(n)
+    p_stuck, on_share = 0.05, 0.838
+    state = np.where(u < p_stuck * on_share, "stuck_on",
+                     np.where(u < p_stuck, "stuck_off", "ok"))
+    path = tmp_path / "fm.h5"
+    uid = make_run(path, "fault_map", {"faults": {
+        "cell": np.arange(n, dtype=np.uint32), "state": state,
+        "g_after_set_s": np.where(state == "stuck_off", 1 * US, 30 * US),
+        "g_after_reset_s": np.where(state == "stuck_on", 35 * US, 2 * US)}},
+        plan={"rows": 256, "cols": 64})
+    rep = one_report(path, uid, tmp_path / "plots")
+    s = rep.sections[0].frame.set_index("state")
+    for st, pt in (("stuck_on", p_stuck * on_share), ("stuck_off", p_stuck * (1 - on_share)),
+                   ("ok", 1 - p_stuck)):
+        assert abs(s.loc[st, "fraction"] - pt) < 5 * np.sqrt(pt * (1 - pt) / n)
+        assert s.loc[st, "fraction_lo"] < pt < s.loc[st, "fraction_hi"]
+    share = rep.sections[1].frame.iloc[0]
+    assert abs(share.stuck_on_share - on_share) < 5 * np.sqrt(on_share * (1 - on_share) /
+                                                              share.stuck_cells)
+    assert rep.plots[0].read_bytes()[:8] == PNG
+
+
+def test_endurance_window(tmp_path):
+    rng = np.random.default_rng(8)
+    cells, cycles = 300, np.unique(np.round(np.geomspace(1, 1e4, 12)).astype(int))
+    cols = {c: [] for c in ("condition", "cycle", "cell", "g_lrs_s", "g_hrs_s")}
+    for cond, slope in (("55uA", 2.0), ("20uA", 4.0)):
+        for c in cycles:
+            cols["condition"].append(np.full(cells, cond))
+            cols["cycle"].append(np.full(cells, c))
+            cols["cell"].append(np.arange(cells))
+            cols["g_lrs_s"].append((30 - slope * np.log10(c)) * US + rng.normal(0, US, cells))
+            cols["g_hrs_s"].append(np.full(cells, 3 * US))
+    path = tmp_path / "en.h5"
+    uid = make_run(path, "endurance", {"cycles": {c: np.concatenate(v)
+                                                  for c, v in cols.items()}})
+    rep = one_report(path, uid, tmp_path / "plots")
+    s = rep.sections[-1].frame
+    slope = s["condition"].map({"55uA": 2.0, "20uA": 4.0})
+    want = (27 - slope * np.log10(s["cycle"])) * US
+    se_median = 1.2533 * US / np.sqrt(cells)
+    assert np.all(np.abs(s["median_window_s"] - want) < 5 * se_median)
+    assert rep.plots[0].read_bytes()[:8] == PNG
+
+
+def test_clopper_pearson_edges():
+    lo, hi = clopper_pearson([0, 10, 10], [10, 10, 0])
+    assert lo[0] == 0 and hi[1] == 1 and lo[1] == pytest.approx(0.025 ** (1 / 10))
+
+
+# --------------------------------------------------------------------------- techC
+@pytest.fixture(scope="module")
+def techc(tmp_path_factory):
+    if not TECHC.exists():
+        pytest.skip("data/reference/techC is not present")
+    path = tmp_path_factory.mktemp("techc") / "techC.h5"
+    import_techc(TECHC, path)
+    return path
+
+
+def test_techc_sigma_grows_with_log_time(techc):
+    (rep,) = report(techc, plots=False)
+    mid = rep.section("relaxation, mid-range levels, per time point").frame
+    sigma_us = dict(zip(mid["time_s"], mid["sigma_s"] / US, strict=True))
+    # published figures (README of the set): ~0.35 uS after verify, ~3-4 uS at 1e5 s
+    assert 0.30 < sigma_us[0.0] < 0.40
+    assert 0.8 < sigma_us[0.01] < 1.3
+    assert 1.4 < sigma_us[0.1] < 2.1
+    assert 1.9 < sigma_us[1.0] < 2.6
+    assert 3.0 < sigma_us[1e5] < 4.5
+    assert np.all(np.diff(mid["sigma_s"]) > 0)
+    # variance roughly linear in log time: 1.2-2.5 uS^2 per decade
+    assert 1.2 < rep.figures["variance_slope_s2_per_decade"] / US**2 < 2.5
+    assert any("369 outlier rows (69 cells)" in n for n in rep.notes)
+
+
+def test_cli_runs_report_import(tmp_path, capsys, techc):
+    assert main(["runs", str(techc)]) == 0
+    out = capsys.readouterr().out
+    assert "imported" in out and "completed" in out and "reads 88746" in out
+    assert main(["runs", str(techc), "--run", "last"]) == 0
+    assert '"source_sha256"' in capsys.readouterr().out
+    plots = tmp_path / "plots"
+    assert main(["report", str(techc), "--out", str(plots)]) == 0
+    out = capsys.readouterr().out
+    assert "sigma_uS" in out and "uS^2 per decade" in out
+    assert len(list(plots.glob("*.png"))) == 1
+    src = tmp_path / "lab.csv"
+    src.write_text("addr,t,G\n1,0,10\n1,1,11\n2,0,20\n2,1,19\n")
+    store = tmp_path / "lab.h5"
+    args = ["import", str(src), "--format", "tidy", "--cell-col", "addr", "--time-col", "t",
+            "--g-col", "G", "--g-unit", "uS", "--target-col", "G", "--out", str(store)]
+    assert main(args) == 0
+    assert "4 reads of 2 cells" in capsys.readouterr().out
+    bad = tmp_path / "bad.csv"
+    bad.write_text("addr,t,G\n1,0,x\n")
+    assert main([*args[:1], str(bad), *args[2:]]) == 1
+    err = capsys.readouterr().err
+    assert str(bad) in err and 'line 2, column "G"' in err
+    assert main(["runs", str(tmp_path / "missing.h5")]) == 1
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_report_text_and_unknown_kind(tmp_path):
+    path = tmp_path / "x.h5"
+    make_run(path, "custom", {"log": {"a": [1, 2, 3]}})
+    text = format_report(report(path, tmp_path / "p"))
+    assert "kind custom" in text and "log" in text

@@ -1,0 +1,74 @@
+"""The bench commands: ``cimlab station check`` and ``cimlab emulator serve``."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cimlab.cli.main import main
+from cimlab.instruments import Station
+
+ROOT = Path(__file__).resolve().parents[2]
+EMULATED = ROOT / "instruments" / "emulated.toml"
+
+
+def test_station_check_prints_idn_limits_clock_geometry(capsys):
+    assert main(["station", "check", str(EMULATED)]) == 0
+    out = capsys.readouterr().out
+    assert "KEITHLEY INSTRUMENTS,MODEL 2450" in out
+    assert "set_bl_max_v" in out and "clock: virtual" in out
+    assert "32 tiles x 256 rows x 64 cols" in out
+
+
+def test_station_check_bad_file_exit_1(tmp_path, capsys):
+    p = tmp_path / "s.toml"
+    p.write_text(EMULATED.read_text().replace("smu_i_max_a = 1e-3", "smu_i_max_a = 5.0"))
+    assert main(["station", "check", str(p)]) == 1
+    err = capsys.readouterr().err
+    assert "limits.smu_i_max_a" in err and str(p) in err
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_emulator_serve_as_a_process(tmp_path):
+    ports = _free_ports(4)
+    text = EMULATED.read_text().replace("start = true", "start = false").replace(
+        "ports = { array = 5025, smu = 5026, oven = 5027, clock = 5028 }",
+        "ports = {{ array = {}, smu = {}, oven = {}, clock = {} }}".format(*ports))
+    station_file = tmp_path / "served.toml"
+    station_file.write_text(text)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cimlab.cli.main", "emulator", "serve", "--station",
+         str(station_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        lines = []
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "Ctrl-C stops" in line:
+                break
+        assert f"TCPIP0::127.0.0.1::{ports[0]}::SOCKET" in "".join(lines)
+        with Station.open(station_file) as st:
+            assert st.bench is None  # reached over the sockets of the other process
+            st.array.read(np.arange(10))
+            assert st.clock.now() > 0
+    finally:
+        proc.send_signal(2)  # Ctrl-C
+        proc.wait(timeout=20)
+    assert proc.returncode == 0
