@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> dict:
     wall = time.perf_counter() - t0
     print(f"tile {args.tile}: {cells.size} cells, {args.levels} levels 2-40 uS, +-1 uS")
     print(format_report(results))
+    for r in results:
+        print(r.pulse_distribution())
     sums = {r.scheme: r.summary() for r in results}
     a = sums["adaptive"]
     if truth_stuck is not None:

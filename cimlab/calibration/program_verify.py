@@ -435,6 +435,17 @@ class ProgramVerifyResult:
         vals, counts = np.unique(self.pulses, return_counts=True)
         return {int(v): int(c) for v, c in zip(vals, counts, strict=True)}
 
+    def pulse_distribution(self) -> str:
+        """One line: share of cells per pulse-count bin (0, 1, 2-3, 4-7, 8-15, 16-31, 32+)."""
+        edges = [0, 1, 2, 4, 8, 16, 32, np.iinfo(np.int64).max]
+        labels = ["0", "1", "2-3", "4-7", "8-15", "16-31", "32+"]
+        n = max(self.pulses.size, 1)
+        parts = []
+        for lo, hi, lab in zip(edges[:-1], edges[1:], labels, strict=True):
+            share = np.count_nonzero((self.pulses >= lo) & (self.pulses < hi)) / n
+            parts.append(f"{lab}: {100 * share:.1f}%")
+        return f"{self.scheme} pulses/cell: " + ", ".join(parts)
+
 
 _REPORT_ROWS = [
     ("cells", "{:.0f}", "cells", 1.0),

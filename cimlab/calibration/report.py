@@ -600,24 +600,11 @@ def _plot_endurance(s: pd.DataFrame, out: Path, stem: str) -> list[Path]:
 
 
 # =========================================================================== driver
-def summarize_run(run: Any, out_dir: Path | None = None) -> RunReport:
-    """Summary (and, with ``out_dir``, plots) of one :class:`cimlab.store.Run`."""
-    rep = RunReport(uid=run.uid, kind=run.kind, status=run.status)
-    tables = {t: run.table(t) for t in run.tables}
-    stem = f"{run.uid}_{run.kind}"
-    plot: Callable[[], list[Path]] | None = None
-    kind = run.kind
-    needed = {"programming_error": ["programmed"], "read_fluctuation": ["reads"],
-              "relaxation": ["reads"], "imported": ["reads"], "bake_retention": ["reads"],
-              "ber": ["bits"], "fault_map": ["faults"], "endurance": ["cycles"]}.get(kind)
-    missing = [t for t in (needed or []) if t not in tables or len(tables[t]) == 0]
-    if needed is None or missing:
-        if missing:
-            rep.notes.append(f"no rows yet in table(s) {', '.join(missing)}")
-        rep.sections.append(Section("tables", pd.DataFrame(
-            {"table": list(tables), "rows": [len(t) for t in tables.values()],
-             "columns": [", ".join(t.columns) for t in tables.values()]})))
-        return rep
+def _summarize_kind(rep: RunReport, run: Any, tables: dict[str, pd.DataFrame],
+                    out_dir: Path | None, stem: str) -> Callable[[], list[Path]] | None:
+    """Fill ``rep`` with the sections of its kind; return the plotting closure."""
+    kind = rep.kind
+    plot = None
     if kind == "programming_error":
         df = tables["programmed"]
         rep.sections, rep.figures = summarize_programming_error(df)
@@ -666,6 +653,39 @@ def summarize_run(run: Any, out_dir: Path | None = None) -> RunReport:
 
         def plot():
             return _plot_endurance(s, out_dir, stem)
+    return plot
+
+
+def _tables_section(tables: dict[str, pd.DataFrame]) -> Section:
+    return Section("tables", pd.DataFrame(
+        {"table": list(tables), "rows": [len(t) for t in tables.values()],
+         "columns": [", ".join(t.columns) for t in tables.values()]}))
+
+
+def summarize_run(run: Any, out_dir: Path | None = None) -> RunReport:
+    """Summary (and, with ``out_dir``, plots) of one :class:`cimlab.store.Run`."""
+    rep = RunReport(uid=run.uid, kind=run.kind, status=run.status)
+    tables = {t: run.table(t) for t in run.tables}
+    stem = f"{run.uid}_{run.kind}"
+    plot: Callable[[], list[Path]] | None = None
+    kind = run.kind
+    needed = {"programming_error": ["programmed"], "read_fluctuation": ["reads"],
+              "relaxation": ["reads"], "imported": ["reads"], "bake_retention": ["reads"],
+              "ber": ["bits"], "fault_map": ["faults"], "endurance": ["cycles"]}.get(kind)
+    missing = [t for t in (needed or []) if t not in tables or len(tables[t]) == 0]
+    if needed is None or missing:
+        if missing:
+            rep.notes.append(f"no rows yet in table(s) {', '.join(missing)}")
+        rep.sections.append(_tables_section(tables))
+        return rep
+    try:
+        plot = _summarize_kind(rep, run, tables, out_dir, stem)
+    except KeyError as exc:  # a table without a column of the contract
+        rep.sections, rep.figures = [], {}
+        rep.notes.append(f"cannot summarize this {kind} run: column {exc} is missing "
+                         "(docs/architecture.md section 5 lists the columns)")
+        rep.sections.append(_tables_section(tables))
+        return rep
     if run.status != "completed":
         rep.notes.append(f"run is {run.status}: figures cover the rows measured so far")
     if out_dir is not None and plot is not None:

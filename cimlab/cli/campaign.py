@@ -222,6 +222,8 @@ def _program_verify(args: argparse.Namespace) -> int:
         f"{args.g_min_us:g}-{args.g_max_us:g} uS, tolerance +-{args.tolerance_us:g} uS"
     )
     print(format_report(results))
+    for r in results:
+        print(r.pulse_distribution())
     if args.json:
         print(json.dumps([r.summary() for r in results]))
     return 0

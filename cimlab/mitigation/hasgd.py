@@ -380,7 +380,8 @@ def plot_curves(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for level, grp in summary.groupby("train_level"):
-        label = "plain SGD" if level == 0 else legend.format(level=level)
+        plain = level == 0 and "mean" not in legend
+        label = "plain SGD" if plain else legend.format(level=level)
         ax.errorbar(grp.test_level, grp.acc, yerr=grp.trial_std, marker="o", capsize=3, label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy")
@@ -401,18 +402,22 @@ def reproduce(
     progress: bool = True,
 ) -> dict[str, pd.DataFrame]:
     """Reduced reproduction of paper 002 on the embedded digits (what ``cimlab reproduce 002``
-    runs). Two studies, each a DataFrame (also written as CSV) and a PNG in ``out_dir``:
+    runs). Three studies, each a DataFrame (also written as CSV) and a PNG in ``out_dir``:
 
     * ``relative``: zero-mean Gaussian noise of ``sigma_rel wmax``; networks trained at
       sigma 0 (plain), 0.05, 0.1, 0.2 and tested at sigma 0 ... 0.3 (paper 002 Fig. 7: more
       training noise, more resilient, a little lower clean accuracy);
+    * ``mean``: noise sigma 0.05 wmax with a mean shift ``mean_rel wmax``; all networks are
+      HA-SGD trained with sigma 0.05 and a mean prior of 0, 0.05, 0.1 and tested at mean
+      shifts 0 ... 0.1 (paper 002 Fig. 8: the shift is compensated when used as a prior);
     * ``device``: the device model's programming error (``DeviceModel.default()`` unless
       ``device`` is given) mapped to weights like the simulator; trained plain, at 1x and 2x
       the device sigma, tested at 0 ... 2x.
 
     Network: paper 001's MNIST toy CNN (``paper001-mnist``; paper 002 used WRN-28 on
-    CIFAR-100). ``quick``: one seed, fewer epochs, L and trials (about 20 s on two cores);
-    full mode: two seeds, 20 epochs, L = 4, 20 programmed copies per point (about 2 minutes).
+    CIFAR-100). ``quick``: one seed, 10 epochs, L = 2, 5 programmed copies per point (about
+    30 s of CPU); full mode: two seeds, 20 epochs, L = 4, 20 copies per point (about 3 minutes
+    of CPU, single-threaded).
     """
     from cimlab.sim.data import load_dataset
 
@@ -444,6 +449,30 @@ def reproduce(
         xlabel="inference noise sigma / weight range",
         legend="HA-SGD, train sigma {level:g} wmax",
         title="HA-SGD (paper 002) on digits: paper001-mnist, zero-mean noise",
+    )
+
+    # paper 002 Fig. 8: a known mean shift of the devices, used as a prior during training
+    mean = resilience_curves(
+        ds,
+        lambda m: RelativeNoise(sigma_rel=0.05, mean_rel=m),
+        (0.0, 0.05) if quick else (0.0, 0.05, 0.1),
+        (0.0, 0.05, 0.1) if quick else (0.0, 0.025, 0.05, 0.075, 0.1),
+        net_name=net_name,
+        epochs=epochs,
+        samples=samples,
+        trials=trials,
+        seeds=seeds,
+        progress=progress,
+        plain_at_zero=False,
+    )
+    results["mean"] = summarize(mean)
+    results["mean"].to_csv(out / "hasgd_mean.csv", index=False)
+    plot_curves(
+        results["mean"],
+        out / "hasgd_mean.png",
+        xlabel="mean weight shift at inference / weight range (noise sigma 0.05)",
+        legend="HA-SGD, train mean shift {level:g} wmax",
+        title="HA-SGD with a known mean shift as prior (paper 002 Fig. 8)",
     )
 
     if device is None:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cimlab.models._array import asarray, check_generator, is_torch, randn_like, xp
 from cimlab.models.effects import (
     K_B_EV,
@@ -179,6 +181,37 @@ class DeviceModel:
             + self.read_noise.sigma(g) ** 2
         )
         return xp(v).sqrt(v)
+
+    def predicted_moments(
+        self, g_target: Any, t_s: Any = 0.0, temp_k: float | None = None,
+        include_read: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std [S] of a read ``t_s`` after programming to ``g_target`` (NumPy).
+
+        Programming error (mean offset and sigma), relaxation at the equivalent time
+        (``temp_k``; default room temperature) and, with ``include_read``, one read's noise,
+        combined as one normal ``N(mu, sigma)`` floored at 0 S as the samplers floor it:
+        the moments of ``max(X, 0)`` (exact when only the last stage reaches 0 S). What a
+        measured histogram of a level shows, including the truncation of a low level whose
+        spread reaches zero conductance.
+        """
+        from scipy.special import ndtr
+
+        g = np.asarray(g_target, dtype=float)
+        t = np.asarray(t_s, dtype=float)
+        t_eq = t if temp_k is None else np.asarray(self.retention.equivalent_time(t, temp_k))
+        mu = g + self.programming.mean_offset + np.asarray(self.relaxation.mean_shift(g, t_eq))
+        var = np.asarray(self.programming.sigma(g)) ** 2 + np.asarray(
+            self.relaxation.variance(g, t_eq))
+        if include_read:
+            var = var + np.asarray(self.read_noise.sigma(g)) ** 2
+        sd = np.sqrt(np.maximum(var, 1e-300))
+        a = mu / sd
+        phi = np.exp(-0.5 * a * a) / np.sqrt(2.0 * np.pi)
+        cdf = ndtr(a)
+        m1 = mu * cdf + sd * phi
+        m2 = (mu * mu + var) * cdf + mu * sd * phi
+        return m1, np.sqrt(np.maximum(m2 - m1 * m1, 0.0))
 
     def summary(self) -> str:
         """Readable multi-line description (what ``cimlab model show`` prints)."""

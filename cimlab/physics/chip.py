@@ -108,7 +108,7 @@ class ReRAMChip:
         self._rate_mean = np.zeros(n, dtype=f32)
         self._rate_var = np.zeros(n, dtype=f32)
         self._update_relax_rates(np.arange(n))
-        self._damage = np.zeros(n, dtype=f32)
+        self._damage = np.zeros(n)  # float64: 1e6 cycles of ~3e-7 must add up exactly
         self._cycles = np.zeros(n, dtype=np.uint32)
         self._clock = ThermalClock(p.retention, p.window.t_room_k)
         self._tile_version = np.zeros(self.n_tiles, dtype=np.int64)
@@ -150,6 +150,20 @@ class ReRAMChip:
         """Let ``dt_s`` [s] pass at ``temperature_k`` [K]: the chip clock moves by ``dt_s``,
         the equivalent time by ``dt_s * acceleration(temperature_k)``."""
         self._clock.advance(float(dt_s), float(temperature_k))
+
+    #: epoch-relative equivalent time [s] beyond which the epoch is moved (rebase)
+    REBASE_S = 1e3
+
+    def _now(self, now_s: float) -> None:
+        """Bring the clock to ``now_s`` and keep per-cell times epoch-relative and precise."""
+        self._clock.catch_up(float(now_s))
+        if self._clock.since_epoch_s > self.REBASE_S:
+            shift = self._clock.rebase()
+            self._e_prog -= shift
+            self._e_obs -= shift
+            for c in self._tile_cache.values():
+                c.e_snap -= shift
+                c.e_prog_max -= shift
 
     # ------------------------------------------------------------------ argument handling
     def _cells(self, cells: Any) -> np.ndarray:
@@ -193,7 +207,7 @@ class ReRAMChip:
 
     def _observe(self, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """True conductance [S] of cells ``idx`` now (samples the relaxation process)."""
-        e_now = self._clock.equivalent_s
+        e_now = self._clock.since_epoch_s
         g, x = observe(
             self.profile.relaxation, self._g_prog[idx], self._rate_mean[idx],
             self._rate_var[idx], self._e_prog[idx], self._e_obs[idx], self._x_obs[idx],
@@ -239,7 +253,7 @@ class ReRAMChip:
         w = self._per_cell(width_s, n, "width_s", lo=0.0)
         if np.any(np.asarray(w) <= 0):
             raise ValueError("width_s must be > 0 s")
-        self._clock.catch_up(float(now_s))
+        self._now(now_s)
         if n == 0:
             return np.zeros(0)
         p = self.profile
@@ -283,7 +297,7 @@ class ReRAMChip:
         moved = free & (f * gap > 0.0)
         g_new = np.where(moved, g_new, g)
         energy = v * w * np.minimum(np.maximum(g, g_new) * v, icc)
-        e_now = self._clock.equivalent_s
+        e_now = self._clock.since_epoch_s
         prog = idx[moved]
         self._g_prog[prog] = g_new[moved]
         self._e_prog[prog] = e_now
@@ -297,12 +311,17 @@ class ReRAMChip:
             self._cycles[idx] += (free & (f > 0.5)).astype(np.uint32)
         else:
             dmg = f * en.d_reset * np.exp((v - en.v_ref) / en.v_w)
-        damage = self._damage[idx] + np.where(free, dmg, 0.0).astype(np.float32)
+        damage = self._damage[idx] + np.where(free, dmg, 0.0)
         self._damage[idx] = damage
         failed = free & (damage >= d2d["damage_limit"][idx])
         if np.any(failed):
+            # frozen at its present conductance (relaxation included), for good
             fi = idx[failed]
             self._fault[fi] = faults.WORN
+            self._g_prog[fi] = g_new[failed]
+            self._e_prog[fi] = e_now
+            self._e_obs[fi] = e_now
+            self._x_obs[fi] = 0.0
             self._update_relax_rates(fi)
         self._touch_tiles(idx)
         return energy
@@ -322,7 +341,7 @@ class ReRAMChip:
         if not (v_read > 0 and np.isfinite(v_read)):
             raise ValueError(f"v_read must be a finite value > 0 V, got {v_read!r}")
         idx = self._cells(cells)
-        self._clock.catch_up(float(now_s))
+        self._now(now_s)
         if idx.size == 0:
             return np.zeros(0)
         g = self._observe(idx, self._rng)
@@ -340,7 +359,7 @@ class ReRAMChip:
         va = np.asarray(v, dtype=float)
         if not np.all(np.isfinite(va)):
             raise ValueError("v must be finite")
-        self._clock.catch_up(float(now_s))
+        self._now(now_s)
         g = float(self._observe(idx, self._rng)[0])
         sigma = float(self.profile.read.sigma(g))
         g_draw = g + sigma * self._rng.standard_normal(va.shape)
@@ -370,7 +389,7 @@ class ReRAMChip:
         """Cached conductance snapshot and transfer matrix of ``tile``, rebuilt when a cell of
         the tile was pulsed since, or when the relaxation log-time of its youngest cell has
         moved by more than ``profile.wires.mvm_dlog`` decades."""
-        e_now = self._clock.equivalent_s
+        e_now = self._clock.since_epoch_s
         c = self._tile_cache.get(tile)
         if c is not None and c.version == self._tile_version[tile]:
             rel = self.profile.relaxation
@@ -412,7 +431,7 @@ class ReRAMChip:
                              f"got {v.shape}")
         if not np.all(np.isfinite(v)):
             raise ValueError("v_rows must be finite")
-        self._clock.catch_up(float(now_s))
+        self._now(now_s)
         c = self._tile_state(int(tile))
         i = v @ c.t.T if ir_drop else v @ c.g
         if read_noise:

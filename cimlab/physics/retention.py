@@ -34,7 +34,22 @@ class ThermalClock:
         self.t_room_k = float(t_room_k)
         self.ambient_k = float(t_room_k)
         self.time_s = 0.0
-        self.equivalent_s = 0.0
+        # equivalent time = epoch_s + since_epoch_s: per-cell times are stored relative to the
+        # epoch, which the chip moves forward (rebase) so that recent times keep full float
+        # precision after a bake has added ~1e12 s of equivalent time
+        self.epoch_s = 0.0
+        self.since_epoch_s = 0.0
+
+    @property
+    def equivalent_s(self) -> float:
+        return self.epoch_s + self.since_epoch_s
+
+    def rebase(self) -> float:
+        """Move the epoch to now; returns the shift [s] to subtract from epoch-relative times."""
+        shift = self.since_epoch_s
+        self.epoch_s += shift
+        self.since_epoch_s = 0.0
+        return shift
 
     def acceleration(self, temperature_k: float) -> float:
         return acceleration(self.retention, temperature_k, self.t_room_k)
@@ -42,7 +57,7 @@ class ThermalClock:
     def advance(self, dt_s: float, temperature_k: float) -> None:
         if not (dt_s >= 0 and math.isfinite(dt_s)):
             raise ValueError(f"dt_s must be a finite value >= 0 s, got {dt_s!r}")
-        self.equivalent_s += dt_s * self.acceleration(temperature_k)
+        self.since_epoch_s += dt_s * self.acceleration(temperature_k)
         self.time_s += dt_s
 
     #: a ``now_s`` this far behind the clock [s] is taken as "now" (float round-off of callers

@@ -3,8 +3,9 @@
 ``chip.truth`` gives the true parameters and formulas behind every statistic a procedure can
 measure. Accessors that need the present conductance (``conductance``, ``programmed``) sample
 the hidden relaxation process with a separate random stream, so calling them does not change
-the random numbers the chip's operations draw (also the tile accessors, which may build a
-tile's MVM snapshot).
+the random numbers the chip's operations draw. (A tile accessor that has to build a tile's MVM
+snapshot builds it from the truth stream; the next MVM then reuses that snapshot instead of
+drawing one.)
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ class ChipTruth:
 
     def programmed_time(self, cells: Any) -> np.ndarray:
         """Equivalent time [s] of each cell's last programming pulse."""
-        return self._chip._e_prog[self._chip._cells(cells)].copy()
+        chip = self._chip
+        return chip._e_prog[chip._cells(cells)] + chip._clock.epoch_s
 
     def conductance(self, cells: Any, now_s: float | None = None) -> np.ndarray:
         """Noiseless true conductance [S] now (relaxation and retention included, no read
@@ -126,7 +128,7 @@ class ChipTruth:
         chip = self._chip
         idx = chip._cells(cells)
         if now_s is not None:
-            chip._clock.catch_up(float(now_s))
+            chip._now(now_s)
         return chip._observe(idx, chip._truth_rng)
 
     def _tile(self, tile: int):

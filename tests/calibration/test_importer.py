@@ -152,7 +152,7 @@ def test_mapping_errors():
 def test_techc_needs_settings(tmp_path):
     src = tmp_path / "x.tsv"
     src.write_text("1\t0.0\t1e5\t1e-5\t1e-5\t8\t0.0\n")
-    with pytest.raises(ConfigError, match="settings.json"):
+    with pytest.raises(ConfigError, match=r"settings\.json"):
         import_techc(src, tmp_path / "s.h5")
     (tmp_path / "settings.json").write_text('{"gmax": "40u"}')
     with pytest.raises(ConfigError, match="gmax"):

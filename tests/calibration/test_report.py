@@ -347,5 +347,8 @@ def test_cli_runs_report_import(tmp_path, capsys, techc):
 def test_report_text_and_unknown_kind(tmp_path):
     path = tmp_path / "x.h5"
     make_run(path, "custom", {"log": {"a": [1, 2, 3]}})
+    make_run(path, "relaxation", {"reads": {"cell": [1], "level": [0], "time_s": [1.0],
+                                            "g_s": [1e-5]}})  # no g0_s, no target_s
     text = format_report(report(path, tmp_path / "p"))
     assert "kind custom" in text and "log" in text
+    assert "column 'target_s' is missing" in text or "column 'g0_s' is missing" in text

@@ -55,8 +55,14 @@ def test_relaxation_variance_law_recovers_physics(fitted):
 
 
 def test_relaxation_drift_function_matches_physics(fitted):
+    """At every level with at least 5 uncensored time points (the drift of a level whose
+    spread reaches 0 S after a few seconds is barely measured), the fitted drift per decade
+    lies within its 95 % band widened by 0.05 uS/decade of the physics' tanh drift."""
     r, p = fitted["rf"].effect, fitted["p"].relaxation
-    g = np.unique(fitted["rf"].groups["g_level_s"].to_numpy())
+    gr = fitted["rf"].groups
+    per = gr.groupby("level").agg(g=("g_level_s", "first"), n=("tkey", "size"))
+    g = per.loc[per["n"] >= 5, "g"].to_numpy()
+    assert g.size >= 6
     y, _, ci = band(r, "drift", g)
     truth = p.mean_rate(g)
     tol = 0.05e-6

@@ -120,3 +120,7 @@ def test_very_strong_wear_out_fraction():
     chip.pulse(cells, "reset", c.v_reset, 3.0, c.width_s, now + 1e-6)
     assert np.array_equal(chip.truth.programmed(cells), before)
     assert np.all(chip.truth.cycles()[ok[~worn]] == n_cycles)
+    # and stay frozen: no relaxation after failure
+    g1 = chip.truth.conductance(cells, now + 1.0)
+    g2 = chip.truth.conductance(cells, now + 1e4)
+    assert np.array_equal(g1, g2) and np.array_equal(g1, chip.truth.programmed(cells))

@@ -82,7 +82,7 @@ def fit_programming(
         sig = np.sqrt(v_prog)
         se_var = var * np.sqrt(2.0 / np.maximum(n - 1, 1))
         se = se_var / (2.0 * sig)
-        sf = fit_sigma(g, sig, se, g_ref, validate=_valid(mode, g_ref))
+        sf = fit_sigma(g, sig, se, g_ref, validate=_valid(mode, g_ref), rel_se=se / sig)
         # pooled mean error
         N = float(n.sum())
         offset = float(np.sum(n * mom["mean"].to_numpy()) / N)

@@ -103,7 +103,8 @@ def fit_read_noise(
             return False
         return True
 
-    sf = fit_sigma(g, sig, se, g_ref, validate=valid)
+    sf = fit_sigma(g, sig, se, g_ref, validate=valid,
+                   rel_se=1.0 / np.sqrt(2.0 * np.maximum(n - 1, 1)))
     coeffs, stderr, ci = dict(sf.coeffs), dict(sf.stderr), dict(sf.ci95)
     time_slope, candidates = 0.0, dict(sf.candidates)
     covariance = sf.covariance
