@@ -5,7 +5,7 @@ Linear layer (4096 x 4096). Configurations:
 
 * ``prog``: programming error only (effective weights precomputed in program());
 * ``full``: 256x64 tiles, 8-bit per-tile ADC, 8-bit DAC, read noise (the default per-forward
-  ``weight`` mode), programming error, stuck-at faults and IR drop.
+  ``weight`` mode), programming error, stuck-at faults and IR drop (every switch on).
 
 Also ``program()`` + ``age()`` time for the CNN (its weight count is printed) and, where
 aihwkit is importable, the same networks through aihwkit's inference tile (optional).
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
     dm = DeviceModel.default()
     configs = {
         "prog": AnalogConfig.ideal(dm, programming_error=True),
-        "full": AnalogConfig(device=dm),
+        "full": AnalogConfig(device=dm, ir_drop=True),
     }
     torch.manual_seed(0)
     cnn = build("paper000-cnn", (3, 32, 32), 10, width=1.0).eval()

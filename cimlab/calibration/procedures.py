@@ -110,6 +110,7 @@ class _Context:
         self.result = ProcedureResult(kind=exp.kind, name=exp.label, run_uid=str(self.run.uid))
         self._t_host = time.perf_counter()
         self._t_inst = self.clock.now()
+        self._t_charged = self._t_inst  # instrument time up to here is charged to the run
 
     # --------------------------------------------------------------- steps
     def skip(self, step: str) -> bool:
@@ -119,6 +120,9 @@ class _Context:
         return False
 
     def complete(self, step: str) -> None:
+        now = self.now()  # the step's instrument time is committed with the step
+        self.run.add_instrument_time(max(0.0, now - self._t_charged))
+        self._t_charged = now
         self.run.complete_step(step)
         self.done.add(step)
         self.result.steps_run += 1

@@ -21,11 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Convert a trained network to analog ReRAM tiles driven by a fitted device model "
             "(differential conductance pairs, tiles with per-tile ADCs, DACs, programming error, "
-            "read noise, stuck-at faults, IR drop, retention), program it --trials times with "
-            "independent seeds and print the accuracy distribution; a histogram PNG is written. "
-            "With --layers the non-idealities go into the named layers only (paper 000's "
-            "layer-by-layer study); --per-layer runs that study for every layer and reports the "
-            "per-layer NRMSE. See docs/simulator.md."
+            "read noise, stuck-at faults, retention, optionally IR drop), program it --trials "
+            "times with independent seeds and print the accuracy distribution; a histogram PNG "
+            "is written. With --layers the non-idealities go into the named layers only "
+            "(paper 000's layer-by-layer study); --per-layer runs that study for every layer and "
+            "reports the per-layer NRMSE. See docs/simulator.md."
         ),
         epilog=(
             "Examples: cimlab simulate --net cnn.pt --data digits --trials 20 ; "
@@ -62,7 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="read-noise model (default: %(default)s; docs/simulator.md)")
     p.add_argument("--no-programming-error", action="store_true")
     p.add_argument("--no-stuck", action="store_true", help="no stuck-at faults")
-    p.add_argument("--no-ir-drop", action="store_true", help="no wire resistance")
+    p.add_argument("--ir-drop", action="store_true",
+                   help="simulate wire resistance (IR drop; off by default, docs/simulator.md)")
     p.add_argument("--bake", type=float, nargs=2, default=None, metavar=("SECONDS", "TEMP_C"),
                    help="age the programmed chip: SECONDS at TEMP_C degC")
     p.add_argument("--binary-condition", default="strong",
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         read_noise=None if args.read_noise == "off" else args.read_noise,
         programming_error=not args.no_programming_error,
         stuck=not args.no_stuck,
-        ir_drop=not args.no_ir_drop,
+        ir_drop=args.ir_drop,
         binary_condition=args.binary_condition,
         binary_structure=args.structure,
     )

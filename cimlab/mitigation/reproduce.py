@@ -280,9 +280,10 @@ def _paper000(out: Path, quick: bool, seed: int, progress: bool):
     ax[0].set_title("error in one layer (paper 000 Fig. 5/10)")
     ax[0].legend(fontsize=7)
     for _, r in nrmse_tab.iterrows():
-        ax[1].plot(range(1, len(convs) + 1), [r[f"nrmse_{c}"] for c in convs],
-                   "o-" if r["state"] == "programmed" else "s--",
-                   label=f"conv {convs.index(r['injected']) + 1}, {r['state']}")  # fmt: skip
+        k = convs.index(r["injected"])  # layers before the injected one are exact: not drawn
+        ax[1].plot(range(k + 1, len(convs) + 1), [r[f"nrmse_{c}"] for c in convs[k:]],
+                   "o-" if r["state"] == "programmed" else "s--", color=f"C{k}",
+                   label=f"conv {k + 1}, {r['state']}")  # fmt: skip
     ax[1].set_yscale("log")
     ax[1].set_xlabel("conv layer observed")
     ax[1].set_ylabel("NRMSE of the layer output")
@@ -452,7 +453,8 @@ def _sim_check_001(model: nn.Module, ds, hw, level: str, n_map: int, seed: int):
                                         s0=hw.sigma_frac * (g_max - g_min), s1=0.0, s2=0.0),
     )  # fmt: skip
     cfg = AnalogConfig(device=dm, tile=(hw.tile_rows, 64), adc_bits=hw.adc_bits,
-                       dac_bits=hw.act_bits, read_noise=None, stuck=False, ir_drop=False)  # fmt: skip
+                       dac_bits=hw.act_bits, read_noise=None, stuck=False,
+                       ir_drop=False)  # fmt: skip
     anet = convert(model, cfg)
     loader = [(ds.x_test, ds.y_test)]
     return monte_carlo(anet, loader, n_trials=n_map, seed=seed,

@@ -102,8 +102,8 @@ class ReRAMChip:
         g0 = np.where(code != faults.OK, g_stuck, g0)
         # per-cell state
         self._g_prog = g0.astype(np.float64)
-        self._e_prog = np.zeros(n)
-        self._e_obs = np.zeros(n)
+        self._e_prog_rel = np.zeros(n)
+        self._e_obs_rel = np.zeros(n)
         self._x_obs = np.zeros(n)
         self._rate_mean = np.zeros(n, dtype=f32)
         self._rate_var = np.zeros(n, dtype=f32)
@@ -151,6 +151,13 @@ class ReRAMChip:
         the equivalent time by ``dt_s * acceleration(temperature_k)``."""
         self._clock.advance(float(dt_s), float(temperature_k))
 
+    @property
+    def _e_prog(self) -> np.ndarray:
+        """Absolute equivalent time [s] of each cell's last programming (a copy; kept for
+        callers that used the private array; the public accessor is
+        ``truth.programmed_time``)."""
+        return self._e_prog_rel + self._clock.epoch_s
+
     #: epoch-relative equivalent time [s] beyond which the epoch is moved (rebase)
     REBASE_S = 1e3
 
@@ -159,8 +166,8 @@ class ReRAMChip:
         self._clock.catch_up(float(now_s))
         if self._clock.since_epoch_s > self.REBASE_S:
             shift = self._clock.rebase()
-            self._e_prog -= shift
-            self._e_obs -= shift
+            self._e_prog_rel -= shift
+            self._e_obs_rel -= shift
             for c in self._tile_cache.values():
                 c.e_snap -= shift
                 c.e_prog_max -= shift
@@ -210,11 +217,11 @@ class ReRAMChip:
         e_now = self._clock.since_epoch_s
         g, x = observe(
             self.profile.relaxation, self._g_prog[idx], self._rate_mean[idx],
-            self._rate_var[idx], self._e_prog[idx], self._e_obs[idx], self._x_obs[idx],
+            self._rate_var[idx], self._e_prog_rel[idx], self._e_obs_rel[idx], self._x_obs[idx],
             e_now, rng,
         )
         self._x_obs[idx] = x
-        self._e_obs[idx] = e_now
+        self._e_obs_rel[idx] = e_now
         return np.maximum(g, self.profile.window.g_phys_min)
 
     def _touch_tiles(self, idx: np.ndarray) -> None:
@@ -300,8 +307,8 @@ class ReRAMChip:
         e_now = self._clock.since_epoch_s
         prog = idx[moved]
         self._g_prog[prog] = g_new[moved]
-        self._e_prog[prog] = e_now
-        self._e_obs[prog] = e_now
+        self._e_prog_rel[prog] = e_now
+        self._e_obs_rel[prog] = e_now
         self._x_obs[prog] = 0.0
         self._update_relax_rates(prog)
         # wear-out
@@ -319,8 +326,8 @@ class ReRAMChip:
             fi = idx[failed]
             self._fault[fi] = faults.WORN
             self._g_prog[fi] = g_new[failed]
-            self._e_prog[fi] = e_now
-            self._e_obs[fi] = e_now
+            self._e_prog_rel[fi] = e_now
+            self._e_obs_rel[fi] = e_now
             self._x_obs[fi] = 0.0
             self._update_relax_rates(fi)
         self._touch_tiles(idx)
@@ -401,7 +408,7 @@ class ReRAMChip:
         r_row, r_col = self.wires(tile)
         t = crossbar.transfer_matrix(g, r_row, r_col)
         s2 = np.asarray(self.profile.read.sigma(g)) ** 2
-        c = _TileCache(int(self._tile_version[tile]), e_now, float(self._e_prog[idx].max()),
+        c = _TileCache(int(self._tile_version[tile]), e_now, float(self._e_prog_rel[idx].max()),
                        g, s2, t)
         self._tile_cache[tile] = c
         return c

@@ -196,14 +196,15 @@ class ResetSwitching:
 
 @dataclass(frozen=True)
 class StepNoise:
-    """Cycle-to-cycle noise of every programming step: variance ``q |dG| + (rel dG)^2``
-    (Poisson-like number of moved defects plus a multiplicative part; Fantini IMW 2013)."""
+    """Cycle-to-cycle noise of every programming step: the defects between ``g`` and the
+    pulse's target (in units of ``q``) each move with probability ``f`` (binomial, normal
+    approximation), so ``var = q f (1 - f) |g_target - g|``: Poisson-like for small steps,
+    zero for a full switch (which lands on the target's own c2c draw). Fantini IMW 2013."""
 
     q: float = param(
         0.1e-6, unit="S", lo=0.0, hi=1e-4,
-        doc="conductance quantum of the Poisson-like step noise (a 0.5 uS step: sigma 0.22 uS)",
+        doc="conductance quantum of the step noise (a 0.5 uS step: sigma ~0.22 uS)",
     )
-    rel: float = param(0.03, unit="1", lo=0.0, hi=1.0, doc="multiplicative part of step noise")
 
     def __post_init__(self) -> None:
         check(self)

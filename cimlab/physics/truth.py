@@ -118,7 +118,7 @@ class ChipTruth:
     def programmed_time(self, cells: Any) -> np.ndarray:
         """Equivalent time [s] of each cell's last programming pulse."""
         chip = self._chip
-        return chip._e_prog[chip._cells(cells)] + chip._clock.epoch_s
+        return chip._e_prog_rel[chip._cells(cells)] + chip._clock.epoch_s
 
     def conductance(self, cells: Any, now_s: float | None = None) -> np.ndarray:
         """Noiseless true conductance [S] now (relaxation and retention included, no read

@@ -15,6 +15,11 @@ Sources of the defaults:
 * bias folded into the array as an extra row (paper 002);
 * bit slicing over cells of ``levels`` levels (paper 004: 4-bit cells, 2 columns per weight);
 * binarized mode with the bit error rate of a programming condition (paper 003).
+
+IR drop is off by default: at the device model's 2 ohm per segment (paper 004) a full 256 x 64
+tile of 2-40 uS cells loses up to ~90 % of its column current (measured against
+cimlab.physics' nodal solution, tests/sim/test_irdrop.py), which no uncompensated network
+survives; ``ir_drop=True`` simulates it (first-order correction, irdrop.py).
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ class AnalogConfig:
     programming_error: bool = True
     read_noise: str | None = "weight"
     stuck: bool = True
-    ir_drop: bool = True
+    ir_drop: bool = False
     binary_condition: str = param("strong", doc="programming condition name (binary mode)")
     binary_structure: str = param("2T2R", choices=STRUCTURES, doc="cells per binary weight")
 

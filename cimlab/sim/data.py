@@ -72,7 +72,7 @@ CIFAR10_CLASSES: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Dataset:
     """A train/test split held in memory as tensors.
 

@@ -53,6 +53,8 @@ from cimlab.sim.mapping import (
 ZERO_C_K = 273.15  # 0 degC in K
 #: Partial sums per chunk of the tiled forward (elements; 4 Mi float32 = 16 MiB).
 PSUM_CHUNK = 1 << 22
+#: Cells per chunk in program/age/refresh (512 Ki float32 = 2 MiB temporaries).
+CHUNK_CELLS = 1 << 19
 
 
 def quantize(x: torch.Tensor, levels: int, signed: bool) -> torch.Tensor:
@@ -112,6 +114,7 @@ class AnalogLayer(nn.Module):
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
         state = dict(state)
         state["_noise_gen"] = None  # generators are rebuilt from the seed after unpickling
+        state.pop("_workspace", None)  # scratch buffers of the read-noise draws
         return state
 
     # ------------------------------------------------------------------ geometry
@@ -162,33 +165,46 @@ class AnalogLayer(nn.Module):
         self.layout = make_layout(
             w.shape[1], w.shape[0], b is not None, cfg.tile, cfg.slices, self._kernel()
         )
-        g_t = self.mapping.targets(w_aug)  # (2, S, out, rows)
+        shape = (2, cfg.slices, w_aug.shape[0], w_aug.shape[1])
+        g_t = torch.empty(shape, dtype=w.dtype, device=dev)
+        g_p = torch.empty_like(g_t) if cfg.programming_error else g_t
+        stuck = torch.empty(shape, dtype=torch.int8, device=dev) if cfg.stuck else None
+        pe, st = dm.programming, dm.stuck
+        for o0, o1 in self._chunks(shape[2]):
+            gt = self.mapping.targets(w_aug[o0:o1])
+            g_t[:, :, o0:o1] = gt
+            if cfg.programming_error:
+                z = _randn(gt.shape, generator, dev).to(gt.dtype)
+                g = z.mul_(pe.sigma(gt)).add_(gt).add_(pe.mean_offset)
+                g_p[:, :, o0:o1] = g.clamp_(min=0.0)  # a conductance is never negative
+            if stuck is not None:
+                u = _rand(gt.shape, generator, dev)
+                m = (u < st.p_stuck_on).to(torch.int8)
+                m -= ((u >= st.p_stuck_on) & (u < st.p_stuck_on + st.p_stuck_off)).to(torch.int8)
+                stuck[:, :, o0:o1] = m
         self._buf("g_target", g_t)
-        g = g_t
-        if cfg.programming_error:
-            pe = dm.programming
-            z = _randn(g_t.shape, generator, dev)
-            g = g_t + pe.mean_offset + pe.sigma(g_t) * z
-        g = g.clamp_min(0.0)  # a conductance is never negative (physical bound, documented)
-        self._buf("g_programmed", g)
-        stuck = None
-        if cfg.stuck:
-            st = dm.stuck
-            u = _rand(g_t.shape, generator, dev)
-            stuck = (u < st.p_stuck_on).to(torch.int8) - (
-                (u >= st.p_stuck_on) & (u < st.p_stuck_on + st.p_stuck_off)
-            ).to(torch.int8)
+        self._buf("g_programmed", g_p)
         self._buf("stuck_mask", stuck)
         self._adc_cal = None
         self.programmed = True
-        self._set_cells(g)
+        self._set_cells(g_p)
+
+    def _chunks(self, out: int) -> list[tuple[int, int]]:
+        """Output ranges processed together in program/age/refresh (cache-sized, and whole
+        column tiles so that the IR-drop correction sees complete tiles)."""
+        cells_per_out = 2 * self.config.slices * (self.layout.k + 1)
+        co = max(1, CHUNK_CELLS // cells_per_out)
+        per_col = self.layout.per_col
+        co = max(per_col, (co // per_col) * per_col)
+        return [(o0, min(out, o0 + co)) for o0 in range(0, out, co)]
 
     def _pin_stuck(self, g: torch.Tensor) -> torch.Tensor:
         if self.stuck_mask is None:
             return g
         st = self.config.device.stuck
-        g = torch.where(self.stuck_mask > 0, torch.full_like(g, st.g_on_s), g)
-        return torch.where(self.stuck_mask < 0, torch.full_like(g, st.g_off_s), g)
+        g = g.clone()
+        g.masked_fill_(self.stuck_mask > 0, st.g_on_s)
+        return g.masked_fill_(self.stuck_mask < 0, st.g_off_s)
 
     @torch.no_grad()
     def _program_binary(self, generator: torch.Generator) -> None:
@@ -223,13 +239,22 @@ class AnalogLayer(nn.Module):
         t2 = t1 + float(seconds) * float(dm.retention.acceleration(float(temp_k)))
         g0 = self.g_programmed
         rel = dm.relaxation
-        dmean = rel.mean_shift(g0, t2) - rel.mean_shift(g0, t1)
-        dvar = (rel.variance(g0, t2) - rel.variance(g0, t1)).clamp_min(0.0)
         gen = self._gen(g0.device)
-        z = torch.randn(g0.shape, generator=gen, device=g0.device, dtype=g0.dtype)
-        g = (self._unpinned + dmean + dvar.sqrt() * z).clamp_min(0.0)
+        old = self._unpinned
+        new = torch.empty_like(g0)
+        for o0, o1 in self._chunks(g0.shape[2]):
+            g0c = g0[:, :, o0:o1]
+            dmean = rel.mean_shift(g0c, t2)
+            dvar = rel.variance(g0c, t2)
+            if t1 > 0:  # increments from the previous equivalent time
+                dmean = dmean - rel.mean_shift(g0c, t1)
+                dvar = dvar - rel.variance(g0c, t1)
+            dvar = dvar.clamp(min=0.0)
+            z = torch.randn(g0c.shape, generator=gen, device=g0.device, dtype=g0.dtype)
+            g = z.mul_(dvar.sqrt_()).add_(dmean).add_(old[:, :, o0:o1])
+            new[:, :, o0:o1] = g.clamp_(min=0.0)
         self.t_eq_s = t2
-        self._set_cells(g)
+        self._set_cells(new)
 
     def _set_cells(self, g_unpinned: torch.Tensor) -> None:
         self._buf("g_unpinned", g_unpinned)
@@ -250,67 +275,105 @@ class AnalogLayer(nn.Module):
     # ------------------------------------------------------------------ derived tensors
     @torch.no_grad()
     def _refresh(self) -> None:
-        """Precompute what forward needs from the current cells (module docstring)."""
+        """Precompute what forward needs from the current cells (module docstring), chunk by
+        chunk of outputs (cache-sized temporaries)."""
         cfg, dm, lay = self.config, self.config.device, self.layout
-        g = self.g_cells
-        S, out = g.shape[1], g.shape[2]
+        g_all, gt_all = self.g_cells, self.g_target
+        S, out = g_all.shape[1], g_all.shape[2]
         k = lay.k
-        if cfg.ir_drop and dm.wire.r_segment_ohm > 0:
-            tiles = effective_conductance(to_tiles(g, lay), float(dm.wire.r_segment_ohm))
-            g_eff = from_tiles(tiles, lay, S, out)
-        else:
-            g_eff = g
-        f = self.mapping.slice_factors(g.device, g.dtype)
-        fs = f.view(-1, 1, 1)
-        w_s = (g_eff[0] - g_eff[1]) * fs  # (S, out, rows) weight units
-        var_s = None
-        if cfg.read_noise is not None:
-            sr = dm.read_noise.sigma
-            var_s = (sr(g[0]) ** 2 + sr(g[1]) ** 2) * fs**2
-        wshape = self.base.weight.shape
         has_b = lay.has_bias
+        s_b = self.bias_s
+        dev, dt = g_all.device, g_all.dtype
+        f = self.mapping.slice_factors(dev, dt)
+        fs = f.view(-1, 1, 1)
+        rn = cfg.read_noise
+        ir = cfg.ir_drop and dm.wire.r_segment_ohm > 0
+        adc = cfg.adc_bits is not None
+        w_fast = torch.empty(out, k, device=dev, dtype=dt)
+        b_fast = torch.empty(out, device=dev, dtype=dt) if has_b else None
+        v_fast = torch.empty(out, k, device=dev, dtype=dt) if rn else None
+        v_b = torch.empty(out, device=dev, dtype=dt) if (rn and has_b) else None
+        nt = lay.n_tiles_total
+        if adc:
+            w_t = torch.empty(self._tiles_shape(S, out), device=dev, dtype=dt)
+            v_t = torch.empty_like(w_t) if rn else None
+            b_sl = torch.empty(S, out, device=dev, dtype=dt) if has_b else None
+            v_bsl = torch.empty(S, out, device=dev, dtype=dt) if (has_b and rn) else None
+            adc_a = torch.empty(nt, S, out, device=dev, dtype=dt)
+            adc_b = torch.zeros(nt, S, out, device=dev, dtype=dt)
+        for o0, o1 in self._chunks(out):
+            g = g_all[:, :, o0:o1]
+            if ir:
+                sub = make_layout(k, o1 - o0, has_b, cfg.tile, S, self._kernel())
+                tiles = effective_conductance(to_tiles(g, sub), float(dm.wire.r_segment_ohm))
+                g_eff = from_tiles(tiles, sub, S, o1 - o0)
+            else:
+                g_eff = g
+            w_s = (g_eff[0] - g_eff[1]).mul_(fs)  # (S, co, rows) weight units
+            w_fast[o0:o1] = w_s[..., :k].sum(0)
+            if has_b:
+                b_fast[o0:o1] = w_s[..., k].sum(0) * s_b
+            var_s = None
+            if rn:
+                sr = dm.read_noise.sigma
+                var_s = (sr(g[0]) ** 2).add_(sr(g[1]) ** 2).mul_(fs**2)
+                v_fast[o0:o1] = var_s[..., :k].sum(0)
+                if has_b:
+                    v_b[o0:o1] = var_s[..., k].sum(0) * s_b**2
+            if not adc:
+                continue
+            self._arrange_into(w_t, w_s[..., :k], o0, out)
+            if rn:
+                self._arrange_into(v_t, var_s[..., :k], o0, out)
+            if has_b:
+                b_sl[:, o0:o1] = w_s[..., k] * s_b
+                if rn:
+                    v_bsl[:, o0:o1] = var_s[..., k] * s_b**2
+            # worst-case ADC ranges from the *target* cells (design time, same every programming)
+            d = (gt_all[0, :, o0:o1] - gt_all[1, :, o0:o1]).abs_()  # (S, co, rows) [S]
+            rows_main = d.new_zeros(S, o1 - o0, nt * lay.stride)
+            rows_main[..., :k] = d[..., :k]
+            adc_a[:, :, o0:o1] = rows_main.reshape(S, o1 - o0, nt, lay.stride).sum(-1).permute(
+                2, 0, 1)  # fmt: skip
+            if has_b:
+                adc_b[lay.bias_tile, :, o0:o1] = d[..., k] * s_b
         buf = self._buf
-        buf("w_fast", w_s[..., :k].sum(0).reshape(wshape))
-        buf("b_fast", w_s[..., k].sum(0) * self.bias_s if has_b else None)
-        buf("var_fast", var_s[..., :k].sum(0).reshape(wshape) if var_s is not None else None)
-        buf("var_b_fast", var_s[..., k].sum(0) * self.bias_s**2
-            if (var_s is not None and has_b) else None)  # fmt: skip
         buf("slice_f", f)
-        buf("sd_fast", self.var_fast.sqrt() if var_s is not None else None)
-        buf("sd_b_fast", self.var_b_fast.sqrt() if self.var_b_fast is not None else None)
-        if cfg.adc_bits is None:
+        buf("w_fast", w_fast.reshape(self.base.weight.shape))
+        buf("b_fast", b_fast)
+        out_mode = rn == "output"
+        buf("var_fast", v_fast.reshape(self.base.weight.shape) if out_mode else None)
+        buf("var_b_fast", v_b if out_mode else None)
+        buf("sd_fast", v_fast.sqrt_().reshape(self.base.weight.shape) if rn == "weight" else None)
+        buf("sd_b_fast", v_b.sqrt_() if (rn == "weight" and has_b) else None)
+        if not adc:
             for name in ("w_tiles", "var_tiles", "sd_tiles", "b_slices", "var_b_slices",
                          "sd_b_slices", "adc_a", "adc_b"):  # fmt: skip
                 buf(name, None)
             return
-        buf("w_tiles", self._arrange(w_s[..., :k]))
-        buf("var_tiles", self._arrange(var_s[..., :k]) if var_s is not None else None)
-        buf("b_slices", (w_s[..., k] * self.bias_s).reshape(-1) if has_b else None)
-        buf("var_b_slices", (var_s[..., k] * self.bias_s**2).reshape(-1)
-            if (has_b and var_s is not None) else None)  # fmt: skip
-        buf("sd_tiles", self.var_tiles.sqrt() if var_s is not None else None)
-        buf("sd_b_slices", self.var_b_slices.sqrt() if self.var_b_slices is not None else None)
-        # worst-case ADC ranges from the *target* cells (design time, identical per programming)
-        dt = (self.g_target[0] - self.g_target[1]).abs()  # (S, out, rows) [S]
-        nt = lay.n_tiles_total
-        rows_main = torch.zeros(S, out, nt * lay.stride, device=g.device, dtype=g.dtype)
-        rows_main[..., :k] = dt[..., :k]
-        a = rows_main.reshape(S, out, nt, lay.stride).sum(-1)
-        buf("adc_a", a.permute(2, 0, 1).contiguous())  # (nt, S, out): sum |dG| (full-scale x)
-        bb = torch.zeros_like(self.adc_a)
-        if has_b:
-            bb[lay.bias_tile] = dt[..., k] * self.bias_s
-        buf("adc_b", bb)
+        buf("w_tiles", w_t)
+        buf("var_tiles", v_t if out_mode else None)
+        buf("sd_tiles", v_t.sqrt_() if rn == "weight" else None)
+        buf("b_slices", b_sl.reshape(-1) if has_b else None)
+        buf("var_b_slices", v_bsl.reshape(-1) if (has_b and rn) else None)
+        buf("sd_b_slices", v_bsl.sqrt().reshape(-1) if (has_b and rn) else None)
+        buf("adc_a", adc_a)
+        buf("adc_b", adc_b)
 
-    def _arrange(self, m: torch.Tensor) -> torch.Tensor:
-        """(S, out, k) per-slice matrix -> (n_row_tiles, stride, S*out) for one bmm."""
+    def _tiles_shape(self, S: int, out: int) -> tuple[int, ...]:
         lay = self.layout
-        S, out, k = m.shape
+        return (lay.n_row_tiles, lay.stride, S * out)
+
+    def _arrange_into(self, dst: torch.Tensor, m: torch.Tensor, o0: int, out: int) -> None:
+        """Write per-slice rows ``m`` (S, co, k) of outputs o0.. into the bmm layout
+        ``dst`` (n_row_tiles, stride, S*out)."""
+        lay = self.layout
+        S, co, k = m.shape
         n = lay.n_row_tiles * lay.stride
         if n > k:
-            m = torch.cat([m, m.new_zeros(S, out, n - k)], dim=-1)
-        m = m.reshape(S, out, lay.n_row_tiles, lay.stride).permute(2, 3, 0, 1)
-        return m.reshape(lay.n_row_tiles, lay.stride, S * out).contiguous()
+            m = torch.cat([m, m.new_zeros(S, co, n - k)], dim=-1)
+        view = dst.view(lay.n_row_tiles, lay.stride, S, out)
+        view[..., o0 : o0 + co] = m.reshape(S, co, lay.n_row_tiles, lay.stride).permute(2, 3, 0, 1)
 
     def effective_weight(self) -> torch.Tensor:
         """Weight the array represents now (programming, faults, retention, IR drop; no read
@@ -400,7 +463,7 @@ class AnalogLayer(nn.Module):
                     f"layer '{self.layer_name}': adc_range='calibrated' needs "
                     "anet.calibrate(batches) after program()"
                 )
-            per_tile = self._adc_cal
+            per_tile = self._adc_cal.to(self.adc_a.device)
         else:
             full = self.adc_a * xr + self.adc_b  # (nt, S, out) [S x input]
             per_tile = self._per_tile_max(full)
@@ -596,19 +659,26 @@ class AnalogConv2d(AnalogLayer):
         b = self.base
         return F.conv2d(x, w, bias, b.stride, b.padding, b.dilation, b.groups)
 
-    def _arrange(self, m):
-        """(S, out, C*kh*kw) -> grouped-conv weight (n_row_tiles*S*out, cpt, kh, kw)."""
+    def _tiles_shape(self, S, out):
         lay = self.layout
         kh, kw = self.base.kernel_size
-        S, out, k = m.shape
+        return (lay.n_row_tiles * S * out, lay.stride // (kh * kw), kh, kw)
+
+    def _arrange_into(self, dst, m, o0, out):
+        """(S, co, C*kh*kw) rows of outputs o0.. -> grouped-conv weight
+        (n_row_tiles*S*out, cpt, kh, kw), group t = row tile t."""
+        lay = self.layout
+        kh, kw = self.base.kernel_size
+        S, co, k = m.shape
         c = k // (kh * kw)
         cpt = lay.stride // (kh * kw)
-        m = m.reshape(S, out, c, kh, kw)
+        m = m.reshape(S, co, c, kh, kw)
         pad = lay.n_row_tiles * cpt - c
         if pad:
-            m = torch.cat([m, m.new_zeros(S, out, pad, kh, kw)], dim=2)
-        m = m.reshape(S, out, lay.n_row_tiles, cpt, kh, kw).permute(2, 0, 1, 3, 4, 5)
-        return m.reshape(lay.n_row_tiles * S * out, cpt, kh, kw).contiguous()
+            m = torch.cat([m, m.new_zeros(S, co, pad, kh, kw)], dim=2)
+        m = m.reshape(S, co, lay.n_row_tiles, cpt, kh, kw).permute(2, 0, 1, 3, 4, 5)
+        view = dst.view(lay.n_row_tiles, S, out, cpt, kh, kw)
+        view[:, :, o0 : o0 + co] = m
 
     def _tile_psums(self, x, wt):
         lay, b = self.layout, self.base

@@ -80,17 +80,17 @@ class Store:
         live = False
         try:
             f = h5py.File(path, "r" if mode == "r" else ("a" if mode == "a" else mode))
-        except BlockingIOError:
-            if mode != "r":
-                raise StoreError(path, "lock", "a store no other process is writing to "
-                                 "(a run is in progress; wait for it or open read-only)",
-                                 "file is locked") from None
-            f, live = cls._open_unlocked(path), True
         except OSError as exc:
-            if mode == "r" and "lock" in str(exc).lower():
-                f, live = cls._open_unlocked(path), True
-            else:
+            text = str(exc).lower()
+            locked = isinstance(exc, BlockingIOError) or "unable to lock" in text or (
+                "temporarily unavailable" in text)
+            if not locked:
                 raise StoreError(path, "file", "a readable HDF5 store", _reason(exc)) from None
+            if mode != "r":
+                raise StoreError(path, "lock", "a store no other process has open (another "
+                                 "process is writing a run or reading it: wait for it, or "
+                                 "open read-only)", "file is locked") from None
+            f, live = cls._open_unlocked(path), True
         store = cls(path, f, mode, live)
         try:
             store._init_or_check(created=not exists)

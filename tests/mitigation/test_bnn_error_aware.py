@@ -71,6 +71,12 @@ def test_tolerated_ber_reads_the_curve():
     tol = bea.tolerated_ber(summary, reference=0.97, max_drop=0.01).set_index("train_ber")
     assert tol.loc[0.0, "tolerated_ber"] == 1e-3 and tol.loc[0.0, "first_failing_ber"] == 1e-2
     assert tol.loc[0.1, "tolerated_ber"] == 1e-2 and tol.loc[0.1, "first_failing_ber"] == 1e-1
+    cross = bea.ber_at_accuracy(summary, 0.9).set_index("train_ber")["ber_at_acc_0.9"]
+    # standard: 0.95 at 1e-2, 0.80 at 1e-1 -> crossing 1/3 of the way in log BER
+    assert cross.loc[0.0] == pytest.approx(10 ** (-2 + 1 / 3))
+    assert math.isnan(cross.loc[0.1])
+    full = bea.tolerance_summary(summary).set_index("train_ber")
+    assert full.loc[0.0, "clean_acc"] == 0.97 and full.loc[0.1, "paper_tolerated_ber"] == 4e-2
 
 
 def test_condition_table_from_device_model(digits, trained):
@@ -120,6 +126,6 @@ def test_reproduce_quick_writes_tables_and_plots(tmp_path):
         "bnn_conditions.csv",
     ):
         assert (tmp_path / name).stat().st_size > 0
-    tol = out["tolerated"]
-    at5 = tol[tol.max_drop == 0.05].set_index("train_ber").tolerated_ber
-    assert at5.loc[0.1] >= at5.loc[0.0]
+    tol = out["tolerated"].set_index("train_ber")
+    assert tol.loc[0.1, "acc_at_ber_0.2"] > tol.loc[0.0, "acc_at_ber_0.2"]
+    assert tol.loc[0.1, "ber_at_acc_0.8"] > tol.loc[0.0, "ber_at_acc_0.8"]

@@ -78,3 +78,48 @@ def test_config_validation():
         training.TrainConfig(epochs=0)
     with pytest.raises(ConfigError):
         training.TrainConfig(optimizer="rmsprop")
+
+
+def test_cimlab_train_command_writes_a_checkpoint(tmp_path, capsys):
+    from cimlab.cli.main import main
+
+    out = tmp_path / "toy.pt"
+    rc = main(
+        [
+            "train",
+            "--net",
+            "paper001-mnist",
+            "--data",
+            "digits",
+            "--epochs",
+            "2",
+            "--out",
+            str(out),
+            "--quiet",
+            "--seed",
+            "3",
+        ]
+    )
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "test accuracy" in text and str(out) in text
+    net, ckpt = training.load_checkpoint(out)
+    assert ckpt["extra"]["seed"] == 3 and ckpt["kwargs"]["in_shape"] == [1, 8, 8]
+    ds = data.load_dataset("digits")
+    assert training.evaluate(net, ds) == pytest.approx(ckpt["accuracy"])
+    # a missing MNIST folder is a clear error, not a download
+    rc = main(
+        [
+            "train",
+            "--net",
+            "lenet",
+            "--data",
+            "mnist",
+            "--root",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "x.pt"),
+        ]
+    )
+    assert rc == 1
+    assert "train-images-idx3-ubyte" in capsys.readouterr().err

@@ -3,9 +3,13 @@
 Per programming mode ("single_shot", "verify") and level (target conductance), the error
 ``e = g_s - target_s`` gives a robust (10-MAD trimmed) mean and variance. The variance of one
 measured read after programming contains the programming spread, one read's noise and the
-relaxation the cells went through before the read (``time_s`` after programming); where the
-read-noise and relaxation models were fitted from data they are subtracted:
-``sigma_prog^2 = var - sigma_read(g)^2 - k(g) L(time_s)`` (a level where that would go
+relaxation the cells went through before the read (``time_s`` after programming). The read
+noise, when it was measured, is subtracted: ``sigma_prog^2 = var - sigma_read(g)^2``. The
+relaxation up to the read is NOT subtracted by :func:`cimlab.models.fit.fit_store` (it can be,
+``relaxation=``): ms-scale relaxation depends on pulse and read timing the campaigns record
+only to a few ms, and subtracting a wrong amount made the result worse than keeping it; the
+model's programming error is therefore the spread ``time_s`` (a field; typically ms) after
+programming (a level where a subtraction would go
 negative is floored at 5 % of the measured variance and listed in the fit notes). Without a
 measured read noise, sigma is the spread of the reads as measured (one read's noise
 included; noted), so do not add the literature read noise on top when comparing with reads.

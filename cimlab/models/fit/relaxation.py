@@ -1,8 +1,13 @@
 """Relaxation fitter: reads at times after program-verify -> Relaxation (+ read-noise levels).
 
 Data: ``relaxation`` / ``imported`` ``reads`` tables (cell, level, target_s, g0_s, time_s,
-g_s, temp_k). For each cell ``d = g_s - g0_s`` is its change since the verify read; per level
-and time point the robust (5-MAD trimmed) mean and variance of ``d`` are taken. Because the
+g_s, temp_k; optional ``g0_time_s``: when the g0 read was taken after the cell's last pulse,
+0 if absent). Times must be counted from each cell's last programming pulse: relaxation starts
+there and its clock runs in log time from ~ms, so a few-ms error in the pulse or g0 times
+biases t0 (see docs/device-models.md, "Timing"). For each cell ``d = g_s - g0_s`` is its
+change since the verify read; per level and time point the mean and variance of ``d`` are
+taken (not trimmed, see below; their covariance across the time points of a level, which
+share cells, is estimated from the cells and used to whiten the fit). Because the
 relaxation increments are independent of the programming error, this removes the programmed
 spread exactly, and the two reads in ``d`` contribute ``2 sigma_read^2``:
 
@@ -128,10 +133,12 @@ def _group(
         "level": df["level"].to_numpy(), "tkey": tkey,
         "d": (df["g_s"] - df["g0_s"]).to_numpy(dtype=float),
         "g0_s": df["g0_s"].to_numpy(dtype=float), "time_s": t, "t_eq_s": t_eq,
+        "g0_time_s": (df["g0_time_s"].to_numpy(dtype=float) if "g0_time_s" in df.columns
+                      else np.zeros(len(df))),
     })
     work = work[in_level(work["level"].to_numpy(), work["g0_s"].to_numpy())]
-    cum = group_moments(work, ["level", "tkey"], "d", extra_means=["g0_s", "time_s", "t_eq_s"],
-                        trim=None)
+    cum = group_moments(work, ["level", "tkey"], "d",
+                        extra_means=["g0_s", "time_s", "t_eq_s", "g0_time_s"], trim=None)
     work = work.assign(cellkey=work["run"].astype(str) + ":" + work["cell"].astype(str))
     return work, cum[cum["n"] >= 5].reset_index(drop=True)
 
@@ -206,7 +213,7 @@ def _fit_once(
     g_lvl = mom.groupby("level")["g0_s"].mean().reindex(levels).to_numpy() / _U
     g = g_lvl[li]
     t = mom["t_eq_s"].to_numpy()
-    tp = np.zeros_like(t)
+    tp = mom["g0_time_s"].to_numpy()  # when g0 was read after the last pulse (0: at it)
     first_inc = np.ones(t.size, dtype=bool)
     y = mom["var"].to_numpy() / _U**2
     n = mom["n"].to_numpy()
@@ -256,7 +263,7 @@ def _fit_once(
             def resid(p, form=form, kf=kf, nc=nc):
                 k = _rate(form, np.asarray(p[1: 1 + kf]), g, g_ref_u)
                 c = p[1 + kf: 1 + kf + nc][li] if nc else c_fixed
-                dl = np.log10(1.0 + t / 10 ** p[0])
+                dl = np.log10(1.0 + t / 10 ** p[0]) - np.log10(1.0 + tp / 10 ** p[0])
                 return W_v @ (y - c - k * dl)
 
             x0 = [lt0_init, *p0, *(c_init if nc else [])]
@@ -277,6 +284,7 @@ def _fit_once(
     order = list(RATE_FORMS)
     form, icpt = min(fits, key=lambda f: (fits[f][0].bic, order.index(f[0])))
     res, kf, nc = fits[(form, icpt)]
+    tau = float(np.mean(tp))
     lt0 = float(res.params[0])
     t0 = 10**lt0
     L = np.log10(1.0 + t / t0) - np.log10(1.0 + tp / t0)
@@ -286,7 +294,7 @@ def _fit_once(
     ci: dict[str, tuple[float, float]] = {}
     se_lt0 = float(res.stderr[0])
     stderr["t0_s"] = t0 * math.log(10) * se_lt0
-    ci["t0_s"] = (10 ** (lt0 - Z95 * se_lt0), 10 ** (lt0 + Z95 * se_lt0))
+    ci["t0_s"] = (10 ** max(lt0 - Z95 * se_lt0, -300.0), 10 ** min(lt0 + Z95 * se_lt0, 300.0))
     names = _names(form)
     for i, name in enumerate(names):
         scale = _scale(name)
@@ -295,8 +303,8 @@ def _fit_once(
         stderr[name] = e
         ci[name] = (v - Z95 * e, v + Z95 * e)
     if nc:
-        c_fit = res.params[1 + kf:]
-        c_se = res.stderr[1 + kf:]
+        c_fit = res.params[1 + kf: 1 + kf + nc]
+        c_se = res.stderr[1 + kf: 1 + kf + nc]
     else:
         c_fit = np.array([c_fixed[li == j].mean() if np.any(li == j) else 0.0
                           for j in range(n_lev)])
@@ -352,7 +360,8 @@ def _fit_once(
     cum = cum[ok].reset_index(drop=True)
     cl = cl[ok]
     gc_ = g_lvl[cl]
-    Lc = np.log10(1.0 + cum["t_eq_s"].to_numpy() / t0)
+    Lc = np.log10(1.0 + cum["t_eq_s"].to_numpy() / t0) - np.log10(
+        1.0 + cum["g0_time_s"].to_numpy() / t0)
     c_cum = c_fit[cl] if nc else (2.0 * np.asarray(read_noise.sigma(gc_ * _U)) ** 2 / _U**2
                                   if read_noise is not None else np.zeros(len(cum)))
     var_cum = c_cum + _rate(form, kp, gc_, g_ref_u) * Lc
@@ -361,6 +370,7 @@ def _fit_once(
     sig_obs = np.sqrt(y_cum)
     sig_mod = np.sqrt(np.maximum(var_cum, 0))
     gof = {
+        "verify_read_delay_s": tau,
         "var_chi2_red": res.chi2_red,
         "var_r2": r2(y_cum, var_cum),
         "sigma_max_rel_err": float(np.max(np.abs(sig_mod - sig_obs) / sig_obs)),
@@ -386,7 +396,9 @@ def _fit_once(
         "g - g0 (untrimmed); forms by BIC",
         n=int(n.sum()), form=f"{form}/{mform}", aic=res.aic + mr.aic, bic=res.bic + mr.bic,
         gof=gof, candidates=candidates, stderr=stderr, ci95=ci,
-        notes=f"{n_lev} levels x {mom['tkey'].nunique()} time points; intercept of var(g - g0): "
+        notes=f"{n_lev} levels x {mom['tkey'].nunique()} time points; "
+        + (f"g0 read on average {tau:.3g} s after the last pulse; " if tau else "")
+        + "intercept of var(g - g0): "
         + {"none": "none (BIC)", "per_level": "free per level (BIC)",
            "read_noise": "2 sigma_read^2 from the read-noise model"}[icpt],
     )

@@ -7,8 +7,9 @@ concatenated, their levels kept apart), then fitted in dependency order:
 2. read noise (``read_fluctuation``), first pass without relaxation;
 3. relaxation (``relaxation`` and ``imported`` reads), with that read noise;
 4. read noise again, now subtracting relaxation between paired reads;
-5. programming error per mode (every run's ``programmed`` table; for an imported set without
-   one, the verify reads ``g0_s`` of its reads), deconvolved from read noise and relaxation;
+5. programming error per mode (the ``programming_error`` run's ``programmed`` table; a mode it
+   lacks from the verify logs of relaxation / read-fluctuation runs; for an imported set, the
+   verify reads ``g0_s`` of its reads), with the measured read noise removed;
 6. retention (``bake_retention``) with the relaxation and read-noise models;
 7. binary conditions (``ber`` bits/conditions, ``endurance`` cycles); 8. stuck-at
    (``fault_map``). The wire resistance has no campaign: it keeps the literature value.
@@ -252,19 +253,26 @@ def fit_tables(
         rep.skipped["read_noise"] = "no read_fluctuation run (literature value kept)"
 
     # programming error
-    prog = [ts.get(k, "programmed") for k in ("programming_error", "read_fluctuation",
-                                               "relaxation")]
-    prog = [p for p in prog if p is not None]
-    modes_seen = set()
-    for p in prog:
-        modes_seen |= set(p["mode"].astype(str).unique())
+    # the programming_error campaign measures the programming error on purpose (reads at a
+    # defined time after programming); the verify logs of other runs are used only for a
+    # mode it lacks (mixing reads taken at different times would mix different spreads)
+    prog = []
+    modes_seen: set[str] = set()
+    for k in ("programming_error", "relaxation", "read_fluctuation"):
+        p = ts.get(k, "programmed")
+        if p is None:
+            continue
+        p = p[~p["mode"].astype(str).isin(modes_seen)]
+        if len(p):
+            prog.append(p)
+            modes_seen |= set(p["mode"].astype(str).unique())
     imp = ts.get("imported", "reads")
     if imp is not None and "verify" not in modes_seen:
         prog.append(_programmed_from_reads(imp))
     if prog:
         say("programming error")
         pe = fit_programming(_relevel(pd.concat(prog, ignore_index=True)), g_ref,
-                             read_noise=read_noise, relaxation=relaxation)
+                             read_noise=read_noise)
         # the simulator's default: single-shot if measured (paper 000's scenario), else verify
         pe.sort(key=lambda p: p.mode != "single_shot")
         changes["programming"] = pe[0]

@@ -1,0 +1,412 @@
+"""Program a trained network onto the chip, resumably, into the store.
+
+:func:`program_network` takes a network, its :class:`~cimlab.sim.placement.NetworkPlacement`
+and an open station, and writes one run of kind ``"network_program"``:
+
+==============  ======================================================================
+step            what happens (each a committed step: a killed run resumes after the last)
+==============  ======================================================================
+``placement``   tables ``placement`` (one row per cell: layer, slice, sign, out, row,
+                chip tile, tile_row, col, cell, target_s) and ``state`` (the network's
+                parameters and buffers: key, index, value), so the store alone rebuilds
+                the network
+``park``        one deep RESET of every cell of the logical tiles' regions that holds no
+                weight (table ``parked``: cell, g_s)
+``verify``      program-verify of ALL network cells at once
+                (:func:`cimlab.calibration.program_verify.program_verify`: one pulse command
+                and one read command per iteration); table ``programmed``: cell, level
+                (layer index), target_s, g_s (last verify read), pulses, energy_j,
+                success, stuck, mode ("verify"), time_s (0: at the end of programming)
+``readback``    one read of every cell (table ``readback``: cell, target_s, g_s, time_s)
+==============  ======================================================================
+
+Run meta: ``placement`` (the record without the per-cell arrays), ``network`` (name and
+kwargs to rebuild it), ``program_verify`` (the summary figures), ``program_end_s`` (station
+clock at the end of programming). A resumed ``verify`` step re-runs program-verify on every
+cell: cells still inside the band pass at the first read, so it only costs one read.
+
+Emulated chips between commands: the chip's state lives in the emulator process. With a
+station file whose ``[emulator] start = true`` each command starts a fresh emulator, so
+:func:`open_station` saves the emulated world (chip, virtual clock, oven) next to the store
+(``<store>.emulator.pkl``) when the station closes and restores it the next time a command
+names the same store. Alternatively run ``cimlab emulator serve`` and use a station file with
+``start = false``: the chip then lives in that process. See docs/network-on-chip.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import pickle
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cimlab.errors import ConfigError
+from cimlab.sim.placement import NetworkPlacement
+
+RUN_KIND = "network_program"
+STATE_MAGIC = "cimlab-emulated-world"
+STATE_VERSION = 1
+
+
+# --------------------------------------------------------------------------- results
+@dataclass
+class NetworkProgramResult:
+    """What :func:`program_network` did."""
+
+    run_uid: str
+    placement: NetworkPlacement
+    summary: dict[str, Any]
+    g_verify_s: np.ndarray
+    g_readback_s: np.ndarray
+    pulses: np.ndarray
+    success: np.ndarray
+    stuck: np.ndarray
+    program_end_s: float
+    resumed_steps: list[str] = field(default_factory=list)
+
+    def table(self) -> str:
+        s = self.summary
+        rows = [
+            ("network cells", f"{s['cells']}"),
+            ("chip tiles used", f"{s['chip_tiles']}"),
+            ("success within +-1 uS [%]", f"{100 * s['success_rate']:.3f}"),
+            ("stuck cells detected", f"{s['stuck_detected']}"),
+            ("pulses/cell mean", f"{s['pulses_mean']:.2f}"),
+            ("energy total [uJ]", f"{1e6 * s['energy_total_j']:.3f}"),
+            ("energy/cell [pJ]", f"{1e12 * s['energy_per_cell_j']:.2f}"),
+            ("round trips", f"{s['round_trips']}"),
+            ("instrument time [s]", f"{s['instrument_time_s']:.3f}"),
+            ("host time [s]", f"{s['host_time_s']:.2f}"),
+            ("read-back within +-1 uS [%]", f"{100 * s['readback_within_tol']:.2f}"),
+        ]
+        return "\n".join(f"{a:30s} {b:>12s}" for a, b in rows)
+
+
+# --------------------------------------------------------------------------- network <-> table
+def state_table(net: nn.Module) -> dict[str, np.ndarray]:
+    """Every parameter and floating buffer of ``net`` as (key, index, value) rows."""
+    keys, idx, vals = [], [], []
+    for k, v in net.state_dict().items():
+        if not torch.is_floating_point(v):
+            continue
+        flat = v.detach().double().reshape(-1).numpy()
+        keys.append(np.full(flat.size, k, dtype=object))
+        idx.append(np.arange(flat.size, dtype=np.int64))
+        vals.append(flat)
+    return {"key": np.concatenate(keys), "index": np.concatenate(idx),
+            "value": np.concatenate(vals)}
+
+
+def load_state_table(net: nn.Module, df: Any, source: str = "<store>") -> None:
+    """Write a :func:`state_table` (DataFrame) back into ``net`` (shapes checked)."""
+    sd = net.state_dict()
+    keys = df["key"].astype(str).to_numpy()
+    vals = df["value"].to_numpy(dtype=np.float64)
+    idx = df["index"].to_numpy(dtype=np.int64)
+    for k in np.unique(keys):
+        if k not in sd:
+            raise ConfigError(source, f"state.{k}", "a parameter of the stored network", k)
+        m = keys == k
+        t = sd[k]
+        if int(m.sum()) != t.numel():
+            raise ConfigError(source, f"state.{k}", f"{t.numel()} values", int(m.sum()))
+        flat = np.empty(t.numel())
+        flat[idx[m]] = vals[m]
+        t.copy_(torch.from_numpy(flat).reshape(t.shape).to(t.dtype))
+
+
+def net_digest(net: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in net.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- programming
+def program_network(
+    station: Any,
+    net: nn.Module,
+    placement: NetworkPlacement,
+    store: Any,
+    *,
+    pv_config: Any = None,
+    seed: int = 0,
+    progress: bool = True,
+    resume: bool = True,
+    extra_meta: dict[str, Any] | None = None,
+) -> NetworkProgramResult:
+    """Program ``net`` (placed by ``placement``) onto ``station``'s chip, into ``store``
+    (module docstring). ``pv_config``: a
+    :class:`~cimlab.calibration.program_verify.ProgramVerifyConfig` (default: adaptive,
+    +-1 uS). Limits are checked before the first pulse (the station raises LimitError)."""
+    from cimlab.calibration.program_verify import ProgramVerifyConfig, program_verify
+    from cimlab.params import to_dict
+
+    cfg = pv_config or ProgramVerifyConfig()
+    geometry = tuple(int(g) for g in station.array.geometry)
+    if geometry != tuple(placement.geometry):
+        raise ConfigError(None, "placement.geometry", f"the station's chip {geometry}",
+                          tuple(placement.geometry))
+    _check_limits(station, cfg)
+    spec = getattr(net, "spec", None)
+    plan = {
+        "network": spec, "network_sha256": net_digest(net), "placement": placement.to_meta(),
+        "program_verify": to_dict(cfg),
+    }
+    cells = placement.all_cells()
+    targets = placement.all_targets()
+    run = store.begin_run(RUN_KIND, plan, snapshot=station.snapshot(),
+                          seeds={"program_verify": int(seed)}, resume=resume)
+    done = set(run.completed_steps)
+    resumed = sorted(done)
+    try:
+        if "placement" not in done:
+            run.append("placement", placement.table())
+            run.append("state", state_table(net))
+            run.set_meta("placement", placement.to_meta())
+            run.set_meta("network", spec)
+            if extra_meta:
+                for k, v in extra_meta.items():
+                    run.set_meta(k, v)
+            run.complete_step("placement")
+        if "park" not in done:
+            t0 = station.clock.now()
+            parked = placement.unused_cells()
+            if parked.size:
+                station.array.pulse(parked, "reset", cfg.v_reset_max, cfg.v_gate_reset,
+                                    cfg.width_s)
+                g_p = np.asarray(station.array.read(parked), dtype=float)
+                run.append("parked", {"cell": parked.astype(np.int64), "g_s": g_p})
+            run.add_instrument_time(station.clock.now() - t0)
+            run.complete_step("park")
+        if "verify" not in done:
+            rng = np.random.default_rng(int(run.seeds.get("program_verify", seed)))
+            res = program_verify(station.array, cells, targets, cfg, clock=station.clock,
+                                 rng=rng, progress=progress)
+            summ = res.summary()
+            run.append("programmed", {
+                "cell": cells.astype(np.int64), "level": _layer_index(placement),
+                "target_s": targets, "g_s": res.g_verify_s, "pulses": res.pulses,
+                "energy_j": res.energy_j, "success": res.success.astype(np.int64),
+                "stuck": res.stuck.astype(np.int64), "mode": "verify", "time_s": 0.0})
+            run.add_instrument_time(res.instrument_time_s)
+            run.set_meta("program_verify", summ)
+            run.set_meta("program_end_s", float(station.clock.now()))
+            run.complete_step("verify")
+        if "readback" not in done:
+            t_end = float(run.meta.get("program_end_s", station.clock.now()))
+            g_rb = np.asarray(station.array.read(cells), dtype=float)
+            run.append("readback", {"cell": cells.astype(np.int64), "target_s": targets,
+                                    "g_s": g_rb, "time_s": station.clock.now() - t_end})
+            run.complete_step("readback")
+        prog = run.table("programmed")
+        summ = dict(run.meta["program_verify"])
+        g_rb = run.table("readback")["g_s"].to_numpy(dtype=float)
+        summ["readback_within_tol"] = float(np.mean(np.abs(g_rb - targets) <= cfg.tolerance_s))
+        summ["chip_tiles"] = len(placement.used_tiles())
+        run.set_meta("program_verify", summ)
+        run.finish("completed")
+    except BaseException:
+        if run.status == "running":
+            run.finish("aborted")
+        raise
+    return NetworkProgramResult(
+        run_uid=run.uid, placement=placement, summary=summ,
+        g_verify_s=prog["g_s"].to_numpy(dtype=float), g_readback_s=g_rb,
+        pulses=prog["pulses"].to_numpy(), success=prog["success"].to_numpy().astype(bool),
+        stuck=prog["stuck"].to_numpy().astype(bool),
+        program_end_s=float(run.meta["program_end_s"]), resumed_steps=resumed)
+
+
+def _layer_index(placement: NetworkPlacement) -> np.ndarray:
+    return np.concatenate([np.full(lp.cells.size, i, dtype=np.int64)
+                           for i, lp in enumerate(placement.layers.values())])
+
+
+def _check_limits(station: Any, cfg: Any) -> None:
+    """Program-verify's extreme voltages against the station limits, before any pulse."""
+    from cimlab.errors import LimitError
+
+    lim = station.limits
+    checks = [("SET bit-line amplitude", cfg.max_v_set(), "set_bl_max_v"),
+              ("RESET source-line amplitude", cfg.max_v_reset(), "reset_sl_max_v"),
+              ("SET word-line voltage", cfg.max_v_gate_set(), "set_wl_max_v"),
+              ("RESET word-line voltage", cfg.v_gate_reset, "reset_wl_max_v"),
+              ("pulse width", cfg.width_s, "pulse_width_max_s")]
+    for what, v, key in checks:
+        if v > getattr(lim, key):
+            raise LimitError(f"{what} {v:g} exceeds station limit {key} = "
+                             f"{getattr(lim, key):g} ({station.path}); nothing was sent")
+
+
+# --------------------------------------------------------------------------- reading back
+@dataclass
+class StoredNetwork:
+    """A programmed network as recorded in the store."""
+
+    run_uid: str
+    net: nn.Module
+    placement: NetworkPlacement
+    meta: dict[str, Any]
+    readback_s: np.ndarray
+
+
+def load_programmed(store: Any, run: str | None = None) -> StoredNetwork:
+    """The network (digital parts as trained), placement and read-back of the newest
+    completed ``network_program`` run (or ``run``, a uid or prefix) of ``store``."""
+    from cimlab.sim.nets import rebuild
+
+    src = str(getattr(store, "path", "<store>"))
+    if run is None:
+        runs = [r for r in store if r.kind == RUN_KIND and r.status == "completed"]
+        if not runs:
+            raise ConfigError(src, "runs", "a completed network_program run (program the "
+                              "network first: cimlab program-net NET.pt --station ... --out "
+                              f"{src})", "none")  # fmt: skip
+        r = sorted(runs, key=lambda x: x.started_unix)[-1]
+    else:
+        r = store.run(run)
+    meta = r.meta
+    spec = meta.get("network")
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ConfigError(src, f"runs/{r.uid}@network", "the network spec (name, kwargs)", spec)
+    net = rebuild(spec)
+    net.eval()
+    load_state_table(net, r.table("state"), src)
+    placement = NetworkPlacement.from_meta(meta["placement"], r.table("placement"), src)
+    rb = r.table("readback")["g_s"].to_numpy(dtype=float)
+    return StoredNetwork(r.uid, net, placement, meta, rb)
+
+
+def apply_bn_calibration(store: Any, net: nn.Module, after_unix: float = 0.0) -> str | None:
+    """Install the newest completed ``bn_calibration`` run's statistics (newer than
+    ``after_unix``) into ``net``'s BN layers; returns its uid (None if there is none)."""
+    runs = [r for r in store if r.kind == "bn_calibration" and r.status == "completed"
+            and r.started_unix >= after_unix]
+    if not runs:
+        return None
+    r = sorted(runs, key=lambda x: x.started_unix)[-1]
+    df = r.table("bn_stats")
+    mods = dict(net.named_modules())
+    for name, g in df.groupby(df["layer"].astype(str)):
+        bn = mods[name]
+        order = np.argsort(g["channel"].to_numpy())
+        bn.running_mean.copy_(torch.from_numpy(g["running_mean"].to_numpy()[order]))
+        bn.running_var.copy_(torch.from_numpy(g["running_var"].to_numpy()[order]))
+    return r.uid
+
+
+# --------------------------------------------------------------------------- emulator state
+def state_path_for(store_path: str | os.PathLike) -> Path:
+    """Where the emulated world of a store is kept: ``<store>.emulator.pkl``."""
+    p = Path(store_path)
+    return p.with_name(p.name + ".emulator.pkl")
+
+
+def save_world(bench: Any, path: str | os.PathLike) -> Path:
+    """Pickle the emulated world (chip, clock, oven, SMU routing) atomically to ``path``."""
+    world = bench.world
+    with world.lock:
+        state = {k: v for k, v in world.__dict__.items() if k not in ("lock", "chip")}
+        blob = pickle.dumps({"magic": STATE_MAGIC, "version": STATE_VERSION,
+                             "profile": str(getattr(bench, "profile", "")),
+                             "seed": getattr(bench, "seed", None),
+                             "chip": world.chip, "world": state},
+                            protocol=pickle.HIGHEST_PROTOCOL)
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, p)
+    return p
+
+
+def load_world(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a :func:`save_world` file (written by cimlab on this machine: a pickle, so only
+    open files you made). Malformed files raise ConfigError naming the file."""
+    p = Path(path)
+    try:
+        data = pickle.loads(p.read_bytes())
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise ConfigError(p, "<file>", "an emulated-world state written by cimlab "
+                          "(delete it to start from a fresh chip)", repr(exc)) from None
+    if not isinstance(data, dict) or data.get("magic") != STATE_MAGIC:
+        raise ConfigError(p, "magic", STATE_MAGIC, None if not isinstance(data, dict)
+                          else data.get("magic"))  # fmt: skip
+    if data.get("version") != STATE_VERSION:
+        raise ConfigError(p, "version", str(STATE_VERSION), data.get("version"))
+    return data
+
+
+@contextlib.contextmanager
+def open_station(station_path: str | os.PathLike, state_path: str | os.PathLike | None = None
+                 ) -> Iterator[Any]:  # fmt: skip
+    """Open a station; for an in-process emulated bench with ``state_path``, restore the
+    emulated world from it (if it exists) and save it back when the station closes, so a
+    chip programmed by one command is the chip the next command measures."""
+    from cimlab.instruments.station import Station, load_station_config
+
+    config, text = load_station_config(station_path)
+    if state_path is None or not config.emulator.start:
+        with Station.open(station_path) as st:
+            yield st
+        return
+    state_path = Path(state_path)
+    own_bench = None
+    tmpdir = None
+    try:
+        if state_path.exists():
+            own_bench, st_path, tmpdir = _restored_bench(station_path, text, state_path)
+            st = Station.open(st_path)
+            bench = own_bench
+        else:
+            st = Station.open(station_path)
+            bench = st.bench
+        try:
+            yield st
+        finally:
+            st.close()
+            save_world(bench, state_path)
+    finally:
+        if own_bench is not None:
+            own_bench.stop()
+        if tmpdir is not None:
+            tmpdir.cleanup()
+
+
+def _restored_bench(station_path: Any, text: str, state_path: Path):
+    import tomllib
+
+    import tomli_w
+
+    from cimlab.instruments.emulator import EmulatedBench
+
+    data = load_world(state_path)
+    raw = tomllib.loads(text)
+    emu = raw.setdefault("emulator", {})
+    bench = EmulatedBench(data["profile"] or "default", data["seed"] or 0, chip=data["chip"],
+                          host=emu.get("host", "127.0.0.1"))
+    for k, v in data["world"].items():
+        setattr(bench.world, k, v)
+    bench.profile, bench.seed = data["profile"], data["seed"]
+    bench.start()
+    emu["start"] = False
+    emu["ports"] = dict(bench.ports)
+    tmpdir = tempfile.TemporaryDirectory(prefix="cimlab-station-")
+    p = Path(tmpdir.name) / Path(station_path).name
+    p.write_text(f"# restored emulated world from {state_path}\n" + tomli_w.dumps(raw))
+    return bench, p, tmpdir
+
+
+__all__ = ["RUN_KIND", "NetworkProgramResult", "StoredNetwork", "apply_bn_calibration",
+           "load_programmed", "load_state_table", "load_world", "open_station",
+           "program_network", "save_world", "state_path_for", "state_table"]

@@ -1,0 +1,225 @@
+"""The package's core test: characterize the emulated chip through the real bench (procedures,
+PyVISA, SCPI emulator, HDF5 store), fit a DeviceModel to the store, compare with the truth.
+
+Two chip profiles: ``default`` and ``techb`` (a different technology: 1-25 uS, noisier reads,
+Ea 1.6 eV, 3 % stuck). Parameters whose fitted form is the physics' form must cover the true
+value with their 95 % CI; the others are compared as functions with a stated tolerance (each
+test says which). The campaign is reduced (fixed seeds) to keep the suite fast.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cimlab.calibration.campaign import run_plan
+from cimlab.calibration.plan import plan_from_mapping
+from cimlab.instruments.station import Station
+from cimlab.models import DeviceModel
+from cimlab.models.effects import K_B_EV
+from cimlab.models.fit import fit_store_report
+from cimlab.models.fit._stats import group_moments
+from cimlab.models.uncertainty import band
+from cimlab.physics import load_profile
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _plan(profile: str) -> dict:
+    p = load_profile(profile)
+    w = p.window
+    levels = {"levels": 12, "g_min_s": 2 * w.g_min, "g_max_s": w.g_max}
+    conds = [{"name": c.name, "icc_a": c.icc_a, "v_reset": c.v_reset, "width_s": c.width_s}
+             for c in p.conditions]
+    bits = 1536
+    sizes = {"fault_map": 2048, "programming_error": 3072, "read_fluctuation": 1536,
+             "relaxation": 3072, "ber": 3 * 3 * bits, "bake_retention": 3072}
+    start, cells = 0, {}
+    for kind, n in sizes.items():  # consecutive blocks of fresh cells (26624 in all)
+        cells[kind] = {"start": start, "count": n}
+        start += n
+    return {
+        "plan": {"name": f"roundtrip-{profile}", "seed": 3},
+        "experiment": [
+            {"kind": "fault_map", "cells": cells["fault_map"]},
+            {"kind": "programming_error", "cells": cells["programming_error"],
+             "levels": levels, "calibration_cells": 256, "calibration_points": 26},
+            {"kind": "read_fluctuation", "cells": cells["read_fluctuation"],
+             "levels": levels, "repeats": 16, "settle_s": 1e4, "smu_cells": 0},
+            {"kind": "relaxation", "cells": cells["relaxation"],
+             "levels": levels, "times_s": [0.01, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5]},
+            {"kind": "ber", "cells": cells["ber"], "bits": bits, "conditions": conds},
+            {"kind": "bake_retention", "cells": cells["bake_retention"],
+             "levels": levels, "temps_c": [125.0, 175.0],
+             "schedule_s": [60.0, 3600.0, 36000.0, 360000.0]},
+        ],
+    }
+
+
+def _station_file(tmp: Path, profile: str, seed: int) -> Path:
+    text = (ROOT / "instruments" / "emulated.toml").read_text()
+    p = load_profile(profile)
+    lines = []
+    for line in text.splitlines():
+        key = line.split("=")[0].strip()
+        if key == "profile":
+            line = f'profile = "{profile}"'
+        elif key == "seed":
+            line = f"seed = {seed}"
+        elif key == "k_a_per_v2":
+            line = f"k_a_per_v2 = {p.transistor.k_a_per_v2}"
+        elif key == "v_th_v":
+            line = f"v_th_v = {p.transistor.v_th}"
+        elif key == "set_wl_max_v":  # techb's weaker transistor needs 3.6 V for 600 uA
+            line = "set_wl_max_v = 4.0"
+        lines.append(line)
+    out = tmp / f"station-{profile}.toml"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+@pytest.fixture(scope="module", params=["default", "techb"])
+def roundtrip(request, tmp_path_factory):
+    profile = request.param
+    tmp = tmp_path_factory.mktemp(f"rt-{profile}")
+    plan = plan_from_mapping(_plan(profile), source=f"roundtrip-{profile}")
+    with Station.open(_station_file(tmp, profile, seed=21)) as st:
+        chip = st.bench.chip
+        run_plan(plan, st, tmp / "store.h5", progress=False)
+        from cimlab.physics import binary
+
+        truth = {"profile": chip.profile, "g_prog": chip._g_prog.copy(),
+                 "faults": chip.truth.fault_codes(),
+                 "binary": {c.name: (binary._with_read(chip.profile,
+                                                       chip.truth.lrs_distribution(c.name)),
+                                     binary._with_read(chip.profile,
+                                                       chip.truth.hrs_distribution(c.name)))
+                            for c in chip.profile.conditions}}
+    rep = fit_store_report(tmp / "store.h5")
+    return {"rep": rep, "dm": rep.model, "truth": truth, "tmp": tmp, "profile": profile}
+
+
+def _covers(effect, name, truth, what=""):
+    lo, hi = effect.fit.ci95[name]
+    assert lo <= truth <= hi, (f"{what}{name}: truth {truth:.5g} outside 95% CI "
+                               f"[{lo:.5g}, {hi:.5g}] (fit {getattr(effect, name):.5g})")
+
+
+def test_every_effect_fitted_and_exported(roundtrip):
+    rep, dm = roundtrip["rep"], roundtrip["dm"]
+    assert set(rep.fitted) >= {"window", "programming", "read_noise", "relaxation", "retention",
+                               "binary", "stuck"}
+    assert dm.provenance.source == "fit" and len(dm.provenance.data_sha256) == 64
+    assert len(dm.provenance.run_uids) == 6
+    p = dm.save(roundtrip["tmp"] / "model.json")
+    assert DeviceModel.load(p) == dm
+
+
+def test_read_noise(roundtrip):
+    rn, p = roundtrip["dm"].read_noise, roundtrip["truth"]["profile"]
+    assert rn.form == "quadrature"
+    _covers(rn, "s0", p.read.sigma_floor)
+    _covers(rn, "s1", p.read.rel * rn.g_ref)
+
+
+def test_relaxation(roundtrip):
+    """Relaxation through the bench. The procedure times each cell's relaxation from the end
+    of the verify iteration that pulsed it (after that iteration's read batch), and the verify
+    read g0 comes a few ms after the pulse: both blur times below ~10 ms by ~3-8 ms, the
+    scale of t0 itself (reported to the calibration developer; with exact per-cell pulse
+    times the chip-level test, test_fit_chip.py, recovers every parameter within its CI).
+    So here the fitted variance law is compared as a function, at every measured level and
+    at t >= 100 s (levels with >= 5 uncensored time points), within 25 % of the physics, t0
+    within a factor 2.5 (default profile; techb's t0 = 1 ms is below the timing blur), and
+    the drift within its band + 0.05 uS/decade."""
+    r, p = roundtrip["dm"].relaxation, roundtrip["truth"]["profile"].relaxation
+    gr = roundtrip["rep"].relaxation.groups
+    per = gr.groupby("level").agg(g=("g_level_s", "first"), n=("tkey", "size"))
+    g_all = per.loc[per["n"] >= 5, "g"].to_numpy()
+    t = np.array([100.0, 1e3, 1e4, 1e5])
+    G, T = np.meshgrid(g_all, t)
+    fit = np.asarray(r.variance(G, T))
+    truth = p.var_rate(G) * p.log_time(T)
+    rel = fit / truth - 1
+    assert np.all(np.abs(rel) < 0.25), np.round(rel, 3)
+    if roundtrip["profile"] == "default":  # techb's t0 (1 ms) is below the timing blur
+        assert 1 / 2.5 < r.t0_s / p.tau_s < 2.5
+    g = per.loc[per["n"] >= 5, "g"].to_numpy()
+    _, _, ci = band(r, "drift", g)
+    truth_d = p.mean_rate(g)
+    assert np.all(truth_d >= ci[:, 0] - 0.05e-6) and np.all(truth_d <= ci[:, 1] + 0.05e-6)
+
+
+def test_retention(roundtrip):
+    ret, p = roundtrip["dm"].retention, roundtrip["truth"]["profile"]
+    _covers(ret, "ea_ev", p.retention.ea_ev)
+    tau0 = p.relaxation.tau_s * math.exp(-p.retention.ea_ev / (K_B_EV * ret.t_ref_k))
+    _covers(ret, "tau0_s", tau0)
+
+
+def test_stuck(roundtrip):
+    s, p = roundtrip["dm"].stuck, roundtrip["truth"]["profile"].faults
+    _covers(s, "p_stuck_on", p.p_stuck * (1 - p.frac_off))
+    _covers(s, "p_stuck_off", p.p_stuck * p.frac_off)
+
+
+def test_programming_error(roundtrip):
+    """Programming sigma is the spread ``time_s`` (ms) after programming (relaxation up to the
+    read included, read noise removed; see cimlab.models.fit.programming). Checked two ways:
+    (1) it reproduces the measured spread per level (with the read noise added back) within
+    20 % (techb: 55 %: its single-shot spread per level follows the slope of the gate curve
+    and is not a smooth function of g; the smooth forms cannot follow it, and the fit's
+    chi2_red says so; a tabulated per-level form is future work); (2) default profile only:
+    it lies within 35 % of the truth at the pulse (the true
+    conductance right after each cell's last pulse), the difference being the relaxation
+    between pulse and read (stated tolerance: the physics has no sigma(g) formula). techb
+    relaxes with t0 = 1 ms, so there the spread at the read is mostly relaxation and (2) does
+    not apply."""
+    rep, tr, dm = roundtrip["rep"], roundtrip["truth"], roundtrip["dm"]
+    df = rep.tables.get("programming_error", "programmed")
+    df = df[tr["faults"][df["cell"].to_numpy()] == 0]
+    for p in (dm.programming, *dm.programming_other):
+        sub = df[df["mode"].astype(str) == p.mode]
+        # per-level spread, 10-MAD trimmed as the fitter does (failed verifies are outliers)
+        mom = group_moments(sub, ["target_s"], "g_s")
+        per = pd.Series(np.sqrt(mom["var"].to_numpy()), index=mom["target_s"].to_numpy())
+        x = per.index.to_numpy()
+        fit = np.sqrt(np.asarray(p.sigma(x)) ** 2 + np.asarray(dm.read_noise.sigma(x)) ** 2)
+        rel = fit / per.to_numpy() - 1
+        tol = 0.55 if roundtrip["profile"] == "techb" else 0.20
+        assert np.all(np.abs(rel) < tol), (p.mode, np.c_[x * 1e6, per * 1e6, fit * 1e6])
+        if roundtrip["profile"] == "default":
+            err = tr["g_prog"][sub["cell"].to_numpy()] - sub["target_s"].to_numpy()
+            true = sub.assign(err=err).groupby("target_s")["err"].std().reindex(x).to_numpy()
+            rel = np.asarray(p.sigma(x)) / true - 1
+            assert np.all(np.abs(rel) < 0.35), (p.mode, np.c_[x * 1e6, true * 1e6])
+
+
+def test_binary_conditions(roundtrip):
+    """LRS/HRS lognormals against the physics' distributions after a full SET / RESET (read
+    noise included). The physics' states are not exactly lognormal (a Gauss-Hermite mixture
+    over the transistor threshold mismatch; a 100 ns pulse does not always switch fully), so
+    the stated tolerances are: medians within 10 % (techb HRS: 30 %, its RESET is partial),
+    log-widths within 25 % (techb: 60 %). The measured BER includes stuck cells (1 % / 3 %
+    of the bits read wrong half the time), so it must be at least a third of the stuck
+    fraction the fault map found."""
+    dm = roundtrip["dm"]
+    prof = roundtrip["truth"]["profile"]
+    techb = roundtrip["profile"] == "techb"
+    assert {c.name for c in dm.binary.conditions} == {c.name for c in prof.conditions}
+    stuck = dm.stuck.p_stuck_on + dm.stuck.p_stuck_off
+    for c in dm.binary.conditions:
+        lrs, hrs = roundtrip["truth"]["binary"][c.name]
+        for key, d in (("lrs", lrs), ("hrs", hrs)):
+            med_tol = 0.3 if (techb and key == "hrs") else 0.10
+            sig_tol = 0.6 if techb else 0.25
+            med = getattr(c, f"{key}_median_s")
+            assert abs(med / d.median_s - 1) < med_tol, (c.name, key, med, d.median_s)
+            sig = getattr(c, f"{key}_sigma_ln")
+            assert abs(sig / d.sigma - 1) < sig_tol, (c.name, key, sig, d.sigma)
+        assert c.ber_1t1r >= stuck / 3
+        assert c.fit.ci95["ber_1t1r"][0] <= c.ber_1t1r <= c.fit.ci95["ber_1t1r"][1]
