@@ -283,11 +283,19 @@ def condition_table(
     *,
     trials: int = 10,
     seed: int = 0,
+    simulator: bool = False,
 ) -> pd.DataFrame:
     """Accuracy of each network at each programming condition of ``device`` (paper 003's
     energy argument): one row per condition with its 1T1R/2T2R BER, energy per bit,
-    endurance, ``acc_<label>_1t1r`` / ``acc_<label>_2t2r`` for each network, and paper 003's
-    Table I values where the condition name matches one of its conditions.
+    endurance, ``acc_<label>_1t1r`` / ``acc_<label>_2t2r`` for each network (i.i.d. flips at
+    the condition's BER, ``trials`` programmed copies), and paper 003's Table I values where
+    the condition name matches one of its conditions.
+
+    ``simulator=True`` adds ``sim_acc_<label>_<structure>``: the same network in the
+    simulator's binary mode (:func:`cimlab.sim.convert` with
+    ``AnalogConfig.ideal(mode="binary", binary_condition=..., binary_structure=...)``,
+    :func:`cimlab.sim.monte_carlo` over ``trials`` programmings), a cross-check of the flip
+    model against the simulator's own bit-error model of the condition.
     """
     conditions = getattr(getattr(device, "binary", None), "conditions", None)
     if not conditions:
@@ -313,6 +321,10 @@ def condition_table(
             for structure, ber in (("1t1r", cond.ber_1t1r), ("2t2r", cond.ber_2t2r)):
                 gen = torch.Generator().manual_seed(30_000 + 97 * seed + i)
                 row[f"acc_{label}_{structure}"] = accuracy_at_ber(net, dataset, ber, gen, trials)[0]
+                if simulator:
+                    row[f"sim_acc_{label}_{structure}"] = _simulated_accuracy(
+                        net, dataset, device, cond.name, structure.upper(), trials, seed
+                    )
         ref = paper.get(cond.name)
         row["paper_ber"] = ref["paper_ber_note"] if ref else ""
         row["paper_energy_pj"] = (
@@ -324,6 +336,16 @@ def condition_table(
     e_max = df.energy_per_bit_j.max()
     df["energy_saving_x"] = e_max / df.energy_per_bit_j
     return df
+
+
+def _simulated_accuracy(net, dataset, device, condition, structure, trials, seed) -> float:
+    from cimlab.sim import AnalogConfig, convert, monte_carlo
+
+    config = AnalogConfig.ideal(
+        device=device, mode="binary", binary_condition=condition, binary_structure=structure
+    )
+    _, test_loader = dataset.loaders()
+    return float(monte_carlo(convert(net, config), test_loader, n_trials=trials, seed=seed).mean)
 
 
 def cheapest_condition(
@@ -474,7 +496,7 @@ def reproduce(
         device = DeviceModel.default()
     aware_ber = 4e-2 if 4e-2 in train_bers else train_bers[-1]
     nets_by_label = {"standard": trained[(0.0, seed)], "error_aware": trained[(aware_ber, seed)]}
-    table = condition_table(device, nets_by_label, ds, trials=trials, seed=seed)
+    table = condition_table(device, nets_by_label, ds, trials=trials, seed=seed, simulator=True)
     table.to_csv(out / "bnn_conditions.csv", index=False)
     plot_conditions(table, list(nets_by_label), out / "bnn_conditions.png")
     return {"tolerance": summary, "tolerated": tol, "conditions": table}

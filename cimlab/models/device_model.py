@@ -195,8 +195,6 @@ class DeviceModel:
         measured histogram of a level shows, including the truncation of a low level whose
         spread reaches zero conductance.
         """
-        from scipy.special import ndtr
-
         g = np.asarray(g_target, dtype=float)
         t = np.asarray(t_s, dtype=float)
         t_eq = t if temp_k is None else np.asarray(self.retention.equivalent_time(t, temp_k))
@@ -205,19 +203,28 @@ class DeviceModel:
             self.relaxation.variance(g, t_eq))
         if include_read:
             var = var + np.asarray(self.read_noise.sigma(g)) ** 2
-        sd = np.sqrt(np.maximum(var, 1e-300))
-        a = mu / sd
-        phi = np.exp(-0.5 * a * a) / np.sqrt(2.0 * np.pi)
-        cdf = ndtr(a)
-        m1 = mu * cdf + sd * phi
-        m2 = (mu * mu + var) * cdf + mu * sd * phi
-        return m1, np.sqrt(np.maximum(m2 - m1 * m1, 0.0))
+        return rectified_moments(mu, var)
 
     def summary(self) -> str:
         """Readable multi-line description (what ``cimlab model show`` prints)."""
         from cimlab.models.report import describe
 
         return describe(self)
+
+
+def rectified_moments(mu: Any, var: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of ``max(X, 0)`` for ``X ~ N(mu, var)`` (the samplers' floor at 0 S)."""
+    from scipy.special import ndtr
+
+    mu = np.asarray(mu, dtype=float)
+    var = np.asarray(var, dtype=float)
+    sd = np.sqrt(np.maximum(var, 1e-300))
+    a = mu / sd
+    phi = np.exp(-0.5 * a * a) / np.sqrt(2.0 * np.pi)
+    cdf = ndtr(a)
+    m1 = mu * cdf + sd * phi
+    m2 = (mu * mu + var) * cdf + mu * sd * phi
+    return m1, np.sqrt(np.maximum(m2 - m1 * m1, 0.0))
 
 
 def _floor0(g: Any):

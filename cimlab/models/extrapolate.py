@@ -7,6 +7,8 @@ drawing (Ea, ln tau0) from their joint normal (the retention fit's covariance; t
 onset t0 follows as ``t0 = tau0 exp(Ea / kB T_ref)``, so the correlation between Ea and t0
 is kept) and the relaxation rate and drift scales from their relative standard errors
 (independent normals). Reported intervals are the 2.5 / 97.5 percentiles of the draws.
+Mean and spread are those of a read floored at 0 S (a low level whose spread reaches zero
+conductance piles up at 0, as the samplers and a real conductance do).
 Parameters without uncertainty (literature values) are held fixed: the interval then only
 reflects what was fitted, and the result says which parameters were fixed.
 """
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cimlab.models.device_model import DeviceModel
+from cimlab.models.device_model import DeviceModel, rectified_moments
 from cimlab.models.effects import K_B_EV
 
 SECONDS_PER_YEAR = 365.25 * 86400.0
@@ -138,21 +140,24 @@ def extrapolate_retention(
     k = np.asarray(rel.rate(g))  # (levels,)
     dr = np.asarray(rel.drift(g))
     var_relax = sk[:, None] * k[None, :] * L[:, None]
-    shift = sm[:, None] * dr[None, :] * L[:, None]
     base = np.asarray(dm.programming.sigma(g)) ** 2 + np.asarray(dm.read_noise.sigma(g)) ** 2
-    sig = np.sqrt(np.maximum(base[None, :] + var_relax, 0.0))
+    # moments of a read floored at 0 S (as the samplers and a conductance are)
+    m_read, sig = rectified_moments(g[None, :] + sm[:, None] * dr[None, :] * L[:, None],
+                                    base[None, :] + var_relax)
+    shift = m_read - g[None, :]
     # central values from the point estimates
     t_eq0 = ret.equivalent_time(t_use, temp_k)
     L0 = float(np.log10(1.0 + t_eq0 / (ret.tau0_s * math.exp(ret.ea_ev / (K_B_EV * ret.t_ref_k)))))
     pct = (2.5, 97.5)
+    m0, s0 = rectified_moments(g + dr * L0, base + k * L0)
     return Extrapolation(
         t_use_s=t_use, temp_k=temp_k,
         acceleration=float(ret.acceleration(temp_k)),
         acceleration_ci95=tuple(np.percentile(af, pct).tolist()),
         t_equivalent_s=float(t_eq0),
         t_equivalent_ci95=tuple(np.percentile(t_eq, pct).tolist()),
-        g_s=g, mean_shift_s=dr * L0,
+        g_s=g, mean_shift_s=m0 - g,
         mean_shift_ci95=np.percentile(shift, pct, axis=0).T,
-        sigma_s=np.sqrt(base + k * L0), sigma_ci95=np.percentile(sig, pct, axis=0).T,
+        sigma_s=s0, sigma_ci95=np.percentile(sig, pct, axis=0).T,
         sigma_relax_s=np.sqrt(np.maximum(k * L0, 0.0)), fixed=fixed, n_draws=n_draws,
     )

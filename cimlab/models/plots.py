@@ -53,7 +53,8 @@ def plot_model(dm: DeviceModel, store_path: str | Path, out: str | Path) -> list
         files.append(_plot_relaxation(dm, _relevel(pd.concat(rel, ignore_index=True)), out))
     bake = ts.get("bake_retention", "reads")
     if bake is not None:
-        files.append(_plot_bake(dm, _relevel(bake), out))
+        files.append(_plot_bake(dm, _relevel(bake), ts.get("bake_retention", "programmed"),
+                                ts.get("bake_retention", "bakes"), out))
     bits = ts.get("ber", "bits")
     if bits is not None:
         files.append(_plot_binary(dm, bits, out))
@@ -113,7 +114,7 @@ def _plot_relaxation(dm: DeviceModel, reads: pd.DataFrame, out: Path) -> Path:
     from cimlab.models.fit.relaxation import _group
 
     plt, fig, ax = _fig()
-    mom = _group(reads, dm.retention, dm.relaxation.g_ref)
+    _, mom = _group(reads, dm.retention, dm.relaxation.g_ref)
     levels = np.unique(mom["level"])
     pick = levels[np.linspace(0, levels.size - 1, min(6, levels.size)).round().astype(int)]
     cmap = plt.get_cmap("viridis")
@@ -142,30 +143,37 @@ def _plot_relaxation(dm: DeviceModel, reads: pd.DataFrame, out: Path) -> Path:
     return p
 
 
-def _plot_bake(dm: DeviceModel, reads: pd.DataFrame, out: Path) -> Path:
+def _plot_bake(dm: DeviceModel, reads: pd.DataFrame, programmed: pd.DataFrame | None,
+               bakes: pd.DataFrame | None, out: Path) -> Path:
+    from cimlab.models.fit.retention import _t_eq
+
     plt, fig, ax = _fig()
-    mom = bake_groups(reads, dm.relaxation.g_ref)
+    _, mom = bake_groups(reads, dm.relaxation.g_ref, programmed, bakes)
     ret, rel = dm.retention, dm.relaxation
+    t_off = ret.fit.gof.get("t_off_s", 0.0) if ret.fit is not None else 0.0
     temps = np.unique(mom["bake_temp_k"])
     cmap = plt.get_cmap("plasma")
     for i, tk in enumerate(temps):
         m = mom[mom["bake_temp_k"] == tk]
         lv = m["level"].unique()
         mid = lv[len(lv) // 2]
-        mm = m[m["level"] == mid]
+        mm = m[m["level"] == mid].sort_values("step")
         g = float(mm["g0"].mean())
         c = cmap(i / max(len(temps) - 1, 1))
-        tb = mm["bake_time_s"].to_numpy()
-        tt = np.logspace(np.log10(tb.min()) - 0.3, np.log10(tb.max()) + 0.3, 100)
-        teq = ret.equivalent_time(tt, tk)
-        ax[0, 0].plot(tb, np.sqrt(mm["var"]) / _U, "o", color=c,
+        tb = mm["soak_cum_s"].to_numpy()
+        amb = mm["ambient_k"].to_numpy()
+        amb = np.where(np.isfinite(amb), amb, ret.t_ref_k)
+        teq = _t_eq(ret.ea_ev, t_off, tb, mm["ramp_cum_s"].to_numpy(), mm["bake_temp_k"]
+                    .to_numpy(), amb, ret.t_ref_k)
+        x = np.maximum(tb, 1.0)
+        ax[0, 0].plot(x, np.sqrt(mm["var"]) / _U, "o", color=c,
                       label=f"{tk - 273.15:.0f} C, {g / _U:.1f} uS")
-        ax[0, 0].plot(tt, np.asarray(rel.sigma(g, teq)) / _U, "-", color=c)
-        ax[0, 1].plot(tb, mm["mean"] / _U, "o", color=c)
-        ax[0, 1].plot(tt, np.asarray(rel.mean_shift(g, teq)) / _U, "-", color=c)
+        ax[0, 0].plot(x, np.asarray(rel.sigma(g, teq)) / _U, "-", color=c)
+        ax[0, 1].plot(x, mm["mean"] / _U, "o", color=c)
+        ax[0, 1].plot(x, np.asarray(rel.mean_shift(g, teq)) / _U, "-", color=c)
     for a in ax[0]:
         a.set_xscale("log")
-        a.set_xlabel("bake time [s]")
+        a.set_xlabel("cumulative soak at temperature [s] (step 0 at 1 s)")
     ax[0, 0].set(ylabel="std of change [uS]", title=f"bake spread (Ea = {ret.ea_ev:.2f} eV)")
     ax[0, 1].set(ylabel="mean change [uS]", title="bake drift")
     ax[0, 0].legend(fontsize=7)

@@ -411,21 +411,21 @@ class AnalogLayer(nn.Module):
         if cfg.dac_bits is not None:
             q = converter_levels(cfg.dac_bits, signed)
             # in place on one copy: large temporaries cost page faults on CPU
-            x = x.mul(1.0 / xr).clamp_(-1.0 if signed else 0.0, 1.0).mul_(q).round_()
-            x = x.mul_(xr / q)
+            x = x.mul(q / xr).clamp_(-q if signed else 0.0, q).round_().mul_(xr / q)
         if cfg.adc_bits is None or self.calibrating == 1:  # no ADC while fitting input ranges
             return self._fast_forward(x)
         return self._tiled_forward(x, xr)
 
     def _input_range(self, x: torch.Tensor) -> tuple[float, bool]:
-        if self.calibrating == 1:
-            amax = float(x.detach().abs().max())
-            self.x_range = max(self.x_range or 0.0, amax)
-            self.x_signed = bool(self.x_signed) or bool((x < 0).any())
+        """DAC full scale and polarity: calibrated, else this batch's max |x| (one pass)."""
         if self.x_range is not None and self.calibrating != 1:
             return (self.x_range if self.x_range > 0 else 1.0), bool(self.x_signed)
-        amax = float(x.detach().abs().max())
-        return (amax if amax > 0 else 1.0), bool((x < 0).any())
+        lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+        amax, signed = max(-lo, hi), lo < 0
+        if self.calibrating == 1:
+            self.x_range = max(self.x_range or 0.0, amax)
+            self.x_signed = bool(self.x_signed) or signed
+        return (amax if amax > 0 else 1.0), signed
 
     def _noisy(self, w: torch.Tensor, sd: torch.Tensor, gen: torch.Generator, key: str):
         """``w + sd * z`` for fresh standard normals ``z``, in a reused workspace."""

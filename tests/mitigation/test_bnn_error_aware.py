@@ -83,7 +83,7 @@ def test_condition_table_from_device_model(digits, trained):
     from cimlab.models import DeviceModel
 
     dm = DeviceModel.default()
-    table = bea.condition_table(dm, trained, digits, trials=3)
+    table = bea.condition_table(dm, trained, digits, trials=3, simulator=True)
     assert list(table.condition) == [c.name for c in dm.binary.conditions]
     assert {"acc_standard_1t1r", "acc_error_aware_2t2r", "paper_ber", "energy_saving_x"} <= set(
         table.columns
@@ -95,6 +95,10 @@ def test_condition_table_from_device_model(digits, trained):
     assert weak.energy_saving_x == pytest.approx(30.0, rel=0.01)
     # at the weak condition's 3.3 % BER both nets stay far above chance (0.1)
     assert weak.acc_error_aware_1t1r > 0.85
+    # the simulator's binary mode (its own bit-error model of the condition) agrees with the
+    # i.i.d. flip model: 3 copies of 450 images, binomial spread ~0.5 point, copies ~0.5 point
+    for col in ("standard_1t1r", "error_aware_1t1r", "standard_2t2r"):
+        assert abs(weak[f"sim_acc_{col}"] - weak[f"acc_{col}"]) < 0.03
     best = bea.cheapest_condition(table, "error_aware", min_accuracy=0.85)
     assert best == "weak"
     assert bea.cheapest_condition(table, "standard", min_accuracy=1.01) is None

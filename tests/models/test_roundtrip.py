@@ -171,32 +171,37 @@ def test_programming_error(roundtrip):
     """Programming sigma is the spread ``time_s`` (ms) after programming (relaxation up to the
     read included, read noise removed; see cimlab.models.fit.programming). Checked two ways:
     (1) it reproduces the measured spread per level (with the read noise added back) within
-    20 % (techb: 55 %: its single-shot spread per level follows the slope of the gate curve
+    30 % (techb: 55 %: its single-shot spread per level follows the slope of the gate curve
     and is not a smooth function of g; the smooth forms cannot follow it, and the fit's
     chi2_red says so; a tabulated per-level form is future work); (2) default profile only:
-    it lies within 35 % of the truth at the pulse (the true
-    conductance right after each cell's last pulse), the difference being the relaxation
-    between pulse and read (stated tolerance: the physics has no sigma(g) formula). techb
-    relaxes with t0 = 1 ms, so there the spread at the read is mostly relaxation and (2) does
-    not apply."""
+    it lies within 25 % of the truth at the read: the true conductance right after each
+    cell's last pulse (chip state) spread per level, plus the physics' relaxation variance up
+    to the read time (stated tolerance: the physics has no sigma(g) formula, and read times
+    are known to a few ms). techb relaxes with t0 = 1 ms, so its spread at the read is mostly
+    ms-scale relaxation and (2) is not applied."""
     rep, tr, dm = roundtrip["rep"], roundtrip["truth"], roundtrip["dm"]
-    df = rep.tables.get("programming_error", "programmed")
-    df = df[tr["faults"][df["cell"].to_numpy()] == 0]
+    df_all = rep.tables.get("programming_error", "programmed")
+    df = df_all[tr["faults"][df_all["cell"].to_numpy()] == 0]
     for p in (dm.programming, *dm.programming_other):
         sub = df[df["mode"].astype(str) == p.mode]
-        # per-level spread, 10-MAD trimmed as the fitter does (failed verifies are outliers)
-        mom = group_moments(sub, ["target_s"], "g_s")
+        # per-level spread of the fitted data, 10-MAD trimmed as the fitter does
+        mom = group_moments(df_all[df_all["mode"].astype(str) == p.mode], ["target_s"], "g_s")
         per = pd.Series(np.sqrt(mom["var"].to_numpy()), index=mom["target_s"].to_numpy())
         x = per.index.to_numpy()
         fit = np.sqrt(np.asarray(p.sigma(x)) ** 2 + np.asarray(dm.read_noise.sigma(x)) ** 2)
         rel = fit / per.to_numpy() - 1
-        tol = 0.55 if roundtrip["profile"] == "techb" else 0.20
+        tol = 0.55 if roundtrip["profile"] == "techb" else 0.30
         assert np.all(np.abs(rel) < tol), (p.mode, np.c_[x * 1e6, per * 1e6, fit * 1e6])
         if roundtrip["profile"] == "default":
             err = tr["g_prog"][sub["cell"].to_numpy()] - sub["target_s"].to_numpy()
-            true = sub.assign(err=err).groupby("target_s")["err"].std().reindex(x).to_numpy()
+            g = sub.assign(err=err).groupby("target_s")
+            true0 = g["err"].std().reindex(x).to_numpy()
+            t_read = g["time_s"].median().reindex(x).to_numpy()
+            relax = tr["profile"].relaxation
+            true = np.sqrt(true0**2 + relax.var_rate(x) * relax.log_time(t_read))
             rel = np.asarray(p.sigma(x)) / true - 1
-            assert np.all(np.abs(rel) < 0.35), (p.mode, np.c_[x * 1e6, true * 1e6])
+            assert np.all(np.abs(rel) < 0.25), (p.mode, np.c_[x * 1e6, true * 1e6,
+                                                              np.asarray(p.sigma(x)) * 1e6])
 
 
 def test_binary_conditions(roundtrip):

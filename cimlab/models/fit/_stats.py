@@ -75,7 +75,8 @@ def group_moments(
     se_var = np.sqrt(np.maximum(m4 - var**2 * (nn - 3) / np.maximum(nn - 1, 1), 0.0)
                      / np.maximum(nn, 1))
     out["se_var"] = np.maximum(se_var, 0.5 * var * np.sqrt(2.0 / np.maximum(nn - 1, 1)))
-    out["kurtosis"] = m4 / np.maximum(var, 1e-300) ** 2 - 3.0
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        out["kurtosis"] = m4 / np.maximum(var, 1e-300) ** 2 - 3.0
     for col in extra_means:
         out[col] = g[col].mean()
     total = df.groupby(keys, sort=True, observed=True)[value].size()

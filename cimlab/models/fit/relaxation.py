@@ -347,11 +347,12 @@ def _fit_once(
     mr = mfits[mform]
     mp = mr.params[n_lev:]
     mse = mr.stderr[n_lev:]
-    drift = {"m_max": mp[0] * _U, "g_center": mp[1] * _U,
-             "g_width": (mp[2] if mform == "tanh" else g_ref_u) * _U}
+    drift = {"m_max": float(mp[0]) * _U, "g_center": float(mp[1]) * _U,
+             "g_width": float(mp[2] if mform == "tanh" else g_ref_u) * _U}
     for i, name in enumerate(("m_max", "g_center", "g_width")[: mp.size]):
         stderr[name] = float(mse[i]) * _U
-        ci[name] = (drift[name] - Z95 * stderr[name], drift[name] + Z95 * stderr[name])
+        ci[name] = (float(drift[name] - Z95 * stderr[name]),
+                    float(drift[name] + Z95 * stderr[name]))
 
 
     # cumulative groups (g - g0 at each time point): what a user compares with
@@ -370,7 +371,6 @@ def _fit_once(
     sig_obs = np.sqrt(y_cum)
     sig_mod = np.sqrt(np.maximum(var_cum, 0))
     gof = {
-        "verify_read_delay_s": tau,
         "var_chi2_red": res.chi2_red,
         "var_r2": r2(y_cum, var_cum),
         "sigma_max_rel_err": float(np.max(np.abs(sig_mod - sig_obs) / sig_obs)),
@@ -381,6 +381,8 @@ def _fit_once(
         * _U,
         "n_trimmed": float(mom["n_out"].sum()),
     }
+    if tau:
+        gof["g0_time_s_mean"] = tau
     # covariance (SI units; log10_t0_s dimensionless): variance-law block, drift block
     v_names = ["log10_t0_s", *names]
     v_scale = np.array([1.0, *[_scale(nm) for nm in names]])

@@ -108,7 +108,8 @@ def fit_sigma(
             for _ in range(3):
                 sm = np.maximum(np.abs(f(res.params, x)), 1e-6 * np.max(y)) * rs
                 res = wls(lambda p, f=f, sm=sm: (y - f(p, x)) / sm, res.params, bounds=bounds)
-        coeffs = {n: float(v) * _U for n, v in zip(names, res.params, strict=True)}
+        coeffs = {"s0": 0.0, "s1": 0.0, "s2": 0.0}
+        coeffs.update({n: float(v) * _U for n, v in zip(names, res.params, strict=True)})
         if validate is not None and not validate(form, coeffs):
             candidates[form] = {"aic": res.aic, "bic": res.bic, "k": len(names),
                                 "chi2": res.chi2, "valid": 0.0}

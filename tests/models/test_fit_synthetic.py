@@ -1,0 +1,125 @@
+"""Fitters on synthetic tidy tables drawn from known distributions (fixed seeds).
+
+Tolerances come from the fits' own standard errors (95 % CIs) unless stated.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cimlab.models import DeviceModel
+from cimlab.models.extrapolate import extrapolate_retention
+from cimlab.models.fit import fit_binary, fit_programming, fit_stuck, fit_tables, tables_from_frames
+from cimlab.models.fit.store import hash_tables
+from cimlab.models.uncertainty import band
+
+G_REF = 40e-6
+
+
+def _programmed(rng, sigma_fn, n_per=1500, outliers=0.0):
+    targets = np.linspace(4e-6, 40e-6, 10)
+    level = np.repeat(np.arange(10), n_per)
+    tg = targets[level]
+    g = tg + sigma_fn(tg) * rng.standard_normal(tg.size)
+    n_out = int(outliers * tg.size)
+    if n_out:  # gross outliers: mis-reads far outside the window (150 uS, -50 uS)
+        idx = rng.choice(tg.size, n_out, replace=False)
+        g[idx] = rng.choice([150e-6, -50e-6], n_out)
+    return pd.DataFrame({"cell": np.arange(tg.size), "level": level, "target_s": tg,
+                         "g_s": g, "mode": "single_shot", "time_s": 1e-3})
+
+
+@pytest.mark.parametrize(("form", "fn"), [
+    ("constant", lambda g: np.full_like(g, 2.0e-6)),
+    ("proportional", lambda g: 0.08 * g),
+    ("linear", lambda g: 0.5e-6 + 0.05 * g),
+])
+def test_programming_form_selection_and_coverage(form, fn):
+    rng = np.random.default_rng(11)
+    (pe,) = fit_programming(_programmed(rng, fn, outliers=0.01), G_REF)
+    assert pe.form == form, pe.fit.candidates
+    g = np.linspace(4e-6, 40e-6, 10)
+    y, se, _ = band(pe, "sigma", g)
+    truth = fn(g)
+    # the whole fitted curve covers the truth within 3 standard errors (10 points)
+    assert np.all(np.abs(y - truth) <= 3 * se + 1e-12), np.c_[g, y, truth, se]
+    assert pe.fit.gof["n_trimmed"] >= 0.01 * 15000  # the outliers were trimmed
+
+
+def test_stuck_fractions_cover_truth():
+    rng = np.random.default_rng(5)
+    n = 200_000
+    u = rng.random(n)
+    state = np.where(u < 0.00838, "stuck_on", np.where(u < 0.01, "stuck_off", "ok"))
+    faults = pd.DataFrame({"cell": np.arange(n), "state": state,
+                           "g_after_set_s": np.where(state == "stuck_off", 3e-7, 5e-5),
+                           "g_after_reset_s": np.where(state == "stuck_on", 6e-5, 2e-6)})
+    s = fit_stuck(faults)
+    for name, truth in (("p_stuck_on", 0.00838), ("p_stuck_off", 0.00162)):
+        lo, hi = s.fit.ci95[name]
+        assert lo <= truth <= hi
+    assert s.g_on_s == pytest.approx(6e-5) and s.g_off_s == pytest.approx(3e-7)
+
+
+def test_binary_lognormals_and_ber():
+    rng = np.random.default_rng(9)
+    n = 20000
+    bit = rng.integers(0, 2, n)
+    mu_l, s_l, mu_h, s_h = math.log(1e-4), 0.2, math.log(1e-5), 0.6
+    g = np.where(bit == 0, np.exp(mu_l + s_l * rng.standard_normal(n)),
+                 np.exp(mu_h + s_h * rng.standard_normal(n)))
+    thr = math.sqrt(1e-4 * 1e-5)
+    bits = pd.DataFrame({"condition": "strong", "structure": "1T1R", "cycle": 0,
+                         "cell": np.arange(n), "bit": bit, "read_bit": (g < thr).astype(int),
+                         "g_s": g, "cell_b": -1, "g_b_s": np.nan})
+    conds = pd.DataFrame({"condition": ["strong"], "icc_a": [55e-6], "v_reset": [2.5],
+                          "width_s": [1e-7], "energy_per_bit_j": [12e-12], "g_ref_s": [thr]})
+    (c,) = fit_binary(bits, conds).conditions
+    for name, truth in (("lrs_median_s", 1e-4), ("hrs_median_s", 1e-5),
+                        ("lrs_sigma_ln", s_l), ("hrs_sigma_ln", s_h)):
+        lo, hi = c.fit.ci95[name]
+        assert lo <= truth <= hi, name
+    lo, hi = c.fit.ci95["ber_1t1r"]
+    assert lo <= c.model_ber_1t1r() <= hi  # measured BER agrees with the fitted lognormals
+    assert c.energy_per_bit_j == 12e-12
+
+
+def test_extrapolation_has_uncertainty_from_covariance():
+    dm = DeviceModel.default()
+    ex0 = extrapolate_retention(dm, 10, 85, n_draws=500)
+    assert ex0.acceleration_ci95[0] == pytest.approx(ex0.acceleration)  # literature: fixed
+    assert "retention (Ea, tau0)" in ex0.fixed
+    # a fitted retention with Ea = 1.2 +- 0.05 eV
+    from cimlab.models.params import FitInfo
+
+    r = dm.retention
+    cov = [[0.05**2, -0.05**2 / (8.617333262e-5 * 298.15)],
+           [-0.05**2 / (8.617333262e-5 * 298.15), (0.05 / (8.617333262e-5 * 298.15)) ** 2]]
+    fit = FitInfo(method="test", n=1, covariance={"names": ["ea_ev", "ln_tau0_s"],
+                                                   "matrix": cov})
+    dm2 = dm.replace(retention=type(r)(ea_ev=1.2, tau0_s=r.tau0_s, fit=fit))
+    ex = extrapolate_retention(dm2, 10, 85, n_draws=4000)
+    lo, hi = ex.acceleration_ci95
+    af = ex.acceleration
+    # ln AF = Ea x, x = (1/298.15 - 1/358.15)/kB = 6.52 /eV: 95 % interval +- 1.96*0.05*6.52
+    x = (1 / 298.15 - 1 / 358.15) / 8.617333262e-5
+    assert math.log(hi / af) == pytest.approx(1.96 * 0.05 * x, rel=0.1)
+    assert math.log(af / lo) == pytest.approx(1.96 * 0.05 * x, rel=0.1)
+    assert np.all(ex.sigma_ci95[:, 0] <= ex.sigma_s) and np.all(ex.sigma_s <= ex.sigma_ci95[:, 1])
+    assert "level" in ex.table()
+
+
+def test_fit_tables_provenance_and_hash():
+    rng = np.random.default_rng(2)
+    df = _programmed(rng, lambda g: 0.05 * g, n_per=200)
+    ts = tables_from_frames({"programming_error": {"programmed": df}})
+    dm = fit_tables(ts).model
+    assert dm.provenance.data_sha256 == hash_tables([("programming_error", "programmed", df)])
+    ts2 = tables_from_frames({"programming_error": {"programmed": df.assign(
+        g_s=df["g_s"] * (1 + 1e-9))}})
+    assert ts2.sha256 != ts.sha256
+    assert dm.window.levels == 10 and dm.window.g_max == pytest.approx(40e-6)
