@@ -47,7 +47,7 @@ clock = "virtual"
 
 [emulator]
 start = true
-profile = "default"
+profile = "{profile}"
 seed = {seed}
 host = "127.0.0.1"
 ports = {{ array = 5025, smu = 5026, oven = 5027, clock = 5028 }}
@@ -85,6 +85,11 @@ model = "square_law"
 k_a_per_v2 = 2e-4
 v_th_v = 0.5
 """
+
+
+def station_text(seed: int, profile: str = "default") -> str:
+    """Station file of an in-process emulated bench (chip ``profile``, emulator ``seed``)."""
+    return STATION_TEMPLATE.format(seed=int(seed), profile=str(profile))
 
 
 @dataclass(frozen=True)
@@ -171,11 +176,12 @@ def characterization_plan(config: DemoConfig, geometry: tuple[int, int, int]) ->
                                                    "count": 256 if q else 1024},
              "repeats": 20 if q else 50, "settle_s": 3600.0, "verify": verify},
             {"kind": "relaxation", "cells": {"start": (t - 3) * per_tile,
-                                             "count": 512 if q else 2048},
+                                             "count": 512 if q else 4096},
              "times_s": [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0], "verify": verify},
             {"kind": "bake_retention", "cells": {"start": (t - 4) * per_tile,
                                                  "count": 512 if q else 2048},
-             "temps_c": [150.0], "schedule_s": [60.0, 600.0, 3600.0], "verify": verify},
+             "temps_c": [150.0] if q else [125.0, 150.0],
+             "schedule_s": [60.0, 600.0, 3600.0], "verify": verify},
         ],
     }
 
@@ -303,7 +309,7 @@ def run_demo(config: DemoConfig | None = None, out: str | Path = "data/demo",
     for stale in ("demo.h5", "demo.h5.emulator.pkl"):
         (out / stale).unlink(missing_ok=True)  # a demo is a fresh chip: never resume one
     station_file = out / "station.toml"
-    station_file.write_text(STATION_TEMPLATE.format(seed=int(config.seed)))
+    station_file.write_text(station_text(config.seed))
     store_path = out / "demo.h5"
     timing: dict[str, float] = {}
     t_all = time.perf_counter()

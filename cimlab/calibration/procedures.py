@@ -185,13 +185,13 @@ def _has_rows(ctx: _Context, table: str, **match: Any) -> bool:
     return bool(m.any())
 
 
-def _last_pulse_times(res: ProgramVerifyResult, t_end: float) -> np.ndarray:
-    """Clock time of each cell's last pulse (``t_end`` for cells that needed none)."""
-    it_t = res.iteration_times_s
-    li = res.last_pulse_iteration
-    if it_t.size == 0:
-        return np.full(li.size, t_end)
-    return np.where(li >= 0, it_t[np.clip(li, 0, it_t.size - 1)], t_end)
+def _since(t_clock: float, pulse_time: np.ndarray) -> np.ndarray:
+    """Time [s] from each cell's last pulse to ``t_clock`` (NaN where the pulse is unknown).
+
+    Relaxation runs on a log clock from the cell's own last programming pulse with an onset
+    of ~1-5 ms (docs/physics.md), so every procedure times its reads from that pulse, not
+    from the end of the batch (a 16k-cell verify iteration alone lasts ~20 ms)."""
+    return float(t_clock) - np.asarray(pulse_time, dtype=float)
 
 
 def _levels(exp: Any, cells: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -207,13 +207,11 @@ def _verify_program_and_log(ctx: _Context, cells: np.ndarray, level: np.ndarray,
     if ctx.skip(step):
         return None
     res = ctx.program(cells, target, cfg)
-    t_end = ctx.now()
-    t_last = _last_pulse_times(res, t_end)
     ctx.append("programmed", {
         "cell": cells, "level": level, "target_s": target, "g_s": res.g_verify_s,
         "pulses": res.pulses, "mode": np.full(cells.size, "verify"),
-        "time_s": np.maximum(t_end - t_last, 0.0), "success": res.success,
-        "energy_j": res.energy_j})
+        "time_s": res.g0_time_s(), "success": res.success,
+        "energy_j": res.energy_j, "pulse_time_s": res.last_pulse_time_s})
     ctx.complete(step)
     ctx.result.figures.setdefault("program_verify", []).append(res.summary())
     return res
@@ -250,27 +248,26 @@ def programming_error(station: Any, store: Any, exp: ProgrammingErrorExp, cells:
                                           v_reset=exp.v_reset, v_gate_reset=exp.v_gate_reset,
                                           width_s=exp.width_s, clock=ctx.clock,
                                           tolerance_s=exp.verify.tolerance_s)
-                t_prog = ctx.now()
                 ctx.clock.sleep(exp.read_delay_s)
+                t_read = ctx.now()
                 g = ctx.read(c[sel])
-                dt = ctx.now() - t_prog
                 ctx.append("programmed", {
                     "cell": c[sel], "level": lv[sel], "target_s": tg[sel], "g_s": g,
                     "pulses": res.pulses,
                     "mode": np.full(sel.size, "single_shot"),
-                    "time_s": np.full(sel.size, dt), "success": np.abs(g - tg[sel])
-                    <= exp.verify.tolerance_s, "energy_j": res.energy_j})
+                    "time_s": _since(t_read, res.last_pulse_time_s),
+                    "success": np.abs(g - tg[sel]) <= exp.verify.tolerance_s,
+                    "energy_j": res.energy_j, "pulse_time_s": res.last_pulse_time_s})
             else:
                 res = ctx.program(c[sel], tg[sel], exp.verify)
-                t_last = _last_pulse_times(res, ctx.now())
                 ctx.clock.sleep(exp.read_delay_s)
-                g = ctx.read(c[sel])
                 t_read = ctx.now()
+                g = ctx.read(c[sel])
                 ctx.append("programmed", {
                     "cell": c[sel], "level": lv[sel], "target_s": tg[sel], "g_s": g,
                     "pulses": res.pulses, "mode": np.full(sel.size, "verify"),
-                    "time_s": t_read - t_last, "success": res.success,
-                    "energy_j": res.energy_j})
+                    "time_s": _since(t_read, res.last_pulse_time_s), "success": res.success,
+                    "energy_j": res.energy_j, "pulse_time_s": res.last_pulse_time_s})
                 ctx.result.figures.setdefault("program_verify", []).append(res.summary())
             ctx.complete(step)
             bar.update(1)
@@ -311,8 +308,9 @@ def read_fluctuation(station: Any, store: Any, exp: ReadFluctuationExp, cells: n
     """
     ctx = _Context(station, store, exp, cells, seed, plan_name=plan_name, progress=progress)
     level, target = _levels(exp, ctx.cells, seed)
-    _verify_program_and_log(ctx, ctx.cells, level, target, exp.verify, "program")
-    t_prog = _program_time(ctx)
+    res = _verify_program_and_log(ctx, ctx.cells, level, target, exp.verify, "program")
+    _program_time(ctx)
+    t_pulse, _ = _pulse_record(ctx, res)
     chunk = max(1, min(exp.repeats, 200_000 // max(ctx.cells.size, 1) or 1))
     bar = ctx.bar(exp.repeats, "reads")
     if "settled" not in ctx.done:
@@ -328,15 +326,15 @@ def read_fluctuation(station: Any, store: Any, exp: ReadFluctuationExp, cells: n
         for _r in range(r0, r1):
             if exp.interval_s and _r > 0:
                 ctx.clock.sleep(exp.interval_s)
+            ts.append(_since(ctx.now(), t_pulse))
             gs.append(ctx.read(ctx.cells))
-            ts.append(ctx.now() - t_prog)
             bar.update(1)
         n = ctx.cells.size
         ctx.append("reads", {
             "cell": np.tile(ctx.cells, r1 - r0), "level": np.tile(level, r1 - r0),
             "target_s": np.tile(target, r1 - r0),
             "repeat": np.repeat(np.arange(r0, r1), n),
-            "time_s": np.repeat(np.asarray(ts), n), "g_s": np.concatenate(gs)})
+            "time_s": np.concatenate(ts), "g_s": np.concatenate(gs)})
         ctx.complete(step)
     bar.close()
     if exp.smu_cells and not ctx.skip("smu"):
@@ -398,6 +396,22 @@ def _deselect(array: Any) -> None:
         pass
 
 
+def _pulse_record(ctx: _Context, res: ProgramVerifyResult | None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(clock time of each cell's last pulse, time of its verify read after that pulse) [s],
+    from the verify just run or, on resume, from the run's ``programmed`` table (the last
+    programming of each cell). NaN where a cell needed no pulse."""
+    if res is not None:
+        return res.last_pulse_time_s, res.g0_time_s()
+    df = ctx.run.table("programmed").drop_duplicates("cell", keep="last").set_index("cell")
+    idx = ctx.cells.astype(np.int64)
+    if "pulse_time_s" not in df.columns:  # a run begun before pulse times were recorded
+        t = np.full(idx.size, _program_time(ctx))
+        return t, np.zeros(idx.size)
+    return (df["pulse_time_s"].reindex(idx).to_numpy(dtype=float),
+            df["time_s"].reindex(idx).to_numpy(dtype=float))
+
+
 def _program_time(ctx: _Context) -> float:
     """Clock time at the end of programming, stored so a resumed run keeps its time origin."""
     if "t-programmed" in ctx.done or _has_rows(ctx, "clock", what="programmed"):
@@ -415,14 +429,16 @@ def relaxation(station: Any, store: Any, exp: RelaxationExp, cells: np.ndarray, 
                plan_name: str = "", progress: bool = True) -> ProcedureResult:
     """Reads at ``times_s`` after program-verify, with the station clock (virtual or real).
 
-    ``reads``: cell, level, target_s, g0_s (last verify read), time_s (since programming end),
-    g_s, temp_k. A time point already past when resuming is read at once (time_s records the
-    true time).
+    The read schedule ``times_s`` counts from the end of programming; ``reads``: cell, level,
+    target_s, g0_s (last verify read), time_s (since the cell's own last pulse), g0_time_s
+    (time of the g0 read after that pulse), g_s, temp_k, time_index. A time point already
+    past when resuming is read at once (time_s records the true time).
     """
     ctx = _Context(station, store, exp, cells, seed, plan_name=plan_name, progress=progress)
     level, target = _levels(exp, ctx.cells, seed)
     res = _verify_program_and_log(ctx, ctx.cells, level, target, exp.verify, "program")
     t_prog = _program_time(ctx)
+    t_pulse, g0_time = _pulse_record(ctx, res)
     g0 = res.g_verify_s if res is not None else _programmed_g(ctx)
     temp_k = _ambient_k(station)
     bar = ctx.bar(len(exp.times_s), "relaxation")
@@ -434,12 +450,13 @@ def relaxation(station: Any, store: Any, exp: RelaxationExp, cells: np.ndarray, 
         wait = t_prog + t - ctx.now()
         if wait > 0:
             ctx.clock.sleep(wait)
+        t_read = ctx.now()
         g = ctx.read(ctx.cells)
-        t_read = ctx.now() - t_prog
         n = ctx.cells.size
         ctx.append("reads", {"cell": ctx.cells, "level": level, "target_s": target, "g0_s": g0,
-                             "time_s": np.full(n, t_read), "g_s": g,
-                             "temp_k": np.full(n, temp_k), "time_index": np.full(n, i)})
+                             "time_s": _since(t_read, t_pulse), "g0_time_s": g0_time,
+                             "g_s": g, "temp_k": np.full(n, temp_k),
+                             "time_index": np.full(n, i)})
         ctx.complete(step)
         bar.update(1)
     bar.close()
@@ -496,7 +513,9 @@ def bake_retention(station: Any, store: Any, exp: BakeRetentionExp, cells: np.nd
     bar = ctx.bar(n_steps, "bake")
     for j, temp_c in enumerate(exp.temps_c):
         temp_k = temp_c + KELVIN_OFFSET
-        _verify_program_and_log(ctx, ctx.cells, level, target, exp.verify, f"T{j}-program")
+        res = _verify_program_and_log(ctx, ctx.cells, level, target, exp.verify,
+                                      f"T{j}-program")
+        t_pulse, g0_time = _pulse_record(ctx, res)
         times = (0.0, *exp.schedule_s)
         for k, t_cum in enumerate(times):
             if k > 0:
@@ -518,14 +537,18 @@ def bake_retention(station: Any, store: Any, exp: BakeRetentionExp, cells: np.nd
                 continue
             if on_step:
                 on_step(step)
-            gs = [ctx.read(ctx.cells) for _ in range(exp.reads_per_step)]
+            gs, ts = [], []
+            for _ in range(exp.reads_per_step):
+                ts.append(_since(ctx.now(), t_pulse))
+                gs.append(ctx.read(ctx.cells))
             r = exp.reads_per_step
             ctx.append("reads", {
                 "cell": np.tile(ctx.cells, r), "level": np.tile(level, r),
                 "target_s": np.tile(target, r), "step": np.full(n * r, k),
                 "temp_k": np.full(n * r, temp_k), "bake_time_s": np.full(n * r, t_cum),
                 "g_s": np.concatenate(gs), "repeat": np.repeat(np.arange(r), n),
-                "temp_index": np.full(n * r, j)})
+                "temp_index": np.full(n * r, j), "time_s": np.concatenate(ts),
+                "g0_time_s": np.tile(g0_time, r)})
             ctx.complete(step)
             bar.update(1)
     bar.close()

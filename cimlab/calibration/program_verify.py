@@ -395,6 +395,15 @@ class ProgramVerifyResult:
     iteration_times_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
     g_final_s: np.ndarray | None = None   # an independent read after the run, if taken
     calibration_round_trips: int = 0
+    #: clock time [s] of each cell's last pulse in this run (the start of the batched pulse
+    #: command that carried it; NaN: the cell needed no pulse, its last pulse is unknown)
+    last_pulse_time_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: clock time [s] of the read behind ``g_verify_s`` (start of its batched read command)
+    verify_read_time_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def g0_time_s(self) -> np.ndarray:
+        """Time [s] of each cell's verify read after its last pulse (NaN: no pulse)."""
+        return self.verify_read_time_s - self.last_pulse_time_s
 
     def summary(self) -> dict[str, Any]:
         """Figures for the report table and the benchmark JSON."""
@@ -502,10 +511,16 @@ def program_verify(
 
     ``array`` is the station's array driver (anything with batched ``pulse`` and ``read``) or
     an :class:`ArrayOps`. ``clock`` (the station clock) is queried before and after for the
-    instrument time and, with ``timestamps``, once per iteration (the time of each cell's last
-    pulse; a clock query, not an array round trip). The adaptive scheme measures its pulse
-    response on a subset of the cells first unless ``response`` is given. ``final_read`` adds
-    one read of all cells after the loop (``g_final_s``).
+    instrument time and, with ``timestamps``, right before each batched pulse and each batched
+    read command (clock queries, not array round trips): the result then holds each cell's
+    last-pulse time (``last_pulse_time_s``) and the time of its verify read
+    (``verify_read_time_s``), from which relaxation is timed. The time of a batch is the
+    clock at the start of its command: the emulator applies a batch at that instant; a real
+    board works through the batch's cells within the command's duration (one pulse width plus
+    overhead per cell, e.g. ~1 us x the cells pulsed), which bounds the error of the
+    record. ``iteration_times_s`` (clock after each iteration) is kept too. The adaptive
+    scheme measures its pulse response on a subset of the cells first unless ``response`` is
+    given. ``final_read`` adds one read of all cells after the loop (``g_final_s``).
     """
     if cfg.scheme == "single_shot":
         raise ValueError("single_shot has no verify loop; use program_single_shot()")
@@ -522,7 +537,8 @@ def program_verify(
             rng.choice(cells, cfg.calibration_cells, replace=False))
         response = measure_pulse_response(ops, sub, cfg, rng)
         calib_rt = response.round_trips
-    loop = _VerifyLoop(ops, cells, target, cfg, response)
+    loop = _VerifyLoop(ops, cells, target, cfg, response,
+                       clock=clock if timestamps else None)
     iter_times: list[float] = []
     bar = None
     if progress:
@@ -553,16 +569,21 @@ def program_verify(
         host_time_s=time.perf_counter() - t_host0, stuck=loop.stuck,
         alternations=loop.alternations, last_pulse_iteration=loop.last_iter,
         iteration_times_s=np.asarray(iter_times), g_final_s=g_final,
-        calibration_round_trips=calib_rt)
+        calibration_round_trips=calib_rt, last_pulse_time_s=loop.pulse_time,
+        verify_read_time_s=loop.read_time)
 
 
 class _VerifyLoop:
     """State of a program-verify run; :meth:`iterate` is one pulse command + one read."""
 
     def __init__(self, ops: ArrayOps, cells: np.ndarray, target: np.ndarray,
-                 cfg: ProgramVerifyConfig, response: PulseResponse | None):
+                 cfg: ProgramVerifyConfig, response: PulseResponse | None, clock: Any = None):
         self.ops, self.cells, self.target, self.cfg, self.resp = ops, cells, target, cfg, response
+        self.clock = clock
         n = cells.size
+        # clock time of each cell's last pulse and of its last verify read (NaN: unknown)
+        self.pulse_time = np.full(n, np.nan)
+        self.read_time = np.full(n, np.nan)
         self.pulses = np.zeros(n, dtype=np.int64)
         self.energy = np.zeros(n)
         self.alternations = np.zeros(n, dtype=np.int64)
@@ -588,7 +609,11 @@ class _VerifyLoop:
         self.set_amps = cfg.set_amplitudes()
         self.reset_amps = cfg.reset_amplitudes()
 
+    def _now(self) -> float:
+        return float(self.clock.now()) if self.clock is not None else np.nan
+
     def start(self) -> None:
+        self.read_time[:] = self._now()
         self.g = self.ops.read(self.cells, self.cfg.n_reads)
         self.done = np.abs(self.g - self.target) <= self.cfg.tolerance_s
 
@@ -623,11 +648,13 @@ class _VerifyLoop:
             pred = None
         else:
             vp, vg, pred, strong = self._adaptive(sel, err, d)
+        self.pulse_time[sel] = self._now()
         e = self.ops.pulse(self.cells[sel], d, vp, vg, cfg.width_s)
         self.energy[sel] += e
         self.pulses[sel] += 1
         self.last_dir[sel] = d
         self.last_iter[sel] = self.it
+        self.read_time[sel] = self._now()
         g_new = self.ops.read(self.cells[sel], cfg.n_reads)
         obs = g_new - self.g[sel]
         if pred is not None:
@@ -817,7 +844,9 @@ def program_single_shot(array: Any, cells: np.ndarray, target_s: np.ndarray, cur
     t0 = clock.now() if clock is not None else 0.0
     vg = curve.gate_for(target)
     e1 = ops.pulse(cells, RESET, v_reset, v_gate_reset, width_s)
+    t_set = clock.now() if clock is not None else np.nan
     e2 = ops.pulse(cells, SET, v_set, vg, width_s)
+    t_read = clock.now() if clock is not None else np.nan
     g = ops.read(cells)
     t1 = clock.now() if clock is not None else 0.0
     n = cells.size
@@ -826,4 +855,5 @@ def program_single_shot(array: Any, cells: np.ndarray, target_s: np.ndarray, cur
         pulses=np.full(n, 2, dtype=np.int64), energy_j=e1 + e2,
         success=np.abs(g - target) <= tolerance_s, tolerance_s=tolerance_s, iterations=1,
         round_trips=ops.round_trips - rt0, instrument_time_s=t1 - t0,
-        host_time_s=time.perf_counter() - t_host0)
+        host_time_s=time.perf_counter() - t_host0,
+        last_pulse_time_s=np.full(n, float(t_set)), verify_read_time_s=np.full(n, float(t_read)))

@@ -250,7 +250,7 @@ def _bn_calibrate(args: argparse.Namespace) -> int:
                                                       "before_var")}
             for b, a in zip(rep.before, rep.after, strict=True):
                 c = a.running_mean.numel()
-                cols["layer"] += [a.name] * c
+                cols["layer"] += [a.name.removeprefix("net.")] * c
                 cols["channel"] += list(range(c))
                 cols["running_mean"] += a.running_mean.double().tolist()
                 cols["running_var"] += a.running_var.double().tolist()

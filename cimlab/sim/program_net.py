@@ -299,7 +299,10 @@ def apply_bn_calibration(store: Any, net: nn.Module, after_unix: float = 0.0) ->
     df = r.table("bn_stats")
     mods = dict(net.named_modules())
     for name, g in df.groupby(df["layer"].astype(str)):
-        bn = mods[name]
+        bn = mods.get(name, mods.get(name.removeprefix("net.")))
+        if bn is None:
+            raise ConfigError(getattr(store, "path", "<store>"), f"runs/{r.uid}/bn_stats.layer",
+                              "a BN layer of the stored network", name)
         order = np.argsort(g["channel"].to_numpy())
         bn.running_mean.copy_(torch.from_numpy(g["running_mean"].to_numpy()[order]))
         bn.running_var.copy_(torch.from_numpy(g["running_var"].to_numpy()[order]))

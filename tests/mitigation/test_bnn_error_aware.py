@@ -1,10 +1,11 @@
 """Bit-error-aware BNN training (paper 003), reduced: MLP 2x256 on the embedded digits.
 
-Seed-to-seed spread measured before fixing the margins (seeds 0-4, 8 epochs, 5 programmed
-copies per point): at test BER 0.2 the standard BNN scored 0.565/0.501/0.573/0.535/0.515 and
-the BNN trained at BER 0.1 scored 0.696/0.746/0.764/0.705/0.743; the paired gain was
-0.13-0.25 (mean 0.19, std 0.045). The test asserts a gain > 0.08 (about 2.4 std below the
-mean). Clean accuracy: standard 0.962-0.969, error-aware 0.944-0.956.
+Spread measured before fixing the margin (8 epochs): over training seeds 0-4 (5 programmed
+copies per point) the standard BNN scored 0.565/0.501/0.573/0.535/0.515 at test BER 0.2 and
+the BNN trained at BER 0.1 scored 0.696/0.746/0.764/0.705/0.743. With 20 copies per point,
+training seeds 0-3 x 4 evaluation seeds, the gain was 0.10-0.235 (mean 0.19, std 0.035;
+seed 0, used here, is the weakest: 0.10-0.19). The test asserts a gain > 0.08. Clean
+accuracy: standard 0.962-0.969, error-aware 0.944-0.956.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ def test_error_aware_training_tolerates_more_bit_errors(digits, trained):
     gen = torch.Generator().manual_seed(1)
     std_clean, _ = bea.accuracy_at_ber(trained["standard"], digits, 0.0, gen)
     aware_clean, _ = bea.accuracy_at_ber(trained["error_aware"], digits, 0.0, gen)
-    std_02, _ = bea.accuracy_at_ber(trained["standard"], digits, 0.2, gen, trials=5)
-    aware_02, _ = bea.accuracy_at_ber(trained["error_aware"], digits, 0.2, gen, trials=5)
+    std_02, _ = bea.accuracy_at_ber(trained["standard"], digits, 0.2, gen, trials=20)
+    aware_02, _ = bea.accuracy_at_ber(trained["error_aware"], digits, 0.2, gen, trials=20)
     assert std_clean > 0.93 and aware_clean > 0.92
     assert aware_02 - std_02 > 0.08
     # low BER (paper 003 section III): a standard BNN is untouched at 1e-4

@@ -4,9 +4,10 @@ Seed-to-seed spread measured before fixing the margin (paper001-mnist on digits,
 L = 2, seeds 0-4, 8 programmed copies per point; trained plainly or at 2x the default device
 model's programming sigma, tested at 3x, i.e. ~0.3 of the weight range): accuracy lost under
 noise, plain 0.253/0.378/0.300/0.366/0.362, HA-SGD 0.185/0.202/0.216/0.258/0.228; paired
-reduction of the loss 0.068-0.176 (mean 0.114, std 0.042). The test asserts a reduction
-> 0.03 (about 2 std below the mean). Clean accuracy: plain 0.918-0.942, HA-SGD 0.898-0.922
-(lower in every seed: the trade-off of paper 002 Fig. 7).
+reduction of the loss 0.068-0.176 (mean 0.114, std 0.042; seed 0 with 16 copies, as run
+here: 0.081). The test asserts a reduction > 0.03 (about 2 std below the mean). Clean
+accuracy: plain 0.918-0.942, HA-SGD 0.898-0.922 (lower in every seed: the trade-off of
+paper 002 Fig. 7).
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def test_hasgd_network_loses_less_accuracy_under_device_noise(dm):
         net_name="paper001-mnist",
         epochs=12,
         samples=2,
-        trials=8,
+        trials=16,
         seeds=(0,),
         progress=False,
     )
@@ -167,3 +168,17 @@ def test_known_mean_shift_is_compensated_when_used_as_prior():
     )
     acc = curves.set_index(["train_level", "test_level"]).acc_mean
     assert acc[(0.1, 0.1)] - acc[(0.0, 0.1)] > 0.15
+
+
+@pytest.mark.slow
+def test_reproduce_quick_writes_tables_plots_and_simulator_check(tmp_path):
+    out = hasgd.reproduce(tmp_path, quick=True, seed=0, progress=False)
+    assert set(out) == {"relative", "mean", "device", "simulator"}
+    for name in ("relative", "mean", "device"):
+        assert (tmp_path / f"hasgd_{name}.png").stat().st_size > 0
+        assert (tmp_path / f"hasgd_{name}.csv").stat().st_size > 0
+    sim = out["simulator"]
+    assert set(sim.config) == {"programming error only", "all non-idealities"}
+    assert len(sim) == 4 and (sim.sim_acc > 0.5).all()  # both nets work on the simulated chip
+    rel = out["relative"].set_index(["train_level", "test_level"]).acc
+    assert rel[(0.0, 0.0)] > 0.8

@@ -80,11 +80,14 @@ def fit_read_noise(
         raise ValueError("reads table has no cell read twice: read noise needs repeats >= 2")
     notes = ["estimator: differences of non-overlapping read pairs, var(d) = 2 sigma^2"]
     corr = np.zeros(len(pairs))
-    if relaxation is not None and np.all(np.isfinite(pairs[["t0", "t1"]].to_numpy())):
+    timed = np.isfinite(pairs[["t0", "t1"]].to_numpy()).all(axis=1)
+    if relaxation is not None and timed.any():
+        # pairs of cells whose last pulse is unknown (no pulse in the run's verify: in band
+        # at its first read, relaxed long before) get no correction
+        t0 = np.where(timed, pairs["t0"].to_numpy(), 0.0)
+        t1 = np.where(timed, pairs["t1"].to_numpy(), 0.0)
         corr = np.asarray(relaxation.rate(pairs["g"].to_numpy())) * (
-            np.asarray(relaxation.decades(pairs["t1"].to_numpy()))
-            - np.asarray(relaxation.decades(pairs["t0"].to_numpy()))
-        )
+            np.asarray(relaxation.decades(t1)) - np.asarray(relaxation.decades(t0)))
         notes.append("relaxation between the two reads of a pair subtracted")
     pairs = pairs.assign(corr=corr, gbin=conductance_bins(pairs["g"].to_numpy()))
     mom = group_moments(pairs, ["gbin"], "d", extra_means=["g", "corr", "t0"])

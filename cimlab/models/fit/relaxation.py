@@ -113,6 +113,8 @@ def _group(
     g0 = reads["g0_s"].to_numpy(dtype=float)
     lo, hi = PLAUSIBLE
     keep = np.isfinite(t) & (t > 0) & np.isfinite(gs) & np.isfinite(g0)
+    if "g0_time_s" in reads.columns:  # NaN: the cell's last pulse is unknown
+        keep &= np.isfinite(reads["g0_time_s"].to_numpy(dtype=float))
     keep &= (gs >= lo * g_ref) & (gs <= hi * g_ref) & (g0 >= lo * g_ref) & (g0 <= hi * g_ref)
     df = reads.loc[keep]
     t = t[keep]
@@ -141,6 +143,45 @@ def _group(
                         extra_means=["g0_s", "time_s", "t_eq_s", "g0_time_s"], trim=None)
     work = work.assign(cellkey=work["run"].astype(str) + ":" + work["cell"].astype(str))
     return work, cum[cum["n"] >= 5].reset_index(drop=True)
+
+
+class GroupLogTime:
+    """Group means of ``dL = log10(1 + t/t0) - log10(1 + tp/t0)`` over the cells of each
+    (level, time point) group, as a function of ``log10 t0``.
+
+    Cells of one group are read at one instant but were pulsed at different times (each
+    verify iteration is its own batch), so their ``t`` (read after the last pulse) and ``tp``
+    (g0 read after the last pulse) differ by up to tens of ms. With the Brownian law the
+    group's variance is ``k E[dL]``, and ``E[dL]`` differs from ``dL(E[t], E[tp])`` at
+    t ~ t0, so the exact mean is used. Cells are compressed to distinct (t, tp) pairs
+    (rounded to 0.1 % in log time), typically a few per verify iteration and group.
+    """
+
+    def __init__(self, work: pd.DataFrame, groups: pd.DataFrame):
+        t = work["t_eq_s"].to_numpy(dtype=float)
+        tp = work["g0_time_s"].to_numpy(dtype=float)
+        rt = np.round(np.log10(np.maximum(t, 1e-15)) * 1e3).astype(np.int64)
+        rp = np.where(tp > 0, np.round(np.log10(np.maximum(tp, 1e-15)) * 1e3), -(10**9))
+        agg = pd.DataFrame({"level": work["level"].to_numpy(), "tkey": work["tkey"].to_numpy(),
+                            "rt": rt, "rp": rp.astype(np.int64), "t": t, "tp": tp}).groupby(
+            ["level", "tkey", "rt", "rp"], sort=False).agg(
+            t=("t", "mean"), tp=("tp", "mean"), w=("t", "size")).reset_index()
+        gidx = pd.Series(np.arange(len(groups)), index=pd.MultiIndex.from_frame(
+            groups[["level", "tkey"]]))
+        gid = gidx.reindex(pd.MultiIndex.from_frame(agg[["level", "tkey"]])).to_numpy()
+        use = np.isfinite(gid)
+        self.gid = gid[use].astype(np.int64)
+        self.t = agg["t"].to_numpy()[use]
+        self.tp = agg["tp"].to_numpy()[use]
+        self.w = agg["w"].to_numpy(dtype=float)[use]
+        self.n = len(groups)
+        self.wsum = np.bincount(self.gid, self.w, minlength=self.n)
+
+    def __call__(self, log10_t0: float) -> np.ndarray:
+        t0 = 10.0 ** float(log10_t0)
+        v = np.log10(1.0 + self.t / t0) - np.log10(1.0 + self.tp / t0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.bincount(self.gid, self.w * v, minlength=self.n) / self.wsum
 
 
 def in_level(level: np.ndarray, g0: np.ndarray, trim: float = TRIM_MAD) -> np.ndarray:
@@ -183,7 +224,7 @@ def fit_relaxation(
     def fit_kept(cut):
         kept = cum[~cut].sort_values(["level", "tkey"]).reset_index(drop=True)
         W_m, W_v = block_whiteners(work, "level", "tkey", "cellkey", "d", kept, scale=_U)
-        return _fit_once(kept, g_ref, read_noise, forms, W_m, W_v)
+        return _fit_once(kept, g_ref, read_noise, forms, W_m, W_v, GroupLogTime(work, kept))
 
     cut1 = censored(cum["g0_s"] + cum["mean"], cum["var"])
     first = fit_kept(cut1)
@@ -203,6 +244,7 @@ def _fit_once(
     forms: tuple[str, ...],
     W_m: np.ndarray,
     W_v: np.ndarray,
+    dlog: GroupLogTime,
 ) -> RelaxationFit:
     cum = mom
     levels = np.unique(mom["level"].to_numpy())
@@ -223,7 +265,7 @@ def _fit_once(
     # --- initial t0 and per-level (c_l, k_l) by linear LS on a grid of t0
     best = None
     for lt0 in np.linspace(-6, 1, 29):
-        L = np.log10(1.0 + t / 10**lt0) - np.log10(1.0 + tp / 10**lt0)
+        L = dlog(lt0)
         A = np.zeros((y.size, 2 * n_lev))
         A[np.arange(y.size), li] = 1.0
         A[np.arange(y.size), n_lev + li] = L
@@ -263,8 +305,7 @@ def _fit_once(
             def resid(p, form=form, kf=kf, nc=nc):
                 k = _rate(form, np.asarray(p[1: 1 + kf]), g, g_ref_u)
                 c = p[1 + kf: 1 + kf + nc][li] if nc else c_fixed
-                dl = np.log10(1.0 + t / 10 ** p[0]) - np.log10(1.0 + tp / 10 ** p[0])
-                return W_v @ (y - c - k * dl)
+                return W_v @ (y - c - k * dlog(p[0]))
 
             x0 = [lt0_init, *p0, *(c_init if nc else [])]
             lb = [-9.0, *lo, *([0.0] * nc)]
@@ -287,7 +328,7 @@ def _fit_once(
     tau = float(np.mean(tp))
     lt0 = float(res.params[0])
     t0 = 10**lt0
-    L = np.log10(1.0 + t / t0) - np.log10(1.0 + tp / t0)
+    L = dlog(lt0)
     kp = res.params[1: 1 + kf]
     coeffs = _coeffs(form, kp, g_ref)
     stderr: dict[str, float] = {}
@@ -361,8 +402,7 @@ def _fit_once(
     cum = cum[ok].reset_index(drop=True)
     cl = cl[ok]
     gc_ = g_lvl[cl]
-    Lc = np.log10(1.0 + cum["t_eq_s"].to_numpy() / t0) - np.log10(
-        1.0 + cum["g0_time_s"].to_numpy() / t0)
+    Lc = L[ok]
     c_cum = c_fit[cl] if nc else (2.0 * np.asarray(read_noise.sigma(gc_ * _U)) ** 2 / _U**2
                                   if read_noise is not None else np.zeros(len(cum)))
     var_cum = c_cum + _rate(form, kp, gc_, g_ref_u) * Lc

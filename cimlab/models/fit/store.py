@@ -185,10 +185,14 @@ def _with_pulse_offset(reads: pd.DataFrame | None,
                        programmed: pd.DataFrame | None) -> pd.DataFrame | None:
     """Relaxation times from each cell's own last programming pulse.
 
-    A relaxation run times its reads from the end of programming the whole batch, but a cell's
-    relaxation starts at its own last pulse; the run's ``programmed`` table holds that offset
-    (``time_s`` = end of programming - last pulse of the cell). Added to ``time_s`` here."""
+    Runs recorded by the current procedures already time every read from the cell's own last
+    pulse and carry ``g0_time_s``: returned unchanged. Older runs (no ``g0_time_s`` column)
+    timed reads from the end of programming the whole batch, with the offset in the run's
+    ``programmed`` table (``time_s`` = end of programming - last pulse of the cell); it is
+    added to ``time_s`` here."""
     if reads is None or programmed is None or "time_s" not in programmed.columns:
+        return reads
+    if "g0_time_s" in reads.columns:
         return reads
     keys = ["run", "cell"] if "run" in reads.columns and "run" in programmed.columns else ["cell"]
     off = programmed.drop_duplicates(keys, keep="last").set_index(keys)["time_s"]
