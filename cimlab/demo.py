@@ -109,7 +109,7 @@ class DemoConfig:
     bake_ramp_k_per_s: float = param(0.5, unit="K/s", lo=0.0, lo_open=True, hi=0.5,
                                      doc="oven ramp rate")
     bn_samples: int = param(256, unit="1", lo=2, doc="BN calibration samples (training set)")
-    mc_trials: int = param(20, unit="1", lo=1, doc="simulated programmings per prediction")
+    mc_trials: int = param(30, unit="1", lo=1, doc="simulated programmings per prediction")
     test_samples: int | None = param(None, unit="1", lo=10, doc="test images (None: all 450)")
     batch_size: int = param(150, unit="1", lo=1, doc="evaluation batch")
 
@@ -120,7 +120,7 @@ class DemoConfig:
     def make(cls, seed: int = 0, quick: bool = False, **changes: Any) -> DemoConfig:
         base = dict(seed=seed, quick=quick)
         if quick:
-            base.update(epochs=12, mc_trials=3, test_samples=150)
+            base.update(epochs=12, mc_trials=5, test_samples=150, bn_samples=128)
         base.update(changes)
         return cls(**base)
 
@@ -360,17 +360,32 @@ def run_demo(config: DemoConfig | None = None, out: str | Path = "data/demo",
         t_eval0 = st.clock.now()
         chip_acc: dict[str, float] = {}
         g_maps: dict[str, np.ndarray] = {"programmed": prog.g_verify_s}
+        tick = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal tick
+            now = time.perf_counter()
+            timing[f"  {name}"] = now - tick
+            tick = now
+
         g_maps["as programmed"] = chip.read_back()
         chip_acc[STEPS[0]] = evaluate(chip, test)
+        lap("chip eval 1")
         calibrate_bn(chip, calib_x, batch_size=config.bn_samples)
+        lap("chip BN cal 1")
         chip_acc[STEPS[1]] = evaluate(chip, test)
+        lap("chip eval 2")
         st.oven.ramp_rate_k_per_s = config.bake_ramp_k_per_s
         bake = st.oven.bake(config.bake_temp_c, config.bake_s, st.clock)
         t_eval2 = st.clock.now()
         g_maps["after bake"] = chip.read_back()
+        lap("bake")
         chip_acc[STEPS[2]] = evaluate(chip, test)
+        lap("chip eval 3")
         calibrate_bn(chip, calib_x, batch_size=config.bn_samples)
+        lap("chip BN cal 2")
         chip_acc[STEPS[3]] = evaluate(chip, test)
+        lap("chip eval 4")
         timing["chip-in-the-loop"] = time.perf_counter() - t0
         round_trips = chip.round_trips
         ambient_c = float(bake.ambient_c)
@@ -378,13 +393,7 @@ def run_demo(config: DemoConfig | None = None, out: str | Path = "data/demo",
             "settle": thermal_history(prog.program_end_s, t_eval0, [], ambient_c),
             "bake": thermal_history(t_eval0, t_eval2, [bake], ambient_c),
         }
-        run = store.begin_run("demo_steps", {"demo": asdict(config)}, snapshot=st.snapshot(),
-                              seeds={"demo": int(config.seed)}, resume=False)
-        run.append("accuracy", {"step": np.array(STEPS, dtype=object),
-                                "chip": np.array([chip_acc[s] for s in STEPS])})
-        run.set_meta("bake", asdict(bake) if hasattr(bake, "__dataclass_fields__") else
-                     str(bake))
-        run.finish("completed")
+        snapshot = st.snapshot()
     # 6. prediction
     t0 = time.perf_counter()
     log(f"[6/6] prediction: {config.mc_trials} simulated programmings with the fitted model")
@@ -399,6 +408,20 @@ def run_demo(config: DemoConfig | None = None, out: str | Path = "data/demo",
                       "pred_std": sd, "pred_min": float(a.min()), "pred_max": float(a.max()),
                       "within_range": bool(a.min() - 1e-12 <= chip_acc[s] <= a.max() + 1e-12),
                       "z": float((chip_acc[s] - a.mean()) / sd) if sd > 0 else 0.0})
+    with Store.open(store_path, mode="a") as store:
+        run = store.begin_run("demo_steps", {"demo": asdict(config)}, snapshot=snapshot,
+                              seeds={"demo": int(config.seed)}, resume=False)
+        run.append("accuracy", {k: (np.array([s[k] for s in steps], dtype=object)
+                                    if k == "step" else np.array([s[k] for s in steps]))
+                                for k in ("step", "chip", "pred_mean", "pred_std", "pred_min",
+                                          "pred_max")})
+        run.append("predicted", {"step": np.repeat(np.array(STEPS, dtype=object),
+                                                   config.mc_trials),
+                                 "trial": np.tile(np.arange(config.mc_trials), len(STEPS)),
+                                 "accuracy": np.concatenate([mc[s] for s in STEPS])})
+        run.set_meta("bake", asdict(bake))
+        run.set_meta("thermal_history", history)
+        run.finish("completed")
     pv = dict(prog.summary)
     pv["chip_round_trips_inference"] = int(round_trips)
     timing["total"] = time.perf_counter() - t_all
@@ -443,7 +466,10 @@ def _plots(out: Path, result: DemoResult, placement: Any, g_maps: dict[str, np.n
     plt.close(fig)
 
     # conductance maps of the first used tiles + error histograms
-    tiles = placement.used_tiles()[:4]
+    cells = placement.all_cells().astype(np.int64) // (placement.geometry[1]
+                                                         * placement.geometry[2])
+    counts = np.bincount(cells, minlength=placement.geometry[0])
+    tiles = sorted(np.argsort(-counts, kind="stable")[:4].tolist())  # the fullest tiles
     rl = placement.config.rows_per_mvm
     fig, axes = plt.subplots(1, len(tiles) + 1, figsize=(3.2 * (len(tiles) + 1), 3.6))
     for ax, t in zip(axes[:-1], tiles, strict=False):

@@ -223,7 +223,9 @@ def programming_error(station: Any, store: Any, exp: ProgrammingErrorExp, cells:
                       ) -> ProcedureResult:
     """Programming error over ``exp.levels`` targets, single-shot and/or with program-verify.
 
-    Writes ``programmed`` (cell, level, target_s, g_s, pulses, mode, time_s) and, for
+    Writes ``programmed`` (cell, level, target_s, g_s, pulses, mode, time_s: the read after
+    the cell's last pulse, NaN where a verify needed no pulse; + pulse_time_s, the clock time
+    of that pulse) and, for
     single-shot, ``gate_curve`` (v_gate, g_mean_s, g_std_s, n_cells). The cells are split in
     two halves when both modes are requested (each cell is programmed once).
     """
@@ -302,7 +304,8 @@ def read_fluctuation(station: Any, store: Any, exp: ReadFluctuationExp, cells: n
     """Repeated reads per cell at each level as a time series, plus SMU precision reads.
 
     Program-verify all cells, wait ``settle_s``, then ``repeats`` batched reads of all cells
-    (``reads``: cell, level, target_s, repeat, time_s, g_s; time since programming). A subset
+    (``reads``: cell, level, target_s, repeat, time_s, g_s; time_s since the cell's own last
+    pulse, NaN for a cell the verify did not need to pulse). A subset
     of ``smu_cells`` cells is read with the SMU (``smu_reads``: cell, level, target_s, repeat,
     v, i_a, g_s) after routing each cell with ``array.select``.
     """
@@ -489,13 +492,15 @@ def bake_retention(station: Any, store: Any, exp: BakeRetentionExp, cells: np.nd
     """Program levels, bake at each temperature on the schedule, read after each bake step.
 
     ``reads``: cell, level, target_s, step, temp_k, bake_time_s (cumulative at temperature),
-    g_s (+ ``repeat``, ``temp_index``); ``bakes``: temp_index, step, temp_k, soak_s and the
-    clock times of each bake (start, soak start/end, back at ambient). Every bake segment and
-    every read is its own step, so a run killed anywhere resumes without repeating a read or
-    a bake: a bake segment whose completion was recorded is not baked again; one that was
-    interrupted is baked again in full after the chamber was brought back to the ambient
-    temperature recorded when the run began (``docs/procedures.md`` discusses what this means
-    for the thermal budget). ``on_step`` is called with each step name as it
+    g_s (+ ``repeat``, ``temp_index``, ``time_s`` since the cell's last pulse on the station
+    clock, bakes included, and ``g0_time_s`` of its verify read); ``bakes``: temp_index,
+    step, temp_k, soak_s and the clock times of each bake (start, soak start/end, back at
+    ambient). Every bake segment and every read is its own step, so a run killed anywhere
+    resumes without repeating a read or a bake: a bake segment whose completion was recorded
+    is not baked again; one that was interrupted is baked again in full after the chamber
+    was brought back to the ambient temperature recorded when the run began
+    (``docs/procedures.md`` discusses what this means for the thermal budget). ``on_step``
+    is called with each step name as it
     starts (progress reporting, tests).
     """
     ctx = _Context(station, store, exp, cells, seed, plan_name=plan_name, progress=progress)
@@ -604,7 +609,10 @@ def ber(station: Any, store: Any, exp: BerExp, cells: np.ndarray, seed: int, *,
     sense-amplifier reference trim does), 2T2R compares the two cells (paper 003 ref. [9]).
 
     ``bits``: condition, structure, cycle, cell, bit, read_bit, g_s (+ cell_b, g_b_s for the
-    complementary cell of a 2T2R pair; -1/NaN for 1T1R). ``conditions``: condition, icc_a,
+    complementary cell of a 2T2R pair; -1/NaN for 1T1R; + g_pre_s, g_b_pre_s: the read after
+    the precondition pulse, in the opposite state; NaN without ``precondition``), from which
+    :func:`cimlab.calibration.report.stuck_cells` finds the cells that never switched.
+    ``conditions``: condition, icc_a,
     v_reset, width_s, energy_per_bit_j (mean programming energy of one bit; 1T1R: one pulse,
     2T2R: two), energy_set_j, energy_reset_j, v_gate, g_ref_s.
     """
@@ -649,16 +657,21 @@ def ber(station: Any, store: Any, exp: BerExp, cells: np.ndarray, seed: int, *,
             vp = np.where(pd > 0, cond.v_set, cond.v_reset)
             v_gate_reset = _reset_gate(cond, v_gate_set)
             vg = np.where(pd > 0, v_gate_set, v_gate_reset)
+            g_pre = np.full(pc.size, np.nan)
             if exp.precondition:  # every programmed bit is a switching event
                 ctx.pulse(pc, -pd, np.where(pd > 0, cond.v_reset, cond.v_set),
                           np.where(pd > 0, v_gate_reset, v_gate_set), cond.width_s)
+                # read the opposite state too (one batched read): every cell is then seen
+                # after a SET and after a RESET in each cycle, so cells that never switch
+                # (stuck, paper 004) are found from this run alone (report.stuck_cells)
+                g_pre = ctx.read(pc)
             e = ctx.pulse(pc, pd, vp, vg, cond.width_s)
             g = ctx.read(pc)
             # map back (pc is the concatenation in layout order)
             off = 0
             cols: dict[str, list] = {k: [] for k in ("condition", "structure", "cycle", "cell",
                                                      "bit", "read_bit", "g_s", "cell_b",
-                                                     "g_b_s")}
+                                                     "g_b_s", "g_pre_s", "g_b_pre_s")}
             stats["e_set"].append(e[pd > 0])
             stats["e_reset"].append(e[pd < 0])
             for s in exp.structures:
@@ -674,6 +687,8 @@ def ber(station: Any, store: Any, exp: BerExp, cells: np.ndarray, seed: int, *,
                     cols["g_s"].append(gi)
                     cols["cell_b"].append(np.full(exp.bits, -1, dtype=np.int64))
                     cols["g_b_s"].append(np.full(exp.bits, np.nan))
+                    cols["g_pre_s"].append(g_pre[off - exp.bits: off])
+                    cols["g_b_pre_s"].append(np.full(exp.bits, np.nan))
                     stats["e_bit_1t1r"].append(ei)
                 else:
                     ga = g[off: off + exp.bits]
@@ -686,6 +701,8 @@ def ber(station: Any, store: Any, exp: BerExp, cells: np.ndarray, seed: int, *,
                     cols["g_s"].append(ga)
                     cols["cell_b"].append(layout[s][1::2].astype(np.int64))
                     cols["g_b_s"].append(gb)
+                    cols["g_pre_s"].append(g_pre[off - 2 * exp.bits: off - exp.bits])
+                    cols["g_b_pre_s"].append(g_pre[off - exp.bits: off])
                     stats["e_bit_2t2r"].append(ea + eb)
                 cols["condition"].append(np.full(exp.bits, cond.name))
                 cols["structure"].append(np.full(exp.bits, s))

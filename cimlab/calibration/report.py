@@ -34,7 +34,12 @@ bake_retention (``reads``)
 ber (``bits``, ``conditions``)
     per condition and structure: bits, errors (read_bit != bit), BER with its 95 %
     Clopper-Pearson (exact binomial) interval, plus the condition's icc_a, v_reset, width_s and
-    energy_per_bit_j. Plot: BER vs condition with the intervals (zero errors: the upper bound).
+    energy_per_bit_j; and the same over working cells (``bits_working``, ``errors_working``,
+    ``ber_working`` with its interval, ``excluded_cells``): stuck cells (paper 004, ~1 %)
+    hold no bit and dominate the raw BER of strong conditions, so a lab reports both.
+    Stuck cells come from a fault map in the same store where it covers the cell, else from
+    the BER run's own reads (:func:`stuck_cells`). Plot: both BERs vs condition with the
+    intervals (zero errors: the upper bound).
 fault_map (``faults``)
     per state: cells, fraction with its 95 % Clopper-Pearson interval; the share of stuck cells
     that are stuck-on. Plot: map of the cells per tile (geometry from the plan or the station
@@ -327,22 +332,174 @@ def summarize_bake(df: pd.DataFrame) -> tuple[list[Section], dict]:
     return sections, {"steps": len(by_step)}
 
 
-def summarize_ber(tables: dict[str, pd.DataFrame]) -> tuple[list[Section], dict]:
+#: A BER-run cell has switched when the median of its reads after SET exceeds the median of
+#: its reads after RESET by at least this much [S] ... (see :func:`stuck_cells`)
+STUCK_WINDOW_S = 2e-6
+#: ... and by at least this fraction of the larger median (a stuck-on cell at ~60 uS reads
+#: with ~1 % noise, paper 000: 10 % is > 7 standard deviations of a read difference).
+STUCK_WINDOW_REL = 0.1
+#: Conductance [S] above which a cell that never switched counts as stuck-on (as the fault
+#: map's default ``g_split_s``).
+STUCK_SPLIT_S = 10e-6
+#: A cell that never switched but lies within this many robust standard deviations (ln g)
+#: of the condition's LRS is a working cell the condition's RESET cannot switch.
+STUCK_STATE_SIGMAS = 4.0
+
+
+def _state_reads(bits: pd.DataFrame) -> pd.DataFrame:
+    """Long table (cell, after, g) of a BER ``bits`` table: every read of every cell with the
+    state it was last pulsed to (``after`` 0: SET / LRS, 1: RESET / HRS)."""
+    bit = bits["bit"].to_numpy().astype(np.int64)
+    cell = bits["cell"].to_numpy().astype(np.int64)
+    parts = [(cell, bit, bits["g_s"].to_numpy(dtype=float))]
+    has_b = "cell_b" in bits.columns and "g_b_s" in bits.columns
+    if has_b:
+        cb = bits["cell_b"].to_numpy().astype(np.int64)
+        parts.append((cb, 1 - bit, bits["g_b_s"].to_numpy(dtype=float)))
+    if "g_pre_s" in bits.columns:  # the precondition read: the opposite state
+        parts.append((cell, 1 - bit, bits["g_pre_s"].to_numpy(dtype=float)))
+        if has_b and "g_b_pre_s" in bits.columns:
+            parts.append((cb, bit, bits["g_b_pre_s"].to_numpy(dtype=float)))
+    c, a, g = (np.concatenate(x) for x in zip(*parts, strict=True))
+    ok = (c >= 0) & np.isfinite(g)
+    return pd.DataFrame({"cell": c[ok], "after": a[ok], "g": g[ok]})
+
+
+def stuck_cells(bits: pd.DataFrame, faults: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Which cells of a BER run hold no bit (stuck-at faults, paper 004: ~1 % of cells).
+
+    ``bits``: a ``ber`` ``bits`` table (the procedure gives every condition its own cells;
+    call it per condition where cells are shared).
+
+    The one rule for the report's working-cell BER and the binary-state fitter
+    (:func:`cimlab.models.fit.binary.fit_binary`). Per cell, in this order:
+
+    1. a ``fault_map`` ``faults`` table that lists the cell decides (source "fault_map"):
+       stuck_on / stuck_off, or ok;
+    2. else the BER run itself (source "ber_run"), when it read the cell after a SET and
+       after a RESET (the precondition read ``g_pre_s``, or cycles with both bits): the cell
+       switched when ``median(g after SET) - median(g after RESET) >= max(STUCK_WINDOW_S,
+       STUCK_WINDOW_REL * the larger median)`` (a cell whose medians differ by that much the
+       other way moved too, and is not stuck); one that did not move is stuck (on above
+       :data:`STUCK_SPLIT_S`, else off) unless its conductance lies inside the LRS of that
+       condition's switching cells (:data:`STUCK_STATE_SIGMAS`): then it is a
+       working cell the condition cannot switch (a weak RESET above the cell's floor leaves
+       it in the LRS), whose wrong reads are that condition's bit errors. Medians of
+       conductances, not read bits: a working cell that was read wrong (a bit error, what
+       the BER counts) still moved, so the rule does not remove the errors it counts;
+    3. else "unknown" (source "none": seen in one state only), counted as working.
+
+    Returns a DataFrame indexed by cell: state ("ok", "stuck_on", "stuck_off", "unknown"),
+    source, g_set_s, g_reset_s (medians; NaN if not seen).
+    """
+    parts = []
+    by = bits.groupby(bits["condition"].astype(str), sort=False) if "condition" in \
+        bits.columns else [("", bits)]
+    for _, b in by:
+        parts.append(_stuck_from_run(_state_reads(b)))
+    out = pd.concat(parts)
+    out = out[~out.index.duplicated(keep="last")]
+    if faults is not None and len(faults):
+        fm = faults.drop_duplicates("cell", keep="last").set_index("cell")["state"].astype(str)
+        fm.index = fm.index.astype(np.int64)
+        common = out.index.intersection(fm.index)
+        out.loc[common, "state"] = fm.loc[common].to_numpy()
+        out.loc[common, "source"] = "fault_map"
+    return out
+
+
+def _stuck_from_run(reads: pd.DataFrame) -> pd.DataFrame:
+    """Rule 2 of :func:`stuck_cells` on one condition's reads (cell, after, g)."""
+    med = reads.groupby(["cell", "after"])["g"].median().unstack("after")
+    med = med.reindex(columns=[0, 1])
+    g_set = med[0].to_numpy(dtype=float)
+    g_reset = med[1].to_numpy(dtype=float)
+    seen_both = np.isfinite(g_set) & np.isfinite(g_reset)
+    top = np.fmax(g_set, g_reset)
+    window = np.maximum(STUCK_WINDOW_S, STUCK_WINDOW_REL * top)
+    switched = seen_both & ((g_set - g_reset) >= window)
+    level = np.where(seen_both, 0.5 * (g_set + g_reset), np.fmax(g_set, g_reset))
+    # a cell that did not switch but sits inside the LRS of the cells that did is
+    # a working cell this condition cannot switch (e.g. a weak RESET above the cell's floor,
+    # docs/physics.md): its wrong reads are bit errors of the condition, not a fault
+    inside = np.zeros(level.size, dtype=bool)
+    for col in (g_set,):  # SET pulses (2 V) switch every working cell; RESETs may not
+        x = np.log(col[switched & (col > 0)])
+        if x.size >= 20:
+            mu = np.median(x)
+            sd = 1.4826 * np.median(np.abs(x - mu))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                inside |= np.abs(np.log(level) - mu) <= STUCK_STATE_SIGMAS * max(sd, 1e-3)
+    moved = seen_both & (np.abs(g_set - g_reset) >= window)  # either way: not stuck
+    state = np.where(~seen_both, "unknown", np.where(
+        moved | inside, "ok", np.where(level > STUCK_SPLIT_S, "stuck_on", "stuck_off")))
+    out = pd.DataFrame({"state": state, "source": np.where(seen_both, "ber_run", "none"),
+                        "g_set_s": g_set, "g_reset_s": g_reset}, index=med.index)
+    out.index.name = "cell"
+    return out
+
+
+def working_bits(bits: pd.DataFrame, stuck: pd.DataFrame) -> np.ndarray:
+    """Mask of the rows of ``bits`` whose cell (and 2T2R partner) is not stuck."""
+    bad = stuck.index[stuck["state"].isin(("stuck_on", "stuck_off"))].to_numpy()
+    ok = ~np.isin(bits["cell"].to_numpy().astype(np.int64), bad)
+    if "cell_b" in bits.columns:
+        cb = bits["cell_b"].to_numpy().astype(np.int64)
+        ok &= ~((cb >= 0) & np.isin(cb, bad))
+    return ok
+
+
+def summarize_ber(tables: dict[str, pd.DataFrame], faults: pd.DataFrame | None = None
+                  ) -> tuple[list[Section], dict]:
+    """BER per condition and structure: raw (every bit) and over working cells (bits whose
+    cells :func:`stuck_cells` does not flag, using ``faults`` of a fault_map run when
+    given), each with its Clopper-Pearson interval, and the cells excluded."""
     bits = tables["bits"]
     err = (bits["read_bit"].to_numpy() != bits["bit"].to_numpy())
-    d = bits[["condition", "structure"]].assign(error=err)
+    ok = np.ones(len(bits), dtype=bool)
+    excl = np.zeros(len(bits), dtype=np.int64)
+    per_cond = []
+    cond = bits["condition"].astype(str).to_numpy()
+    for name in dict.fromkeys(cond):  # each condition on its own cells (procedures.ber)
+        rows = np.flatnonzero(cond == name)
+        b = bits.iloc[rows]
+        st = stuck_cells(b, faults)
+        per_cond.append(st)
+        ok[rows] = working_bits(b, st)
+        bad = st.index[st["state"].isin(("stuck_on", "stuck_off"))].to_numpy()
+        excl[rows] = np.isin(b["cell"].to_numpy().astype(np.int64), bad).astype(np.int64)
+        if "cell_b" in b.columns:
+            cb = b["cell_b"].to_numpy().astype(np.int64)
+            excl[rows] += ((cb >= 0) & np.isin(cb, bad)).astype(np.int64)
+    stuck = pd.concat(per_cond)
+    d = bits[["condition", "structure", "cycle"]].assign(
+        error=err, ok=ok, err_ok=err & ok, excl=np.where(bits["cycle"].to_numpy()
+                                                         == bits["cycle"].min(), excl, 0))
     s = d.groupby(["condition", "structure"], sort=False).agg(
-        bits=("error", "size"), errors=("error", "sum")).reset_index()
+        bits=("error", "size"), errors=("error", "sum"), bits_working=("ok", "sum"),
+        errors_working=("err_ok", "sum"), excluded_cells=("excl", "sum")).reset_index()
     s["ber"] = s["errors"] / s["bits"]
     lo, hi = clopper_pearson(s["errors"], s["bits"])
     s["ber_lo"], s["ber_hi"] = lo, hi
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s["ber_working"] = s["errors_working"] / s["bits_working"]
+    lo, hi = clopper_pearson(s["errors_working"], s["bits_working"])
+    s["ber_working_lo"], s["ber_working_hi"] = lo, hi
+    is_stuck = stuck["state"].isin(("stuck_on", "stuck_off"))
+    src = stuck.loc[is_stuck, "source"].value_counts()
+    how = ", ".join(f"{n} cells by {k}" for k, n in src.items())
+    unknown = int((stuck["source"] == "none").sum())
+    note = (f"working cells: stuck cells excluded ({how or 'none found'}"
+            + (f"; {unknown} cells seen in one state only, kept" if unknown else "") + ")")
     if "conditions" in tables and len(tables["conditions"]):
         c = tables["conditions"].drop_duplicates("condition")
         s = s.merge(c, on="condition", how="left")
     sections = [Section(f"bit error rate per condition and structure ({CONFIDENCE:.0%} "
-                        "Clopper-Pearson interval)", s)]
-    figures = {f"{r.condition}/{r.structure}": {"ber": float(r.ber), "ber_hi": float(r.ber_hi)}
-               for r in s.itertuples()}
+                        "Clopper-Pearson interval)", s, note=note)]
+    figures = {f"{r.condition}/{r.structure}": {
+        "ber": float(r.ber), "ber_hi": float(r.ber_hi), "ber_working": float(r.ber_working),
+        "ber_working_lo": float(r.ber_working_lo), "ber_working_hi": float(r.ber_working_hi),
+        "excluded_cells": int(r.excluded_cells)} for r in s.itertuples()}
     return sections, figures
 
 
@@ -516,16 +673,24 @@ def _plot_ber(s: pd.DataFrame, out: Path, stem: str) -> list[Path]:
     conds = list(dict.fromkeys(s["condition"]))
     x_of = {c: i for i, c in enumerate(conds)}
     structures = list(dict.fromkeys(s["structure"]))
+    series = [("", "errors", "o")]
+    if "ber_working" in s.columns:
+        series.append(("_working", "errors_working", "s"))
+    n_series = len(structures) * len(series)
     for j, (st, g) in enumerate(s.groupby("structure", sort=False)):
-        x = np.array([x_of[c] for c in g["condition"]]) + (j - (len(structures) - 1) / 2) * 0.15
-        has = g["errors"].to_numpy() > 0
-        ber = g["ber"].to_numpy()
-        lo, hi = g["ber_lo"].to_numpy(), g["ber_hi"].to_numpy()
-        line = ax.errorbar(x[has], ber[has], yerr=[ber[has] - lo[has], hi[has] - ber[has]],
-                           fmt="o", capsize=3, label=str(st))
-        if (~has).any():
-            ax.plot(x[~has], hi[~has], "v", color=line[0].get_color(),
-                    label=f"{st}: no errors (upper bound)")
+        for m, (suffix, errs, marker) in enumerate(series):
+            pos = j * len(series) + m
+            x = np.array([x_of[c] for c in g["condition"]]) + (pos - (n_series - 1) / 2) * 0.1
+            has = g[errs].to_numpy() > 0
+            ber = g[f"ber{suffix}"].to_numpy()
+            lo, hi = g[f"ber{suffix}_lo"].to_numpy(), g[f"ber{suffix}_hi"].to_numpy()
+            label = f"{st}, " + ("working cells" if suffix else "all cells (raw)")
+            line = ax.errorbar(x[has], ber[has], yerr=[ber[has] - lo[has], hi[has] - ber[has]],
+                               fmt=marker, capsize=3, label=label,
+                               mfc="none" if suffix else None)
+            if (~has).any():
+                ax.plot(x[~has], hi[~has], "v", color=line[0].get_color(),
+                        label=f"{label}: no errors (upper bound)")
     ticks = list(conds)
     if "energy_per_bit_j" in s.columns:
         energy = s.drop_duplicates("condition").set_index("condition")["energy_per_bit_j"]
@@ -601,7 +766,8 @@ def _plot_endurance(s: pd.DataFrame, out: Path, stem: str) -> list[Path]:
 
 # =========================================================================== driver
 def _summarize_kind(rep: RunReport, run: Any, tables: dict[str, pd.DataFrame],
-                    out_dir: Path | None, stem: str) -> Callable[[], list[Path]] | None:
+                    out_dir: Path | None, stem: str, faults: pd.DataFrame | None = None
+                    ) -> Callable[[], list[Path]] | None:
     """Fill ``rep`` with the sections of its kind; return the plotting closure."""
     kind = rep.kind
     plot = None
@@ -635,7 +801,7 @@ def _summarize_kind(rep: RunReport, run: Any, tables: dict[str, pd.DataFrame],
         def plot():
             return _plot_bake(stats, out_dir, stem)
     elif kind == "ber":
-        rep.sections, rep.figures = summarize_ber(tables)
+        rep.sections, rep.figures = summarize_ber(tables, faults)
         s = rep.sections[0].frame
 
         def plot():
@@ -662,8 +828,21 @@ def _tables_section(tables: dict[str, pd.DataFrame]) -> Section:
          "columns": [", ".join(t.columns) for t in tables.values()]}))
 
 
-def summarize_run(run: Any, out_dir: Path | None = None) -> RunReport:
-    """Summary (and, with ``out_dir``, plots) of one :class:`cimlab.store.Run`."""
+def fault_table(store: Any) -> pd.DataFrame | None:
+    """The ``faults`` table of the store's fault maps (completed runs, later runs win per
+    cell), or None without one."""
+    frames = [r.table("faults") for r in sorted(store, key=lambda r: r.uid)
+              if r.kind == "fault_map" and r.status == "completed" and "faults" in r.tables]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return None
+    return pd.concat(frames, ignore_index=True).drop_duplicates("cell", keep="last")
+
+
+def summarize_run(run: Any, out_dir: Path | None = None,
+                  faults: pd.DataFrame | None = None) -> RunReport:
+    """Summary (and, with ``out_dir``, plots) of one :class:`cimlab.store.Run`. ``faults``:
+    a fault map's table (:func:`fault_table`), used by BER runs to exclude stuck cells."""
     rep = RunReport(uid=run.uid, kind=run.kind, status=run.status)
     tables = {t: run.table(t) for t in run.tables}
     stem = f"{run.uid}_{run.kind}"
@@ -679,7 +858,7 @@ def summarize_run(run: Any, out_dir: Path | None = None) -> RunReport:
         rep.sections.append(_tables_section(tables))
         return rep
     try:
-        plot = _summarize_kind(rep, run, tables, out_dir, stem)
+        plot = _summarize_kind(rep, run, tables, out_dir, stem, faults)
     except KeyError as exc:  # a table without a column of the contract
         rep.sections, rep.figures = [], {}
         rep.notes.append(f"cannot summarize this {kind} run: column {exc} is missing "
@@ -712,8 +891,9 @@ def report(store_path: str | Path, out_dir: str | Path | None = None, *,
     reports = []
     with Store.open(store_path, "r") as store:
         runs = [store.run(u) for u in uids] if uids else list(store)
+        faults = fault_table(store) if any(r.kind == "ber" for r in runs) else None
         for run in runs:
-            reports.append(summarize_run(run, out))
+            reports.append(summarize_run(run, out, faults))
     return reports
 
 

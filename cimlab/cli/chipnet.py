@@ -41,7 +41,7 @@ def register(sub: Any) -> None:
     d.add_argument("--quick", action="store_true",
                    help="reduced sizes: fewer cells, test images and Monte Carlo trials")
     d.add_argument("--trials", type=int, default=None,
-                   help="simulated programmings per prediction (default 20, --quick 3)")
+                   help="simulated programmings per prediction (default 30, --quick 5)")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     d.set_defaults(func=_demo)
 
@@ -120,7 +120,9 @@ def _demo(args: argparse.Namespace) -> int:
     pv = res.program_verify
     print(f"  {pv['cells']} cells on {pv['chip_tiles']} chip tiles: "
           f"{100 * pv['success_rate']:.2f} % within +-1 uS, {pv['pulses_mean']:.2f} pulses/cell,"
-          f" {1e6 * pv['energy_total_j']:.3f} uJ, instrument time {pv['instrument_time_s']:.2f} s")
+          f" {1e6 * pv['energy_total_j']:.3f} uJ (+ {1e6 * pv.get('erase_energy_j', 0.0):.3f} uJ"
+          f" erase pulse), instrument time {pv['instrument_time_s']:.2f} s, "
+          f"{pv['round_trips']} round trips")
     print()
     print(res.table())
     print()
@@ -147,7 +149,8 @@ def _program_net(args: argparse.Namespace) -> int:
                               progress=not args.no_progress,
                               extra_meta={"checkpoint": str(args.net),
                                           "dataset": ckpt.get("dataset"),
-                                          "station_file": str(args.station)})
+                                          "station_file": str(args.station),
+                                          "emulator": getattr(st, "emulator_state", None)})
     print(f"run {res.run_uid} in {args.out}")
     print(res.table())
     return 0
@@ -212,6 +215,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                                     "bn_run": bn_uid or "trained", "accuracy": float(acc),
                                     "samples": int(n), "clock_s": float(t0)})
             run.set_meta("round_trips", int(chip.round_trips))
+            run.set_meta("emulator", getattr(st, "emulator_state", None))
             run.finish("completed")
     print(f"chip-in-the-loop accuracy on {n} {args.data} test images: {acc:.4f} "
           f"(BN statistics: {bn_uid or 'as trained'}; {chip.round_trips} MVM round trips; "
@@ -259,6 +263,7 @@ def _bn_calibrate(args: argparse.Namespace) -> int:
             run.append("bn_stats", {k: (np.array(v, dtype=object) if k == "layer"
                                         else np.asarray(v)) for k, v in cols.items()})
             run.set_meta("shift", rep.shift)
+            run.set_meta("emulator", getattr(st, "emulator_state", None))
             run.finish("completed")
     print(f"BN calibration with {rep.n_samples} samples on the chip: {len(rep.layers)} layers; "
           "mean shift per layer (in old std): "

@@ -23,8 +23,9 @@ A layer's forward (the same signal chain as the simulator's tiled forward, paper
    macros); the column integrator accumulates the first and subtracts the second before one
    conversion (so quantisation equals the simulator's). ``bipolar`` drives negative voltages
    directly (the protocol allows ``|v| <= v_mvm_max``). The bias row (paper 002: input ``s``)
-   has its own driver at ``v_fs * s / xr`` (checked against the station's ``mvm_v_max_v``,
-   never clamped); a bias-only logical tile is measured with one vector per batch.
+   is driven at ``v_fs * s / xr`` when ``s <= xr``; beyond the DAC's full scale it is measured
+   at ``v_fs`` in one extra vector of the same command and scaled by ``s / xr`` digitally
+   (nothing is clamped); a bias-only logical tile is measured with one vector per batch.
 3. ADC on the host, per logical tile and differential column pair: ``I+ - I-`` is converted
    to weight units (``wmax / (g_max - g_min) * xr / v_fs``) and rounded to ``adc_bits`` over the
    worst-case full scale of the tile computed from the *target* conductances (the simulator's
@@ -224,39 +225,59 @@ class ChipLayer(nn.Module):
         per_col = lay.per_col
         n_rows_chip = self.chip_rows
         bias_u = self.bias_s / xr if lay.has_bias else 0.0
+        # The bias row (input s, paper 002) is driven at v_fs * s / xr when that lies within
+        # the DAC's full scale; otherwise it is measured once per batch at full scale in an
+        # extra vector of the same command and scaled by s / xr digitally (never clamped).
+        bias_extra = bias_u > 1.0
         # augmented input: [u, bias, empty]
         aug = np.zeros((m_vec, k + 2))
         aug[:, :k] = u.numpy()
-        aug[:, k] = bias_u
+        aug[:, k] = 0.0 if bias_extra else bias_u
+        unit_bias = np.zeros((1, k + 2))
+        unit_bias[0, k] = 1.0
         two = signed and cfg.input_mode == "two_phase"
         f = self.mapping.slice_factors(dtype=torch.float64).numpy()  # (S,) weight per S
         to_w = xr / cfg.v_fs
         nt = lay.n_tiles_total
         psum = np.zeros((nt, m_vec, s_n, lay.n_col_tiles * per_col))
+        used = 2 * s_n * per_col
+
+        def volts(src: np.ndarray, idx: np.ndarray, row0: int) -> np.ndarray:
+            v = np.zeros((src.shape[0], n_rows_chip))
+            v[:, row0:row0 + rl] = src[:, idx] * cfg.v_fs
+            return v
+
         for tile, groups in self._groups.items():
             blocks, spans = [], []
             for rt, ct, row0 in groups:
                 idx = self._row_index[rt]
-                only_bias = lay.has_bias and rt == lay.bias_tile and rt >= lay.n_row_tiles
-                src = aug[:1] if only_bias else aug
-                v = np.zeros((src.shape[0], n_rows_chip))
-                v[:, row0:row0 + rl] = src[:, idx] * cfg.v_fs
-                if two:
-                    vp, vn = np.maximum(v, 0.0), np.maximum(-v, 0.0)
-                    blocks += [vp, vn]
-                    spans.append((rt, ct, src.shape[0], True))
+                with_bias = lay.has_bias and rt == lay.bias_tile
+                only_bias = with_bias and rt >= lay.n_row_tiles
+                if only_bias:  # a bias-only logical tile: one vector per batch
+                    src = unit_bias if bias_extra else aug[:1]
+                else:
+                    src = aug
+                v = volts(src, idx, row0)
+                if two and not only_bias:
+                    blocks += [np.maximum(v, 0.0), np.maximum(-v, 0.0)]
                 else:
                     blocks.append(v)
-                    spans.append((rt, ct, src.shape[0], False))
+                extra = with_bias and bias_extra and not only_bias
+                if extra:
+                    blocks.append(volts(unit_bias, idx, row0))
+                spans.append((rt, ct, src.shape[0], two and not only_bias, extra,
+                              bias_u if (bias_extra and only_bias) else 1.0))
             cur = self.backend.mvm(tile, np.concatenate(blocks, axis=0), self.layer_name)
             pos = 0
-            for rt, ct, nv, is_two in spans:
-                i_t = cur[pos:pos + nv]
+            for rt, ct, nv, is_two, extra, scale in spans:
+                i_t = cur[pos:pos + nv] * scale
                 pos += nv
                 if is_two:
                     i_t = i_t - cur[pos:pos + nv]
                     pos += nv
-                used = 2 * s_n * per_col
+                if extra:
+                    i_t = i_t + bias_u * cur[pos:pos + 1]
+                    pos += 1
                 d = i_t[:, :used].reshape(nv, per_col, s_n, 2)
                 diff = (d[..., 0] - d[..., 1]) * f[None, None, :] * to_w  # (nv, per_col, S)
                 psum[rt, :, :, ct * per_col:(ct + 1) * per_col] = diff.transpose(0, 2, 1)

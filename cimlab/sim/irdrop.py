@@ -32,13 +32,14 @@ IR_DROP_FORMS = ("rational", "first_order")
 
 def drop_factors(g: torch.Tensor) -> torch.Tensor:
     """``A + B`` [S] for tiles ``g`` of shape ``(..., R, P)`` [S] (module docstring)."""
-    # A_ij = sum_{k<=j} sum_{j'>=k} G_ij'  (current through word-line segment k, accumulated)
-    suffix_cols = g.flip(-1).cumsum(-1).flip(-1)
-    a = suffix_cols.cumsum(-1)
+    # A_ij = sum_{k<=j} sum_{j'>=k} G_ij'  (current through word-line segment k, accumulated);
+    # suffix sums as total - prefix + self (no flipped copies)
+    prefix = g.cumsum(-1)
+    a = (g.sum(-1, keepdim=True) - prefix).add_(g).cumsum_(-1)
     # B_ij = sum_{k>=i} sum_{i'<=k} G_i'j  (current through bit-line segment k, accumulated)
-    prefix_rows = g.cumsum(-2)
-    b = prefix_rows.flip(-2).cumsum(-2).flip(-2)
-    return a + b
+    p_rows = g.cumsum(-2)
+    b = (p_rows.sum(-2, keepdim=True) - p_rows.cumsum(-2)).add_(p_rows)
+    return a.add_(b)
 
 
 def effective_conductance(

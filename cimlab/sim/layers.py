@@ -521,26 +521,27 @@ class AnalogLayer(nn.Module):
                 z = torch.randn(psum.shape, generator=gen, device=psum.device, dtype=psum.dtype)
                 psum = psum + var.clamp_(min=0.0).sqrt_().mul_(z)
             if pb is not None and lay.bias_tile < lay.n_row_tiles:
-                psum[lay.bias_tile] += self._psum_view(pb, psum)
+                tile = self._tile(psum, lay.bias_tile)
+                tile += self._psum_view(pb, tile)
                 if mode == "output":  # per-sample fluctuation of the bias row's cells
-                    zb = torch.randn(psum[lay.bias_tile].shape, generator=gen,
-                                     device=psum.device, dtype=psum.dtype)  # fmt: skip
-                    psum[lay.bias_tile] += zb.mul_(self._psum_view(self.sd_b_slices, psum))
+                    zb = torch.randn(tile.shape, generator=gen, device=psum.device,
+                                     dtype=psum.dtype)  # fmt: skip
+                    tile += zb.mul_(self._psum_view(self.sd_b_slices, tile))
             if cal:
                 self._record_adc(psum, None, S, out)
-                outs.append(psum.sum(0))
+                outs.append(self._tile_sum(psum))
                 continue
             psum.mul_(inv).clamp_(-q, q).round_().mul_(step)
-            outs.append(psum.sum(0))
+            outs.append(self._tile_sum(psum))
         y = torch.cat(outs, dim=0) if len(outs) > 1 else outs[0]
         if pb is not None and lay.bias_tile >= lay.n_row_tiles:  # bias on a tile of its own
             if cal:
                 self._record_adc(None, pb, S, out)
-                y = y + self._psum_view(pb, y)
+                y = y + self._out_view(pb)
             else:
                 rb = r[lay.n_row_tiles]
                 yb = torch.round((pb / rb).clamp(-1.0, 1.0) * q) * (rb / q)
-                y = y + self._psum_view(yb, y)
+                y = y + self._out_view(yb)
         return self._finish(y, S, out)
 
     @torch.no_grad()
@@ -565,6 +566,18 @@ class AnalogLayer(nn.Module):
         raise NotImplementedError
 
     def _psum_view(self, v: torch.Tensor, like: torch.Tensor, tiles: bool = False):
+        raise NotImplementedError
+
+    def _tile(self, psum: torch.Tensor, t: int) -> torch.Tensor:
+        """View of row tile ``t``'s partial sums."""
+        raise NotImplementedError
+
+    def _tile_sum(self, psum: torch.Tensor) -> torch.Tensor:
+        """Digital sum over row tiles -> (N, S*out, ...)."""
+        raise NotImplementedError
+
+    def _out_view(self, v: torch.Tensor) -> torch.Tensor:
+        """(S*out,) vector shaped to add to a tile sum."""
         raise NotImplementedError
 
     def _reduce_abs(self, psum: torch.Tensor) -> torch.Tensor:
@@ -622,6 +635,15 @@ class AnalogLinear(AnalogLayer):
 
     def _psum_view(self, v, like, tiles=False):
         return v[:, None, :] if tiles else v
+
+    def _tile(self, psum, t):
+        return psum[t]
+
+    def _tile_sum(self, psum):
+        return psum.sum(0)
+
+    def _out_view(self, v):
+        return v
 
     def _psum_numel(self, x):
         n = x.numel() // x.shape[-1]
@@ -684,17 +706,32 @@ class AnalogConv2d(AnalogLayer):
         lay, b = self.layout, self.base
         kh, kw = b.kernel_size
         cpt = lay.stride // (kh * kw)
-        pad = lay.n_row_tiles * cpt - x.shape[1]
-        if pad:
-            x = F.pad(x, (0, 0, 0, 0, 0, pad))
+        c_pad = lay.n_row_tiles * cpt
         if lay.n_row_tiles > 1:  # oneDNN's grouped convolution is much faster in NHWC
-            x = x.contiguous(memory_format=torch.channels_last)
+            xp = torch.empty((x.shape[0], c_pad, *x.shape[2:]), dtype=x.dtype, device=x.device,
+                             memory_format=torch.channels_last)  # fmt: skip
+            xp[:, : x.shape[1]] = x
+            xp[:, x.shape[1] :] = 0.0
+            x = xp
+        elif c_pad > x.shape[1]:
+            x = F.pad(x, (0, 0, 0, 0, 0, c_pad - x.shape[1]))
         y = F.conv2d(x, wt, None, b.stride, b.padding, b.dilation, lay.n_row_tiles)
-        n, _, h, w = y.shape
-        return y.reshape(n, lay.n_row_tiles, -1, h, w).transpose(0, 1)  # (nt, N, S*out, H, W)
+        # partial sums as (N, H, W, n_tiles, S*out): contiguous for NHWC output, so the ADC
+        # steps and the sum over tiles run along memory
+        yp = y.permute(0, 2, 3, 1)
+        return yp.reshape(*yp.shape[:3], lay.n_row_tiles, -1)
 
     def _psum_view(self, v, like, tiles=False):
-        return v[:, None, :, None, None] if tiles else v[:, None, None]
+        return v  # (n_tiles, S*out) or (S*out,): broadcast over the trailing dimensions
+
+    def _tile(self, psum, t):
+        return psum[..., t, :]
+
+    def _tile_sum(self, psum):
+        return psum.sum(3).permute(0, 3, 1, 2)  # (N, S*out, H, W), NHWC memory
+
+    def _out_view(self, v):
+        return v[:, None, None]
 
     def _psum_numel(self, x):
         b = self.base
@@ -707,9 +744,11 @@ class AnalogConv2d(AnalogLayer):
         return x.shape[0] * hw * self.w_tiles.shape[0]
 
     def _reduce_abs(self, psum):
-        return psum.abs().amax(dim=(1, 3, 4))
+        return psum.abs().amax(dim=(0, 1, 2))
 
     def _finish(self, y, S, out):
+        if S == 1:
+            return y
         n, _, h, w = y.shape
         return y.reshape(n, S, out, h, w).sum(1)
 

@@ -61,6 +61,8 @@ class Mapping:
         pos = w >= 0
         if self.levels is None:
             mags = [u]
+        elif self.slices == 1:
+            mags = [torch.round(u * self.m_max).div_(self.levels - 1)]
         else:
             m = torch.round(u * self.m_max)
             L = self.levels
@@ -70,9 +72,11 @@ class Mapping:
                 mags.append(digit / (L - 1))
                 m = torch.div(m - digit, L, rounding_mode="floor")
         mag = torch.stack(mags)  # (S, ...)
-        g_on = self.g_min + self.span * mag
-        g_off = torch.full_like(g_on, self.g_min)
-        return torch.stack([torch.where(pos, g_on, g_off), torch.where(pos, g_off, g_on)])
+        on = mag.mul_(self.span)  # conductance above g_min of the cell on the weight's side
+        g = torch.empty((2, *on.shape), dtype=on.dtype, device=on.device)
+        torch.mul(on, pos, out=g[0])
+        torch.mul(on, ~pos, out=g[1])
+        return g.add_(self.g_min)
 
     def weights(self, g: torch.Tensor) -> torch.Tensor:
         """Weight [1] represented by conductances ``g`` of shape ``(2, S, ...)``."""

@@ -46,7 +46,7 @@ from torch import nn
 
 from cimlab.errors import ConfigError
 from cimlab.params import check, param
-from cimlab.sim.mapping import Mapping, TileLayout, make_layout, to_tiles
+from cimlab.sim.mapping import Mapping, TileLayout, to_tiles
 
 #: Version of the placement record layout (meta + table) written to the store.
 PLACEMENT_VERSION = 1

@@ -10,8 +10,12 @@ step            what happens (each a committed step: a killed run resumes after 
                 chip tile, tile_row, col, cell, target_s) and ``state`` (the network's
                 parameters and buffers: key, index, value), so the store alone rebuilds
                 the network
-``park``        one deep RESET of every cell of the logical tiles' regions that holds no
-                weight (table ``parked``: cell, g_s)
+``erase``       one deep RESET of every cell of the logical tiles' regions (one command):
+                every weight cell starts from a known state and is freshly programmed
+                (a cell that verify would accept untouched keeps an old, already relaxed
+                state, which the device model's "programmed at t = 0" does not describe),
+                and the cells that hold no weight are parked at the bottom of the window
+                (table ``parked``: cell, g_s)
 ``verify``      program-verify of ALL network cells at once
                 (:func:`cimlab.calibration.program_verify.program_verify`: one pulse command
                 and one read command per iteration); table ``programmed``: cell, level
@@ -82,6 +86,7 @@ class NetworkProgramResult:
             ("stuck cells detected", f"{s['stuck_detected']}"),
             ("pulses/cell mean", f"{s['pulses_mean']:.2f}"),
             ("energy total [uJ]", f"{1e6 * s['energy_total_j']:.3f}"),
+            ("  + erase pulse [uJ]", f"{1e6 * s.get('erase_energy_j', 0.0):.3f}"),
             ("energy/cell [pJ]", f"{1e12 * s['energy_per_cell_j']:.2f}"),
             ("round trips", f"{s['round_trips']}"),
             ("instrument time [s]", f"{s['instrument_time_s']:.3f}"),
@@ -179,16 +184,20 @@ def program_network(
                 for k, v in extra_meta.items():
                     run.set_meta(k, v)
             run.complete_step("placement")
-        if "park" not in done:
+        if "erase" not in done:
             t0 = station.clock.now()
             parked = placement.unused_cells()
+            region = np.concatenate([cells, parked])
+            e = np.asarray(station.array.pulse(region, "reset", cfg.v_reset_max,
+                                               cfg.v_gate_reset, cfg.width_s), dtype=float)
+            run.set_meta("erase", {"cells": int(region.size),
+                                   "energy_network_cells_j": float(e[:cells.size].sum()),
+                                   "energy_total_j": float(e.sum())})
             if parked.size:
-                station.array.pulse(parked, "reset", cfg.v_reset_max, cfg.v_gate_reset,
-                                    cfg.width_s)
                 g_p = np.asarray(station.array.read(parked), dtype=float)
                 run.append("parked", {"cell": parked.astype(np.int64), "g_s": g_p})
             run.add_instrument_time(station.clock.now() - t0)
-            run.complete_step("park")
+            run.complete_step("erase")
         if "verify" not in done:
             rng = np.random.default_rng(int(run.seeds.get("program_verify", seed)))
             res = program_verify(station.array, cells, targets, cfg, clock=station.clock,
@@ -214,6 +223,8 @@ def program_network(
         g_rb = run.table("readback")["g_s"].to_numpy(dtype=float)
         summ["readback_within_tol"] = float(np.mean(np.abs(g_rb - targets) <= cfg.tolerance_s))
         summ["chip_tiles"] = len(placement.used_tiles())
+        summ["erase_energy_j"] = float(run.meta.get("erase", {}).get("energy_network_cells_j",
+                                                                     0.0))
         run.set_meta("program_verify", summ)
         run.finish("completed")
     except BaseException:
@@ -339,7 +350,7 @@ def load_world(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     try:
         data = pickle.loads(p.read_bytes())
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+    except Exception as exc:
         raise ConfigError(p, "<file>", "an emulated-world state written by cimlab "
                           "(delete it to start from a fresh chip)", repr(exc)) from None
     if not isinstance(data, dict) or data.get("magic") != STATE_MAGIC:
@@ -367,13 +378,18 @@ def open_station(station_path: str | os.PathLike, state_path: str | os.PathLike 
     own_bench = None
     tmpdir = None
     try:
-        if state_path.exists():
+        restored = state_path.exists()
+        if restored:
             own_bench, st_path, tmpdir = _restored_bench(station_path, text, state_path)
             st = Station.open(st_path)
             bench = own_bench
         else:
             st = Station.open(station_path)
             bench = st.bench
+        #: provenance for the runs of this command (a restored bench has no st.bench)
+        st.emulator_state = {"state_file": str(state_path), "restored": restored,
+                             "profile": str(bench.profile), "seed": bench.seed,
+                             "station_file": str(station_path)}
         try:
             yield st
         finally:
@@ -387,9 +403,8 @@ def open_station(station_path: str | os.PathLike, state_path: str | os.PathLike 
 
 
 def _restored_bench(station_path: Any, text: str, state_path: Path):
-    import tomllib
-
     import tomli_w
+    import tomllib
 
     from cimlab.instruments.emulator import EmulatedBench
 

@@ -238,6 +238,76 @@ def test_ber_with_exact_intervals_and_energy(tmp_path):
     assert rep.plots[0].read_bytes()[:8] == PNG
 
 
+def _ber_bits(rng, n: int, n_on: int, n_off: int, n_unswitchable: int):
+    """One condition, 1T1R, one cycle with precondition reads: working cells switch between
+    LN(40 uS, 0.05) after SET and LN(8 uS, 0.5) after RESET (read against 20 uS, so some bits
+    are wrong); stuck-on cells sit at ~60 uS, stuck-off at ~0.3 uS whatever they are sent;
+    'unswitchable' working cells stay in their LRS after RESET (a RESET above their floor)."""
+    cell = np.arange(n)
+    bit = rng.integers(0, 2, n)
+    lrs = 40 * US * np.exp(0.05 * rng.standard_normal((2, n)))
+    hrs = 8 * US * np.exp(0.5 * rng.standard_normal((2, n)))
+    g_after = {0: lrs, 1: hrs}
+    g = np.where(bit == 0, g_after[0][0], g_after[1][0])
+    g_pre = np.where(bit == 0, g_after[1][1], g_after[0][1])  # opposite state
+    kind = np.zeros(n, dtype=int)  # 0 ok, 1 stuck-on, -1 stuck-off, 2 unswitchable
+    sel = rng.permutation(n)
+    kind[sel[:n_on]] = 1
+    kind[sel[n_on: n_on + n_off]] = -1
+    kind[sel[n_on + n_off: n_on + n_off + n_unswitchable]] = 2
+    for k, level in ((1, 60 * US), (-1, 0.3 * US)):
+        m = kind == k
+        g[m] = level * (1 + 0.01 * rng.standard_normal(m.sum()))
+        g_pre[m] = level * (1 + 0.01 * rng.standard_normal(m.sum()))
+    m = kind == 2
+    g[m], g_pre[m] = lrs[0][m], lrs[1][m]
+    read_bit = (g < 20 * US).astype(np.int8)
+    return {"condition": np.full(n, "c"), "structure": np.full(n, "1T1R"),
+            "cycle": np.zeros(n, int), "cell": cell, "bit": bit, "read_bit": read_bit,
+            "g_s": g, "cell_b": np.full(n, -1), "g_b_s": np.full(n, np.nan), "g_pre_s": g_pre,
+            "g_b_pre_s": np.full(n, np.nan)}, kind
+
+
+def test_ber_on_working_cells_excludes_stuck_cells(tmp_path):
+    """Working-cell BER: the stuck cells (known here) are found from the BER run's own reads
+    after SET and RESET, or from a fault map in the same store (which wins where it covers a
+    cell); cells that a RESET cannot switch but sit in the LRS stay (their errors count)."""
+    rng = np.random.default_rng(12)
+    n = 20_000
+    cols, kind = _ber_bits(rng, n, n_on=170, n_off=30, n_unswitchable=100)
+    path = tmp_path / "ber.h5"
+    uid = make_run(path, "ber", {"bits": cols})
+    rep = one_report(path, uid, tmp_path / "plots")
+    r = rep.sections[0].frame.iloc[0]
+    working = (kind == 0) | (kind == 2)
+    err = cols["read_bit"] != cols["bit"]
+    assert r.excluded_cells == 200 and r.bits_working == working.sum()
+    assert r.errors_working == err[working].sum() and r.errors == err.sum()
+    ci = binomtest(int(err[working].sum()), int(working.sum())).proportion_ci(0.95)
+    assert (r.ber_working_lo, r.ber_working_hi) == pytest.approx((ci.low, ci.high), rel=1e-9)
+    assert r.ber > r.ber_working
+    assert "200 cells by ber_run" in rep.sections[0].note
+    assert rep.figures["c/1T1R"]["excluded_cells"] == 200
+    assert rep.plots[0].read_bytes()[:8] == PNG
+    # a fault map in the same store decides the cells it covers: it knows one more stuck-on
+    # cell (e.g. one that a condition switched once) and calls one of ours ok
+    cells = np.arange(n)
+    state = np.where(kind == 1, "stuck_on", np.where(kind == -1, "stuck_off", "ok"))
+    extra = int(np.flatnonzero(kind == 0)[0])
+    freed = int(np.flatnonzero(kind == 1)[0])
+    state[extra], state[freed] = "stuck_on", "ok"
+    make_run(path, "fault_map", {"faults": {"cell": cells, "state": state,
+                                            "g_after_set_s": np.zeros(n),
+                                            "g_after_reset_s": np.zeros(n)}})
+    reps = report(path, plots=False)
+    b = next(x for x in reps if x.kind == "ber")
+    r2 = b.sections[0].frame.iloc[0]
+    assert r2.excluded_cells == 200 and "200 cells by fault_map" in b.sections[0].note
+    w2 = working.copy()
+    w2[extra], w2[freed] = False, True
+    assert r2.bits_working == w2.sum() and r2.errors_working == err[w2].sum()
+
+
 def test_fault_map_fractions(tmp_path):
     rng = np.random.default_rng(7)
     n = 2 * 256 * 64

@@ -43,3 +43,13 @@ def digits16():
 def trained():
     """``trained(name, image_size, epochs, seed)`` -> a trained net (cached; do not modify)."""
     return _trained
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The mitigation tests use small networks: one intra-op thread is several times cheaper
+    than two on the 2-core CI machine (and the results do not depend on it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

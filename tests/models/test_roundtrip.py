@@ -127,17 +127,27 @@ def test_read_noise(roundtrip):
 
 
 def test_relaxation(roundtrip):
-    """Relaxation through the bench. The procedure times each cell's relaxation from the end
-    of the verify iteration that pulsed it (after that iteration's read batch), and the verify
-    read g0 comes a few ms after the pulse: both blur times below ~10 ms by ~3-8 ms, the
-    scale of t0 itself (reported to the calibration developer; with exact per-cell pulse
-    times the chip-level test, test_fit_chip.py, recovers every parameter within its CI).
-    So here the fitted variance law is compared as a function, at every measured level and
-    at t >= 100 s (levels with >= 5 uncensored time points), within 25 % of the physics, t0
-    within a factor 2.5 (default profile; techb's t0 = 1 ms is below the timing blur), and
-    the drift within its band + 0.05 uS/decade."""
-    r, p = roundtrip["dm"].relaxation, roundtrip["truth"]["profile"].relaxation
-    gr = roundtrip["rep"].relaxation.groups
+    """Relaxation through the bench (issue 4): every relaxation parameter inside its 95 % CI.
+
+    The procedures time each read from the cell's own last pulse (program-verify records the
+    clock at each batched pulse command) and write ``g0_time_s``, so t0 (5 ms default, 1 ms
+    techb) is recovered from the store as from exact chip tables (test_fit_chip.py). The
+    model BIC selects need not be the physics' form: on this reduced campaign it picks a
+    linear drift for the default profile (12 levels: the tanh's curvature costs more BIC than
+    it explains, dBIC ~3) and a linear variance rate for techb (9 levels over 2-25 uS do not
+    resolve the peak, dBIC ~3). So (1) the selected model's t0 covers the truth and its
+    variance law is within 15 % of the physics at every measured level for t >= 100 s (a
+    function check that holds whatever form BIC picks), its drift within its band
+    + 0.05 uS/decade; (2) the physics' forms (peaked rate, tanh drift) fitted to the same
+    store cover every true parameter (t0, k_peak, g_peak, shape_a, m_max, g_center = the
+    physics' g_attr, g_width) with their 95 % CIs."""
+    from cimlab.models.fit.relaxation import fit_relaxation
+    from cimlab.models.fit.store import _relevel, _with_pulse_offset
+
+    rep, dm = roundtrip["rep"], roundtrip["dm"]
+    r, p = dm.relaxation, roundtrip["truth"]["profile"].relaxation
+    _covers(r, "t0_s", p.tau_s, "selected model: ")
+    gr = rep.relaxation.groups
     per = gr.groupby("level").agg(g=("g_level_s", "first"), n=("tkey", "size"))
     g_all = per.loc[per["n"] >= 5, "g"].to_numpy()
     t = np.array([100.0, 1e3, 1e4, 1e5])
@@ -145,13 +155,27 @@ def test_relaxation(roundtrip):
     fit = np.asarray(r.variance(G, T))
     truth = p.var_rate(G) * p.log_time(T)
     rel = fit / truth - 1
-    assert np.all(np.abs(rel) < 0.25), np.round(rel, 3)
-    if roundtrip["profile"] == "default":  # techb's t0 (1 ms) is below the timing blur
-        assert 1 / 2.5 < r.t0_s / p.tau_s < 2.5
-    g = per.loc[per["n"] >= 5, "g"].to_numpy()
-    _, _, ci = band(r, "drift", g)
-    truth_d = p.mean_rate(g)
+    assert np.all(np.abs(rel) < 0.15), np.round(rel, 3)
+    _, _, ci = band(r, "drift", g_all)
+    truth_d = p.mean_rate(g_all)
     assert np.all(truth_d >= ci[:, 0] - 0.05e-6) and np.all(truth_d <= ci[:, 1] + 0.05e-6)
+    # the physics' forms on the same data
+    ts = rep.tables
+    reads = _relevel(_with_pulse_offset(ts.get("relaxation", "reads"),
+                                        ts.get("relaxation", "programmed")))
+    phys = fit_relaxation(reads, dm.window.g_max, retention=dm.retention,
+                          read_noise=dm.read_noise, forms=("peaked",),
+                          mean_forms=("tanh",)).effect
+    truth_p = {"t0_s": p.tau_s, "k_peak": p.b_peak, "g_peak": p.g_peak,
+               "shape_a": p.shape_a, "m_max": p.m_max, "g_center": p.g_attr,
+               "g_width": p.g_width}
+    print(f"\n{roundtrip['profile']}: selected {r.form}/{r.mean_form}, t0 {r.t0_s:.4g} s "
+          f"CI {r.fit.ci95['t0_s']}; physics forms:")
+    for name, true in truth_p.items():
+        print(f"  {name:9s} {getattr(phys, name):.4g} CI [{phys.fit.ci95[name][0]:.4g}, "
+              f"{phys.fit.ci95[name][1]:.4g}] truth {true:.4g}")
+    for name, true in truth_p.items():
+        _covers(phys, name, true, "physics forms: ")
 
 
 def test_retention(roundtrip):
@@ -209,9 +233,9 @@ def test_binary_conditions(roundtrip):
     noise included). The physics' states are not exactly lognormal (a Gauss-Hermite mixture
     over the transistor threshold mismatch; a 100 ns pulse does not always switch fully), so
     the stated tolerances are: medians within 10 % (techb HRS: 30 %, its RESET is partial),
-    log-widths within 25 % (techb: 60 %). The measured BER includes stuck cells (1 % / 3 %
-    of the bits read wrong half the time), so it must be at least a third of the stuck
-    fraction the fault map found."""
+    log-widths within 25 % (techb: 60 %). The raw BER includes stuck cells (1 % / 3 % of the
+    bits read wrong half the time), so it must be at least a third of the stuck fraction the
+    fault map found; the model's BER (working cells) is below it."""
     dm = roundtrip["dm"]
     prof = roundtrip["truth"]["profile"]
     techb = roundtrip["profile"] == "techb"
@@ -226,5 +250,9 @@ def test_binary_conditions(roundtrip):
             assert abs(med / d.median_s - 1) < med_tol, (c.name, key, med, d.median_s)
             sig = getattr(c, f"{key}_sigma_ln")
             assert abs(sig / d.sigma - 1) < sig_tol, (c.name, key, sig, d.sigma)
-        assert c.ber_1t1r >= stuck / 3
+        # the model's BER is over working cells (stuck cells are the stuck effect); the raw
+        # BER (stuck cells read wrong half the time) stays in the fit's gof
+        assert c.fit.gof["ber_1t1r_raw"] >= stuck / 3
+        assert c.ber_1t1r <= c.fit.gof["ber_1t1r_raw"]
+        assert c.fit.gof["stuck_cells_excluded"] > 0
         assert c.fit.ci95["ber_1t1r"][0] <= c.ber_1t1r <= c.fit.ci95["ber_1t1r"][1]

@@ -9,7 +9,9 @@ included: techC has no separate read-noise measurement, so none is added). The a
 per (range, time) cell; the number of passing cells and the worst error are printed (run
 pytest -s) and documented in docs/device-models.md. The per-cell sampling error of a measured
 sigma is itself 4-12 % here (190-530 cells, kurtosis up to 28), which bounds what any model
-can reach; a model-free check (each range's own variance law) reaches 146/160.
+can reach; a model-free check (each range's own variance law) reaches 146/160. The test
+also bootstraps each measured sigma and counts the failing cells that miss the 15 % band by
+more than their own 95 % measurement uncertainty (1 of 25: range 0 at 1e5 s).
 """
 
 from __future__ import annotations
@@ -92,3 +94,23 @@ def test_techc_sigma_per_range_and_time(techc):
     print((table * 100).round(0).to_string())
     assert ok.mean() >= 0.80
     assert np.median(np.abs(rel)) <= 0.08
+    # sampling uncertainty of each measured sigma (heavy tails: bootstrap over the cells of
+    # the (range, time) group, fixed seed); a failing cell fails beyond its own measurement
+    # uncertainty when even the 95 % range of its measured sigma keeps it out of the 15 %
+    # band: |rel| - 0.15 > 1.96 se(rel), se(rel) = (pred / meas) se(meas) / meas
+    rng = np.random.default_rng(7)
+    se = np.empty(meas.size)
+    for i, x in enumerate(grp["g_s"].apply(np.asarray)):
+        idx = rng.integers(0, x.size, (300, x.size))
+        se[i] = x[idx].std(axis=1, ddof=1).std()
+    se_rel = (pred / meas.to_numpy()) * se / meas.to_numpy()
+    beyond = ~ok & (np.abs(rel) - 0.15 > 1.96 * se_rel)
+    print(f"measured sigma: bootstrap relative se median {np.median(se / meas):.3f}, max "
+          f"{np.max(se / meas):.3f}; {int((~ok).sum())} failing cells, {int(beyond.sum())} "
+          "beyond their own 95 % measurement uncertainty:")
+    print(pd.DataFrame({"range": lv, "t": t, "rel": rel, "se_rel": se_rel})[beyond]
+          .round(3).to_string(index=False))
+    # 24 of the 25 failing cells are within their measurement uncertainty; the one beyond
+    # is range 0 at 1e5 s (+48 %): its spread is skewed and squeezed against 0 S (median
+    # 0.83 uS, 99th percentile 6.6 uS), which a normal law floored at 0 S cannot follow
+    assert int(beyond.sum()) <= 2

@@ -89,11 +89,34 @@ def test_ideal_chip_equals_simulator_with_the_same_cells(ideal_chip, mode):
         y_chip = chip(x)
         y_sim = anet(x)
     # float32 transport of voltages/currents can move a partial sum across an ADC (8 bit)
-    # rounding boundary: a handful of elements may differ by about one LSB of their tile
-    scale = y_sim.abs().max()
-    diff = (y_chip - y_sim).abs()
-    assert float(diff.median()) < 1e-4 * float(scale)
-    assert float((diff > 1e-3 * scale).float().mean()) < 0.05
+    # rounding boundary, and such a one-LSB difference propagates to later layers: compare
+    # each layer on the same input, allowing at most one LSB per row tile, rarely
+    feats = {}
+    hooks = [anet.layers[n].register_forward_hook(
+        lambda m, i, o, n=n: feats.__setitem__(n, i[0])) for n in placement.layers]
+    with torch.no_grad():
+        y_sim = anet(x)
+        y_chip = chip(x)
+    for h in hooks:
+        h.remove()
+    cases = [(n, feats[n]) for n in chip.layers]
+    # small inputs put the bias row's input s beyond the DAC range: extra bias vector path
+    cases += [(n, feats[n] * 1e-3) for n, lay in chip.layers.items() if lay.layout.has_bias]
+    assert any(lay.bias_s / float(feats[n].abs().max() * 1e-3) > 1
+               for n, lay in chip.layers.items() if lay.layout.has_bias)
+    for name, xi in cases:
+        layer = chip.layers[name]
+        with torch.no_grad():
+            a, b = layer(xi).double(), anet.layers[name](xi).double()
+        xr = float(xi.abs().max())
+        f = layer.mapping.slice_factors(dtype=torch.float64).numpy()
+        lsb = layer._adc_ranges(xr, f).sum(axis=(0, 1)) / 127.0  # per output, all row tiles
+        shape = (1, -1) + (1,) * (a.dim() - 2)
+        bound = torch.as_tensor(lsb).reshape(shape) * 1.01
+        d = (a - b).abs()
+        assert bool((d <= bound).all()), name
+        assert float((d > 1e-6 * b.abs().max()).double().mean()) < 0.02, name
+    assert float((y_chip.argmax(1) == y_sim.argmax(1)).float().mean()) >= 0.9
     # without converters the agreement is float32-exact
     chip_nc = ChipNetwork(net, placement, st.array,
                           ChipConfig(input_mode=mode, dac_bits=None, adc_bits=None))

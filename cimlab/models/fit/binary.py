@@ -6,8 +6,13 @@ Per programming condition:
   a 2T2R pair: the one programmed LRS and its complement) -> trimmed (10 MAD) mean and
   standard deviation; median ``exp(mean)``. Reads of the same cell over cycles are not
   independent (device-to-device spread), so standard errors use the number of distinct cells.
-* BER per structure: errors / bits with a Clopper-Pearson 95 % interval; for a structure not
-  measured, the value the fitted lognormals predict (no stderr, noted).
+* working cells: stuck cells hold no bit (paper 004, ~1 %: the stuck-at effect models them
+  apart), so bits on cells that :func:`cimlab.calibration.report.stuck_cells` flags (the
+  store's fault map where it covers the cell, else the BER run's own reads after SET and
+  RESET) are left out of the states and of the BER, as in the calibration report; the raw
+  BER over all bits is kept in ``fit.gof`` (``ber_1t1r_raw``, ...).
+* BER per structure: errors / bits over working cells with a Clopper-Pearson 95 % interval;
+  for a structure not measured, the value the fitted lognormals predict (no stderr, noted).
 * ``threshold_s``: the sense reference the campaign used (``conditions.g_ref_s``), else the
   geometric mean of the medians. ``energy_per_bit_j``: the campaign's mean energy per bit
   (no stderr: the table holds the mean only).
@@ -26,6 +31,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from cimlab.calibration.report import stuck_cells, working_bits
 from cimlab.models.effects import BinaryCondition, BinaryStates
 from cimlab.models.fit._stats import binomial_ci, binomial_stderr, robust_location_scale
 from cimlab.models.params import Z95, FitInfo
@@ -98,8 +104,10 @@ def fit_binary(
     conditions: pd.DataFrame | None,
     cycles: pd.DataFrame | None = None,
     literature: BinaryStates | None = None,
+    faults: pd.DataFrame | None = None,
 ) -> BinaryStates:
-    """Fit one :class:`BinaryCondition` per condition found in ``bits`` / ``conditions``."""
+    """Fit one :class:`BinaryCondition` per condition found in ``bits`` / ``conditions``,
+    on working cells (``faults``: a fault map's table, see the module docstring)."""
     names: list[str] = []
     for t in (conditions, bits):
         if t is not None and "condition" in t.columns:
@@ -111,9 +119,12 @@ def fit_binary(
     for name in names:
         if bits is None or "condition" not in bits.columns:
             continue
-        b = bits[bits["condition"].astype(str) == name]
-        if b.empty:
+        b_all = bits[bits["condition"].astype(str) == name]
+        if b_all.empty:
             continue
+        stuck = stuck_cells(b_all, faults)
+        b = b_all[working_bits(b_all, stuck)]
+        n_stuck = int(stuck["state"].isin(("stuck_on", "stuck_off")).sum())
         lnl, cl, lnh, ch = _states(b)
         mu_l, sd_l, _ = robust_location_scale(lnl)
         mu_h, sd_h, _ = robust_location_scale(lnh)
@@ -143,8 +154,10 @@ def fit_binary(
             row["g_ref_s"]) else math.sqrt(vals["lrs_median_s"] * vals["hrs_median_s"])
         energy = float(row["energy_per_bit_j"]) if row is not None else (
             lc.energy_per_bit_j if lc else 0.0)
-        notes = []
-        gof: dict[str, float] = {}
+        src = sorted(set(stuck.loc[stuck["state"].isin(("stuck_on", "stuck_off")),
+                                   "source"].astype(str)))
+        notes = [f"{n_stuck} stuck cells excluded ({', '.join(src) or 'none found'})"]
+        gof: dict[str, float] = {"stuck_cells_excluded": float(n_stuck)}
         probe = BinaryCondition(name=name, icc_a=icc, v_reset=v_reset, width_s=width,
                                 threshold_s=thr, ber_1t1r=0.0, ber_2t2r=0.0, **vals)
         bers = {}
@@ -153,6 +166,10 @@ def fit_binary(
             sb = b[b["structure"].astype(str) == structure]
             model = probe.model_ber_1t1r() if structure == "1T1R" else probe.model_ber_2t2r()
             gof[f"{key}_model"] = model
+            raw = b_all[b_all["structure"].astype(str) == structure]
+            if len(raw):
+                gof[f"{key}_raw"] = float(np.mean(raw["bit"].to_numpy()
+                                                  != raw["read_bit"].to_numpy()))
             if sb.empty:
                 bers[key] = model
                 notes.append(f"{structure} not measured: BER from the fitted lognormals")
@@ -184,7 +201,8 @@ def fit_binary(
             notes.append("no endurance data: literature value (paper 003)")
         fit = FitInfo(
             method="trimmed lognormal moments per state; Clopper-Pearson BER; median cycles "
-            "to failure", n=len(b), form="lognormal", gof=gof, stderr=stderr, ci95=ci,
+            "to failure (working cells)", n=len(b), form="lognormal", gof=gof,
+            stderr=stderr, ci95=ci,
             notes="; ".join(notes),
         )
         out.append(BinaryCondition(

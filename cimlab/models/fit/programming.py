@@ -103,7 +103,9 @@ def fit_programming(
             candidates=sf.candidates, stderr=stderr, ci95=ci, notes="; ".join(notes),
             covariance=sf.covariance,
         )
-        t_med = float(np.median(sub["time_s"].to_numpy()))
+        t = sub["time_s"].to_numpy(dtype=float)
+        t = t[np.isfinite(t)]  # NaN: a cell that needed no pulse (its pulse time is unknown)
+        t_med = float(np.median(t)) if t.size else 0.0
         out.append(ProgrammingError(
             mode=mode, form=sf.form, g_ref=g_ref, mean_offset=offset,
             time_s=max(t_med, 0.0), source="fit", fit=fit, **sf.coeffs,

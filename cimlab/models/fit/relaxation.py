@@ -211,8 +211,12 @@ def fit_relaxation(
     retention: Retention | None = None,
     read_noise: ReadNoise | None = None,
     forms: tuple[str, ...] = tuple(RATE_FORMS),
+    mean_forms: tuple[str, ...] = MEAN_FORMS,
 ) -> RelaxationFit:
     """Fit :class:`Relaxation` to a relaxation ``reads`` table (see module docstring).
+
+    ``forms`` / ``mean_forms`` restrict the candidate variance-rate and drift forms (BIC
+    picks among them; a single one fits that form, e.g. the physics' form in tests).
 
     Two passes: the first leaves out the groups whose *observed* spread reaches zero
     conductance; the second decides the censoring from the first fit's *model* (so that the
@@ -224,7 +228,8 @@ def fit_relaxation(
     def fit_kept(cut):
         kept = cum[~cut].sort_values(["level", "tkey"]).reset_index(drop=True)
         W_m, W_v = block_whiteners(work, "level", "tkey", "cellkey", "d", kept, scale=_U)
-        return _fit_once(kept, g_ref, read_noise, forms, W_m, W_v, GroupLogTime(work, kept))
+        return _fit_once(kept, g_ref, read_noise, forms, W_m, W_v, GroupLogTime(work, kept),
+                         mean_forms)
 
     cut1 = censored(cum["g0_s"] + cum["mean"], cum["var"])
     first = fit_kept(cut1)
@@ -245,6 +250,7 @@ def _fit_once(
     W_m: np.ndarray,
     W_v: np.ndarray,
     dlog: GroupLogTime,
+    mean_forms: tuple[str, ...] = MEAN_FORMS,
 ) -> RelaxationFit:
     cum = mom
     levels = np.unique(mom["level"].to_numpy())
@@ -367,7 +373,7 @@ def _fit_once(
     m_lin = -beta * g_ref_u
     gc_lin = -alpha / beta if beta != 0 else float(np.mean(g_lvl))
     mfits: dict[str, LsqResult] = {}
-    for mform in MEAN_FORMS:
+    for mform in mean_forms:
         if mform == "linear":
             p0 = [m_lin, gc_lin]
             lo, hi = [-np.inf, -10 * g_ref_u], [np.inf, 10 * g_ref_u]

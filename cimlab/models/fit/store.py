@@ -310,7 +310,8 @@ def fit_tables(
     if bits is not None:
         say("binary conditions")
         changes["binary"] = fit_binary(bits, ts.get("ber", "conditions"), cyc,
-                                       literature=dm.binary)
+                                       literature=dm.binary,
+                                       faults=ts.get("fault_map", "faults"))
         rep.fitted.append("binary")
     else:
         rep.skipped["binary"] = "no ber run"
