@@ -25,8 +25,7 @@ TECHC = ROOT / "data" / "reference" / "techC" / "relaxdata.min.tsv.gz"
 
 @pytest.fixture(scope="module")
 def techc_store(tmp_path_factory):
-    if not TECHC.exists():
-        pytest.skip("data/reference/techC is not present")
+    assert TECHC.exists(), f"{TECHC} is missing: the techC data ships with the repository"
     path = tmp_path_factory.mktemp("techc") / "techC.h5"
     result = import_techc(TECHC, path)
     return path, result

@@ -364,8 +364,7 @@ def test_clopper_pearson_edges():
 # --------------------------------------------------------------------------- techC
 @pytest.fixture(scope="module")
 def techc(tmp_path_factory):
-    if not TECHC.exists():
-        pytest.skip("data/reference/techC is not present")
+    assert TECHC.exists(), f"{TECHC} is missing: the techC data ships with the repository"
     path = tmp_path_factory.mktemp("techc") / "techC.h5"
     import_techc(TECHC, path)
     return path

@@ -26,18 +26,14 @@ from cimlab.models import DeviceModel
 from cimlab.models.fit import fit_tables, tables_from_frames
 
 ROOT = Path(__file__).resolve().parents[2]
-CANDIDATES = (
-    ROOT / "data" / "reference" / "techC" / "relaxdata.min.tsv.gz",
-    Path("/work/shared/reference-data/rram-relaxation-techC/relaxdata.min.tsv.gz"),
-)
+#: the real techC data set ships with the repository (data/reference/techC, MIT license)
+DATA_FILE = ROOT / "data" / "reference" / "techC" / "relaxdata.min.tsv.gz"
 GMAX = 40e-6
 
 
 def _data_file() -> Path:
-    for p in CANDIDATES:
-        if p.exists():
-            return p
-    pytest.skip("techC reference data not found")
+    assert DATA_FILE.exists(), f"{DATA_FILE} is missing: it ships with the repository"
+    return DATA_FILE
 
 
 @pytest.fixture(scope="module")
