@@ -300,7 +300,12 @@ def run_demo(config: DemoConfig | None = None, out: str | Path = "data/demo",
     from cimlab.sim.data import load_dataset
     from cimlab.sim.evaluate import evaluate
     from cimlab.sim.placement import PlacementConfig, place_network
-    from cimlab.sim.program_net import open_station, program_network
+    from cimlab.sim.program_net import (
+        open_station,
+        program_network,
+        record_bn_calibration,
+        state_path_for,
+    )
     from cimlab.store import Store
 
     config = config or DemoConfig()
@@ -320,7 +325,10 @@ def run_demo(config: DemoConfig | None = None, out: str | Path = "data/demo",
     test = _loader(x_test, y_test, config.batch_size)
     calib_x = ds.x_train[: config.bn_samples]
 
-    with open_station(station_file) as st, Store.open(store_path, mode="a") as store:
+    # the emulated world is saved next to the store: `cimlab evaluate <out>/demo.h5` and
+    # `cimlab bn-calibrate` continue on the demo's chip afterwards
+    with open_station(station_file, state_path_for(store_path)) as st, \
+            Store.open(store_path, mode="a") as store:
         geometry = tuple(int(g) for g in st.array.geometry)
         # 1. characterization
         t0 = time.perf_counter()
@@ -350,7 +358,9 @@ def run_demo(config: DemoConfig | None = None, out: str | Path = "data/demo",
         pcfg = PlacementConfig(rows_per_mvm=config.rows_per_mvm)
         placement = place_network(net, geometry, dm, pcfg)
         prog = program_network(st, net, placement, store, seed=config.seed, progress=progress,
-                               extra_meta={"demo": asdict(config)})
+                               extra_meta={"demo": asdict(config),
+                                           "station_file": str(station_file),
+                                           "dataset": {"name": "digits", "image_size": None}})
         timing["program-verify"] = time.perf_counter() - t0
         # 5. chip-in-the-loop steps
         t0 = time.perf_counter()
@@ -382,7 +392,9 @@ def run_demo(config: DemoConfig | None = None, out: str | Path = "data/demo",
         lap("bake")
         chip_acc[STEPS[2]] = evaluate(chip, test)
         lap("chip eval 3")
-        calibrate_bn(chip, calib_x, batch_size=config.bn_samples)
+        bn_rep = calibrate_bn(chip, calib_x, batch_size=config.bn_samples)
+        record_bn_calibration(store, prog.run_uid, bn_rep, data="digits",
+                              clock_s=st.clock.now())
         lap("chip BN cal 2")
         chip_acc[STEPS[3]] = evaluate(chip, test)
         lap("chip eval 4")

@@ -224,14 +224,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _bn_calibrate(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from cimlab.mitigation.bn_calibration import calibrate_bn
     from cimlab.sim.chip_backend import ChipNetwork
     from cimlab.sim.program_net import (
         apply_bn_calibration,
         load_programmed,
         open_station,
+        record_bn_calibration,
         state_path_for,
     )
     from cimlab.store import Store
@@ -245,26 +244,9 @@ def _bn_calibrate(args: argparse.Namespace) -> int:
         with open_station(station, state_path_for(args.store)) as st:
             chip = ChipNetwork(stored.net, stored.placement, st.array)
             rep = calibrate_bn(chip, ds.x_train[: args.samples], batch_size=args.samples)
-            run = store.begin_run("bn_calibration",
-                                  {"network_run": stored.run_uid, "data": args.data,
-                                   "samples": int(args.samples), "time_s": st.clock.now()},
-                                  snapshot=st.snapshot(), resume=False)
-            cols: dict[str, list] = {k: [] for k in ("layer", "channel", "running_mean",
-                                                      "running_var", "before_mean",
-                                                      "before_var")}
-            for b, a in zip(rep.before, rep.after, strict=True):
-                c = a.running_mean.numel()
-                cols["layer"] += [a.name.removeprefix("net.")] * c
-                cols["channel"] += list(range(c))
-                cols["running_mean"] += a.running_mean.double().tolist()
-                cols["running_var"] += a.running_var.double().tolist()
-                cols["before_mean"] += b.running_mean.double().tolist()
-                cols["before_var"] += b.running_var.double().tolist()
-            run.append("bn_stats", {k: (np.array(v, dtype=object) if k == "layer"
-                                        else np.asarray(v)) for k, v in cols.items()})
-            run.set_meta("shift", rep.shift)
-            run.set_meta("emulator", getattr(st, "emulator_state", None))
-            run.finish("completed")
+            record_bn_calibration(store, stored.run_uid, rep, data=args.data,
+                                  snapshot=st.snapshot(), clock_s=st.clock.now(),
+                                  emulator=getattr(st, "emulator_state", None))
     print(f"BN calibration with {rep.n_samples} samples on the chip: {len(rep.layers)} layers; "
           "mean shift per layer (in old std): "
           + ", ".join(f"{k} {v:.2f}" for k, v in rep.shift.items()))

@@ -320,6 +320,34 @@ def apply_bn_calibration(store: Any, net: nn.Module, after_unix: float = 0.0) ->
     return r.uid
 
 
+def record_bn_calibration(store: Any, network_run: str, report: Any, *, data: str = "",
+                          snapshot: dict | None = None, clock_s: float | None = None,
+                          emulator: dict | None = None) -> str:
+    """Write a :class:`~cimlab.mitigation.bn_calibration.BNCalibrationReport` as a
+    ``bn_calibration`` run (table ``bn_stats``: layer, channel, running_mean, running_var,
+    before_mean, before_var; layer names relative to the network). Returns its uid."""
+    run = store.begin_run("bn_calibration",
+                          {"network_run": network_run, "data": data,
+                           "samples": int(report.n_samples), "time_s": clock_s},
+                          snapshot=snapshot or {}, resume=False)
+    cols: dict[str, list] = {k: [] for k in ("layer", "channel", "running_mean", "running_var",
+                                              "before_mean", "before_var")}
+    for b, a in zip(report.before, report.after, strict=True):
+        c = a.running_mean.numel()
+        cols["layer"] += [a.name.removeprefix("net.")] * c
+        cols["channel"] += list(range(c))
+        cols["running_mean"] += a.running_mean.double().tolist()
+        cols["running_var"] += a.running_var.double().tolist()
+        cols["before_mean"] += b.running_mean.double().tolist()
+        cols["before_var"] += b.running_var.double().tolist()
+    run.append("bn_stats", {k: (np.array(v, dtype=object) if k == "layer" else np.asarray(v))
+                            for k, v in cols.items()})
+    run.set_meta("shift", report.shift)
+    run.set_meta("emulator", emulator)
+    run.finish("completed")
+    return run.uid
+
+
 # --------------------------------------------------------------------------- emulator state
 def state_path_for(store_path: str | os.PathLike) -> Path:
     """Where the emulated world of a store is kept: ``<store>.emulator.pkl``."""
@@ -427,4 +455,5 @@ def _restored_bench(station_path: Any, text: str, state_path: Path):
 
 __all__ = ["RUN_KIND", "NetworkProgramResult", "StoredNetwork", "apply_bn_calibration",
            "load_programmed", "load_state_table", "load_world", "open_station",
-           "program_network", "save_world", "state_path_for", "state_table"]
+           "program_network", "record_bn_calibration", "save_world", "state_path_for",
+           "state_table"]
