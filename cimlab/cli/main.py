@@ -41,13 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cimlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for topic in TOPICS:
-        try:
-            module = importlib.import_module(f"cimlab.cli.{topic}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"cimlab.cli.{topic}":
-                continue  # topic not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"cimlab.cli.{topic}").register(sub)
     return parser
 
 
