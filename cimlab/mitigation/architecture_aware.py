@@ -88,7 +88,9 @@ class HardwareSpec:
     cell_bits: int = param(4, unit="1", lo=1, hi=16, doc="cell resolution (paper 001: 4 bit)")
     target_bits: int = param(8, unit="1", lo=1, hi=16, doc="approach-B target resolution")
     act_bits: int = param(8, unit="1", lo=1, hi=16, doc="activation (DAC) resolution")
-    on_off: float = param(10.0, unit="1", lo=1.0, lo_open=True, doc="G_max / G_min (>= 10)")
+    on_off: float = param(
+        10.0, unit="1", lo=1.0, lo_open=True, doc="G_max / G_min (paper 001: down to 10)"
+    )
     tile_rows: int = param(256, unit="1", lo=1, doc="rows per array (paper 001: 256 x 64)")
     adc_bits: int = param(8, unit="1", lo=1, hi=24, doc="ADC resolution (paper 001: 8 bit)")
     adc_fs_frac: float = param(

@@ -17,8 +17,9 @@ Two modes:
 
 Unlike BN calibration it needs no data and corrects only a global, layer-wide drift; a
 per-channel shift or broadening (programming error, stuck cells) stays. Works on any module:
-the layers are found by type (``nn.Conv*``, ``nn.Linear`` or anything with ``program()``, i.e.
-the simulator's analog layers) or named explicitly.
+the layers are found by type (``nn.Conv*``, ``nn.Linear``, or anything with
+``effective_weight()``: the simulator's ``AnalogLayer`` and the chip backend's ``ChipLayer``,
+whose digital ``base`` child is then skipped) or named explicitly.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def crossbar_layers(model: nn.Module) -> list[str]:
     for name, m in model.named_modules():
         if not name:
             continue
-        analog = callable(getattr(m, "program", None))
+        analog = callable(getattr(m, "effective_weight", None))  # simulator / chip layer
         if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)) or analog:
             names.append(name)
     # an analog wrapper holding a Conv/Linear child: keep the outer one only

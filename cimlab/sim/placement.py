@@ -294,7 +294,8 @@ def place_network(
         raise ConfigError(
             None, "placement", f"a network that fits the chip: {n_logical} logical tiles of "
             f"{config.rows_per_mvm} x {cols} need {-(-n_logical // max_groups)} chip tiles, "
-            f"{avail} available (use a smaller network, more tiles or larger rows_per_mvm)",
+            f"{avail} available (use a smaller network, e.g. 'cimlab train --net paper000-cnn "
+            f"--width 0.0625', more tiles or a larger rows_per_mvm)",
             n_logical)  # fmt: skip
     if -(-n_logical // gpt) > avail:
         raise ConfigError(None, "placement.groups_per_tile",

@@ -1,0 +1,101 @@
+"""Chip-in-the-loop cost: a network on the emulated chip vs the same network in the simulator.
+
+Programs the demo's CNN (paper000-cnn at width 1/16: 49 444 cells on 22 chip tiles) onto the
+emulated bench, then times, on the 450 digits test images in batches of 150:
+
+* the chip-in-the-loop evaluation (ChipNetwork: DAC, one ARR:MVM? round trip per chip tile and
+  batch through PyVISA, host ADC/BN) with warm tile caches, and with the caches rebuilt (the
+  emulator's exact IR-drop solution after the chip's state changed);
+* the simulator's evaluation of the same network (same logical tiles, converters, noise);
+* program-verify of all cells.
+
+Prints a table and, as the last line, one JSON object (ratios measured in this run, the
+absolute times and the machine). Run: ``python benchmarks/chipnet.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> dict:
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from cimlab.demo import station_text
+    from cimlab.sim.chip_backend import ChipNetwork
+    from cimlab.sim.convert import convert
+    from cimlab.sim.data import load_dataset
+    from cimlab.sim.evaluate import evaluate
+    from cimlab.sim.nets import build
+    from cimlab.sim.placement import analog_config_for, place_network
+    from cimlab.sim.program_net import open_station, program_network
+    from cimlab.store import Store
+
+    torch.set_num_threads(1)
+    ds = load_dataset("digits")
+    test = DataLoader(TensorDataset(ds.x_test, ds.y_test), batch_size=150)
+    torch.manual_seed(0)
+    net = build("paper000-cnn", ds.in_shape, 10, width=0.0625, dropout=0.0).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        st_file = Path(tmp) / "station.toml"
+        st_file.write_text(station_text(0))
+        with open_station(st_file) as st, Store.open(Path(tmp) / "b.h5", "a") as store:
+            placement = place_network(net, tuple(st.array.geometry))
+            t0 = time.perf_counter()
+            res = program_network(st, net, placement, store, progress=False)
+            t_prog = time.perf_counter() - t0
+            st.clock.sleep(3600.0)
+            chip = ChipNetwork(net, placement, st.array)
+            chip.read_back()
+            t0 = time.perf_counter()
+            evaluate(chip, test)  # tile caches rebuilt after programming
+            t_cold = time.perf_counter() - t0
+            rt0, v0 = chip.round_trips, chip.backend.vectors
+            t0 = time.perf_counter()
+            evaluate(chip, test)
+            t_warm = time.perf_counter() - t0
+            rt, vec = chip.round_trips - rt0, chip.backend.vectors - v0
+    cfg = analog_config_for(None, placement.config, 64, read_noise="output")
+    anet = convert(net, cfg)
+    anet.program(torch.Generator().manual_seed(0))
+    evaluate(anet, test)
+    t0 = time.perf_counter()
+    evaluate(anet, test)
+    t_sim = time.perf_counter() - t0
+    n = len(ds.y_test)
+    result = {
+        "cells": placement.n_cells, "chip_tiles": len(placement.used_tiles()),
+        "images": n, "round_trips_per_eval": rt, "mvm_vectors_per_eval": vec,
+        "chip_eval_warm_s": t_warm, "chip_eval_cold_s": t_cold, "sim_eval_s": t_sim,
+        "ratio_chip_warm_vs_sim": t_warm / t_sim, "ratio_chip_cold_vs_sim": t_cold / t_sim,
+        "mvm_vectors_per_s_warm": vec / t_warm, "program_verify_host_s": t_prog,
+        "program_verify_cells_per_s": placement.n_cells / t_prog,
+        "pv_success_rate": res.summary["success_rate"],
+        "pv_pulses_mean": res.summary["pulses_mean"],
+        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "platform": platform.platform(), "python": platform.python_version()},
+    }
+    print(f"{'what':44s} {'value':>12s}")
+    rows = [("network cells / chip tiles", f"{placement.n_cells} / {result['chip_tiles']}"),
+            ("program-verify of all cells [s host]", f"{t_prog:.2f}"),
+            (f"chip eval, {n} images, warm caches [s]", f"{t_warm:.2f}"),
+            (f"chip eval, {n} images, caches rebuilt [s]", f"{t_cold:.2f}"),
+            (f"simulator eval, {n} images [s]", f"{t_sim:.3f}"),
+            ("chip (warm) / simulator", f"{t_warm / t_sim:.1f}x"),
+            ("MVM round trips per eval", f"{rt}"),
+            ("MVM vectors per eval", f"{vec}"),
+            ("MVM vectors per second (warm)", f"{vec / t_warm:.0f}")]
+    for a, b in rows:
+        print(f"{a:44s} {b:>12s}")
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
