@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1] / "cimlab"
 LAYERS = {
     "cimlab.errors": 0,
     "cimlab.params": 0,
+    "cimlab.stats": 0,
     "cimlab.physics": 1,
     "cimlab.instruments.emulator": 2,
     "cimlab.instruments.drivers": 3,

@@ -52,6 +52,7 @@ from cimlab.calibration.program_verify import (
     program_verify,
 )
 from cimlab.params import to_dict
+from cimlab.stats import MAD_TO_SIGMA
 
 #: Room temperature assumed for reads outside the oven when the station reports none [K].
 ROOM_TEMPERATURE_K = 298.15
@@ -581,7 +582,7 @@ def sense_reference(g_lrs: np.ndarray, g_hrs: np.ndarray) -> float:
     def fit(g: np.ndarray) -> tuple[float, float]:
         x = np.log(np.maximum(g, 1e-12))
         mu = float(np.median(x))
-        return mu, max(float(1.4826 * np.median(np.abs(x - mu))), 1e-6)
+        return mu, max(float(MAD_TO_SIGMA * np.median(np.abs(x - mu))), 1e-6)
 
     (mu_l, s_l), (mu_h, s_h) = fit(g_lrs), fit(g_hrs)
     if mu_l <= mu_h:

@@ -52,6 +52,7 @@ from scipy.special import ndtr
 
 from cimlab.errors import ConfigError
 from cimlab.params import check, param
+from cimlab.stats import MAD_TO_SIGMA
 
 SET = 1
 RESET = -1
@@ -244,7 +245,7 @@ def _robust_rel_sd(x: np.ndarray) -> float:
     if x.size < 3:
         return np.nan
     med = np.median(x)
-    return float(1.4826 * np.median(np.abs(x - med)) / max(abs(med), 1e-30))
+    return float(MAD_TO_SIGMA * np.median(np.abs(x - med)) / max(abs(med), 1e-30))
 
 
 def measure_pulse_response(ops: ArrayOps, cells: np.ndarray, cfg: ProgramVerifyConfig,
@@ -346,7 +347,7 @@ def measure_pulse_response(ops: ArrayOps, cells: np.ndarray, cfg: ProgramVerifyC
         k, b0 = np.polyfit(reset_v[full], np.log(floor[full]), 1)
         floor_fit = np.exp(b0 + k * reset_v)
         fl = [np.log(np.maximum(r1_all[(rv_all == v)], 1e-9)) for v in reset_v[frac > 0.95]]
-        floor_log_sd = float(np.nanmedian([1.4826 * np.median(np.abs(a - np.median(a)))
+        floor_log_sd = float(np.nanmedian([MAD_TO_SIGMA * np.median(np.abs(a - np.median(a)))
                                            for a in fl if a.size > 5])) if fl else 0.9
     else:
         floor_fit = np.where(np.isfinite(floor), floor, np.nanmin(floor))
@@ -365,7 +366,7 @@ def _robust_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Least-squares line y = a x + b, refitted once without points beyond 3 robust sigma."""
     a, b = np.polyfit(x, y, 1)
     r = y - (a * x + b)
-    s = 1.4826 * np.median(np.abs(r - np.median(r))) + 1e-30
+    s = MAD_TO_SIGMA * np.median(np.abs(r - np.median(r))) + 1e-30
     keep = np.abs(r) < 3 * s
     if keep.sum() >= 4:
         a, b = np.polyfit(x[keep], y[keep], 1)
@@ -826,7 +827,7 @@ def measure_gate_curve(ops: ArrayOps, cells: np.ndarray, v_gates: np.ndarray, *,
         g = ops.read(cells)
         med = float(np.median(g))
         means.append(med)
-        stds.append(float(1.4826 * np.median(np.abs(g - med))))
+        stds.append(float(MAD_TO_SIGMA * np.median(np.abs(g - med))))
     return GateCurve(v_gate=np.asarray(v_gates, dtype=float), g_mean_s=np.asarray(means),
                      g_std_s=np.asarray(stds), n_cells=int(cells.size))
 

@@ -60,6 +60,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cimlab.stats import MAD_TO_SIGMA
+
 #: Confidence level of every interval in the report.
 CONFIDENCE = 0.95
 #: Reads closer than this in log10 time belong to one time point (relaxation without time_index).
@@ -156,7 +158,6 @@ def time_points(df: pd.DataFrame) -> pd.Series:
 
 
 #: Normal-consistency factor of the median absolute deviation.
-MAD_TO_SIGMA = 1.482602218505602
 
 
 def robust_sigma(d: pd.DataFrame, keys: list[str], col: str) -> pd.Series:
@@ -427,7 +428,7 @@ def _stuck_from_run(reads: pd.DataFrame) -> pd.DataFrame:
         x = np.log(col[switched & (col > 0)])
         if x.size >= 20:
             mu = np.median(x)
-            sd = 1.4826 * np.median(np.abs(x - mu))
+            sd = MAD_TO_SIGMA * np.median(np.abs(x - mu))
             with np.errstate(divide="ignore", invalid="ignore"):
                 inside |= np.abs(np.log(level) - mu) <= STUCK_STATE_SIGMAS * max(sd, 1e-3)
     moved = seen_both & (np.abs(g_set - g_reset) >= window)  # either way: not stuck

@@ -26,14 +26,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from cimlab.calibration.report import clopper_pearson
 from cimlab.models.params import Z95
+from cimlab.stats import MAD_TO_SIGMA
 
 #: Half-width of the trimming window, in robust standard deviations (1.4826 x MAD).
 TRIM_MAD = 10.0
 #: Soft-L1 loss scale of the group-level fits, in standard errors.
 F_SCALE = 3.0
-#: MAD -> standard deviation for Gaussian data.
-MAD_TO_SIGMA = 1.482602218505602
 
 
 def group_moments(
@@ -148,14 +148,10 @@ def wls(
 
 
 def binomial_ci(k: int, n: int) -> tuple[float, float]:
-    """Clopper-Pearson (exact) 95 % interval of a proportion k / n."""
-    from scipy.stats import beta
-
-    if n <= 0:
-        return (0.0, 1.0)
-    lo = 0.0 if k == 0 else float(beta.ppf(0.025, k, n - k + 1))
-    hi = 1.0 if k == n else float(beta.ppf(0.975, k + 1, n - k))
-    return (lo, hi)
+    """Clopper-Pearson (exact) 95 % interval of a proportion k / n, the report's
+    :func:`cimlab.calibration.report.clopper_pearson` for one proportion ((0, 1) if n = 0)."""
+    lo, hi = clopper_pearson([k], [n], confidence=0.95)
+    return (float(lo[0]), float(hi[0]))
 
 
 def binomial_stderr(k: int, n: int) -> float:
