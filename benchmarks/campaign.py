@@ -17,10 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
+
+from _common import machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,13 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
         "store_mb": round(size_mb, 2),
         "target_wall_s": args.target_s,
         "target_met": wall < args.target_s,
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
-        },
+        "machine": machine_info(omp_num_threads=os.environ.get("OMP_NUM_THREADS", "")),
     }
     print(json.dumps(out))
     return out

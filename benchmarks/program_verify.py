@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,12 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
             a["instrument_time_s"] / sums["single_shot"]["instrument_time_s"], 3),
         "target_met": met,
         "wall_s": round(wall, 2),
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-        },
+        "machine": machine_info(),
     }
     print(json.dumps(out))
     return out

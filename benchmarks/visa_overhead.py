@@ -18,11 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 
 import numpy as np
+from _common import machine_info
 
 
 def _paired_times(direct, visa, repeats: int) -> dict[str, float]:
@@ -137,12 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
         "target_ratio": 3.0,
         "target_met": ok,
         "repeats": args.repeats,
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-        },
+        "machine": machine_info(),
     }
     print(json.dumps(result))
     return result

@@ -311,7 +311,7 @@ def run_demo(config: DemoConfig | None = None, out: str | Path = "data/demo",
     config = config or DemoConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("demo.h5", "demo.h5.emulator.pkl"):
+    for stale in ("demo.h5", "demo.h5.chip.npz", "demo.h5.emulator.pkl"):
         (out / stale).unlink(missing_ok=True)  # a demo is a fresh chip: never resume one
     station_file = out / "station.toml"
     station_file.write_text(station_text(config.seed))
@@ -450,11 +450,9 @@ def run_demo(config: DemoConfig | None = None, out: str | Path = "data/demo",
 
 
 def _plots(out: Path, result: DemoResult, placement: Any, g_maps: dict[str, np.ndarray]) -> None:
-    import matplotlib
+    from cimlab.sim import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = figures.pyplot()
     # accuracy per step: chip vs prediction
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     xs = np.arange(len(result.steps))
@@ -473,9 +471,7 @@ def _plots(out: Path, result: DemoResult, placement: Any, g_maps: dict[str, np.n
     ax.set_ylim(0, 1.02)
     ax.set_title("cimlab demo: network on the chip vs the fitted model's prediction")
     ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(out / "accuracy_steps.png", dpi=120)
-    plt.close(fig)
+    figures.save(fig, out / "accuracy_steps.png", dpi=120)
 
     # conductance maps of the first used tiles + error histograms
     cells = placement.all_cells().astype(np.int64) // (placement.geometry[1]
@@ -503,9 +499,7 @@ def _plots(out: Path, result: DemoResult, placement: Any, g_maps: dict[str, np.n
     ax.set_xlabel("G - target [uS]")
     ax.set_title("error of the network's cells", fontsize=8)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "conductance_maps.png", dpi=110)
-    plt.close(fig)
+    figures.save(fig, out / "conductance_maps.png", dpi=110)
 
 
 __all__ = ["STEPS", "DemoConfig", "DemoResult", "characterization_plan", "run_demo",

@@ -11,7 +11,7 @@ import sys
 import threading
 from typing import Any
 
-DEFAULT_STATION = "instruments/emulated.toml"
+from cimlab.cli._common import DEFAULT_STATION, usage
 
 
 def register(sub: Any) -> None:
@@ -38,7 +38,7 @@ def register(sub: Any) -> None:
     serve.add_argument("--profile", default=None,
                        help="override the station file's chip profile (name or TOML path)")
     serve.set_defaults(func=_serve)
-    emu.set_defaults(func=lambda args: _usage(emu))
+    emu.set_defaults(func=usage(emu))
 
     st = sub.add_parser(
         "station",
@@ -57,12 +57,7 @@ def register(sub: Any) -> None:
     check.add_argument("file", nargs="?", default=DEFAULT_STATION,
                        help=f"station file (default {DEFAULT_STATION})")
     check.set_defaults(func=_check)
-    st.set_defaults(func=lambda args: _usage(st))
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
+    st.set_defaults(func=usage(st))
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-DEFAULT_STATION = "instruments/emulated.toml"
+from cimlab.cli._common import DEFAULT_STATION
 
 
 def register(sub: Any) -> None:

@@ -4,7 +4,7 @@ Handlers import torch and the simulator inside the function (``cimlab --help`` s
 
 The chip between commands: an emulated bench started in-process (station file
 ``[emulator] start = true``) saves its world (chip, virtual clock, oven) next to the store as
-``STORE.h5.emulator.pkl`` and the next command naming that store restores it, so
+``STORE.h5.chip.npz`` and the next command naming that store restores it, so
 ``program-net`` -> ``evaluate`` -> ``bn-calibrate`` -> ``evaluate`` measure one chip. With
 ``cimlab emulator serve`` (station ``start = false``) or a real bench the chip simply stays
 where it is. docs/network-on-chip.md.
@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-DEFAULT_STATION = "instruments/emulated.toml"
+from cimlab.cli._common import DATASETS, DEFAULT_STATION
 
 
 def register(sub: Any) -> None:
@@ -79,7 +79,7 @@ def register(sub: Any) -> None:
         "Writes a 'chip_evaluation' run.",
     )
     e.add_argument("store", help="store written by 'cimlab program-net' or 'cimlab demo'")
-    e.add_argument("--data", default="digits", choices=("digits", "mnist", "cifar10"),
+    e.add_argument("--data", default="digits", choices=DATASETS,
                    help="dataset (default %(default)s)")
     e.add_argument("--root", default=None, help="folder of MNIST / CIFAR-10 files")
     e.add_argument("--station", default=None,
@@ -99,7 +99,7 @@ def register(sub: Any) -> None:
         "new statistics are written as a 'bn_calibration' run that 'cimlab evaluate' uses.",
     )
     b.add_argument("store", help="store with a 'network_program' run")
-    b.add_argument("--data", default="digits", choices=("digits", "mnist", "cifar10"),
+    b.add_argument("--data", default="digits", choices=DATASETS,
                    help="dataset (default %(default)s)")
     b.add_argument("--root", default=None, help="folder of MNIST / CIFAR-10 files")
     b.add_argument("--samples", type=int, default=256, help="calibration images (default 256)")

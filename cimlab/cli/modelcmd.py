@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cimlab.cli._common import usage
+
 
 def register(sub: Any) -> None:
     """Add ``fit`` and ``model`` to the ``cimlab`` command."""
@@ -76,7 +78,7 @@ def register(sub: Any) -> None:
     ex.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
     ex.add_argument("--json", action="store_true", help="print the result as JSON")
     ex.set_defaults(func=_extrapolate)
-    model.set_defaults(func=lambda _a: (model.print_help(), 2)[1])
+    model.set_defaults(func=usage(model))
 
 
 def _summary_rows(dm: Any) -> list[tuple[str, str, str, str]]:

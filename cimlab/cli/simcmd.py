@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-NET_NAMES = (
-    "paper000-cnn",
-    "paper001-vgg",
-    "paper001-mnist",
-    "paper003-bnn-mlp",
-    "paper003-bnn-cnn",
-    "lenet",
-)  # (kept in sync with cimlab.sim.nets)
+from cimlab.cli._common import DATASETS, NET_NAMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--net", required=True,
                    help="checkpoint written by 'cimlab train', or a network name "
                         f"({', '.join(NET_NAMES)}) to train briefly first")  # fmt: skip
-    p.add_argument("--data", default=None, choices=("digits", "mnist", "cifar10"),
+    p.add_argument("--data", default=None, choices=DATASETS,
                    help="dataset (default: the checkpoint's, else digits)")
     p.add_argument("--root", default=None, help="folder of the MNIST / CIFAR-10 files")
     p.add_argument("--trials", type=int, default=20,
@@ -175,12 +168,9 @@ def run(args: argparse.Namespace) -> int:
 def _plot(acc, ideal: float, path: str, title: str):
     from pathlib import Path
 
-    import matplotlib
+    from cimlab.sim import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = figures.pyplot().subplots(figsize=(5.5, 3.6))
     ax.hist(acc, bins=min(20, max(5, len(acc))), color="tab:blue", alpha=0.8,
             label=f"{len(acc)} programmings")  # fmt: skip
     ax.axvline(ideal, color="k", ls="--", label=f"ideal {ideal:.3f}")
@@ -188,9 +178,6 @@ def _plot(acc, ideal: float, path: str, title: str):
     ax.set_ylabel("programmings")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return figures.save(fig, out, dpi=110)

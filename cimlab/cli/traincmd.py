@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-NET_NAMES = (
-    "paper000-cnn",
-    "paper001-vgg",
-    "paper001-mnist",
-    "paper003-bnn-mlp",
-    "paper003-bnn-cnn",
-    "lenet",
-)  # (kept in sync with cimlab.sim.nets)
+from cimlab.cli._common import DATASETS, NET_NAMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data",
         default="digits",
-        choices=("digits", "mnist", "cifar10"),
+        choices=DATASETS,
         help="dataset (default: %(default)s); mnist/cifar10 read local files under --root",
     )
     p.add_argument(

@@ -96,6 +96,13 @@ class EmulatorConfig:
     seed: int = param(0, unit="1", lo=0, doc="seed of the emulated chip")
     host: str = param("127.0.0.1", doc="address the emulator listens on / is reached at")
     ports: EmulatorPorts = param(default_factory=EmulatorPorts)
+    state: str = param(
+        "",
+        doc="emulated-world state file (.npz, EmulatedBench.save_state; only with start = "
+        "true): restored when the station opens if it exists, written when it closes, so "
+        "the chip persists between processes. Relative to the station file's folder. "
+        '"": a fresh chip every time',
+    )
 
     def __post_init__(self) -> None:
         check(self)
@@ -227,6 +234,11 @@ def load_station_config(path: str | Path) -> tuple[StationConfig, str]:
     if cfg.emulator.start and not uses_emulator:
         raise ConfigError(p, "emulator.start",
                           'false, or at least one instrument with address = "emulator"', True)
+    if cfg.emulator.state and not cfg.emulator.start:
+        raise ConfigError(p, "emulator.state",
+                          '"" unless emulator.start = true (the state file belongs to an '
+                          "emulator started by the station; a served emulator keeps its chip)",
+                          cfg.emulator.state)
     return cfg, p.read_text(encoding="utf-8")
 
 
@@ -456,14 +468,34 @@ class Station:
         self._closed = False
         self._previous_sigterm: Any = None
         self._open_kwargs: dict[str, dict[str, Any]] = {}
+        #: where the in-process emulator's world is restored from / saved to (or None)
+        self.emulator_state_path: Path | None = None
+        #: provenance of the emulated world (state file, restored?, profile, seed), or None
+        self.emulator_state: dict[str, Any] | None = None
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path = "instruments/emulated.toml") -> Station:
-        """Open every instrument of the station file ``path`` (strictly validated)."""
+    def open(cls, path: str | Path = "instruments/emulated.toml", *,
+             emulator_state: str | Path | None = None) -> Station:
+        """Open every instrument of the station file ``path`` (strictly validated).
+
+        ``emulator_state``: a state file for the in-process emulator (``[emulator] start =
+        true``), overriding the file's ``[emulator] state``: if it exists the emulated world
+        (chip, virtual clock, oven, routing, instrument settings) is restored from it, and it
+        is written when the station closes (also after an error: the chip is what it is).
+        A state made with another profile or seed than the station file names is refused
+        (ConfigError); delete the state file to start from a fresh chip.
+        """
         p = Path(path)
         config, text = load_station_config(p)
         st = cls(config, p, text)
+        if emulator_state is not None or config.emulator.state:
+            if not config.emulator.start:
+                raise ConfigError(p, "emulator.start", "true when an emulator state file is "
+                                  f"given ({emulator_state})", False)
+            sp = Path(emulator_state if emulator_state is not None else config.emulator.state)
+            st.emulator_state_path = sp if emulator_state is not None or sp.is_absolute() \
+                else p.parent / sp
         try:
             st._open()
         except BaseException:
@@ -485,8 +517,25 @@ class Station:
         if cfg.emulator.start:
             from cimlab.instruments.emulator import EmulatedBench  # only for emulated benches
 
-            self.bench = EmulatedBench(cfg.emulator.profile, cfg.emulator.seed,
-                                       host=cfg.emulator.host).start()
+            emu = cfg.emulator
+            sp = self.emulator_state_path
+            restored = sp is not None and sp.exists()
+            if restored:
+                bench = EmulatedBench.from_state(sp, host=emu.host)
+                if (bench.profile_label, bench.seed) != (emu.profile, emu.seed):
+                    raise ConfigError(
+                        sp, "bench",
+                        f"the emulated chip of {self.path} (profile {emu.profile!r}, seed "
+                        f"{emu.seed}); this state holds profile {bench.profile_label!r}, "
+                        f"seed {bench.seed!r}. Delete the state file to start from a fresh "
+                        "chip, or use the station file it was made with")
+            else:
+                bench = EmulatedBench(emu.profile, emu.seed, host=emu.host)
+            self.bench = bench.start()
+            self.emulator_state = {
+                "state_file": None if sp is None else str(sp), "restored": restored,
+                "profile": emu.profile, "seed": emu.seed, "station_file": str(self.path),
+                "virtual_time_s": float(bench.world.now_s)}
         self._install_sigterm()
         ins = cfg.instruments
         # array controller
@@ -662,6 +711,7 @@ class Station:
             "limits": to_dict(self.limits),
             "calibration": to_dict(self.calibration),
             "emulator": (to_dict(self.config.emulator) if self.bench is not None else None),
+            "emulator_state": self.emulator_state,
             "versions": {
                 "cimlab": __version__,
                 "python": platform.python_version(),
@@ -725,9 +775,25 @@ class Station:
                     log.debug("closing %r: %r", inst, exc)
         if self.bench is not None:
             self.bench.stop()
+        saved = self._save_emulator_state()
         self._restore_sigterm()
         if errors and not _quiet:
             raise InstrumentError(f"{self.path}: shutdown incomplete: " + "; ".join(errors))
+        if saved is not None and not _quiet:
+            raise saved
+
+    def _save_emulator_state(self) -> BaseException | None:
+        """Write the in-process emulator's world to ``emulator_state_path`` (after the
+        outputs went off and the servers stopped). Returns the error, if any (logged)."""
+        if self.bench is None or self.emulator_state_path is None:
+            return None
+        try:
+            self.bench.save_state(self.emulator_state_path)
+        except BaseException as exc:  # the station still closes
+            log.error("station %s: cannot save the emulator state to %s: %r", self.path,
+                      self.emulator_state_path, exc)
+            return exc
+        return None
 
     def __enter__(self) -> Station:
         return self

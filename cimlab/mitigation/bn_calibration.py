@@ -80,23 +80,11 @@ def batchnorm_layers(model: nn.Module, example: torch.Tensor | None = None) -> l
     named = [(n, m) for n, m in model.named_modules() if isinstance(m, _BN_TYPES)]
     if example is None:
         return [n for n, _ in named]
-    order: list[str] = []
-    hooks = []
-    for name, mod in named:
-
-        def hook(_m, _inp, _name=name):
-            if _name not in order:
-                order.append(_name)
-
-        hooks.append(mod.register_forward_pre_hook(hook))
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            model(example)
+        order = _forward_order(model, model, example)
     finally:
-        for h in hooks:
-            h.remove()
         model.train(was_training)
     return order + [n for n, _ in named if n not in order]
 
@@ -229,6 +217,8 @@ def _record(order: list[str], name: str, _m, _i) -> None:
 
 
 def _forward_order(model, owner: nn.Module, example: torch.Tensor) -> list[str]:
+    """Names of ``owner``'s BN layers in the order one forward of ``model`` on ``example``
+    reaches them (layers it does not reach are left out); ``model``'s mode is untouched."""
     named = [(n, m) for n, m in owner.named_modules() if isinstance(m, _BN_TYPES)]
     order: list[str] = []
     hooks = [

@@ -35,6 +35,8 @@ import torch
 from torch import nn
 
 from cimlab.errors import ConfigError
+from cimlab.mitigation.curves import save_accuracy_plot, summarize_seeds
+from cimlab.sim import figures
 from cimlab.sim.binary_layers import clear_bit_errors, inject_bit_errors, set_training_ber
 
 #: Paper 003 Table I (programming conditions) with the section III/IV figures quoted.
@@ -198,15 +200,7 @@ def tolerance_curves(
 
 def summarize(curves: pd.DataFrame) -> pd.DataFrame:
     """Average over seeds: ``acc``, ``seed_std`` (between seeds), ``trial_std``."""
-    g = curves.groupby(["train_ber", "test_ber"], as_index=False)
-    out = g.agg(
-        acc=("acc_mean", "mean"),
-        seed_std=("acc_mean", "std"),
-        trial_std=("acc_std", "mean"),
-        seeds=("seed", "nunique"),
-    )
-    out["seed_std"] = out["seed_std"].fillna(0.0)
-    return out
+    return summarize_seeds(curves, ["train_ber", "test_ber"])
 
 
 def tolerated_ber(summary: pd.DataFrame, reference: float, max_drop: float = 0.01) -> pd.DataFrame:
@@ -365,16 +359,11 @@ def cheapest_condition(
 def plot_tolerance(summary: pd.DataFrame, path: str | Path, title: str) -> Path:
     """PNG: accuracy vs test BER (log axis, BER 0 drawn at the left edge), one line per
     training BER, with paper 003's tolerated BERs marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     positive = summary.test_ber[summary.test_ber > 0]
     floor = positive.min() / 3 if len(positive) else 1e-7
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = figures.pyplot().subplots(figsize=(6.4, 4.2))
     for tb, grp in summary.groupby("train_ber"):
         x = grp.test_ber.where(grp.test_ber > 0, floor)
         label = "standard training" if tb == 0 else f"error-aware, train BER {tb:g}"
@@ -392,27 +381,15 @@ def plot_tolerance(summary: pd.DataFrame, path: str | Path, title: str) -> Path:
         )
     ax.set_xscale("log")
     ax.set_xlabel(f"test bit error rate (leftmost point: no errors, drawn at {floor:.0e})")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(title)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_accuracy_plot(fig, ax, path, title, grid="both")
 
 
 def plot_conditions(
     table: pd.DataFrame, labels: Sequence[str], path: str | Path, structure: str = "1t1r"
 ) -> Path:
     """PNG: accuracy vs programming energy per bit, one marker per condition and network."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     path = Path(path)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = figures.pyplot().subplots(figsize=(6, 4))
     for label in labels:
         col = f"acc_{label}_{structure}"
         ax.plot(table.energy_per_bit_j * 1e12, table[col], marker="o", label=label)
@@ -427,14 +404,8 @@ def plot_conditions(
         )
     ax.set_xscale("log")
     ax.set_xlabel("programming energy per bit [pJ]")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(f"BNN accuracy per programming condition ({structure.upper()})")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    title = f"BNN accuracy per programming condition ({structure.upper()})"
+    return save_accuracy_plot(fig, ax, path, title, grid="both")
 
 
 def reproduce(

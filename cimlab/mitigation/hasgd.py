@@ -45,7 +45,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from cimlab.errors import ConfigError
+from cimlab.mitigation.curves import save_accuracy_plot, summarize_seeds
 from cimlab.params import check, param
+from cimlab.sim import figures
 from cimlab.sim.binary_layers import BinaryLayerMixin
 from cimlab.sim.mapping import Mapping, bias_scale
 
@@ -350,15 +352,7 @@ def summarize(curves: pd.DataFrame) -> pd.DataFrame:
     """Average :func:`resilience_curves` rows over seeds: ``acc`` (mean of seed means),
     ``seed_std`` (spread between seeds), ``trial_std`` (mean spread between programmed
     copies)."""
-    g = curves.groupby(["train_level", "test_level"], as_index=False)
-    out = g.agg(
-        acc=("acc_mean", "mean"),
-        seed_std=("acc_mean", "std"),
-        trial_std=("acc_std", "mean"),
-        seeds=("seed", "nunique"),
-    )
-    out["seed_std"] = out["seed_std"].fillna(0.0)
-    return out
+    return summarize_seeds(curves, ["train_level", "test_level"])
 
 
 def plot_curves(
@@ -371,27 +365,15 @@ def plot_curves(
 ) -> Path:
     """PNG of accuracy vs test noise, one line per training level (error bars: trial std);
     ``legend`` is a format string with ``{level}``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    fig, ax = figures.pyplot().subplots(figsize=(6, 4.2))
     for level, grp in summary.groupby("train_level"):
         plain = level == 0 and "mean" not in legend
         label = "plain SGD" if plain else legend.format(level=level)
         ax.errorbar(grp.test_level, grp.acc, yerr=grp.trial_std, marker="o", capsize=3, label=label)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("test accuracy")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_accuracy_plot(fig, ax, path, title)
 
 
 def reproduce(
@@ -432,78 +414,52 @@ def reproduce(
     seeds = (seed,) if quick else (seed, seed + 1)
     results: dict[str, pd.DataFrame] = {}
 
-    rel = resilience_curves(
-        ds,
+    def study(key: str, noise: Callable[[float], Any], train_levels: Sequence[float],
+              test_levels: Sequence[float], xlabel: str, legend: str, title: str,
+              **options: Any) -> None:
+        """One study: curves, summary (CSV ``hasgd_<key>.csv``) and PNG ``hasgd_<key>.png``."""
+        curves = resilience_curves(ds, noise, train_levels, test_levels, net_name=net_name,
+                                   epochs=epochs, samples=samples, trials=trials, seeds=seeds,
+                                   progress=progress, **options)
+        results[key] = summarize(curves)
+        results[key].to_csv(out / f"hasgd_{key}.csv", index=False)
+        plot_curves(results[key], out / f"hasgd_{key}.png", xlabel=xlabel, legend=legend,
+                    title=title)
+
+    study(
+        "relative",
         lambda s: RelativeNoise(sigma_rel=s),
         (0.0, 0.1, 0.2) if quick else (0.0, 0.05, 0.1, 0.2),
         (0.0, 0.1, 0.2, 0.3) if quick else (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3),
-        net_name=net_name,
-        epochs=epochs,
-        samples=samples,
-        trials=trials,
-        seeds=seeds,
-        progress=progress,
-    )
-    results["relative"] = summarize(rel)
-    results["relative"].to_csv(out / "hasgd_relative.csv", index=False)
-    plot_curves(
-        results["relative"],
-        out / "hasgd_relative.png",
         xlabel="inference noise sigma / weight range",
         legend="HA-SGD, train sigma {level:g} wmax",
         title="HA-SGD (paper 002) on digits: paper001-mnist, zero-mean noise",
     )
-
     # paper 002 Fig. 8: a known mean shift of the devices, used as a prior during training
-    mean = resilience_curves(
-        ds,
+    study(
+        "mean",
         lambda m: RelativeNoise(sigma_rel=0.05, mean_rel=m),
         (0.0, 0.05) if quick else (0.0, 0.05, 0.1),
         (0.0, 0.05, 0.1) if quick else (0.0, 0.025, 0.05, 0.075, 0.1),
-        net_name=net_name,
-        epochs=epochs,
-        samples=samples,
-        trials=trials,
-        seeds=seeds,
-        progress=progress,
-        plain_at_zero=False,
-    )
-    results["mean"] = summarize(mean)
-    results["mean"].to_csv(out / "hasgd_mean.csv", index=False)
-    plot_curves(
-        results["mean"],
-        out / "hasgd_mean.png",
         xlabel="mean weight shift at inference / weight range (noise sigma 0.05)",
         legend="HA-SGD, train mean shift {level:g} wmax",
         title="HA-SGD with a known mean shift as prior (paper 002 Fig. 8)",
+        plain_at_zero=False,
     )
-
     if device is None:
         from cimlab.models import DeviceModel
 
         device = DeviceModel.default()
     trained: dict[tuple[float, int], nn.Module] = {}
-    dev = resilience_curves(
-        ds,
+    study(
+        "device",
         lambda k: DeviceNoise(device, scale=k),
         (0.0, 1.0, 2.0),
         (0.0, 0.5, 1.0, 1.5, 2.0),
-        net_name=net_name,
-        epochs=epochs,
-        samples=samples,
-        trials=trials,
-        seeds=seeds,
-        progress=progress,
-        on_trained=lambda level, sd, net: trained.__setitem__((level, sd), net),
-    )
-    results["device"] = summarize(dev)
-    results["device"].to_csv(out / "hasgd_device.csv", index=False)
-    plot_curves(
-        results["device"],
-        out / "hasgd_device.png",
         xlabel="inference noise (multiple of the device programming sigma)",
         legend="HA-SGD, train at {level:g}x device sigma",
         title="HA-SGD with the device model's programming error",
+        on_trained=lambda level, sd, net: trained.__setitem__((level, sd), net),
     )
     # cross-check in the full simulator (tiles, ADC/DAC, read noise, faults, IR drop)
     results["simulator"] = simulator_check(

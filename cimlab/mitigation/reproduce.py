@@ -34,6 +34,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from cimlab.sim import figures
+
 __all__ = ["PAPERS", "ReproduceResult", "reproduce", "reproduce_paper"]
 
 PAPERS = ("000", "001", "002", "003", "004")
@@ -122,13 +124,14 @@ def _acc(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> 
     return correct / len(x)
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+def _write_tables(out: Path, paper: str, tables: dict[str, pd.DataFrame]) -> list[Path]:
+    """Write each table as ``out/paper<paper>_<name>.csv``; returns the files."""
+    files = []
+    for name, df in tables.items():
+        p = out / f"paper{paper}_{name}.csv"
+        df.to_csv(p, index=False)
+        files.append(p)
+    return files
 
 
 def _ms(values: Sequence[float]) -> tuple[float, float]:
@@ -262,14 +265,9 @@ def _paper000(out: Path, quick: bool, seed: int, progress: bool):
         {"bake_h_150C": h, "method": meth, "acc": _ms(v)[0], "acc_std": _ms(v)[1],
          "n_programs": len(v)} for (h, meth), v in ret.items()
     ])  # fmt: skip
-    files = []
-    for name, df in (("per_layer", per_layer), ("nrmse", nrmse_tab), ("bake", bake)):
-        p = out / f"paper000_{name}.csv"
-        df.to_csv(p, index=False)
-        files.append(p)
+    files = _write_tables(out, "000", {"per_layer": per_layer, "nrmse": nrmse_tab, "bake": bake})
 
-    plt = _plt()
-    fig, ax = plt.subplots(1, 3, figsize=(16, 4.5))
+    fig, ax = figures.pyplot().subplots(1, 3, figsize=(16, 4.5))
     xs = range(len(per_layer))
     for j, (st, lab) in enumerate((("programmed", "programmed"),
                                    ("baked_1h_150C", "1 h 150 C"))):  # fmt: skip
@@ -303,11 +301,7 @@ def _paper000(out: Path, quick: bool, seed: int, progress: bool):
     ax[2].set_ylabel("test accuracy")
     ax[2].set_title("retention + BN calibration (paper 000 Fig. 11)")
     ax[2].legend(fontsize=8)
-    fig.tight_layout()
-    p = out / "paper000.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    files.append(p)
+    files.append(figures.save(fig, out / "paper000.png", dpi=110))
     return {"per_layer": per_layer, "nrmse": nrmse_tab, "bake": bake}, files, notes
 
 
@@ -394,13 +388,9 @@ def _paper001(out: Path, quick: bool, seed: int, progress: bool):
                              "acc_min": min(accs), "n_mappings": len(accs)})  # fmt: skip
     var_tab = pd.DataFrame(var_rows)
 
-    files = []
-    for name, df in (("levels", levels_tab), ("onoff", onoff_tab), ("variation", var_tab)):
-        p = out / f"paper001_{name}.csv"
-        df.to_csv(p, index=False)
-        files.append(p)
-    plt = _plt()
-    fig, ax = plt.subplots(1, 3, figsize=(16, 4.5))
+    files = _write_tables(out, "001",
+                          {"levels": levels_tab, "onoff": onoff_tab, "variation": var_tab})
+    fig, ax = figures.pyplot().subplots(1, 3, figsize=(16, 4.5))
     for name, g in onoff_tab.groupby("level"):
         ax[0].plot(g["on_off"], g["acc"], "o-", label=f"level {name}")
     ax[0].set_xscale("log")
@@ -423,11 +413,7 @@ def _paper001(out: Path, quick: bool, seed: int, progress: bool):
     ax[2].set_ylabel(f"accuracy (mean +- std, {n_map} mappings)")
     ax[2].set_title("variation-aware A vs B (Fig. 9/10)")
     ax[2].legend(fontsize=8)
-    fig.tight_layout()
-    p = out / "paper001.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    files.append(p)
+    files.append(figures.save(fig, out / "paper001.png", dpi=110))
     notes = [
         f"{net_name} on digits {ds.in_shape[1]}x{ds.in_shape[2]}; hardware: 4-bit cells, "
         "on/off 10, 256x64 tiles, 8-bit ADC (full scale 1/8 of the worst case), 8-bit activations; "
@@ -547,13 +533,9 @@ def _paper004(out: Path, quick: bool, seed: int, progress: bool):
     ])  # fmt: skip
     sens_tab = pd.DataFrame([{"layer": n, "sensitivity": sens.layer[n],
                               "neurons": sens.neuron[n].numel()} for n in sens.layers])  # fmt: skip
-    files = []
-    for name, df in (("table", table), ("fraction_sweep", sweep), ("sensitivity", sens_tab)):
-        p = out / f"paper004_{name}.csv"
-        df.to_csv(p, index=False)
-        files.append(p)
-    plt = _plt()
-    fig, ax = plt.subplots(1, 3, figsize=(16, 4.5))
+    files = _write_tables(out, "004",
+                          {"table": table, "fraction_sweep": sweep, "sensitivity": sens_tab})
+    fig, ax = figures.pyplot().subplots(1, 3, figsize=(16, 4.5))
     ax[0].hist(torch.cat([sens.neuron[n] for n in sens.layers]).numpy(), bins=40)
     ax[0].set_xlabel("|neuron sensitivity| (mean |dE/dw|)")
     ax[0].set_ylabel("neurons")
@@ -572,11 +554,7 @@ def _paper004(out: Path, quick: bool, seed: int, progress: bool):
         a.legend(fontsize=7)
     ax[1].set_title("recovery vs area")
     ax[2].set_title("recovery vs energy")
-    fig.tight_layout()
-    p = out / "paper004.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    files.append(p)
+    files.append(figures.save(fig, out / "paper004.png", dpi=110))
     notes = [
         f"LeNet on digits 16x16: software accuracy {software:.4f} (paper, MNIST: 98.8 %); "
         f"{n_inst} faulty chips per scheme; base {base.mean:.4f}, committee {cm.mean:.4f}",

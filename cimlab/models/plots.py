@@ -30,6 +30,14 @@ def _fig(nrows: int = 1, ncols: int = 2, size=(11, 4.2)):
     return plt, *plt.subplots(nrows, ncols, figsize=size, squeeze=False)
 
 
+def _save(plt, fig, path: Path) -> Path:
+    """Lay out, write (PNG, 110 dpi) and close ``fig``; returns ``path``."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_model(dm: DeviceModel, store_path: str | Path, out: str | Path) -> list[Path]:
     """Write the PNGs for every effect the store has data for; returns the files."""
     from cimlab.store import Store
@@ -80,11 +88,7 @@ def _plot_programming(dm: DeviceModel, df: pd.DataFrame, out: Path) -> Path:
     ax[0, 1].set(xlabel="g - target [uS]", ylabel="density", title="error distribution")
     for a in ax[0]:
         a.legend(fontsize=8)
-    p = out / "programming.png"
-    fig.tight_layout()
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    return p
+    return _save(plt, fig, out / "programming.png")
 
 
 def _plot_read(dm: DeviceModel, reads: pd.DataFrame, out: Path) -> Path:
@@ -103,11 +107,7 @@ def _plot_read(dm: DeviceModel, reads: pd.DataFrame, out: Path) -> Path:
     ax[0, 1].set(xlabel="g [uS]", ylabel="sigma / g", title="relative read noise")
     for a in ax[0]:
         a.legend(fontsize=8)
-    p = out / "read_noise.png"
-    fig.tight_layout()
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    return p
+    return _save(plt, fig, out / "read_noise.png")
 
 
 def _plot_relaxation(dm: DeviceModel, reads: pd.DataFrame, out: Path) -> Path:
@@ -136,11 +136,7 @@ def _plot_relaxation(dm: DeviceModel, reads: pd.DataFrame, out: Path) -> Path:
     ax[0, 1].set(xlabel="time after programming [s]", ylabel="mean of g - g0 [uS]",
                  title=f"relaxation drift ({r.mean_form})")
     ax[0, 0].legend(fontsize=7)
-    p = out / "relaxation.png"
-    fig.tight_layout()
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    return p
+    return _save(plt, fig, out / "relaxation.png")
 
 
 def _plot_bake(dm: DeviceModel, reads: pd.DataFrame, programmed: pd.DataFrame | None,
@@ -177,11 +173,7 @@ def _plot_bake(dm: DeviceModel, reads: pd.DataFrame, programmed: pd.DataFrame | 
     ax[0, 0].set(ylabel="std of change [uS]", title=f"bake spread (Ea = {ret.ea_ev:.2f} eV)")
     ax[0, 1].set(ylabel="mean change [uS]", title="bake drift")
     ax[0, 0].legend(fontsize=7)
-    p = out / "retention.png"
-    fig.tight_layout()
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    return p
+    return _save(plt, fig, out / "retention.png")
 
 
 def _plot_binary(dm: DeviceModel, bits: pd.DataFrame, out: Path) -> Path:
@@ -204,11 +196,7 @@ def _plot_binary(dm: DeviceModel, bits: pd.DataFrame, out: Path) -> Path:
         a.axvline(np.log(c.threshold_s), color="k", ls=":")
         a.set(xlabel="ln(g / 1 S)", title=f"{c.name}: BER {c.ber_1t1r:.2g} (1T1R)")
         a.legend(fontsize=7)
-    p = out / "binary.png"
-    fig.tight_layout()
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    return p
+    return _save(plt, fig, out / "binary.png")
 
 
 __all__: list[Any] = ["plot_model"]

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from cimlab.sim import figures
+
 
 @torch.no_grad()
 def layer_outputs(net: nn.Module, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -100,15 +102,11 @@ def plot_distributions(
     title: str = "Neuron (sum-of-product) distributions",
 ) -> Path:  # fmt: skip
     """PNG of ideal vs analog histograms, one panel per layer (paper 000 Fig. 6 style)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = max(1, len(dists))
     cols = min(3, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = figures.pyplot().subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows),
+                                          squeeze=False)
     for ax, (name, (ideal, analog)) in zip(axes.flat, dists.items(), strict=False):
         lo = float(min(ideal.min(), analog.min()))
         hi = float(max(ideal.max(), analog.max()))
@@ -122,12 +120,9 @@ def plot_distributions(
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.suptitle(title)
-    fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return figures.save(fig, path, dpi=110)
 
 
 def injection_study(

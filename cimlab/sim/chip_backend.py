@@ -55,6 +55,7 @@ from torch.nn import functional as F
 
 from cimlab.errors import ConfigError
 from cimlab.params import check, param
+from cimlab.sim.layer_tree import enable_only, layers_of, replace_submodule
 from cimlab.sim.layers import converter_levels
 from cimlab.sim.placement import LayerPlacement, NetworkPlacement
 
@@ -350,12 +351,12 @@ class ChipNetwork(nn.Module):
                 raise ConfigError(None, f"placement layer {name}",
                                   f"weight shape {tuple(lp.weight_shape)}",
                                   tuple(base.weight.shape))
-            _set_submodule(net, name, ChipLayer(base, lp, self.backend, placement.geometry[1]))
+            replace_submodule(net, name, ChipLayer(base, lp, self.backend, placement.geometry[1]))
         self.net = net
 
     @property
     def layers(self) -> dict[str, ChipLayer]:
-        return {n[len("net."):]: m for n, m in self.named_modules() if isinstance(m, ChipLayer)}
+        return layers_of(self, ChipLayer)
 
     @property
     def layer_names(self) -> list[str]:
@@ -363,13 +364,7 @@ class ChipNetwork(nn.Module):
 
     def set_injection(self, names: Iterable[str] | None) -> None:
         """Run only layers ``names`` on the chip (None: all); the others compute digitally."""
-        layers = self.layers
-        chosen = set(layers) if names is None else set(names)
-        unknown = sorted(chosen - set(layers))
-        if unknown:
-            raise ConfigError(None, "inject", f"chip layer names ({', '.join(layers)})", unknown)
-        for n, layer in layers.items():
-            layer.enabled = n in chosen
+        enable_only(self.layers, names, "chip layer")
 
     @property
     def round_trips(self) -> int:
@@ -415,12 +410,6 @@ class ChipNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
-
-
-def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, child, new)
 
 
 __all__ = ["INPUT_MODES", "ChipBackend", "ChipConfig", "ChipLayer", "ChipNetwork"]

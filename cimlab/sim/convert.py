@@ -23,6 +23,7 @@ from torch import nn
 
 from cimlab.errors import ConfigError
 from cimlab.sim.config import AnalogConfig
+from cimlab.sim.layer_tree import enable_only, layers_of, replace_submodule
 from cimlab.sim.layers import AnalogConv2d, AnalogLayer, AnalogLinear, temp_c_to_k
 
 
@@ -43,9 +44,7 @@ class AnalogNetwork(nn.Module):
     @property
     def layers(self) -> dict[str, AnalogLayer]:
         """Analog layers by qualified name, in forward (module) order."""
-        return {
-            n[len("net.") :]: m for n, m in self.named_modules() if isinstance(m, AnalogLayer)
-        }
+        return layers_of(self, AnalogLayer)
 
     @property
     def layer_names(self) -> list[str]:
@@ -53,14 +52,7 @@ class AnalogNetwork(nn.Module):
 
     def set_injection(self, names: Iterable[str] | None) -> None:
         """Non-idealities only in layers ``names`` (None: all); the others compute ideally."""
-        layers = self.layers
-        chosen = set(layers) if names is None else set(names)
-        unknown = sorted(chosen - set(layers))
-        if unknown:
-            raise ConfigError(None, "inject", f"analog layer names ({', '.join(layers)})",
-                              unknown)  # fmt: skip
-        for n, layer in layers.items():
-            layer.enabled = n in chosen
+        enable_only(self.layers, names, "analog layer")
 
     @property
     def injected(self) -> list[str]:
@@ -166,14 +158,8 @@ def convert(
     for name in chosen:
         base = candidates[name]
         cls = AnalogConv2d if isinstance(base, nn.Conv2d) else AnalogLinear
-        _set_submodule(net, name, cls(base, config, name))
+        replace_submodule(net, name, cls(base, config, name))
     anet = AnalogNetwork(net, config)
     if inject is not None:
         anet.set_injection(inject)
     return anet.eval()
-
-
-def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, child, new)

@@ -20,10 +20,14 @@ effective conductance matrix. ``first_order`` returns ``G (1 - r (A + B))``; ``r
 positive when the drop is large, and closer to the exact solution (measured in
 tests/sim/test_irdrop.py against :func:`cimlab.physics` 's nodal solution). ``A`` and ``B``
 are double cumulative sums, so the correction costs O(R P) per tile and is computed once per
-``program()`` / ``age()``, never in the forward pass.
+``program()`` / ``age()``, never in the forward pass. :func:`cell_drop_factors` computes the
+same ``A + B`` directly in the simulator's cell layout ``(2, S, out, rows)`` (no gather into
+physical tiles and back; every cumulative sum runs along contiguous memory).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
@@ -40,6 +44,58 @@ def drop_factors(g: torch.Tensor) -> torch.Tensor:
     p_rows = g.cumsum(-2)
     b = (p_rows.sum(-2, keepdim=True) - p_rows.cumsum(-2)).add_(p_rows)
     return a.add_(b)
+
+
+def cell_drop_factors(g: torch.Tensor, layout: Any) -> torch.Tensor:
+    """``A + B`` [S] of every cell of ``g`` (2, S, co, k [+ 1 bias row]) [S] on its tile.
+
+    ``layout`` is the layer's :class:`cimlab.sim.mapping.TileLayout`; the ``co`` outputs must
+    start at a column-tile boundary. Equal to ``drop_factors`` of ``to_tiles(g)`` mapped back
+    with ``from_tiles`` (tested), in the cell layout:
+
+    * ``A`` (word line): physical columns of a column tile are ``(output, slice, +/-)``, so the
+      cells, transposed to ``(rows, co, S, 2)``, are one contiguous run per tile row;
+    * ``B`` (bit line): with ``P_k`` the current accumulated down to tile position ``k``,
+      ``B_i = sum_{k=p_i}^{R-1} P_k``: weight rows sit at positions ``0 .. stride-1`` of their
+      row tile (positions ``stride .. R-1`` carry ``P_total``), the bias row at ``bias_pos``
+      after every weight row of ``bias_tile`` adds ``G_b (R - bias_pos)`` to their ``B`` and
+      has ``B_b = (R - bias_pos) (P_total + G_b)``.
+    """
+    two, S, co, kk = g.shape
+    lay = layout
+    k, R, st, nrt, per = lay.k, lay.rows, lay.stride, lay.n_row_tiles, lay.per_col
+    has_b = kk == k + 1
+    # A: along the physical columns of each column tile (pad outputs to whole tiles)
+    co_pad = -(-co // per) * per
+    gt = g.new_zeros(kk, co_pad, S, two) if co_pad > co else g.new_empty(kk, co_pad, S, two)
+    gt[:, :co] = g.permute(3, 2, 1, 0)
+    gt = gt.view(kk, co_pad // per, per * S * two)
+    a = (gt.sum(-1, keepdim=True) - gt.cumsum(-1)).add_(gt).cumsum_(-1)
+    a = a.view(kk, co_pad, S, two)[:, :co].permute(3, 2, 1, 0)  # (2, S, co, kk) view
+    # B: along the rows of each row tile
+    n_main = nrt * st
+    if n_main == k and not has_b:
+        gm = g.reshape(two, S, co, nrt, st)
+    else:
+        gm = g.new_zeros(two, S, co, n_main)
+        gm[..., :k] = g[..., :k]
+        gm = gm.view(two, S, co, nrt, st)
+    p = gm.cumsum_(-1) if gm.data_ptr() != g.data_ptr() else gm.cumsum(-1)
+    p_tot = p[..., -1:]
+    b = (p.sum(-1, keepdim=True) - p.cumsum(-1)).add_(p)
+    if R > st:
+        b.add_(p_tot, alpha=float(R - st))
+    d = g.new_empty(two, S, co, kk)
+    if has_b:
+        g_b = g[..., k]
+        pos = float(R - lay.bias_pos)
+        if lay.bias_tile < nrt:
+            b[..., lay.bias_tile, :].add_(g_b[..., None], alpha=pos)
+            d[..., k] = (p_tot[..., lay.bias_tile, 0] + g_b) * pos
+        else:
+            d[..., k] = g_b * pos
+    d[..., :k] = b.view(two, S, co, n_main)[..., :k]
+    return d.add_(a)
 
 
 def effective_conductance(

@@ -32,6 +32,7 @@ and shot noise of the column current at the sense bandwidth are orders of magnit
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -40,21 +41,20 @@ from torch.nn import functional as F
 
 from cimlab.errors import ConfigError
 from cimlab.sim.config import AnalogConfig
-from cimlab.sim.irdrop import effective_conductance
-from cimlab.sim.mapping import (
-    Mapping,
-    bias_scale,
-    choose_wmax,
-    from_tiles,
-    make_layout,
-    to_tiles,
-)
+from cimlab.sim.irdrop import cell_drop_factors
+from cimlab.sim.mapping import Mapping, bias_scale, choose_wmax, make_layout
 
 ZERO_C_K = 273.15  # 0 degC in K
 #: Partial sums per chunk of the tiled forward (elements; 4 Mi float32 = 16 MiB).
 PSUM_CHUNK = 1 << 22
+#: Partial sums per column block of the cache-blocked Linear forward (1 Mi = 4 MiB float32).
+PSUM_BLOCK = 1 << 20
 #: Cells per chunk in program/age/refresh (512 Ki float32 = 2 MiB temporaries).
 CHUNK_CELLS = 1 << 19
+#: Read-noise draws of at least this many elements are split over NOISE_STREAMS generators
+#: (fixed, seeded from the layer's noise seed), which run in parallel on the intra-op threads.
+NOISE_SPLIT = 1 << 20
+NOISE_STREAMS = 4
 
 
 def quantize(x: torch.Tensor, levels: int, signed: bool) -> torch.Tensor:
@@ -114,6 +114,7 @@ class AnalogLayer(nn.Module):
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
         state = dict(state)
         state["_noise_gen"] = None  # generators are rebuilt from the seed after unpickling
+        state.pop("_noise_streams", None)
         state.pop("_workspace", None)  # scratch buffers of the read-noise draws
         return state
 
@@ -148,6 +149,7 @@ class AnalogLayer(nn.Module):
         seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
         self._noise_seed = seed
         self._noise_gen = None
+        self.__dict__.pop("_noise_streams", None)
         self.t_eq_s = 0.0
         if self.binary:
             self._program_binary(generator)
@@ -168,26 +170,83 @@ class AnalogLayer(nn.Module):
         shape = (2, cfg.slices, w_aug.shape[0], w_aug.shape[1])
         g_t = torch.empty(shape, dtype=w.dtype, device=dev)
         g_p = torch.empty_like(g_t) if cfg.programming_error else g_t
-        stuck = torch.empty(shape, dtype=torch.int8, device=dev) if cfg.stuck else None
-        pe, st = dm.programming, dm.stuck
+        pe = dm.programming
+        sigma = _constant(pe, "form", "s0")  # a float for the constant form: no pass per cell
+        on_gen = generator.device == torch.device(dev)
         for o0, o1 in self._chunks(shape[2]):
-            gt = self.mapping.targets(w_aug[o0:o1])
-            g_t[:, :, o0:o1] = gt
+            gt = g_t[:, :, o0:o1]
+            self.mapping.targets(w_aug[o0:o1], out=gt)
             if cfg.programming_error:
-                z = _randn(gt.shape, generator, dev).to(gt.dtype)
-                g = z.mul_(pe.sigma(gt)).add_(gt).add_(pe.mean_offset)
-                g_p[:, :, o0:o1] = g.clamp_(min=0.0)  # a conductance is never negative
-            if stuck is not None:
-                u = _rand(gt.shape, generator, dev)
-                m = (u < st.p_stuck_on).to(torch.int8)
-                m -= ((u >= st.p_stuck_on) & (u < st.p_stuck_on + st.p_stuck_off)).to(torch.int8)
-                stuck[:, :, o0:o1] = m
+                z = _randn(gt.shape, generator, dev).to(gt.dtype) if not on_gen else \
+                    torch.randn(gt.shape, generator=generator, device=dev, dtype=gt.dtype)
+                z.mul_(pe.sigma(gt) if sigma is None else sigma)
+                if pe.mean_offset:
+                    z.add_(pe.mean_offset)
+                torch.add(gt, z, out=g_p[:, :, o0:o1]).clamp_(min=0.0)  # never negative
         self._buf("g_target", g_t)
-        self._buf("g_programmed", g_p)
-        self._buf("stuck_mask", stuck)
+        self._draw_stuck(g_t.numel(), generator, dev)
+        # stuck cells are pinned in the programmed state itself (relaxation never moves them)
+        g_c = g_p if (g_p is not g_t or self.stuck_index is None) else g_t.clone()
+        self._pin(g_c)
+        self._buf("g_programmed", g_c)
         self._adc_cal = None
         self.programmed = True
-        self._set_cells(g_p)
+        self._buf("g_cells", g_c)
+        self._refresh(targets=True)
+
+    def _draw_stuck(self, n: int, generator: torch.Generator, dev) -> None:
+        """Stuck-at faults of ``n`` cells (flat indices and on/off), exactly i.i.d. Bernoulli.
+
+        Each cell is stuck with probability ``p = p_on + p_off``, then stuck-on with
+        ``p_on / p``. For small ``p`` the positions are drawn as a Bernoulli process, i.e. with
+        i.i.d. geometric gaps ``floor(ln V / ln(1 - p)) + 1`` (``V`` uniform on (0, 1]): about
+        ``n p`` draws instead of ``n``, the same distribution.
+        """
+        st = self.config.device.stuck
+        p_on, p = float(st.p_stuck_on), float(st.p_stuck_on) + float(st.p_stuck_off)
+        if not self.config.stuck or p <= 0.0 or n == 0:
+            self._buf("stuck_index", None)
+            self._buf("stuck_on", None)
+            return
+        gd = generator.device
+        if p >= 0.25:  # dense: one uniform per cell
+            u = torch.rand(n, generator=generator, device=gd, dtype=torch.float64)
+            idx = torch.nonzero(u < p).flatten()
+            on = u[idx] < p_on
+        else:
+            log_q = math.log1p(-p)
+            parts, last = [], -1
+            while last < n - 1:
+                m = (n - 1 - last) * p
+                m = int(m + 6.0 * math.sqrt(m) + 16)
+                u = torch.rand(m, generator=generator, device=gd, dtype=torch.float64)
+                pos = torch.floor(torch.log1p(-u) / log_q).add_(1.0).cumsum_(0).add_(last)
+                parts.append(pos[pos < n])
+                last = int(pos[-1])
+            idx = torch.cat(parts).to(torch.int64)
+            on = torch.rand(idx.numel(), generator=generator, device=gd,
+                            dtype=torch.float64) < p_on / p  # fmt: skip
+        self._buf("stuck_index", idx.to(dev))
+        self._buf("stuck_on", on.to(dev))
+
+    def _pin(self, g: torch.Tensor) -> torch.Tensor:
+        """Stuck cells of ``g`` (cells layout) set to their stuck conductance, in place."""
+        idx = self.stuck_index
+        if idx is not None and idx.numel():
+            st = self.config.device.stuck
+            vals = torch.full(idx.shape, st.g_off_s, dtype=g.dtype, device=g.device)
+            vals.masked_fill_(self.stuck_on, st.g_on_s)
+            g.view(-1).index_put_((idx,), vals)
+        return g
+
+    @property
+    def stuck_mask(self) -> torch.Tensor | None:
+        """Stuck-at faults per cell (int8, cells layout): +1 stuck on, -1 stuck off, 0 free."""
+        if getattr(self, "stuck_index", None) is None or not self.programmed or self.binary:
+            return None
+        m = torch.zeros(self.g_target.shape, dtype=torch.int8, device=self.g_target.device)
+        m.view(-1)[self.stuck_index] = torch.where(self.stuck_on, 1, -1).to(torch.int8)
+        return m
 
     def _chunks(self, out: int) -> list[tuple[int, int]]:
         """Output ranges processed together in program/age/refresh (cache-sized, and whole
@@ -197,14 +256,6 @@ class AnalogLayer(nn.Module):
         per_col = self.layout.per_col
         co = max(per_col, (co // per_col) * per_col)
         return [(o0, min(out, o0 + co)) for o0 in range(0, out, co)]
-
-    def _pin_stuck(self, g: torch.Tensor) -> torch.Tensor:
-        if self.stuck_mask is None:
-            return g
-        st = self.config.device.stuck
-        g = g.clone()
-        g.masked_fill_(self.stuck_mask > 0, st.g_on_s)
-        return g.masked_fill_(self.stuck_mask < 0, st.g_off_s)
 
     @torch.no_grad()
     def _program_binary(self, generator: torch.Generator) -> None:
@@ -240,30 +291,31 @@ class AnalogLayer(nn.Module):
         g0 = self.g_programmed
         rel = dm.relaxation
         gen = self._gen(g0.device)
-        old = self._unpinned
+        old = self.g_cells
         new = torch.empty_like(g0)
+        # the model's mean shift and variance are drift(g) L(t) and rate(g) L(t): increments
+        # between the old and new equivalent times are drift(g) dL and rate(g) dL
+        d_l = float(rel.decades(t2)) - float(rel.decades(t1))
+        rate = _constant(rel, "form", "k0")
+        sd_c = math.sqrt(max(rate * d_l, 0.0)) if rate is not None else None
         for o0, o1 in self._chunks(g0.shape[2]):
             g0c = g0[:, :, o0:o1]
-            dmean = rel.mean_shift(g0c, t2)
-            dvar = rel.variance(g0c, t2)
-            if t1 > 0:  # increments from the previous equivalent time
-                dmean = dmean - rel.mean_shift(g0c, t1)
-                dvar = dvar - rel.variance(g0c, t1)
-            dvar = dvar.clamp(min=0.0)
             z = torch.randn(g0c.shape, generator=gen, device=g0.device, dtype=g0.dtype)
-            g = z.mul_(dvar.sqrt_()).add_(dmean).add_(old[:, :, o0:o1])
-            new[:, :, o0:o1] = g.clamp_(min=0.0)
+            if sd_c is None:
+                z.mul_(rel.rate(g0c).mul_(d_l).clamp_(min=0.0).sqrt_())
+            else:
+                z.mul_(sd_c)
+            z.add_(rel.drift(g0c), alpha=d_l)
+            torch.add(old[:, :, o0:o1], z, out=new[:, :, o0:o1]).clamp_(min=0.0)
         self.t_eq_s = t2
-        self._set_cells(new)
-
-    def _set_cells(self, g_unpinned: torch.Tensor) -> None:
-        self._buf("g_unpinned", g_unpinned)
-        self._buf("g_cells", self._pin_stuck(g_unpinned))
+        self._buf("g_cells", self._pin(new))
         self._refresh()
 
-    @property
-    def _unpinned(self) -> torch.Tensor:
-        return self.g_unpinned
+    def _set_cells(self, g_unpinned: torch.Tensor) -> None:
+        """Install cells (2, S, out, rows) [S] (stuck cells are pinned on a copy) and refresh."""
+        g = g_unpinned.clone() if self.stuck_index is not None else g_unpinned
+        self._buf("g_cells", self._pin(g))
+        self._refresh()
 
     def _require_programmed(self) -> None:
         if not self.programmed:
@@ -274,9 +326,14 @@ class AnalogLayer(nn.Module):
 
     # ------------------------------------------------------------------ derived tensors
     @torch.no_grad()
-    def _refresh(self) -> None:
+    def _refresh(self, targets: bool = False) -> None:
         """Precompute what forward needs from the current cells (module docstring), chunk by
-        chunk of outputs (cache-sized temporaries)."""
+        chunk of outputs (cache-sized temporaries). ``targets``: the target cells changed
+        (program), so the worst-case ADC ranges are recomputed too.
+
+        With ADCs the forward pass reads only the per-tile arrangement; the dense weights
+        (``effective_weight``) are then derived from it on demand. Tile buffers are reused in
+        place when their shape allows (fresh pages cost more than the arithmetic)."""
         cfg, dm, lay = self.config, self.config.device, self.layout
         g_all, gt_all = self.g_cells, self.g_target
         S, out = g_all.shape[1], g_all.shape[2]
@@ -286,79 +343,122 @@ class AnalogLayer(nn.Module):
         dev, dt = g_all.device, g_all.dtype
         f = self.mapping.slice_factors(dev, dt)
         fs = f.view(-1, 1, 1)
+        f_list = [float(v) for v in f]
         rn = cfg.read_noise
         ir = cfg.ir_drop and dm.wire.r_segment_ohm > 0
+        r_seg = float(dm.wire.r_segment_ohm)
         adc = cfg.adc_bits is not None
-        w_fast = torch.empty(out, k, device=dev, dtype=dt)
-        b_fast = torch.empty(out, device=dev, dtype=dt) if has_b else None
-        v_fast = torch.empty(out, k, device=dev, dtype=dt) if rn else None
-        v_b = torch.empty(out, device=dev, dtype=dt) if (rn and has_b) else None
+        sr = dm.read_noise.sigma
         nt = lay.n_tiles_total
         if adc:
-            w_t = torch.empty(self._tiles_shape(S, out), device=dev, dtype=dt)
-            v_t = torch.empty_like(w_t) if rn else None
+            w_t = self._reuse("w_tiles", self._tiles_shape(S, out), dev, dt)
+            v_t = self._reuse("sd_tiles" if rn == "weight" else "var_tiles",
+                              w_t.shape, dev, dt) if rn else None  # fmt: skip
             b_sl = torch.empty(S, out, device=dev, dtype=dt) if has_b else None
             v_bsl = torch.empty(S, out, device=dev, dtype=dt) if (has_b and rn) else None
-            adc_a = torch.empty(nt, S, out, device=dev, dtype=dt)
-            adc_b = torch.zeros(nt, S, out, device=dev, dtype=dt)
+            if targets:
+                adc_a = torch.empty(nt, S, out, device=dev, dtype=dt)
+                adc_b = torch.zeros(nt, S, out, device=dev, dtype=dt)
+        else:
+            w_fast = torch.empty(out, k, device=dev, dtype=dt)
+            b_fast = torch.empty(out, device=dev, dtype=dt) if has_b else None
+            v_fast = torch.empty(out, k, device=dev, dtype=dt) if rn else None
+            v_b = torch.empty(out, device=dev, dtype=dt) if (rn and has_b) else None
         for o0, o1 in self._chunks(out):
             g = g_all[:, :, o0:o1]
             if ir:
-                sub = make_layout(k, o1 - o0, has_b, cfg.tile, S, self._kernel())
-                tiles = effective_conductance(to_tiles(g, sub), float(dm.wire.r_segment_ohm))
-                g_eff = from_tiles(tiles, sub, S, o1 - o0)
+                g_eff = cell_drop_factors(g, lay).mul_(r_seg).add_(1.0)
+                g_eff = torch.div(g, g_eff, out=g_eff)
             else:
                 g_eff = g
-            w_s = (g_eff[0] - g_eff[1]).mul_(fs)  # (S, co, rows) weight units
-            w_fast[o0:o1] = w_s[..., :k].sum(0)
-            if has_b:
-                b_fast[o0:o1] = w_s[..., k].sum(0) * s_b
+            w_s = torch.sub(g_eff[0], g_eff[1])  # (S, co, rows) [S]
+            w_s = w_s.mul_(f_list[0]) if S == 1 else w_s.mul_(fs)  # weight units
             var_s = None
             if rn:
-                sr = dm.read_noise.sigma
-                var_s = (sr(g[0]) ** 2).add_(sr(g[1]) ** 2).mul_(fs**2)
-                v_fast[o0:o1] = var_s[..., :k].sum(0)
-                if has_b:
-                    v_b[o0:o1] = var_s[..., k].sum(0) * s_b**2
+                var_s = sr(g[0]).square_().add_(sr(g[1]).square_())
+                var_s = var_s.mul_(f_list[0] ** 2) if S == 1 else var_s.mul_(fs**2)
+                if rn == "weight" and adc:
+                    var_s.sqrt_()  # the forward pass needs the standard deviation
             if not adc:
+                w_fast[o0:o1] = w_s[..., :k].sum(0)
+                if has_b:
+                    b_fast[o0:o1] = w_s[..., k].sum(0) * s_b
+                if rn:
+                    v_fast[o0:o1] = var_s[..., :k].sum(0)
+                    if has_b:
+                        v_b[o0:o1] = var_s[..., k].sum(0) * s_b**2
                 continue
             self._arrange_into(w_t, w_s[..., :k], o0, out)
             if rn:
                 self._arrange_into(v_t, var_s[..., :k], o0, out)
             if has_b:
-                b_sl[:, o0:o1] = w_s[..., k] * s_b
+                torch.mul(w_s[..., k], s_b, out=b_sl[:, o0:o1])
                 if rn:
-                    v_bsl[:, o0:o1] = var_s[..., k] * s_b**2
-            # worst-case ADC ranges from the *target* cells (design time, same every programming)
-            d = (gt_all[0, :, o0:o1] - gt_all[1, :, o0:o1]).abs_()  # (S, co, rows) [S]
-            rows_main = d.new_zeros(S, o1 - o0, nt * lay.stride)
-            rows_main[..., :k] = d[..., :k]
-            adc_a[:, :, o0:o1] = rows_main.reshape(S, o1 - o0, nt, lay.stride).sum(-1).permute(
-                2, 0, 1)  # fmt: skip
-            if has_b:
-                adc_b[lay.bias_tile, :, o0:o1] = d[..., k] * s_b
+                    torch.mul(var_s[..., k], s_b if rn == "weight" else s_b**2,
+                              out=v_bsl[:, o0:o1])  # fmt: skip
+            if targets:  # worst-case ADC ranges from the *target* cells (design time)
+                d = (gt_all[0, :, o0:o1] - gt_all[1, :, o0:o1]).abs_()  # (S, co, rows) [S]
+                self._tile_row_sums(d[..., :k], adc_a[:, :, o0:o1])
+                if has_b:
+                    adc_b[lay.bias_tile, :, o0:o1] = d[..., k] * s_b
         buf = self._buf
         buf("slice_f", f)
-        buf("w_fast", w_fast.reshape(self.base.weight.shape))
-        buf("b_fast", b_fast)
-        out_mode = rn == "output"
-        buf("var_fast", v_fast.reshape(self.base.weight.shape) if out_mode else None)
-        buf("var_b_fast", v_b if out_mode else None)
-        buf("sd_fast", v_fast.sqrt_().reshape(self.base.weight.shape) if rn == "weight" else None)
-        buf("sd_b_fast", v_b.sqrt_() if (rn == "weight" and has_b) else None)
         if not adc:
+            out_mode = rn == "output"
+            buf("w_fast", w_fast.reshape(self.base.weight.shape))
+            buf("b_fast", b_fast)
+            buf("var_fast", v_fast.reshape(self.base.weight.shape) if out_mode else None)
+            buf("var_b_fast", v_b if out_mode else None)
+            buf("sd_fast",
+                v_fast.sqrt_().reshape(self.base.weight.shape) if rn == "weight" else None)
+            buf("sd_b_fast", v_b.sqrt_() if (rn == "weight" and has_b) else None)
             for name in ("w_tiles", "var_tiles", "sd_tiles", "b_slices", "var_b_slices",
                          "sd_b_slices", "adc_a", "adc_b"):  # fmt: skip
                 buf(name, None)
             return
+        for name in ("w_fast", "b_fast", "var_fast", "var_b_fast", "sd_fast", "sd_b_fast"):
+            buf(name, None)  # derived from the tiles on demand (_dense)
         buf("w_tiles", w_t)
-        buf("var_tiles", v_t if out_mode else None)
-        buf("sd_tiles", v_t.sqrt_() if rn == "weight" else None)
+        buf("var_tiles", v_t if rn == "output" else None)
+        buf("sd_tiles", v_t if rn == "weight" else None)
         buf("b_slices", b_sl.reshape(-1) if has_b else None)
-        buf("var_b_slices", v_bsl.reshape(-1) if (has_b and rn) else None)
-        buf("sd_b_slices", v_bsl.sqrt().reshape(-1) if (has_b and rn) else None)
-        buf("adc_a", adc_a)
-        buf("adc_b", adc_b)
+        buf("var_b_slices", v_bsl.reshape(-1) if (has_b and rn == "output") else None)
+        buf("sd_b_slices", v_bsl.reshape(-1) if (has_b and rn == "weight") else None)
+        if targets:
+            buf("adc_a", adc_a)
+            buf("adc_b", adc_b)
+
+    def _reuse(self, name: str, shape, dev, dt) -> torch.Tensor:
+        """The buffer ``name`` if it has this shape (overwritten in place), else a new one."""
+        old = self._buffers.get(name)
+        if old is not None and old.shape == torch.Size(shape) and old.device == dev \
+                and old.dtype == dt:  # fmt: skip
+            return old
+        return torch.empty(shape, device=dev, dtype=dt)
+
+    def _tile_row_sums(self, d: torch.Tensor, dst: torch.Tensor) -> None:
+        """Sum of ``d`` (S, co, k) over the weight rows of each row tile -> ``dst`` (nt, S, co)."""
+        lay = self.layout
+        S, co, k = d.shape
+        n_full = k // lay.stride
+        if n_full:
+            dst[:n_full] = d[..., : n_full * lay.stride].reshape(S, co, n_full, lay.stride).sum(
+                -1).permute(2, 0, 1)  # fmt: skip
+        if n_full < lay.n_row_tiles:
+            dst[n_full] = d[..., n_full * lay.stride :].sum(-1)
+        if dst.shape[0] > lay.n_row_tiles:
+            dst[lay.n_row_tiles :] = 0.0
+
+    def _dense(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Effective weight and bias (no read noise): computed by ``_refresh`` without ADCs,
+        derived from the tile arrangement (and cached until the next refresh) with them."""
+        if self.w_fast is None:
+            S = self.slice_f.shape[0]
+            w = self._from_tiles_layout(self.w_tiles, S).sum(0)
+            self._buf("w_fast", w.reshape(self.base.weight.shape))
+            bs = self.b_slices
+            self._buf("b_fast", None if bs is None else bs.view(S, -1).sum(0))
+        return self.w_fast, self.b_fast
 
     def _tiles_shape(self, S: int, out: int) -> tuple[int, ...]:
         lay = self.layout
@@ -369,11 +469,17 @@ class AnalogLayer(nn.Module):
         ``dst`` (n_row_tiles, stride, S*out)."""
         lay = self.layout
         S, co, k = m.shape
-        n = lay.n_row_tiles * lay.stride
-        if n > k:
-            m = torch.cat([m, m.new_zeros(S, co, n - k)], dim=-1)
-        view = dst.view(lay.n_row_tiles, lay.stride, S, out)
-        view[..., o0 : o0 + co] = m.reshape(S, co, lay.n_row_tiles, lay.stride).permute(2, 3, 0, 1)
+        st = lay.stride
+        view = dst.view(lay.n_row_tiles * st, S, out)[:, :, o0 : o0 + co]
+        view[:k] = m.permute(2, 0, 1)
+        if k < lay.n_row_tiles * st:  # empty rows of the last tile
+            view[k:] = 0.0
+
+    def _from_tiles_layout(self, t: torch.Tensor, S: int) -> torch.Tensor:
+        """Inverse of ``_arrange_into``: tile arrangement -> per-slice rows (S, out, k)."""
+        lay = self.layout
+        out = t.shape[-1] // S
+        return t.reshape(lay.n_row_tiles * lay.stride, S, out)[: lay.k].permute(1, 2, 0)
 
     def effective_weight(self) -> torch.Tensor:
         """Weight the array represents now (programming, faults, retention, IR drop; no read
@@ -381,14 +487,14 @@ class AnalogLayer(nn.Module):
         self._require_programmed()
         if self.binary:
             return self.w_binary
-        return self.w_fast
+        return self._dense()[0]
 
     def effective_bias(self) -> torch.Tensor | None:
         """Bias the array represents now (bias row x s), or the digital bias (binary)."""
         self._require_programmed()
         if self.binary:
             return self.bias
-        return self.b_fast
+        return self._dense()[1]
 
     def conductances(self) -> torch.Tensor:
         """Cells (2, slices, out, rows) [S]: G+ / G-, the bias row last (stuck, aged)."""
@@ -428,18 +534,43 @@ class AnalogLayer(nn.Module):
         return (amax if amax > 0 else 1.0), signed
 
     def _noisy(self, w: torch.Tensor, sd: torch.Tensor, gen: torch.Generator, key: str):
-        """``w + sd * z`` for fresh standard normals ``z``, in a reused workspace."""
+        """``w + sd * z`` for fresh standard normals ``z``, in a reused workspace (one fused
+        multiply-add). Large CPU draws are split over :data:`NOISE_STREAMS` fixed generators
+        (seeded from the layer's noise seed) that run on the intra-op threads: the numbers
+        depend only on the seed, never on the thread count."""
         ws = self.__dict__.setdefault("_workspace", {})
         buf = ws.get(key)
         if buf is None or buf.shape != w.shape or buf.device != w.device or buf.dtype != w.dtype:
-            buf = torch.empty_like(w)
+            buf = torch.empty(w.shape, dtype=w.dtype, device=w.device)
             ws[key] = buf
-        torch.randn(w.shape, generator=gen, out=buf)
-        return buf.mul_(sd).add_(w)
+        n = buf.numel()
+        if buf.device.type != "cpu" or n < NOISE_SPLIT:
+            torch.randn(w.shape, generator=gen, out=buf)
+        else:
+            flat = buf.view(-1)
+            parts = [flat[i * n // NOISE_STREAMS : (i + 1) * n // NOISE_STREAMS]
+                     for i in range(NOISE_STREAMS)]  # fmt: skip
+            jobs = list(zip(parts, self._streams(), strict=True))
+            threads = min(torch.get_num_threads(), NOISE_STREAMS)
+            if threads > 1:
+                list(_pool(threads).map(_randn_into, jobs))
+            else:
+                for job in jobs:
+                    _randn_into(job)
+        return torch.addcmul(w, buf, sd, out=buf)
+
+    def _streams(self) -> list[torch.Generator]:
+        """The CPU noise streams of large draws (seeded at program time)."""
+        gens = self.__dict__.get("_noise_streams")
+        if gens is None:
+            gens = [torch.Generator().manual_seed(_mix_seed(self._noise_seed, i))
+                    for i in range(NOISE_STREAMS)]  # fmt: skip
+            self._noise_streams = gens
+        return gens
 
     def _fast_forward(self, x: torch.Tensor) -> torch.Tensor:
         mode = None if self.calibrating else self.config.read_noise
-        w, b = self.w_fast, self.b_fast
+        w, b = self._dense()
         if mode == "weight":
             gen = self._gen(x.device)
             w = self._noisy(w, self.sd_fast, gen, "w")
@@ -603,9 +734,10 @@ class AnalogLayer(nn.Module):
             cells=self.g_cells.numel(), wmax=self.mapping.wmax, bias_scale=self.bias_s,
             t_eq_s=self.t_eq_s,
         )  # fmt: skip
-        if self.stuck_mask is not None:
-            info["stuck_on"] = float((self.stuck_mask > 0).float().mean())
-            info["stuck_off"] = float((self.stuck_mask < 0).float().mean())
+        if self.stuck_index is not None:
+            n_on = int(self.stuck_on.sum())
+            info["stuck_on"] = n_on / self.g_cells.numel()
+            info["stuck_off"] = (self.stuck_index.numel() - n_on) / self.g_cells.numel()
         return info
 
     def extra_repr(self) -> str:
@@ -621,8 +753,58 @@ class AnalogLinear(AnalogLayer):
 
     def _tiled_forward(self, x, xr):
         lead = x.shape[:-1]
-        y = super()._tiled_forward(x.reshape(-1, x.shape[-1]), xr)
+        x = x.reshape(-1, x.shape[-1])
+        blocks = self._column_blocks(x.shape[0])
+        if self.calibrating or self.config.read_noise == "output" or blocks is None:
+            y = super()._tiled_forward(x, xr)
+        else:
+            y = self._blocked_forward(x, xr, blocks)
         return y.reshape(*lead, y.shape[-1])
+
+    def _column_blocks(self, n: int) -> int | None:
+        """Columns per block of the cache-blocked forward (None: one block suffices)."""
+        cols = self.w_tiles.shape[-1]
+        cb = PSUM_BLOCK // max(1, self.layout.n_row_tiles * n)
+        cb = (cb // 64) * 64
+        return cb if 64 <= cb < cols else None
+
+    def _blocked_forward(self, x, xr, cb):
+        """Tiled forward in blocks of ``cb`` columns: each block's noisy weights, partial
+        sums and ADC steps stay in cache (same arithmetic as the generic path)."""
+        cfg, lay = self.config, self.layout
+        noisy = cfg.read_noise == "weight"
+        gen = self._gen(x.device)
+        S, out = self.slice_f.shape[0], self.g_cells.shape[2]
+        nt = lay.n_row_tiles
+        r = self._adc_ranges(xr).reshape(lay.n_tiles_total, S * out).to(x.dtype)
+        q = converter_levels(cfg.adc_bits, True)
+        inv = (q / r[:nt])[:, None, :]
+        step = (r[:nt] / q)[:, None, :]
+        pb = None
+        if lay.has_bias:
+            pb = self.b_slices
+            if noisy:
+                pb = self._noisy(pb, self.sd_b_slices, gen, "b")
+            pb = pb.to(x.dtype)
+        n_in = nt * lay.stride
+        x2 = F.pad(x, (0, n_in - x.shape[1])) if n_in > x.shape[1] else x
+        xt = x2.reshape(x2.shape[0], nt, lay.stride).transpose(0, 1)
+        cols = S * out
+        y = torch.empty(x.shape[0], cols, dtype=x.dtype, device=x.device)
+        for c0 in range(0, cols, cb):
+            c1 = min(cols, c0 + cb)
+            wt = self.w_tiles[:, :, c0:c1]
+            if noisy:
+                wt = self._noisy(wt, self.sd_tiles[:, :, c0:c1], gen, f"wt{c1 - c0}")
+            psum = torch.bmm(xt, wt.to(x.dtype))  # (nt, N, cb)
+            if pb is not None and lay.bias_tile < nt:
+                psum[lay.bias_tile] += pb[c0:c1]
+            psum.mul_(inv[..., c0:c1]).clamp_(-q, q).round_().mul_(step[..., c0:c1])
+            torch.sum(psum, 0, out=y[:, c0:c1])
+        if pb is not None and lay.bias_tile >= nt:  # bias on a tile of its own
+            rb = r[nt]
+            y += torch.round((pb / rb).clamp(-1.0, 1.0) * q) * (rb / q)
+        return self._finish(y, S, out)
 
     def _tile_psums(self, x, wt):
         lay = self.layout
@@ -688,19 +870,26 @@ class AnalogConv2d(AnalogLayer):
 
     def _arrange_into(self, dst, m, o0, out):
         """(S, co, C*kh*kw) rows of outputs o0.. -> grouped-conv weight
-        (n_row_tiles*S*out, cpt, kh, kw), group t = row tile t."""
+        (n_row_tiles*S*out, cpt, kh, kw), group t = row tile t (its rows are ``stride``
+        consecutive rows of the flattened kernel: whole input channels)."""
         lay = self.layout
-        kh, kw = self.base.kernel_size
         S, co, k = m.shape
-        c = k // (kh * kw)
-        cpt = lay.stride // (kh * kw)
-        m = m.reshape(S, co, c, kh, kw)
-        pad = lay.n_row_tiles * cpt - c
-        if pad:
-            m = torch.cat([m, m.new_zeros(S, co, pad, kh, kw)], dim=2)
-        m = m.reshape(S, co, lay.n_row_tiles, cpt, kh, kw).permute(2, 0, 1, 3, 4, 5)
-        view = dst.view(lay.n_row_tiles, S, out, cpt, kh, kw)
-        view[:, :, o0 : o0 + co] = m
+        st, nrt = lay.stride, lay.n_row_tiles
+        view = dst.view(nrt, S, out, st)[:, :, o0 : o0 + co]
+        n_full = k // st
+        if n_full:
+            view[:n_full] = m[..., : n_full * st].reshape(S, co, n_full, st).permute(2, 0, 1, 3)
+        if n_full < nrt:  # the last tile's channels, then its empty rows
+            rest = k - n_full * st
+            view[n_full, ..., :rest] = m[..., n_full * st :]
+            view[n_full, ..., rest:] = 0.0
+
+    def _from_tiles_layout(self, t, S):
+        lay = self.layout
+        nrt, st = lay.n_row_tiles, lay.stride
+        out = t.shape[0] // (nrt * S)
+        return t.reshape(nrt, S, out, st).permute(1, 2, 0, 3).reshape(S, out, nrt * st)[
+            ..., : lay.k]  # fmt: skip
 
     def _tile_psums(self, x, wt):
         lay, b = self.layout, self.base
@@ -765,6 +954,38 @@ def _randn(shape, generator: torch.Generator, device) -> torch.Tensor:
 
 def _rand(shape, generator: torch.Generator, device) -> torch.Tensor:
     return torch.rand(shape, generator=generator, device=generator.device).to(device)
+
+
+def _randn_into(job: tuple[torch.Tensor, torch.Generator]) -> None:
+    out, gen = job
+    torch.randn(out.shape, generator=gen, out=out)
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """Shared worker threads for the split noise draws (torch releases the GIL)."""
+    pool = _POOLS.get(threads)
+    if pool is None:
+        pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="cimlab-noise")
+    return pool
+
+
+def _mix_seed(seed: int, stream: int) -> int:
+    """63-bit seed of noise stream ``stream`` of a layer seeded ``seed`` (splitmix64)."""
+    z = (seed + 0x9E3779B97F4A7C15 * (stream + 1)) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return (z ^ (z >> 31)) >> 1
+
+
+def _constant(effect: Any, form_field: str, const_field: str) -> float | None:
+    """The value of a device-model function whose ``form`` is ``"constant"`` (only its
+    constant coefficient is free, docs of cimlab.models.effects), else None."""
+    if getattr(effect, form_field, None) == "constant":
+        return float(getattr(effect, const_field))
+    return None
 
 
 def temp_c_to_k(temp_c: float) -> float:

@@ -55,28 +55,30 @@ class Mapping:
         f = [self.wmax * (L - 1) * L**k / (self.m_max * self.span) for k in range(self.slices)]
         return torch.tensor(f, device=device, dtype=dtype)
 
-    def targets(self, w: torch.Tensor) -> torch.Tensor:
-        """Target conductances [S], shape ``(2, S) + w.shape``: index 0 = G+, 1 = G-."""
-        u = w.abs() / self.wmax
+    def targets(self, w: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Target conductances [S], shape ``(2, S) + w.shape``: index 0 = G+, 1 = G-
+        (written into ``out`` when given)."""
+        u = w.abs().mul_(1.0 / self.wmax)
         pos = w >= 0
         if self.levels is None:
-            mags = [u]
+            mags = [u.mul_(self.span)]
         elif self.slices == 1:
-            mags = [torch.round(u * self.m_max).div_(self.levels - 1)]
+            mags = [torch.round(u.mul_(self.m_max)).mul_(self.span / (self.levels - 1))]
         else:
             m = torch.round(u * self.m_max)
             L = self.levels
             mags = []
             for _ in range(self.slices):
                 digit = torch.remainder(m, L)
-                mags.append(digit / (L - 1))
+                mags.append(digit * (self.span / (L - 1)))
                 m = torch.div(m - digit, L, rounding_mode="floor")
-        mag = torch.stack(mags)  # (S, ...)
-        on = mag.mul_(self.span)  # conductance above g_min of the cell on the weight's side
-        g = torch.empty((2, *on.shape), dtype=on.dtype, device=on.device)
-        torch.mul(on, pos, out=g[0])
-        torch.mul(on, ~pos, out=g[1])
-        return g.add_(self.g_min)
+        # conductance above g_min of the cell on the weight's side, (S, ...)
+        on = mags[0][None] if len(mags) == 1 else torch.stack(mags)
+        if out is None:
+            out = torch.empty((2, *on.shape), dtype=on.dtype, device=on.device)
+        torch.mul(on, pos, out=out[0])
+        torch.sub(on, out[0], out=out[1])  # on * (not pos), exactly
+        return out.add_(self.g_min)
 
     def weights(self, g: torch.Tensor) -> torch.Tensor:
         """Weight [1] represented by conductances ``g`` of shape ``(2, S, ...)``."""

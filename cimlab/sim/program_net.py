@@ -31,10 +31,13 @@ cell: cells still inside the band pass at the first read, so it only costs one r
 
 Emulated chips between commands: the chip's state lives in the emulator process. With a
 station file whose ``[emulator] start = true`` each command starts a fresh emulator, so
-:func:`open_station` saves the emulated world (chip, virtual clock, oven) next to the store
-(``<store>.emulator.pkl``) when the station closes and restores it the next time a command
-names the same store. Alternatively run ``cimlab emulator serve`` and use a station file with
-``start = false``: the chip then lives in that process. See docs/network-on-chip.md.
+:func:`open_station` opens the station with an emulator state file next to the store
+(:func:`state_path_for`: ``<store>.chip.npz``, see
+:meth:`cimlab.instruments.station.Station.open`): the emulated world (chip with all its hidden
+state, virtual clock, oven, routing) is restored from it when it exists and written back when
+the station closes. It is a plain compressed NumPy archive (no code runs on load; layout in
+docs/physics.md, "State files"). Alternatively run ``cimlab emulator serve`` and use a station
+file with ``start = false``: the chip then lives in that process. See docs/network-on-chip.md.
 """
 
 from __future__ import annotations
@@ -42,8 +45,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import pickle
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,8 +58,10 @@ from cimlab.errors import ConfigError
 from cimlab.sim.placement import NetworkPlacement
 
 RUN_KIND = "network_program"
-STATE_MAGIC = "cimlab-emulated-world"
-STATE_VERSION = 1
+#: suffix of the emulator state file next to a store
+STATE_SUFFIX = ".chip.npz"
+#: suffix of the emulator state older cimlab versions wrote (an unsafe format: never read)
+LEGACY_STATE_SUFFIX = ".emulator.pkl"
 
 
 # --------------------------------------------------------------------------- results
@@ -350,110 +353,48 @@ def record_bn_calibration(store: Any, network_run: str, report: Any, *, data: st
 
 # --------------------------------------------------------------------------- emulator state
 def state_path_for(store_path: str | os.PathLike) -> Path:
-    """Where the emulated world of a store is kept: ``<store>.emulator.pkl``."""
+    """Where the emulated world of a store is kept: ``<store>.chip.npz``."""
     p = Path(store_path)
-    return p.with_name(p.name + ".emulator.pkl")
-
-
-def save_world(bench: Any, path: str | os.PathLike) -> Path:
-    """Pickle the emulated world (chip, clock, oven, SMU routing) atomically to ``path``."""
-    world = bench.world
-    with world.lock:
-        state = {k: v for k, v in world.__dict__.items() if k not in ("lock", "chip")}
-        blob = pickle.dumps({"magic": STATE_MAGIC, "version": STATE_VERSION,
-                             "profile": str(getattr(bench, "profile", "")),
-                             "seed": getattr(bench, "seed", None),
-                             "chip": world.chip, "world": state},
-                            protocol=pickle.HIGHEST_PROTOCOL)
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_bytes(blob)
-    os.replace(tmp, p)
-    return p
-
-
-def load_world(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a :func:`save_world` file (written by cimlab on this machine: a pickle, so only
-    open files you made). Malformed files raise ConfigError naming the file."""
-    p = Path(path)
-    try:
-        data = pickle.loads(p.read_bytes())
-    except Exception as exc:
-        raise ConfigError(p, "<file>", "an emulated-world state written by cimlab "
-                          "(delete it to start from a fresh chip)", repr(exc)) from None
-    if not isinstance(data, dict) or data.get("magic") != STATE_MAGIC:
-        raise ConfigError(p, "magic", STATE_MAGIC, None if not isinstance(data, dict)
-                          else data.get("magic"))  # fmt: skip
-    if data.get("version") != STATE_VERSION:
-        raise ConfigError(p, "version", str(STATE_VERSION), data.get("version"))
-    return data
+    return p.with_name(p.name + STATE_SUFFIX)
 
 
 @contextlib.contextmanager
 def open_station(station_path: str | os.PathLike, state_path: str | os.PathLike | None = None
                  ) -> Iterator[Any]:  # fmt: skip
-    """Open a station; for an in-process emulated bench with ``state_path``, restore the
-    emulated world from it (if it exists) and save it back when the station closes, so a
-    chip programmed by one command is the chip the next command measures."""
+    """Open a station; for an in-process emulated bench (``[emulator] start = true``) with
+    ``state_path``, the emulated world is restored from it (if it exists) and saved back when
+    the station closes (:meth:`Station.open(..., emulator_state=...)
+    <cimlab.instruments.station.Station.open>`), so a chip programmed by one command is the
+    chip the next command measures. ``st.emulator_state`` records the state file, whether it
+    was restored, the profile and the seed (None on a real or served bench)."""
     from cimlab.instruments.station import Station, load_station_config
 
-    config, text = load_station_config(station_path)
+    config, _text = load_station_config(station_path)
     if state_path is None or not config.emulator.start:
         with Station.open(station_path) as st:
             yield st
         return
     state_path = Path(state_path)
-    own_bench = None
-    tmpdir = None
-    try:
-        restored = state_path.exists()
-        if restored:
-            own_bench, st_path, tmpdir = _restored_bench(station_path, text, state_path)
-            st = Station.open(st_path)
-            bench = own_bench
-        else:
-            st = Station.open(station_path)
-            bench = st.bench
-        #: provenance for the runs of this command (a restored bench has no st.bench)
-        st.emulator_state = {"state_file": str(state_path), "restored": restored,
-                             "profile": str(bench.profile), "seed": bench.seed,
-                             "station_file": str(station_path)}
-        try:
-            yield st
-        finally:
-            st.close()
-            save_world(bench, state_path)
-    finally:
-        if own_bench is not None:
-            own_bench.stop()
-        if tmpdir is not None:
-            tmpdir.cleanup()
+    _refuse_legacy_state(state_path)
+    with Station.open(station_path, emulator_state=state_path) as st:
+        yield st
 
 
-def _restored_bench(station_path: Any, text: str, state_path: Path):
-    import tomli_w
-    import tomllib
-
-    from cimlab.instruments.emulator import EmulatedBench
-
-    data = load_world(state_path)
-    raw = tomllib.loads(text)
-    emu = raw.setdefault("emulator", {})
-    bench = EmulatedBench(data["profile"] or "default", data["seed"] or 0, chip=data["chip"],
-                          host=emu.get("host", "127.0.0.1"))
-    for k, v in data["world"].items():
-        setattr(bench.world, k, v)
-    bench.profile, bench.seed = data["profile"], data["seed"]
-    bench.start()
-    emu["start"] = False
-    emu["ports"] = dict(bench.ports)
-    tmpdir = tempfile.TemporaryDirectory(prefix="cimlab-station-")
-    p = Path(tmpdir.name) / Path(station_path).name
-    p.write_text(f"# restored emulated world from {state_path}\n" + tomli_w.dumps(raw))
-    return bench, p, tmpdir
+def _refuse_legacy_state(state_path: Path) -> None:
+    """A store whose chip older cimlab versions kept in a ``.emulator.pkl`` file: that
+    format could run code when read, so it is never read; say so instead of silently
+    measuring a fresh chip."""
+    if state_path.exists() or not state_path.name.endswith(STATE_SUFFIX):
+        return
+    legacy = state_path.with_name(state_path.name[: -len(STATE_SUFFIX)] + LEGACY_STATE_SUFFIX)
+    if legacy.exists():
+        raise ConfigError(legacy, "<file>",
+                          f"no legacy emulator state: this format is no longer read (it could "
+                          f"run code when loaded). Delete {legacy.name} and program the network "
+                          f"again (cimlab program-net ...); the chip is then kept in "
+                          f"{state_path.name}")
 
 
-__all__ = ["RUN_KIND", "NetworkProgramResult", "StoredNetwork", "apply_bn_calibration",
-           "load_programmed", "load_state_table", "load_world", "open_station",
-           "program_network", "record_bn_calibration", "save_world", "state_path_for",
-           "state_table"]
+__all__ = ["RUN_KIND", "STATE_SUFFIX", "NetworkProgramResult", "StoredNetwork",
+           "apply_bn_calibration", "load_programmed", "load_state_table", "open_station",
+           "program_network", "record_bn_calibration", "state_path_for", "state_table"]

@@ -6,13 +6,14 @@ The measured errors are printed (``pytest -s``) and quoted in docs/simulator.md.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
 from cimlab.physics.crossbar import transfer_matrix
 from cimlab.sim import AnalogConfig, convert
-from cimlab.sim.irdrop import effective_conductance
-from cimlab.sim.mapping import to_tiles
+from cimlab.sim.irdrop import cell_drop_factors, drop_factors, effective_conductance
+from cimlab.sim.mapping import from_tiles, make_layout, to_tiles
 from tests.sim.sim_helpers import dm_default
 
 R_SEG = 2.0  # ohm per segment, paper 004
@@ -91,3 +92,21 @@ def test_layer_ir_drop_matches_physics_per_tile():
     err_ideal = np.abs(y_ideal - y).max() / np.abs(y).max()
     print(f"layer 40->6 on 32x16 tiles: approx error {err:.2e}, ignoring IR drop {err_ideal:.2e}")
     assert err < 0.1 * err_ideal
+
+
+@pytest.mark.parametrize("k,out,has_b,tile,slices,kernel", [
+    (37, 11, True, (16, 8), 1, 1), (32, 5, True, (16, 8), 2, 1), (30, 9, False, (16, 12), 2, 1),
+    (45, 7, True, (20, 8), 1, 9), (36, 7, True, (20, 8), 1, 9),   # bias at position == stride
+    (500, 33, True, (256, 64), 1, 1), (20, 5, True, (21, 64), 1, 1),
+])  # fmt: skip
+def test_cell_layout_drop_factors_equal_the_tile_computation(k, out, has_b, tile, slices, kernel):
+    """``cell_drop_factors`` (used by the layers) == drop_factors on the physical tiles, also
+    for a chunk of outputs starting at a column-tile boundary."""
+    lay = make_layout(k, out, has_b, tile, slices, kernel)
+    g = torch.rand(2, slices, out, k + has_b, generator=torch.Generator().manual_seed(k),
+                   dtype=torch.float64) * 4e-5  # fmt: skip
+    ref = from_tiles(drop_factors(to_tiles(g, lay)), lay, slices, out)
+    torch.testing.assert_close(cell_drop_factors(g, lay), ref, rtol=1e-12, atol=0.0)
+    o0 = lay.per_col
+    torch.testing.assert_close(cell_drop_factors(g[:, :, o0:], lay), ref[:, :, o0:],
+                               rtol=1e-12, atol=0.0)  # fmt: skip

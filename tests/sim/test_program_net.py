@@ -12,6 +12,7 @@ import torch
 
 from cimlab.cli.main import main
 from cimlab.demo import station_text
+from cimlab.errors import ConfigError
 from cimlab.instruments.station import Station
 from cimlab.sim.nets import build
 from cimlab.sim.placement import place_network
@@ -99,13 +100,28 @@ def test_emulated_chip_persists_between_commands(station_file, tmp_path):
         st.clock.sleep(100.0)
         g1 = np.asarray(st.array.read(cells))
         t1 = st.clock.now()
-    assert state.exists()
+    assert state.exists() and state.name == "chip.h5.chip.npz"
+    with np.load(state, allow_pickle=False) as z:  # a plain archive: no code runs on load
+        assert str(z["format"]) == "cimlab-emulated-bench"
     with open_station(station_file, state) as st:
+        assert st.emulator_state["restored"] is True
+        assert st.emulator_state["state_file"] == str(state)
         g2 = np.asarray(st.array.read(cells))
         assert st.clock.now() >= t1
     # same cells (read noise ~1 %, negligible relaxation between the two reads at t ~ 100 s)
     assert np.median(np.abs(g2 - g1) / g1) < 0.05
     assert np.median(g1) > 10e-6  # they were SET: not a fresh chip
+
+
+def test_legacy_emulator_state_is_refused_not_read(station_file, tmp_path):
+    store_path = tmp_path / "old.h5"
+    legacy = tmp_path / "old.h5.emulator.pkl"
+    legacy.write_bytes(b"whatever an older cimlab wrote")
+    with pytest.raises(ConfigError) as ei, open_station(station_file, state_path_for(store_path)):
+        pass
+    assert str(legacy) in str(ei.value) and "program-net" in str(ei.value)
+    assert legacy.read_bytes() == b"whatever an older cimlab wrote"
+    assert not state_path_for(store_path).exists()
 
 
 @pytest.mark.slow

@@ -8,7 +8,9 @@ so a whole tile is one round trip. A failed block query answers ``#10`` and queu
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +24,7 @@ from cimlab.instruments.emulator.scpi import (
     fmt,
 )
 from cimlab.instruments.emulator.world import World
-from cimlab.params import check, param
+from cimlab.params import check, from_dict, param, to_dict
 
 CELL_DTYPE = "<u4"
 VALUE_DTYPE = "<f4"
@@ -79,6 +81,29 @@ class ArrayControllerEmulator(Instrument):
         self.output = False
         self.v_read = self.range.v_read_default_v
         self.world.routed_cell = None
+
+    # -- state (EmulatedBench.save_state) ------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The board's settings (``array.*`` entries of a bench state file); the routing
+        lives in the world."""
+        return {"array.output": bool(self.output), "array.v_read": float(self.v_read),
+                "array.range": json.dumps(to_dict(self.range))}
+
+    @staticmethod
+    def read_range(reader: Any) -> ArrayRange:
+        return from_dict(ArrayRange, reader.json("array.range", "the ArrayRange fields"),
+                         source=reader.source, prefix=reader.prefix + "array.range.")
+
+    def read_state(self, reader: Any) -> dict[str, Any]:
+        v_read = reader.number("array.v_read", lo=0.0, lo_open=True)
+        if v_read > self.range.v_read_max_v:
+            raise reader.error("array.v_read", f"at most {self.range.v_read_max_v:g} V", v_read)
+        return {"output": reader.boolean("array.output"), "v_read": v_read}
+
+    def apply_state(self, values: dict[str, Any]) -> None:
+        with self.lock:
+            for k, v in values.items():
+                setattr(self, k, v)
 
     # -- helpers -----------------------------------------------------------------------------
     def _cells(self, p: Param, *, unique: bool) -> np.ndarray:

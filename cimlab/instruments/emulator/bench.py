@@ -8,14 +8,23 @@ Example::
 
 ``ports`` fixes the port of each instrument (``cimlab emulator serve`` uses the station file's
 ports); by default the OS picks free ephemeral ports.
+
+State: ``bench.save_state("world.npz")`` writes the whole emulated world (chip with all its
+hidden state, virtual clock, oven chamber, routing, the array's and the SMU's settings) to a
+compressed ``.npz`` of plain arrays (no code runs on load: :mod:`cimlab.physics.state`);
+``EmulatedBench.from_state("world.npz")`` serves that world again, continuing bit for bit.
+Layout and version: docs/physics.md, "State files".
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cimlab import __version__
 from cimlab.instruments.emulator.array import ArrayControllerEmulator, ArrayRange
 from cimlab.instruments.emulator.clock import ClockEmulator
 from cimlab.instruments.emulator.oven import OvenEmulator
@@ -26,6 +35,11 @@ from cimlab.instruments.emulator.world import OvenRange, Timing, World
 
 #: the instruments of an emulated bench, in start order
 INSTRUMENTS: tuple[str, ...] = ("array", "smu", "oven", "clock")
+
+#: ``format`` of a bench state (:meth:`EmulatedBench.state_dict`)
+STATE_FORMAT = "cimlab-emulated-bench"
+#: layout version of a bench state (the chip inside has its own, ``chip.format_version``)
+STATE_VERSION = 1
 
 
 def make_chip(profile: Any = "default", seed: int = 0):
@@ -106,6 +120,87 @@ class EmulatedBench:
     def addresses(self) -> dict[str, str]:
         """VISA resource names: ``TCPIP0::127.0.0.1::<port>::SOCKET`` per instrument."""
         return {name: s.address for name, s in self.servers.items()}
+
+    # -- state -------------------------------------------------------------------------------
+    @property
+    def profile_label(self) -> str:
+        """The profile as given (bundled name or path; a ChipProfile object by its name)."""
+        p = self.profile
+        return str(p) if isinstance(p, (str, Path)) else str(getattr(p, "name", p))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The whole world as ``{name: array | number | str}``: ``chip.*`` (the chip's
+        :meth:`~cimlab.physics.ReRAMChip.state_dict`), ``world.*``, ``array.*``, ``smu.*``,
+        ``bench.profile`` and ``bench.seed`` (as the bench was made). Taken under the world's
+        lock, so it is consistent while instruments are being served."""
+        seed = self.seed if isinstance(self.seed, (int, str, type(None))) else repr(self.seed)
+        with self.world.lock:
+            st: dict[str, Any] = {
+                "format": STATE_FORMAT, "format_version": STATE_VERSION,
+                "cimlab_version": __version__,
+                "bench.profile": self.profile_label, "bench.seed": json.dumps(seed),
+            }
+            st.update({"chip." + k: v for k, v in self.chip.state_dict().items()})
+            st.update(self.world.state_dict())
+            st.update(self.instruments["array"].state_dict())
+            st.update(self.instruments["smu"].state_dict())
+        return st
+
+    def save_state(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`state_dict` to ``path`` (compressed ``.npz``, atomically)."""
+        from cimlab.physics.state import save_npz
+
+        return save_npz(path, self.state_dict())
+
+    @classmethod
+    def from_state(
+        cls,
+        state: str | os.PathLike | Mapping[str, Any],
+        *,
+        ports: Mapping[str, int] | None = None,
+        host: str = "127.0.0.1",
+        source: Any = None,
+    ) -> EmulatedBench:
+        """A bench serving the world saved by :meth:`save_state` (a path, or the mapping
+        :meth:`state_dict` returns), not yet started. A chip state alone
+        (:meth:`ReRAMChip.save <cimlab.physics.ReRAMChip.save>`) is accepted too: fresh
+        instruments, the virtual clock at the chip's time. A missing, foreign, damaged or
+        newer file raises :class:`~cimlab.errors.ConfigError` naming the file and the entry;
+        nothing is started then."""
+        from cimlab.physics import ReRAMChip
+        from cimlab.physics.chip import STATE_FORMAT as CHIP_FORMAT
+        from cimlab.physics.state import StateReader, load_npz
+
+        if isinstance(state, (str, os.PathLike)):
+            source = source if source is not None else Path(state)
+            state = load_npz(state)
+        if state.get("format") == CHIP_FORMAT:
+            chip = ReRAMChip.from_state(state, source=source)
+            bench = cls(chip.profile.name, chip.seed, chip=chip, ports=ports, host=host)
+            bench.world.now_s = chip.time_s
+            return bench
+        r = StateReader(state, source)
+        r.header(STATE_FORMAT, STATE_VERSION,
+                 "an emulated bench's state, EmulatedBench.save_state; or a chip state, "
+                 f"{CHIP_FORMAT!r}")
+        label = r.string("bench.profile")
+        seed = r.json("bench.seed", "the seed")
+        chip = ReRAMChip.from_state(r.sub("chip."), source=source, prefix="chip.")
+        timing, oven = World.read_config(r)
+        array_range = ArrayControllerEmulator.read_range(r)
+        bench = cls(label, seed, chip=chip, ports=ports, host=host, timing=timing, oven=oven,
+                    array_range=array_range)
+        world = bench.world.read_state(r, chip.n_cells)
+        if chip.time_s > world["now_s"] * (1 + 1e-12) + 1e-9:
+            raise r.error("world.now_s", f"at least the chip's clock ({chip.time_s!r} s)",
+                          world["now_s"])
+        array = bench.instruments["array"].read_state(r)
+        smu = bench.instruments["smu"].read_state(r)
+        r.done()
+        bench.world.apply_state(world)
+        bench.instruments["array"].apply_state(array)
+        bench.instruments["smu"].apply_state(smu)
+        return bench
 
     def log(self, name: str) -> list[str]:
         """The program messages instrument ``name`` received so far (oldest first)."""

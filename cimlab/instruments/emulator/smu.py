@@ -13,6 +13,9 @@ instrument's overflow value ``9.9E+37``. Reference: Keithley 2450 Reference Manu
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import numpy as np
 
 from cimlab.instruments.emulator.scpi import Instrument, Param, ScpiError, expect
@@ -144,6 +147,48 @@ class Keithley2450Emulator(Instrument):
         self.terminals = "FRON"
         self.trace_points = 100000
         self.trace: list[float] = []
+
+    # -- state (EmulatedBench.save_state) ------------------------------------------------------
+    #: the settings a 2450 keeps until *RST (those :meth:`reset` sets), saved with a bench
+    SETTINGS = ("output", "source_func", "sense_func", "level", "src_range", "src_auto",
+                "delay", "delay_auto", "ilim", "vlim", "meas_range", "meas_auto", "nplc",
+                "avg_on", "avg_tcon", "avg_count", "rsense", "smode", "terminals",
+                "trace_points")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Settings (JSON text) and the reading buffer (``smu.*`` entries of a bench state)."""
+        with self.lock:
+            settings = {k: getattr(self, k) for k in self.SETTINGS}
+            return {"smu.settings": json.dumps(settings),
+                    "smu.trace": np.asarray(self.trace, dtype=np.float64)}
+
+    def read_state(self, reader: Any) -> dict[str, Any]:
+        """Validate saved settings against the *RST defaults' keys and types."""
+        saved = reader.json("smu.settings", "the SMU settings")
+        fresh = Keithley2450Emulator.__new__(Keithley2450Emulator)
+        Keithley2450Emulator.reset(fresh)
+        if not isinstance(saved, dict) or set(saved) != set(self.SETTINGS):
+            raise reader.error("smu.settings", "the keys " + ", ".join(self.SETTINGS),
+                               sorted(saved) if isinstance(saved, dict) else saved)
+        out: dict[str, Any] = {}
+        for key in self.SETTINGS:
+            default, value = getattr(fresh, key), saved[key]
+            if not _same_kind(default, value):
+                raise reader.error(f"smu.settings.{key}", f"a value like {default!r}", value)
+            out[key] = float(value) if isinstance(default, float) else value
+            if isinstance(default, dict):
+                out[key] = {k: float(v) if isinstance(default[k], float) else v
+                            for k, v in value.items()}
+        trace = reader.raw("smu.trace", "a float64 array of readings")
+        if not (isinstance(trace, np.ndarray) and trace.dtype == np.float64 and trace.ndim == 1):
+            raise reader.error("smu.trace", "a 1-D float64 array of readings", trace)
+        out["trace"] = [float(x) for x in trace]
+        return out
+
+    def apply_state(self, values: dict[str, Any]) -> None:
+        with self.lock:
+            for k, v in values.items():
+                setattr(self, k, v)
 
     # -- setters -----------------------------------------------------------------------------
     def _w_source_func(self, p: list[Param]) -> None:
@@ -323,3 +368,20 @@ class Keithley2450Emulator(Instrument):
         value = {"AVERAGE": a.mean(), "MAXIMUM": a.max(), "MINIMUM": a.min(),
                  "STDDEV": a.std(ddof=1) if a.size > 1 else 0.0}[stat.upper()]
         return _e(float(value))
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    """``value`` (from JSON) has the structure and types of ``default``."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and bool(np.isfinite(value))
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, dict):
+        return isinstance(value, dict) and set(value) == set(default) and all(
+            _same_kind(default[k], value[k]) for k in default)
+    return False

@@ -13,12 +13,14 @@ source each is modelled on in its field's doc.
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from cimlab.params import check, param
+from cimlab.params import check, from_dict, param, to_dict
 
 #: 0 degC in K
 ZERO_C_K = 273.15
@@ -147,3 +149,64 @@ class World:
         with self.lock:
             self.busy_s[instrument] = self.busy_s.get(instrument, 0.0) + dt_s
             self.advance(dt_s)
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The world beside the chip (``world.*`` entries of a bench state file): virtual
+        time, instrument time per instrument, oven chamber, routing, timing and oven range."""
+        with self.lock:
+            return {
+                "world.now_s": float(self.now_s),
+                "world.busy_s": json.dumps({k: float(v) for k, v in self.busy_s.items()}),
+                "world.oven_output": bool(self.oven_output),
+                "world.oven_setpoint_k": float(self.oven_setpoint_k),
+                "world.oven_temp_k": float(self.oven_temp_k),
+                "world.oven_rate_k_per_s": float(self.oven_rate_k_per_s),
+                "world.routed_cell": -1 if self.routed_cell is None else int(self.routed_cell),
+                "world.timing": json.dumps(to_dict(self.timing)),
+                "world.oven_range": json.dumps(to_dict(self.oven_range)),
+            }
+
+    @staticmethod
+    def read_config(reader: Any) -> tuple[Timing, OvenRange]:
+        """``Timing`` and ``OvenRange`` of a saved world (``reader``: a
+        :class:`cimlab.physics.state.StateReader` over a bench state)."""
+        src, pre = reader.source, reader.prefix
+        timing = from_dict(Timing, reader.json("world.timing", "the Timing fields"),
+                           source=src, prefix=pre + "world.timing.")
+        oven = from_dict(OvenRange, reader.json("world.oven_range", "the OvenRange fields"),
+                         source=src, prefix=pre + "world.oven_range.")
+        return timing, oven
+
+    def read_state(self, reader: Any, n_cells: int) -> dict[str, Any]:
+        """Validate the ``world.*`` entries of a saved world (not the config); returns the
+        attribute values for :meth:`apply_state`."""
+        r = reader
+        busy = r.json("world.busy_s", "instrument time per instrument")
+        if not (isinstance(busy, dict) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                for v in busy.values())):
+            raise r.error("world.busy_s", "{instrument: seconds >= 0}", busy)
+        rng = self.oven_range
+        hi_k = rng.max_c + ZERO_C_K
+        out = {
+            "now_s": r.number("world.now_s", lo=0.0),
+            "busy_s": {str(k): float(v) for k, v in busy.items()},
+            "oven_output": r.boolean("world.oven_output"),
+            "oven_setpoint_k": r.number("world.oven_setpoint_k", lo=rng.min_c + ZERO_C_K),
+            "oven_temp_k": r.number("world.oven_temp_k", lo=0.0, lo_open=True),
+            "oven_rate_k_per_s": r.number("world.oven_rate_k_per_s", lo=0.0, lo_open=True),
+        }
+        for key in ("oven_setpoint_k", "oven_temp_k"):
+            if out[key] > hi_k:
+                raise r.error("world." + key, f"at most {hi_k:g} K (the oven's range)",
+                              out[key])
+        cell = r.integer("world.routed_cell", lo=-1, hi=n_cells - 1)
+        out["routed_cell"] = None if cell < 0 else cell
+        return out
+
+    def apply_state(self, values: dict[str, Any]) -> None:
+        """Install what :meth:`read_state` returned."""
+        with self.lock:
+            for k, v in values.items():
+                setattr(self, k, v)
