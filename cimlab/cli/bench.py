@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from cimlab.cli._common import DEFAULT_STATION, usage
@@ -37,6 +38,9 @@ def register(sub: Any) -> None:
                        help="override the station file's emulator seed")
     serve.add_argument("--profile", default=None,
                        help="override the station file's chip profile (name or TOML path)")
+    serve.add_argument("--state", default=None, metavar="FILE.npz",
+                       help="emulated-bench state file: restored at start if it exists (the "
+                       "chip continues where it was), written on Ctrl-C")
     serve.set_defaults(func=_serve)
     emu.set_defaults(func=usage(emu))
 
@@ -70,8 +74,13 @@ def _serve(args: argparse.Namespace) -> int:
     profile = args.profile or emu.profile
     seed = emu.seed if args.seed is None else args.seed
     ports = to_dict(emu.ports)
+    state = Path(args.state) if args.state else None
     try:
-        bench = EmulatedBench(profile, seed, ports=ports, host=emu.host).start()
+        if state is not None and state.exists():
+            bench = EmulatedBench.from_state(state, ports=ports, host=emu.host).start()
+            profile, seed = bench.profile_label, bench.seed
+        else:
+            bench = EmulatedBench(profile, seed, ports=ports, host=emu.host).start()
     except OSError as exc:
         print(f"cimlab: error: cannot listen on {emu.host} ports {ports}: {exc}. Is another "
               "emulator running? Change [emulator.ports] in the station file.", file=sys.stderr)
@@ -90,6 +99,9 @@ def _serve(args: argparse.Namespace) -> int:
         print("stopping", file=sys.stderr)
     finally:
         bench.stop()
+        if state is not None:
+            bench.save_state(state)
+            print(f"state saved to {state}", file=sys.stderr)
     return 0
 
 
