@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 
 import torch
+from _common import machine_info
 from torch import nn
 
 
@@ -78,9 +78,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"linear{args.linear}": (lin, torch.randn(args.batch, args.linear)),
     }
     rows = []
-    result: dict = {"threads": args.threads, "batch": args.batch,
-                    "machine": f"{platform.machine()} {platform.processor()}".strip(),
-                    "torch": torch.__version__}  # fmt: skip
+    result: dict = {"threads": args.threads, "batch": args.batch, "torch": torch.__version__,
+                    "machine": machine_info()}  # fmt: skip
     for net_name, (net, x) in nets.items():
         plain = best_time(lambda net=net, x=x: net(x), args.repeats)
         entry = {"plain_s": plain[0], "plain_cpu_s": plain[1]}

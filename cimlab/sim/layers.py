@@ -47,8 +47,6 @@ from cimlab.sim.mapping import Mapping, bias_scale, choose_wmax, make_layout
 ZERO_C_K = 273.15  # 0 degC in K
 #: Partial sums per chunk of the tiled forward (elements; 4 Mi float32 = 16 MiB).
 PSUM_CHUNK = 1 << 22
-#: Partial sums per column block of the cache-blocked Linear forward (1 Mi = 4 MiB float32).
-PSUM_BLOCK = 1 << 20
 #: Cells per chunk in program/age/refresh (512 Ki float32 = 2 MiB temporaries).
 CHUNK_CELLS = 1 << 19
 #: Read-noise draws of at least this many elements are split over NOISE_STREAMS generators
@@ -76,6 +74,7 @@ class AnalogLayer(nn.Module):
     """Base of :class:`AnalogLinear` / :class:`AnalogConv2d` (module docstring)."""
 
     kind = "linear"
+    _tile_dim = 0  # dimension of the row tiles in the partial sums (hooks below)
 
     def __init__(self, base: nn.Module, config: AnalogConfig, name: str = ""):
         super().__init__()
@@ -643,7 +642,7 @@ class AnalogLayer(nn.Module):
         n = x.shape[0]
         per_sample = max(1, self._psum_numel(x) // max(n, 1))
         chunk = max(1, PSUM_CHUNK // per_sample)
-        outs = []
+        y = None  # digital sums of all chunks, written in place (no concatenation)
         for i in range(0, n, chunk):
             xc = x[i : i + chunk]
             psum = self._tile_psums(xc, wt)  # (nt, n_c, S*out, ...) tile dim first
@@ -660,11 +659,10 @@ class AnalogLayer(nn.Module):
                     tile += zb.mul_(self._psum_view(self.sd_b_slices, tile))
             if cal:
                 self._record_adc(psum, None, S, out)
-                outs.append(self._tile_sum(psum))
-                continue
-            psum.mul_(inv).clamp_(-q, q).round_().mul_(step)
-            outs.append(self._tile_sum(psum))
-        y = torch.cat(outs, dim=0) if len(outs) > 1 else outs[0]
+            else:
+                psum.mul_(inv).clamp_(-q, q).round_().mul_(step)
+            y = self._tile_sum_into(psum, y, i, n)
+        y = self._tile_sum_view(y)
         if pb is not None and lay.bias_tile >= lay.n_row_tiles:  # bias on a tile of its own
             if cal:
                 self._record_adc(None, pb, S, out)
@@ -703,9 +701,22 @@ class AnalogLayer(nn.Module):
         """View of row tile ``t``'s partial sums."""
         raise NotImplementedError
 
-    def _tile_sum(self, psum: torch.Tensor) -> torch.Tensor:
-        """Digital sum over row tiles -> (N, S*out, ...)."""
-        raise NotImplementedError
+    def _tile_sum_into(self, psum: torch.Tensor, y: torch.Tensor | None, i: int, n: int):
+        """Digital sum over the row tiles of a batch chunk starting at sample ``i``, written
+        into ``y`` (allocated for the ``n`` samples at the first chunk); returns ``y``."""
+        d = self._tile_dim
+        if psum.requires_grad:  # autograd: no out= (concatenate the chunks instead)
+            part = psum.sum(d)
+            return part if y is None else torch.cat([y, part])
+        shape = psum.shape[:d] + psum.shape[d + 1 :]
+        if y is None:
+            y = psum.new_empty((n, *shape[1:]))
+        torch.sum(psum, d, out=y[i : i + shape[0]])
+        return y
+
+    def _tile_sum_view(self, y: torch.Tensor) -> torch.Tensor:
+        """The summed partial sums as (N, S*out, ...)."""
+        return y
 
     def _out_view(self, v: torch.Tensor) -> torch.Tensor:
         """(S*out,) vector shaped to add to a tile sum."""
@@ -753,58 +764,8 @@ class AnalogLinear(AnalogLayer):
 
     def _tiled_forward(self, x, xr):
         lead = x.shape[:-1]
-        x = x.reshape(-1, x.shape[-1])
-        blocks = self._column_blocks(x.shape[0])
-        if self.calibrating or self.config.read_noise == "output" or blocks is None:
-            y = super()._tiled_forward(x, xr)
-        else:
-            y = self._blocked_forward(x, xr, blocks)
+        y = super()._tiled_forward(x.reshape(-1, x.shape[-1]), xr)
         return y.reshape(*lead, y.shape[-1])
-
-    def _column_blocks(self, n: int) -> int | None:
-        """Columns per block of the cache-blocked forward (None: one block suffices)."""
-        cols = self.w_tiles.shape[-1]
-        cb = PSUM_BLOCK // max(1, self.layout.n_row_tiles * n)
-        cb = (cb // 64) * 64
-        return cb if 64 <= cb < cols else None
-
-    def _blocked_forward(self, x, xr, cb):
-        """Tiled forward in blocks of ``cb`` columns: each block's noisy weights, partial
-        sums and ADC steps stay in cache (same arithmetic as the generic path)."""
-        cfg, lay = self.config, self.layout
-        noisy = cfg.read_noise == "weight"
-        gen = self._gen(x.device)
-        S, out = self.slice_f.shape[0], self.g_cells.shape[2]
-        nt = lay.n_row_tiles
-        r = self._adc_ranges(xr).reshape(lay.n_tiles_total, S * out).to(x.dtype)
-        q = converter_levels(cfg.adc_bits, True)
-        inv = (q / r[:nt])[:, None, :]
-        step = (r[:nt] / q)[:, None, :]
-        pb = None
-        if lay.has_bias:
-            pb = self.b_slices
-            if noisy:
-                pb = self._noisy(pb, self.sd_b_slices, gen, "b")
-            pb = pb.to(x.dtype)
-        n_in = nt * lay.stride
-        x2 = F.pad(x, (0, n_in - x.shape[1])) if n_in > x.shape[1] else x
-        xt = x2.reshape(x2.shape[0], nt, lay.stride).transpose(0, 1)
-        cols = S * out
-        y = torch.empty(x.shape[0], cols, dtype=x.dtype, device=x.device)
-        for c0 in range(0, cols, cb):
-            c1 = min(cols, c0 + cb)
-            wt = self.w_tiles[:, :, c0:c1]
-            if noisy:
-                wt = self._noisy(wt, self.sd_tiles[:, :, c0:c1], gen, f"wt{c1 - c0}")
-            psum = torch.bmm(xt, wt.to(x.dtype))  # (nt, N, cb)
-            if pb is not None and lay.bias_tile < nt:
-                psum[lay.bias_tile] += pb[c0:c1]
-            psum.mul_(inv[..., c0:c1]).clamp_(-q, q).round_().mul_(step[..., c0:c1])
-            torch.sum(psum, 0, out=y[:, c0:c1])
-        if pb is not None and lay.bias_tile >= nt:  # bias on a tile of its own
-            rb = r[nt]
-            y += torch.round((pb / rb).clamp(-1.0, 1.0) * q) * (rb / q)
-        return self._finish(y, S, out)
 
     def _tile_psums(self, x, wt):
         lay = self.layout
@@ -821,8 +782,7 @@ class AnalogLinear(AnalogLayer):
     def _tile(self, psum, t):
         return psum[t]
 
-    def _tile_sum(self, psum):
-        return psum.sum(0)
+    _tile_dim = 0  # psum (n_tiles, N, S*out)
 
     def _out_view(self, v):
         return v
@@ -916,8 +876,10 @@ class AnalogConv2d(AnalogLayer):
     def _tile(self, psum, t):
         return psum[..., t, :]
 
-    def _tile_sum(self, psum):
-        return psum.sum(3).permute(0, 3, 1, 2)  # (N, S*out, H, W), NHWC memory
+    _tile_dim = 3  # psum (N, H, W, n_tiles, S*out)
+
+    def _tile_sum_view(self, y):
+        return y.permute(0, 3, 1, 2)  # (N, S*out, H, W), NHWC memory
 
     def _out_view(self, v):
         return v[:, None, None]
