@@ -97,7 +97,8 @@ class DemoConfig:
     """Settings of ``cimlab demo`` (``quick`` shrinks everything for tests)."""
 
     seed: int = param(0, unit="1", lo=0, doc="seed of the emulated chip, training and Monte Carlo")
-    quick: bool = param(False, doc="reduced sizes (tests): fewer cells, samples and trials")
+    quick: bool = param(False, doc="reduced sizes (tests): fewer epochs, test images, BN "
+                        "samples and trials")
     width: float = param(0.0625, unit="1", lo=0.0, lo_open=True, doc="paper000-cnn width")
     epochs: int = param(30, unit="1", lo=1, doc="training epochs")
     noise_sigma_rel: float = param(0.15, unit="1", lo=0.0, hi=1.0,
@@ -158,29 +159,31 @@ class DemoResult:
 
 # --------------------------------------------------------------------------- the plan
 def characterization_plan(config: DemoConfig, geometry: tuple[int, int, int]) -> dict[str, Any]:
-    """A small plan on the chip's last tiles (the network uses the first ones)."""
+    """A small plan on the chip's last tiles (the network uses the first ones). ``--quick``
+    uses the same plan: it costs ~1-2 s (virtual clock, vectorised), and a smaller one fits
+    a model too rough for the prediction to mean anything (e.g. a relaxation drift of the
+    wrong sign at 2 uS)."""
     n_tiles, rows, cols = geometry
     per_tile = rows * cols
-    q = config.quick
     t = n_tiles - 1
     verify = {"scheme": "adaptive", "tolerance_s": 1e-6}
     return {
         "plan": {"name": "demo", "description": "cimlab demo characterization",
                  "seed": 1000 + config.seed},
         "experiment": [
-            {"kind": "fault_map", "cells": {"start": t * per_tile, "count": 2048 if q else 8192}},
+            {"kind": "fault_map", "cells": {"start": t * per_tile, "count": 8192}},
             {"kind": "programming_error", "modes": ["verify"],
-             "cells": {"start": (t - 1) * per_tile, "count": 1024 if q else 4096},
+             "cells": {"start": (t - 1) * per_tile, "count": 4096},
              "levels": {"levels": 16, "g_min_s": 2e-6, "g_max_s": 40e-6}, "verify": verify},
             {"kind": "read_fluctuation", "cells": {"start": (t - 2) * per_tile,
-                                                   "count": 256 if q else 1024},
-             "repeats": 20 if q else 50, "settle_s": 3600.0, "verify": verify},
+                                                   "count": 1024},
+             "repeats": 50, "settle_s": 3600.0, "verify": verify},
             {"kind": "relaxation", "cells": {"start": (t - 3) * per_tile,
-                                             "count": 512 if q else 4096},
+                                             "count": 4096},
              "times_s": [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0], "verify": verify},
             {"kind": "bake_retention", "cells": {"start": (t - 4) * per_tile,
-                                                 "count": 512 if q else 2048},
-             "temps_c": [150.0] if q else [125.0, 150.0],
+                                                 "count": 2048},
+             "temps_c": [125.0, 150.0],
              "schedule_s": [60.0, 600.0, 3600.0], "verify": verify},
         ],
     }
@@ -311,8 +314,13 @@ def run_demo(config: DemoConfig | None = None, out: str | Path = "data/demo",
     config = config or DemoConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("demo.h5", "demo.h5.chip.npz", "demo.h5.emulator.pkl"):
-        (out / stale).unlink(missing_ok=True)  # a demo is a fresh chip: never resume one
+    stale = [out / n for n in ("demo.h5", "demo.h5.chip.npz", "demo.h5.emulator.pkl")
+             if (out / n).exists()]
+    if stale:  # a demo is a fresh chip: never resume one
+        log("removing the previous demo's store and emulated chip: "
+            + ", ".join(str(f) for f in stale))
+        for f in stale:
+            f.unlink()
     station_file = out / "station.toml"
     station_file.write_text(station_text(config.seed))
     store_path = out / "demo.h5"
@@ -454,7 +462,7 @@ def _plots(out: Path, result: DemoResult, placement: Any, g_maps: dict[str, np.n
 
     plt = figures.pyplot()
     # accuracy per step: chip vs prediction
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    fig, ax = plt.subplots(figsize=(9.5, 4.2))
     xs = np.arange(len(result.steps))
     for i, s in enumerate(result.steps):
         acc = result.mc_accuracies[s["step"]]
@@ -470,16 +478,16 @@ def _plots(out: Path, result: DemoResult, placement: Any, g_maps: dict[str, np.n
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1.02)
     ax.set_title("cimlab demo: network on the chip vs the fitted model's prediction")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     figures.save(fig, out / "accuracy_steps.png", dpi=120)
 
-    # conductance maps of the first used tiles + error histograms
+    # conductance maps of the four fullest chip tiles + error histograms
     cells = placement.all_cells().astype(np.int64) // (placement.geometry[1]
                                                          * placement.geometry[2])
     counts = np.bincount(cells, minlength=placement.geometry[0])
     tiles = sorted(np.argsort(-counts, kind="stable")[:4].tolist())  # the fullest tiles
     rl = placement.config.rows_per_mvm
-    fig, axes = plt.subplots(1, len(tiles) + 1, figsize=(3.2 * (len(tiles) + 1), 3.6))
+    fig, axes = plt.subplots(1, len(tiles) + 1, figsize=(3.2 * (len(tiles) + 1), 4.2))
     for ax, t in zip(axes[:-1], tiles, strict=False):
         m = placement.tile_map(t, g_maps["as programmed"])[-rl:]
         im = ax.imshow(m * 1e6, aspect="auto", cmap="viridis", vmin=0, vmax=45)
@@ -487,6 +495,8 @@ def _plots(out: Path, result: DemoResult, placement: Any, g_maps: dict[str, np.n
         ax.set_xlabel("column")
         ax.set_ylabel("row in group")
     fig.colorbar(im, ax=axes[-2], label="G [uS]")
+    fig.suptitle(f"read-back conductance of the {len(tiles)} fullest of the "
+                 f"{len(placement.used_tiles())} chip tiles the network uses", fontsize=9)
     tgt = placement.all_targets()
     ax = axes[-1]
     bins = np.linspace(-12, 12, 97)
@@ -497,8 +507,10 @@ def _plots(out: Path, result: DemoResult, placement: Any, g_maps: dict[str, np.n
                        "after bake": "after bake"}[key])
     ax.set_yscale("log")
     ax.set_xlabel("G - target [uS]")
-    ax.set_title("error of the network's cells", fontsize=8)
-    ax.legend(fontsize=7)
+    ax.set_ylabel("cells per 0.25 uS bin")
+    ax.set_title(f"error of the network's {tgt.size} cells", fontsize=8)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,
+              frameon=False)
     figures.save(fig, out / "conductance_maps.png", dpi=110)
 
 

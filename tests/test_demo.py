@@ -64,6 +64,26 @@ def test_same_seed_same_numbers(quick, tmp_path):
         assert second.program_verify[key] == first.program_verify[key], key
 
 
+@pytest.mark.slow
+def test_full_demo_headline(tmp_path):
+    """The full demo (default seed) shows what docs/network-on-chip.md claims: >= 98 % of
+    the cells programmed within +-1 uS, the bake costs accuracy, BN calibration on the chip
+    recovers at least half of the loss, and the fitted model's prediction brackets the chip
+    as programmed and after the bake. (~60-80 s on 2 cores.)"""
+    res = run_demo(DemoConfig.make(seed=0), out=tmp_path, progress=False, log=lambda _m: None)
+    assert res.program_verify["success_rate"] >= 0.98
+    acc = {s["step"]: s["chip"] for s in res.steps}
+    drop = acc["as programmed + BN cal"] - acc["after bake"]
+    assert drop > 0.1  # 450 test images: 1 image = 0.0022
+    assert acc["after bake + BN cal"] - acc["after bake"] >= 0.5 * drop
+    steps = {s["step"]: s for s in res.steps}
+    for name in ("as programmed", "after bake"):
+        s = steps[name]
+        assert s["pred_min"] <= s["chip"] <= s["pred_max"], s
+        assert s["within_range"], s
+    assert len(res.mc_accuracies[STEPS[0]]) == 30
+
+
 def test_thermal_history_integrates_the_ramps():
     class Bake:
         temp_c, start_s, soak_start_s, soak_end_s, end_s, ambient_c = 150.0, 10, 260, 3860, \

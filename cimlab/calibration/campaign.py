@@ -54,6 +54,9 @@ class CampaignResult:
         for name in self.skipped:
             lines.append(f"{name:24s} {'(completed before: skipped)':18s}")
         lines.append("-" * len(head))
+        if any(r.steps_skipped for r in self.results):
+            lines.append("steps N+Mr: N steps measured now, M steps completed by an earlier, "
+                         "interrupted run of the experiment (resumed, not measured again)")
         per_op = self.host_time_s / max(self.cell_operations, 1)
         lines.append(f"total: host {self.host_time_s:.2f} s, instrument "
                      f"{self.instrument_time_s:.1f} s, {self.round_trips} round trips, "

@@ -83,13 +83,15 @@ class CellSet:
                 raise ConfigError(source, f"{field_name}.tiles", what + "; plan larger than chip",
                                   t)
             parts.append(np.arange(t * per_tile, (t + 1) * per_tile, dtype=np.int64))
-        spans = list(self.ranges)
+        spans = [(a, b, f"{field_name}.ranges[{i}]", [a, b])
+                 for i, (a, b) in enumerate(self.ranges)]
         if self.count:
-            spans.append((self.start, self.start + self.count))
-        for a, b in spans:
+            spans.append((self.start, self.start + self.count, f"{field_name}.start/count",
+                          {"start": self.start, "count": self.count}))
+        for a, b, where, got in spans:
             if b > n_cells:
-                raise ConfigError(source, f"{field_name}.ranges",
-                                  what + "; plan larger than chip", [a, b])
+                raise ConfigError(source, where, what + f"; this selection ends at cell {b - 1}, "
+                                  f"beyond the last cell {n_cells - 1}", got)
             parts.append(np.arange(a, b, dtype=np.int64))
         cells = np.unique(np.concatenate(parts))
         if self.sample:
@@ -444,38 +446,49 @@ class Plan:
 
     def requested_limits(self) -> dict[str, float]:
         """The largest value of each limited quantity the plan will ask the station for."""
-        req: dict[str, float] = {"set_bl": 0.0, "set_wl": 0.0, "reset_sl": 0.0, "reset_wl": 0.0,
-                                 "icc_a": 0.0, "oven_temp_c": -273.15, "width_s": 0.0,
-                                 "smu_v": 0.0, "smu_i_a": 0.0}
+        return {k: v for k, (v, _) in self._requests().items()}
 
-        def up(key: str, value: float) -> None:
-            req[key] = max(req[key], float(value))
+    def _requests(self) -> dict[str, tuple[float, str]]:
+        """Largest value of each limited quantity and the plan field that asks for it."""
+        req: dict[str, tuple[float, str]] = {
+            "set_bl": (0.0, ""), "set_wl": (0.0, ""), "reset_sl": (0.0, ""),
+            "reset_wl": (0.0, ""), "icc_a": (0.0, ""), "oven_temp_c": (-273.15, ""),
+            "width_s": (0.0, ""), "smu_v": (0.0, ""), "smu_i_a": (0.0, "")}
 
-        for exp in self.experiments:
+        def up(key: str, value: float, where: str) -> None:
+            if float(value) > req[key][0]:
+                req[key] = (float(value), where)
+
+        for i, exp in enumerate(self.experiments):
+            e = f"experiment[{i}]"
             for v in _verify_configs(exp):
-                up("set_bl", v.max_v_set())
-                up("reset_sl", v.max_v_reset())
-                up("set_wl", max(v.v_gate_max, v.v_gate_set if v.scheme == "ispp" else 0.0))
-                up("reset_wl", v.v_gate_reset)
-                up("width_s", v.width_s)
+                up("set_bl", v.max_v_set(), f"{e}.verify.v_set_max")
+                up("reset_sl", v.max_v_reset(), f"{e}.verify.v_reset_max")
+                if v.scheme == "ispp" and v.v_gate_set > v.v_gate_max:
+                    up("set_wl", v.v_gate_set, f"{e}.verify.v_gate_set")
+                else:
+                    up("set_wl", v.v_gate_max, f"{e}.verify.v_gate_max")
+                up("reset_wl", v.v_gate_reset, f"{e}.verify.v_gate_reset")
+                up("width_s", v.width_s, f"{e}.verify.width_s")
             if isinstance(exp, ProgrammingErrorExp) and "single_shot" in exp.modes:
-                up("set_bl", exp.v_set)
-                up("reset_sl", exp.v_reset)
-                up("set_wl", exp.v_gate_max)
-                up("reset_wl", exp.v_gate_reset)
-                up("width_s", exp.width_s)
-            for c in _conditions(exp):
-                up("set_bl", c.v_set)
-                up("reset_sl", c.v_reset)
+                up("set_bl", exp.v_set, f"{e}.v_set")
+                up("reset_sl", exp.v_reset, f"{e}.v_reset")
+                up("set_wl", exp.v_gate_max, f"{e}.v_gate_max")
+                up("reset_wl", exp.v_gate_reset, f"{e}.v_gate_reset")
+                up("width_s", exp.width_s, f"{e}.width_s")
+            for c, f in _conditions_with_fields(exp, e):
+                up("set_bl", c.v_set, f"{f}.v_set")
+                up("reset_sl", c.v_reset, f"{f}.v_reset")
                 if c.v_gate_reset is not None:
-                    up("reset_wl", c.v_gate_reset)
-                up("icc_a", c.icc_a)
-                up("width_s", c.width_s)
+                    up("reset_wl", c.v_gate_reset, f"{f}.v_gate_reset")
+                up("icc_a", c.icc_a, f"{f}.icc_a")
+                up("width_s", c.width_s, f"{f}.width_s")
             if isinstance(exp, BakeRetentionExp):
-                up("oven_temp_c", max(exp.temps_c))
+                up("oven_temp_c", max(exp.temps_c),
+                   f"{e}.temps_c[{list(exp.temps_c).index(max(exp.temps_c))}]")
             if isinstance(exp, ReadFluctuationExp) and exp.smu_cells:
-                up("smu_v", exp.smu_v)
-                up("smu_i_a", exp.smu_compliance_a)
+                up("smu_v", exp.smu_v, f"{e}.smu_v")
+                up("smu_i_a", exp.smu_compliance_a, f"{e}.smu_compliance_a")
         return req
 
     def check_limits(self, station: Any) -> None:
@@ -484,21 +497,38 @@ class Plan:
         Compares every voltage, width, compliance, SMU level and oven temperature the plan
         will use with ``station.limits`` (:class:`cimlab.instruments.station.StationLimits`),
         and asks ``station.gate_voltage_for`` for every compliance current (LimitError beyond
-        ``set_icc_max_a`` or ``set_wl_max_v``). Nothing is sent to any instrument.
+        ``set_icc_max_a`` or ``set_wl_max_v``). Nothing is sent to any instrument. The error
+        names the plan file, the plan field, the value, the station limit and the station
+        file.
         """
-        req = self.requested_limits()
-        for exp in self.experiments:
-            for c in _conditions(exp):
-                vg = float(station.gate_voltage_for(c.icc_a))
-                req["set_wl"] = max(req["set_wl"], vg)
-                if c.v_gate_reset is None:
-                    req["reset_wl"] = max(req["reset_wl"], vg)
-        for v in (v for e in self.experiments for v in _verify_configs(e)):
-            icc_fn = getattr(getattr(getattr(station, "calibration", None), "transistor", None),
-                             "icc", None)
-            if icc_fn is not None:
-                req["icc_a"] = max(req["icc_a"], float(icc_fn(v.max_v_gate_set())))
-        check_requests_against_limits(req, station, source=self.source)
+        req = self._requests()
+        for i, exp in enumerate(self.experiments):
+            for c, f in _conditions_with_fields(exp, f"experiment[{i}]"):
+                try:
+                    vg = float(station.gate_voltage_for(c.icc_a))
+                except LimitError as exc:
+                    raise LimitError(
+                        f"{self.source}: field '{f}.icc_a' = {c.icc_a:g} A: {exc}; lower it "
+                        "in the plan (or raise the limit in the station file if the device "
+                        "allows it). Nothing was sent.") from None
+                if vg > req["set_wl"][0]:
+                    req["set_wl"] = (vg, f"{f}.icc_a (word-line voltage for that compliance)")
+                if c.v_gate_reset is None and vg > req["reset_wl"][0]:
+                    req["reset_wl"] = (vg, f"{f}.icc_a (the RESET word line follows the SET "
+                                       "one when v_gate_reset is not set)")
+        icc_fn = getattr(getattr(getattr(station, "calibration", None), "transistor", None),
+                         "icc", None)
+        if icc_fn is not None:
+            for i, exp in enumerate(self.experiments):
+                for v in _verify_configs(exp):
+                    icc = float(icc_fn(v.max_v_gate_set()))
+                    if icc > req["icc_a"][0]:
+                        req["icc_a"] = (icc, f"experiment[{i}].verify."
+                                        f"{'v_gate_set' if v.scheme == 'ispp' else 'v_gate_max'}"
+                                        " (compliance at that word-line voltage)")
+        check_requests_against_limits({k: v for k, (v, _) in req.items()}, station,
+                                      source=self.source,
+                                      fields={k: w for k, (_, w) in req.items()})
 
     def seed_of(self, index: int) -> int:
         """Seed of experiment ``index``: the header seed plus the experiment's own seed."""
@@ -519,10 +549,16 @@ def _verify_configs(exp: Any) -> list[ProgramVerifyConfig]:
 
 
 def _conditions(exp: Any) -> list[BinaryCondition]:
+    return [c for c, _ in _conditions_with_fields(exp, "")]
+
+
+def _conditions_with_fields(exp: Any, prefix: str) -> list[tuple[BinaryCondition, str]]:
+    """The binary conditions of an experiment with their plan field (``prefix.conditions[j]``
+    or ``prefix.condition``)."""
     if isinstance(exp, (BerExp, EnduranceExp)):
-        return list(exp.conditions)
+        return [(c, f"{prefix}.conditions[{j}]") for j, c in enumerate(exp.conditions)]
     if isinstance(exp, FaultMapExp):
-        return [exp.condition]
+        return [(exp.condition, f"{prefix}.condition")]
     return []
 
 
@@ -549,21 +585,28 @@ _WHAT = {
 
 
 def check_requests_against_limits(req: Mapping[str, float], station: Any, *,
-                                  source: str = "") -> None:
-    """Compare requested maxima with the station's limits; LimitError naming both."""
+                                  source: str = "",
+                                  fields: Mapping[str, str] | None = None) -> None:
+    """Compare requested maxima with the station's limits; LimitError naming the plan file,
+    the field that asks (``fields``, when known), the value, the limit and the station file."""
     limits = getattr(station, "limits", None)
     if limits is None:
         return
+    station_file = getattr(station, "path", None)
+    in_station = f" of {station_file}" if station_file else ""
     for key, value in req.items():
         name = LIMIT_NAMES.get(key)
         lim = getattr(limits, name, None) if name else None
         if lim is None:
             continue
         if value > float(lim):
+            where = (fields or {}).get(key, "")
+            field_text = f"field '{where}': " if where else ""
             raise LimitError(
-                f"{source}: the plan asks for a {_WHAT[key]} of {value:g}, beyond the station "
-                f"limit limits.{name} = {float(lim):g}; lower it in the plan (or raise the limit "
-                "in the station file if the device allows it). Nothing was sent.")
+                f"{source}: {field_text}the plan asks for a {_WHAT[key]} of {value:g}, beyond "
+                f"the station limit limits.{name} = {float(lim):g}{in_station}; lower it in "
+                "the plan (or raise the limit in the station file if the device allows it). "
+                "Nothing was sent.")
 
 
 # --------------------------------------------------------------------------- loading

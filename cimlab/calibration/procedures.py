@@ -9,7 +9,9 @@ Each procedure
   and the step is completed (committed) right after; on resume the store cuts every table
   back to the last committed step and the procedure skips the completed steps, so nothing is
   measured twice or lost (``cimlab.store.Run``);
-* shows tqdm progress bars;
+* shows tqdm progress bars (on a terminal only);
+* ends its run "completed", or "aborted" on an exception or Ctrl-C (resumable like a killed
+  run);
 * never looks at the emulated chip: only at what the instruments answer.
 
 The run metadata records the plan section, the resolved cell set (hash), the station snapshot
@@ -90,7 +92,12 @@ def plan_section(plan_name: str, exp: Any, cells: np.ndarray, extra: dict | None
 
 
 class _Context:
-    """Bookkeeping shared by the procedures: run, ops counter, clock, progress, timing."""
+    """Bookkeeping shared by the procedures: run, ops counter, clock, progress, timing.
+
+    Use it as a context manager (``with _Context(...) as ctx:``): an exception or Ctrl-C
+    (KeyboardInterrupt) inside closes the run as "aborted" and propagates; the committed steps
+    stay and the next call with the same plan section resumes the run
+    (``Store.begin_run(resume=True)`` picks up running or aborted runs)."""
 
     def __init__(self, station: Any, store: Any, exp: Any, cells: np.ndarray, seed: int,
                  *, plan_name: str = "", progress: bool = True, extra: dict | None = None):
@@ -112,6 +119,25 @@ class _Context:
         self._t_host = time.perf_counter()
         self._t_inst = self.clock.now()
         self._t_charged = self._t_inst  # instrument time up to here is charged to the run
+        self._bars: list[Any] = []
+
+    def __enter__(self) -> _Context:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        for bar in self._bars:
+            bar.close()
+        if exc_type is not None:
+            self.abort()
+
+    def abort(self) -> None:
+        """Close the run as "aborted" (resumable) unless it was finished; never raises, so the
+        exception that stopped the procedure is the one the caller sees."""
+        try:
+            if self.run.status == "running":
+                self.run.finish("aborted")
+        except Exception:  # the store itself may be what failed
+            pass
 
     # --------------------------------------------------------------- steps
     def skip(self, step: str) -> bool:
@@ -159,8 +185,11 @@ class _Context:
     def bar(self, total: int, desc: str):
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, desc=f"{self.exp.label}: {desc}", disable=not self.progress,
-                    leave=False)
+        # disable=None: tqdm switches itself off when stderr is not a terminal (a log file)
+        bar = tqdm(total=total, desc=f"{self.exp.label}: {desc}",
+                   disable=None if self.progress else True, leave=False)
+        self._bars.append(bar)
+        return bar
 
     def finish(self, **figures: Any) -> ProcedureResult:
         self.run.finish("completed")
@@ -230,52 +259,54 @@ def programming_error(station: Any, store: Any, exp: ProgrammingErrorExp, cells:
     single-shot, ``gate_curve`` (v_gate, g_mean_s, g_std_s, n_cells). The cells are split in
     two halves when both modes are requested (each cell is programmed once).
     """
-    ctx = _Context(station, store, exp, cells, seed, plan_name=plan_name, progress=progress)
-    level, target = _levels(exp, ctx.cells, seed)
-    modes = list(exp.modes)
-    parts = np.array_split(np.arange(ctx.cells.size), len(modes))
-    for mode, idx in zip(modes, parts, strict=True):
-        c, lv, tg = ctx.cells[idx], level[idx], target[idx]
-        batches = [np.arange(i, min(i + exp.batch, c.size)) for i in range(0, c.size, exp.batch)]
-        curve = None
-        if mode == "single_shot":
-            curve = _gate_curve(ctx, exp, c)
-        bar = ctx.bar(len(batches), mode)
-        for b, sel in enumerate(batches):
-            step = f"{mode}-batch-{b:04d}"
-            if ctx.skip(step):
-                bar.update(1)
-                continue
+    with _Context(station, store, exp, cells, seed, plan_name=plan_name,
+                  progress=progress) as ctx:
+        level, target = _levels(exp, ctx.cells, seed)
+        modes = list(exp.modes)
+        parts = np.array_split(np.arange(ctx.cells.size), len(modes))
+        for mode, idx in zip(modes, parts, strict=True):
+            c, lv, tg = ctx.cells[idx], level[idx], target[idx]
+            batches = [np.arange(i, min(i + exp.batch, c.size))
+                       for i in range(0, c.size, exp.batch)]
+            curve = None
             if mode == "single_shot":
-                res = program_single_shot(ctx.ops, c[sel], tg[sel], curve, v_set=exp.v_set,
-                                          v_reset=exp.v_reset, v_gate_reset=exp.v_gate_reset,
-                                          width_s=exp.width_s, clock=ctx.clock,
-                                          tolerance_s=exp.verify.tolerance_s)
-                ctx.clock.sleep(exp.read_delay_s)
-                t_read = ctx.now()
-                g = ctx.read(c[sel])
-                ctx.append("programmed", {
-                    "cell": c[sel], "level": lv[sel], "target_s": tg[sel], "g_s": g,
-                    "pulses": res.pulses,
-                    "mode": np.full(sel.size, "single_shot"),
-                    "time_s": _since(t_read, res.last_pulse_time_s),
-                    "success": np.abs(g - tg[sel]) <= exp.verify.tolerance_s,
-                    "energy_j": res.energy_j, "pulse_time_s": res.last_pulse_time_s})
-            else:
-                res = ctx.program(c[sel], tg[sel], exp.verify)
-                ctx.clock.sleep(exp.read_delay_s)
-                t_read = ctx.now()
-                g = ctx.read(c[sel])
-                ctx.append("programmed", {
-                    "cell": c[sel], "level": lv[sel], "target_s": tg[sel], "g_s": g,
-                    "pulses": res.pulses, "mode": np.full(sel.size, "verify"),
-                    "time_s": _since(t_read, res.last_pulse_time_s), "success": res.success,
-                    "energy_j": res.energy_j, "pulse_time_s": res.last_pulse_time_s})
-                ctx.result.figures.setdefault("program_verify", []).append(res.summary())
-            ctx.complete(step)
-            bar.update(1)
-        bar.close()
-    return ctx.finish()
+                curve = _gate_curve(ctx, exp, c)
+            bar = ctx.bar(len(batches), mode)
+            for b, sel in enumerate(batches):
+                step = f"{mode}-batch-{b:04d}"
+                if ctx.skip(step):
+                    bar.update(1)
+                    continue
+                if mode == "single_shot":
+                    res = program_single_shot(ctx.ops, c[sel], tg[sel], curve, v_set=exp.v_set,
+                                              v_reset=exp.v_reset, v_gate_reset=exp.v_gate_reset,
+                                              width_s=exp.width_s, clock=ctx.clock,
+                                              tolerance_s=exp.verify.tolerance_s)
+                    ctx.clock.sleep(exp.read_delay_s)
+                    t_read = ctx.now()
+                    g = ctx.read(c[sel])
+                    ctx.append("programmed", {
+                        "cell": c[sel], "level": lv[sel], "target_s": tg[sel], "g_s": g,
+                        "pulses": res.pulses,
+                        "mode": np.full(sel.size, "single_shot"),
+                        "time_s": _since(t_read, res.last_pulse_time_s),
+                        "success": np.abs(g - tg[sel]) <= exp.verify.tolerance_s,
+                        "energy_j": res.energy_j, "pulse_time_s": res.last_pulse_time_s})
+                else:
+                    res = ctx.program(c[sel], tg[sel], exp.verify)
+                    ctx.clock.sleep(exp.read_delay_s)
+                    t_read = ctx.now()
+                    g = ctx.read(c[sel])
+                    ctx.append("programmed", {
+                        "cell": c[sel], "level": lv[sel], "target_s": tg[sel], "g_s": g,
+                        "pulses": res.pulses, "mode": np.full(sel.size, "verify"),
+                        "time_s": _since(t_read, res.last_pulse_time_s), "success": res.success,
+                        "energy_j": res.energy_j, "pulse_time_s": res.last_pulse_time_s})
+                    ctx.result.figures.setdefault("program_verify", []).append(res.summary())
+                ctx.complete(step)
+                bar.update(1)
+            bar.close()
+        return ctx.finish()
 
 
 def _gate_curve(ctx: _Context, exp: ProgrammingErrorExp, cells: np.ndarray) -> GateCurve:
@@ -310,48 +341,49 @@ def read_fluctuation(station: Any, store: Any, exp: ReadFluctuationExp, cells: n
     of ``smu_cells`` cells is read with the SMU (``smu_reads``: cell, level, target_s, repeat,
     v, i_a, g_s) after routing each cell with ``array.select``.
     """
-    ctx = _Context(station, store, exp, cells, seed, plan_name=plan_name, progress=progress)
-    level, target = _levels(exp, ctx.cells, seed)
-    res = _verify_program_and_log(ctx, ctx.cells, level, target, exp.verify, "program")
-    _program_time(ctx)
-    t_pulse, _ = _pulse_record(ctx, res)
-    chunk = max(1, min(exp.repeats, 200_000 // max(ctx.cells.size, 1) or 1))
-    bar = ctx.bar(exp.repeats, "reads")
-    if "settled" not in ctx.done:
-        ctx.clock.sleep(exp.settle_s)
-        ctx.complete("settled")
-    for r0 in range(0, exp.repeats, chunk):
-        r1 = min(exp.repeats, r0 + chunk)
-        step = f"reads-{r0:06d}-{r1:06d}"
-        if ctx.skip(step):
-            bar.update(r1 - r0)
-            continue
-        gs, ts = [], []
-        for _r in range(r0, r1):
-            if exp.interval_s and _r > 0:
-                ctx.clock.sleep(exp.interval_s)
-            ts.append(_since(ctx.now(), t_pulse))
-            gs.append(ctx.read(ctx.cells))
-            bar.update(1)
-        n = ctx.cells.size
-        ctx.append("reads", {
-            "cell": np.tile(ctx.cells, r1 - r0), "level": np.tile(level, r1 - r0),
-            "target_s": np.tile(target, r1 - r0),
-            "repeat": np.repeat(np.arange(r0, r1), n),
-            "time_s": np.concatenate(ts), "g_s": np.concatenate(gs)})
-        ctx.complete(step)
-    bar.close()
-    if exp.smu_cells and not ctx.skip("smu"):
-        sub_idx = np.sort(np.random.default_rng(ctx.seed + 2).choice(
-            ctx.cells.size, exp.smu_cells, replace=False))
-        rows = smu_precision_reads(ctx, ctx.cells[sub_idx], exp.smu_repeats, exp.smu_v,
-                                   exp.smu_compliance_a)
-        rows["level"] = np.repeat(level[sub_idx], exp.smu_repeats)
-        rows["target_s"] = np.repeat(target[sub_idx], exp.smu_repeats)
-        ctx.append("smu_reads", {k: rows[k] for k in
-                                 ("cell", "level", "target_s", "repeat", "v", "i_a", "g_s")})
-        ctx.complete("smu")
-    return ctx.finish()
+    with _Context(station, store, exp, cells, seed, plan_name=plan_name,
+                  progress=progress) as ctx:
+        level, target = _levels(exp, ctx.cells, seed)
+        res = _verify_program_and_log(ctx, ctx.cells, level, target, exp.verify, "program")
+        _program_time(ctx)
+        t_pulse, _ = _pulse_record(ctx, res)
+        chunk = max(1, min(exp.repeats, 200_000 // max(ctx.cells.size, 1) or 1))
+        bar = ctx.bar(exp.repeats, "reads")
+        if "settled" not in ctx.done:
+            ctx.clock.sleep(exp.settle_s)
+            ctx.complete("settled")
+        for r0 in range(0, exp.repeats, chunk):
+            r1 = min(exp.repeats, r0 + chunk)
+            step = f"reads-{r0:06d}-{r1:06d}"
+            if ctx.skip(step):
+                bar.update(r1 - r0)
+                continue
+            gs, ts = [], []
+            for _r in range(r0, r1):
+                if exp.interval_s and _r > 0:
+                    ctx.clock.sleep(exp.interval_s)
+                ts.append(_since(ctx.now(), t_pulse))
+                gs.append(ctx.read(ctx.cells))
+                bar.update(1)
+            n = ctx.cells.size
+            ctx.append("reads", {
+                "cell": np.tile(ctx.cells, r1 - r0), "level": np.tile(level, r1 - r0),
+                "target_s": np.tile(target, r1 - r0),
+                "repeat": np.repeat(np.arange(r0, r1), n),
+                "time_s": np.concatenate(ts), "g_s": np.concatenate(gs)})
+            ctx.complete(step)
+        bar.close()
+        if exp.smu_cells and not ctx.skip("smu"):
+            sub_idx = np.sort(np.random.default_rng(ctx.seed + 2).choice(
+                ctx.cells.size, exp.smu_cells, replace=False))
+            rows = smu_precision_reads(ctx, ctx.cells[sub_idx], exp.smu_repeats, exp.smu_v,
+                                       exp.smu_compliance_a)
+            rows["level"] = np.repeat(level[sub_idx], exp.smu_repeats)
+            rows["target_s"] = np.repeat(target[sub_idx], exp.smu_repeats)
+            ctx.append("smu_reads", {k: rows[k] for k in
+                                     ("cell", "level", "target_s", "repeat", "v", "i_a", "g_s")})
+            ctx.complete("smu")
+        return ctx.finish()
 
 
 def smu_precision_reads(ctx: _Context, cells: np.ndarray, repeats: int, v: float,
@@ -438,33 +470,34 @@ def relaxation(station: Any, store: Any, exp: RelaxationExp, cells: np.ndarray, 
     (time of the g0 read after that pulse), g_s, temp_k, time_index. A time point already
     past when resuming is read at once (time_s records the true time).
     """
-    ctx = _Context(station, store, exp, cells, seed, plan_name=plan_name, progress=progress)
-    level, target = _levels(exp, ctx.cells, seed)
-    res = _verify_program_and_log(ctx, ctx.cells, level, target, exp.verify, "program")
-    t_prog = _program_time(ctx)
-    t_pulse, g0_time = _pulse_record(ctx, res)
-    g0 = res.g_verify_s if res is not None else _programmed_g(ctx)
-    temp_k = _ambient_k(station)
-    bar = ctx.bar(len(exp.times_s), "relaxation")
-    for i, t in enumerate(exp.times_s):
-        step = f"t-{i:03d}"
-        if ctx.skip(step):
+    with _Context(station, store, exp, cells, seed, plan_name=plan_name,
+                  progress=progress) as ctx:
+        level, target = _levels(exp, ctx.cells, seed)
+        res = _verify_program_and_log(ctx, ctx.cells, level, target, exp.verify, "program")
+        t_prog = _program_time(ctx)
+        t_pulse, g0_time = _pulse_record(ctx, res)
+        g0 = res.g_verify_s if res is not None else _programmed_g(ctx)
+        temp_k = _ambient_k(station)
+        bar = ctx.bar(len(exp.times_s), "relaxation")
+        for i, t in enumerate(exp.times_s):
+            step = f"t-{i:03d}"
+            if ctx.skip(step):
+                bar.update(1)
+                continue
+            wait = t_prog + t - ctx.now()
+            if wait > 0:
+                ctx.clock.sleep(wait)
+            t_read = ctx.now()
+            g = ctx.read(ctx.cells)
+            n = ctx.cells.size
+            ctx.append("reads", {"cell": ctx.cells, "level": level, "target_s": target, "g0_s": g0,
+                                 "time_s": _since(t_read, t_pulse), "g0_time_s": g0_time,
+                                 "g_s": g, "temp_k": np.full(n, temp_k),
+                                 "time_index": np.full(n, i)})
+            ctx.complete(step)
             bar.update(1)
-            continue
-        wait = t_prog + t - ctx.now()
-        if wait > 0:
-            ctx.clock.sleep(wait)
-        t_read = ctx.now()
-        g = ctx.read(ctx.cells)
-        n = ctx.cells.size
-        ctx.append("reads", {"cell": ctx.cells, "level": level, "target_s": target, "g0_s": g0,
-                             "time_s": _since(t_read, t_pulse), "g0_time_s": g0_time,
-                             "g_s": g, "temp_k": np.full(n, temp_k),
-                             "time_index": np.full(n, i)})
-        ctx.complete(step)
-        bar.update(1)
-    bar.close()
-    return ctx.finish()
+        bar.close()
+        return ctx.finish()
 
 
 def _programmed_g(ctx: _Context) -> np.ndarray:
@@ -504,61 +537,63 @@ def bake_retention(station: Any, store: Any, exp: BakeRetentionExp, cells: np.nd
     is called with each step name as it
     starts (progress reporting, tests).
     """
-    ctx = _Context(station, store, exp, cells, seed, plan_name=plan_name, progress=progress)
-    level, target = _levels(exp, ctx.cells, seed)
-    n = ctx.cells.size
-    oven = station.oven
-    meta = ctx.run.meta
-    if "ambient_c" not in meta:
-        ctx.run.set_meta("ambient_c", float(oven.temperature_c))
-    elif ctx.done:
-        # resumed (e.g. after a crash mid-bake): heater off, back to the recorded ambient
-        oven.heater_enabled = False
-        oven.wait_until(ctx.clock, float(meta["ambient_c"]))
-    n_steps = len(exp.temps_c) * (1 + 2 * len(exp.schedule_s))
-    bar = ctx.bar(n_steps, "bake")
-    for j, temp_c in enumerate(exp.temps_c):
-        temp_k = temp_c + KELVIN_OFFSET
-        res = _verify_program_and_log(ctx, ctx.cells, level, target, exp.verify,
-                                      f"T{j}-program")
-        t_pulse, g0_time = _pulse_record(ctx, res)
-        times = (0.0, *exp.schedule_s)
-        for k, t_cum in enumerate(times):
-            if k > 0:
-                step = f"T{j}-bake-{k:03d}"
-                if not ctx.skip(step):
-                    if on_step:
-                        on_step(step)
-                    rec = oven.bake(temp_c, t_cum - times[k - 1], ctx.clock)
-                    ctx.append("bakes", {
-                        "temp_index": np.array([j]), "step": np.array([k]),
-                        "temp_k": np.array([temp_k]), "soak_s": np.array([t_cum - times[k - 1]]),
-                        **{f"{a}": np.array([float(getattr(rec, a, np.nan))])
-                           for a in ("start_s", "soak_start_s", "soak_end_s", "end_s")}})
-                    ctx.complete(step)
+    with _Context(station, store, exp, cells, seed, plan_name=plan_name,
+                  progress=progress) as ctx:
+        level, target = _levels(exp, ctx.cells, seed)
+        n = ctx.cells.size
+        oven = station.oven
+        meta = ctx.run.meta
+        if "ambient_c" not in meta:
+            ctx.run.set_meta("ambient_c", float(oven.temperature_c))
+        elif ctx.done:
+            # resumed (e.g. after a crash mid-bake): heater off, back to the recorded ambient
+            oven.heater_enabled = False
+            oven.wait_until(ctx.clock, float(meta["ambient_c"]))
+        n_steps = len(exp.temps_c) * (1 + 2 * len(exp.schedule_s))
+        bar = ctx.bar(n_steps, "bake")
+        for j, temp_c in enumerate(exp.temps_c):
+            temp_k = temp_c + KELVIN_OFFSET
+            res = _verify_program_and_log(ctx, ctx.cells, level, target, exp.verify,
+                                          f"T{j}-program")
+            t_pulse, g0_time = _pulse_record(ctx, res)
+            times = (0.0, *exp.schedule_s)
+            for k, t_cum in enumerate(times):
+                if k > 0:
+                    step = f"T{j}-bake-{k:03d}"
+                    if not ctx.skip(step):
+                        if on_step:
+                            on_step(step)
+                        rec = oven.bake(temp_c, t_cum - times[k - 1], ctx.clock)
+                        ctx.append("bakes", {
+                            "temp_index": np.array([j]), "step": np.array([k]),
+                            "temp_k": np.array([temp_k]),
+                            "soak_s": np.array([t_cum - times[k - 1]]),
+                            **{f"{a}": np.array([float(getattr(rec, a, np.nan))])
+                               for a in ("start_s", "soak_start_s", "soak_end_s", "end_s")}})
+                        ctx.complete(step)
+                    bar.update(1)
+                step = f"T{j}-read-{k:03d}"
+                if ctx.skip(step):
+                    bar.update(1)
+                    continue
+                if on_step:
+                    on_step(step)
+                gs, ts = [], []
+                for _ in range(exp.reads_per_step):
+                    ts.append(_since(ctx.now(), t_pulse))
+                    gs.append(ctx.read(ctx.cells))
+                r = exp.reads_per_step
+                ctx.append("reads", {
+                    "cell": np.tile(ctx.cells, r), "level": np.tile(level, r),
+                    "target_s": np.tile(target, r), "step": np.full(n * r, k),
+                    "temp_k": np.full(n * r, temp_k), "bake_time_s": np.full(n * r, t_cum),
+                    "g_s": np.concatenate(gs), "repeat": np.repeat(np.arange(r), n),
+                    "temp_index": np.full(n * r, j), "time_s": np.concatenate(ts),
+                    "g0_time_s": np.tile(g0_time, r)})
+                ctx.complete(step)
                 bar.update(1)
-            step = f"T{j}-read-{k:03d}"
-            if ctx.skip(step):
-                bar.update(1)
-                continue
-            if on_step:
-                on_step(step)
-            gs, ts = [], []
-            for _ in range(exp.reads_per_step):
-                ts.append(_since(ctx.now(), t_pulse))
-                gs.append(ctx.read(ctx.cells))
-            r = exp.reads_per_step
-            ctx.append("reads", {
-                "cell": np.tile(ctx.cells, r), "level": np.tile(level, r),
-                "target_s": np.tile(target, r), "step": np.full(n * r, k),
-                "temp_k": np.full(n * r, temp_k), "bake_time_s": np.full(n * r, t_cum),
-                "g_s": np.concatenate(gs), "repeat": np.repeat(np.arange(r), n),
-                "temp_index": np.full(n * r, j), "time_s": np.concatenate(ts),
-                "g0_time_s": np.tile(g0_time, r)})
-            ctx.complete(step)
-            bar.update(1)
-    bar.close()
-    return ctx.finish()
+        bar.close()
+        return ctx.finish()
 
 
 # =========================================================================== BER
@@ -617,120 +652,121 @@ def ber(station: Any, store: Any, exp: BerExp, cells: np.ndarray, seed: int, *,
     v_reset, width_s, energy_per_bit_j (mean programming energy of one bit; 1T1R: one pulse,
     2T2R: two), energy_set_j, energy_reset_j, v_gate, g_ref_s.
     """
-    ctx = _Context(station, store, exp, cells, seed, plan_name=plan_name, progress=progress)
-    per_cond = np.array_split(ctx.cells[: exp.cells_needed()], len(exp.conditions))
-    bar = ctx.bar(len(exp.conditions) * exp.cycles, "BER")
-    totals = {}
-    for ci, cond in enumerate(exp.conditions):
-        cc = per_cond[ci]
-        layout = {}
-        pos = 0
-        for s in exp.structures:
-            k = exp.bits * (1 if s == "1T1R" else 2)
-            layout[s] = cc[pos: pos + k]
-            pos += k
-        v_gate_set = _set_gate(station, cond)
-        g_ref = exp.g_ref_s
-        stats = {"e_set": [], "e_reset": [], "e_bit_1t1r": [], "e_bit_2t2r": []}
-        if g_ref is None and _has_rows(ctx, "conditions", condition=cond.name):
-            df = ctx.run.table("conditions")
-            g_ref = float(df.loc[df["condition"] == cond.name, "g_ref_s"].iloc[-1])
-        for cyc in range(exp.cycles):
-            step = f"{cond.name}-cycle-{cyc:06d}"
-            if ctx.skip(step):
-                bar.update(1)
-                continue
-            rng = np.random.default_rng([ctx.seed, ci, cyc])
-            prog_cells, prog_dir = [], []
-            bits = {}
-            for s, sc in layout.items():
-                b = rng.integers(0, 2, exp.bits).astype(np.int8)
-                bits[s] = b
-                if s == "1T1R":
-                    prog_cells.append(sc)
-                    prog_dir.append(np.where(b == 0, SET, RESET))
-                else:
-                    a, bb = sc[0::2], sc[1::2]
-                    prog_cells += [a, bb]
-                    prog_dir += [np.where(b == 0, SET, RESET), np.where(b == 0, RESET, SET)]
-            pc = np.concatenate(prog_cells)
-            pd = np.concatenate(prog_dir)
-            vp = np.where(pd > 0, cond.v_set, cond.v_reset)
-            v_gate_reset = _reset_gate(cond, v_gate_set)
-            vg = np.where(pd > 0, v_gate_set, v_gate_reset)
-            g_pre = np.full(pc.size, np.nan)
-            if exp.precondition:  # every programmed bit is a switching event
-                ctx.pulse(pc, -pd, np.where(pd > 0, cond.v_reset, cond.v_set),
-                          np.where(pd > 0, v_gate_reset, v_gate_set), cond.width_s)
-                # read the opposite state too (one batched read): every cell is then seen
-                # after a SET and after a RESET in each cycle, so cells that never switch
-                # (stuck, paper 004) are found from this run alone (report.stuck_cells)
-                g_pre = ctx.read(pc)
-            e = ctx.pulse(pc, pd, vp, vg, cond.width_s)
-            g = ctx.read(pc)
-            # map back (pc is the concatenation in layout order)
-            off = 0
-            cols: dict[str, list] = {k: [] for k in ("condition", "structure", "cycle", "cell",
-                                                     "bit", "read_bit", "g_s", "cell_b",
-                                                     "g_b_s", "g_pre_s", "g_b_pre_s")}
-            stats["e_set"].append(e[pd > 0])
-            stats["e_reset"].append(e[pd < 0])
+    with _Context(station, store, exp, cells, seed, plan_name=plan_name,
+                  progress=progress) as ctx:
+        per_cond = np.array_split(ctx.cells[: exp.cells_needed()], len(exp.conditions))
+        bar = ctx.bar(len(exp.conditions) * exp.cycles, "BER")
+        totals = {}
+        for ci, cond in enumerate(exp.conditions):
+            cc = per_cond[ci]
+            layout = {}
+            pos = 0
             for s in exp.structures:
-                b = bits[s]
-                if s == "1T1R":
-                    gi = g[off: off + exp.bits]
-                    ei = e[off: off + exp.bits]
-                    off += exp.bits
-                    if g_ref is None:
-                        g_ref = sense_reference(gi[b == 0], gi[b == 1])
-                    rb = (gi < g_ref).astype(np.int8)
-                    cols["cell"].append(layout[s])
-                    cols["g_s"].append(gi)
-                    cols["cell_b"].append(np.full(exp.bits, -1, dtype=np.int64))
-                    cols["g_b_s"].append(np.full(exp.bits, np.nan))
-                    cols["g_pre_s"].append(g_pre[off - exp.bits: off])
-                    cols["g_b_pre_s"].append(np.full(exp.bits, np.nan))
-                    stats["e_bit_1t1r"].append(ei)
-                else:
-                    ga = g[off: off + exp.bits]
-                    gb = g[off + exp.bits: off + 2 * exp.bits]
-                    ea = e[off: off + exp.bits]
-                    eb = e[off + exp.bits: off + 2 * exp.bits]
-                    off += 2 * exp.bits
-                    rb = (ga < gb).astype(np.int8)
-                    cols["cell"].append(layout[s][0::2])
-                    cols["g_s"].append(ga)
-                    cols["cell_b"].append(layout[s][1::2].astype(np.int64))
-                    cols["g_b_s"].append(gb)
-                    cols["g_pre_s"].append(g_pre[off - 2 * exp.bits: off - exp.bits])
-                    cols["g_b_pre_s"].append(g_pre[off - exp.bits: off])
-                    stats["e_bit_2t2r"].append(ea + eb)
-                cols["condition"].append(np.full(exp.bits, cond.name))
-                cols["structure"].append(np.full(exp.bits, s))
-                cols["cycle"].append(np.full(exp.bits, cyc))
-                cols["bit"].append(b)
-                cols["read_bit"].append(rb)
-            if cyc == 0 and not _has_rows(ctx, "conditions", condition=cond.name):
-                e1 = np.concatenate(stats["e_bit_1t1r"]) if stats["e_bit_1t1r"] else None
-                e2 = np.concatenate(stats["e_bit_2t2r"]) if stats["e_bit_2t2r"] else None
-                ctx.append("conditions", {
-                    "condition": np.array([cond.name]), "icc_a": np.array([cond.icc_a]),
-                    "v_reset": np.array([cond.v_reset]), "width_s": np.array([cond.width_s]),
-                    "energy_per_bit_j": np.array([float(np.mean(e1 if e1 is not None else
-                                                                 e2 / 2))]),
-                    "energy_per_bit_2t2r_j": np.array([float(np.mean(e2)) if e2 is not None
-                                                       else np.nan]),
-                    "energy_set_j": np.array([float(np.mean(np.concatenate(stats["e_set"])))]),
-                    "energy_reset_j": np.array([float(np.mean(
-                        np.concatenate(stats["e_reset"])))]),
-                    "v_gate": np.array([v_gate_set]),
-                    "g_ref_s": np.array([g_ref if g_ref is not None else np.nan])})
-            ctx.append("bits", {k: np.concatenate(v) for k, v in cols.items()})
-            ctx.complete(step)
-            bar.update(1)
-        totals[cond.name] = g_ref
-    bar.close()
-    return ctx.finish(g_ref_s=totals)
+                k = exp.bits * (1 if s == "1T1R" else 2)
+                layout[s] = cc[pos: pos + k]
+                pos += k
+            v_gate_set = _set_gate(station, cond)
+            g_ref = exp.g_ref_s
+            stats = {"e_set": [], "e_reset": [], "e_bit_1t1r": [], "e_bit_2t2r": []}
+            if g_ref is None and _has_rows(ctx, "conditions", condition=cond.name):
+                df = ctx.run.table("conditions")
+                g_ref = float(df.loc[df["condition"] == cond.name, "g_ref_s"].iloc[-1])
+            for cyc in range(exp.cycles):
+                step = f"{cond.name}-cycle-{cyc:06d}"
+                if ctx.skip(step):
+                    bar.update(1)
+                    continue
+                rng = np.random.default_rng([ctx.seed, ci, cyc])
+                prog_cells, prog_dir = [], []
+                bits = {}
+                for s, sc in layout.items():
+                    b = rng.integers(0, 2, exp.bits).astype(np.int8)
+                    bits[s] = b
+                    if s == "1T1R":
+                        prog_cells.append(sc)
+                        prog_dir.append(np.where(b == 0, SET, RESET))
+                    else:
+                        a, bb = sc[0::2], sc[1::2]
+                        prog_cells += [a, bb]
+                        prog_dir += [np.where(b == 0, SET, RESET), np.where(b == 0, RESET, SET)]
+                pc = np.concatenate(prog_cells)
+                pd = np.concatenate(prog_dir)
+                vp = np.where(pd > 0, cond.v_set, cond.v_reset)
+                v_gate_reset = _reset_gate(cond, v_gate_set)
+                vg = np.where(pd > 0, v_gate_set, v_gate_reset)
+                g_pre = np.full(pc.size, np.nan)
+                if exp.precondition:  # every programmed bit is a switching event
+                    ctx.pulse(pc, -pd, np.where(pd > 0, cond.v_reset, cond.v_set),
+                              np.where(pd > 0, v_gate_reset, v_gate_set), cond.width_s)
+                    # read the opposite state too (one batched read): every cell is then seen
+                    # after a SET and after a RESET in each cycle, so cells that never switch
+                    # (stuck, paper 004) are found from this run alone (report.stuck_cells)
+                    g_pre = ctx.read(pc)
+                e = ctx.pulse(pc, pd, vp, vg, cond.width_s)
+                g = ctx.read(pc)
+                # map back (pc is the concatenation in layout order)
+                off = 0
+                cols: dict[str, list] = {k: [] for k in ("condition", "structure", "cycle", "cell",
+                                                         "bit", "read_bit", "g_s", "cell_b",
+                                                         "g_b_s", "g_pre_s", "g_b_pre_s")}
+                stats["e_set"].append(e[pd > 0])
+                stats["e_reset"].append(e[pd < 0])
+                for s in exp.structures:
+                    b = bits[s]
+                    if s == "1T1R":
+                        gi = g[off: off + exp.bits]
+                        ei = e[off: off + exp.bits]
+                        off += exp.bits
+                        if g_ref is None:
+                            g_ref = sense_reference(gi[b == 0], gi[b == 1])
+                        rb = (gi < g_ref).astype(np.int8)
+                        cols["cell"].append(layout[s])
+                        cols["g_s"].append(gi)
+                        cols["cell_b"].append(np.full(exp.bits, -1, dtype=np.int64))
+                        cols["g_b_s"].append(np.full(exp.bits, np.nan))
+                        cols["g_pre_s"].append(g_pre[off - exp.bits: off])
+                        cols["g_b_pre_s"].append(np.full(exp.bits, np.nan))
+                        stats["e_bit_1t1r"].append(ei)
+                    else:
+                        ga = g[off: off + exp.bits]
+                        gb = g[off + exp.bits: off + 2 * exp.bits]
+                        ea = e[off: off + exp.bits]
+                        eb = e[off + exp.bits: off + 2 * exp.bits]
+                        off += 2 * exp.bits
+                        rb = (ga < gb).astype(np.int8)
+                        cols["cell"].append(layout[s][0::2])
+                        cols["g_s"].append(ga)
+                        cols["cell_b"].append(layout[s][1::2].astype(np.int64))
+                        cols["g_b_s"].append(gb)
+                        cols["g_pre_s"].append(g_pre[off - 2 * exp.bits: off - exp.bits])
+                        cols["g_b_pre_s"].append(g_pre[off - exp.bits: off])
+                        stats["e_bit_2t2r"].append(ea + eb)
+                    cols["condition"].append(np.full(exp.bits, cond.name))
+                    cols["structure"].append(np.full(exp.bits, s))
+                    cols["cycle"].append(np.full(exp.bits, cyc))
+                    cols["bit"].append(b)
+                    cols["read_bit"].append(rb)
+                if cyc == 0 and not _has_rows(ctx, "conditions", condition=cond.name):
+                    e1 = np.concatenate(stats["e_bit_1t1r"]) if stats["e_bit_1t1r"] else None
+                    e2 = np.concatenate(stats["e_bit_2t2r"]) if stats["e_bit_2t2r"] else None
+                    ctx.append("conditions", {
+                        "condition": np.array([cond.name]), "icc_a": np.array([cond.icc_a]),
+                        "v_reset": np.array([cond.v_reset]), "width_s": np.array([cond.width_s]),
+                        "energy_per_bit_j": np.array([float(np.mean(e1 if e1 is not None else
+                                                                     e2 / 2))]),
+                        "energy_per_bit_2t2r_j": np.array([float(np.mean(e2)) if e2 is not None
+                                                           else np.nan]),
+                        "energy_set_j": np.array([float(np.mean(np.concatenate(stats["e_set"])))]),
+                        "energy_reset_j": np.array([float(np.mean(
+                            np.concatenate(stats["e_reset"])))]),
+                        "v_gate": np.array([v_gate_set]),
+                        "g_ref_s": np.array([g_ref if g_ref is not None else np.nan])})
+                ctx.append("bits", {k: np.concatenate(v) for k, v in cols.items()})
+                ctx.complete(step)
+                bar.update(1)
+            totals[cond.name] = g_ref
+        bar.close()
+        return ctx.finish(g_ref_s=totals)
 
 
 # =========================================================================== fault map
@@ -742,32 +778,33 @@ def fault_map(station: Any, store: Any, exp: FaultMapExp, cells: np.ndarray, see
     stuck: stuck-on above ``g_split_s``, stuck-off below. ``faults``: cell, state
     ("ok"/"stuck_on"/"stuck_off"), g_after_set_s, g_after_reset_s (last probe).
     """
-    ctx = _Context(station, store, exp, cells, seed, plan_name=plan_name, progress=progress)
-    cond = exp.condition
-    v_gate_set = _set_gate(station, cond)
-    batches = [ctx.cells[i: i + exp.batch] for i in range(0, ctx.cells.size, exp.batch)]
-    bar = ctx.bar(len(batches), "fault map")
-    for b, c in enumerate(batches):
-        step = f"batch-{b:04d}"
-        if ctx.skip(step):
+    with _Context(station, store, exp, cells, seed, plan_name=plan_name,
+                  progress=progress) as ctx:
+        cond = exp.condition
+        v_gate_set = _set_gate(station, cond)
+        batches = [ctx.cells[i: i + exp.batch] for i in range(0, ctx.cells.size, exp.batch)]
+        bar = ctx.bar(len(batches), "fault map")
+        for b, c in enumerate(batches):
+            step = f"batch-{b:04d}"
+            if ctx.skip(step):
+                bar.update(1)
+                continue
+            switched = np.zeros(c.size, dtype=bool)
+            for _ in range(exp.repeats):
+                ctx.pulse(c, SET, cond.v_set, v_gate_set, cond.width_s)
+                g_set = ctx.read(c)
+                ctx.pulse(c, RESET, cond.v_reset, _reset_gate(cond, v_gate_set), cond.width_s)
+                g_reset = ctx.read(c)
+                switched |= (g_set - g_reset) >= exp.min_window_s
+            level = 0.5 * (g_set + g_reset)
+            state = np.where(switched, "ok", np.where(level > exp.g_split_s, "stuck_on",
+                                                      "stuck_off"))
+            ctx.append("faults", {"cell": c, "state": state, "g_after_set_s": g_set,
+                                  "g_after_reset_s": g_reset})
+            ctx.complete(step)
             bar.update(1)
-            continue
-        switched = np.zeros(c.size, dtype=bool)
-        for _ in range(exp.repeats):
-            ctx.pulse(c, SET, cond.v_set, v_gate_set, cond.width_s)
-            g_set = ctx.read(c)
-            ctx.pulse(c, RESET, cond.v_reset, _reset_gate(cond, v_gate_set), cond.width_s)
-            g_reset = ctx.read(c)
-            switched |= (g_set - g_reset) >= exp.min_window_s
-        level = 0.5 * (g_set + g_reset)
-        state = np.where(switched, "ok", np.where(level > exp.g_split_s, "stuck_on",
-                                                  "stuck_off"))
-        ctx.append("faults", {"cell": c, "state": state, "g_after_set_s": g_set,
-                              "g_after_reset_s": g_reset})
-        ctx.complete(step)
-        bar.update(1)
-    bar.close()
-    return ctx.finish()
+        bar.close()
+        return ctx.finish()
 
 
 # =========================================================================== endurance
@@ -779,36 +816,37 @@ def endurance(station: Any, store: Any, exp: EnduranceExp, cells: np.ndarray, se
     A cycle without a read costs two round trips (SET batch, RESET batch), one with a read
     four.
     """
-    ctx = _Context(station, store, exp, cells, seed, plan_name=plan_name, progress=progress)
-    per_cond = np.array_split(ctx.cells, len(exp.conditions))
-    reads = set(exp.read_cycles().tolist())
-    marks = sorted(reads)
-    bar = ctx.bar(len(exp.conditions) * exp.cycles, "endurance")
-    for ci, cond in enumerate(exp.conditions):
-        c = per_cond[ci]
-        vg = _set_gate(station, cond)
-        start = 0
-        for m in marks:
-            step = f"{cond.name}-to-{m:09d}"
-            if ctx.skip(step):
+    with _Context(station, store, exp, cells, seed, plan_name=plan_name,
+                  progress=progress) as ctx:
+        per_cond = np.array_split(ctx.cells, len(exp.conditions))
+        reads = set(exp.read_cycles().tolist())
+        marks = sorted(reads)
+        bar = ctx.bar(len(exp.conditions) * exp.cycles, "endurance")
+        for ci, cond in enumerate(exp.conditions):
+            c = per_cond[ci]
+            vg = _set_gate(station, cond)
+            start = 0
+            for m in marks:
+                step = f"{cond.name}-to-{m:09d}"
+                if ctx.skip(step):
+                    bar.update(m + 1 - start)
+                    start = m + 1
+                    continue
+                for cyc in range(start, m + 1):
+                    ctx.pulse(c, SET, cond.v_set, vg, cond.width_s)
+                    if cyc == m:
+                        g_lrs = ctx.read(c)
+                    ctx.pulse(c, RESET, cond.v_reset, _reset_gate(cond, vg), cond.width_s)
+                    if cyc == m:
+                        g_hrs = ctx.read(c)
+                ctx.append("cycles", {"condition": np.full(c.size, cond.name),
+                                      "cycle": np.full(c.size, m), "cell": c, "g_lrs_s": g_lrs,
+                                      "g_hrs_s": g_hrs})
+                ctx.complete(step)
                 bar.update(m + 1 - start)
                 start = m + 1
-                continue
-            for cyc in range(start, m + 1):
-                ctx.pulse(c, SET, cond.v_set, vg, cond.width_s)
-                if cyc == m:
-                    g_lrs = ctx.read(c)
-                ctx.pulse(c, RESET, cond.v_reset, _reset_gate(cond, vg), cond.width_s)
-                if cyc == m:
-                    g_hrs = ctx.read(c)
-            ctx.append("cycles", {"condition": np.full(c.size, cond.name),
-                                  "cycle": np.full(c.size, m), "cell": c, "g_lrs_s": g_lrs,
-                                  "g_hrs_s": g_hrs})
-            ctx.complete(step)
-            bar.update(m + 1 - start)
-            start = m + 1
-    bar.close()
-    return ctx.finish()
+        bar.close()
+        return ctx.finish()
 
 
 PROCEDURES: dict[str, Callable[..., ProcedureResult]] = {

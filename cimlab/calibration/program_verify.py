@@ -545,21 +545,24 @@ def program_verify(
     if progress:
         from tqdm.auto import tqdm
 
+        # disable=None: tqdm switches itself off when stderr is not a terminal (a log file)
         bar = tqdm(total=cells.size, desc=f"program-verify ({cfg.scheme})", unit="cell",
-                   leave=False)
-    loop.start()
-    if bar is not None:
-        bar.update(int(loop.done.sum()))
-    while True:
-        newly = loop.iterate()
-        if newly is None:
-            break
-        if timestamps and clock is not None:
-            iter_times.append(clock.now())
+                   leave=False, disable=None)
+    try:
+        loop.start()
         if bar is not None:
-            bar.update(newly)
-    if bar is not None:
-        bar.close()
+            bar.update(int(loop.done.sum()))
+        while True:
+            newly = loop.iterate()
+            if newly is None:
+                break
+            if timestamps and clock is not None:
+                iter_times.append(clock.now())
+            if bar is not None:
+                bar.update(newly)
+    finally:
+        if bar is not None:
+            bar.close()
     g_final = ops.read(cells) if final_read else None
     t_inst1 = clock.now() if clock is not None else 0.0
     return ProgramVerifyResult(

@@ -5,32 +5,49 @@ the tidy tables of docs/architecture.md section 5, and writes PNG plots (matplot
 no pyplot state). Summaries are pandas DataFrames in SI units (conductance in S, time in s);
 :func:`format_report` prints them with conductances in uS.
 
+Stuck cells (paper 004: ~1 % of cells, most stuck-on at ~60 uS) would double every spread of
+an analog run, so the statistics leave them out (:class:`CellFilter`, :func:`analog_filter`):
+a cell is stuck when a fault map in the same store flags it (the rule of :func:`stuck_cells`;
+an analog run has no SET/RESET reads of its own to tell). Where the fault map covers every cell
+of the run, ``sigma`` is the plain std over the other cells; where it does not, ``sigma`` is a
+robust sigma (the flagged cells still left out); imported data (``imported``) keeps the plain
+std (the importer sets its outliers apart). ``sigma_raw`` (std over all cells, stuck cells in)
+stays as a column; each table's note says how many cells were excluded and on what evidence,
+and the plots show ``sigma``.
+
 Definitions (all per group; ``std`` is the sample standard deviation, ddof = 1):
 
 programming_error (``programmed``)
-    error = g_s - target_s; per mode and level: n, mean error, sigma of the error with its 95 %
-    chi-square interval, a robust sigma (1.4826 x median absolute deviation: stuck or failed
-    cells barely move it), sigma as a fraction of the programmed range (max - min target), mean
-    pulses, success rate (if logged). Plots: error histograms per level (single-shot vs verify),
-    sigma vs target.
+    error = g_s - target_s; per mode and level: n (cells used), excluded, mean error, sigma of
+    the error with its 95 % chi-square interval (robust sigma: with the MAD's effective sample
+    size 0.37 n), a robust sigma (1.4826 x median absolute deviation), sigma_raw, sigma and
+    sigma_raw as fractions of the programmed range (max - min target), mean pulses, success
+    rate (if logged); per mode the per-level sigmas pooled. Plots: error histograms per level
+    (single-shot vs verify), sigma vs target (linear axes).
 read_fluctuation (``reads``, ``smu_reads``)
     per cell: mean and variance over its repeated reads; per level: read sigma = sqrt(mean of
-    the per-cell variances) (pure read-to-read noise, programming spread removed), relative
-    sigma = read sigma / mean conductance of the level (a per-cell ratio would be dominated by
-    the few stuck-off cells near 0 S). Plot: absolute and relative sigma vs conductance.
+    the per-cell variances) (pure read-to-read noise, programming spread removed; robust:
+    sqrt(median over cells of var_i (r - 1) / chi2.median(r - 1)) for r reads), relative
+    sigma = read sigma / mean (robust: median) conductance of the level (a per-cell ratio would
+    be dominated by the few stuck-off cells near 0 S); sigma_raw and rel_sigma_raw over all
+    cells. Plot: absolute and relative sigma vs conductance.
 relaxation, imported (``reads``)
     time points: ``time_index`` if the table has it, else reads grouped by time (t = 0 alone;
     times less than 0.1 decade from their neighbour in one point); per level and time point:
     sigma = std of g_s across cells (the spread of the level), mean shift = mean(g_s - g0_s),
-    sigma of the relaxation alone = std(g_s - g0_s), robust sigma of g_s. Printed: sigma and
+    sigma of the relaxation alone = std(g_s - g0_s) (both 1.4826 x MAD on the robust basis),
+    robust sigma of g_s, sigma_raw (std of g_s over all cells). Printed: sigma and
     mean shift as level x time tables, and the mid-range figures (levels in the middle half of
     the level indices) with the slope of variance vs log10 time (S^2 per decade, least squares
     over the time points > 0).
-    Plots: sigma vs log time per level, mean shift vs level per time point.
+    Plots: sigma vs log time per level (colour bar: level), mean shift vs level per time
+    point (legend: time, 2 significant digits).
 bake_retention (``reads``)
     per temperature, bake step and level: bake time, mean shift = mean over cells of
     (g_s - that cell's g_s at step 0 of the same temperature), sigma = std of g_s across cells,
-    sigma of the shift. Plot: retention curves (mean g_s +- sigma vs cumulative bake time).
+    sigma of the shift (both 1.4826 x MAD on the robust basis), robust sigma, sigma_raw. Plot:
+    retention curves (mean g_s +- sigma vs cumulative bake time on a log axis, the reads
+    before the bake at the tick "0"; colour bar: level).
 ber (``bits``, ``conditions``)
     per condition and structure: bits, errors (read_bit != bit), BER with its 95 %
     Clopper-Pearson (exact binomial) interval, plus the condition's icc_a, v_reset, width_s and
@@ -38,7 +55,8 @@ ber (``bits``, ``conditions``)
     ``ber_working`` with its interval, ``excluded_cells``): stuck cells (paper 004, ~1 %)
     hold no bit and dominate the raw BER of strong conditions, so a lab reports both.
     Stuck cells come from a fault map in the same store where it covers the cell, else from
-    the BER run's own reads (:func:`stuck_cells`). Plot: both BERs vs condition with the
+    the BER run's own reads (:func:`stuck_cells`). Printed as narrow tables: raw BER, BER on
+    working cells, conditions, energies. Plot: both BERs vs condition with the
     intervals (zero errors: the upper bound).
 fault_map (``faults``)
     per state: cells, fraction with its 95 % Clopper-Pearson interval; the share of stuck cells
@@ -73,22 +91,27 @@ _US = 1e6
 
 @dataclass
 class Section:
-    """One summary table: SI values in ``frame``; ``conductance`` names its columns in S."""
+    """One summary table: SI values in ``frame``; ``conductance`` names its columns in S;
+    ``shown``: the columns :func:`format_report` prints (default all; the frame keeps all)."""
 
     title: str
     frame: pd.DataFrame
     conductance: tuple[str, ...] = ()
     note: str = ""
+    shown: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
 
     def display(self) -> pd.DataFrame:
-        """A copy with conductance columns in uS (renamed ``*_uS``)."""
+        """A copy of the shown columns with conductances in uS (renamed ``*_uS``)."""
         df = self.frame.copy()
+        if self.shown:
+            df = df[[c for c in self.shown if c in df.columns]]
         rename = {}
         for col in self.conductance:
             if col in df.columns:
                 df[col] = df[col] * _US
                 rename[col] = (col[:-2] if col.endswith("_s") else col) + "_uS"
-        return df.rename(columns=rename)
+        return df.rename(columns=rename).rename(columns=self.labels)
 
 
 @dataclass
@@ -174,84 +197,229 @@ def _mid_levels(levels: Iterable[int]) -> np.ndarray:
     return lv[(lv >= lo) & (lv <= hi)]
 
 
+# =========================================================================== stuck cells
+#: Asymptotic efficiency of the MAD sigma relative to the sample std for normal data
+#: (Rousseeuw & Croux 1993: 37 %): a robust sigma from n cells is as precise as a plain one
+#: from ~0.37 n, which is what its chi-square interval uses.
+MAD_EFFICIENCY = 0.3675
+STUCK_STATES = ("stuck_on", "stuck_off")
+
+
+def fault_states(faults: pd.DataFrame) -> pd.Series:
+    """State per cell ("ok", "stuck_on", "stuck_off") of a ``fault_map`` ``faults`` table
+    (the last row of a cell wins), indexed by cell: rule 1 of :func:`stuck_cells`."""
+    fm = faults.drop_duplicates("cell", keep="last").set_index("cell")["state"].astype(str)
+    fm.index = fm.index.astype(np.int64)
+    return fm
+
+
+@dataclass(frozen=True)
+class CellFilter:
+    """Which cells of an analog run the report's statistics leave out as stuck, and why.
+
+    ``basis``: "fault_map" (a fault map lists every cell: sigma = plain std of the cells it
+    does not flag), "robust" (some cells unmapped: sigma = 1.4826 x MAD, which ~1 % of stuck
+    cells barely move) or "plain" (imported data: the importer already set outliers apart)."""
+
+    stuck: np.ndarray
+    cells: int
+    covered: int
+    basis: str
+
+    def keep(self, cell: Any) -> np.ndarray:
+        """Row mask: the cell is not flagged stuck."""
+        return ~np.isin(np.asarray(cell).astype(np.int64), self.stuck)
+
+    def note(self, robust: str = "1.4826 x median absolute deviation") -> str:
+        """What was excluded and what sigma means (``robust``: how the robust one is made)."""
+        if self.covered == 0:
+            ex = f"no fault map in this store covers the run's {self.cells} cells"
+        else:
+            ex = (f"{self.stuck.size} stuck cells excluded (flagged by the fault map, which "
+                  f"covers {self.covered} of the run's {self.cells} cells)")
+        raw = "sigma_raw = std over all cells (stuck cells included)"
+        if self.basis == "fault_map":
+            return f"{ex}; sigma = std over the other cells; {raw}"
+        if self.basis == "robust":
+            return (f"{ex}; sigma = robust sigma ({robust}: stuck cells, ~1 %, barely move "
+                    f"it); {raw}")
+        return f"{ex}; sigma = std over the cells of the run (imported data); {raw}"
+
+
+def analog_filter(cells: Any, faults: pd.DataFrame | None, kind: str = "") -> CellFilter:
+    """The stuck cells of an analog run (programming error, read fluctuation, relaxation,
+    bake): a cell is stuck when a fault map in the same store flags it (the rule of
+    :func:`stuck_cells`; an analog run has no SET/RESET reads of its own to decide on)."""
+    u = np.unique(np.asarray(cells).astype(np.int64))
+    stuck = np.empty(0, np.int64)
+    covered = 0
+    if faults is not None and len(faults):
+        fm = fault_states(faults)
+        known = fm.reindex(u)
+        covered = int(known.notna().sum())
+        stuck = u[known.isin(STUCK_STATES).to_numpy()]
+    if covered == u.size and u.size:
+        basis = "fault_map"
+    else:
+        basis = "plain" if kind == "imported" else "robust"
+    return CellFilter(stuck=stuck, cells=int(u.size), covered=covered, basis=basis)
+
+
+def _sigma_with_interval(plain: Any, robust: Any, n: Any, basis: str
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Headline sigma of a basis and its chi-square interval (robust: effective n)."""
+    n = np.asarray(n, float)
+    if basis == "robust":
+        s = np.asarray(robust, float)
+        lo, hi = sigma_interval(s, np.maximum(n * MAD_EFFICIENCY, 2.0))
+    else:
+        s = np.asarray(plain, float)
+        lo, hi = sigma_interval(s, n)
+    return s, lo, hi
+
+
+def _pool(sigma: pd.Series, n: pd.Series, by: pd.Series) -> pd.Series:
+    """Pooled sigma over groups: sqrt(sum (n - 1) sigma^2 / sum (n - 1)) per ``by``."""
+    dof = (n - 1).clip(lower=0)
+    v = (sigma**2 * dof).groupby(by.to_numpy()).sum()
+    return np.sqrt(v / dof.groupby(by.to_numpy()).sum())
+
+
 # =========================================================================== per kind
-def summarize_programming_error(df: pd.DataFrame) -> tuple[list[Section], dict]:
+def summarize_programming_error(df: pd.DataFrame, flt: CellFilter | None = None
+                                ) -> tuple[list[Section], dict]:
+    flt = flt or analog_filter(df["cell"], None)
     d = df.assign(error_s=df["g_s"] - df["target_s"])
     span = float(d["target_s"].max() - d["target_s"].min()) or float(d["target_s"].max())
+    keep = flt.keep(d["cell"])
+    k = d[keep]
+    keys = ["mode", "level"]
     agg = {"n": ("error_s", "size"), "target_s": ("target_s", "mean"),
-           "mean_error_s": ("error_s", "mean"), "sigma_s": ("error_s", "std")}
+           "mean_error_s": ("error_s", "mean"), "sigma_plain_s": ("error_s", "std")}
     if "pulses" in d.columns:
         agg["pulses"] = ("pulses", "mean")
     if "success" in d.columns:
         agg["success"] = ("success", "mean")
-    s = d.groupby(["mode", "level"], sort=True).agg(**agg)
-    s.insert(s.columns.get_loc("sigma_s") + 1, "sigma_robust_s",
-             robust_sigma(d, ["mode", "level"], "error_s"))
+    s = k.groupby(keys, sort=True).agg(**agg)
+    s.insert(1, "excluded", (d.groupby(keys).size() - s["n"]).reindex(s.index).fillna(0)
+             .astype(np.int64))
+    s["sigma_robust_s"] = robust_sigma(k, keys, "error_s")
+    s["sigma_raw_s"] = d.groupby(keys)["error_s"].std()
     s = s.reset_index()
-    lo, hi = sigma_interval(s["sigma_s"], s["n"])
-    s.insert(s.columns.get_loc("sigma_s") + 1, "sigma_lo_s", lo)
-    s.insert(s.columns.get_loc("sigma_s") + 2, "sigma_hi_s", hi)
+    sig, lo, hi = _sigma_with_interval(s["sigma_plain_s"], s["sigma_robust_s"], s["n"],
+                                       flt.basis)
+    at = s.columns.get_loc("mean_error_s") + 1
+    s.insert(at, "sigma_s", sig)
+    s.insert(at + 1, "sigma_lo_s", lo)
+    s.insert(at + 2, "sigma_hi_s", hi)
+    s = s.drop(columns="sigma_plain_s")
     s["sigma_frac"] = s["sigma_s"] / span
-    by_mode = d.groupby("mode").agg(n=("error_s", "size"), mean_error_s=("error_s", "mean"))
-    pooled = s.assign(v=s["sigma_s"] ** 2 * (s["n"] - 1), dof=s["n"] - 1).groupby("mode")[
-        ["v", "dof"]].sum()
-    by_mode["sigma_s"] = np.sqrt(pooled["v"] / pooled["dof"])
-    by_mode["sigma_robust_s"] = robust_sigma(d.assign(all=0), ["mode", "all"],
-                                             "error_s").droplevel("all")
+    s["sigma_frac_raw"] = s["sigma_raw_s"] / span
+    by_mode = k.groupby("mode").agg(n=("error_s", "size"), mean_error_s=("error_s", "mean"))
+    by_mode.insert(1, "excluded", s.groupby("mode")["excluded"].sum())
+    for col in ("sigma_s", "sigma_robust_s", "sigma_raw_s"):
+        by_mode[col] = _pool(s[col], s["n"], s["mode"])
     by_mode["sigma_frac"] = by_mode["sigma_s"] / span
+    by_mode["sigma_frac_raw"] = by_mode["sigma_raw_s"] / span
     if "pulses" in d.columns:
-        by_mode["pulses"] = d.groupby("mode")["pulses"].mean()
+        by_mode["pulses"] = k.groupby("mode")["pulses"].mean()
     if "success" in d.columns:
-        by_mode["success"] = d.groupby("mode")["success"].mean()
+        by_mode["success"] = k.groupby("mode")["success"].mean()
     by_mode = by_mode.reset_index()
-    cond = ("target_s", "mean_error_s", "sigma_s", "sigma_lo_s", "sigma_hi_s", "sigma_robust_s")
+    cond = ("target_s", "mean_error_s", "sigma_s", "sigma_lo_s", "sigma_hi_s", "sigma_robust_s",
+            "sigma_raw_s")
     sections = [
         Section("programming error per mode (pooled over levels)", by_mode,
-                ("mean_error_s", "sigma_s", "sigma_robust_s"),
-                f"range (max - min target) = {span * _US:.3g} uS; sigma_robust = 1.4826 x "
-                "median absolute deviation (insensitive to stuck or failed cells)"),
-        Section("programming error per level", s, cond),
+                ("mean_error_s", "sigma_s", "sigma_robust_s", "sigma_raw_s"),
+                f"range (max - min target) = {span * _US:.3g} uS; {flt.note()}",
+                shown=tuple(c for c in by_mode.columns
+                            if not (c == "sigma_robust_s" and flt.basis == "robust"))),
+        Section("programming error per level", s, cond,
+                shown=("mode", "level", "n", "excluded", "target_s", "mean_error_s", "sigma_s",
+                       "sigma_lo_s", "sigma_hi_s", "sigma_raw_s", "pulses"),
+                labels={"sigma_lo_uS": "lo_uS", "sigma_hi_uS": "hi_uS",
+                        "mean_error_uS": "mean_err_uS"}),
     ]
     figures = {m: {"sigma_s": float(r.sigma_s), "sigma_robust_s": float(r.sigma_robust_s),
-                   "sigma_frac": float(r.sigma_frac)}
+                   "sigma_frac": float(r.sigma_frac), "sigma_raw_s": float(r.sigma_raw_s),
+                   "sigma_frac_raw": float(r.sigma_frac_raw), "excluded": int(r.excluded)}
                for m, r in by_mode.set_index("mode").iterrows()}
+    figures["basis"] = flt.basis
     return sections, figures
 
 
-def _read_sigma(df: pd.DataFrame) -> pd.DataFrame:
+def _read_sigma(df: pd.DataFrame, flt: CellFilter) -> pd.DataFrame:
+    from scipy.stats import chi2
+
     per_cell = df.groupby(["level", "cell"])["g_s"].agg(["mean", "var", "size"])
     per_cell = per_cell[per_cell["size"] > 1]
-    s = per_cell.groupby("level").agg(cells=("mean", "size"), repeats=("size", "median"),
-                                      mean_g_s=("mean", "mean"), var=("var", "mean"))
-    s["sigma_s"] = np.sqrt(s.pop("var"))
-    s["rel_sigma"] = s["sigma_s"] / s["mean_g_s"]
+    cell = per_cell.index.get_level_values("cell")
+    kept = per_cell[flt.keep(cell)]
+    # median of a sample variance from r reads is sigma^2 chi2.median(r-1)/(r-1)
+    kept = kept.assign(var_n=kept["var"] / (chi2.median(kept["size"] - 1) / (kept["size"] - 1)))
+    s = kept.groupby("level").agg(cells=("mean", "size"), repeats=("size", "median"),
+                                  mean_g_s=("mean", "mean"), median_g_s=("mean", "median"),
+                                  var=("var", "mean"), var_med=("var_n", "median"))
+    s.insert(1, "excluded", (per_cell.groupby("level").size() - s["cells"]).astype(np.int64))
+    raw = per_cell.groupby("level").agg(g=("mean", "mean"), var=("var", "mean"))
+    if flt.basis == "robust":
+        s["sigma_s"] = np.sqrt(s["var_med"])
+        s["rel_sigma"] = s["sigma_s"] / s["median_g_s"]
+    else:
+        s["sigma_s"] = np.sqrt(s["var"])
+        s["rel_sigma"] = s["sigma_s"] / s["mean_g_s"]
+    s = s.drop(columns=["var", "var_med"])
+    s["sigma_raw_s"] = np.sqrt(raw["var"])
+    s["rel_sigma_raw"] = s["sigma_raw_s"] / raw["g"]
     if "target_s" in df.columns:
         s.insert(0, "target_s", df.groupby("level")["target_s"].mean())
     return s.reset_index()
 
 
-def summarize_read_fluctuation(tables: dict[str, pd.DataFrame]) -> tuple[list[Section], dict]:
+_READ_ROBUST = "sqrt of the median per-cell variance / its chi-square median factor"
+
+
+def summarize_read_fluctuation(tables: dict[str, pd.DataFrame],
+                               faults: pd.DataFrame | None = None
+                               ) -> tuple[list[Section], dict]:
     sections = []
-    figures = {}
+    figures: dict[str, Any] = {}
     for name, title in (("reads", "read fluctuation per level (array reads)"),
                         ("smu_reads", "read fluctuation per level (SMU reads)")):
         if name in tables and len(tables[name]):
-            s = _read_sigma(tables[name])
-            sections.append(Section(title, s, ("target_s", "mean_g_s", "sigma_s")))
+            flt = analog_filter(tables[name]["cell"], faults)
+            s = _read_sigma(tables[name], flt)
+            center = "median_g_s" if flt.basis == "robust" else "mean_g_s"
+            sections.append(Section(
+                title, s, ("target_s", "mean_g_s", "median_g_s", "sigma_s", "sigma_raw_s"),
+                f"{flt.note(_READ_ROBUST)}; rel_sigma = sigma / {center[:-2].replace('_', ' ')}; "
+                f"{int(s['repeats'].median())} reads per cell",
+                shown=("level", "target_s", "cells", "excluded", center, "sigma_s",
+                       "rel_sigma", "sigma_raw_s", "rel_sigma_raw")))
             figures[name] = {"rel_sigma_min": float(s["rel_sigma"].min()),
-                             "rel_sigma_max": float(s["rel_sigma"].max())}
+                             "rel_sigma_max": float(s["rel_sigma"].max()),
+                             "excluded": int(flt.stuck.size), "basis": flt.basis}
     return sections, figures
 
 
-def relaxation_stats(df: pd.DataFrame) -> pd.DataFrame:
-    """Per level and time point: n, time_s, target_s, mean_g_s, sigma_s, mean_shift_s,
-    sigma_relax_s, sigma_robust_s."""
+def relaxation_stats(df: pd.DataFrame, flt: CellFilter | None = None) -> pd.DataFrame:
+    """Per level and time point: n, excluded, time_s, target_s, mean_g_s, sigma_s,
+    mean_shift_s, sigma_relax_s, sigma_robust_s, sigma_raw_s (``flt``: the cells left out
+    and the basis of sigma_s / sigma_relax_s, :func:`analog_filter`)."""
+    flt = flt or analog_filter(df["cell"], None, "imported")
     d = df.assign(tp=time_points(df).to_numpy(), shift_s=df["g_s"] - df["g0_s"])
-    s = d.groupby(["level", "tp"]).agg(
+    k = d[flt.keep(d["cell"])]
+    keys = ["level", "tp"]
+    s = k.groupby(keys).agg(
         n=("g_s", "size"), time_s=("time_s", "median"), target_s=("target_s", "mean"),
         mean_g_s=("g_s", "mean"), sigma_s=("g_s", "std"), mean_shift_s=("shift_s", "mean"),
         sigma_relax_s=("shift_s", "std"))
-    s["sigma_robust_s"] = robust_sigma(d, ["level", "tp"], "g_s")
+    s.insert(1, "excluded", (d.groupby(keys).size() - s["n"]).astype(np.int64))
+    s["sigma_robust_s"] = robust_sigma(k, keys, "g_s")
+    if flt.basis == "robust":
+        s["sigma_s"] = s["sigma_robust_s"]
+        s["sigma_relax_s"] = robust_sigma(k, keys, "shift_s")
+    s["sigma_raw_s"] = d.groupby(keys)["g_s"].std()
     # one label per time point (median over all levels), so the pivots line up
     label = d.groupby("tp")["time_s"].median()
     s = s.reset_index()
@@ -269,8 +437,10 @@ def variance_slope(times_s: np.ndarray, sigma_s: np.ndarray) -> float:
     return float(np.polyfit(np.log10(t[ok]), v[ok], 1)[0])
 
 
-def summarize_relaxation(df: pd.DataFrame) -> tuple[list[Section], dict]:
-    s = relaxation_stats(df)
+def summarize_relaxation(df: pd.DataFrame, flt: CellFilter | None = None
+                         ) -> tuple[list[Section], dict]:
+    flt = flt or analog_filter(df["cell"], None, "imported")
+    s = relaxation_stats(df, flt)
     sig = s.pivot(index="level", columns="time_s", values="sigma_s")
     shift = s.pivot(index="level", columns="time_s", values="mean_shift_s")
     sig.columns = [f"t={t:.3g}s" for t in sig.columns]
@@ -279,30 +449,34 @@ def summarize_relaxation(df: pd.DataFrame) -> tuple[list[Section], dict]:
     m = s[s["level"].isin(mid)].groupby("time_s").agg(
         levels=("level", "nunique"), n=("n", "sum"), sigma_s=("sigma_s", "mean"),
         mean_shift_s=("mean_shift_s", "mean"), sigma_relax_s=("sigma_relax_s", "mean"),
-        sigma_robust_s=("sigma_robust_s", "mean"))
+        sigma_robust_s=("sigma_robust_s", "mean"), sigma_raw_s=("sigma_raw_s", "mean"))
     m = m.reset_index()
     slope = variance_slope(m["time_s"], m["sigma_s"])
     note = (f"mid-range levels {mid.min()}..{mid.max()}; variance grows by "
-            f"{slope * _US**2:.3g} uS^2 per decade of time (t > 0)")
+            f"{slope * _US**2:.3g} uS^2 per decade of time (t > 0); {flt.note()}")
     sections = [
         Section("relaxation, mid-range levels, per time point", m,
-                ("sigma_s", "mean_shift_s", "sigma_relax_s", "sigma_robust_s"), note),
+                ("sigma_s", "mean_shift_s", "sigma_relax_s", "sigma_robust_s", "sigma_raw_s"),
+                note),
         Section("sigma of g per level (rows) and time point (columns)",
                 sig.reset_index(), tuple(sig.columns)),
         Section("mean shift g - g0 per level and time point", shift.reset_index(),
                 tuple(shift.columns)),
         Section("relaxation per level and time point", s,
                 ("target_s", "mean_g_s", "sigma_s", "mean_shift_s", "sigma_relax_s",
-                 "sigma_robust_s")),
+                 "sigma_robust_s", "sigma_raw_s")),
     ]
     figures = {"mid_levels": [int(mid.min()), int(mid.max())],
                "sigma_s": {f"{t:g}": float(v) for t, v in zip(m["time_s"], m["sigma_s"],
                                                               strict=True)},
-               "variance_slope_s2_per_decade": slope}
+               "variance_slope_s2_per_decade": slope, "excluded": int(flt.stuck.size),
+               "basis": flt.basis}
     return sections, figures
 
 
-def summarize_bake(df: pd.DataFrame) -> tuple[list[Section], dict]:
+def summarize_bake(df: pd.DataFrame, flt: CellFilter | None = None
+                   ) -> tuple[list[Section], dict]:
+    flt = flt or analog_filter(df["cell"], None)
     keys = ["temp_k", "cell"]
     if "temp_index" in df.columns:
         keys = ["temp_index", *keys]
@@ -313,24 +487,35 @@ def summarize_bake(df: pd.DataFrame) -> tuple[list[Section], dict]:
     per = per.merge(first.rename(columns={"g_s": "g_first_s"}), on=keys, how="left")
     per["shift_s"] = per["g_s"] - per["g_first_s"]
     group = [k for k in keys if k != "cell"] + ["step", "level"]
-    s = per.groupby(group).agg(
+    kept = per[flt.keep(per["cell"])]
+    s = kept.groupby(group).agg(
         bake_time_s=("bake_time_s", "first"), cells=("g_s", "size"), target_s=("target_s", "mean"),
         mean_g_s=("g_s", "mean"), sigma_s=("g_s", "std"), mean_shift_s=("shift_s", "mean"),
-        sigma_shift_s=("shift_s", "std")).reset_index()
+        sigma_shift_s=("shift_s", "std"))
+    s.insert(1, "excluded", (per.groupby(group).size() - s["cells"]).astype(np.int64))
+    s["sigma_robust_s"] = robust_sigma(kept, group, "g_s")
+    if flt.basis == "robust":
+        s["sigma_s"] = s["sigma_robust_s"]
+        s["sigma_shift_s"] = robust_sigma(kept, group, "shift_s")
+    s["sigma_raw_s"] = per.groupby(group)["g_s"].std()
+    s = s.reset_index()
     group2 = [k for k in keys if k != "cell"] + ["step"]
     by_step = s.groupby(group2).agg(
         bake_time_s=("bake_time_s", "first"), levels=("level", "nunique"),
         cells=("cells", "sum"), mean_shift_s=("mean_shift_s", "mean"),
         sigma_s=("sigma_s", lambda x: float(np.sqrt(np.mean(np.square(x))))),
-        sigma_shift_s=("sigma_shift_s", lambda x: float(np.sqrt(np.mean(np.square(x)))))
+        sigma_shift_s=("sigma_shift_s", lambda x: float(np.sqrt(np.mean(np.square(x))))),
+        sigma_raw_s=("sigma_raw_s", lambda x: float(np.sqrt(np.mean(np.square(x)))))
     ).reset_index()
-    cond = ("target_s", "mean_g_s", "sigma_s", "mean_shift_s", "sigma_shift_s")
+    cond = ("target_s", "mean_g_s", "sigma_s", "mean_shift_s", "sigma_shift_s", "sigma_robust_s",
+            "sigma_raw_s")
     sections = [
         Section("bake retention per bake step (levels pooled: mean shift averaged, sigma RMS)",
-                by_step, ("mean_shift_s", "sigma_s", "sigma_shift_s")),
+                by_step, ("mean_shift_s", "sigma_s", "sigma_shift_s", "sigma_raw_s"), flt.note()),
         Section("bake retention per bake step and level", s, cond),
     ]
-    return sections, {"steps": len(by_step)}
+    return sections, {"steps": len(by_step), "excluded": int(flt.stuck.size),
+                      "basis": flt.basis}
 
 
 #: A BER-run cell has switched when the median of its reads after SET exceeds the median of
@@ -401,8 +586,7 @@ def stuck_cells(bits: pd.DataFrame, faults: pd.DataFrame | None = None) -> pd.Da
     out = pd.concat(parts)
     out = out[~out.index.duplicated(keep="last")]
     if faults is not None and len(faults):
-        fm = faults.drop_duplicates("cell", keep="last").set_index("cell")["state"].astype(str)
-        fm.index = fm.index.astype(np.int64)
+        fm = fault_states(faults)
         common = out.index.intersection(fm.index)
         out.loc[common, "state"] = fm.loc[common].to_numpy()
         out.loc[common, "source"] = "fault_map"
@@ -490,13 +674,30 @@ def summarize_ber(tables: dict[str, pd.DataFrame], faults: pd.DataFrame | None =
     src = stuck.loc[is_stuck, "source"].value_counts()
     how = ", ".join(f"{n} cells by {k}" for k, n in src.items())
     unknown = int((stuck["source"] == "none").sum())
-    note = (f"working cells: stuck cells excluded ({how or 'none found'}"
+    note = (f"working cells (next table): stuck cells excluded ({how or 'none found'}"
             + (f"; {unknown} cells seen in one state only, kept" if unknown else "") + ")")
+    ci = f"{CONFIDENCE:.0%} Clopper-Pearson interval"
+    sections = [
+        Section(f"bit error rate per condition and structure, all cells ({ci})", s, note=note,
+                shown=("condition", "structure", "bits", "errors", "ber", "ber_lo", "ber_hi")),
+        Section(f"bit error rate on working cells ({ci})", s,
+                shown=("condition", "structure", "excluded_cells", "bits_working",
+                       "errors_working", "ber_working", "ber_working_lo", "ber_working_hi"),
+                labels={"excluded_cells": "excluded_cells", "bits_working": "bits",
+                        "errors_working": "errors", "ber_working": "ber",
+                        "ber_working_lo": "ber_lo", "ber_working_hi": "ber_hi"})]
     if "conditions" in tables and len(tables["conditions"]):
         c = tables["conditions"].drop_duplicates("condition")
         s = s.merge(c, on="condition", how="left")
-    sections = [Section(f"bit error rate per condition and structure ({CONFIDENCE:.0%} "
-                        "Clopper-Pearson interval)", s, note=note)]
+        sections[0].frame = sections[1].frame = s
+        c = c.reset_index(drop=True)
+        energy = [k for k in c.columns if k.startswith("energy")]
+        sections.append(Section("programming conditions", c,
+                                ("g_ref_s",) if "g_ref_s" in c.columns else (),
+                                shown=tuple(k for k in c.columns if k not in energy)))
+        if energy:
+            sections.append(Section("programming energy per condition [J]", c,
+                                    shown=("condition", *energy)))
     figures = {f"{r.condition}/{r.structure}": {
         "ber": float(r.ber), "ber_hi": float(r.ber_hi), "ber_working": float(r.ber_working),
         "ber_working_lo": float(r.ber_working_lo), "ber_working_hi": float(r.ber_working_hi),
@@ -558,7 +759,13 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _plot_programming_error(df, secs, out: Path, stem: str) -> list[Path]:
+#: What a plotted sigma is, per :class:`CellFilter` basis.
+_BASIS_LABEL = {"fault_map": "stuck cells excluded", "robust": "robust, 1.4826 MAD",
+                "plain": "std"}
+
+
+def _plot_programming_error(df, secs, out: Path, stem: str, basis: str = "plain"
+                            ) -> list[Path]:
     d = df.assign(error_s=df["g_s"] - df["target_s"])
     levels = np.unique(d["level"])
     show = levels if levels.size <= 16 else levels[np.linspace(0, levels.size - 1, 16).astype(int)]
@@ -586,85 +793,138 @@ def _plot_programming_error(df, secs, out: Path, stem: str) -> list[Path]:
                           (g["sigma_hi_s"] - g["sigma_s"]) * _US], marker="o", ms=3,
                     label=str(mode), capsize=2)
     ax.set_xlabel("target conductance [uS]")
-    ax.set_ylabel("sigma of programming error [uS]")
-    ax.set_yscale("log")
-    ax.legend()
+    ax.set_ylabel("sigma of g - target [uS]")
+    ax.set_title(f"programming error per level (sigma: {_BASIS_LABEL[basis]})", fontsize=9)
+    ax.set_ylim(bottom=0)
+    ax.legend(title=f"{CONFIDENCE:.0%} interval", fontsize=8, title_fontsize=8)
     paths.append(_save(fig, out / f"{stem}_sigma_vs_level.png"))
     return paths
 
 
-def _plot_read_fluctuation(secs, out: Path, stem: str) -> list[Path]:
+def _plot_read_fluctuation(secs, out: Path, stem: str, basis: str = "plain") -> list[Path]:
     fig, axes = _figure(1, 2, (10, 4))
     for sec in secs:
-        s = sec.frame.sort_values("mean_g_s")
+        s = sec.frame
+        g = (s["sigma_s"] / s["rel_sigma"]).to_numpy()  # the level's centre (mean or median)
+        order = np.argsort(g)
         smu = "SMU" in sec.title
         style = "s" if smu else "o-"
         label = "SMU" if smu else "array"
-        axes[0, 0].plot(s["mean_g_s"] * _US, s["sigma_s"] * _US, style, ms=4, label=label)
-        axes[0, 1].plot(s["mean_g_s"] * _US, s["rel_sigma"] * 100, style, ms=4, label=label)
+        axes[0, 0].plot(g[order] * _US, s["sigma_s"].to_numpy()[order] * _US, style, ms=4,
+                        label=label)
+        axes[0, 1].plot(g[order] * _US, s["rel_sigma"].to_numpy()[order] * 100, style, ms=4,
+                        label=label)
+    what = {"fault_map": "stuck cells excluded", "robust": "robust: median cell",
+            "plain": "all cells"}[basis]
+    fig.suptitle(f"read-to-read sigma per level ({what})", fontsize=10)
     axes[0, 0].set_ylabel("read sigma [uS]")
-    axes[0, 1].set_ylabel("relative read sigma [%]")
-    axes[0, 1].set_yscale("log")
+    axes[0, 1].set_ylabel("read sigma / conductance [%]")
+    centre = "median" if basis == "robust" else "mean"
     for ax in axes.flat:
-        ax.set_xlabel("mean conductance [uS]")
+        ax.set_xlabel(f"{centre} conductance of the level [uS]")
+        ax.set_xlim(left=0)
+        ax.set_ylim(bottom=0)
         ax.legend()
     return [_save(fig, out / f"{stem}_read_sigma.png")]
+
+
+def _time_label(t: float) -> str:
+    """A time with 2 significant digits: "0.019 s", "1 s", "1e+04 s"."""
+    return f"{float(f'{t:.2g}'):g} s"
+
+
+def _log_time_axis(ax, times: np.ndarray) -> float:
+    """Log time axis; where ``times`` has t = 0, that point is drawn one decade below the
+    decade of the first non-zero time, with the tick "0" and a dotted line setting it apart.
+    Returns the x to draw t = 0 at."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    t = np.asarray(times, float)
+    pos = t[t > 0]
+    lo = np.floor(np.log10(pos.min())) if pos.size else -3.0
+    hi = np.ceil(np.log10(pos.max()) - 0.02) if pos.size else lo + 1
+    x0 = 10.0 ** (lo - 1)
+    zero = bool((t == 0).any())
+    ax.set_xscale("log")
+    ax.set_xlim((x0 if zero else 10.0**lo) / 10**0.3, 10**hi * 10**0.15)
+    step = max(1, int(np.ceil((hi - lo + 1) / 8)))  # at most ~8 decade labels
+    ticks = list(10.0 ** np.arange(lo, hi + 1, step))
+    ax.xaxis.set_major_locator(FixedLocator([x0, *ticks] if zero else ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(
+        lambda x, _: "0" if zero and np.isclose(x, x0) else f"$10^{{{round(np.log10(x))}}}$"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    if zero:
+        ax.axvline(x0 * 10**0.5, color="0.6", lw=0.8, ls=":")
+    return x0
+
+
+def _level_colours(levels: np.ndarray):
+    """Colormap normalised over the level indices, and the mappable for a colorbar."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    norm = Normalize(float(levels.min()), float(max(levels.max(), levels.min() + 1)))
+    sm = ScalarMappable(norm=norm, cmap=colormaps["viridis"])
+    return (lambda lv: sm.to_rgba(float(lv))), sm
 
 
 def _plot_relaxation(stats: pd.DataFrame, out: Path, stem: str) -> list[Path]:
     from matplotlib import colormaps
 
     times = np.unique(stats["time_s"])
-    pos = times[times > 0]
-    t_zero = pos.min() / 10 if pos.size else 1e-3
     levels = np.unique(stats["level"])
-    cmap = colormaps["viridis"]
-    fig, axes = _figure(1, 2, (11, 4.2))
+    colour, sm = _level_colours(levels)
+    fig, axes = _figure(1, 2, (11.5, 4.4))
     ax = axes[0, 0]
-    for i, lv in enumerate(levels):
+    x0 = _log_time_axis(ax, times)
+    for lv in levels:
         g = stats[stats["level"] == lv].sort_values("time_s")
-        t = np.where(g["time_s"] > 0, g["time_s"], t_zero)
-        ax.plot(t, g["sigma_s"] * _US, "-", color=cmap(i / max(levels.size - 1, 1)), lw=0.8)
+        t = np.where(g["time_s"] > 0, g["time_s"], x0)
+        ax.plot(t, g["sigma_s"] * _US, "-", color=colour(lv), lw=0.8)
     mid = stats[stats["level"].isin(_mid_levels(levels))].groupby("time_s")["sigma_s"].mean()
-    t = np.where(mid.index > 0, mid.index, t_zero)
-    ax.plot(t, mid.to_numpy() * _US, "k-o", lw=2, label="mid-range mean")
-    ax.set_xscale("log")
-    ax.set_xlabel(f"time since programming [s] (t = 0 drawn at {t_zero:g} s)")
+    t = np.where(mid.index > 0, mid.index, x0)
+    ax.plot(t, mid.to_numpy() * _US, "k-o", lw=2, label="mid-range levels (mean)")
+    ax.set_xlabel("time since programming [s]")
     ax.set_ylabel("sigma of g within a level [uS]")
-    ax.legend()
-    ax.set_title("colour: level (dark low, yellow high)", fontsize=9)
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    fig.colorbar(sm, ax=ax, label="level")
     ax = axes[0, 1]
+    tmap = colormaps["plasma"]
     for i, t in enumerate(times):
         g = stats[stats["time_s"] == t].sort_values("level")
         ax.plot(g["target_s"] * _US, g["mean_shift_s"] * _US, "o-", ms=2,
-                color=cmap(i / max(times.size - 1, 1)), label=f"{t:g} s")
+                color=tmap(0.85 * i / max(times.size - 1, 1)), label=_time_label(t))
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_xlabel("target conductance [uS]")
     ax.set_ylabel("mean shift g - g0 [uS]")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, title="time", title_fontsize=7)
     return [_save(fig, out / f"{stem}_sigma_vs_time.png")]
 
 
-def _plot_bake(stats: pd.DataFrame, out: Path, stem: str) -> list[Path]:
+def _plot_bake(stats: pd.DataFrame, out: Path, stem: str, basis: str = "plain") -> list[Path]:
     temps = np.unique(stats["temp_k"])
-    fig, axes = _figure(1, temps.size, (5.5 * temps.size, 4.2))
+    levels = np.unique(stats["level"])
+    colour, sm = _level_colours(levels)
+    fig, axes = _figure(1, temps.size, (5.5 * temps.size + 1.0, 4.4))
     for ax, tk in zip(axes.flat, temps, strict=True):
         sub = stats[stats["temp_k"] == tk]
-        pos = sub["bake_time_s"][sub["bake_time_s"] > 0]
+        x0 = _log_time_axis(ax, sub["bake_time_s"].to_numpy())
         for lv, g in sub.groupby("level"):
             g = g.sort_values("bake_time_s")
-            x = g["bake_time_s"].to_numpy()
+            t = g["bake_time_s"].to_numpy()
+            x = np.where(t > 0, t, x0)
             y = g["mean_g_s"].to_numpy() * _US
             e = g["sigma_s"].to_numpy() * _US
-            ax.plot(x, y, "o-", ms=3, label=f"level {lv}")
-            ax.fill_between(x, y - e, y + e, alpha=0.15)
-        if pos.size:
-            ax.set_xscale("symlog", linthresh=float(pos.min()))
-        ax.set_xlabel("cumulative bake time [s]")
+            c = colour(lv)
+            ax.plot(x[t > 0], y[t > 0], "o-", ms=3, color=c, lw=1)
+            ax.plot(x[t == 0], y[t == 0], "o", ms=4, mfc="none", color=c)
+            ax.fill_between(x, y - e, y + e, color=c, alpha=0.12, lw=0)
+        ax.set_xlabel("cumulative bake time [s] (open: before the bake)")
         ax.set_ylabel("mean g +- sigma [uS]")
-        ax.set_title(f"{tk - 273.15:.0f} C", fontsize=10)
-    if stats["level"].nunique() <= 12:
-        axes.flat[0].legend(fontsize=7)
+        ax.set_title(f"{tk - 273.15:.0f} C (sigma: {_BASIS_LABEL[basis]})", fontsize=10)
+    fig.colorbar(sm, ax=axes[0, -1], label="level")
     return [_save(fig, out / f"{stem}_retention.png")]
 
 
@@ -726,27 +986,38 @@ def _find_geometry(*docs: Any) -> tuple[int, int]:
     return DEFAULT_TILE
 
 
+#: Fault-map colours per state code (0: not measured, 1 ok, 2 stuck-on, 3 stuck-off, 4 other).
+_FAULT_COLOURS = ("#ffffff", "#d9d9d9", "#d62728", "#1f4fd6", "#ff9900")
+_FAULT_NAMES = ("not measured", "ok", "stuck-on", "stuck-off", "other state")
+
+
 def _plot_faults(df: pd.DataFrame, geometry: tuple[int, int], out: Path, stem: str) -> list[Path]:
     from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
 
     rows, cols = geometry
     cell = df["cell"].to_numpy(np.int64)
     tile = cell // (rows * cols)
     tiles = np.unique(tile)[:4]
     code = df["state"].map({"ok": 1, "stuck_on": 2, "stuck_off": 3}).fillna(4).to_numpy(int)
-    fig, axes = _figure(1, tiles.size, (2.6 * tiles.size + 1, 6))
-    cmap = ListedColormap(["#ffffff", "#d9d9d9", "#d62728", "#1f4fd6", "#ff9900"])
+    fig, axes = _figure(1, tiles.size, (max(2.8 * tiles.size + 0.6, 4.4), 6.6))
+    cmap = ListedColormap(list(_FAULT_COLOURS))
+    present: set[int] = set()
     for ax, t in zip(axes.flat, tiles, strict=True):
         img = np.zeros((rows, cols), int)  # 0: not measured
         sel = tile == t
         local = cell[sel] - t * rows * cols
         img[local // cols, local % cols] = code[sel]
+        present |= set(np.unique(img).tolist())
         ax.imshow(img, cmap=cmap, vmin=0, vmax=4, interpolation="nearest", aspect="auto")
-        ax.set_title(f"tile {t}", fontsize=9)
+        on, off = int((code[sel] == 2).sum()), int((code[sel] == 3).sum())
+        ax.set_title(f"tile {t}: {on} stuck-on, {off} stuck-off", fontsize=9)
         ax.set_xlabel("column")
         ax.set_ylabel("row")
-    fig.suptitle("grey: ok, red: stuck-on, blue: stuck-off, white: not measured, "
-                 "orange: other", fontsize=9)
+    handles = [Patch(facecolor=_FAULT_COLOURS[k], edgecolor="0.4", label=_FAULT_NAMES[k])
+               for k in sorted(present)]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3),
+               fontsize=8, frameon=False)
     return [_save(fig, out / f"{stem}_map.png")]
 
 
@@ -774,19 +1045,26 @@ def _summarize_kind(rep: RunReport, run: Any, tables: dict[str, pd.DataFrame],
     plot = None
     if kind == "programming_error":
         df = tables["programmed"]
-        rep.sections, rep.figures = summarize_programming_error(df)
+        rep.sections, rep.figures = summarize_programming_error(
+            df, analog_filter(df["cell"], faults, kind))
         secs = rep.sections
 
+        basis = rep.figures["basis"]
+
         def plot():
-            return _plot_programming_error(df, secs, out_dir, stem)
+            return _plot_programming_error(df, secs, out_dir, stem, basis)
     elif kind == "read_fluctuation":
-        rep.sections, rep.figures = summarize_read_fluctuation(tables)
+        rep.sections, rep.figures = summarize_read_fluctuation(tables, faults)
         secs = rep.sections
 
+        basis = rep.figures.get("reads", {}).get("basis", "plain")
+
         def plot():
-            return _plot_read_fluctuation(secs, out_dir, stem)
+            return _plot_read_fluctuation(secs, out_dir, stem, basis)
     elif kind in ("relaxation", "imported"):
-        rep.sections, rep.figures = summarize_relaxation(tables["reads"])
+        reads = tables["reads"]
+        rep.sections, rep.figures = summarize_relaxation(
+            reads, analog_filter(reads["cell"], faults, kind))
         stats = rep.sections[-1].frame
         if "outliers" in tables and len(tables["outliers"]):
             o = tables["outliers"]
@@ -796,11 +1074,13 @@ def _summarize_kind(rep: RunReport, run: Any, tables: dict[str, pd.DataFrame],
         def plot():
             return _plot_relaxation(stats, out_dir, stem)
     elif kind == "bake_retention":
-        rep.sections, rep.figures = summarize_bake(tables["reads"])
+        reads = tables["reads"]
+        rep.sections, rep.figures = summarize_bake(reads, analog_filter(reads["cell"], faults))
         stats = rep.sections[-1].frame
+        basis = rep.figures["basis"]
 
         def plot():
-            return _plot_bake(stats, out_dir, stem)
+            return _plot_bake(stats, out_dir, stem, basis)
     elif kind == "ber":
         rep.sections, rep.figures = summarize_ber(tables, faults)
         s = rep.sections[0].frame
@@ -829,6 +1109,11 @@ def _tables_section(tables: dict[str, pd.DataFrame]) -> Section:
          "columns": [", ".join(t.columns) for t in tables.values()]}))
 
 
+#: Run kinds whose statistics leave out the stuck cells of a fault map in the same store.
+_USES_FAULTS = ("ber", "programming_error", "read_fluctuation", "relaxation", "imported",
+                "bake_retention")
+
+
 def fault_table(store: Any) -> pd.DataFrame | None:
     """The ``faults`` table of the store's fault maps (completed runs, later runs win per
     cell), or None without one."""
@@ -843,7 +1128,8 @@ def fault_table(store: Any) -> pd.DataFrame | None:
 def summarize_run(run: Any, out_dir: Path | None = None,
                   faults: pd.DataFrame | None = None) -> RunReport:
     """Summary (and, with ``out_dir``, plots) of one :class:`cimlab.store.Run`. ``faults``:
-    a fault map's table (:func:`fault_table`), used by BER runs to exclude stuck cells."""
+    a fault map's table (:func:`fault_table`): the stuck cells it flags are left out of the
+    statistics (BER: :func:`stuck_cells`; analog runs: :func:`analog_filter`)."""
     rep = RunReport(uid=run.uid, kind=run.kind, status=run.status)
     tables = {t: run.table(t) for t in run.tables}
     stem = f"{run.uid}_{run.kind}"
@@ -892,29 +1178,45 @@ def report(store_path: str | Path, out_dir: str | Path | None = None, *,
     reports = []
     with Store.open(store_path, "r") as store:
         runs = [store.run(u) for u in uids] if uids else list(store)
-        faults = fault_table(store) if any(r.kind == "ber" for r in runs) else None
+        faults = fault_table(store) if any(r.kind in _USES_FAULTS for r in runs) else None
         for run in runs:
             reports.append(summarize_run(run, out, faults))
     return reports
 
 
-def format_report(reports: Iterable[RunReport], max_rows: int = 40) -> str:
-    """Readable text of the reports (conductances in uS, 4 significant digits)."""
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+#: Printed tables and notes stay within this many columns (a 110-column terminal).
+TEXT_WIDTH = 110
+
+
+def format_report(reports: Iterable[RunReport], max_rows: int = 40,
+                  width: int = TEXT_WIDTH) -> str:
+    """Readable text of the reports (conductances in uS, 4 significant digits); notes wrap
+    and a table wider than ``width`` continues below itself."""
+    import textwrap
+
     lines: list[str] = []
-    with pd.option_context("display.width", 160, "display.max_columns", 30,
+    with pd.option_context("display.width", width, "display.max_columns", 30,
                            "display.max_rows", max_rows):
         for rep in reports:
             lines.append(f"=== run {rep.uid}  kind {rep.kind}  ({rep.status}) ===")
-            lines.extend(f"note: {n}" for n in rep.notes)
+            for n in rep.notes:
+                lines.extend(textwrap.wrap(f"note: {n}", width, subsequent_indent="      "))
             for sec in rep.sections:
                 df = sec.display()
                 if len(df) > max_rows:
                     continue  # full tables are in the store; printed ones stay short
                 lines.append(f"-- {sec.title}")
                 if sec.note:
-                    lines.append(f"   {sec.note}")
-                lines.append(df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-            if rep.plots:
-                lines.append("plots: " + ", ".join(str(p) for p in rep.plots))
+                    lines.extend(textwrap.wrap(sec.note, width, initial_indent="   ",
+                                               subsequent_indent="   "))
+                text = df.to_string(index=False, float_format=_fmt)
+                if max(map(len, text.splitlines()), default=0) > width:
+                    text = df.to_string(index=False, float_format=_fmt, line_width=width)
+                lines.append(text)
+            lines.extend(f"plot: {p}" for p in rep.plots)
             lines.append("")
     return "\n".join(lines)

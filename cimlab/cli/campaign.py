@@ -7,10 +7,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from cimlab.cli._common import DEFAULT_STATION
+
+#: program-verify parameters set from the command line: field -> (flag, SI -> flag unit, unit).
+_PV_FLAGS: dict[str, tuple[str, float, str]] = {
+    "levels": ("--levels", 1.0, ""),
+    "g_min_s": ("--g-min-us", 1e6, "uS"),
+    "g_max_s": ("--g-max-us", 1e6, "uS"),
+    "tolerance_s": ("--tolerance-us", 1e6, "uS"),
+    "max_pulses": ("--max-pulses", 1.0, ""),
+    "n_reads": ("--n-reads", 1.0, ""),
+}
+_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 
 
 def register(sub: Any) -> None:
@@ -134,7 +146,6 @@ def _program_verify(args: argparse.Namespace) -> int:
     from cimlab.calibration.plan import LevelSet, ProgrammingErrorExp
     from cimlab.calibration.program_verify import (
         ArrayOps,
-        ProgramVerifyConfig,
         format_report,
         measure_gate_curve,
         program_single_shot,
@@ -145,11 +156,17 @@ def _program_verify(args: argparse.Namespace) -> int:
     from cimlab.params import from_dict
 
     schemes = args.scheme or ["adaptive"]
-    levels = from_dict(
-        LevelSet,
-        {"levels": args.levels, "g_min_s": args.g_min_us * 1e-6, "g_max_s": args.g_max_us * 1e-6},
-        source="command line",
-    )
+    try:
+        levels = from_dict(
+            LevelSet,
+            {"levels": args.levels, "g_min_s": args.g_min_us * 1e-6,
+             "g_max_s": args.g_max_us * 1e-6},
+            source="command line",
+        )
+        for scheme in schemes:  # every configuration checked before the station opens
+            _pv_config(args, scheme)
+    except ConfigError as exc:
+        raise _in_flag_terms(exc, args) from None
     results = []
     with Station.open(args.station) as st:
         n_tiles, rows, cols = st.array.geometry
@@ -160,16 +177,7 @@ def _program_verify(args: argparse.Namespace) -> int:
         rng = np.random.default_rng(args.seed)
         for scheme in schemes:
             name = scheme.replace("-", "_")
-            cfg = from_dict(
-                ProgramVerifyConfig,
-                {
-                    "scheme": name,
-                    "tolerance_s": args.tolerance_us * 1e-6,
-                    "max_pulses": args.max_pulses,
-                    "n_reads": args.n_reads,
-                },
-                source="command line",
-            )
+            cfg = _pv_config(args, scheme)
             ops = ArrayOps(st.array)
             # same starting point for every scheme: one deep RESET of the tile (not counted)
             st.array.pulse(cells, "reset", cfg.v_reset_max, cfg.v_gate_reset, cfg.width_s)
@@ -227,3 +235,42 @@ def _program_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.summary() for r in results]))
     return 0
+
+
+def _pv_config(args: argparse.Namespace, scheme: str) -> Any:
+    """The program-verify configuration of ``scheme`` from the command-line flags."""
+    from cimlab.calibration.program_verify import ProgramVerifyConfig
+    from cimlab.params import from_dict
+
+    return from_dict(
+        ProgramVerifyConfig,
+        {
+            "scheme": scheme.replace("-", "_"),
+            "tolerance_s": args.tolerance_us * 1e-6,
+            "max_pulses": args.max_pulses,
+            "n_reads": args.n_reads,
+        },
+        source="command line",
+    )
+
+
+def _in_flag_terms(exc: Any, args: argparse.Namespace) -> Any:
+    """A ConfigError about a parameter set from a flag, restated with the flag's name, unit
+    and the value the user typed (``--g-max-us 4000``, not ``g_max_s = 0.004``)."""
+    from cimlab.errors import ConfigError
+
+    field = exc.field.rsplit(".", 1)[-1]
+    if field not in _PV_FLAGS:
+        return exc
+    flag, scale, unit = _PV_FLAGS[field]
+    expected = exc.expected
+    if unit == "uS":  # conductances in the text [S] -> [uS]
+        def us(m: re.Match) -> str:
+            return f"{float(m.group(0)) * scale:g}"
+
+        expected = re.sub(rf"(?<=[\[(, =])({_NUM})(?=[\])]? S\b|, )", us, expected)
+        expected = re.sub(r"(?<=[\d\]]) S\b", f" {unit}", expected)
+    for name, (other, _, _) in _PV_FLAGS.items():
+        expected = re.sub(rf"\b{name}\b", other, expected)
+    got = getattr(args, flag.lstrip("-").replace("-", "_"))
+    return ConfigError("command line", flag, expected, got)

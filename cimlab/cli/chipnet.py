@@ -39,7 +39,8 @@ def register(sub: Any) -> None:
     d.add_argument("--out", default="data/demo", help="output folder (default %(default)s)")
     d.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
     d.add_argument("--quick", action="store_true",
-                   help="reduced sizes: fewer cells, test images and Monte Carlo trials")
+                   help="reduced sizes: fewer training epochs, test images, BN samples and Monte "
+                   "Carlo trials (same characterization)")
     d.add_argument("--trials", type=int, default=None,
                    help="simulated programmings per prediction (default 30, --quick 5)")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -64,8 +65,10 @@ def register(sub: Any) -> None:
                    help="device model JSON for the conductance window (default: literature)")
     p.add_argument("--rows-per-mvm", type=int, default=64,
                    help="rows driven per MVM (logical tile height; default %(default)s)")
-    p.add_argument("--first-tile", type=int, default=0, help="first chip tile to use")
-    p.add_argument("--seed", type=int, default=0, help="program-verify seed")
+    p.add_argument("--first-tile", type=int, default=0,
+                   help="first chip tile to use (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="program-verify seed (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_program_net)
 
@@ -85,9 +88,12 @@ def register(sub: Any) -> None:
     e.add_argument("--station", default=None,
                    help="station file (default: the one recorded in the store)")
     e.add_argument("--bn", choices=("auto", "trained"), default="auto",
-                   help="BN statistics: newest calibration (auto) or as trained")
+                   help="BN statistics: the newest 'bn_calibration' run after the programming "
+                   "(auto; as trained if there is none) or as trained (default %(default)s)")
     e.add_argument("--samples", type=int, default=None, help="test images (default all)")
-    e.add_argument("--batch-size", type=int, default=150, help="images per MVM batch")
+    e.add_argument("--batch-size", type=int, default=150,
+                   help="images per MVM batch (default %(default)s)")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=_evaluate)
 
     b = sub.add_parser(
@@ -105,13 +111,56 @@ def register(sub: Any) -> None:
     b.add_argument("--samples", type=int, default=256, help="calibration images (default 256)")
     b.add_argument("--station", default=None,
                    help="station file (default: the one recorded in the store)")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.set_defaults(func=_bn_calibrate)
+
+
+# --------------------------------------------------------------------------- Ctrl-C at exit
+_EXIT_GUARD: list[bool] = []
+
+
+def _interrupt_at_exit_is_quiet() -> None:
+    """After a command's work (files closed, chip state saved), the interpreter still spends
+    ~0.5-1 s tearing torch & co. down; a Ctrl-C landing there raised KeyboardInterrupt inside
+    that teardown ("Exception ignored in ...", exit status 0). From the first atexit callback
+    on, a Ctrl-C instead prints one line and exits with 130 at once (nothing is left to lose).
+    Registered last, so it runs before the other atexit callbacks."""
+    import atexit
+    import threading
+
+    if _EXIT_GUARD or threading.current_thread() is not threading.main_thread():
+        return
+    _EXIT_GUARD.append(True)
+    atexit.register(_install_exit_interrupt_handler)
+
+
+def _install_exit_interrupt_handler() -> None:
+    import os
+    import signal
+    import sys
+
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def _exit_now(_signum: int, _frame: Any) -> None:
+        os.write(2, b"cimlab: interrupted while exiting (the command had finished; its "
+                 b"results are saved)\n")
+        os._exit(130)
+
+    try:
+        signal.signal(signal.SIGINT, _exit_now)
+    except (ValueError, OSError):  # pragma: no cover - not settable here
+        pass
 
 
 # --------------------------------------------------------------------------- handlers
 def _demo(args: argparse.Namespace) -> int:
     from cimlab.demo import DemoConfig, run_demo
 
+    _interrupt_at_exit_is_quiet()
     changes = {} if args.trials is None else {"mc_trials": args.trials}
     cfg = DemoConfig.make(seed=args.seed, quick=args.quick, **changes)
     res = run_demo(cfg, out=args.out, progress=not args.no_progress)
@@ -128,32 +177,75 @@ def _demo(args: argparse.Namespace) -> int:
     print()
     print("time [s]: " + ", ".join(f"{k} {v:.1f}" for k, v in res.timing_s.items()))
     print(f"written: {args.out}/ (accuracy_steps.png, conductance_maps.png, summary.json, "
-          "demo.h5, device_model.json, net.pt)")
+          "demo.h5, demo.h5.chip.npz (the emulated chip: 'cimlab evaluate "
+          f"{args.out}/demo.h5' continues on it), device_model.json, net.pt, station.toml)")
     return 0
 
 
 def _program_net(args: argparse.Namespace) -> int:
+    from cimlab.calibration.program_verify import ProgramVerifyConfig
+    from cimlab.instruments.station import load_station_config
     from cimlab.models import DeviceModel
     from cimlab.sim.placement import PlacementConfig, place_network
-    from cimlab.sim.program_net import open_station, program_network, state_path_for
+    from cimlab.sim.program_net import (
+        check_limits,
+        check_program,
+        open_station,
+        planned_geometry,
+        program_network,
+        state_path_for,
+    )
     from cimlab.sim.training import load_checkpoint
     from cimlab.store import Store
 
+    _interrupt_at_exit_is_quiet()
+    # everything that can be checked is checked before a file is created or the chip touched
     net, ckpt = load_checkpoint(args.net)
     dm = DeviceModel.load(args.model) if args.model else DeviceModel.default()
     pcfg = PlacementConfig(rows_per_mvm=args.rows_per_mvm, first_tile=args.first_tile)
-    with open_station(args.station, state_path_for(args.out)) as st, \
-            Store.open(args.out, mode="a") as store:
-        placement = place_network(net, tuple(st.array.geometry), dm, pcfg)
-        res = program_network(st, net, placement, store, seed=args.seed,
-                              progress=not args.no_progress,
-                              extra_meta={"checkpoint": str(args.net),
-                                          "dataset": ckpt.get("dataset"),
-                                          "station_file": str(args.station),
-                                          "emulator": getattr(st, "emulator_state", None)})
+    pv = ProgramVerifyConfig()
+    config, _text = load_station_config(args.station)
+    check_limits(config.limits, args.station, pv)
+    if Path(args.out).exists():
+        Store.open(args.out, mode="r").close()  # an existing file must be a readable store
+
+    def place(geometry):
+        return place_network(net, geometry, dm, pcfg, source=str(args.net))
+
+    geometry = planned_geometry(args.station)  # in-process emulator: known without starting
+    placement = place(geometry) if geometry is not None else None
+    with open_station(args.station, state_path_for(args.out)) as st:
+        if placement is None:  # served emulator or real bench: ask the chip
+            placement = place(tuple(int(g) for g in st.array.geometry))
+        check_program(st, placement, pv)
+        with Store.open(args.out, mode="a") as store:
+            res = program_network(st, net, placement, store, pv_config=pv, seed=args.seed,
+                                  progress=not args.no_progress,
+                                  extra_meta={"checkpoint": str(args.net),
+                                              "dataset": ckpt.get("dataset"),
+                                              "station_file": str(args.station),
+                                              "emulator": getattr(st, "emulator_state", None)})
     print(f"run {res.run_uid} in {args.out}")
     print(res.table())
     return 0
+
+
+def _open_store(path: str):
+    """An existing store, opened read-write without ever creating one (a mistyped path is an
+    error, not a new empty file)."""
+    from cimlab.errors import ConfigError
+    from cimlab.store import Store
+
+    if not Path(path).is_file():
+        raise ConfigError(path, "<file>", "a store written by 'cimlab program-net' or "
+                          "'cimlab demo' (check the path)", "no such file")
+    return Store.open(path, mode="r+")
+
+
+def _how_to_fix(store_path: str, meta: dict[str, Any], station: str) -> str:
+    ckpt = meta.get("checkpoint") or "NET.pt"
+    return (f"re-run cimlab program-net {ckpt} --station {station} --out {store_path} "
+            "(or restore the state file that was saved with this store)")
 
 
 def _station_for(store: Any, given: str | None) -> str:
@@ -180,6 +272,7 @@ def _dataset(args: argparse.Namespace, meta: dict[str, Any]):
 
 def _evaluate(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader, TensorDataset
+    from tqdm.auto import tqdm
 
     from cimlab.sim.chip_backend import ChipNetwork
     from cimlab.sim.evaluate import evaluate
@@ -187,13 +280,17 @@ def _evaluate(args: argparse.Namespace) -> int:
         apply_bn_calibration,
         load_programmed,
         open_station,
+        require_chip_state,
         state_path_for,
     )
-    from cimlab.store import Store
 
-    with Store.open(args.store, mode="a") as store:
+    _interrupt_at_exit_is_quiet()
+    state = state_path_for(args.store)
+    with _open_store(args.store) as store:
         station = _station_for(store, args.station)
         stored = load_programmed(store)
+        how = _how_to_fix(args.store, stored.meta, station)
+        require_chip_state(station, state, how)  # before any work
         run_np = store.run(stored.run_uid)
         bn_uid = None
         if args.bn == "auto":
@@ -202,11 +299,16 @@ def _evaluate(args: argparse.Namespace) -> int:
         n = args.samples or len(ds.y_test)
         loader = DataLoader(TensorDataset(ds.x_test[:n], ds.y_test[:n]),
                             batch_size=args.batch_size)
-        with open_station(station, state_path_for(args.store)) as st:
+        with open_station(station, state, require_state=True, how_to_fix=how) as st:
             chip = ChipNetwork(stored.net, stored.placement, st.array)
             chip.read_back()
             t0 = st.clock.now()
-            acc = evaluate(chip, loader)
+            bar = tqdm(loader, desc="chip-in-the-loop evaluation", unit="batch",
+                       disable=True if args.no_progress else None, leave=False)
+            try:
+                acc = evaluate(chip, bar)
+            finally:
+                bar.close()
             run = store.begin_run("chip_evaluation",
                                   {"network_run": stored.run_uid, "bn_run": bn_uid,
                                    "data": args.data, "samples": int(n), "time_s": t0},
@@ -223,27 +325,74 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bn_calibrate(args: argparse.Namespace) -> int:
+def calibrate_bn_with_progress(net: Any, x: Any, *, batch_size: int, progress: bool = True):
+    """:func:`cimlab.mitigation.bn_calibration.calibrate_bn` (layer by layer, paper 000: one
+    pass per BN layer, each stopped at that layer) with a progress bar over the BN layers.
+    The bar follows the passes through forward hooks (the deepest BN layer a pass reaches is
+    the one being calibrated); calibrate_bn's first forward only finds the layer order."""
+    from torch import nn
+    from tqdm.auto import tqdm
+
     from cimlab.mitigation.bn_calibration import calibrate_bn
+
+    bns = [(n, m) for n, m in net.named_modules()
+           if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bar = tqdm(total=len(bns), desc="BN calibration on the chip", unit="layer",
+               disable=None if progress else True, leave=False)
+    forwards = [0]
+    seen: list[str] = []
+
+    def on_forward(_m: Any, _i: Any) -> None:
+        forwards[0] += 1
+        seen.clear()
+
+    def on_bn(_m: Any, _i: Any, name: str) -> None:
+        if forwards[0] < 2:  # the layer-order probe
+            return
+        if name not in seen:
+            seen.append(name)
+        if len(seen) - 1 > bar.n:
+            bar.update(len(seen) - 1 - bar.n)
+
+    hooks = [net.register_forward_pre_hook(on_forward)]
+    hooks += [m.register_forward_pre_hook(lambda mod, inp, _n=n: on_bn(mod, inp, _n))
+              for n, m in bns]
+    try:
+        rep = calibrate_bn(net, x, batch_size=batch_size)
+        bar.update(bar.total - bar.n)
+    finally:
+        for h in hooks:
+            h.remove()
+        bar.close()
+    return rep
+
+
+def _bn_calibrate(args: argparse.Namespace) -> int:
     from cimlab.sim.chip_backend import ChipNetwork
     from cimlab.sim.program_net import (
         apply_bn_calibration,
         load_programmed,
         open_station,
         record_bn_calibration,
+        require_chip_state,
         state_path_for,
     )
-    from cimlab.store import Store
 
-    with Store.open(args.store, mode="a") as store:
+    _interrupt_at_exit_is_quiet()
+    state = state_path_for(args.store)
+    with _open_store(args.store) as store:
         station = _station_for(store, args.station)
         stored = load_programmed(store)
+        how = _how_to_fix(args.store, stored.meta, station)
+        require_chip_state(station, state, how)
         run_np = store.run(stored.run_uid)
         apply_bn_calibration(store, stored.net, after_unix=run_np.started_unix)
         ds = _dataset(args, stored.meta)
-        with open_station(station, state_path_for(args.store)) as st:
+        with open_station(station, state, require_state=True, how_to_fix=how) as st:
             chip = ChipNetwork(stored.net, stored.placement, st.array)
-            rep = calibrate_bn(chip, ds.x_train[: args.samples], batch_size=args.samples)
+            rep = calibrate_bn_with_progress(chip, ds.x_train[: args.samples],
+                                             batch_size=args.samples,
+                                             progress=not args.no_progress)
             record_bn_calibration(store, stored.run_uid, rep, data=args.data,
                                   snapshot=st.snapshot(), clock_s=st.clock.now(),
                                   emulator=getattr(st, "emulator_state", None))

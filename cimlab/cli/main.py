@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from cimlab import __version__
@@ -26,6 +27,13 @@ TOPICS: tuple[str, ...] = (
     "chipnet",  # demo, program-net, evaluate, bn-calibrate
     "mitigationcmd",  # reproduce
 )
+
+#: Sub-commands that resume where they stopped when run again with the same arguments.
+RESUMABLE: frozenset[str] = frozenset({"characterize", "program-net"})
+
+#: Exit status after a closed output pipe (``cimlab runs FILE | head``): 128 + SIGPIPE, what
+#: a shell reports for a process killed by SIGPIPE.
+EXIT_BROKEN_PIPE = 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,13 +61,31 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
     except CimlabError as exc:
         print(f"cimlab: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("cimlab: interrupted; outputs were switched off", file=sys.stderr)
+        msg = "cimlab: interrupted (outputs were switched off)"
+        if args.command in RESUMABLE:
+            msg += "; re-run the same command to resume where it stopped"
+        print(msg, file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     return int(result or 0)
+
+
+def _silence_stdout() -> None:
+    """The reader of stdout went away (``| head``): point stdout at /dev/null so Python's
+    final flush at exit does not print a BrokenPipeError traceback (the recipe of the Python
+    ``signal`` module documentation, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,12 @@ def register(sub: Any) -> None:
     msub = model.add_subparsers(dest="model_command", metavar="ACTION")
     show = msub.add_parser(
         "show", help="print parameters, standard errors, CIs, fit quality and provenance",
-        description="Print every parameter with its standard error and 95%% CI, each effect's "
+        description="Print every parameter with its standard error and 95% CI, each effect's "
         "fit method, sample size, chosen form (with the BIC of every form tried) and quality, "
-        "and the provenance (store, data hash, runs). --json prints the validated file.",
+        "and the provenance (store, data hash, runs). A parameter that was not fitted says so: "
+        "Ea from bakes at one temperature is shown as PRIOR with its published range (Ea is "
+        "not identifiable from one temperature), an endurance with too few failures as a "
+        "lower bound ('> N cycles'). --json prints the validated file.",
     )
     show.add_argument("model", type=Path, help="model file (JSON)")
     show.add_argument("--json", action="store_true", help="print the JSON document instead")
@@ -68,12 +72,16 @@ def register(sub: Any) -> None:
     ex = msub.add_parser(
         "extrapolate", help="project retention to a use condition, with uncertainty",
         description="Project each level's mean drift and spread to YEARS at TEMP_C using the "
-        "Arrhenius acceleration and the relaxation law; 95%% intervals by Monte-Carlo over the "
-        "fitted (Ea, tau0) covariance and the relaxation rate/drift uncertainties.",
+        "Arrhenius acceleration and the relaxation law; 95% intervals by Monte-Carlo over the "
+        "fitted (Ea, tau0) covariance and the relaxation rate/drift uncertainties. If the model "
+        "was fitted to bakes at one temperature, Ea is a prior and its whole published range "
+        "(1.1-2.25 eV for HfOx) is propagated, with a warning.",
     )
     ex.add_argument("model", type=Path, help="model file (JSON)")
-    ex.add_argument("--years", type=float, default=10.0, help="time at temperature (default 10)")
-    ex.add_argument("--temp-c", type=float, default=85.0, help="temperature in C (default 85)")
+    ex.add_argument("--years", type=float, default=10.0,
+                    help="time at temperature in years, > 0 (default 10)")
+    ex.add_argument("--temp-c", type=float, default=85.0,
+                    help="use temperature in C, above -273.15 and at most 400 (default 85)")
     ex.add_argument("--draws", type=int, default=4000, help="Monte-Carlo draws (default 4000)")
     ex.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
     ex.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -139,18 +147,35 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _extrapolate(args: argparse.Namespace) -> int:
-    from cimlab.models import DeviceModel
-    from cimlab.models.extrapolate import extrapolate_retention
+    import sys
 
+    from cimlab.errors import ConfigError
+    from cimlab.models import DeviceModel
+    from cimlab.models.extrapolate import MAX_TEMP_C, MIN_TEMP_C, extrapolate_retention
+
+    if not (math.isfinite(args.years) and args.years > 0):
+        raise ConfigError("command line", "--years",
+                          "a positive number of years (time at temperature)", args.years)
+    if not (math.isfinite(args.temp_c) and MIN_TEMP_C < args.temp_c <= MAX_TEMP_C):
+        raise ConfigError("command line", "--temp-c",
+                          f"a use temperature in C above {MIN_TEMP_C} (absolute zero) and at "
+                          f"most {MAX_TEMP_C:g}", args.temp_c)
+    if args.draws < 100:
+        raise ConfigError("command line", "--draws", "at least 100 Monte-Carlo draws",
+                          args.draws)
     dm = DeviceModel.load(args.model)
     try:
         ex = extrapolate_retention(dm, args.years, args.temp_c, n_draws=args.draws,
                                    seed=args.seed)
     except ValueError as exc:
-        from cimlab.errors import ConfigError
-
-        raise ConfigError(None, "--years/--temp-c", str(exc)) from None
-    print(json.dumps(ex.to_dict(), indent=2) if args.json else ex.table())
+        raise ConfigError(args.model, "--years/--temp-c", f"a use condition the model "
+                          f"accepts ({exc})") from None
+    if args.json:
+        for w in ex.warnings:  # keep stdout valid JSON; the warning still reaches the user
+            print(f"warning: {w}", file=sys.stderr)
+        print(json.dumps(ex.to_dict(), indent=2))
+    else:
+        print(ex.table())
     return 0
 
 

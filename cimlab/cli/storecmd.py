@@ -18,8 +18,9 @@ def register(sub: Any) -> None:
     runs = sub.add_parser(
         "runs",
         help="list the runs in a store",
-        description="List the runs in a store (HDF5 file): uid, kind, status, cells, start "
-        "time (UTC), host duration, instrument time, completed steps and rows per table. "
+        description="List the runs in a store (HDF5 file), oldest first: uid, kind, status, "
+        "cells, start time (UTC), host duration, instrument time, completed steps, number of "
+        "resumes (an interrupted run continued by re-running its command) and rows per table. "
         "With --run, print everything recorded about one run (plan, seeds, versions, steps, "
         "station snapshot with --snapshot).",
     )
@@ -140,11 +141,19 @@ def _runs(args: argparse.Namespace) -> int:
             "duration": [_duration(x) for x in df["duration_s"]],
             "instrument time": [_duration(x) for x in df["instrument_time_s"]],
             "steps": df["steps"],
+            "resumes": [_count(x) for x in df["resumes"]],
             "rows": [", ".join(f"{k} {v}" for k, v in r.items()) if isinstance(r, dict) else ""
                      for r in df["rows"]],
         })
         print(show.to_string(index=False))
+        print("steps: steps completed; resumes: times an interrupted run was continued "
+              "(by re-running its command)")
     return 0
+
+
+def _count(x: Any) -> str:
+    """An integer count, or '-' for a damaged run's missing value."""
+    return "-" if x is None or x != x else str(int(x))
 
 
 def _duration(seconds: float) -> str:

@@ -301,6 +301,13 @@ class Relaxation:
         return self.drift(g) * self.decades(t_s)
 
 
+#: Published activation energies of HfOx ReRAM retention [eV] (DESIGN.md: 1.1 to 2.25 eV).
+#: With bakes at one temperature only, Ea is not identifiable: the retention fit keeps the
+#: model's prior value (:attr:`Retention.ea_ev`, default the low end) and this range is
+#: propagated into :func:`cimlab.models.extrapolate.extrapolate_retention`.
+EA_PRIOR_RANGE_EV = (1.1, 2.25)
+
+
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Retention:

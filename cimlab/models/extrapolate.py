@@ -11,6 +11,14 @@ Mean and spread are those of a read floored at 0 S (a low level whose spread rea
 conductance piles up at 0, as the samplers and a real conductance do).
 Parameters without uncertainty (literature values) are held fixed: the interval then only
 reflects what was fitted, and the result says which parameters were fixed.
+
+A retention model fitted to bakes at ONE temperature keeps Ea at a prior (``fit.gof``
+``ea_ev_prior`` = 1, ``fit.ci95["ea_ev"]`` the published range, see
+:mod:`cimlab.models.fit.retention`): Ea is then drawn uniformly over that range (the room-
+temperature onset t0 kept), the acceleration and equivalent-time intervals are the range's
+end points, and the result carries a warning (printed by ``cimlab model extrapolate``).
+
+Use conditions are bounded: ``years`` > 0 and ``MIN_TEMP_C`` < ``temp_c`` <= ``MAX_TEMP_C``.
 """
 
 from __future__ import annotations
@@ -24,6 +32,12 @@ from cimlab.models.device_model import DeviceModel, rectified_moments
 from cimlab.models.effects import K_B_EV
 
 SECONDS_PER_YEAR = 365.25 * 86400.0
+#: Lowest use temperature [C] (exclusive): absolute zero.
+MIN_TEMP_C = -273.15
+#: Highest use temperature [C] accepted: 400 C, above any CMOS back-end operating or bake
+#: condition (JEDEC retention bakes go up to 250-300 C); the Arrhenius law of one mechanism
+#: is not an extrapolation tool beyond that.
+MAX_TEMP_C = 400.0
 
 
 @dataclass
@@ -44,10 +58,12 @@ class Extrapolation:
     sigma_relax_s: np.ndarray
     fixed: list[str] = field(default_factory=list)
     n_draws: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     def table(self) -> str:
         """Readable table of the per-level projection."""
-        lines = [
+        lines = [f"WARNING: {w}" for w in self.warnings]
+        lines += [
             f"use condition: {self.t_use_s / SECONDS_PER_YEAR:.3g} years at "
             f"{self.temp_k - 273.15:.1f} C",
             f"acceleration vs room temperature: {self.acceleration:.4g} "
@@ -80,7 +96,7 @@ class Extrapolation:
                 for g, m, mc, s, sc in zip(self.g_s, self.mean_shift_s, self.mean_shift_ci95,
                                            self.sigma_s, self.sigma_ci95, strict=True)
             ],
-            "fixed": self.fixed, "n_draws": self.n_draws,
+            "fixed": self.fixed, "n_draws": self.n_draws, "warnings": self.warnings,
         }
 
 
@@ -105,26 +121,47 @@ def extrapolate_retention(
     seed: int = 0,
 ) -> Extrapolation:
     """Project every level of ``dm`` to ``years`` at ``temp_c`` (see module docstring)."""
-    if years <= 0:
-        raise ValueError(f"years must be > 0, got {years}")
+    if not (math.isfinite(years) and years > 0):
+        raise ValueError(f"the time at temperature must be a positive number of years, "
+                         f"got {years}")
+    if not (math.isfinite(temp_c) and MIN_TEMP_C < temp_c <= MAX_TEMP_C):
+        raise ValueError(f"the use temperature must be above {MIN_TEMP_C} C (absolute zero) "
+                         f"and at most {MAX_TEMP_C:g} C, got {temp_c} C")
     temp_k = temp_c + 273.15
-    if temp_k <= 0:
-        raise ValueError(f"temperature must be above 0 K, got {temp_c} C")
     ret, rel = dm.retention, dm.relaxation
     g = np.asarray(dm.window.level_conductances() if g_s is None else g_s, dtype=float)
     t_use = years * SECONDS_PER_YEAR
     rng = np.random.default_rng(seed)
     fixed = []
+    warnings: list[str] = []
     mean = np.array([ret.ea_ev, math.log(ret.tau0_s)])
     cov = None
     if ret.fit is not None and ret.fit.covariance is not None:
         cov = np.asarray(ret.fit.covariance["matrix"], dtype=float)
-    if cov is None or not np.all(np.isfinite(cov)):
+    ea_range = None
+    if ret.fit is not None and ret.fit.gof.get("ea_ev_prior") and "ea_ev" in ret.fit.ci95:
+        ea_range = tuple(map(float, ret.fit.ci95["ea_ev"]))
+    if ea_range is not None:
+        # Ea a prior (one bake temperature): uniform over its range, room-temperature onset
+        # t0 = tau0 exp(Ea / kB T_ref) kept (with its own uncertainty)
+        b = 1.0 / (K_B_EV * ret.t_ref_k)
+        ln_t0 = mean[1] + b * mean[0]
+        var_lt0 = 0.0
+        if cov is not None and np.all(np.isfinite(cov)):
+            var_lt0 = max(float(cov[1, 1] + 2 * b * cov[0, 1] + b * b * cov[0, 0]), 0.0)
+        ea = rng.uniform(ea_range[0], ea_range[1], n_draws)
+        ln_tau0 = ln_t0 + math.sqrt(var_lt0) * rng.standard_normal(n_draws) - b * ea
+        warnings.append(
+            f"Ea was not fitted (one bake temperature: Ea not identifiable); it is a prior of "
+            f"{ret.ea_ev:g} eV with the published range [{ea_range[0]:g}, {ea_range[1]:g}] eV, "
+            f"propagated into every interval. Bake at two or more temperatures to fit Ea.")
+    elif cov is None or not np.all(np.isfinite(cov)):
         fixed.append("retention (Ea, tau0)")
         draws = np.repeat(mean[None, :], n_draws, axis=0)
+        ea, ln_tau0 = draws[:, 0], draws[:, 1]
     else:
         draws = rng.multivariate_normal(mean, cov, size=n_draws, method="eigh")
-    ea, ln_tau0 = draws[:, 0], draws[:, 1]
+        ea, ln_tau0 = draws[:, 0], draws[:, 1]
     t0 = np.exp(ln_tau0 + ea / (K_B_EV * ret.t_ref_k))
     af = np.exp(ea / K_B_EV * (1.0 / ret.t_ref_k - 1.0 / temp_k))
     t_eq = t_use * af
@@ -150,14 +187,21 @@ def extrapolate_retention(
     L0 = float(np.log10(1.0 + t_eq0 / (ret.tau0_s * math.exp(ret.ea_ev / (K_B_EV * ret.t_ref_k)))))
     pct = (2.5, 97.5)
     m0, s0 = rectified_moments(g + dr * L0, base + k * L0)
+    af_ci = tuple(np.percentile(af, pct).tolist())
+    if ea_range is not None:
+        # the published range is a bound, not a distribution: its end points
+        x = (1.0 / ret.t_ref_k - 1.0 / temp_k) / K_B_EV
+        af_ci = tuple(sorted(math.exp(e * x) for e in ea_range))
     return Extrapolation(
         t_use_s=t_use, temp_k=temp_k,
         acceleration=float(ret.acceleration(temp_k)),
-        acceleration_ci95=tuple(np.percentile(af, pct).tolist()),
+        acceleration_ci95=af_ci,
         t_equivalent_s=float(t_eq0),
-        t_equivalent_ci95=tuple(np.percentile(t_eq, pct).tolist()),
+        t_equivalent_ci95=(t_use * af_ci[0], t_use * af_ci[1]) if ea_range is not None
+        else tuple(np.percentile(t_eq, pct).tolist()),
         g_s=g, mean_shift_s=m0 - g,
         mean_shift_ci95=np.percentile(shift, pct, axis=0).T,
         sigma_s=s0, sigma_ci95=np.percentile(sig, pct, axis=0).T,
         sigma_relax_s=np.sqrt(np.maximum(k * L0, 0.0)), fixed=fixed, n_draws=n_draws,
+        warnings=warnings,
     )

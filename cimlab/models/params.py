@@ -45,6 +45,9 @@ class Fitted:
     def text(self) -> str:
         """Readable one-liner, e.g. ``2.31e-06 +- 4.1e-08 S  [2.23e-06, 2.39e-06]``."""
         unit = "" if self.unit in ("", "1") else f" {self.unit}"
+        if self.stderr is None and self.ci95 is not None:
+            lo, hi = self.ci95
+            return f"{self.value:.4g}{unit}  range [{lo:.4g}, {hi:.4g}] (not fitted)"
         if self.stderr is None:
             return f"{self.value:.4g}{unit}  (fixed / literature)"
         lo, hi = self.ci95 if self.ci95 is not None else (math.nan, math.nan)

@@ -47,9 +47,9 @@ def plot_model(dm: DeviceModel, store_path: str | Path, out: str | Path) -> list
     with Store.open(store_path, mode="r") as s:
         ts = collect(s, include_unfinished=True)
     files: list[Path] = []
-    frames = [ts.get(k, "programmed") for k in ("programming_error", "read_fluctuation",
-                                                  "relaxation")]
-    frames = [f for f in frames if f is not None]
+    frames = [(k, ts.get(k, "programmed")) for k in ("programming_error", "read_fluctuation",
+                                                       "relaxation")]
+    frames = [f.assign(run_kind=k) for k, f in frames if f is not None]
     if frames:
         files.append(_plot_programming(dm, _relevel(pd.concat(frames, ignore_index=True)), out))
     rf = ts.get("read_fluctuation", "reads")
@@ -72,18 +72,31 @@ def plot_model(dm: DeviceModel, store_path: str | Path, out: str | Path) -> list
 def _plot_programming(dm: DeviceModel, df: pd.DataFrame, out: Path) -> Path:
     plt, fig, ax = _fig()
     df = df.assign(err=df["g_s"] - df["target_s"])
-    for mode, sub in df.groupby(df["mode"].astype(str)):
+    if "run_kind" not in df.columns:
+        df = df.assign(run_kind="")
+    # one series per (run kind, mode), labelled as such: runs of the same mode (programming
+    # error, read fluctuation, relaxation) have their own levels and are not one curve; the
+    # model of a mode is drawn once, in the colour of that mode's first series
+    colours: dict[str, str] = {}
+    for (kind, mode), sub in df.groupby([df["run_kind"].astype(str), df["mode"].astype(str)]):
         mom = group_moments(sub, ["level"], "err", extra_means=["target_s"])
         g = mom["target_s"].to_numpy()
-        ax[0, 0].plot(g / _U, np.sqrt(mom["var"]) / _U, "o", label=f"{mode}: measured")
+        tag = f"{mode} ({kind})" if kind else mode
+        (pts,) = ax[0, 0].plot(g / _U, np.sqrt(mom["var"]) / _U, "o",
+                               label=f"{tag}: measured")
+        ax[0, 1].hist(sub["err"] / _U, bins=100, histtype="step", density=True, label=tag,
+                      color=pts.get_color())
+        if mode in colours:
+            continue
+        colours[mode] = pts.get_color()
         try:
             pe = dm.programming_for(mode)
         except KeyError:
             continue
-        gg = np.linspace(g.min(), g.max(), 200)
-        ax[0, 0].plot(gg / _U, np.asarray(pe.sigma(gg)) / _U, "-", label=f"{mode}: model "
-                      f"({pe.form})")
-        ax[0, 1].hist(sub["err"] / _U, bins=100, histtype="step", density=True, label=mode)
+        gm = df.loc[df["mode"].astype(str) == mode, "target_s"].to_numpy(dtype=float)
+        gg = np.linspace(np.nanmin(gm), np.nanmax(gm), 200)
+        ax[0, 0].plot(gg / _U, np.asarray(pe.sigma(gg)) / _U, "-", color=colours[mode],
+                      label=f"{mode}: model ({pe.form})")
     ax[0, 0].set(xlabel="target [uS]", ylabel="sigma [uS]", title="programming error")
     ax[0, 1].set(xlabel="g - target [uS]", ylabel="density", title="error distribution")
     for a in ax[0]:

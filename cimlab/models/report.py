@@ -12,10 +12,18 @@ def _effect_lines(title: str, effect: Any) -> list[str]:
     settings = [f"{n}={getattr(effect, n)}" for n in text_fields(effect) if n != "source"]
     if settings:
         lines.append("  " + ", ".join(settings))
+    fit = effect.fit
+    gof = fit.gof if fit is not None else {}
     for name in numeric_fields(effect):
         f = fitted_of(effect, name)
-        lines.append(f"  {name:<18} {f.text()}")
-    fit = effect.fit
+        text = f.text()
+        if gof.get(f"{name}_prior"):
+            text += f"  <- {_prior_reason(fit, name)}"
+        if gof.get(f"{name}_lower_bound"):
+            unit = "" if f.unit in ("", "1") else f" {f.unit}"
+            text = (f"> {f.value:.4g}{unit} (lower bound: "
+                    f"{_lower_bound_reason(gof, name)})")
+        lines.append(f"  {name:<18} {text}")
     if fit is not None:
         head = f"  fit: {fit.method}, n={fit.n}"
         if fit.form:
@@ -36,6 +44,23 @@ def _effect_lines(title: str, effect: Any) -> list[str]:
         if fit.notes:
             lines.append(f"  notes: {fit.notes}")
     return lines
+
+
+def _prior_reason(fit: Any, name: str) -> str:
+    """The fit notes' reason for ``name`` being a prior (``"<name>: prior (...)"``)."""
+    for part in fit.notes.split("; "):
+        if part.startswith(f"{name}: prior"):
+            return part[len(name) + 2:]
+    return "not fitted"
+
+
+def _lower_bound_reason(gof: dict, name: str) -> str:
+    failed = gof.get(f"{name.split('_')[0]}_failed")
+    if failed is not None and failed == 0:
+        return "no failures in the measured cycles"
+    if failed is not None:
+        return f"only {failed:.0f} failures in the measured cycles"
+    return "not reached in the measurement"
 
 
 def describe(dm: Any) -> str:

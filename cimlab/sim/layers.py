@@ -176,8 +176,10 @@ class AnalogLayer(nn.Module):
             gt = g_t[:, :, o0:o1]
             self.mapping.targets(w_aug[o0:o1], out=gt)
             if cfg.programming_error:
-                z = _randn(gt.shape, generator, dev).to(gt.dtype) if not on_gen else \
-                    torch.randn(gt.shape, generator=generator, device=dev, dtype=gt.dtype)
+                # drawn on the generator's device: the same chip on CPU and CUDA
+                z = torch.randn(gt.shape, generator=generator, device=generator.device,
+                                dtype=gt.dtype)  # fmt: skip
+                z = z if on_gen else z.to(dev)
                 z.mul_(pe.sigma(gt) if sigma is None else sigma)
                 if pe.mean_offset:
                     z.add_(pe.mean_offset)
@@ -908,10 +910,6 @@ def _is_binary_layer(m: nn.Module) -> bool:
     from cimlab.sim.binary_layers import BinaryLayerMixin
 
     return isinstance(m, BinaryLayerMixin)
-
-
-def _randn(shape, generator: torch.Generator, device) -> torch.Tensor:
-    return torch.randn(shape, generator=generator, device=generator.device).to(device)
 
 
 def _rand(shape, generator: torch.Generator, device) -> torch.Tensor:

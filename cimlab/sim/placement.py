@@ -262,9 +262,11 @@ def place_network(
     device: Any = None,
     config: PlacementConfig | None = None,
     layers: Sequence[str] | None = None,
+    source: str | None = None,
 ) -> NetworkPlacement:
     """Place the Linear/Conv2d layers of ``net`` on a chip of ``geometry`` (n_tiles, rows,
-    cols), mapping with ``device`` (a DeviceModel; None: the literature default)."""
+    cols), mapping with ``device`` (a DeviceModel; None: the literature default).
+    ``source``: what errors name as the network's origin (e.g. the checkpoint file)."""
     from cimlab.sim.convert import convert
 
     config = config or PlacementConfig()
@@ -292,13 +294,15 @@ def place_network(
         gpt = max(1, -(-n_logical // avail))
     if gpt > max_groups:
         raise ConfigError(
-            None, "placement", f"a network that fits the chip: {n_logical} logical tiles of "
-            f"{config.rows_per_mvm} x {cols} need {-(-n_logical // max_groups)} chip tiles, "
-            f"{avail} available (use a smaller network, e.g. 'cimlab train --net paper000-cnn "
-            f"--width 0.0625', more tiles or a larger rows_per_mvm)",
-            n_logical)  # fmt: skip
+            source, "placement", f"a network that fits the chip: its {n_logical} logical "
+            f"tiles of {config.rows_per_mvm} x {cols} cells need "
+            f"{-(-n_logical // max_groups)} chip tiles, {avail} available (tiles {first}-"
+            f"{first + avail - 1} of {n_tiles}). Fix: train a smaller network, e.g. 'cimlab "
+            f"train --net paper000-cnn --width 0.0625' (22 tiles), or give it more tiles "
+            f"(first_tile / --first-tile 0)",
+            f"{n_logical} logical tiles")  # fmt: skip
     if -(-n_logical // gpt) > avail:
-        raise ConfigError(None, "placement.groups_per_tile",
+        raise ConfigError(source, "placement.groups_per_tile",
                           f"at least {-(-n_logical // avail)} ({n_logical} logical tiles on "
                           f"{avail} chip tiles)", gpt)  # fmt: skip
     slot = 0
@@ -306,7 +310,7 @@ def place_network(
     rl = config.rows_per_mvm
     for name, al in anet.layers.items():
         if al.binary:
-            raise ConfigError(None, f"layer {name}", "a multi-level (non-binary) layer", "binary")
+            raise ConfigError(source, f"layer {name}", "a multi-level (non-binary) layer", "binary")
         lay = al.layout
         g_t = al.g_target.detach().double()
         lp = LayerPlacement(

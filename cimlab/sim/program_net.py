@@ -45,6 +45,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,11 +163,7 @@ def program_network(
     from cimlab.params import to_dict
 
     cfg = pv_config or ProgramVerifyConfig()
-    geometry = tuple(int(g) for g in station.array.geometry)
-    if geometry != tuple(placement.geometry):
-        raise ConfigError(None, "placement.geometry", f"the station's chip {geometry}",
-                          tuple(placement.geometry))
-    _check_limits(station, cfg)
+    check_program(station, placement, cfg)
     spec = getattr(net, "spec", None)
     plan = {
         "network": spec, "network_sha256": net_digest(net), "placement": placement.to_meta(),
@@ -247,11 +245,24 @@ def _layer_index(placement: NetworkPlacement) -> np.ndarray:
                            for i, lp in enumerate(placement.layers.values())])
 
 
-def _check_limits(station: Any, cfg: Any) -> None:
-    """Program-verify's extreme voltages against the station limits, before any pulse."""
+def check_program(station: Any, placement: NetworkPlacement, pv_config: Any = None) -> None:
+    """What :func:`program_network` checks before it writes or sends anything: the
+    placement was made for ``station``'s chip, and program-verify's extreme voltages lie
+    within the station's limits (ConfigError / LimitError)."""
+    from cimlab.calibration.program_verify import ProgramVerifyConfig
+
+    geometry = tuple(int(g) for g in station.array.geometry)
+    if geometry != tuple(placement.geometry):
+        raise ConfigError(None, "placement.geometry", f"the station's chip {geometry}",
+                          tuple(placement.geometry))
+    check_limits(station.limits, station.path, pv_config or ProgramVerifyConfig())
+
+
+def check_limits(lim: Any, station_path: Any, cfg: Any) -> None:
+    """Program-verify's (``cfg``) extreme voltages against a station's limits ``lim``
+    (:class:`~cimlab.instruments.station.StationLimits`), before any pulse: LimitError."""
     from cimlab.errors import LimitError
 
-    lim = station.limits
     checks = [("SET bit-line amplitude", cfg.max_v_set(), "set_bl_max_v"),
               ("RESET source-line amplitude", cfg.max_v_reset(), "reset_sl_max_v"),
               ("SET word-line voltage", cfg.max_v_gate_set(), "set_wl_max_v"),
@@ -260,7 +271,7 @@ def _check_limits(station: Any, cfg: Any) -> None:
     for what, v, key in checks:
         if v > getattr(lim, key):
             raise LimitError(f"{what} {v:g} exceeds station limit {key} = "
-                             f"{getattr(lim, key):g} ({station.path}); nothing was sent")
+                             f"{getattr(lim, key):g} ({station_path}); nothing was sent")
 
 
 # --------------------------------------------------------------------------- reading back
@@ -358,26 +369,96 @@ def state_path_for(store_path: str | os.PathLike) -> Path:
     return p.with_name(p.name + STATE_SUFFIX)
 
 
+def planned_geometry(station_path: str | os.PathLike) -> tuple[int, int, int] | None:
+    """The chip geometry ``(n_tiles, rows, cols)`` of an in-process emulated bench
+    (``[emulator] start = true``: its profile's), known without starting anything; None for
+    a served emulator or a real bench (ask the instrument: ``station.array.geometry``)."""
+    from cimlab.instruments.station import load_station_config
+    from cimlab.physics.profile import load_profile
+
+    config, _text = load_station_config(station_path)
+    if not config.emulator.start:
+        return None
+    g = load_profile(config.emulator.profile).geometry
+    return (int(g.n_tiles), int(g.rows), int(g.cols))
+
+
+def require_chip_state(station_path: str | os.PathLike, state_path: str | os.PathLike,
+                       how_to_fix: str = "re-run cimlab program-net NET.pt ...") -> None:
+    """For an in-process emulated bench, the chip a command is to measure lives only in
+    ``state_path``: if it is missing the network is not on a fresh emulator's chip, so refuse
+    (ConfigError naming the file and ``how_to_fix``) instead of measuring a blank chip. A
+    served emulator or a real bench keeps its chip itself: nothing to check."""
+    from cimlab.instruments.station import load_station_config
+
+    config, _text = load_station_config(station_path)
+    state_path = Path(state_path)
+    if not config.emulator.start:
+        return
+    _refuse_legacy_state(state_path)
+    if not state_path.is_file():
+        raise ConfigError(state_path, "<file>",
+                          f"the emulated chip's state ({state_path.name}): not found. The "
+                          f"network is not on this chip (a fresh emulated chip would be "
+                          f"measured: blank, accuracy at chance); {how_to_fix}",
+                          "no such file")
+
+
 @contextlib.contextmanager
-def open_station(station_path: str | os.PathLike, state_path: str | os.PathLike | None = None
-                 ) -> Iterator[Any]:  # fmt: skip
+def open_station(station_path: str | os.PathLike, state_path: str | os.PathLike | None = None,
+                 *, require_state: bool = False, how_to_fix: str = "re-run cimlab "
+                 "program-net NET.pt ...") -> Iterator[Any]:  # fmt: skip
     """Open a station; for an in-process emulated bench (``[emulator] start = true``) with
     ``state_path``, the emulated world is restored from it (if it exists) and saved back when
     the station closes (:meth:`Station.open(..., emulator_state=...)
     <cimlab.instruments.station.Station.open>`), so a chip programmed by one command is the
     chip the next command measures. ``st.emulator_state`` records the state file, whether it
-    was restored, the profile and the seed (None on a real or served bench)."""
+    was restored, the profile and the seed (None on a real or served bench).
+
+    ``require_state``: the state file must exist (:func:`require_chip_state`). A Ctrl-C that
+    arrives while the station closes (outputs off, the emulated world being saved) is held
+    back until it is closed and then raised: the saved chip is never lost half-way."""
     from cimlab.instruments.station import Station, load_station_config
 
     config, _text = load_station_config(station_path)
     if state_path is None or not config.emulator.start:
-        with Station.open(station_path) as st:
-            yield st
-        return
-    state_path = Path(state_path)
-    _refuse_legacy_state(state_path)
-    with Station.open(station_path, emulator_state=state_path) as st:
+        st = Station.open(station_path)
+    else:
+        state_path = Path(state_path)
+        if require_state:
+            require_chip_state(station_path, state_path, how_to_fix)
+        _refuse_legacy_state(state_path)
+        st = Station.open(station_path, emulator_state=state_path)
+    failed: tuple[Any, Any, Any] = (None, None, None)
+    try:
         yield st
+    except BaseException as exc:
+        failed = (type(exc), exc, exc.__traceback__)
+        raise
+    finally:
+        with interrupt_deferred():
+            st.__exit__(*failed)
+
+
+@contextlib.contextmanager
+def interrupt_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) back while the block runs, then raise KeyboardInterrupt
+    (only if the block itself ended normally). Main thread only; elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    except (ValueError, OSError):  # pragma: no cover - not settable here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _refuse_legacy_state(state_path: Path) -> None:
@@ -396,5 +477,7 @@ def _refuse_legacy_state(state_path: Path) -> None:
 
 
 __all__ = ["RUN_KIND", "STATE_SUFFIX", "NetworkProgramResult", "StoredNetwork",
-           "apply_bn_calibration", "load_programmed", "load_state_table", "open_station",
-           "program_network", "record_bn_calibration", "state_path_for", "state_table"]
+           "apply_bn_calibration", "check_limits", "check_program", "interrupt_deferred",
+           "load_programmed", "load_state_table", "open_station", "planned_geometry",
+           "program_network", "record_bn_calibration", "require_chip_state", "state_path_for",
+           "state_table"]

@@ -374,11 +374,18 @@ class Run:
         self._store._flush()
 
     def finish(self, status: str = COMPLETED) -> None:
-        """Close the run with ``status`` ("completed" or "aborted"); commits every row."""
+        """Close the run with ``status``.
+
+        "completed" commits every row. "aborted" (an exception, Ctrl-C) commits nothing more:
+        rows of a step that was not completed stay readable (``table()``) but are not
+        committed, so a resume cuts them and measures that step again, exactly as after a
+        killed process (no duplicates).
+        """
         if status not in (COMPLETED, ABORTED):
             raise StoreError(self._store.path, "status", "'completed' or 'aborted'", status)
         self._writable()
-        self._commit(f"_finish{len(self._log())}")
+        if status == COMPLETED:
+            self._commit(f"_finish{len(self._log())}")
         self._g.attrs.modify("n_cells", np.int64(self._count_cells()))
         self._g.attrs.modify("stopped_unix", time.time())
         set_text(self._g.attrs, "status", status, _STATUS_BYTES)

@@ -174,10 +174,12 @@ class Store:
 
     @property
     def uids(self) -> list[str]:
-        """Uids of the runs, oldest first (a group a killed begin_run left without its uid
-        attribute, written last, is not a run and is skipped)."""
+        """Uids of the runs, oldest first: by start time, then uid (a uid holds the start time
+        to the second only, then a random suffix). A group a killed begin_run left without its
+        uid attribute, written last, is not a run and is skipped."""
         runs = self._f[_RUNS]
-        return sorted(u for u in runs if "uid" in runs[u].attrs)
+        return sorted((u for u in runs if "uid" in runs[u].attrs),
+                      key=lambda u: (_started(runs[u]), u))
 
     def run(self, uid: str) -> Run:
         """The run with this uid (or a unique prefix of it, or "last" for the newest)."""
@@ -271,6 +273,15 @@ class Store:
         init_group(g, uid, kind, _json.digest(plan), texts)
         self._flush(durable=True)
         return Run(self, g)
+
+
+def _started(g: h5py.Group) -> float:
+    """Start time of a run group [s since 1970] for ordering (damaged: +inf, listed last)."""
+    try:
+        t = float(g.attrs["started_unix"])
+    except (KeyError, TypeError, ValueError, OSError):
+        return float("inf")
+    return t if np.isfinite(t) else float("inf")
 
 
 def _reason(exc: OSError) -> str:

@@ -91,7 +91,13 @@ def test_plan_larger_than_chip_is_a_clear_error(tmp_path):
     plan = load_plan(_write(tmp_path, GOOD.replace("start = 0", "start = 524280")))
     with pytest.raises(ConfigError) as exc:
         plan.check_geometry(GEOMETRY)
-    assert "larger than chip" in str(exc.value) and "524288" in str(exc.value)
+    assert exc.value.field == "experiment[0].cells.start/count"
+    assert "524288" in str(exc.value) and "ends at cell 524343" in str(exc.value)
+    plan = load_plan(_write(tmp_path, GOOD.replace("start = 0, count = 64",
+                                                   "ranges = [[0, 8], [524280, 524300]]")))
+    with pytest.raises(ConfigError) as exc:
+        plan.check_geometry(GEOMETRY)
+    assert exc.value.field == "experiment[0].cells.ranges[1]"
     plan = load_plan(_write(tmp_path, GOOD.replace("start = 0, count = 64", "tiles = [32]")))
     with pytest.raises(ConfigError, match="tiles"):
         plan.check_geometry(GEOMETRY)
@@ -119,33 +125,38 @@ def _run_cli(tmp_path, plan_text, station, out):
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("text", "messages"),
     [
-        (GOOD.replace("repeats = 3", "repeats = 3\nrepeatz = 4"), "repeatz"),
-        (GOOD.replace("start = 0", "start = 524280"), "larger than chip"),
+        (GOOD.replace("repeats = 3", "repeats = 3\nrepeatz = 4"), ["repeatz"]),
+        (GOOD.replace("start = 0", "start = 524280"),
+         ["cli-plan.toml", "experiment[0].cells.start/count", "524288"]),
         (GOOD + """
 [[experiment]]
 kind = "ber"
 cells = { start = 1000, count = 300 }
 bits = 10
 conditions = [{ name = "hot", icc_a = 900e-6, v_reset = 2.5 }]
-""", "set_icc_max_a"),
+""", ["cli-plan.toml", "experiment[1].conditions[0].icc_a", "0.0009", "set_icc_max_a",
+      "0.0007", "station.toml"]),
         (GOOD + """
 [[experiment]]
 kind = "bake_retention"
 cells = { start = 1000, count = 64 }
 temps_c = [260.0]
-""", "oven_temp_max_c"),
+""", ["cli-plan.toml", "experiment[1].temps_c[0]", "260", "oven_temp_max_c", "200",
+      "station.toml"]),
     ],
 )
-def test_bad_plan_writes_nothing(tmp_path, capsys, text, message):
+def test_bad_plan_writes_nothing(tmp_path, capsys, text, messages):
     """Unknown key, larger than the chip, beyond the station's limits: the CLI fails with a
-    clear message before the first pulse and creates no store."""
+    clear message (plan file, the field as written, value, limit, station file) before the
+    first pulse and creates no store."""
     station = station_file(tmp_path, seed=2)
     out = tmp_path / "never.h5"
     assert _run_cli(tmp_path, text, station, out) == 1
     err = capsys.readouterr().err
-    assert message in err
+    for message in messages:
+        assert message in err
     assert not out.exists()
 
 

@@ -12,6 +12,7 @@ from scipy.stats import binomtest
 
 from cimlab.calibration.importer import import_techc
 from cimlab.calibration.report import (
+    _time_label,
     clopper_pearson,
     format_report,
     report,
@@ -236,6 +237,12 @@ def test_ber_with_exact_intervals_and_energy(tmp_path):
     assert len(zero) >= 1 and np.allclose(zero["ber_hi"], 1 - 0.025 ** (1 / n))
     assert s.set_index("condition").loc["55uA", "energy_per_bit_j"].tolist() == [12e-12] * 2
     assert rep.plots[0].read_bytes()[:8] == PNG
+    # printed as narrow tables (an 80-110 column terminal): raw, working cells, energy
+    text = format_report([rep])
+    assert max(len(x) for x in text.splitlines() if not x.startswith("plot: ")) <= 110
+    assert "\\" not in text  # no table wrapped onto a second block
+    energy = next(x for x in rep.sections if "energy" in x.title)
+    assert energy.display().columns.tolist() == ["condition", "energy_per_bit_j"]
 
 
 def _ber_bits(rng, n: int, n_on: int, n_off: int, n_unswitchable: int):
@@ -356,6 +363,11 @@ def test_endurance_window(tmp_path):
     assert rep.plots[0].read_bytes()[:8] == PNG
 
 
+def test_time_labels_two_significant_digits():
+    assert [_time_label(t) for t in (0.0194746, 0.1095, 1.009, 10.01, 1e4, 0.0)] == [
+        "0.019 s", "0.11 s", "1 s", "10 s", "10000 s", "0 s"]
+
+
 def test_clopper_pearson_edges():
     lo, hi = clopper_pearson([0, 10, 10], [10, 10, 0])
     assert lo[0] == 0 and hi[1] == 1 and lo[1] == pytest.approx(0.025 ** (1 / 10))
@@ -421,3 +433,156 @@ def test_report_text_and_unknown_kind(tmp_path):
     text = format_report(report(path, tmp_path / "p"))
     assert "kind custom" in text and "log" in text
     assert "column 'target_s' is missing" in text or "column 'g0_s' is missing" in text
+
+
+# --------------------------------------------------------------------------- stuck cells
+def _inject_stuck(rng, n_cells: int, frac: float = 0.01):
+    """Cell ids and stuck conductances [S] of ~1 % stuck cells (paper 004: 84 % stuck-on at
+    ~60 uS, the rest stuck-off at ~0.3 uS)."""
+    k = round(frac * n_cells)
+    cells = rng.choice(n_cells, k, replace=False)
+    g = np.where(rng.random(k) < 0.84, 60 * US, 0.3 * US) * (1 + 0.01 * rng.standard_normal(k))
+    return cells, g
+
+
+def _faults(cells: np.ndarray, stuck: np.ndarray, g_stuck: np.ndarray) -> dict:
+    state = np.full(cells.size, "ok", dtype=object)
+    state[np.isin(cells, stuck)] = np.where(g_stuck > 10 * US, "stuck_on", "stuck_off")[
+        np.argsort(stuck)][np.searchsorted(np.sort(stuck), cells[np.isin(cells, stuck)])]
+    return {"cell": cells, "state": state.astype(str), "g_after_set_s": np.zeros(cells.size),
+            "g_after_reset_s": np.zeros(cells.size)}
+
+
+@pytest.mark.parametrize("with_fault_map", [True, False])
+def test_programming_sigma_leaves_out_stuck_cells(tmp_path, with_fault_map):
+    """~1 % stuck cells double the plain sigma; the report's sigma (fault map: std of the
+    other cells; no fault map: robust sigma) matches the truth, sigma_raw keeps the plain one."""
+    rng = np.random.default_rng(21)
+    levels, n = 8, 2000
+    target = 2 * US + np.arange(levels) * 38 * US / (levels - 1)
+    sigma = 0.07 * 38 * US
+    cell = np.arange(levels * n)
+    level = cell // n
+    g = target[level] + rng.normal(0, sigma, cell.size)
+    stuck, g_stuck = _inject_stuck(rng, cell.size)
+    g[stuck] = g_stuck
+    path = tmp_path / "pe.h5"
+    if with_fault_map:
+        make_run(path, "fault_map", {"faults": _faults(cell, stuck, g_stuck)})
+    make_run(path, "programming_error", {"programmed": {
+        "cell": cell, "level": level, "target_s": target[level], "g_s": g,
+        "pulses": np.ones(cell.size, int), "mode": np.full(cell.size, "single_shot"),
+        "time_s": np.full(cell.size, 1e-3)}})
+    rep = next(r for r in report(path, tmp_path / "plots") if r.kind == "programming_error")
+    pooled = rep.section("programming error per mode (pooled over levels)").frame.iloc[0]
+    per_level = rep.section("programming error per level").frame
+    ok = cell.size - stuck.size
+    # the MAD sigma has ~1/0.37 the variance of a plain std, and a ~1 % bias from 1 % outliers
+    se = sigma_se(sigma, ok) if with_fault_map else sigma_se(sigma, ok) / np.sqrt(0.37)
+    bias = 0 if with_fault_map else 0.02 * sigma
+    assert abs(pooled.sigma_s - sigma) < 5 * se + bias
+    assert pooled.sigma_frac == pytest.approx(0.07, abs=(5 * se + bias) / (38 * US))
+    assert pooled.sigma_raw_s > 1.5 * sigma  # the plain std over all cells: the QA figure
+    assert pooled.sigma_frac_raw > 0.1
+    assert pooled.excluded == (stuck.size if with_fault_map else 0)
+    if with_fault_map:
+        assert per_level["excluded"].sum() == stuck.size
+        want = pd.Series(g - target[level]).drop(stuck).groupby(level[np.setdiff1d(
+            cell, stuck)]).std().to_numpy()
+        np.testing.assert_allclose(per_level["sigma_s"], want, rtol=1e-9)
+        assert "stuck cells excluded (flagged by the fault map" in rep.sections[0].note
+    else:
+        assert "no fault map" in rep.sections[0].note
+    assert rep.figures["single_shot"]["sigma_raw_s"] == pytest.approx(pooled.sigma_raw_s)
+    text = format_report([rep])
+    assert max(len(x) for x in text.splitlines() if not x.startswith("plot: ")) <= 110
+
+
+def test_relaxation_and_bake_sigma_leave_out_stuck_cells(tmp_path):
+    """Relaxation and bake sigma per level: stuck cells (~1 %) out by the fault map; the raw
+    std, ~10x larger at a mid level, stays in sigma_raw_s."""
+    rng = np.random.default_rng(22)
+    levels, n, s0 = 4, 1500, 0.4 * US
+    cell = np.arange(levels * n)
+    level = cell // n
+    target = (5 + 8 * level) * US
+    g0 = target + rng.normal(0, s0, cell.size)
+    stuck, g_stuck = _inject_stuck(rng, cell.size)
+    g0[stuck] = g_stuck
+    path = tmp_path / "rb.h5"
+    make_run(path, "fault_map", {"faults": _faults(cell, stuck, g_stuck)})
+    make_run(path, "relaxation", {"reads": {
+        "cell": np.tile(cell, 2), "level": np.tile(level, 2), "target_s": np.tile(target, 2),
+        "g0_s": np.tile(g0, 2), "time_s": np.repeat([0.0, 10.0], cell.size),
+        "g_s": np.concatenate([g0, g0]), "temp_k": 300.0}})
+    make_run(path, "bake_retention", {"reads": {
+        "cell": cell, "level": level, "target_s": target, "step": 0, "temp_k": 423.15,
+        "bake_time_s": 0.0, "g_s": g0}})
+    reps = {r.kind: r for r in report(path, tmp_path / "plots")}
+    tol = 5 * sigma_se(s0, n)
+    rx = reps["relaxation"].section("relaxation per level and time point").frame
+    bk = reps["bake_retention"].section("bake retention per bake step and level").frame
+    for s in (rx, bk):
+        assert np.all(np.abs(s["sigma_s"] - s0) < tol)
+        assert (s["sigma_raw_s"] > 5 * s0).any()
+        assert s["excluded"].sum() in (stuck.size, 2 * stuck.size)
+    assert reps["relaxation"].figures["excluded"] == stuck.size
+    assert len(reps["relaxation"].plots) == 1 and len(reps["bake_retention"].plots) == 1
+
+
+# a real campaign on the emulated bench: the fault map covers the analog runs' cells
+TILE = 256 * 64
+STUCK_PLAN = {"plan": {"name": "stuck", "seed": 3}, "experiment": [
+    {"kind": "fault_map", "cells": {"ranges": [[TILE, 2 * TILE + 1024]]}},
+    {"kind": "programming_error", "cells": {"start": TILE, "count": 4096},
+     "calibration_cells": 256, "calibration_points": 26},
+    {"kind": "read_fluctuation", "cells": {"start": 2 * TILE, "count": 1024},
+     "repeats": 20, "settle_s": 3600.0, "smu_cells": 0}]}
+
+
+@pytest.fixture(scope="module")
+def stuck_campaign(tmp_path_factory):
+    from cimlab.calibration.campaign import run_plan
+    from cimlab.calibration.plan import plan_from_mapping
+    from cimlab.instruments.station import Station
+    from tests.calibration.bench_util import station_file
+
+    tmp = tmp_path_factory.mktemp("stuck")
+    with Station.open(station_file(tmp, seed=5)) as st:
+        chip = st.bench.chip
+        run_plan(plan_from_mapping(STUCK_PLAN, source="stuck-test"), st, tmp / "s.h5",
+                 progress=False)
+        stuck = chip.truth.stuck_mask().copy()
+        truth = chip.truth
+    return {"path": tmp / "s.h5", "stuck": stuck, "truth": truth, "tmp": tmp}
+
+
+def test_campaign_read_sigma_matches_truth_without_stuck_cells(stuck_campaign):
+    """Real campaign with a fault map: the report excludes exactly the chip's stuck cells;
+    its read sigma per level matches the truth read_sigma of the working cells within the
+    sample-size tolerance, the raw one (stuck cells in) does not."""
+    c = stuck_campaign
+    reps = {r.kind: r for r in report(c["path"], c["tmp"] / "plots")}
+    with Store.open(c["path"], "r") as store:
+        run = next(r for r in store if r.kind == "read_fluctuation")
+        reads = run.table("reads")
+    stuck_cells = np.flatnonzero(c["stuck"])
+    run_cells = np.unique(reads["cell"])
+    n_stuck = int(np.isin(run_cells, stuck_cells).sum())
+    assert n_stuck >= 3  # ~1 % of 1024
+    s = reps["read_fluctuation"].section("read fluctuation per level (array reads)").frame
+    assert s["excluded"].sum() == n_stuck
+    ok = reads[~reads["cell"].isin(stuck_cells)]
+    raw_off = []
+    for row in s.itertuples():
+        per_cell = ok[ok["level"] == row.level].groupby("cell")["g_s"].agg(["mean", "size"])
+        var_true = float(np.mean(c["truth"].read_sigma(per_cell["mean"].to_numpy()) ** 2))
+        rel = 5 * np.sqrt(2.0 / float((per_cell["size"] - 1).sum()))  # 5 SE of a variance
+        assert abs(row.sigma_s**2 / var_true - 1) < rel, row
+        raw_off.append(abs(row.sigma_raw_s**2 / var_true - 1) > rel)
+    assert any(raw_off)
+    pe = reps["programming_error"].section("programming error per mode (pooled over levels)")
+    f = pe.frame.set_index("mode")
+    assert (f["excluded"] > 0).all() and (f["sigma_raw_s"] > 1.5 * f["sigma_s"]).all()
+    assert 0.05 < f.loc["single_shot", "sigma_frac"] < 0.09  # paper 000: ~0.07
+    assert f.loc["verify", "sigma_s"] < 2 * US

@@ -85,3 +85,36 @@ def chip_tables(profile: str = "default", seed: int = 7, n_per_level: int = 400,
     return {"profile": prof, "chip": chip, "relax": relax, "reads": reads,
             "programmed": programmed, "bake": bake, "bake_programmed": bake_prog,
             "stuck": chip.truth.stuck_mask()[: n * (len(bake_temps_c) + 1)]}
+
+
+#: Read marks of the endurance tables (cycle indices; 0-based like the procedure's).
+ENDURANCE_MARKS = (0, 4, 9, 19, 39, 59, 79, 99, 129, 159, 199, 249, 299, 399)
+
+
+@functools.cache
+def endurance_table(seed: int = 11, n_cells: int = 256,
+                    marks: tuple[int, ...] = ENDURANCE_MARKS) -> tuple[pd.DataFrame, object]:
+    """SET/RESET cycling of ``n_cells`` fresh cells per condition of the default profile, the
+    window read at ``marks`` (as the ``endurance`` procedure does, without the instruments).
+
+    Returns (cycles table: condition, cycle, cell, g_lrs_s, g_hrs_s; the chip, for its truth).
+    """
+    prof = load_profile("default")
+    chip = ReRAMChip(prof, seed=seed)
+    now = 1.0
+    rows = []
+    for j, cond in enumerate(prof.conditions):
+        cells = np.arange(n_cells) + j * n_cells + 1000
+        vg = float(prof.transistor.v_gate_for_icc(cond.icc_a))
+        want = set(marks)
+        for cyc in range(max(marks) + 1):
+            chip.pulse(cells, "set", cond.v_set, vg, cond.width_s, now)
+            now += 1e-3
+            if cyc in want:
+                g_lrs = chip.read(cells, now)
+            chip.pulse(cells, "reset", cond.v_reset, vg, cond.width_s, now)
+            now += 1e-3
+            if cyc in want:
+                rows.append(pd.DataFrame({"condition": cond.name, "cycle": cyc, "cell": cells,
+                                          "g_lrs_s": g_lrs, "g_hrs_s": chip.read(cells, now)}))
+    return pd.concat(rows, ignore_index=True), chip

@@ -74,3 +74,20 @@ def test_show_default_model(capsys):
     p = Path(__file__).parents[2] / "calibration" / "models" / "default.json"
     assert main(["model", "show", str(p)]) == 0
     assert "paper 003" in capsys.readouterr().out
+
+
+def test_help_and_use_condition_bounds(capsys):
+    from pathlib import Path
+
+    for action in ("show", "extrapolate"):
+        with pytest.raises(SystemExit):
+            main(["model", action, "--help"])
+        out = capsys.readouterr().out
+        assert "95%" in out and "95%%" not in out
+    default = Path(__file__).parents[2] / "calibration" / "models" / "default.json"
+    for args, field, what in ((["--temp-c", "5000"], "--temp-c", "at most 400"),
+                              (["--temp-c", "-300"], "--temp-c", "above -273.15"),
+                              (["--years", "0"], "--years", "a positive number of years")):
+        assert main(["model", "extrapolate", str(default), *args]) == 1
+        err = capsys.readouterr().err
+        assert field in err and what in err, err

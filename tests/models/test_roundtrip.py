@@ -232,10 +232,15 @@ def test_binary_conditions(roundtrip):
     """LRS/HRS lognormals against the physics' distributions after a full SET / RESET (read
     noise included). The physics' states are not exactly lognormal (a Gauss-Hermite mixture
     over the transistor threshold mismatch; a 100 ns pulse does not always switch fully), so
-    the stated tolerances are: medians within 10 % (techb HRS: 30 %, its RESET is partial),
-    log-widths within 25 % (techb: 60 %). The raw BER includes stuck cells (1 % / 3 % of the
-    bits read wrong half the time), so it must be at least a third of the stuck fraction the
-    fault map found; the model's BER (working cells) is below it."""
+    the stated tolerances are: medians within 10 % (techb HRS: 40 %, its RESET is partial:
+    the measured median of ln g is ~1.3x the full-RESET truth; the old exp(mean ln g) sat
+    lower only because of the long low tail), log-widths within 25 % (techb: 60 %). The
+    log-width is the facing tail's (the one that decides bit errors), so the BER the fitted
+    lognormals predict must be within a factor 2.5 of the physics' BER for the strong and
+    weak conditions (before: 5.7x for strong, from the two-sided width). The raw BER
+    includes stuck cells (1 % / 3 % of the bits read wrong half the time), so it must be at
+    least a third of the stuck fraction the fault map found; the model's BER (working cells)
+    is below it."""
     dm = roundtrip["dm"]
     prof = roundtrip["truth"]["profile"]
     techb = roundtrip["profile"] == "techb"
@@ -244,12 +249,18 @@ def test_binary_conditions(roundtrip):
     for c in dm.binary.conditions:
         lrs, hrs = roundtrip["truth"]["binary"][c.name]
         for key, d in (("lrs", lrs), ("hrs", hrs)):
-            med_tol = 0.3 if (techb and key == "hrs") else 0.10
+            med_tol = 0.4 if (techb and key == "hrs") else 0.10
             sig_tol = 0.6 if techb else 0.25
             med = getattr(c, f"{key}_median_s")
             assert abs(med / d.median_s - 1) < med_tol, (c.name, key, med, d.median_s)
             sig = getattr(c, f"{key}_sigma_ln")
             assert abs(sig / d.sigma - 1) < sig_tol, (c.name, key, sig, d.sigma)
+        if c.name in ("strong", "weak"):
+            from cimlab.physics import binary as phys_binary
+
+            true_ber = phys_binary.ber(prof, c.name, "1T1R")
+            ratio = c.fit.gof["ber_1t1r_model"] / true_ber
+            assert 1 / 2.5 < ratio < 2.5, (c.name, c.fit.gof["ber_1t1r_model"], true_ber)
         # the model's BER is over working cells (stuck cells are the stuck effect); the raw
         # BER (stuck cells read wrong half the time) stays in the fit's gof
         assert c.fit.gof["ber_1t1r_raw"] >= stuck / 3

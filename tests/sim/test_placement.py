@@ -84,5 +84,7 @@ def test_groups_are_stacked_when_tiles_run_short_and_too_large_raises():
     assert p.groups_per_tile >= 2 and p.used_tiles() == [0, 1]
     cells = p.all_cells()
     assert np.unique(cells).size == cells.size
-    with pytest.raises(ConfigError, match="fits the chip"):
-        place_network(net, GEOMETRY, config=PlacementConfig(n_tiles=1, rows_per_mvm=256))
+    with pytest.raises(ConfigError, match="fits the chip") as ei:
+        place_network(net, GEOMETRY, config=PlacementConfig(n_tiles=1, rows_per_mvm=256),
+                      source="cnn.pt")
+    assert str(ei.value).startswith("cnn.pt: ") and "--width 0.0625" in str(ei.value)

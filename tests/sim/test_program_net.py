@@ -18,9 +18,11 @@ from cimlab.sim.nets import build
 from cimlab.sim.placement import place_network
 from cimlab.sim.program_net import (
     RUN_KIND,
+    interrupt_deferred,
     load_programmed,
     open_station,
     program_network,
+    require_chip_state,
     state_path_for,
 )
 from cimlab.sim.training import save_checkpoint
@@ -132,9 +134,19 @@ def test_cli_program_evaluate_bn_calibrate(station_file, tmp_path, capsys):
     store = tmp_path / "net.h5"
     assert main(["program-net", str(ckpt), "--station", str(station_file), "--out", str(store),
                  "--no-progress"]) == 0
-    assert main(["evaluate", str(store), "--samples", "60"]) == 0
-    assert main(["bn-calibrate", str(store), "--samples", "64"]) == 0
-    assert main(["evaluate", str(store), "--samples", "60"]) == 0
+    # without its emulated-chip state the network is not on the chip: refused, not a blank
+    # chip measured at chance
+    state = state_path_for(store)
+    kept = state.rename(tmp_path / "kept.npz")
+    capsys.readouterr()
+    assert main(["evaluate", str(store), "--samples", "60", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "emulated chip's state" in err and state.name in err and "program-net" in err
+    assert str(ckpt) in err and not state.exists()
+    kept.rename(state)
+    assert main(["evaluate", str(store), "--samples", "60", "--no-progress"]) == 0
+    assert main(["bn-calibrate", str(store), "--samples", "64", "--no-progress"]) == 0
+    assert main(["evaluate", str(store), "--samples", "60", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert out.count("chip-in-the-loop accuracy") == 2
     with Store.open(store, "r") as s:
@@ -142,3 +154,94 @@ def test_cli_program_evaluate_bn_calibrate(station_file, tmp_path, capsys):
         assert kinds.count("chip_evaluation") == 2 and "bn_calibration" in kinds
         evals = [r for r in s if r.kind == "chip_evaluation"]
         assert evals[-1].table("accuracy")["bn_run"].astype(str).iloc[0] != "trained"
+
+
+def test_program_net_too_large_network_names_the_file_and_writes_nothing(station_file,
+                                                                          tmp_path, capsys):
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        big = build("paper000-cnn", (1, 8, 8), 10, width=0.25, dropout=0.0).eval()
+    ckpt = save_checkpoint(tmp_path / "big.pt", big, {"name": "digits", "image_size": None},
+                           0.0)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    store = tmp_path / "chip.h5"
+    assert main(["program-net", str(ckpt), "--station", str(station_file), "--out",
+                 str(store), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert str(ckpt) in err and "<input>" not in err
+    assert "32 available" in err and "--width 0.0625" in err
+    # checked before anything was created: no store, no emulated-chip state
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert not store.exists() and not state_path_for(store).exists()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "bn-calibrate"])
+def test_mistyped_store_is_an_error_and_creates_nothing(tmp_path, capsys, command):
+    typo = tmp_path / "typo.h5"
+    assert main([command, str(typo)]) == 1
+    err = capsys.readouterr().err
+    assert str(typo) in err and "no such file" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_chip_state_is_refused_only_for_an_in_process_emulator(station_file,
+                                                                       tmp_path):
+    state = state_path_for(tmp_path / "chip.h5")
+    with pytest.raises(ConfigError) as ei:
+        require_chip_state(station_file, state, "re-run cimlab program-net x.pt")
+    msg = str(ei.value)
+    assert state.name in msg and "not on this chip" in msg and "program-net x.pt" in msg
+    with pytest.raises(ConfigError), open_station(station_file, state, require_state=True):
+        pass
+    assert not state.exists()  # refused before the emulator started: nothing saved
+    # a served emulator (start = false) or a real bench keeps its chip itself: fine
+    served = tmp_path / "served.toml"
+    served.write_text(station_file.read_text().replace("start = true", "start = false"))
+    require_chip_state(served, state)
+
+
+def test_interrupt_while_closing_is_held_back_then_raised():
+    import os
+    import signal
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupt_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("the block ran to its end")
+    assert done == ["the block ran to its end"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with interrupt_deferred():  # no interrupt: nothing raised
+        pass
+
+
+def test_bn_calibration_with_progress_equals_calibrate_bn():
+    from cimlab.cli.chipnet import calibrate_bn_with_progress
+    from cimlab.mitigation.bn_calibration import calibrate_bn
+
+    x = torch.randn(40, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    a, b = tiny_net(), tiny_net()
+    ra = calibrate_bn(a, x, batch_size=16)
+    rb = calibrate_bn_with_progress(b, x, batch_size=16, progress=False)
+    assert ra.layers == rb.layers and ra.n_samples == rb.n_samples
+    for sa, sb in zip(ra.after, rb.after, strict=True):
+        torch.testing.assert_close(sa.running_mean, sb.running_mean)
+        torch.testing.assert_close(sa.running_var, sb.running_var)
+
+
+def test_help_shows_defaults(capsys):
+    for command, flags in (("program-net", ("--first-tile", "--seed")),
+                           ("evaluate", ("--bn", "--batch-size", "--no-progress")),
+                           ("bn-calibrate", ("--samples", "--no-progress"))):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        for flag in flags:
+            assert flag in text, (command, flag)
+        if command != "bn-calibrate":
+            assert text.count("(default") >= 3, command
+    # the defaults themselves
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default auto)" in text and "(default 150)" in text

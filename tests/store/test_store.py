@@ -106,11 +106,30 @@ def test_resume_matches_kind_and_plan_and_aborted_runs(tmp_path):
             run.append("bits", {"cell": [1, 2], "bit": [0, 1]})
             raise KeyboardInterrupt
         assert run.status == "aborted"
+        # the rows of the unfinished step stay readable but are not committed
+        assert run.n_rows("bits") == 2 and run.committed_rows() == {"bits": 0}
         assert store.begin_run("ber", {**PLAN, "repeats": 5}).uid != run.uid
         assert store.begin_run("fault_map", PLAN).uid != run.uid
         again = store.begin_run("ber", PLAN)
         assert again.uid == run.uid and again.status == "running"
-        assert again.n_rows("bits") == 2  # finish("aborted") committed its rows
+        assert again.n_rows("bits") == 0  # cut on resume: the step is measured again
+        assert again.resumes[0]["dropped_rows"] == 2
+
+
+def test_aborted_run_keeps_committed_steps_and_resumes_without_duplicates(tmp_path):
+    with Store.open(tmp_path / "c.h5") as store:
+        with pytest.raises(KeyboardInterrupt), store.begin_run("ber", PLAN) as run:
+            run.append("bits", {"cell": [1, 2], "bit": [0, 1]})
+            run.complete_step("cycle-0")
+            run.append("bits", {"cell": [3, 4], "bit": [1, 1]})  # cycle 1, interrupted
+            raise KeyboardInterrupt
+        assert run.status == "aborted" and run.steps == ["cycle-0"]
+        with store.begin_run("ber", PLAN) as again:
+            assert again.uid == run.uid and again.completed_steps == {"cycle-0"}
+            again.append("bits", {"cell": [3, 4], "bit": [1, 1]})
+            again.complete_step("cycle-1")
+        assert again.status == "completed"
+        assert again.table("bits")["cell"].tolist() == [1, 2, 3, 4]
         assert store.begin_run("ber", PLAN, resume=False).uid != run.uid
 
 

@@ -28,6 +28,19 @@ The Arrhenius prefactor of the onset time, ``t0(T) = tau0 exp(Ea / kB T)``, is
 (``fit.covariance``) for :mod:`cimlab.models.extrapolate`. With bakes at two or more
 temperatures each temperature's AF is also fitted on its own and an Arrhenius line through
 ``ln AF(T)`` is reported (``gof.arrhenius_chi2_red``: does one Ea explain all temperatures?).
+
+**One bake temperature.** Ea is then not identifiable: what the data fix is the equivalent
+time scale at that temperature, ``ln AF(T_bake)`` (reported in ``gof.ln_af_bake`` with its
+standard error ``gof.ln_af_bake_se``), and any error in the room-temperature relaxation law
+moves it straight into an "Ea" (the quick plan's 150 C bake gave 1.71 +- 0.22 eV for a true
+1.2 eV). So Ea is NOT fitted: it stays at the prior (``ea_prior``, the model's value, default
+the low end of the published HfOx range) with the published range
+:data:`~cimlab.models.effects.EA_PRIOR_RANGE_EV` as its interval and no standard error;
+``gof.ea_ev_prior`` = 1 and the notes say "prior (one bake temperature: Ea not identifiable)".
+``tau0`` then follows from the relaxation onset at room temperature and the prior Ea; the
+exported covariance gives Ea the variance of a uniform draw over the range, and
+:func:`cimlab.models.extrapolate.extrapolate_retention` propagates the whole range (with a
+warning).
 """
 
 from __future__ import annotations
@@ -39,12 +52,21 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cimlab.models.effects import K_B_EV, RATE_FORMS, ReadNoise, Relaxation, Retention
+from cimlab.models.effects import (
+    EA_PRIOR_RANGE_EV,
+    K_B_EV,
+    RATE_FORMS,
+    ReadNoise,
+    Relaxation,
+    Retention,
+)
 from cimlab.models.fit._stats import group_moments, wls
 from cimlab.models.fit.relaxation import PLAUSIBLE, _rate, _scale, censored, in_level
 from cimlab.models.params import Z95, FitInfo
 
 _U = 1e-6
+#: What the fit info says about Ea when the store has one bake temperature.
+EA_PRIOR_NOTE = "prior (one bake temperature: Ea not identifiable)"
 REQUIRED = ("cell", "level", "step", "temp_k", "bake_time_s", "g_s")
 
 
@@ -56,6 +78,9 @@ class RetentionFit:
     relaxation: Relaxation | None = None  # the relaxation law at the joint optimum
 
     t_off_s: float = 0.0
+    #: Ea that reproduces the measured bakes [eV]: the fitted one, or with one bake
+    #: temperature the effective value ``ln AF(T_bake) / x(T_bake)`` (not the model's prior)
+    ea_bake_ev: float | None = None
 
     def model_variance(self, groups: pd.DataFrame) -> np.ndarray:
         """Model variance [S^2] of g - reference for cumulative bake groups (no read noise)."""
@@ -63,7 +88,8 @@ class RetentionFit:
         T = groups["bake_temp_k"].to_numpy()
         amb = groups["ambient_k"].to_numpy()
         amb = np.where(np.isfinite(amb), amb, ret.t_ref_k)
-        teq = _t_eq(ret.ea_ev, self.t_off_s, groups["soak_cum_s"].to_numpy(),
+        ea = ret.ea_ev if self.ea_bake_ev is None else self.ea_bake_ev
+        teq = _t_eq(ea, self.t_off_s, groups["soak_cum_s"].to_numpy(),
                     groups["ramp_cum_s"].to_numpy(), T, amb, ret.t_ref_k)
         return np.asarray(r.variance(groups["g0"].to_numpy(), teq))
 
@@ -217,8 +243,14 @@ def fit_retention(
     ea_guess: float = 1.2,
     programmed: pd.DataFrame | None = None,
     bakes: pd.DataFrame | None = None,
+    ea_prior: float | None = None,
+    ea_prior_range: tuple[float, float] = EA_PRIOR_RANGE_EV,
 ) -> RetentionFit:
     """Fit :class:`Retention` (see module docstring).
+
+    ``ea_prior`` [eV] (default: :class:`Retention`'s default, the low end of
+    ``ea_prior_range``) and ``ea_prior_range`` are used only when the bakes are at one
+    temperature: then Ea is not fitted (not identifiable) but kept at the prior.
 
     Groups whose spread reaches zero conductance are censored in two passes (observed, then
     from the first fit's model), as in :func:`cimlab.models.fit.relaxation.fit_relaxation`.
@@ -235,7 +267,11 @@ def fit_retention(
         return inc[m].reset_index(drop=True)
 
     cut1 = censored(cum["g0"] + cum["mean"], cum["var"])
-    args = (relaxation, read_noise, t_ref_k, ea_guess)
+    prior = (Retention().ea_ev if ea_prior is None else float(ea_prior),
+             tuple(map(float, ea_prior_range)))
+    if not prior[1][0] <= prior[0] <= prior[1][1]:
+        raise ValueError(f"ea_prior {prior[0]} eV lies outside ea_prior_range {prior[1]}")
+    args = (relaxation, read_noise, t_ref_k, ea_guess, prior)
     first = _fit_once(keep(cut1), cum, *args)
     cut2 = censored(cum["g0"].to_numpy() + cum["mean"].to_numpy(), first.model_variance(cum))
     if np.array_equal(cut1, cut2):
@@ -250,6 +286,7 @@ def _fit_once(
     read_noise: ReadNoise | None,
     t_ref_k: float,
     ea_guess: float,
+    prior: tuple[float, tuple[float, float]],
 ) -> RetentionFit:
     verify_ref = bool(len(mom)) and mom["reference"].iloc[0] == "verify"
     levels = np.unique(mom["level"].to_numpy())
@@ -387,6 +424,36 @@ def _fit_once(
     ci = {"ea_ev": (ea - Z95 * se_ea, ea + Z95 * se_ea),
           "tau0_s": (math.exp(max(ln_tau0 - Z95 * se_lt, -700.0)),
                      math.exp(min(ln_tau0 + Z95 * se_lt, 700.0)))}
+    ea_model = ea
+    one_temp = {}
+    if n_temps == 1:
+        # Ea not identifiable: keep the prior, report what one temperature identifies
+        x_b = float(x_T[0])
+        ea_model, (ea_lo, ea_hi) = prior
+        # variance of ln t0 at room temperature (the relaxation onset), in ln units
+        if mode != "fixed":
+            var_lt0 = math.log(10.0) ** 2 * max(float(cov[2, 2]), 0.0)
+        elif fit_r is not None and "t0_s" in fit_r.stderr:
+            var_lt0 = (fit_r.stderr["t0_s"] / relaxation.t0_s) ** 2
+        else:
+            var_lt0 = 0.0
+        var_ea = (ea_hi - ea_lo) ** 2 / 12.0  # uniform over the published range
+        b = -1.0 / (K_B_EV * t_ref_k)
+        cov2 = np.array([[var_ea, b * var_ea], [b * var_ea, var_lt0 + b * b * var_ea]])
+        ln_tau0 = math.log(10.0) * lt0 + b * ea_model
+        se_lt = math.sqrt(var_lt0)
+        tau0 = math.exp(ln_tau0)
+        stderr = {"tau0_s": tau0 * se_lt} if se_lt > 0 else {}
+        ci = {"ea_ev": (ea_lo, ea_hi)}
+        if se_lt > 0:
+            ci["tau0_s"] = (math.exp(max(ln_tau0 - Z95 * se_lt, -700.0)),
+                            math.exp(min(ln_tau0 + Z95 * se_lt, 700.0)))
+        one_temp = {"ea_ev_prior": 1.0, "ln_af_bake": ea * x_b,
+                    "ln_af_bake_se": se_ea * abs(x_b), "bake_temp_k": float(T[0])}
+        notes.insert(0, f"ea_ev: {EA_PRIOR_NOTE}; kept at {ea_model:g} eV, published range "
+                     f"[{ea_lo:g}, {ea_hi:g}] eV (DESIGN.md); fitted instead: the equivalent "
+                     f"time scale at {T[0] - 273.15:.1f} C, ln AF = {ea * x_b:.3g} +- "
+                     f"{se_ea * abs(x_b):.2g} (gof.ln_af_bake)")
     # cumulative groups (change from the reference at each step), for quality and plots
     cum = cum[np.isin(cum["level"].to_numpy(), levels)].reset_index(drop=True)
     cl = np.searchsorted(levels, cum["level"].to_numpy())
@@ -423,6 +490,7 @@ def _fit_once(
         "t_off_s": 10 ** float(lto),
         "t0_s": 10**lt0,
         "n_temperatures": float(n_temps),
+        **one_temp,
     }
     # per-temperature AF (other parameters fixed at the joint optimum)
     rows = []
@@ -452,7 +520,9 @@ def _fit_once(
         notes="; ".join(notes) + f"; temperatures [K]: "
         f"{', '.join(f'{t:.2f}' for t in sorted(set(np.round(T, 2))))}",
     )
-    eff = Retention(ea_ev=ea, t_ref_k=t_ref_k, tau0_s=tau0, source="fit", fit=fit)
+    eff = Retention(ea_ev=ea_model, t_ref_k=t_ref_k, tau0_s=tau0,
+                    source="fit" if n_temps >= 2 else "fit (Ea: prior, one bake temperature)",
+                    fit=fit)
     groups = cum.assign(var_model=v_mod * _U**2, mean_model=m_mod * _U, censored=~live)
     if mode == "prior":
         relax_fit = dataclasses.replace(
@@ -464,4 +534,4 @@ def _fit_once(
             n: getattr(relaxation, n) * (kk if n.startswith("k") else 1.0) for n in names})
     else:
         relax_fit = relaxation
-    return RetentionFit(eff, groups, per_t, relax_fit, 10 ** float(lto))
+    return RetentionFit(eff, groups, per_t, relax_fit, 10 ** float(lto), ea_bake_ev=ea)
