@@ -332,8 +332,8 @@ def summarize_programming_error(df: pd.DataFrame, flt: CellFilter | None = None
         Section("programming error per mode (pooled over levels)", by_mode,
                 ("mean_error_s", "sigma_s", "sigma_robust_s", "sigma_raw_s"),
                 f"range (max - min target) = {span * _US:.3g} uS; {flt.note()}",
-                shown=tuple(c for c in by_mode.columns
-                            if not (c == "sigma_robust_s" and flt.basis == "robust"))),
+                shown=tuple(c for c in by_mode.columns if c != "sigma_robust_s"),
+                labels={"mean_error_uS": "mean_err_uS", "sigma_frac_raw": "frac_raw"}),
         Section("programming error per level", s, cond,
                 shown=("mode", "level", "n", "excluded", "target_s", "mean_error_s", "sigma_s",
                        "sigma_lo_s", "sigma_hi_s", "sigma_raw_s", "pulses"),
@@ -764,9 +764,17 @@ _BASIS_LABEL = {"fault_map": "stuck cells excluded", "robust": "robust, 1.4826 M
                 "plain": "std"}
 
 
-def _plot_programming_error(df, secs, out: Path, stem: str, basis: str = "plain"
+#: Programming-error histograms span this many (stuck-free or robust) sigmas either side.
+HIST_SIGMAS = 5.0
+
+
+def _plot_programming_error(df, secs, out: Path, stem: str, flt: CellFilter | None = None
                             ) -> list[Path]:
+    flt = flt or analog_filter(df["cell"], None)
+    basis = flt.basis
     d = df.assign(error_s=df["g_s"] - df["target_s"])
+    d = d[flt.keep(d["cell"])]
+    width = secs[1].frame.groupby("level")["sigma_s"].max() * HIST_SIGMAS * _US
     levels = np.unique(d["level"])
     show = levels if levels.size <= 16 else levels[np.linspace(0, levels.size - 1, 16).astype(int)]
     ncols = min(4, show.size)
@@ -774,15 +782,21 @@ def _plot_programming_error(df, secs, out: Path, stem: str, basis: str = "plain"
     fig, axes = _figure(nrows, ncols, (3.0 * ncols, 2.3 * nrows))
     for ax, lv in zip(axes.flat, show, strict=False):
         sub = d[d["level"] == lv]
-        lim = np.percentile(np.abs(sub["error_s"]), 99.5) * _US or 1.0
+        lim = float(width.get(lv, np.nan))
+        if not np.isfinite(lim) or lim <= 0:
+            lim = float(np.percentile(np.abs(sub["error_s"]), 99.5) * _US) or 1.0
         bins = np.linspace(-lim, lim, 41)
         for mode, g in sub.groupby("mode"):
             ax.hist(g["error_s"] * _US, bins=bins, histtype="step", label=str(mode))
-        ax.set_title(f"level {lv}", fontsize=9)
+        beyond = int((np.abs(sub["error_s"] * _US) > lim).sum())
+        ax.set_title(f"level {lv}" + (f" ({beyond} beyond +-{lim:.2g} uS)" if beyond else ""),
+                     fontsize=9)
         ax.set_xlabel("g - target [uS]", fontsize=8)
     for ax in list(axes.flat)[show.size:]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7)
+    if flt.stuck.size:
+        fig.suptitle(f"{flt.stuck.size} stuck cells (fault map) left out", fontsize=9)
     paths = [_save(fig, out / f"{stem}_histograms.png")]
     s = secs[1].frame
     fig, axes = _figure()
@@ -1049,10 +1063,10 @@ def _summarize_kind(rep: RunReport, run: Any, tables: dict[str, pd.DataFrame],
             df, analog_filter(df["cell"], faults, kind))
         secs = rep.sections
 
-        basis = rep.figures["basis"]
+        flt = analog_filter(df["cell"], faults, kind)
 
         def plot():
-            return _plot_programming_error(df, secs, out_dir, stem, basis)
+            return _plot_programming_error(df, secs, out_dir, stem, flt)
     elif kind == "read_fluctuation":
         rep.sections, rep.figures = summarize_read_fluctuation(tables, faults)
         secs = rep.sections
