@@ -121,7 +121,7 @@ class DemoConfig:
     def make(cls, seed: int = 0, quick: bool = False, **changes: Any) -> DemoConfig:
         base = dict(seed=seed, quick=quick)
         if quick:
-            base.update(epochs=12, mc_trials=5, test_samples=150, bn_samples=128)
+            base.update(epochs=12, mc_trials=10, test_samples=150, bn_samples=128)
         base.update(changes)
         return cls(**base)
 
@@ -148,6 +148,9 @@ class DemoResult:
                 f" {s['pred_min']:8.3f} - {s['pred_max']:.3f} "
                 f"{'yes' if s['within_range'] else 'NO':>8s}")
         lines.append("-" * len(head))
+        n = len(next(iter(self.mc_accuracies.values()), []))
+        lines.append(f"predicted: {n} simulated programmings with the device model fitted to "
+                     "the characterization (range = lowest - highest)")
         lines.append(f"digital (float) network: {self.digital_accuracy:.3f}")
         return "\n".join(lines)
 

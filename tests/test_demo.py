@@ -37,7 +37,7 @@ def test_quick_demo_programs_bakes_and_recovers(quick):
                  "device_model.json", "net.pt", "demo.h5", "station.toml"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
-    assert len(summary["mc_accuracies"][STEPS[0]]) == 5
+    assert len(summary["mc_accuracies"][STEPS[0]]) == 10
     assert "|" not in res.table() and "after bake + BN cal" in res.table()
 
 

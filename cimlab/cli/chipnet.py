@@ -42,7 +42,7 @@ def register(sub: Any) -> None:
                    help="reduced sizes: fewer training epochs, test images, BN samples and Monte "
                    "Carlo trials (same characterization)")
     d.add_argument("--trials", type=int, default=None,
-                   help="simulated programmings per prediction (default 30, --quick 5)")
+                   help="simulated programmings per prediction (default 30, --quick 10)")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     d.set_defaults(func=_demo)
 
