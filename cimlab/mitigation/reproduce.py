@@ -198,7 +198,8 @@ def _paper000(out: Path, quick: bool, seed: int, progress: bool):
     rows, nrm_rows = [], []
     targets = [[c] for c in (convs[:2] if quick else convs)] + [convs]
     states = (("programmed", 0.0), ("baked_1h_150C", 3600.0))
-    bar = tqdm(total=len(targets) * n_prog, desc="paper 000 injection", disable=not progress)
+    bar = tqdm(total=len(targets) * n_prog, desc="paper 000 injection",
+               disable=None if progress else True)
     for tgt in targets:
         label = tgt[0] if len(tgt) == 1 else "all conv"
         accs = {st: [] for st, _ in states}
@@ -240,7 +241,8 @@ def _paper000(out: Path, quick: bool, seed: int, progress: bool):
     anet.set_injection(convs)
     first_bn = next(n for n, m in anet.named_modules() if isinstance(m, nn.BatchNorm2d))
     ret: dict[tuple[float, str], list[float]] = {}
-    bar = tqdm(total=len(bake_h) * n_prog, desc="paper 000 bake", disable=not progress)
+    bar = tqdm(total=len(bake_h) * n_prog, desc="paper 000 bake",
+               disable=None if progress else True)
     for k in range(n_prog):
         anet.program(torch.Generator().manual_seed(seed * 1000 + 500 + k))
         restore_bn(anet, base_bn)
@@ -325,7 +327,8 @@ def _paper001(out: Path, quick: bool, seed: int, progress: bool):
     net = _trained(net_name, ds, epochs, seed, progress)
     hw = aa.HardwareSpec(on_off=10.0, sigma_frac=0.0156)
     xt, yt = ds.x_test, ds.y_test
-    bar = tqdm(desc="paper 001 training", total=5 + len(on_offs), disable=not progress)
+    bar = tqdm(desc="paper 001 training", total=5 + len(on_offs),
+               disable=None if progress else True)
 
     def tf(m: nn.Module, level: str) -> None:
         train(m, ds, TrainConfig(epochs=ft_epochs, lr=3e-4),

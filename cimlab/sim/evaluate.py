@@ -175,4 +175,4 @@ def _progress(total: int, enabled: bool):
         return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="Monte Carlo trials", unit="trial")
+    return tqdm(total=total, desc="Monte Carlo trials", unit="trial", disable=None)

@@ -125,7 +125,8 @@ def train(
     from tqdm.auto import tqdm
 
     bar = tqdm(
-        range(1, config.epochs + 1), desc=desc, disable=not progress, unit="epoch", leave=False
+        range(1, config.epochs + 1), desc=desc, unit="epoch", leave=False,
+        disable=None if progress else True,  # None: off when stderr is not a terminal
     )
     for epoch in bar:
         net.train()
