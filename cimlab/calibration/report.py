@@ -402,6 +402,18 @@ def summarize_read_fluctuation(tables: dict[str, pd.DataFrame],
     return sections, figures
 
 
+def _sigma_columns(s: pd.DataFrame, kept: pd.DataFrame, every: pd.DataFrame, group: list[str],
+                   flt: CellFilter, shift_col: str) -> None:
+    """Add ``sigma_robust_s`` and ``sigma_raw_s`` (all cells, stuck ones included) to the
+    per-group table ``s``; where ``flt`` has no fault map for the cells, ``sigma_s`` and
+    ``shift_col`` become robust sigmas (stuck cells cannot inflate them)."""
+    s["sigma_robust_s"] = robust_sigma(kept, group, "g_s")
+    if flt.basis == "robust":
+        s["sigma_s"] = s["sigma_robust_s"]
+        s[shift_col] = robust_sigma(kept, group, "shift_s")
+    s["sigma_raw_s"] = every.groupby(group)["g_s"].std()
+
+
 def relaxation_stats(df: pd.DataFrame, flt: CellFilter | None = None) -> pd.DataFrame:
     """Per level and time point: n, excluded, time_s, target_s, mean_g_s, sigma_s,
     mean_shift_s, sigma_relax_s, sigma_robust_s, sigma_raw_s (``flt``: the cells left out
@@ -415,11 +427,7 @@ def relaxation_stats(df: pd.DataFrame, flt: CellFilter | None = None) -> pd.Data
         mean_g_s=("g_s", "mean"), sigma_s=("g_s", "std"), mean_shift_s=("shift_s", "mean"),
         sigma_relax_s=("shift_s", "std"))
     s.insert(1, "excluded", (d.groupby(keys).size() - s["n"]).astype(np.int64))
-    s["sigma_robust_s"] = robust_sigma(k, keys, "g_s")
-    if flt.basis == "robust":
-        s["sigma_s"] = s["sigma_robust_s"]
-        s["sigma_relax_s"] = robust_sigma(k, keys, "shift_s")
-    s["sigma_raw_s"] = d.groupby(keys)["g_s"].std()
+    _sigma_columns(s, k, d, keys, flt, "sigma_relax_s")
     # one label per time point (median over all levels), so the pivots line up
     label = d.groupby("tp")["time_s"].median()
     s = s.reset_index()
@@ -493,11 +501,7 @@ def summarize_bake(df: pd.DataFrame, flt: CellFilter | None = None
         mean_g_s=("g_s", "mean"), sigma_s=("g_s", "std"), mean_shift_s=("shift_s", "mean"),
         sigma_shift_s=("shift_s", "std"))
     s.insert(1, "excluded", (per.groupby(group).size() - s["cells"]).astype(np.int64))
-    s["sigma_robust_s"] = robust_sigma(kept, group, "g_s")
-    if flt.basis == "robust":
-        s["sigma_s"] = s["sigma_robust_s"]
-        s["sigma_shift_s"] = robust_sigma(kept, group, "shift_s")
-    s["sigma_raw_s"] = per.groupby(group)["g_s"].std()
+    _sigma_columns(s, kept, per, group, flt, "sigma_shift_s")
     s = s.reset_index()
     group2 = [k for k in keys if k != "cell"] + ["step"]
     by_step = s.groupby(group2).agg(
