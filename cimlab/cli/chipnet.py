@@ -115,52 +115,10 @@ def register(sub: Any) -> None:
     b.set_defaults(func=_bn_calibrate)
 
 
-# --------------------------------------------------------------------------- Ctrl-C at exit
-_EXIT_GUARD: list[bool] = []
-
-
-def _interrupt_at_exit_is_quiet() -> None:
-    """After a command's work (files closed, chip state saved), the interpreter still spends
-    ~0.5-1 s tearing torch & co. down; a Ctrl-C landing there raised KeyboardInterrupt inside
-    that teardown ("Exception ignored in ...", exit status 0). From the first atexit callback
-    on, a Ctrl-C instead prints one line and exits with 130 at once (nothing is left to lose).
-    Registered last, so it runs before the other atexit callbacks."""
-    import atexit
-    import threading
-
-    if _EXIT_GUARD or threading.current_thread() is not threading.main_thread():
-        return
-    _EXIT_GUARD.append(True)
-    atexit.register(_install_exit_interrupt_handler)
-
-
-def _install_exit_interrupt_handler() -> None:
-    import os
-    import signal
-    import sys
-
-    for f in (sys.stdout, sys.stderr):
-        try:
-            f.flush()
-        except (OSError, ValueError, AttributeError):
-            pass
-
-    def _exit_now(_signum: int, _frame: Any) -> None:
-        os.write(2, b"cimlab: interrupted while exiting (the command had finished; its "
-                 b"results are saved)\n")
-        os._exit(130)
-
-    try:
-        signal.signal(signal.SIGINT, _exit_now)
-    except (ValueError, OSError):  # pragma: no cover - not settable here
-        pass
-
-
 # --------------------------------------------------------------------------- handlers
 def _demo(args: argparse.Namespace) -> int:
     from cimlab.demo import DemoConfig, run_demo
 
-    _interrupt_at_exit_is_quiet()
     changes = {} if args.trials is None else {"mc_trials": args.trials}
     cfg = DemoConfig.make(seed=args.seed, quick=args.quick, **changes)
     res = run_demo(cfg, out=args.out, progress=not args.no_progress)
@@ -198,7 +156,6 @@ def _program_net(args: argparse.Namespace) -> int:
     from cimlab.sim.training import load_checkpoint
     from cimlab.store import Store
 
-    _interrupt_at_exit_is_quiet()
     # everything that can be checked is checked before a file is created or the chip touched
     net, ckpt = load_checkpoint(args.net)
     dm = DeviceModel.load(args.model) if args.model else DeviceModel.default()
@@ -284,7 +241,6 @@ def _evaluate(args: argparse.Namespace) -> int:
         state_path_for,
     )
 
-    _interrupt_at_exit_is_quiet()
     state = state_path_for(args.store)
     with _open_store(args.store) as store:
         station = _station_for(store, args.station)
@@ -378,7 +334,6 @@ def _bn_calibrate(args: argparse.Namespace) -> int:
         state_path_for,
     )
 
-    _interrupt_at_exit_is_quiet()
     state = state_path_for(args.store)
     with _open_store(args.store) as store:
         station = _station_for(store, args.station)
