@@ -1,6 +1,6 @@
 """The quick characterization plan on the emulated bench: wall time, instrument time, overhead.
 
-Runs ``calibration/quick.toml`` (fault map, 16 levels x 4096 cells programming error single
+Runs ``plans/quick.toml`` (fault map, 16 levels x 4096 cells programming error single
 shot and verify, 100 reads x 1024 cells read fluctuation + SMU reads, relaxation, 3 BER
 conditions x 16384 bits in 1T1R and 2T2R, endurance, a 6-step 150 C bake) through the full
 stack (procedures -> PyMeasure drivers -> PyVISA/pyvisa-py -> TCP -> emulated instruments ->
@@ -9,7 +9,7 @@ virtual instrument time, round trips, cell operations (cell pulses + cell reads)
 time per cell operation. Target: the whole plan under 60 s wall on 2 cores.
 
 Prints a table and, as its last line, one JSON object with the figures and the machine.
-Run: ``python benchmarks/campaign.py [--plan calibration/quick.toml]``.
+Run: ``python benchmarks/campaign.py [--plan plans/quick.toml]``.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--plan", default=str(ROOT / "calibration" / "quick.toml"))
+    ap.add_argument("--plan", default=str(ROOT / "plans" / "quick.toml"))
     ap.add_argument("--station", default=str(ROOT / "instruments" / "emulated.toml"))
     ap.add_argument("--target-s", type=float, default=60.0, help="wall-time target [s]")
     args = ap.parse_args(argv)
 
-    from cimlab.calibration.campaign import run_plan
-    from cimlab.calibration.plan import load_plan
+    from cimlab.procedures.campaign import run_plan
+    from cimlab.procedures.plan import load_plan
     from cimlab.instruments.station import Station
 
     plan = load_plan(args.plan)

@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
 
-    from cimlab.calibration.plan import LevelSet, ProgrammingErrorExp
-    from cimlab.calibration.program_verify import (
+    from cimlab.procedures.plan import LevelSet, ProgrammingErrorExp
+    from cimlab.procedures.program_verify import (
         ArrayOps,
         ProgramVerifyConfig,
         format_report,

@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> dict:
         figures["read_table_s"] = time.perf_counter() - t0
         assert len(df) == n_rows
         if TECHC.exists():
-            from cimlab.calibration.importer import import_techc
-            from cimlab.calibration.report import report
+            from cimlab.procedures.importer import import_techc
+            from cimlab.procedures.report import report
 
             t0 = time.perf_counter()
             import_techc(TECHC, tmp / "techc.h5")

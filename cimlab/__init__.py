@@ -2,7 +2,7 @@
 
 Layers (each imports only the ones before it, see docs/architecture.md):
 physics -> instruments.emulator -> instruments.drivers -> instruments.station -> store
--> calibration -> models -> sim -> mitigation -> cli.
+-> procedures -> models -> sim -> mitigation -> cli.
 
 Importing :mod:`cimlab` is cheap and never imports torch.
 """

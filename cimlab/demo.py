@@ -299,7 +299,7 @@ def run_demo(config: DemoConfig | None = None, out: str | Path = "data/demo",
     """Run the demo (module docstring); returns the :class:`DemoResult`."""
     import torch
 
-    from cimlab.calibration import plan_from_mapping, run_plan
+    from cimlab.procedures import plan_from_mapping, run_plan
     from cimlab.mitigation.bn_calibration import calibrate_bn
     from cimlab.models.fit.store import fit_store_report
     from cimlab.sim.chip_backend import ChipNetwork

@@ -23,7 +23,7 @@ LAYERS = {
     "cimlab.instruments.station": 4,
     "cimlab.instruments": 4,
     "cimlab.store": 5,
-    "cimlab.calibration": 6,
+    "cimlab.procedures": 6,
     "cimlab.models": 7,
     "cimlab.sim": 8,
     "cimlab.mitigation": 9,
@@ -109,7 +109,7 @@ def test_bench_side_never_imports_torch_at_module_level(path: Path):
     "code",
     [
         "import cimlab",
-        "import cimlab.instruments, cimlab.store, cimlab.calibration, cimlab.models",
+        "import cimlab.instruments, cimlab.store, cimlab.procedures, cimlab.models",
         "from cimlab.cli.main import build_parser; build_parser()",
     ],
 )

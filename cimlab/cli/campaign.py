@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
         help="run a characterization plan (programming error, read fluctuation, relaxation, "
         "bake retention, BER, fault map, endurance) into an HDF5 store",
         description=(
-            "Run the experiments of a plan file (e.g. calibration/quick.toml) on a station and "
+            "Run the experiments of a plan file (e.g. plans/quick.toml) on a station and "
             "write their tidy tables into an HDF5 store. The plan is checked completely before "
             "the first pulse (unknown keys, out-of-range values, cells beyond the chip, values "
             "beyond the station's limits): a bad plan writes nothing. Re-running the same "
@@ -117,8 +117,8 @@ def register(sub: Any) -> None:
 
 
 def _characterize(args: argparse.Namespace) -> int:
-    from cimlab.calibration.campaign import run_plan, validate
-    from cimlab.calibration.plan import load_plan
+    from cimlab.procedures.campaign import run_plan, validate
+    from cimlab.procedures.plan import load_plan
     from cimlab.instruments.station import Station
 
     plan = load_plan(args.plan)  # ConfigError before any instrument is touched
@@ -143,8 +143,8 @@ def _program_verify(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from cimlab.calibration.plan import LevelSet, ProgrammingErrorExp
-    from cimlab.calibration.program_verify import (
+    from cimlab.procedures.plan import LevelSet, ProgrammingErrorExp
+    from cimlab.procedures.program_verify import (
         ArrayOps,
         format_report,
         measure_gate_curve,
@@ -239,7 +239,7 @@ def _program_verify(args: argparse.Namespace) -> int:
 
 def _pv_config(args: argparse.Namespace, scheme: str) -> Any:
     """The program-verify configuration of ``scheme`` from the command-line flags."""
-    from cimlab.calibration.program_verify import ProgramVerifyConfig
+    from cimlab.procedures.program_verify import ProgramVerifyConfig
     from cimlab.params import from_dict
 
     return from_dict(

@@ -141,7 +141,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _program_net(args: argparse.Namespace) -> int:
-    from cimlab.calibration.program_verify import ProgramVerifyConfig
+    from cimlab.procedures.program_verify import ProgramVerifyConfig
     from cimlab.instruments.station import load_station_config
     from cimlab.models import DeviceModel
     from cimlab.sim.placement import PlacementConfig, place_network

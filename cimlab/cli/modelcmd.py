@@ -29,7 +29,7 @@ def register(sub: Any) -> None:
     )
     fit.add_argument("store", help="measurement store (HDF5), e.g. data/chip01.h5")
     fit.add_argument("--out", metavar="MODEL.json", type=Path, default=None,
-                     help="output file (default: calibration/models/<store name>.json)")
+                     help="output file (default: models/<store name>.json)")
     fit.add_argument("--name", default=None, help="model name (default: the store's name)")
     fit.add_argument("--include-unfinished", action="store_true",
                      help="also use runs that did not complete (aborted or still running)")
@@ -115,7 +115,7 @@ def _fit(args: argparse.Namespace) -> int:
 
     if not args.store or not Path(args.store).exists():
         raise ConfigError(args.store, "<file>", "an existing store file (HDF5)")
-    out = args.out or Path("calibration/models") / (Path(args.store).stem + ".json")
+    out = args.out or Path("models") / (Path(args.store).stem + ".json")
     t0 = time.perf_counter()
     rep = fit_store_report(Path(args.store), name=args.name,
                            include_unfinished=args.include_unfinished,

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
         epilog=(
             "Examples: cimlab simulate --net cnn.pt --data digits --trials 20 ; "
-            "cimlab simulate --model calibration/models/chip01.json --net lenet --trials 10 "
+            "cimlab simulate --model models/chip01.json --net lenet --trials 10 "
             "--adc-bits 6 --bake 3600 150 ; cimlab simulate --net cnn.pt --per-layer"
         ),
     )

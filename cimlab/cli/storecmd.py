@@ -171,7 +171,7 @@ def _duration(seconds: float) -> str:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from cimlab.calibration.report import format_report, report
+    from cimlab.procedures.report import format_report, report
 
     reports = report(args.file, args.out, uids=args.run, plots=not args.no_plots)
     if not reports:
@@ -182,7 +182,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from cimlab.calibration import importer
+    from cimlab.procedures import importer
 
     out = args.out
     if out is None:

@@ -17,7 +17,7 @@ step            what happens (each a committed step: a killed run resumes after 
                 and the cells that hold no weight are parked at the bottom of the window
                 (table ``parked``: cell, g_s)
 ``verify``      program-verify of ALL network cells at once
-                (:func:`cimlab.calibration.program_verify.program_verify`: one pulse command
+                (:func:`cimlab.procedures.program_verify.program_verify`: one pulse command
                 and one read command per iteration); table ``programmed``: cell, level
                 (layer index), target_s, g_s (last verify read), pulses, energy_j,
                 success, stuck, mode ("verify"), time_s (0: at the end of programming)
@@ -157,9 +157,9 @@ def program_network(
 ) -> NetworkProgramResult:
     """Program ``net`` (placed by ``placement``) onto ``station``'s chip, into ``store``
     (module docstring). ``pv_config``: a
-    :class:`~cimlab.calibration.program_verify.ProgramVerifyConfig` (default: adaptive,
+    :class:`~cimlab.procedures.program_verify.ProgramVerifyConfig` (default: adaptive,
     +-1 uS). Limits are checked before the first pulse (the station raises LimitError)."""
-    from cimlab.calibration.program_verify import ProgramVerifyConfig, program_verify
+    from cimlab.procedures.program_verify import ProgramVerifyConfig, program_verify
     from cimlab.params import to_dict
 
     cfg = pv_config or ProgramVerifyConfig()
@@ -249,7 +249,7 @@ def check_program(station: Any, placement: NetworkPlacement, pv_config: Any = No
     """What :func:`program_network` checks before it writes or sends anything: the
     placement was made for ``station``'s chip, and program-verify's extreme voltages lie
     within the station's limits (ConfigError / LimitError)."""
-    from cimlab.calibration.program_verify import ProgramVerifyConfig
+    from cimlab.procedures.program_verify import ProgramVerifyConfig
 
     geometry = tuple(int(g) for g in station.array.geometry)
     if geometry != tuple(placement.geometry):

@@ -71,7 +71,7 @@ def test_bad_model_file_is_a_clear_error(tmp_path, capsys):
 def test_show_default_model(capsys):
     from pathlib import Path
 
-    p = Path(__file__).parents[2] / "calibration" / "models" / "default.json"
+    p = Path(__file__).parents[2] / "models" / "default.json"
     assert main(["model", "show", str(p)]) == 0
     assert "paper 003" in capsys.readouterr().out
 
@@ -84,7 +84,7 @@ def test_help_and_use_condition_bounds(capsys):
             main(["model", action, "--help"])
         out = capsys.readouterr().out
         assert "95%" in out and "95%%" not in out
-    default = Path(__file__).parents[2] / "calibration" / "models" / "default.json"
+    default = Path(__file__).parents[2] / "models" / "default.json"
     for args, field, what in ((["--temp-c", "5000"], "--temp-c", "at most 400"),
                               (["--temp-c", "-300"], "--temp-c", "above -273.15"),
                               (["--years", "0"], "--years", "a positive number of years")):

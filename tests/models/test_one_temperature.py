@@ -1,7 +1,7 @@
 """Retention with bakes at ONE temperature: Ea is not identifiable, so it stays a prior.
 
 Tables from cimlab.physics.ReRAMChip (tests/models/chipdata.py), truth from chip.truth: a
-150 C bake only (as calibration/quick.toml) must give Ea flagged as a prior with the
+150 C bake only (as plans/quick.toml) must give Ea flagged as a prior with the
 published HfOx range, and an extrapolation to 10 years at 85 C whose 95 % interval covers
 the true acceleration; with two temperatures the fitted CI covers the truth (and no prior).
 """

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cimlab.calibration.campaign import run_plan
-from cimlab.calibration.plan import plan_from_mapping
+from cimlab.procedures.campaign import run_plan
+from cimlab.procedures.plan import plan_from_mapping
 from cimlab.instruments.station import Station
 from cimlab.models import DeviceModel
 from cimlab.models.effects import K_B_EV

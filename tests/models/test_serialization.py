@@ -26,7 +26,7 @@ def test_round_trip_default(tmp_path):
 
 
 def test_shipped_default_json_is_current():
-    p = Path(__file__).parents[2] / "calibration" / "models" / "default.json"
+    p = Path(__file__).parents[2] / "models" / "default.json"
     assert DeviceModel.load(p) == DeviceModel.default()
 
 

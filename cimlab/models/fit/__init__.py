@@ -3,7 +3,7 @@ section 5), and :func:`fit_store` that fits every effect a store has data for.
 
 >>> from cimlab.models.fit import fit_store
 >>> dm = fit_store("data/chip01.h5")           # doctest: +SKIP
->>> dm.save("calibration/models/chip01.json")  # doctest: +SKIP
+>>> dm.save("models/chip01.json")  # doctest: +SKIP
 """
 
 from cimlab.models.fit.binary import fit_binary

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cimlab.calibration.report import clopper_pearson
+from cimlab.procedures.report import clopper_pearson
 from cimlab.models.params import Z95
 from cimlab.stats import MAD_TO_SIGMA
 
@@ -149,7 +149,7 @@ def wls(
 
 def binomial_ci(k: int, n: int) -> tuple[float, float]:
     """Clopper-Pearson (exact) 95 % interval of a proportion k / n, the report's
-    :func:`cimlab.calibration.report.clopper_pearson` for one proportion ((0, 1) if n = 0)."""
+    :func:`cimlab.procedures.report.clopper_pearson` for one proportion ((0, 1) if n = 0)."""
     lo, hi = clopper_pearson([k], [n], confidence=0.95)
     return (float(lo[0]), float(hi[0]))
 

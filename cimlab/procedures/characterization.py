@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from cimlab.calibration.plan import (
+from cimlab.procedures.plan import (
     KELVIN_OFFSET,
     BakeRetentionExp,
     BerExp,
@@ -40,7 +40,7 @@ from cimlab.calibration.plan import (
     ReadFluctuationExp,
     RelaxationExp,
 )
-from cimlab.calibration.program_verify import (
+from cimlab.procedures.program_verify import (
     RESET,
     SET,
     ArrayOps,
@@ -647,7 +647,7 @@ def ber(station: Any, store: Any, exp: BerExp, cells: np.ndarray, seed: int, *,
     ``bits``: condition, structure, cycle, cell, bit, read_bit, g_s (+ cell_b, g_b_s for the
     complementary cell of a 2T2R pair; -1/NaN for 1T1R; + g_pre_s, g_b_pre_s: the read after
     the precondition pulse, in the opposite state; NaN without ``precondition``), from which
-    :func:`cimlab.calibration.report.stuck_cells` finds the cells that never switched.
+    :func:`cimlab.procedures.report.stuck_cells` finds the cells that never switched.
     ``conditions``: condition, icc_a,
     v_reset, width_s, energy_per_bit_j (mean programming energy of one bit; 1T1R: one pulse,
     2T2R: two), energy_set_j, energy_reset_j, v_gate, g_ref_s.

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cimlab.calibration.plan import (
+from cimlab.procedures.plan import (
     CellSet,
     LevelSet,
     ProgrammingErrorExp,
@@ -16,7 +16,7 @@ from cimlab.calibration.plan import (
 )
 from cimlab.cli.main import main
 from cimlab.errors import ConfigError, LimitError
-from tests.calibration.bench_util import station_file
+from tests.procedures.bench_util import station_file
 
 ROOT = Path(__file__).resolve().parents[2]
 GEOMETRY = (32, 256, 64)
@@ -42,7 +42,7 @@ def _write(tmp_path: Path, text: str, name: str = "plan.toml") -> Path:
 
 @pytest.mark.parametrize("name", ["quick.toml", "full.toml"])
 def test_shipped_plans_load_and_fit_the_default_chip(name):
-    plan = load_plan(ROOT / "calibration" / name)
+    plan = load_plan(ROOT / "plans" / name)
     cells = plan.resolve_cells(GEOMETRY)
     assert len(cells) == len(plan.experiments) >= 7
     kinds = {e.kind for e in plan.experiments}
@@ -51,7 +51,7 @@ def test_shipped_plans_load_and_fit_the_default_chip(name):
 
 
 def test_quick_plan_has_the_required_sizes():
-    plan = load_plan(ROOT / "calibration" / "quick.toml")
+    plan = load_plan(ROOT / "plans" / "quick.toml")
     cells = dict(zip([e.kind for e in plan.experiments], plan.resolve_cells(GEOMETRY),
                      strict=True))
     by_kind = {e.kind: e for e in plan.experiments}
@@ -161,7 +161,7 @@ def test_bad_plan_writes_nothing(tmp_path, capsys, text, messages):
 
 
 def test_limit_error_is_raised_before_the_store_opens(tmp_path):
-    from cimlab.calibration.campaign import run_plan
+    from cimlab.procedures.campaign import run_plan
     from cimlab.instruments.station import Station
 
     plan = plan_from_mapping({"plan": {"name": "x"}, "experiment": [

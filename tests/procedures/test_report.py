@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
-from cimlab.calibration.importer import import_techc
-from cimlab.calibration.report import (
+from cimlab.procedures.importer import import_techc
+from cimlab.procedures.report import (
     _time_label,
     clopper_pearson,
     format_report,
@@ -542,10 +542,10 @@ STUCK_PLAN = {"plan": {"name": "stuck", "seed": 3}, "experiment": [
 
 @pytest.fixture(scope="module")
 def stuck_campaign(tmp_path_factory):
-    from cimlab.calibration.campaign import run_plan
-    from cimlab.calibration.plan import plan_from_mapping
+    from cimlab.procedures.campaign import run_plan
+    from cimlab.procedures.plan import plan_from_mapping
     from cimlab.instruments.station import Station
-    from tests.calibration.bench_util import station_file
+    from tests.procedures.bench_util import station_file
 
     tmp = tmp_path_factory.mktemp("stuck")
     with Station.open(station_file(tmp, seed=5)) as st:

@@ -2,7 +2,7 @@
 
 A plan is a ``[plan]`` header and a list of ``[[experiment]]`` tables, each with a ``kind``
 (one of :data:`EXPERIMENT_KINDS`) and the settings of that kind; see ``docs/procedures.md``
-and ``calibration/quick.toml`` for the format. Loading goes in three stages, all before the
+and ``plans/quick.toml`` for the format. Loading goes in three stages, all before the
 first pulse, so a bad plan changes nothing on the chip or in the store:
 
 1. :func:`load_plan` parses the TOML and converts it with :func:`cimlab.params.from_dict`:
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from cimlab.calibration.program_verify import ProgramVerifyConfig
+from cimlab.procedures.program_verify import ProgramVerifyConfig
 from cimlab.errors import ConfigError, LimitError
 from cimlab.params import check, from_dict, load_toml, param, to_dict
 

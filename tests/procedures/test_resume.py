@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cimlab.calibration.campaign import run_plan
-from cimlab.calibration.plan import load_plan
+from cimlab.procedures.campaign import run_plan
+from cimlab.procedures.plan import load_plan
 from cimlab.instruments.emulator import EmulatedBench
 from cimlab.instruments.station import Station
 from cimlab.store import Store
-from tests.calibration.bench_util import station_file
+from tests.procedures.bench_util import station_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 7

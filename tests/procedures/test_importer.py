@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cimlab.calibration.importer import (
+from cimlab.procedures.importer import (
     READ_COLUMNS,
     TidyFormat,
     import_techc,

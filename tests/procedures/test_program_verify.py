@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cimlab.calibration.program_verify import (
+from cimlab.procedures.program_verify import (
     ArrayOps,
     ProgramVerifyConfig,
     format_report,
@@ -14,7 +14,7 @@ from cimlab.calibration.program_verify import (
 )
 from cimlab.errors import ConfigError
 from cimlab.instruments.station import Station
-from tests.calibration.bench_util import station_file
+from tests.procedures.bench_util import station_file
 
 TILE = 256 * 64
 LEVELS = np.linspace(2e-6, 40e-6, 16)

@@ -2,17 +2,17 @@
 
 Example::
 
-    from cimlab.calibration import load_plan, run_plan
+    from cimlab.procedures import load_plan, run_plan
     from cimlab.instruments.station import Station
 
-    plan = load_plan("calibration/quick.toml")          # strict: ConfigError on anything odd
+    plan = load_plan("plans/quick.toml")          # strict: ConfigError on anything odd
     with Station.open("instruments/emulated.toml") as st:
         result = run_plan(plan, st, "data/quick.h5")     # checks cells and limits first
     print(result.table())
 
 Procedures (``programming_error``, ``read_fluctuation``, ``relaxation``, ``bake_retention``,
 ``ber``, ``fault_map``, ``endurance``) write the tidy tables of docs/architecture.md;
-program-verify (``cimlab.calibration.program_verify.program_verify``) is vectorised over all
+program-verify (``cimlab.procedures.program_verify.program_verify``) is vectorised over all
 cells, one pulse command and one read command per iteration. See docs/procedures.md.
 
 Importing this package does not import h5py, pymeasure or torch: names are loaded lazily.
@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# name -> submodule (calibration developer: plan, procedures, campaign, program_verify)
+# name -> submodule (plan, characterization, campaign, program_verify)
 _EXPORTS: dict[str, str] = {
     "Plan": "plan",
     "load_plan": "plan",
@@ -34,15 +34,15 @@ _EXPORTS: dict[str, str] = {
     "BinaryCondition": "plan",
     "run_plan": "campaign",
     "CampaignResult": "campaign",
-    "PROCEDURES": "procedures",
-    "ProcedureResult": "procedures",
-    "programming_error": "procedures",
-    "read_fluctuation": "procedures",
-    "relaxation": "procedures",
-    "bake_retention": "procedures",
-    "ber": "procedures",
-    "fault_map": "procedures",
-    "endurance": "procedures",
+    "PROCEDURES": "characterization",
+    "ProcedureResult": "characterization",
+    "programming_error": "characterization",
+    "read_fluctuation": "characterization",
+    "relaxation": "characterization",
+    "bake_retention": "characterization",
+    "ber": "characterization",
+    "fault_map": "characterization",
+    "endurance": "characterization",
     "ProgramVerifyConfig": "program_verify",
     "ProgramVerifyResult": "program_verify",
     "PulseResponse": "program_verify",
@@ -50,12 +50,12 @@ _EXPORTS: dict[str, str] = {
     "measure_pulse_response": "program_verify",
     "measure_gate_curve": "program_verify",
     "format_report": "program_verify",
-    # store developer: import of external data, report of a store
+    # import of external data, report of a store
     "TidyFormat": "importer",
     "ImportResult": "importer",
     "import_tidy": "importer",
     "import_techc": "importer",
-    "summarize_run": "report",  # (the function report() is cimlab.calibration.report.report)
+    "summarize_run": "report",  # (the function report() is cimlab.procedures.report.report)
     "RunReport": "report",
 }
 
@@ -65,5 +65,5 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'cimlab.calibration' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"cimlab.calibration.{module}"), name)
+        raise AttributeError(f"module 'cimlab.procedures' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"cimlab.procedures.{module}"), name)
