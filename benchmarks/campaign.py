@@ -33,9 +33,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--target-s", type=float, default=60.0, help="wall-time target [s]")
     args = ap.parse_args(argv)
 
+    from cimlab.instruments.station import Station
     from cimlab.procedures.campaign import run_plan
     from cimlab.procedures.plan import load_plan
-    from cimlab.instruments.station import Station
 
     plan = load_plan(args.plan)
     t_wall0 = time.perf_counter()

@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
 
+    from cimlab.instruments.station import Station
     from cimlab.procedures.plan import LevelSet, ProgrammingErrorExp
     from cimlab.procedures.program_verify import (
         ArrayOps,
@@ -49,7 +50,6 @@ def main(argv: list[str] | None = None) -> dict:
         program_single_shot,
         program_verify,
     )
-    from cimlab.instruments.station import Station
 
     levels = LevelSet(levels=args.levels)
     results = []

@@ -299,9 +299,9 @@ def run_demo(config: DemoConfig | None = None, out: str | Path = "data/demo",
     """Run the demo (module docstring); returns the :class:`DemoResult`."""
     import torch
 
-    from cimlab.procedures import plan_from_mapping, run_plan
     from cimlab.mitigation.bn_calibration import calibrate_bn
     from cimlab.models.fit.store import fit_store_report
+    from cimlab.procedures import plan_from_mapping, run_plan
     from cimlab.sim.chip_backend import ChipNetwork
     from cimlab.sim.data import load_dataset
     from cimlab.sim.evaluate import evaluate

@@ -117,9 +117,9 @@ def register(sub: Any) -> None:
 
 
 def _characterize(args: argparse.Namespace) -> int:
+    from cimlab.instruments.station import Station
     from cimlab.procedures.campaign import run_plan, validate
     from cimlab.procedures.plan import load_plan
-    from cimlab.instruments.station import Station
 
     plan = load_plan(args.plan)  # ConfigError before any instrument is touched
     out = Path(args.out) if args.out else Path("data") / f"{plan.header.name}.h5"
@@ -143,6 +143,9 @@ def _program_verify(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from cimlab.errors import ConfigError
+    from cimlab.instruments.station import Station
+    from cimlab.params import from_dict
     from cimlab.procedures.plan import LevelSet, ProgrammingErrorExp
     from cimlab.procedures.program_verify import (
         ArrayOps,
@@ -151,9 +154,6 @@ def _program_verify(args: argparse.Namespace) -> int:
         program_single_shot,
         program_verify,
     )
-    from cimlab.errors import ConfigError
-    from cimlab.instruments.station import Station
-    from cimlab.params import from_dict
 
     schemes = args.scheme or ["adaptive"]
     try:
@@ -239,8 +239,8 @@ def _program_verify(args: argparse.Namespace) -> int:
 
 def _pv_config(args: argparse.Namespace, scheme: str) -> Any:
     """The program-verify configuration of ``scheme`` from the command-line flags."""
-    from cimlab.procedures.program_verify import ProgramVerifyConfig
     from cimlab.params import from_dict
+    from cimlab.procedures.program_verify import ProgramVerifyConfig
 
     return from_dict(
         ProgramVerifyConfig,

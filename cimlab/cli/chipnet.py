@@ -141,9 +141,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _program_net(args: argparse.Namespace) -> int:
-    from cimlab.procedures.program_verify import ProgramVerifyConfig
     from cimlab.instruments.station import load_station_config
     from cimlab.models import DeviceModel
+    from cimlab.procedures.program_verify import ProgramVerifyConfig
     from cimlab.sim.placement import PlacementConfig, place_network
     from cimlab.sim.program_net import (
         check_limits,

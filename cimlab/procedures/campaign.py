@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from cimlab.procedures.plan import Plan
 from cimlab.procedures.characterization import PROCEDURES, ProcedureResult, plan_section
+from cimlab.procedures.plan import Plan
 
 
 @dataclass

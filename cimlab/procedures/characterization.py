@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from cimlab.params import to_dict
 from cimlab.procedures.plan import (
     KELVIN_OFFSET,
     BakeRetentionExp,
@@ -53,7 +54,6 @@ from cimlab.procedures.program_verify import (
     program_single_shot,
     program_verify,
 )
-from cimlab.params import to_dict
 from cimlab.stats import MAD_TO_SIGMA
 
 #: Room temperature assumed for reads outside the oven when the station reports none [K].

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from cimlab.procedures.program_verify import ProgramVerifyConfig
 from cimlab.errors import ConfigError, LimitError
 from cimlab.params import check, from_dict, load_toml, param, to_dict
+from cimlab.procedures.program_verify import ProgramVerifyConfig
 
 #: Conductance window of the default chip profile, paper 000 (2e-6 .. 4e-5 S; NeuRRAM also
 #: used Gmax = 40 uS).

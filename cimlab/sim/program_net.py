@@ -159,8 +159,8 @@ def program_network(
     (module docstring). ``pv_config``: a
     :class:`~cimlab.procedures.program_verify.ProgramVerifyConfig` (default: adaptive,
     +-1 uS). Limits are checked before the first pulse (the station raises LimitError)."""
-    from cimlab.procedures.program_verify import ProgramVerifyConfig, program_verify
     from cimlab.params import to_dict
+    from cimlab.procedures.program_verify import ProgramVerifyConfig, program_verify
 
     cfg = pv_config or ProgramVerifyConfig()
     check_program(station, placement, cfg)

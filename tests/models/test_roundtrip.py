@@ -16,8 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cimlab.procedures.campaign import run_plan
-from cimlab.procedures.plan import plan_from_mapping
 from cimlab.instruments.station import Station
 from cimlab.models import DeviceModel
 from cimlab.models.effects import K_B_EV
@@ -25,6 +23,8 @@ from cimlab.models.fit import fit_store_report
 from cimlab.models.fit._stats import group_moments
 from cimlab.models.uncertainty import band
 from cimlab.physics import load_profile
+from cimlab.procedures.campaign import run_plan
+from cimlab.procedures.plan import plan_from_mapping
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cimlab.errors import ConfigError
 from cimlab.procedures.importer import (
     READ_COLUMNS,
     TidyFormat,
     import_techc,
     import_tidy,
 )
-from cimlab.errors import ConfigError
 from cimlab.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]

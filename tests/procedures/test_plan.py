@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cimlab.cli.main import main
+from cimlab.errors import ConfigError, LimitError
 from cimlab.procedures.plan import (
     CellSet,
     LevelSet,
@@ -14,8 +16,6 @@ from cimlab.procedures.plan import (
     load_plan,
     plan_from_mapping,
 )
-from cimlab.cli.main import main
-from cimlab.errors import ConfigError, LimitError
 from tests.procedures.bench_util import station_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,8 +161,8 @@ def test_bad_plan_writes_nothing(tmp_path, capsys, text, messages):
 
 
 def test_limit_error_is_raised_before_the_store_opens(tmp_path):
-    from cimlab.procedures.campaign import run_plan
     from cimlab.instruments.station import Station
+    from cimlab.procedures.campaign import run_plan
 
     plan = plan_from_mapping({"plan": {"name": "x"}, "experiment": [
         {"kind": "fault_map", "cells": {"count": 64},

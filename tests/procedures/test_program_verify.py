@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cimlab.errors import ConfigError
+from cimlab.instruments.station import Station
 from cimlab.procedures.program_verify import (
     ArrayOps,
     ProgramVerifyConfig,
@@ -12,8 +14,6 @@ from cimlab.procedures.program_verify import (
     measure_pulse_response,
     program_verify,
 )
-from cimlab.errors import ConfigError
-from cimlab.instruments.station import Station
 from tests.procedures.bench_util import station_file
 
 TILE = 256 * 64

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
+from cimlab.cli.main import main
 from cimlab.procedures.importer import import_techc
 from cimlab.procedures.report import (
     _time_label,
@@ -19,7 +20,6 @@ from cimlab.procedures.report import (
     summarize_run,
     time_points,
 )
-from cimlab.cli.main import main
 from cimlab.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -542,9 +542,9 @@ STUCK_PLAN = {"plan": {"name": "stuck", "seed": 3}, "experiment": [
 
 @pytest.fixture(scope="module")
 def stuck_campaign(tmp_path_factory):
+    from cimlab.instruments.station import Station
     from cimlab.procedures.campaign import run_plan
     from cimlab.procedures.plan import plan_from_mapping
-    from cimlab.instruments.station import Station
     from tests.procedures.bench_util import station_file
 
     tmp = tmp_path_factory.mktemp("stuck")

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cimlab.procedures.campaign import run_plan
-from cimlab.procedures.plan import load_plan
 from cimlab.instruments.emulator import EmulatedBench
 from cimlab.instruments.station import Station
+from cimlab.procedures.campaign import run_plan
+from cimlab.procedures.plan import load_plan
 from cimlab.store import Store
 from tests.procedures.bench_util import station_file
 

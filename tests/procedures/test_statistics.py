@@ -13,9 +13,9 @@ import pytest
 from scipy.special import ndtr
 from scipy.stats import binomtest, norm
 
+from cimlab.instruments.station import Station
 from cimlab.procedures.campaign import run_plan
 from cimlab.procedures.plan import plan_from_mapping
-from cimlab.instruments.station import Station
 from cimlab.store import Store
 from tests.procedures.bench_util import station_file
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cimlab.procedures.report import clopper_pearson
 from cimlab.models.params import Z95
+from cimlab.procedures.report import clopper_pearson
 from cimlab.stats import MAD_TO_SIGMA
 
 #: Half-width of the trimming window, in robust standard deviations (1.4826 x MAD).

@@ -59,15 +59,15 @@ import math
 import numpy as np
 import pandas as pd
 
+from cimlab.models.effects import BinaryCondition, BinaryStates
+from cimlab.models.fit._stats import binomial_ci, binomial_stderr, robust_location_scale
+from cimlab.models.params import Z95, FitInfo
 from cimlab.procedures.report import (
     STUCK_WINDOW_REL,
     STUCK_WINDOW_S,
     stuck_cells,
     working_bits,
 )
-from cimlab.models.effects import BinaryCondition, BinaryStates
-from cimlab.models.fit._stats import binomial_ci, binomial_stderr, robust_location_scale
-from cimlab.models.params import Z95, FitInfo
 
 #: A cell has failed when its window stays closed (see the module docstring) from one read
 #: on, over at least this many consecutive reads (the last of them the last read).
