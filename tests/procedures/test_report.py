@@ -12,14 +12,9 @@ from scipy.stats import binomtest
 
 from cimlab.cli.main import main
 from cimlab.procedures.importer import import_techc
-from cimlab.procedures.report import (
-    _time_label,
-    clopper_pearson,
-    format_report,
-    report,
-    summarize_run,
-    time_points,
-)
+from cimlab.procedures.report import format_report, report, summarize_run, time_points
+from cimlab.procedures.report.plots import time_label
+from cimlab.stats import clopper_pearson
 from cimlab.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -364,7 +359,7 @@ def test_endurance_window(tmp_path):
 
 
 def test_time_labels_two_significant_digits():
-    assert [_time_label(t) for t in (0.0194746, 0.1095, 1.009, 10.01, 1e4, 0.0)] == [
+    assert [time_label(t) for t in (0.0194746, 0.1095, 1.009, 10.01, 1e4, 0.0)] == [
         "0.019 s", "0.11 s", "1 s", "10 s", "10000 s", "0 s"]
 
 

@@ -202,7 +202,7 @@ def test_stuck_cells_from_the_ber_run_alone(campaign):
     are found: the reason the report prefers a fault map. Working cells flagged: at most 1 in
     1000 (seed 5: one weak cell that the fault map's strong probe left at ~90 uS, which
     neither the weak SET (ceiling 40 uS) nor the weak RESET moves: it never switched)."""
-    from cimlab.procedures.report import stuck_cells
+    from cimlab.procedures.cell_states import stuck_cells
 
     bits = campaign["runs"]["ber"].table("bits")
     st = stuck_cells(bits)
@@ -227,7 +227,7 @@ def test_report_ber_on_working_cells_matches_truth(campaign, structure):
     covers the BER cells) lies within the 99.9 % binomial interval of the truth's BER per
     condition; the raw BER (stuck cells included) does not for very strong (~0.5 % vs
     2e-9). The excluded cells are the truth's stuck cells."""
-    from cimlab.procedures.report import stuck_cells, summarize_ber
+    from cimlab.procedures.cell_states import stuck_cells, summarize_ber
 
     tr = campaign["truth"]["chip"].truth
     run = campaign["runs"]["ber"]

@@ -27,8 +27,7 @@ import numpy as np
 import pandas as pd
 
 from cimlab.models.params import Z95
-from cimlab.procedures.report import clopper_pearson
-from cimlab.stats import MAD_TO_SIGMA
+from cimlab.stats import MAD_TO_SIGMA, clopper_pearson
 
 #: Half-width of the trimming window, in robust standard deviations (1.4826 x MAD).
 TRIM_MAD = 10.0
@@ -149,7 +148,7 @@ def wls(
 
 def binomial_ci(k: int, n: int) -> tuple[float, float]:
     """Clopper-Pearson (exact) 95 % interval of a proportion k / n, the report's
-    :func:`cimlab.procedures.report.clopper_pearson` for one proportion ((0, 1) if n = 0)."""
+    :func:`cimlab.stats.clopper_pearson` for one proportion ((0, 1) if n = 0)."""
     lo, hi = clopper_pearson([k], [n], confidence=0.95)
     return (float(lo[0]), float(hi[0]))
 

@@ -16,7 +16,7 @@ Per programming condition:
   ~1e-4. Reads of the same cell over cycles are not independent (device-to-device spread),
   so standard errors use the number of distinct cells.
 * working cells: stuck cells hold no bit (paper 004, ~1 %: the stuck-at effect models them
-  apart), so bits on cells that :func:`cimlab.procedures.report.stuck_cells` flags (the
+  apart), so bits on cells that :func:`cimlab.procedures.cell_states.stuck_cells` flags (the
   store's fault map where it covers the cell, else the BER run's own reads after SET and
   RESET) are left out of the states and of the BER, as in the calibration report; the raw
   BER over all bits is kept in ``fit.gof`` (``ber_1t1r_raw``, ...).
@@ -28,7 +28,7 @@ Per programming condition:
 * endurance: from ``cycles`` (g_lrs_s, g_hrs_s read at a few, usually log-spaced, cycles).
   Failure is a PERSISTENT window closure, not one low read: a read is "closed" when the cell
   did not switch, ``g_lrs - g_hrs < max(STUCK_WINDOW_S, STUCK_WINDOW_REL * max(g_lrs,
-  g_hrs))`` (the shared stuck-cell rule, :func:`cimlab.procedures.report.stuck_cells`; a
+  g_hrs))`` (the shared stuck-cell rule, :func:`cimlab.procedures.cell_states.stuck_cells`; a
   worn-out cell is frozen in one state, physics docs "Endurance"), and a cell has failed at
   the first read from which every later read is closed, provided those are at least
   :data:`ENDURANCE_CONSECUTIVE_READS` reads. A single LRS/HRS ratio below 2 is normal
@@ -62,7 +62,7 @@ import pandas as pd
 from cimlab.models.effects import BinaryCondition, BinaryStates
 from cimlab.models.fit._stats import binomial_ci, binomial_stderr, robust_location_scale
 from cimlab.models.params import Z95, FitInfo
-from cimlab.procedures.report import (
+from cimlab.procedures.cell_states import (
     STUCK_WINDOW_REL,
     STUCK_WINDOW_S,
     stuck_cells,
