@@ -30,10 +30,11 @@ import numpy as np
 
 from cimlab.models.device_model import DeviceModel, rectified_moments
 from cimlab.models.effects import K_B_EV
+from cimlab.units import KELVIN_OFFSET
 
 SECONDS_PER_YEAR = 365.25 * 86400.0
 #: Lowest use temperature [C] (exclusive): absolute zero.
-MIN_TEMP_C = -273.15
+MIN_TEMP_C = -KELVIN_OFFSET
 #: Highest use temperature [C] accepted: 400 C, above any CMOS back-end operating or bake
 #: condition (JEDEC retention bakes go up to 250-300 C); the Arrhenius law of one mechanism
 #: is not an extrapolation tool beyond that.
@@ -65,7 +66,7 @@ class Extrapolation:
         lines = [f"WARNING: {w}" for w in self.warnings]
         lines += [
             f"use condition: {self.t_use_s / SECONDS_PER_YEAR:.3g} years at "
-            f"{self.temp_k - 273.15:.1f} C",
+            f"{self.temp_k - KELVIN_OFFSET:.1f} C",
             f"acceleration vs room temperature: {self.acceleration:.4g} "
             f"[{self.acceleration_ci95[0]:.3g}, {self.acceleration_ci95[1]:.3g}]",
             f"equivalent room-temperature time: {self.t_equivalent_s:.4g} s "
@@ -127,7 +128,7 @@ def extrapolate_retention(
     if not (math.isfinite(temp_c) and MIN_TEMP_C < temp_c <= MAX_TEMP_C):
         raise ValueError(f"the use temperature must be above {MIN_TEMP_C} C (absolute zero) "
                          f"and at most {MAX_TEMP_C:g} C, got {temp_c} C")
-    temp_k = temp_c + 273.15
+    temp_k = temp_c + KELVIN_OFFSET
     ret, rel = dm.retention, dm.relaxation
     g = np.asarray(dm.window.level_conductances() if g_s is None else g_s, dtype=float)
     t_use = years * SECONDS_PER_YEAR

@@ -17,6 +17,7 @@ from cimlab.models.fit._stats import group_moments
 from cimlab.models.fit.read_noise import read_pairs
 from cimlab.models.fit.retention import bake_groups
 from cimlab.models.fit.store import _relevel, collect
+from cimlab.units import KELVIN_OFFSET
 
 _U = 1e-6
 
@@ -176,7 +177,7 @@ def _plot_bake(dm: DeviceModel, reads: pd.DataFrame, programmed: pd.DataFrame | 
                     .to_numpy(), amb, ret.t_ref_k)
         x = np.maximum(tb, 1.0)
         ax[0, 0].plot(x, np.sqrt(mm["var"]) / _U, "o", color=c,
-                      label=f"{tk - 273.15:.0f} C, {g / _U:.1f} uS")
+                      label=f"{tk - KELVIN_OFFSET:.0f} C, {g / _U:.1f} uS")
         ax[0, 0].plot(x, np.asarray(rel.sigma(g, teq)) / _U, "-", color=c)
         ax[0, 1].plot(x, mm["mean"] / _U, "o", color=c)
         ax[0, 1].plot(x, np.asarray(rel.mean_shift(g, teq)) / _U, "-", color=c)

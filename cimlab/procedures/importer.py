@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 
 from cimlab.errors import ConfigError
+from cimlab.units import KELVIN_OFFSET
 
 #: Conductance units -> factor to siemens.
 CONDUCTANCE_UNITS: dict[str, float] = {"S": 1.0, "mS": 1e-3, "uS": 1e-6, "nS": 1e-9}
@@ -66,7 +67,7 @@ CONDUCTANCE_UNITS: dict[str, float] = {"S": 1.0, "mS": 1e-3, "uS": 1e-6, "nS": 1
 TIME_UNITS: dict[str, float] = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "min": 60.0, "h": 3600.0,
                                 "d": 86400.0}
 #: Temperature units -> (scale, offset) so that value_K = value * scale + offset.
-TEMPERATURE_UNITS: dict[str, tuple[float, float]] = {"K": (1.0, 0.0), "C": (1.0, 273.15)}
+TEMPERATURE_UNITS: dict[str, tuple[float, float]] = {"K": (1.0, 0.0), "C": (1.0, KELVIN_OFFSET)}
 #: Room temperature assumed where a data set records none [K].
 ROOM_TEMPERATURE_K = 300.0
 

@@ -30,13 +30,12 @@ import numpy as np
 from cimlab.errors import ConfigError, LimitError
 from cimlab.params import check, from_dict, load_toml, param, to_dict
 from cimlab.procedures.program_verify import ProgramVerifyConfig
+from cimlab.units import KELVIN_OFFSET
 
 #: Conductance window of the default chip profile, paper 000 (2e-6 .. 4e-5 S; NeuRRAM also
 #: used Gmax = 40 uS).
 G_MIN_DEFAULT = 2e-6
 G_MAX_DEFAULT = 40e-6
-
-KELVIN_OFFSET = 273.15
 
 
 # --------------------------------------------------------------------------- cells
@@ -452,7 +451,7 @@ class Plan:
         """Largest value of each limited quantity and the plan field that asks for it."""
         req: dict[str, tuple[float, str]] = {
             "set_bl": (0.0, ""), "set_wl": (0.0, ""), "reset_sl": (0.0, ""),
-            "reset_wl": (0.0, ""), "icc_a": (0.0, ""), "oven_temp_c": (-273.15, ""),
+            "reset_wl": (0.0, ""), "icc_a": (0.0, ""), "oven_temp_c": (-KELVIN_OFFSET, ""),
             "width_s": (0.0, ""), "smu_v": (0.0, ""), "smu_i_a": (0.0, "")}
 
         def up(key: str, value: float, where: str) -> None:

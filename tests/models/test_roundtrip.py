@@ -92,7 +92,7 @@ def roundtrip(request, tmp_path_factory):
         run_plan(plan, st, tmp / "store.h5", progress=False)
         from cimlab.physics import binary
 
-        truth = {"profile": chip.profile, "g_prog": chip._g_prog.copy(),
+        truth = {"profile": chip.profile, "g_prog": chip.truth.programmed(np.arange(chip.n_cells)),
                  "faults": chip.truth.fault_codes(),
                  "binary": {c.name: (binary._with_read(chip.profile,
                                                        chip.truth.lrs_distribution(c.name)),

@@ -19,13 +19,17 @@ def _ops(chip):
     return out
 
 
-def test_same_seed_same_results_different_seed_different():
+def test_same_seed_same_results_different_seed_independent():
     a = _ops(ReRAMChip(small_profile(1, rows=64, cols=16), seed=42))
     b = _ops(ReRAMChip(small_profile(1, rows=64, cols=16), seed=42))
     c = _ops(ReRAMChip(small_profile(1, rows=64, cols=16), seed=43))
     for x, y in zip(a, b, strict=True):
         assert np.array_equal(x, y)
-    assert not np.array_equal(a[2], c[2])
+    # another seed draws another chip: the cell-to-cell deviations of the reads (d2d spread,
+    # step and read noise) are uncorrelated between the two, |r| within 4 / sqrt(n)
+    da, dc = a[2] - a[2].mean(), c[2] - c[2].mean()
+    r = float(np.corrcoef(da, dc)[0, 1])
+    assert np.std(da) > 0 and abs(r) < 4 / np.sqrt(da.size), r
 
 
 def test_truth_accessors_do_not_disturb_the_operation_stream():

@@ -13,15 +13,30 @@ def test_default_file_equals_field_defaults():
     assert load_profile("default") == ChipProfile()
 
 
-def test_bundled_profiles_load_and_differ():
-    profiles = {name: load_profile(name) for name in BUNDLED_PROFILES}
-    d, b = profiles["default"], profiles["techb"]
-    assert b.name == "techb"
-    assert b.window.g_max != d.window.g_max
-    assert b.read.rel != d.read.rel
-    assert b.retention.ea_ev != d.retention.ea_ev
-    assert b.faults.p_stuck != d.faults.p_stuck
-    assert b.relaxation.b_peak != d.relaxation.b_peak
+def _flat(x, path=""):
+    """{dotted path: leaf} of nested dicts and lists (lists indexed by position)."""
+    if isinstance(x, dict):
+        return {k: v for key, val in x.items() for k, v in _flat(val, f"{path}{key}.").items()}
+    if isinstance(x, (list, tuple)) and any(isinstance(v, (dict, list, tuple)) for v in x):
+        return {k: v for i, val in enumerate(x) for k, v in _flat(val, f"{path}{i}.").items()}
+    return {path[:-1]: list(x) if isinstance(x, tuple) else x}
+
+
+@pytest.mark.parametrize("name", BUNDLED_PROFILES)
+def test_bundled_profiles_load_exactly_as_written(name):
+    """Every value a bundled profile file sets is the loaded value, and every field it leaves
+    out is the profile.py default: nothing is dropped, renamed or defaulted silently."""
+    from cimlab.params import load_toml
+    from cimlab.physics.profile import profile_path
+
+    written = _flat(load_toml(profile_path(name)))
+    loaded = _flat(to_dict(load_profile(name)))
+    default = _flat(to_dict(ChipProfile()))
+    assert set(written) <= set(loaded), sorted(set(written) - set(loaded))
+    assert loaded["name"] == name
+    for key, value in loaded.items():
+        want = written.get(key, default.get(key))
+        assert value == want, (key, value, want)
 
 
 def test_load_by_path_round_trip(tmp_path: Path):

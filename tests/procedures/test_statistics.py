@@ -56,8 +56,8 @@ def campaign(tmp_path_factory):
             "end_eq_s": chip.equivalent_time_s,
             "faults": chip.truth.fault_codes(),
             "stuck_mask": chip.truth.stuck_mask(),
-            "g_prog": chip._g_prog.copy(),
-            "e_prog": chip._e_prog.copy(),
+            "g_prog": chip.truth.programmed(np.arange(chip.n_cells)),
+            "e_prog": chip.truth.programmed_time(np.arange(chip.n_cells)),
             "oven": st.bench.world.oven_range,
         }
     store = Store.open(tmp / "store.h5", mode="r")

@@ -21,9 +21,7 @@ from typing import Any
 import numpy as np
 
 from cimlab.params import check, from_dict, param, to_dict
-
-#: 0 degC in K
-ZERO_C_K = 273.15
+from cimlab.units import KELVIN_OFFSET as ZERO_C_K
 
 
 @dataclass(frozen=True)

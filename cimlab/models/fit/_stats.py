@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from cimlab.models.params import Z95
-from cimlab.stats import MAD_TO_SIGMA, clopper_pearson
+from cimlab.stats import MAD_TO_SIGMA, clopper_pearson, robust_sigma
 
 #: Half-width of the trimming window, in robust standard deviations (1.4826 x MAD).
 TRIM_MAD = 10.0
@@ -170,7 +170,7 @@ def robust_location_scale(x: np.ndarray, trim: float = TRIM_MAD) -> tuple[float,
     if x.size == 0:
         return (math.nan, math.nan, 0)
     med = np.median(x)
-    s = MAD_TO_SIGMA * np.median(np.abs(x - med))
+    s = robust_sigma(x)
     if s > 0:
         x = x[np.abs(x - med) <= trim * s]
     sd = float(np.std(x, ddof=1)) if x.size > 1 else math.nan

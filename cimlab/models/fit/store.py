@@ -43,6 +43,7 @@ from cimlab.models.fit.relaxation import RelaxationFit, fit_relaxation
 from cimlab.models.fit.retention import RetentionFit, fit_retention
 from cimlab.models.fit.stuck import fit_stuck
 from cimlab.models.params import FitInfo
+from cimlab.units import KELVIN_OFFSET
 
 #: run kind -> tables the fitters read from it.
 USED_TABLES: dict[str, tuple[str, ...]] = {
@@ -122,7 +123,7 @@ def collect(store: Any, include_unfinished: bool = False) -> TableSet:
             if df.empty:
                 continue
             if name == "bakes" and "ambient_c" in (run.meta or {}):
-                df = df.assign(ambient_k=float(run.meta["ambient_c"]) + 273.15)
+                df = df.assign(ambient_k=float(run.meta["ambient_c"]) + KELVIN_OFFSET)
             items.append((run.uid, name, df))
             df = df.assign(run=run.uid)
             prev = ts.tables.setdefault(kind, {}).get(name)

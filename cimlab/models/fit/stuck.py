@@ -13,15 +13,16 @@ import numpy as np
 import pandas as pd
 
 from cimlab.models.effects import StuckAt
-from cimlab.models.fit._stats import MAD_TO_SIGMA, binomial_ci, binomial_stderr
+from cimlab.models.fit._stats import binomial_ci, binomial_stderr
 from cimlab.models.params import Z95, FitInfo
+from cimlab.stats import robust_sigma
 
 
 def _median_se(x: np.ndarray) -> tuple[float, float]:
     med = float(np.median(x))
     if x.size < 2:
         return med, math.nan
-    s = MAD_TO_SIGMA * float(np.median(np.abs(x - med)))
+    s = robust_sigma(x)
     return med, 1.2533 * s / math.sqrt(x.size)
 
 
