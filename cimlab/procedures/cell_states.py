@@ -83,6 +83,7 @@ def analog_filter(cells: Any, faults: pd.DataFrame | None, kind: str = "") -> Ce
     return CellFilter(stuck=stuck, cells=int(u.size), covered=covered, basis=basis)
 
 
+#: A BER-run cell has switched when the median of its reads after SET exceeds the median of
 #: its reads after RESET by at least this much [S] ... (see :func:`stuck_cells`)
 STUCK_WINDOW_S = 2e-6
 #: ... and by at least this fraction of the larger median (a stuck-on cell at ~60 uS reads

@@ -227,7 +227,8 @@ def test_report_ber_on_working_cells_matches_truth(campaign, structure):
     covers the BER cells) lies within the 99.9 % binomial interval of the truth's BER per
     condition; the raw BER (stuck cells included) does not for very strong (~0.5 % vs
     2e-9). The excluded cells are the truth's stuck cells."""
-    from cimlab.procedures.cell_states import stuck_cells, summarize_ber
+    from cimlab.procedures.cell_states import stuck_cells
+    from cimlab.procedures.report import summarize_ber
 
     tr = campaign["truth"]["chip"].truth
     run = campaign["runs"]["ber"]

@@ -32,14 +32,14 @@ from cimlab.procedures.cell_states import (
     stuck_cells,
     working_bits,
 )
-from cimlab.procedures.report import plots
+from cimlab.procedures.report import plots as plotting
+from cimlab.procedures.report.bake import ALL_RUNS_KIND, combine_bake_runs, summarize_bake
 from cimlab.procedures.report.sections import TEXT_WIDTH, RunReport, Section, format_report
 from cimlab.procedures.report.summaries import (
     FAULT_STATES,
     TIME_CLUSTER_DECADES,
     grouped_robust_sigma,
     relaxation_stats,
-    summarize_bake,
     summarize_ber,
     summarize_endurance,
     summarize_faults,
@@ -52,14 +52,14 @@ from cimlab.procedures.report.summaries import (
 from cimlab.stats import CONFIDENCE, MAD_EFFICIENCY, clopper_pearson, sigma_interval
 
 __all__ = [
-    "CONFIDENCE", "FAULT_STATES", "MAD_EFFICIENCY", "STUCK_SPLIT_S", "STUCK_STATES",
-    "STUCK_STATE_SIGMAS", "STUCK_WINDOW_REL", "STUCK_WINDOW_S", "TEXT_WIDTH",
+    "ALL_RUNS_KIND", "CONFIDENCE", "FAULT_STATES", "MAD_EFFICIENCY", "STUCK_SPLIT_S",
+    "STUCK_STATES", "STUCK_STATE_SIGMAS", "STUCK_WINDOW_REL", "STUCK_WINDOW_S", "TEXT_WIDTH",
     "TIME_CLUSTER_DECADES", "CellFilter", "RunReport", "Section", "analog_filter",
-    "clopper_pearson", "default_out_dir", "fault_states", "fault_table", "format_report",
-    "grouped_robust_sigma", "relaxation_stats", "report", "sigma_interval", "stuck_cells",
-    "summarize_bake", "summarize_ber", "summarize_endurance", "summarize_faults",
-    "summarize_programming_error", "summarize_read_fluctuation", "summarize_relaxation",
-    "summarize_run", "time_points", "variance_slope", "working_bits",
+    "clopper_pearson", "combine_bake_runs", "default_out_dir", "fault_states", "fault_table",
+    "format_report", "grouped_robust_sigma", "relaxation_stats", "report", "sigma_interval",
+    "stuck_cells", "summarize_bake", "summarize_ber", "summarize_endurance",
+    "summarize_faults", "summarize_programming_error", "summarize_read_fluctuation",
+    "summarize_relaxation", "summarize_run", "time_points", "variance_slope", "working_bits",
 ]
 
 
@@ -79,7 +79,7 @@ def _summarize_kind(rep: RunReport, run: Any, tables: dict[str, pd.DataFrame],
         flt = analog_filter(df["cell"], faults, kind)
 
         def plot():
-            return plots.plot_programming_error(df, secs, out_dir, stem, flt)
+            return plotting.plot_programming_error(df, secs, out_dir, stem, flt)
     elif kind == "read_fluctuation":
         rep.sections, rep.figures = summarize_read_fluctuation(tables, faults)
         secs = rep.sections
@@ -87,7 +87,7 @@ def _summarize_kind(rep: RunReport, run: Any, tables: dict[str, pd.DataFrame],
         basis = rep.figures.get("reads", {}).get("basis", "plain")
 
         def plot():
-            return plots.plot_read_fluctuation(secs, out_dir, stem, basis)
+            return plotting.plot_read_fluctuation(secs, out_dir, stem, basis)
     elif kind in ("relaxation", "imported"):
         reads = tables["reads"]
         rep.sections, rep.figures = summarize_relaxation(
@@ -99,34 +99,38 @@ def _summarize_kind(rep: RunReport, run: Any, tables: dict[str, pd.DataFrame],
                              "in table 'outliers', not in these statistics")
 
         def plot():
-            return plots.plot_relaxation(stats, out_dir, stem)
+            return plotting.plot_relaxation(stats, out_dir, stem)
     elif kind == "bake_retention":
         reads = tables["reads"]
         rep.sections, rep.figures = summarize_bake(reads, analog_filter(reads["cell"], faults))
         stats = rep.sections[-1].frame
+        by_step = rep.sections[0].frame
         basis = rep.figures["basis"]
 
         def plot():
-            return plots.plot_bake(stats, out_dir, stem, basis)
+            paths = plotting.plot_bake(stats, out_dir, stem, basis)
+            if by_step["temp_c"].nunique() > 1:
+                paths += plotting.plot_bake_temperatures(by_step, out_dir, stem)
+            return paths
     elif kind == "ber":
         rep.sections, rep.figures = summarize_ber(tables, faults)
         s = rep.sections[0].frame
 
         def plot():
-            return plots.plot_ber(s, out_dir, stem)
+            return plotting.plot_ber(s, out_dir, stem)
     elif kind == "fault_map":
         rep.sections, rep.figures = summarize_faults(tables["faults"])
-        geometry = plots.find_geometry(run.plan, run.snapshot)
+        geometry = plotting.find_geometry(run.plan, run.snapshot)
         df = tables["faults"]
 
         def plot():
-            return plots.plot_faults(df, geometry, out_dir, stem)
+            return plotting.plot_faults(df, geometry, out_dir, stem)
     elif kind == "endurance":
         rep.sections, rep.figures = summarize_endurance(tables["cycles"])
         s = rep.sections[-1].frame
 
         def plot():
-            return plots.plot_endurance(s, out_dir, stem)
+            return plotting.plot_endurance(s, out_dir, stem)
     return plot
 
 
@@ -196,7 +200,9 @@ def default_out_dir(store_path: str | Path) -> Path:
 def report(store_path: str | Path, out_dir: str | Path | None = None, *,
            uids: Iterable[str] | None = None, plots: bool = True) -> list[RunReport]:
     """Summaries of the runs in a store (all, or ``uids``), with PNG plots in ``out_dir``
-    (default :func:`default_out_dir`)."""
+    (default :func:`default_out_dir`). Where two or more bake runs are reported, a last
+    report of kind :data:`ALL_RUNS_KIND` puts them side by side by temperature and bake time
+    (:func:`~cimlab.procedures.report.bake.combine_bake_runs`)."""
     from cimlab.store import Store
 
     out = None
@@ -208,5 +214,12 @@ def report(store_path: str | Path, out_dir: str | Path | None = None, *,
         faults = fault_table(store) if any(r.kind in _USES_FAULTS for r in runs) else None
         for run in runs:
             reports.append(summarize_run(run, out, faults))
+    combined = combine_bake_runs(reports)  # several bake runs: one table by temperature
+    if combined is not None:
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            combined.plots = plotting.plot_bake_temperatures(
+                combined.sections[0].frame, out, "all_bake_runs")
+        reports.append(combined)
     return reports
 

@@ -219,6 +219,41 @@ def plot_bake(stats: pd.DataFrame, out: Path, stem: str, basis: str = "plain") -
     return [_save(fig, out / f"{stem}_retention.png")]
 
 
+def plot_bake_temperatures(by_step: pd.DataFrame, out: Path, stem: str) -> list[Path]:
+    """Mean shift and sigma (levels pooled) vs bake time, one line per temperature (and run,
+    for a store-level table with a ``run`` column); the reads before the bake at tick "0"."""
+    from matplotlib import colormaps
+
+    temps = np.unique(by_step["temp_c"])
+    tmap = colormaps["plasma"]
+    span = max(float(temps.max() - temps.min()), 1.0)
+    keys = ["temp_c", "run"] if "run" in by_step.columns else ["temp_c"]
+    if "temp_index" in by_step.columns:
+        keys.append("temp_index")
+    fig, axes = _figure(1, 2, (11.5, 4.4))
+    x0 = _log_time_axis(axes[0, 0], by_step["bake_time_s"].to_numpy())
+    _log_time_axis(axes[0, 1], by_step["bake_time_s"].to_numpy())
+    labelled: set[float] = set()
+    for key, g in by_step.groupby(keys, sort=True):
+        tc = float(key[0])
+        g = g.sort_values("bake_time_s")
+        t = g["bake_time_s"].to_numpy()
+        x = np.where(t > 0, t, x0)
+        c = tmap(0.85 * (tc - float(temps.min())) / span)
+        label = None if tc in labelled else f"{tc:g} C"
+        labelled.add(tc)
+        axes[0, 0].plot(x, g["mean_shift_s"] * _US, "o-", ms=3, color=c, label=label)
+        axes[0, 1].plot(x, g["sigma_s"] * _US, "o-", ms=3, color=c, label=label)
+    axes[0, 0].axhline(0, color="grey", lw=0.5)
+    axes[0, 0].set_ylabel("mean shift g - g0 [uS] (levels averaged)")
+    axes[0, 1].set_ylabel("sigma of g [uS] (levels RMS)")
+    axes[0, 1].set_ylim(bottom=0)
+    for ax in axes.flat:
+        ax.set_xlabel("cumulative bake time [s]")
+        ax.legend(fontsize=8, title="bake temperature", title_fontsize=8)
+    return [_save(fig, out / f"{stem}_temperatures.png")]
+
+
 def plot_ber(s: pd.DataFrame, out: Path, stem: str) -> list[Path]:
     fig, axes = _figure()
     ax = axes[0, 0]

@@ -95,16 +95,23 @@ def time_points(df: pd.DataFrame) -> pd.Series:
     """Integer time-point label per row: ``time_index`` if present, else clusters of time_s."""
     if "time_index" in df.columns:
         return df["time_index"].astype(np.int64)
-    t = df["time_s"].to_numpy(float)
+    return pd.Series(cluster_log_times(df["time_s"].to_numpy(float)), index=df.index)
+
+
+def cluster_log_times(t: np.ndarray, decades: float = TIME_CLUSTER_DECADES) -> np.ndarray:
+    """Integer time-point label per time [s]: t = 0 alone (label 0), the times > 0 in
+    clusters whose sorted neighbours are less than ``decades`` apart in log10 time (labels
+    increasing with time), so measured times scattered around a nominal point are one point."""
+    t = np.asarray(t, float)
     uniq = np.unique(t)
     labels = np.empty(uniq.size, np.int64)
     pos = uniq > 0
     labels[~pos] = 0
     lt = np.log10(uniq[pos])
     if lt.size:
-        breaks = np.concatenate([[0], np.cumsum(np.diff(lt) > TIME_CLUSTER_DECADES)])
+        breaks = np.concatenate([[0], np.cumsum(np.diff(lt) > decades)])
         labels[pos] = breaks + (1 if (~pos).any() else 0)
-    return pd.Series(labels[np.searchsorted(uniq, t)], index=df.index)
+    return labels[np.searchsorted(uniq, t)]
 
 
 def grouped_robust_sigma(d: pd.DataFrame, keys: list[str], col: str) -> pd.Series:
@@ -261,7 +268,7 @@ def summarize_read_fluctuation(tables: dict[str, pd.DataFrame],
     return sections, figures
 
 
-def _sigma_columns(s: pd.DataFrame, kept: pd.DataFrame, every: pd.DataFrame, group: list[str],
+def sigma_columns(s: pd.DataFrame, kept: pd.DataFrame, every: pd.DataFrame, group: list[str],
                    flt: CellFilter, shift_col: str) -> None:
     """Add ``sigma_robust_s`` and ``sigma_raw_s`` (all cells, stuck ones included) to the
     per-group table ``s``; where ``flt`` has no fault map for the cells, ``sigma_s`` and
@@ -286,7 +293,7 @@ def relaxation_stats(df: pd.DataFrame, flt: CellFilter | None = None) -> pd.Data
         mean_g_s=("g_s", "mean"), sigma_s=("g_s", "std"), mean_shift_s=("shift_s", "mean"),
         sigma_relax_s=("shift_s", "std"))
     s.insert(1, "excluded", (d.groupby(keys).size() - s["n"]).astype(np.int64))
-    _sigma_columns(s, k, d, keys, flt, "sigma_relax_s")
+    sigma_columns(s, k, d, keys, flt, "sigma_relax_s")
     # one label per time point (median over all levels), so the pivots line up
     label = d.groupby("tp")["time_s"].median()
     s = s.reset_index()
@@ -340,48 +347,6 @@ def summarize_relaxation(df: pd.DataFrame, flt: CellFilter | None = None
                "basis": flt.basis}
     return sections, figures
 
-
-def summarize_bake(df: pd.DataFrame, flt: CellFilter | None = None
-                   ) -> tuple[list[Section], dict]:
-    flt = flt or analog_filter(df["cell"], None)
-    keys = ["temp_k", "cell"]
-    if "temp_index" in df.columns:
-        keys = ["temp_index", *keys]
-    per = df.groupby([*keys, "level", "step"], sort=True).agg(
-        g_s=("g_s", "mean"), bake_time_s=("bake_time_s", "first"), target_s=("target_s", "mean"))
-    per = per.reset_index()
-    first = per.loc[per.groupby(keys)["step"].idxmin(), [*keys, "g_s"]]
-    per = per.merge(first.rename(columns={"g_s": "g_first_s"}), on=keys, how="left")
-    per["shift_s"] = per["g_s"] - per["g_first_s"]
-    group = [k for k in keys if k != "cell"] + ["step", "level"]
-    kept = per[flt.keep(per["cell"])]
-    s = kept.groupby(group).agg(
-        bake_time_s=("bake_time_s", "first"), cells=("g_s", "size"), target_s=("target_s", "mean"),
-        mean_g_s=("g_s", "mean"), sigma_s=("g_s", "std"), mean_shift_s=("shift_s", "mean"),
-        sigma_shift_s=("shift_s", "std"))
-    s.insert(1, "excluded", (per.groupby(group).size() - s["cells"]).astype(np.int64))
-    _sigma_columns(s, kept, per, group, flt, "sigma_shift_s")
-    s = s.reset_index()
-    group2 = [k for k in keys if k != "cell"] + ["step"]
-    by_step = s.groupby(group2).agg(
-        bake_time_s=("bake_time_s", "first"), levels=("level", "nunique"),
-        cells=("cells", "sum"), mean_shift_s=("mean_shift_s", "mean"),
-        sigma_s=("sigma_s", lambda x: float(np.sqrt(np.mean(np.square(x))))),
-        sigma_shift_s=("sigma_shift_s", lambda x: float(np.sqrt(np.mean(np.square(x))))),
-        sigma_raw_s=("sigma_raw_s", lambda x: float(np.sqrt(np.mean(np.square(x)))))
-    ).reset_index()
-    cond = ("target_s", "mean_g_s", "sigma_s", "mean_shift_s", "sigma_shift_s", "sigma_robust_s",
-            "sigma_raw_s")
-    sections = [
-        Section("bake retention per bake step (levels pooled: mean shift averaged, sigma RMS)",
-                by_step, ("mean_shift_s", "sigma_s", "sigma_shift_s", "sigma_raw_s"), flt.note()),
-        Section("bake retention per bake step and level", s, cond),
-    ]
-    return sections, {"steps": len(by_step), "excluded": int(flt.stuck.size),
-                      "basis": flt.basis}
-
-
-#: A BER-run cell has switched when the median of its reads after SET exceeds the median of
 
 def summarize_ber(tables: dict[str, pd.DataFrame], faults: pd.DataFrame | None = None
                   ) -> tuple[list[Section], dict]:
