@@ -119,7 +119,9 @@ def test_fit_tables_provenance_and_hash():
     ts = tables_from_frames({"programming_error": {"programmed": df}})
     dm = fit_tables(ts).model
     assert dm.provenance.data_sha256 == hash_tables([("programming_error", "programmed", df)])
-    ts2 = tables_from_frames({"programming_error": {"programmed": df.assign(
-        g_s=df["g_s"] * (1 + 1e-9))}})
+    df2 = df.assign(g_s=df["g_s"] * (1 + 1e-9))
+    ts2 = tables_from_frames({"programming_error": {"programmed": df2}})
+    # the hash is of the data: the changed table's own hash, not the first one's
+    assert ts2.sha256 == hash_tables([("programming_error", "programmed", df2)])
     assert ts2.sha256 != ts.sha256
     assert dm.window.levels == 10 and dm.window.g_max == pytest.approx(40e-6)

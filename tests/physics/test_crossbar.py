@@ -132,10 +132,17 @@ def test_mvm_cache_rebuilt_on_programming_and_relaxation(ticker):
     # programming a cell of tile 0 rebuilds it
     chip.pulse(np.array([3]), "set", 2.0, 1.0, 1e-6, ticker())
     i2 = chip.mvm(0, v, ticker(), read_noise=False)
-    assert not np.array_equal(i1, i2)
+    # rebuilt: the currents of the truth's conductances observed now (not through the
+    # cache) through the exact nodal solution of the tile's wires, new cell 3 included
+    def truth_now():
+        g = chip.truth.conductance(np.arange(chip.tile_size)).reshape(chip.rows, chip.cols)
+        return v @ transfer_matrix(g, *chip.wires(0)).T
+
+    np.testing.assert_allclose(i2, truth_now(), rtol=1e-12)
+    assert not np.allclose(i1, truth_now(), rtol=1e-6)  # the stale cache was not
     # much later (relaxation moved by many decades) it is rebuilt too
     i3 = chip.mvm(0, v, chip.time_s + 100.0, read_noise=False)
-    assert not np.array_equal(i2, i3)
+    np.testing.assert_allclose(i3, truth_now(), rtol=1e-12)
 
 
 def test_mvm_argument_errors(chip4, ticker):
