@@ -117,7 +117,7 @@ def summarize_bake(df: pd.DataFrame, flt: CellFilter | None = None
         Section(BY_STEP_TITLE, by_step, ("mean_shift_s", "sigma_s", "sigma_shift_s",
                                          "sigma_raw_s"), note,
                 shown=tuple(c for c in by_step.columns if c != "temp_k")),
-        Section(BY_LEVEL_TITLE, s, cond),
+        Section(BY_LEVEL_TITLE, s, cond, shown=tuple(c for c in s.columns if c != "temp_k")),
     ]
     figures = {"steps": len(by_step), "excluded": int(flt.stuck.size), "basis": flt.basis,
                "temperatures_c": sorted({float(t) for t in by_step["temp_c"]}),
