@@ -14,6 +14,7 @@ import pandas as pd
 
 from cimlab.physics import ReRAMChip, load_profile
 from cimlab.physics.reference_programming import Clock, reference_verify
+from cimlab.units import KELVIN_OFFSET
 
 RELAX_TIMES = (0.01, 0.03, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
 
@@ -72,12 +73,12 @@ def chip_tables(profile: str = "default", seed: int = 7, n_per_level: int = 400,
         for k, t_c in enumerate((0.0, *schedule)):
             if k:
                 chip.advance(max(now - chip.time_s, 0.0), w.t_room_k)
-                chip.advance(t_c - t_cum, tc + 273.15)
+                chip.advance(t_c - t_cum, tc + KELVIN_OFFSET)
                 now = chip.time_s + 1.0
                 t_cum = t_c
             g = chip.read(bc, now)
             bake_rows.append(pd.DataFrame({"cell": bc, "level": level, "target_s": target,
-                                           "step": k, "temp_k": tc + 273.15,
+                                           "step": k, "temp_k": tc + KELVIN_OFFSET,
                                            "bake_time_s": t_c, "g_s": g, "temp_index": j}))
         now += 10.0
     bake = pd.concat(bake_rows, ignore_index=True)

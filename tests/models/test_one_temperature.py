@@ -19,6 +19,7 @@ from cimlab.models.effects import EA_PRIOR_RANGE_EV, K_B_EV
 from cimlab.models.extrapolate import extrapolate_retention
 from cimlab.models.fit import fit_read_noise, fit_relaxation, fit_retention
 from cimlab.models.fit.retention import EA_PRIOR_NOTE
+from cimlab.units import KELVIN_OFFSET
 from tests.models.chipdata import chip_tables
 
 
@@ -42,7 +43,8 @@ def one_temp():
 
 
 def _true_af(p, temp_c):
-    return math.exp(p.retention.ea_ev / K_B_EV * (1 / p.window.t_room_k - 1 / (temp_c + 273.15)))
+    temp_k = temp_c + KELVIN_OFFSET
+    return math.exp(p.retention.ea_ev / K_B_EV * (1 / p.window.t_room_k - 1 / temp_k))
 
 
 def test_one_temperature_keeps_ea_at_the_prior(one_temp):

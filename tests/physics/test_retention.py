@@ -7,6 +7,7 @@ import pytest
 
 from cimlab.physics import ReRAMChip
 from cimlab.physics.profile import K_B_EV
+from cimlab.units import KELVIN_OFFSET
 from tests.physics.conftest import small_profile, z_crit
 
 
@@ -45,7 +46,7 @@ def _measure_acceleration(temp_k: float, dt_s: float, seed: int) -> tuple[float,
 
 def test_acceleration_between_two_bake_temperatures():
     chip = ReRAMChip(small_profile(1), seed=1)
-    t1, t2 = 273.15 + 150.0, 273.15 + 100.0
+    t1, t2 = KELVIN_OFFSET + 150.0, KELVIN_OFFSET + 100.0
     # bake times chosen so both give ~100 s of room-temperature equivalent relaxation
     dt1 = 100.0 / chip.truth.acceleration(t1)
     dt2 = 100.0 / chip.truth.acceleration(t2)
@@ -88,7 +89,7 @@ def test_recent_times_stay_precise_after_a_long_bake():
     relaxation (per-cell times are kept relative to a moving epoch)."""
     chip = ReRAMChip(small_profile(1), seed=2)
     cells = np.flatnonzero(chip.truth.stuck_mask() == 0)[:4000]
-    chip.advance(1000 * 3600.0, 273.15 + 175.0)
+    chip.advance(1000 * 3600.0, KELVIN_OFFSET + 175.0)
     assert chip.equivalent_time_s > 1e12
     t = chip.time_s + 1.0
     chip.pulse(cells, "set", 2.0, 1.0, 1e-6, t)

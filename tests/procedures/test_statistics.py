@@ -17,6 +17,7 @@ from cimlab.instruments.station import Station
 from cimlab.procedures.campaign import run_plan
 from cimlab.procedures.plan import plan_from_mapping
 from cimlab.store import Store
+from cimlab.units import KELVIN_OFFSET
 from tests.procedures.bench_util import station_file
 
 TILE = 256 * 64
@@ -344,8 +345,8 @@ def test_retention_shift_after_150c_bake_matches_arrhenius(campaign):
     # Arrhenius: equivalent time of the whole bake from the acceleration factor, the soak
     # times and the oven ramps (0.05 K/s both ways)
     oven = truth["oven"]
-    t_amb = oven.ambient_c + 273.15
-    t_bake = 150.0 + 273.15
+    t_amb = oven.ambient_c + KELVIN_OFFSET
+    t_bake = 150.0 + KELVIN_OFFSET
     a150 = tr.acceleration(t_bake)
     soak = float((bakes["soak_end_s"] - bakes["soak_start_s"]).sum())
     ramps = len(bakes) * 2 * _ramp_equivalent_s(tr, t_amb, t_bake, oven.default_rate_k_per_s)
