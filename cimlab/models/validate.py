@@ -291,7 +291,8 @@ def _relaxation_cells(model: DeviceModel, df: pd.DataFrame) -> list[ValidationCe
         target = float(d["target_s"].mean())
         mu, sd = model.predicted_moments(target, t, _temp_arg(model, float(temp_k)),
                                          include_read=include_read)
-        out.append(_cell("relaxation", level, t, float(temp_k) - KELVIN_OFFSET, g.size,
+        temp_c = float(d["temp_k"].mean() if "temp_k" in d.columns else temp_k) - KELVIN_OFFSET
+        out.append(_cell("relaxation", level, t, temp_c, g.size,
                          float(g.mean()), float(mu), float(g.std(ddof=1)), float(sd)))
     return out
 
