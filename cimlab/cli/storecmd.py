@@ -209,7 +209,14 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+#: TidyFormat field -> the ``cimlab import`` option that sets it (error messages).
+_MAPPING_OPTIONS = {"g_unit": "--g-unit", "time_unit": "--time-unit", "temp_unit": "--temp-unit",
+                    "level_step_s": "--level-step", "n_levels": "--n-levels",
+                    "temp_k": "--temp-k", "level/target": "--level-col/--target-col/--level-step"}
+
+
 def _import(args: argparse.Namespace) -> int:
+    from cimlab.errors import ConfigError
     from cimlab.procedures import importer
 
     out = args.out
@@ -234,13 +241,17 @@ def _import(args: argparse.Namespace) -> int:
         level = args.level_col
         if level is None and args.target_col is None and args.level_step is None:
             level = "level"  # --level-step alone: levels from each cell's first read
-        fmt = importer.TidyFormat(
-            cell=args.cell_col, time=args.time_col, g=args.g_col, level=level,
-            target=args.target_col, g0=args.g0_col, temp=args.temp_col,
-            bake_time=args.bake_time_col, cycle=args.cycle_col, g_unit=args.g_unit,
-            time_unit=args.time_unit, temp_unit=args.temp_unit, temp_k=args.temp_k,
-            level_step_s=step, n_levels=args.n_levels, target_offset=args.target_offset,
-            sep=args.sep, header=not args.no_header)
+        try:
+            fmt = importer.TidyFormat(
+                cell=args.cell_col, time=args.time_col, g=args.g_col, level=level,
+                target=args.target_col, g0=args.g0_col, temp=args.temp_col,
+                bake_time=args.bake_time_col, cycle=args.cycle_col, g_unit=args.g_unit,
+                time_unit=args.time_unit, temp_unit=args.temp_unit, temp_k=args.temp_k,
+                level_step_s=step, n_levels=args.n_levels, target_offset=args.target_offset,
+                sep=args.sep, header=not args.no_header)
+        except ConfigError as exc:  # name the file being imported and the option to fix
+            option = _MAPPING_OPTIONS.get(exc.field, exc.field)
+            raise ConfigError(args.file, option, exc.expected, exc.got) from None
         result = importer.import_tidy(args.file, out, fmt, force=args.force)
     print(result.summary())
     print(f"next: cimlab report {out}")
