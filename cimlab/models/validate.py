@@ -4,15 +4,19 @@ A *validation cell* is one (effect, level, time, temperature) group of measureme
 
 ``relaxation`` (runs ``relaxation`` and ``imported``: ``reads``)
     The conductances ``g_s`` of the level's cells at one time point (``time_index`` where the
-    run has it, else ``time_s``), time 0 (the verify reads the programming model is fitted on)
-    left out. Predicted: :meth:`DeviceModel.predicted_moments` at the level's mean target,
+    run has it, else the times clustered by :func:`time_points`), time 0 (the verify reads the
+    programming model is fitted on) left out, and so are cells whose verify read ``g0_s`` is
+    not in their level (stuck cells, failed verifies:
+    :func:`cimlab.models.fit.relaxation.in_level`, as the fitter does).
+    Predicted: :meth:`DeviceModel.predicted_moments` at the level's mean target,
     that time and temperature (room temperature within :data:`ROOM_TOLERANCE_K` of the
     model's reference), with one read's noise only when the model's read noise was measured
     (``read_noise.fit`` set; otherwise the verify spread the programming sigma was fitted on
     already holds it, and adding it would count it twice).
 ``bake_retention`` (runs ``bake_retention``: ``reads``), per temperature
     The change ``d = g(step) - g(step 0)`` of each cell since its reference read of the same
-    bake (repeats averaged), per (bake, level, step > 0): the mean shift and the spread of the
+    bake (repeats averaged; cells whose reference read is not in their level left out, as
+    for relaxation), per (bake, level, step > 0): the mean shift and the spread of the
     shift, what a bake does to the stored weights. Predicted per cell from its reference read
     ``g0``: relaxation from the reference time ``t_a`` to ``t_a + t_eq``, ``t_eq`` the
     Arrhenius-equivalent room time of the bake (:meth:`Retention.equivalent_time`):
@@ -50,6 +54,7 @@ import pandas as pd
 
 from cimlab.errors import ConfigError
 from cimlab.models.device_model import DeviceModel, rectified_moments
+from cimlab.models.fit.relaxation import in_level
 from cimlab.models.fit.store import TableSet
 
 #: Default acceptance of a predicted spread (relative), the issue-12 / techC criterion.
@@ -58,6 +63,9 @@ DEFAULT_TOLERANCE = 0.15
 DEFAULT_MEAN_TOLERANCE = 0.5
 #: Reads this close to the model's reference temperature count as room temperature [K].
 ROOM_TOLERANCE_K = 10.0
+#: Without a ``time_index`` column, reads less than this apart in log10 time are one time
+#: point (a factor 1.12: measured read times scatter by a few % around nominal points).
+TIME_GAP_DECADES = 0.05
 #: Groups with fewer measurements than this are not validated (a sigma needs a few).
 MIN_N = 5
 KELVIN_OFFSET = 273.15
@@ -276,10 +284,29 @@ def _read_measured(model: DeviceModel) -> bool:
     return model.read_noise.fit is not None
 
 
+def time_points(t: np.ndarray, gap_decades: float = TIME_GAP_DECADES) -> np.ndarray:
+    """Index of the time point of each read: reads whose times lie within ``gap_decades`` of
+    the next are one point (per-read measured times scatter around the nominal points)."""
+    t = np.asarray(t, dtype=float)
+    u = np.unique(t)
+    lt = np.log10(np.maximum(u, 1e-300))
+    new = np.ones(u.size, bool)
+    new[1:] = (np.diff(lt) > gap_decades) | (u[:-1] <= 0)
+    return (np.cumsum(new) - 1)[np.searchsorted(u, t)]
+
+
 def _relaxation_cells(model: DeviceModel, df: pd.DataFrame) -> list[ValidationCell]:
-    tkey = "time_index" if "time_index" in df.columns else "time_s"
+    if "time_index" in df.columns:
+        tkey = "time_index"
+    else:
+        tkey = "_time_point"
+        df = df.assign(_time_point=time_points(df["time_s"].to_numpy()))
     out = []
     include_read = _read_measured(model)
+    if "g0_s" in df.columns:  # stuck cells / failed verifies: not samples of their level
+        keep = in_level((df["run"].astype(str) + ":" + df["level"].astype(str)).to_numpy(),
+                        df["g0_s"].to_numpy(dtype=float))
+        df = df[keep]
     temp = df["temp_k"] if "temp_k" in df.columns else pd.Series(model.retention.t_ref_k,
                                                                    index=df.index)
     df = df.assign(_temp=temp.round(1))
@@ -325,6 +352,7 @@ def _bake_cells(model: DeviceModel, df: pd.DataFrame) -> list[ValidationCell]:
         t_a = _reference_time(model, bake[bake["step"] == 0])
         after = per[(per["step"] > 0) & per["cell"].isin(ref.index)]
         after = after.assign(g0=ref["g"].reindex(after["cell"]).to_numpy())
+        after = after[in_level(after["level"].astype(str).to_numpy(), after["g0"].to_numpy())]
         for (level, _step), d in after.groupby(["level", "step"], sort=True):
             if len(d) < MIN_N:
                 continue

@@ -229,3 +229,30 @@ def test_cli_json_is_one_object(techc_store, capsys):
     rc = main(["validate", str(TECHC_MODEL), str(techc_store) + ".missing"])
     err = capsys.readouterr().err.strip()
     assert rc == 1 and len(err.splitlines()) == 1 and ".missing" in err
+
+
+def test_held_out_cells_of_an_emulated_chip():
+    """Closed loop on the emulator (tests/models/chipdata.py, fixed seed, stuck cells left in):
+    fit on half of the cells, validate on the other half."""
+    from cimlab.models.fit import fit_tables, tables_from_frames
+    from cimlab.models.validate import time_points
+    from tests.models.chipdata import chip_tables
+
+    d = chip_tables("default")
+    ts = tables_from_frames({
+        "relaxation": {"reads": d["relax"]},
+        "read_fluctuation": {"reads": d["reads"], "programmed": d["programmed"]},
+        "bake_retention": {"reads": d["bake"], "programmed": d["bake_programmed"]}})
+    _, test = kfold_cells(ts, k=2, seed=0)
+    model = fit_tables(subset_tables(ts, test, exclude=True)).model
+    res = validate(model, ts, cells=test)
+    s = res.summary()["by_effect"]
+    print(f"\nemulated chip, held-out half: {s}")
+    # per-cell read times scatter around the nominal points: one time point each
+    assert np.unique(time_points(d["relax"]["time_s"].to_numpy())).size == 9
+    rel = res.frame()[res.frame()["effect"] == "relaxation"]
+    assert len(rel) >= 80 and (rel["n"] >= 150).all()
+    assert s["relaxation"]["fraction_within"] >= 0.9
+    assert s["read_noise"]["fraction_within"] >= 0.9
+    assert s["bake_retention"]["fraction_within"] >= 0.75
+    assert s["bake_retention"]["fraction_mean_within"] >= 0.9
