@@ -256,3 +256,29 @@ def test_held_out_cells_of_an_emulated_chip():
     assert s["read_noise"]["fraction_within"] >= 0.9
     assert s["bake_retention"]["fraction_within"] >= 0.75
     assert s["bake_retention"]["fraction_mean_within"] >= 0.9
+
+
+def test_cross_validate_pools_out_of_fold_predictions():
+    from cimlab.models.validate import cross_validate
+
+    dm = _flat_drift_model()
+    tables = {"imported": {"reads": _relaxation_frame(dm, seed=8)}}
+    # the same model for every fold: pooling identical predictions changes nothing
+    same = cross_validate(tables, k=4, seed=2, fit=lambda ts: dm)
+    ref = validate(dm, tables)
+    np.testing.assert_allclose(same.frame()["predicted_sigma"], ref.frame()["predicted_sigma"],
+                               rtol=1e-12)
+    np.testing.assert_allclose(same.frame()["measured_sigma"], ref.frame()["measured_sigma"])
+    assert len(same.notes) >= 5 and "4-fold" in same.notes[0]
+    # a fit that sees only its training cells: each fold's model differs, and the fit
+    # function is never given a held-out cell
+    seen = []
+
+    def fit(ts):
+        seen.append(set(ts.get("imported", "reads")["cell"].unique()))
+        return dm
+
+    folds = kfold_cells(tables, k=4, seed=2)
+    cross_validate(tables, k=4, seed=2, fit=fit)
+    for f, s in zip(folds, seen, strict=True):
+        assert not s & set(f.tolist()) and len(s) + f.size == 4 * N
