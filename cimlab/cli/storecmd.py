@@ -71,13 +71,11 @@ def register(sub: Any) -> None:
         "ohm, kohm, kΩ, Mohm; s, ms, min, h; K, C). A tidy file with --bake-time-col is a "
         "bake. Errors name the file, line and column. Importing the same file twice does not "
         "add a copy.",
-        epilog="examples: cimlab import reads.csv --format tidy --cell-col addr --time-col t_ms "
-        "--time-unit ms --g-col R_kohm --g-unit kohm --target-col target_uS --out data/lab.h5\n"
-        "cimlab import data/reference/techA/bake.tsv.gz --format techa-bake --out "
-        "data/techA.h5\n"
-        "cimlab import bakes.csv --bake-time-col t_bake --time-unit h --temp-col T "
-        "--temp-unit C --level-step 7.5uS --n-levels 32",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples: (1) cimlab import reads.csv --format tidy --cell-col addr "
+        "--time-col t_ms --time-unit ms --g-col R_kohm --g-unit kohm --target-col target_uS "
+        "--out data/lab.h5 (2) cimlab import data/reference/techA/bake.tsv.gz --format "
+        "techa-bake --out data/techA.h5 (3) cimlab import bakes.csv --bake-time-col t_bake "
+        "--time-unit h --temp-col T --temp-unit C --level-step 7.5uS --n-levels 32",
     )
     imp.add_argument("file", type=Path, help="CSV/TSV file (.gz accepted)")
     imp.add_argument("--format", choices=("tidy", "techc", "techa-bake", "tsdata"),

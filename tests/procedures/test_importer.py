@@ -423,3 +423,23 @@ def test_cli_imports_techa(tmp_path, capsys):
                "--out", str(tmp_path / "b.h5")])
     err = capsys.readouterr().err.strip()
     assert rc == 1 and len(err.splitlines()) == 1 and "--level-step" in err
+
+
+@pytest.mark.parametrize(("text", "where", "expected"), [
+    ("80000\t0.0\t1e5\t1e-5\n", "field 'columns'", "got '4 columns'"),
+    ("80000\t0.0\t1e5\t1e-5\t100\n80000\t7000\t1e5\t1e-5\thot\n", 'line 2, column "temp"',
+     "a bake temperature in C"),
+    ("80000\t7000\t1e5\t1e-5\t100\n", 'line 1, column "time"', "reference read at bake time 0"),
+    ("80000\t-1\t1e5\t1e-5\t100\n", 'line 1, column "time"', ">= 0 s"),
+])
+def test_techa_bake_errors_name_file_line_column(tmp_path, text, where, expected):
+    from cimlab.procedures.importers import import_techa_bake
+
+    src = tmp_path / "bake.tsv"
+    src.write_text(text)
+    (tmp_path / "settings.json").write_text('{"gmax": 2.4e-4, "fs": 400}')
+    with pytest.raises(ConfigError) as info:
+        import_techa_bake(src, tmp_path / "s.h5")
+    msg = str(info.value)
+    assert str(src) in msg and where in msg and expected in msg
+    assert len(msg.splitlines()) == 1 and not (tmp_path / "s.h5").exists()
