@@ -443,3 +443,43 @@ def test_techa_bake_errors_name_file_line_column(tmp_path, text, where, expected
     msg = str(info.value)
     assert str(src) in msg and where in msg and expected in msg
     assert len(msg.splitlines()) == 1 and not (tmp_path / "s.h5").exists()
+
+
+def test_killed_bake_import_resumes_to_the_same_tables(tmp_path, monkeypatch):
+    """An import killed after its first bake resumes on the next run of the same command and
+    ends equal, value for value, to an uninterrupted one."""
+    from cimlab.store.run import Run
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for temp in (100.0, 150.0, 200.0):
+        g0 = rng.uniform(1, 39, 40)
+        rows.append(pd.DataFrame({"cell": np.arange(40), "tb": 0.0, "g": g0, "T": temp}))
+        rows.append(pd.DataFrame({"cell": np.arange(40), "tb": 3600.0,
+                                  "g": g0 + rng.normal(0, 1, 40), "T": temp}))
+    src = tmp_path / "b.csv"
+    pd.concat(rows).to_csv(src, index=False)
+    fmt = TidyFormat(g="g", g_unit="uS", bake_time="tb", temp="T", temp_unit="C", level=None,
+                     level_step_s=4e-6, n_levels=10)
+    whole = import_tidy(src, tmp_path / "whole.h5", fmt)
+    real_append = Run.append
+    calls = []
+
+    def dying_append(self, name, columns):
+        calls.append(name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_append(self, name, columns)
+
+    monkeypatch.setattr(Run, "append", dying_append)
+    with pytest.raises(KeyboardInterrupt):
+        import_tidy(src, tmp_path / "cut.h5", fmt)
+    monkeypatch.setattr(Run, "append", real_append)
+    again = import_tidy(src, tmp_path / "cut.h5", fmt)
+    assert not again.already_imported
+    with Store.open(tmp_path / "whole.h5", "r") as a, Store.open(tmp_path / "cut.h5", "r") as b:
+        assert len(b.runs()) == 1 and b.run(again.uid).status == "completed"
+        ra, rb = a.run(whole.uid), b.run(again.uid)
+        assert set(ra.tables) == set(rb.tables) == {"reads", "bakes"}  # no outliers here
+        for table in ra.tables:
+            pd.testing.assert_frame_equal(ra.table(table), rb.table(table))
