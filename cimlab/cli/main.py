@@ -22,6 +22,7 @@ TOPICS: tuple[str, ...] = (
     "campaign",  # characterize, program-verify
     "storecmd",  # runs, report, import
     "modelcmd",  # fit, model show/plot
+    "validatecmd",  # validate
     "traincmd",  # train
     "simcmd",  # simulate
     "chipnet",  # demo, program-net, evaluate, bn-calibrate

@@ -58,20 +58,29 @@ def register(sub: Any) -> None:
     imp = sub.add_parser(
         "import",
         help="import external measurements (CSV/TSV) into a store",
-        description="Import measured conductance reads into a store as a run of kind "
-        "'imported' (table 'reads': cell, level, target_s, g0_s, time_s, g_s, temp_k, the "
-        "columns of a relaxation run), ready for 'cimlab report' and 'cimlab fit'. "
-        "--format techc reads the techC relaxation set (data/reference/techC: columns addr, "
-        "time, r, g, gi, range, timept, with settings.json for gmax). --format tidy reads "
-        "any CSV/TSV with a header: name its columns with the --*-col options and its units "
-        "with --g-unit/--time-unit/--temp-unit (converted to SI). Errors name the file, line "
-        "and column. Importing the same file twice does not add a copy.",
-        epilog="example: cimlab import reads.csv --format tidy --cell-col addr --time-col t_ms "
-        "--time-unit ms --g-col G_uS --g-unit uS --target-col target_uS --out data/lab.h5",
+        description="Import measured conductance reads into a store. Relaxation-like reads "
+        "become a run of kind 'imported' (table 'reads': cell, level, target_s, g0_s, time_s, "
+        "g_s, temp_k, the columns of a relaxation run); bakes become a run 'bake_retention' "
+        "with the tables 'characterize' writes (reads with step 0 = the reference read before "
+        "each bake, temp_index, bake_time_s; bakes); read-noise time series a run "
+        "'read_noise_series' (table 'samples' with the sample rate fs_hz). All are ready for "
+        "'cimlab report', 'cimlab fit' and 'cimlab validate'. Formats: techc (the techC "
+        "relaxation set, data/reference/techC), techa-bake and tsdata (the techA bake and "
+        "read-noise sets, data/reference/techA; settings.json next to the file gives gmax and "
+        "fs), tidy (any CSV/TSV: name its columns with the --*-col options and its units with "
+        "--g-unit/--time-unit/--temp-unit, parsed with Pint: uS, µS, mS, S, or a resistance "
+        "ohm, kohm, kΩ, Mohm; s, ms, min, h; K, C). A tidy file with --bake-time-col is a "
+        "bake. Errors name the file, line and column. Importing the same file twice does not "
+        "add a copy.",
+        epilog="examples: (1) cimlab import reads.csv --format tidy --cell-col addr "
+        "--time-col t_ms --time-unit ms --g-col R_kohm --g-unit kohm --target-col target_uS "
+        "--out data/lab.h5 (2) cimlab import data/reference/techA/bake.tsv.gz --format "
+        "techa-bake --out data/techA.h5 (3) cimlab import bakes.csv --bake-time-col t_bake "
+        "--time-unit h --temp-col T --temp-unit C --level-step 7.5uS --n-levels 32",
     )
     imp.add_argument("file", type=Path, help="CSV/TSV file (.gz accepted)")
-    imp.add_argument("--format", choices=("techc", "tidy"), default="tidy",
-                     help="file layout (default tidy)")
+    imp.add_argument("--format", choices=("tidy", "techc", "techa-bake", "tsdata"),
+                     default="tidy", help="file layout (default tidy)")
     imp.add_argument("--out", type=Path, default=None, metavar="STORE.h5",
                      help="store to add the run to (created if missing; default "
                      "data/<file name>.h5)")
@@ -81,36 +90,53 @@ def register(sub: Any) -> None:
     g.add_argument("--cell-col", default="cell", help="cell index column (default cell)")
     g.add_argument("--time-col", default="time_s",
                    help="time since programming (default time_s)")
-    g.add_argument("--g-col", default="g_s", help="conductance read (default g_s)")
+    g.add_argument("--g-col", default="g_s",
+                   help="conductance (or resistance, by its unit) read (default g_s)")
     g.add_argument("--level-col", default=None,
-                   help="level index column (default: 'level' if the file has one)")
+                   help="level index column (default: 'level', unless --target-col or "
+                   "--level-step without it is given)")
     g.add_argument("--target-col", default=None, help="target conductance column")
     g.add_argument("--g0-col", default=None,
                    help="conductance right after programming (default: each cell's earliest "
-                   "read)")
+                   "read at the same temperature)")
     g.add_argument("--temp-col", default=None, help="temperature column (default: --temp-k)")
+    g.add_argument("--bake-time-col", default=None,
+                   help="bake duration at temperature (0 = the reference read before the "
+                   "bake): the file holds bakes")
+    g.add_argument("--cycle-col", default=None,
+                   help="bakes: programming-cycle index (cells re-programmed between bakes; "
+                   "default one cycle per temperature)")
     g.add_argument("--sep", default=None,
                    help="field separator (default: tab for .tsv, comma otherwise)")
     g.add_argument("--no-header", action="store_true",
                    help="the file has no header: name columns by 0-based number ('0', '1', ...)")
-    u = imp.add_argument_group("tidy format: units (converted to SI)")
-    u.add_argument("--g-unit", default="S", choices=("S", "mS", "uS", "nS"),
-                   help="unit of the conductance, target and g0 columns (default S)")
-    u.add_argument("--time-unit", default="s", choices=("s", "ms", "us", "min", "h", "d"),
-                   help="unit of the time column (default s)")
-    u.add_argument("--temp-unit", default="K", choices=("K", "C"),
-                   help="unit of the temperature column (default K)")
+    u = imp.add_argument_group("tidy format: units (parsed with Pint, converted to SI)")
+    u.add_argument("--g-unit", default="S",
+                   help="unit of the conductance, target and g0 columns: S, mS, uS, µS, nS, or "
+                   "a resistance unit ohm, kohm, kΩ, Mohm (default S)")
+    u.add_argument("--time-unit", default="s",
+                   help="unit of the time / bake-time column: s, ms, us, min, h, d (default s)")
+    u.add_argument("--temp-unit", default="K", help="unit of the temperature column: K, C "
+                   "(default K)")
     u.add_argument("--temp-k", type=float, default=300.0,
                    help="temperature [K] when there is no temperature column (default 300)")
-    u.add_argument("--level-step-s", type=float, default=None,
-                   help="conductance step per level [S] when there is no target column "
-                   "(target_s = level * step)")
-    t = imp.add_argument_group("techc format")
+    u.add_argument("--level-step", default=None, metavar="CONDUCTANCE",
+                   help="conductance step per level with its unit (e.g. 7.5uS): with --level-col "
+                   "and no target column, target = level * step; without --level-col and "
+                   "--target-col, levels from each cell's first read: floor(g0 / step), "
+                   "target at the band centre")
+    u.add_argument("--level-step-s", type=float, default=None, help=argparse.SUPPRESS)
+    u.add_argument("--n-levels", type=int, default=None,
+                   help="with levels from the first read: number of bands (others: outliers)")
+    t = imp.add_argument_group("techc, techa-bake and tsdata formats")
     t.add_argument("--settings", type=Path, default=None,
-                   help="techC settings.json with gmax (default: next to the data file)")
+                   help="the set's settings.json with gmax (and fs) (default: next to the "
+                   "data file)")
     t.add_argument("--target-offset", type=float, default=0.5,
-                   help="target_s = (range + offset) / 32 * gmax; 0.5 = centre of the verify "
-                   "band (default), 0 = its lower edge")
+                   help="target_s = (range + offset) / 32 * gmax; 0.5 = centre of the band "
+                   "(default), 0 = its lower edge")
+    t.add_argument("--fs", type=float, default=None, metavar="HZ",
+                   help="tsdata: sample rate in samples/s (default: settings.json 'fs')")
     imp.set_defaults(func=_import)
 
 
@@ -182,7 +208,14 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+#: TidyFormat field -> the ``cimlab import`` option that sets it (error messages).
+_MAPPING_OPTIONS = {"g_unit": "--g-unit", "time_unit": "--time-unit", "temp_unit": "--temp-unit",
+                    "level_step_s": "--level-step", "n_levels": "--n-levels",
+                    "temp_k": "--temp-k", "level/target": "--level-col/--target-col/--level-step"}
+
+
 def _import(args: argparse.Namespace) -> int:
+    from cimlab.errors import ConfigError
     from cimlab.procedures import importer
 
     out = args.out
@@ -194,16 +227,50 @@ def _import(args: argparse.Namespace) -> int:
     if args.format == "techc":
         result = importer.import_techc(args.file, out, settings=args.settings,
                                        target_offset=args.target_offset, force=args.force)
+    elif args.format == "techa-bake":
+        result = importer.import_techa_bake(args.file, out, settings=args.settings,
+                                            target_offset=args.target_offset, force=args.force)
+    elif args.format == "tsdata":
+        result = importer.import_tsdata(args.file, out, fs_hz=args.fs, settings=args.settings,
+                                        force=args.force)
     else:
+        step = args.level_step_s
+        if args.level_step is not None:
+            step = _conductance(args.level_step, "--level-step")
         level = args.level_col
-        if level is None and args.target_col is None:
-            level = "level"
-        fmt = importer.TidyFormat(
-            cell=args.cell_col, time=args.time_col, g=args.g_col, level=level,
-            target=args.target_col, g0=args.g0_col, temp=args.temp_col, g_unit=args.g_unit,
-            time_unit=args.time_unit, temp_unit=args.temp_unit, temp_k=args.temp_k,
-            level_step_s=args.level_step_s, sep=args.sep, header=not args.no_header)
+        if level is None and args.target_col is None and args.level_step is None:
+            level = "level"  # --level-step alone: levels from each cell's first read
+        try:
+            fmt = importer.TidyFormat(
+                cell=args.cell_col, time=args.time_col, g=args.g_col, level=level,
+                target=args.target_col, g0=args.g0_col, temp=args.temp_col,
+                bake_time=args.bake_time_col, cycle=args.cycle_col, g_unit=args.g_unit,
+                time_unit=args.time_unit, temp_unit=args.temp_unit, temp_k=args.temp_k,
+                level_step_s=step, n_levels=args.n_levels, target_offset=args.target_offset,
+                sep=args.sep, header=not args.no_header)
+        except ConfigError as exc:  # name the file being imported and the option to fix
+            option = _MAPPING_OPTIONS.get(exc.field, exc.field)
+            raise ConfigError(args.file, option, exc.expected, exc.got) from None
         result = importer.import_tidy(args.file, out, fmt, force=args.force)
     print(result.summary())
     print(f"next: cimlab report {out}")
     return 0
+
+
+def _conductance(text: str, option: str) -> float:
+    """A conductance with its unit ('7.5uS', '7.5 µS', '0.1 mS') in S (Pint)."""
+    import pint
+
+    from cimlab.errors import ConfigError
+    from cimlab.procedures.importers.units import _registry
+
+    try:
+        q = _registry().Quantity(text)
+        if q.is_compatible_with("siemens"):
+            v = float(q.to("siemens").magnitude)
+            if v > 0:
+                return v
+    except (pint.errors.PintError, ValueError, TypeError, AttributeError, SyntaxError):
+        pass
+    raise ConfigError("command line", option, "a conductance > 0 with its unit (e.g. 7.5uS)",
+                      text)

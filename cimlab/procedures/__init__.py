@@ -55,6 +55,8 @@ _EXPORTS: dict[str, str] = {
     "ImportResult": "importer",
     "import_tidy": "importer",
     "import_techc": "importer",
+    "import_techa_bake": "importer",
+    "import_tsdata": "importer",
     "summarize_run": "report",  # (the function report() is cimlab.procedures.report.report)
     "RunReport": "report",
 }
