@@ -70,6 +70,37 @@ class Window:
             raise ConfigError(None, "g_max", f"a value above g_min = {self.g_min:g} S", self.g_max)
 
 
+def square_law_current(v_gate: Any, k_a_per_v2: float, v_th_v: float,
+                       dv_th: Any = 0.0) -> Any:
+    """Saturation current [A] of a square-law transistor (Shichman-Hodges):
+    ``I = k/2 (V_gate - V_th - dV_th)^2`` for ``V_gate > V_th + dV_th``, 0 below threshold (the
+    transistor is off there: the device law, not a clamp). Scalar in, float out; arrays
+    broadcast."""
+    ov = np.maximum(np.asarray(v_gate, dtype=float) - v_th_v - dv_th, 0.0)
+    out = 0.5 * k_a_per_v2 * ov * ov
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def square_law_gate_voltage(icc_a: Any, k_a_per_v2: float, v_th_v: float) -> Any:
+    """Gate voltage [V] at which a square-law transistor's saturation current is ``icc_a``
+    [A]: ``V = V_th + sqrt(2 I / k)``, the inverse of :func:`square_law_current`.
+
+    The one gate-curve inversion of cimlab: the emulated chip's :class:`Transistor` and the
+    station's transistor calibration
+    (:class:`cimlab.instruments.station_config.TransistorCalibration`) both call it. A
+    target outside the curve's range (negative, NaN or infinite) raises ValueError naming it;
+    nothing is clamped. ``icc_a = 0`` is the threshold voltage.
+    """
+    i = np.asarray(icc_a, dtype=float)
+    bad = ~np.isfinite(i) | (i < 0)
+    if np.any(bad):
+        first = float(i.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]])
+        raise ValueError(f"compliance current must be a finite value >= 0 A, got {first!r} "
+                         "(the square-law gate curve has no gate voltage for it)")
+    out = v_th_v + np.sqrt(2.0 * i / k_a_per_v2)
+    return float(out) if np.ndim(out) == 0 else out
+
+
 @dataclass(frozen=True)
 class Transistor:
     """1T1R access transistor in saturation (long-channel square law, Shichman-Hodges):
@@ -91,17 +122,12 @@ class Transistor:
 
     def icc(self, v_gate: Any, dv_th: Any = 0.0) -> Any:
         """Compliance (saturation) current [A] at word-line voltage ``v_gate`` [V]."""
-        ov = np.maximum(np.asarray(v_gate, dtype=float) - self.v_th - dv_th, 0.0)
-        out = 0.5 * self.k_a_per_v2 * ov * ov
-        return float(out) if np.ndim(out) == 0 else out
+        return square_law_current(v_gate, self.k_a_per_v2, self.v_th, dv_th)
 
     def v_gate_for_icc(self, icc_a: Any) -> Any:
-        """Word-line voltage [V] giving compliance current ``icc_a`` [A] (inverse of icc)."""
-        i = np.asarray(icc_a, dtype=float)
-        if np.any(i < 0):
-            raise ValueError("compliance current must be >= 0 A")
-        out = self.v_th + np.sqrt(2.0 * i / self.k_a_per_v2)
-        return float(out) if np.ndim(out) == 0 else out
+        """Word-line voltage [V] giving compliance current ``icc_a`` [A] (inverse of icc;
+        :func:`square_law_gate_voltage`: ValueError for a negative or non-finite target)."""
+        return square_law_gate_voltage(icc_a, self.k_a_per_v2, self.v_th)
 
 
 @dataclass(frozen=True)
