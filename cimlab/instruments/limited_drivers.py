@@ -74,29 +74,37 @@ class LimitedArrayController(_Limited, ArrayController):
         """Conductance [S] of each cell at the station's read voltage (checked against
         ``limits.read_v_max_v``, then sent with the read: one round trip)."""
         if cells is not None:
-            if self._read_v is None:
-                self._adopt(float(ArrayController.read_voltage.fget(self)))
-            v = float(self._read_v)  # type: ignore[arg-type]
+            v = self.read_voltage
             self._check("read voltage", abs(v), "read_v_max_v")
             kwargs["v_read"] = v
         return super().read(cells, **kwargs)
 
-    def _adopt(self, value: float) -> None:
-        self._read_v = value
+    def adopt_board_read_voltage(self) -> float:
+        """Take the board's ``ARR:VRE`` setting [V] (a query) as the station's read voltage;
+        beyond ``limits.read_v_max_v`` the next read is refused. The station does this once
+        when it opens."""
+        self._read_v = float(ArrayController.read_voltage.fget(self))
+        return self._read_v
+
+    @property
+    def board_read_voltage(self) -> float:
+        """The board's own ``ARR:VRE`` setting [V] (a query), which another connection may
+        have changed; the station's reads do not use it."""
+        return float(ArrayController.read_voltage.fget(self))
 
     @property
     def read_voltage(self) -> float:
-        """The board's read-voltage setting [V] (a query); the station adopts it for its
-        reads, so a setting beyond the limit refuses the next read."""
-        self._adopt(float(ArrayController.read_voltage.fget(self)))
-        return self._read_v  # type: ignore[return-value]
+        """The station's read voltage [V], which every read carries (no query)."""
+        if self._read_v is None:
+            return self.adopt_board_read_voltage()
+        return self._read_v
 
     @read_voltage.setter
     def read_voltage(self, value: float) -> None:
         self._check("read voltage", abs(float(value)), "read_v_max_v")
         ArrayController.read_voltage.fset(self, value)
         # the value as the board holds it (the driver sends 9 significant digits)
-        self._adopt(float(f"{float(value):.9g}"))
+        self._read_v = float(f"{float(value):.9g}")
 
 
 class LimitedKeithley2450(_Limited, Keithley2450):

@@ -190,7 +190,7 @@ class Station:
         self._check_array_ranges()
         self._check_compliance_calibration()
         # the station owns the read voltage from here: every read carries it (checked)
-        _ = self.array.read_voltage
+        self.array.adopt_board_read_voltage()
         # SMU
         if ins.smu is not None:
             s = ins.smu

@@ -112,7 +112,7 @@ class EmulatorConfig:
                 raise ConfigError(None, "host",
                                   "a loopback address (127.0.0.1, ::1, localhost); set "
                                   "[emulator] allow_remote = true to serve other machines",
-                                  self.host)
+                                  _short(self.host))
             log.warning("emulator host %s is not loopback (allow_remote = true): the emulated "
                         "instruments accept connections from other machines, unauthenticated",
                         self.host)

@@ -271,8 +271,9 @@ def test_read_goes_out_at_the_station_read_voltage_whatever_the_board_holds(stat
         assert g.shape == (3,)
         assert len(sent) == 1 and sent[0].startswith("ARR:READ?") and sent[0].endswith(",0.2")
         assert station.bench.instruments["array"].v_read == 0.9
-        # asking the board adopts its setting: the next read is refused, nothing sent
-        assert station.array.read_voltage == 0.9
+        assert station.array.read_voltage == 0.2 and station.array.board_read_voltage == 0.9
+        # adopting the board's setting: the next read is refused, nothing sent
+        assert station.array.adopt_board_read_voltage() == 0.9
         n_before = len(station.bench.log("array"))
         with pytest.raises(LimitError, match="read_v_max_v"):
             station.array.read([0, 1, 2])
