@@ -17,6 +17,7 @@ LAYERS = {
     "cimlab.errors": 0,
     "cimlab.params": 0,
     "cimlab.stats": 0,
+    "cimlab.transistor": 0,
     "cimlab.physics": 1,
     "cimlab.instruments.emulator": 2,
     "cimlab.instruments.drivers": 3,

@@ -22,7 +22,7 @@ from typing import Any
 from cimlab.errors import ConfigError
 from cimlab.instruments.limits import StationLimits
 from cimlab.params import check, from_dict, param
-from cimlab.physics.profile import square_law_current, square_law_gate_voltage
+from cimlab.transistor import square_law_current, square_law_gate_voltage
 
 log = logging.getLogger(__name__)
 

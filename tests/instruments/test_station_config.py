@@ -19,7 +19,8 @@ from cimlab.instruments.station_config import (
     is_loopback,
     load_station_config,
 )
-from cimlab.physics.profile import Transistor, square_law_gate_voltage
+from cimlab.physics.profile import Transistor
+from cimlab.transistor import square_law_gate_voltage
 
 ROOT = Path(__file__).resolve().parents[2]
 EMULATED = ROOT / "instruments" / "emulated.toml"
@@ -163,3 +164,18 @@ def test_one_gate_curve_inversion_refuses_out_of_range_targets():
             cal.v_gate_for(bad)
         with pytest.raises(ValueError, match="compliance current"):
             tr.v_gate_for_icc(np.array([10e-6, bad]))
+
+
+def test_the_station_layer_never_imports_the_physics():
+    """The station's calibration shares the gate curve with the emulated chip through the
+    layer-0 module cimlab.transistor, not by importing the emulator's physics."""
+    import ast
+
+    import cimlab.instruments as pkg
+
+    folder = Path(pkg.__file__).parent
+    for name in ("station.py", "station_config.py", "limits.py", "limited_drivers.py"):
+        tree = ast.parse((folder / name).read_text())
+        mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not {m for m in mods if m.startswith("cimlab.physics")}, name
