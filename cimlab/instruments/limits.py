@@ -7,6 +7,7 @@ Everything that compares a value with a station limit calls the functions below:
 * :func:`check_limit` -- one quantity against one limit;
 * :func:`check_pulse` -- a SET or RESET pulse: amplitude, word-line voltage, compliance
   current, width;
+* :func:`check_pulse_extremes` -- the extreme pulses of a schedule (program-verify);
 * :func:`check_requests` -- a table of requested maxima ``{limit name: value}`` (a plan's
   pre-check, :meth:`cimlab.procedures.plan.Plan.check_limits`).
 
@@ -209,14 +210,44 @@ def check_pulse(limits: Any, polarity: str, v_pulse: Any, v_gate: Any, width_s: 
         raise ValueError(f"polarity must be 'set' or 'reset', got {polarity!r}")
 
 
+class PulseExtremes(Protocol):
+    """The extreme pulses of a pulse schedule (e.g. a program-verify configuration,
+    :class:`cimlab.procedures.program_verify.ProgramVerifyConfig`)."""
+
+    width_s: float
+    v_gate_reset: float
+
+    def max_v_set(self) -> float:
+        """Largest SET bit-line amplitude [V]."""
+
+    def max_v_reset(self) -> float:
+        """Largest RESET source-line amplitude [V]."""
+
+    def max_v_gate_set(self) -> float:
+        """Largest SET word-line voltage [V]."""
+
+
+def check_pulse_extremes(limits: Any, schedule: PulseExtremes, *,
+                         calibration: GateCalibration | None = None, context: str = "",
+                         station: str | Path | None = None) -> None:
+    """Check a schedule's extreme SET and RESET pulses before the first one is sent
+    (:func:`check_pulse` twice); network programming's pre-check of program-verify."""
+    check_pulse(limits, "set", schedule.max_v_set(), schedule.max_v_gate_set(),
+                schedule.width_s, calibration=calibration, context=context, station=station)
+    check_pulse(limits, "reset", schedule.max_v_reset(), schedule.v_gate_reset,
+                schedule.width_s, context=context, station=station)
+
+
 __all__ = [
     "LIMIT_NAMES",
     "SMU_MAX_I",
     "SMU_MAX_V",
     "GateCalibration",
+    "PulseExtremes",
     "StationLimits",
     "check_limit",
     "check_pulse",
+    "check_pulse_extremes",
     "check_requests",
     "check_set_gate",
     "limit_value",

@@ -15,6 +15,7 @@ from cimlab.instruments.limits import (
     StationLimits,
     check_limit,
     check_pulse,
+    check_pulse_extremes,
     check_requests,
     check_set_gate,
     limit_value,
@@ -136,3 +137,17 @@ def test_plan_check_refuses_limits_it_cannot_find():
         plan.check_limits(_Station(LIMITS))
     with pytest.raises(ConfigError, match="limits"):
         plan.check_limits(SimpleNamespace(path="bench.toml"))  # no limits at all
+
+
+def test_program_verify_extremes():
+    """Network programming's pre-check: program-verify's extreme pulses, one call."""
+    from cimlab.procedures.program_verify import ProgramVerifyConfig
+
+    cfg = ProgramVerifyConfig()
+    check_pulse_extremes(LIMITS, cfg, calibration=CAL, station="bench.toml")
+    low = dataclasses.replace(LIMITS, reset_wl_max_v=cfg.v_gate_reset * 0.9)
+    with pytest.raises(LimitError, match=r"limits\.reset_wl_max_v.*bench\.toml"):
+        check_pulse_extremes(low, cfg, station="bench.toml")
+    low = dataclasses.replace(LIMITS, set_bl_max_v=cfg.max_v_set() * 0.9)
+    with pytest.raises(LimitError, match=r"limits\.set_bl_max_v"):
+        check_pulse_extremes(low, cfg)
