@@ -71,6 +71,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     config, _ = load_station_config(args.station)
     emu = config.emulator
+    if emu.allow_remote:
+        print(f"cimlab: warning: serving on {emu.host} (allow_remote = true): any machine that "
+              "reaches it can drive the emulated bench, without authentication",
+              file=sys.stderr)
     profile = args.profile or emu.profile
     seed = emu.seed if args.seed is None else args.seed
     ports = to_dict(emu.ports)
@@ -124,5 +128,9 @@ def _check(args: argparse.Namespace) -> int:
         tr = st.calibration.transistor
         print(f"transistor calibration: {tr.model}, k = {tr.k_a_per_v2:g} A/V^2, "
               f"V_th = {tr.v_th_v:g} V (20 uA -> {tr.v_gate_for(20e-6):.3f} V on the word line)")
+        v_board = st.array.v_gate_at_icc_max
+        print(f"compliance readback: the board reaches limits.set_icc_max_a = "
+              f"{st.limits.set_icc_max_a:g} A at {v_board:.4f} V on the word line "
+              f"(ARR:COMP:GATE?); the calibration gives {tr.icc(v_board):.4g} A there")
     print("all instruments answered; outputs are off")
     return 0

@@ -11,30 +11,33 @@ bench. ::
         st.clock.sleep(3600)
         snap = st.snapshot()
 
-Safety: the station's instruments are limit-checking subclasses of the drivers (same API): a
-value beyond a limit raises :class:`~cimlab.errors.LimitError` *before* any byte is sent; values
-are never clamped. Outputs go off (SMU ramped to 0 V, array in standby, oven heater off) when
-the ``with`` block ends, on an exception, on Ctrl-C and on SIGTERM (the handler installed
-while the station is open raises ``SystemExit`` so the block unwinds).
+Safety: the station's instruments are limit-checking subclasses of the drivers (same API,
+:mod:`cimlab.instruments.limited_drivers`): a value beyond a limit raises
+:class:`~cimlab.errors.LimitError` *before* any byte is sent; values are never clamped. The
+limit names and the one check live in :mod:`cimlab.instruments.limits`; the station file's
+dataclasses and strict loading in :mod:`cimlab.instruments.station_config` (both re-exported
+here). When it opens, the station checks its limits against the array board's ranges
+(``ARR:RANG?``) and its transistor calibration against the board's own compliance readback
+(``ARR:COMP:GATE?``). Outputs go off (SMU ramped to 0 V, array in standby, oven heater off)
+when the ``with`` block ends, on an exception, on Ctrl-C and on SIGTERM (the handler
+installed while the station is open raises ``SystemExit`` so the block unwinds).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import importlib
 import logging
+import math
 import platform
 import signal
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pymeasure.instruments.keithley import Keithley2450
 
 from cimlab import __version__
-from cimlab.errors import ConfigError, InstrumentError, LimitError
+from cimlab.errors import ConfigError, InstrumentError
 from cimlab.instruments.drivers import (
     ArrayController,
     BakeOven,
@@ -44,406 +47,43 @@ from cimlab.instruments.drivers import (
     open_kwargs,
 )
 from cimlab.instruments.drivers.visa import tune_connection
-from cimlab.params import check, from_dict, load_toml, param, to_dict
+from cimlab.instruments.limited_drivers import (
+    LimitedArrayController,
+    LimitedBakeOven,
+    LimitedKeithley2450,
+    driver_class,
+)
+from cimlab.instruments.limits import (
+    LIMIT_NAMES,
+    SMU_MAX_I,
+    SMU_MAX_V,
+    StationLimits,
+    check_limit,
+    check_pulse,
+    check_requests,
+    check_set_gate,
+    limit_value,
+)
+from cimlab.instruments.station_config import (
+    EMULATOR_ADDRESS,
+    Calibration,
+    EmulatorConfig,
+    EmulatorPorts,
+    InstrumentConfig,
+    InstrumentsConfig,
+    StationConfig,
+    StationInfo,
+    TransistorCalibration,
+    load_station_config,
+)
+from cimlab.params import to_dict, unit_of
 
 log = logging.getLogger(__name__)
 
-#: Keithley 2450 source/compliance ranges (reference manual): a station limit beyond them is a
-#: configuration error
-SMU_MAX_V = 210.0
-SMU_MAX_I = 1.05
-
-EMULATOR_ADDRESS = "emulator"
-
-# ---------------------------------------------------------------------------------------------
-# the station file
-
-
-@dataclass(frozen=True)
-class StationInfo:
-    """``[station]``: what the bench is called and which clock it runs on."""
-
-    name: str = param(doc="bench name, recorded with every run")
-    clock: str = param(
-        "virtual", choices=("virtual", "real"),
-        doc="virtual: the emulator's clock instrument; real: time.monotonic/time.sleep",
-    )
-
-    def __post_init__(self) -> None:
-        check(self)
-
-
-@dataclass(frozen=True)
-class EmulatorPorts:
-    """Fixed TCP ports used by ``cimlab emulator serve`` (and by ``address = "emulator"`` when
-    the emulator is not started in-process)."""
-
-    array: int = param(5025, unit="1", lo=1, hi=65535)
-    smu: int = param(5026, unit="1", lo=1, hi=65535)
-    oven: int = param(5027, unit="1", lo=1, hi=65535)
-    clock: int = param(5028, unit="1", lo=1, hi=65535)
-
-    def __post_init__(self) -> None:
-        check(self)
-
-
-@dataclass(frozen=True)
-class EmulatorConfig:
-    """``[emulator]``: the emulated bench."""
-
-    start: bool = param(False, doc="start the emulated instruments in this process")
-    profile: str = param("default", doc="chip profile: bundled name or TOML path")
-    seed: int = param(0, unit="1", lo=0, doc="seed of the emulated chip")
-    host: str = param("127.0.0.1", doc="address the emulator listens on / is reached at")
-    ports: EmulatorPorts = param(default_factory=EmulatorPorts)
-    state: str = param(
-        "",
-        doc="emulated-world state file (.npz, EmulatedBench.save_state; only with start = "
-        "true): restored when the station opens if it exists, written when it closes, so "
-        "the chip persists between processes. Relative to the station file's folder. "
-        '"": a fresh chip every time',
-    )
-
-    def __post_init__(self) -> None:
-        check(self)
-
-
-@dataclass(frozen=True)
-class InstrumentConfig:
-    """``[instruments.<name>]``: where an instrument is and how to open it."""
-
-    address: str = param(
-        doc='VISA resource name, e.g. "TCPIP0::192.168.1.20::5025::SOCKET", or "emulator"'
-    )
-    backend: str = param("@py", doc='PyVISA backend: "@py" (pyvisa-py) or "@ivi" (vendor VISA)')
-    timeout_s: float = param(10.0, unit="s", lo=0.01, hi=600.0, doc="I/O timeout")
-    driver: str = param(
-        "default",
-        doc='"default" (cimlab\'s driver) or "package.module:Class", a subclass of it',
-    )
-
-    def __post_init__(self) -> None:
-        check(self)
-
-
-@dataclass(frozen=True)
-class InstrumentsConfig:
-    """``[instruments]``: the array controller is required; the others are optional."""
-
-    array: InstrumentConfig = param()
-    smu: InstrumentConfig | None = param(None)
-    oven: InstrumentConfig | None = param(None)
-    clock: InstrumentConfig | None = param(None)
-
-
-@dataclass(frozen=True)
-class StationLimits:
-    """``[limits]``: safety limits, each checked before anything is sent (never clamped).
-
-    Every key is required: a bench's limits are written down, not assumed. The array limits
-    may not exceed the board's own range (``ARR:RANG?``, checked when the station opens), the
-    SMU limits not the Keithley 2450's (210 V, 1.05 A), the oven limit not the chamber's.
-    """
-
-    set_bl_max_v: float = param(unit="V", lo=0.0, lo_open=True, hi=20.0,
-                                doc="largest bit-line pulse amplitude in SET")
-    set_wl_max_v: float = param(unit="V", lo=0.0, lo_open=True, hi=20.0,
-                                doc="largest word-line (gate) voltage in SET")
-    reset_sl_max_v: float = param(unit="V", lo=0.0, lo_open=True, hi=20.0,
-                                  doc="largest source-line pulse amplitude in RESET")
-    reset_wl_max_v: float = param(unit="V", lo=0.0, lo_open=True, hi=20.0,
-                                  doc="largest word-line (gate) voltage in RESET")
-    set_icc_max_a: float = param(unit="A", lo=0.0, lo_open=True, hi=0.1,
-                                 doc="largest SET compliance current (via the gate voltage)")
-    pulse_width_max_s: float = param(unit="s", lo=0.0, lo_open=True, hi=1.0,
-                                     doc="longest pulse")
-    read_v_max_v: float = param(unit="V", lo=0.0, lo_open=True, hi=5.0,
-                                doc="largest read voltage")
-    mvm_v_max_v: float = param(unit="V", lo=0.0, lo_open=True, hi=5.0,
-                               doc="largest |input voltage| of a tile MVM")
-    smu_v_max_v: float = param(unit="V", lo=0.0, lo_open=True, hi=SMU_MAX_V,
-                               doc="largest |SMU source voltage| and voltage compliance")
-    smu_i_max_a: float = param(unit="A", lo=0.0, lo_open=True, hi=SMU_MAX_I,
-                               doc="largest |SMU source current| and current compliance")
-    oven_temp_max_c: float = param(unit="degC", lo=-100.0, hi=500.0,
-                                   doc="highest oven setpoint")
-
-    def __post_init__(self) -> None:
-        check(self)
-
-
-@dataclass(frozen=True)
-class TransistorCalibration:
-    """``[calibration.transistor]``: the 1T1R access transistor's compliance current versus
-    word-line voltage, in saturation (long-channel square law, Shichman-Hodges):
-    ``I_cc = k/2 (V_wl - V_th)^2`` for ``V_wl > V_th``. Measure it on the bench (SMU on one
-    transistor) or take it from the chip's datasheet."""
-
-    k_a_per_v2: float = param(unit="A/V^2", lo=0.0, lo_open=True,
-                              doc="transconductance parameter mu*Cox*W/L")
-    v_th_v: float = param(unit="V", lo=0.0, hi=5.0, doc="threshold voltage")
-    model: str = param("square_law", choices=("square_law",), doc="calibration model")
-
-    def __post_init__(self) -> None:
-        check(self)
-
-    def icc(self, v_gate: Any) -> Any:
-        """SET compliance current [A] at word-line voltage ``v_gate`` [V]."""
-        ov = np.maximum(np.asarray(v_gate, dtype=float) - self.v_th_v, 0.0)
-        out = 0.5 * self.k_a_per_v2 * ov * ov
-        return float(out) if np.ndim(out) == 0 else out
-
-    def v_gate_for(self, icc_a: float) -> float:
-        """Word-line voltage [V] giving compliance current ``icc_a`` [A]."""
-        return float(self.v_th_v + np.sqrt(2.0 * float(icc_a) / self.k_a_per_v2))
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """``[calibration]``."""
-
-    transistor: TransistorCalibration = param()
-
-
-@dataclass(frozen=True)
-class StationConfig:
-    """A whole station file."""
-
-    station: StationInfo = param()
-    instruments: InstrumentsConfig = param()
-    limits: StationLimits = param()
-    calibration: Calibration = param()
-    emulator: EmulatorConfig = param(default_factory=EmulatorConfig)
-
-    def __post_init__(self) -> None:
-        if self.station.clock == "virtual" and self.instruments.clock is None:
-            raise ConfigError(None, "instruments.clock",
-                              'a clock instrument when station.clock = "virtual"')
-
-
-def load_station_config(path: str | Path) -> tuple[StationConfig, str]:
-    """Parse and validate a station file strictly; returns the config and the file's text."""
-    p = Path(path)
-    data = load_toml(p)
-    cfg = from_dict(StationConfig, data, source=p)
-    uses_emulator = any(
-        inst is not None and inst.address == EMULATOR_ADDRESS
-        for inst in (cfg.instruments.array, cfg.instruments.smu, cfg.instruments.oven,
-                     cfg.instruments.clock)
-    )
-    if cfg.emulator.start and not uses_emulator:
-        raise ConfigError(p, "emulator.start",
-                          'false, or at least one instrument with address = "emulator"', True)
-    if cfg.emulator.state and not cfg.emulator.start:
-        raise ConfigError(p, "emulator.state",
-                          '"" unless emulator.start = true (the state file belongs to an '
-                          "emulator started by the station; a served emulator keeps its chip)",
-                          cfg.emulator.state)
-    return cfg, p.read_text(encoding="utf-8")
-
-
-# ---------------------------------------------------------------------------------------------
-# limit-checking drivers (same API as the drivers; checks before anything is sent)
-
-
-def _max_abs(x: Any) -> float:
-    a = np.asarray(x, dtype=float)
-    return float(np.max(np.abs(a))) if a.size else 0.0
-
-
-class _Limited:
-    """Mixin: the station's limits, and how a violation is reported."""
-
-    _limits: StationLimits
-    _calibration: TransistorCalibration
-    _source: str
-
-    def _attach(self, limits: StationLimits, calibration: TransistorCalibration | None,
-                source: str) -> None:
-        self._limits = limits
-        self._calibration = calibration  # type: ignore[assignment]
-        self._source = source
-
-    def _exceeds(self, what: str, value: float, key: str, unit: str) -> LimitError:
-        limit = getattr(self._limits, key)
-        return LimitError(
-            f"{what} = {value:g} {unit} exceeds the station limit limits.{key} = {limit:g} {unit} "
-            f"({self._source}); nothing was sent. Lower the value or, if the device allows it, "
-            f"raise the limit in the station file."
-        )
-
-    def _check(self, what: str, value: float, key: str, unit: str) -> None:
-        if not np.isfinite(value) or value > getattr(self._limits, key):
-            raise self._exceeds(what, value, key, unit)
-
-
-class LimitedArrayController(_Limited, ArrayController):
-    """:class:`ArrayController` that checks the station limits before sending."""
-
-    def pulse(self, cells: Any, polarity: str, v_pulse: Any, v_gate: Any,
-              width_s: float) -> np.ndarray:
-        self._check("pulse width", float(width_s), "pulse_width_max_s", "s")
-        vp, vg = _max_abs(v_pulse), _max_abs(v_gate)
-        if polarity == "set":
-            self._check("SET bit-line amplitude", vp, "set_bl_max_v", "V")
-            self._check("SET word-line voltage", vg, "set_wl_max_v", "V")
-            icc = self._calibration.icc(vg)
-            self._check(f"SET compliance current (word line {vg:g} V)", icc, "set_icc_max_a", "A")
-        elif polarity == "reset":
-            self._check("RESET source-line amplitude", vp, "reset_sl_max_v", "V")
-            self._check("RESET word-line voltage", vg, "reset_wl_max_v", "V")
-        return super().pulse(cells, polarity, v_pulse, v_gate, width_s)
-
-    def mvm(self, tile: int, v_rows: Any) -> np.ndarray:
-        self._check("MVM input voltage", _max_abs(v_rows), "mvm_v_max_v", "V")
-        return super().mvm(tile, v_rows)
-
-    #: the board's read voltage as last set or queried through this driver [V]
-    _read_v: float | None = None
-
-    def read(self, cells: Any = None, **kwargs: Any) -> Any:
-        if cells is not None:
-            if self._read_v is None:
-                self._read_v = float(ArrayController.read_voltage.fget(self))
-            self._check("read voltage", abs(self._read_v), "read_v_max_v", "V")
-        return super().read(cells, **kwargs)
-
-    @property
-    def read_voltage(self) -> float:
-        self._read_v = float(ArrayController.read_voltage.fget(self))
-        return self._read_v
-
-    @read_voltage.setter
-    def read_voltage(self, value: float) -> None:
-        self._check("read voltage", abs(float(value)), "read_v_max_v", "V")
-        ArrayController.read_voltage.fset(self, value)
-        self._read_v = float(value)
-
-
-class LimitedKeithley2450(_Limited, Keithley2450):
-    """PyMeasure's :class:`Keithley2450` with the station's SMU limits checked before sending.
-
-    Source levels and compliances (``source_voltage``, ``source_current``,
-    ``compliance_current``, ``compliance_voltage``, ``apply_*``, ``ramp_to_*``) are checked;
-    everything else is PyMeasure's unmodified driver.
-    """
-
-    def _v(self, what: str, value: float) -> None:
-        self._check(what, abs(float(value)), "smu_v_max_v", "V")
-
-    def _i(self, what: str, value: float) -> None:
-        self._check(what, abs(float(value)), "smu_i_max_a", "A")
-
-    @property
-    def source_voltage(self) -> float:
-        return Keithley2450.source_voltage.fget(self)
-
-    @source_voltage.setter
-    def source_voltage(self, value: float) -> None:
-        self._v("SMU source voltage", value)
-        Keithley2450.source_voltage.fset(self, value)
-
-    @property
-    def source_current(self) -> float:
-        return Keithley2450.source_current.fget(self)
-
-    @source_current.setter
-    def source_current(self, value: float) -> None:
-        self._i("SMU source current", value)
-        Keithley2450.source_current.fset(self, value)
-
-    @property
-    def compliance_current(self) -> float:
-        return Keithley2450.compliance_current.fget(self)
-
-    @compliance_current.setter
-    def compliance_current(self, value: float) -> None:
-        self._i("SMU current compliance", value)
-        Keithley2450.compliance_current.fset(self, value)
-
-    @property
-    def compliance_voltage(self) -> float:
-        return Keithley2450.compliance_voltage.fget(self)
-
-    @compliance_voltage.setter
-    def compliance_voltage(self, value: float) -> None:
-        self._v("SMU voltage compliance", value)
-        Keithley2450.compliance_voltage.fset(self, value)
-
-    def apply_voltage(self, voltage_range: float | None = None,
-                      compliance_current: float = 0.1) -> None:
-        self._i("SMU current compliance", compliance_current)
-        super().apply_voltage(voltage_range, compliance_current)
-
-    def apply_current(self, current_range: float | None = None,
-                      compliance_voltage: float = 0.1) -> None:
-        self._v("SMU voltage compliance", compliance_voltage)
-        super().apply_current(current_range, compliance_voltage)
-
-    def ramp_to_voltage(self, target_voltage: float, steps: int = 30,
-                        pause: float = 20e-3) -> None:
-        self._v("SMU ramp target voltage", target_voltage)
-        super().ramp_to_voltage(target_voltage, steps, pause)
-
-    def ramp_to_current(self, target_current: float, steps: int = 30,
-                        pause: float = 20e-3) -> None:
-        self._i("SMU ramp target current", target_current)
-        super().ramp_to_current(target_current, steps, pause)
-
-    def safe_shutdown(self) -> None:
-        """PyMeasure's shutdown (ramp to 0, abort, output off), without the 0.6 s ramp when the
-        output is already off (then the level is simply zeroed)."""
-        if bool(self.source_enabled):
-            self.shutdown()
-            self.check_errors()  # a query: the output is off when it answers
-            return
-        if self.source_mode == "current":
-            self.source_current = 0.0
-        else:
-            self.source_voltage = 0.0
-        self.stop_buffer()
-        self.disable_source()
-        self.check_errors()
-        self.isShutdown = True
-
-
-class LimitedBakeOven(_Limited, BakeOven):
-    """:class:`BakeOven` with the station's temperature limit checked before sending."""
-
-    @property
-    def setpoint_c(self) -> float:
-        return BakeOven.setpoint_c.fget(self)
-
-    @setpoint_c.setter
-    def setpoint_c(self, value: float) -> None:
-        self._check("oven setpoint", float(value), "oven_temp_max_c", "degC")
-        BakeOven.setpoint_c.fset(self, value)
-
-    def bake(self, temp_c: float, seconds: float, clock: Any, **kwargs: Any):
-        self._check("bake temperature", float(temp_c), "oven_temp_max_c", "degC")
-        return super().bake(temp_c, seconds, clock, **kwargs)
-
-
-def _driver_class(cfg: InstrumentConfig, default: type, base: type, field: str,
-                  source: Path) -> type:
-    """The limit-checking driver class; with ``driver = "pkg.mod:Class"`` (a subclass of
-    ``base``) a class combining the station's checks with the lab's driver."""
-    if cfg.driver == "default":
-        return default
-    module, _, name = cfg.driver.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        raise ConfigError(source, field, '"default" or an importable "package.module:Class"',
-                          cfg.driver) from None
-    if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise ConfigError(source, field, f"a subclass of {base.__name__}", cfg.driver)
-    # the station's limit checks come first in the MRO
-    return type(f"Limited{cls.__name__}", (default, cls), {})
-
-
-# ---------------------------------------------------------------------------------------------
-# the station
+#: largest relative disagreement in compliance current between the station file's transistor
+#: calibration and the array board's own readback (ARR:COMP:GATE?) accepted when a station
+#: opens; beyond it the file is refused (measure the transistor again)
+CALIBRATION_TOLERANCE = 0.05
 
 
 class Station:
@@ -541,19 +181,21 @@ class Station:
         # array controller
         a = ins.array
         self.addresses["array"] = self._address("array", a)
-        acls = _driver_class(a, LimitedArrayController, ArrayController,
+        acls = driver_class(a, LimitedArrayController, ArrayController,
                              "instruments.array.driver", self.path)
         self._open_kwargs["array"] = open_kwargs(a.backend, a.timeout_s)
         self.array = acls(self.addresses["array"], **self._open_kwargs["array"])
         self.array._attach(cfg.limits, cfg.calibration.transistor, src)
         self.idn["array"] = self._identify(self.array, "array")
         self._check_array_ranges()
-        _ = self.array.read_voltage  # cached: reads are checked against it without a query
+        self._check_compliance_calibration()
+        # the station owns the read voltage from here: every read carries it (checked)
+        self.array.adopt_board_read_voltage()
         # SMU
         if ins.smu is not None:
             s = ins.smu
             self.addresses["smu"] = self._address("smu", s)
-            scls = _driver_class(s, LimitedKeithley2450, Keithley2450,
+            scls = driver_class(s, LimitedKeithley2450, Keithley2450,
                                  "instruments.smu.driver", self.path)
             self._open_kwargs["smu"] = open_kwargs(s.backend, s.timeout_s)
             self.smu = open_keithley2450(self.addresses["smu"], s.backend, s.timeout_s, cls=scls)
@@ -563,7 +205,7 @@ class Station:
         if ins.oven is not None:
             o = ins.oven
             self.addresses["oven"] = self._address("oven", o)
-            ocls = _driver_class(o, LimitedBakeOven, BakeOven,
+            ocls = driver_class(o, LimitedBakeOven, BakeOven,
                                  "instruments.oven.driver", self.path)
             self._open_kwargs["oven"] = open_kwargs(o.backend, o.timeout_s)
             self.oven = ocls(self.addresses["oven"], **self._open_kwargs["oven"])
@@ -603,19 +245,44 @@ class Station:
 
     def _check_array_ranges(self) -> None:
         r = self.array.ranges
-        lim = self.limits
         pairs = (
-            ("set_bl_max_v", r.v_terminal_max_v, "V"), ("reset_sl_max_v", r.v_terminal_max_v, "V"),
-            ("set_wl_max_v", r.v_gate_max_v, "V"), ("reset_wl_max_v", r.v_gate_max_v, "V"),
-            ("pulse_width_max_s", r.width_max_s, "s"), ("read_v_max_v", r.v_read_max_v, "V"),
-            ("mvm_v_max_v", r.v_mvm_max_v, "V"),
+            ("set_bl_max_v", r.v_terminal_max_v), ("reset_sl_max_v", r.v_terminal_max_v),
+            ("set_wl_max_v", r.v_gate_max_v), ("reset_wl_max_v", r.v_gate_max_v),
+            ("pulse_width_max_s", r.width_max_s), ("read_v_max_v", r.v_read_max_v),
+            ("mvm_v_max_v", r.v_mvm_max_v),
         )
-        for key, hi, unit in pairs:
-            value = getattr(lim, key)
+        for key, hi in pairs:
+            value = limit_value(self.limits, key, station=self.path)
             if value > hi:
                 raise ConfigError(self.path, f"limits.{key}",
-                                  f"at most {hi:g} {unit} (the array controller's range, "
-                                  "ARR:RANG?)", value)
+                                  f"at most {hi:g} {unit_of(StationLimits, key)} (the array "
+                                  "controller's range, ARR:RANG?)", value)
+
+    def _check_compliance_calibration(self) -> None:
+        """Ask the board where its access transistors reach ``limits.set_icc_max_a``
+        (``ARR:COMP:GATE?``, one round trip): pulses are refused beyond that word-line voltage
+        whatever the file says, and a file calibration that disagrees with the board by more
+        than :data:`CALIBRATION_TOLERANCE` in current is refused (ConfigError)."""
+        icc_max = limit_value(self.limits, "set_icc_max_a", station=self.path)
+        try:
+            v_board = self.array.compliance_gate_voltage(icc_max)
+        except Exception as exc:
+            raise InstrumentError(
+                f"{self.path}: the array controller at {self.addresses['array']} did not "
+                f"answer ARR:COMP:GATE? {icc_max:g} ({exc}); its firmware must implement the "
+                "compliance readback of docs/array-controller-protocol.md (version 1.1)"
+            ) from exc
+        tr = self.calibration.transistor
+        icc_file = float(tr.icc(v_board))
+        if abs(icc_file / icc_max - 1.0) > CALIBRATION_TOLERANCE:
+            raise ConfigError(
+                self.path, "calibration.transistor",
+                f"a transistor calibration that agrees with the array board's own readback "
+                f"within {CALIBRATION_TOLERANCE:.0%}: the board reaches "
+                f"limits.set_icc_max_a = {icc_max:g} A at a word-line voltage of {v_board:g} V "
+                f"(ARR:COMP:GATE?), where k_a_per_v2 = {tr.k_a_per_v2:g} A/V^2, v_th_v = "
+                f"{tr.v_th_v:g} V give {icc_file:g} A; measure the transistor again")
+        self.array.v_gate_at_icc_max = v_board
 
     # -- SIGTERM -----------------------------------------------------------------------------
     def _install_sigterm(self) -> None:
@@ -642,21 +309,19 @@ class Station:
     def gate_voltage_for(self, icc_a: float) -> float:
         """Word-line voltage [V] giving SET compliance current ``icc_a`` [A] (calibration).
 
-        Raises LimitError if ``icc_a`` exceeds ``limits.set_icc_max_a`` or the voltage it needs
-        exceeds ``limits.set_wl_max_v``.
+        Raises LimitError if ``icc_a`` exceeds ``limits.set_icc_max_a``, or the voltage it needs
+        exceeds ``limits.set_wl_max_v`` or the board's own word-line voltage for
+        ``set_icc_max_a`` (:func:`~cimlab.instruments.limits.check_set_gate`).
         """
         icc = float(icc_a)
-        if not icc > 0:
-            raise ValueError(f"compliance current must be > 0 A, got {icc_a!r}")
-        lim = self.limits
-        if icc > lim.set_icc_max_a:
-            raise LimitError(f"SET compliance current {icc:g} A exceeds limits.set_icc_max_a = "
-                             f"{lim.set_icc_max_a:g} A ({self.path})")
+        if not (math.isfinite(icc) and icc > 0):
+            raise ValueError(f"compliance current must be a finite value > 0 A, got {icc_a!r}")
+        check_limit(self.limits, "set_icc_max_a", icc, what="SET compliance current",
+                    station=self.path)
         v = self.calibration.transistor.v_gate_for(icc)
-        if v > lim.set_wl_max_v:
-            raise LimitError(f"SET compliance current {icc:g} A needs a word-line voltage of "
-                             f"{v:g} V > limits.set_wl_max_v = {lim.set_wl_max_v:g} V "
-                             f"({self.path})")
+        check_set_gate(self.limits, v, v_gate_at_icc_max=self.array.v_gate_at_icc_max,
+                       what=f"word-line voltage for a SET compliance current of {icc:g} A",
+                       station=self.path)
         return v
 
     def instrument_time(self) -> dict[str, float] | None:
@@ -806,15 +471,29 @@ class Station:
 
 
 __all__ = [
+    "CALIBRATION_TOLERANCE",
+    "EMULATOR_ADDRESS",
+    "LIMIT_NAMES",
+    "SMU_MAX_I",
+    "SMU_MAX_V",
     "Calibration",
     "EmulatorConfig",
+    "EmulatorPorts",
     "InstrumentConfig",
+    "InstrumentsConfig",
     "LimitedArrayController",
     "LimitedBakeOven",
     "LimitedKeithley2450",
     "Station",
     "StationConfig",
+    "StationInfo",
     "StationLimits",
     "TransistorCalibration",
+    "check_limit",
+    "check_pulse",
+    "check_requests",
+    "check_set_gate",
+    "driver_class",
+    "limit_value",
     "load_station_config",
 ]

@@ -31,6 +31,7 @@ import numpy as np
 
 from cimlab.errors import ConfigError
 from cimlab.params import check, from_dict, load_toml, param
+from cimlab.transistor import square_law_current, square_law_gate_voltage
 
 #: Boltzmann constant [eV/K] (CODATA 2018, exact).
 K_B_EV = 8.617333262e-5
@@ -91,17 +92,12 @@ class Transistor:
 
     def icc(self, v_gate: Any, dv_th: Any = 0.0) -> Any:
         """Compliance (saturation) current [A] at word-line voltage ``v_gate`` [V]."""
-        ov = np.maximum(np.asarray(v_gate, dtype=float) - self.v_th - dv_th, 0.0)
-        out = 0.5 * self.k_a_per_v2 * ov * ov
-        return float(out) if np.ndim(out) == 0 else out
+        return square_law_current(v_gate, self.k_a_per_v2, self.v_th, dv_th)
 
     def v_gate_for_icc(self, icc_a: Any) -> Any:
-        """Word-line voltage [V] giving compliance current ``icc_a`` [A] (inverse of icc)."""
-        i = np.asarray(icc_a, dtype=float)
-        if np.any(i < 0):
-            raise ValueError("compliance current must be >= 0 A")
-        out = self.v_th + np.sqrt(2.0 * i / self.k_a_per_v2)
-        return float(out) if np.ndim(out) == 0 else out
+        """Word-line voltage [V] giving compliance current ``icc_a`` [A] (inverse of icc;
+        :func:`square_law_gate_voltage`: ValueError for a negative or non-finite target)."""
+        return square_law_gate_voltage(icc_a, self.k_a_per_v2, self.v_th)
 
 
 @dataclass(frozen=True)

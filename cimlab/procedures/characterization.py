@@ -31,7 +31,6 @@ import numpy as np
 
 from cimlab.params import to_dict
 from cimlab.procedures.plan import (
-    KELVIN_OFFSET,
     BakeRetentionExp,
     BerExp,
     BinaryCondition,
@@ -55,6 +54,7 @@ from cimlab.procedures.program_verify import (
     program_verify,
 )
 from cimlab.stats import MAD_TO_SIGMA
+from cimlab.units import KELVIN_OFFSET
 
 #: Room temperature assumed for reads outside the oven when the station reports none [K].
 ROOM_TEMPERATURE_K = 298.15

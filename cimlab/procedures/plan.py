@@ -20,6 +20,7 @@ notebook and are converted to K for the tables.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from cimlab.errors import ConfigError, LimitError
+from cimlab.instruments.limits import check_requests
 from cimlab.params import check, from_dict, load_toml, param, to_dict
 from cimlab.procedures.program_verify import ProgramVerifyConfig
-from cimlab.units import KELVIN_OFFSET
 
 #: Conductance window of the default chip profile, paper 000 (2e-6 .. 4e-5 S; NeuRRAM also
 #: used Gmax = 40 uS).
@@ -444,62 +445,68 @@ class Plan:
         self.resolve_cells(geometry)
 
     def requested_limits(self) -> dict[str, float]:
-        """The largest value of each limited quantity the plan will ask the station for."""
+        """The largest value of each limited quantity the plan will ask the station for,
+        keyed by station limit name (:data:`cimlab.instruments.limits.LIMIT_NAMES`); a
+        quantity the plan never asks for is absent."""
         return {k: v for k, (v, _) in self._requests().items()}
 
     def _requests(self) -> dict[str, tuple[float, str]]:
         """Largest value of each limited quantity and the plan field that asks for it."""
-        req: dict[str, tuple[float, str]] = {
-            "set_bl": (0.0, ""), "set_wl": (0.0, ""), "reset_sl": (0.0, ""),
-            "reset_wl": (0.0, ""), "icc_a": (0.0, ""), "oven_temp_c": (-KELVIN_OFFSET, ""),
-            "width_s": (0.0, ""), "smu_v": (0.0, ""), "smu_i_a": (0.0, "")}
+        req: dict[str, tuple[float, str]] = {}
 
         def up(key: str, value: float, where: str) -> None:
-            if float(value) > req[key][0]:
+            if key not in req or float(value) > req[key][0]:
                 req[key] = (float(value), where)
 
         for i, exp in enumerate(self.experiments):
             e = f"experiment[{i}]"
             for v in _verify_configs(exp):
-                up("set_bl", v.max_v_set(), f"{e}.verify.v_set_max")
-                up("reset_sl", v.max_v_reset(), f"{e}.verify.v_reset_max")
+                up("set_bl_max_v", v.max_v_set(), f"{e}.verify.v_set_max")
+                up("reset_sl_max_v", v.max_v_reset(), f"{e}.verify.v_reset_max")
                 if v.scheme == "ispp" and v.v_gate_set > v.v_gate_max:
-                    up("set_wl", v.v_gate_set, f"{e}.verify.v_gate_set")
+                    up("set_wl_max_v", v.v_gate_set, f"{e}.verify.v_gate_set")
                 else:
-                    up("set_wl", v.v_gate_max, f"{e}.verify.v_gate_max")
-                up("reset_wl", v.v_gate_reset, f"{e}.verify.v_gate_reset")
-                up("width_s", v.width_s, f"{e}.verify.width_s")
+                    up("set_wl_max_v", v.v_gate_max, f"{e}.verify.v_gate_max")
+                up("reset_wl_max_v", v.v_gate_reset, f"{e}.verify.v_gate_reset")
+                up("pulse_width_max_s", v.width_s, f"{e}.verify.width_s")
             if isinstance(exp, ProgrammingErrorExp) and "single_shot" in exp.modes:
-                up("set_bl", exp.v_set, f"{e}.v_set")
-                up("reset_sl", exp.v_reset, f"{e}.v_reset")
-                up("set_wl", exp.v_gate_max, f"{e}.v_gate_max")
-                up("reset_wl", exp.v_gate_reset, f"{e}.v_gate_reset")
-                up("width_s", exp.width_s, f"{e}.width_s")
+                up("set_bl_max_v", exp.v_set, f"{e}.v_set")
+                up("reset_sl_max_v", exp.v_reset, f"{e}.v_reset")
+                up("set_wl_max_v", exp.v_gate_max, f"{e}.v_gate_max")
+                up("reset_wl_max_v", exp.v_gate_reset, f"{e}.v_gate_reset")
+                up("pulse_width_max_s", exp.width_s, f"{e}.width_s")
             for c, f in _conditions_with_fields(exp, e):
-                up("set_bl", c.v_set, f"{f}.v_set")
-                up("reset_sl", c.v_reset, f"{f}.v_reset")
+                up("set_bl_max_v", c.v_set, f"{f}.v_set")
+                up("reset_sl_max_v", c.v_reset, f"{f}.v_reset")
                 if c.v_gate_reset is not None:
-                    up("reset_wl", c.v_gate_reset, f"{f}.v_gate_reset")
-                up("icc_a", c.icc_a, f"{f}.icc_a")
-                up("width_s", c.width_s, f"{f}.width_s")
+                    up("reset_wl_max_v", c.v_gate_reset, f"{f}.v_gate_reset")
+                up("set_icc_max_a", c.icc_a, f"{f}.icc_a")
+                up("pulse_width_max_s", c.width_s, f"{f}.width_s")
             if isinstance(exp, BakeRetentionExp):
-                up("oven_temp_c", max(exp.temps_c),
+                up("oven_temp_max_c", max(exp.temps_c),
                    f"{e}.temps_c[{list(exp.temps_c).index(max(exp.temps_c))}]")
             if isinstance(exp, ReadFluctuationExp) and exp.smu_cells:
-                up("smu_v", exp.smu_v, f"{e}.smu_v")
-                up("smu_i_a", exp.smu_compliance_a, f"{e}.smu_compliance_a")
+                up("smu_v_max_v", exp.smu_v, f"{e}.smu_v")
+                up("smu_i_max_a", exp.smu_compliance_a, f"{e}.smu_compliance_a")
         return req
 
     def check_limits(self, station: Any) -> None:
         """Raise LimitError if the plan asks for anything beyond ``station``'s limits.
 
         Compares every voltage, width, compliance, SMU level and oven temperature the plan
-        will use with ``station.limits`` (:class:`cimlab.instruments.station.StationLimits`),
-        and asks ``station.gate_voltage_for`` for every compliance current (LimitError beyond
+        will use with ``station.limits`` through the one station-limit check
+        (:func:`cimlab.instruments.limits.check_requests`), and asks
+        ``station.gate_voltage_for`` for every compliance current (LimitError beyond
         ``set_icc_max_a`` or ``set_wl_max_v``). Nothing is sent to any instrument. The error
         names the plan file, the plan field, the value, the station limit and the station
-        file.
+        file. A station without limits, or limits without one of the names the plan needs,
+        is a ConfigError naming the limit (never a skip).
         """
+        limits = getattr(station, "limits", None)
+        station_file = getattr(station, "path", None)
+        if limits is None:
+            raise ConfigError(station_file, "limits",
+                              "a station with [limits] (the plan is checked against them)")
         req = self._requests()
         for i, exp in enumerate(self.experiments):
             for c, f in _conditions_with_fields(exp, f"experiment[{i}]"):
@@ -510,24 +517,27 @@ class Plan:
                         f"{self.source}: field '{f}.icc_a' = {c.icc_a:g} A: {exc}; lower it "
                         "in the plan (or raise the limit in the station file if the device "
                         "allows it). Nothing was sent.") from None
-                if vg > req["set_wl"][0]:
-                    req["set_wl"] = (vg, f"{f}.icc_a (word-line voltage for that compliance)")
-                if c.v_gate_reset is None and vg > req["reset_wl"][0]:
-                    req["reset_wl"] = (vg, f"{f}.icc_a (the RESET word line follows the SET "
-                                       "one when v_gate_reset is not set)")
+                if vg > req.get("set_wl_max_v", (-math.inf, ""))[0]:
+                    req["set_wl_max_v"] = (vg, f"{f}.icc_a (word-line voltage for that "
+                                           "compliance)")
+                if c.v_gate_reset is None and vg > req.get("reset_wl_max_v",
+                                                           (-math.inf, ""))[0]:
+                    req["reset_wl_max_v"] = (vg, f"{f}.icc_a (the RESET word line follows "
+                                             "the SET one when v_gate_reset is not set)")
         icc_fn = getattr(getattr(getattr(station, "calibration", None), "transistor", None),
                          "icc", None)
         if icc_fn is not None:
             for i, exp in enumerate(self.experiments):
                 for v in _verify_configs(exp):
                     icc = float(icc_fn(v.max_v_gate_set()))
-                    if icc > req["icc_a"][0]:
-                        req["icc_a"] = (icc, f"experiment[{i}].verify."
-                                        f"{'v_gate_set' if v.scheme == 'ispp' else 'v_gate_max'}"
-                                        " (compliance at that word-line voltage)")
-        check_requests_against_limits({k: v for k, (v, _) in req.items()}, station,
-                                      source=self.source,
-                                      fields={k: w for k, (_, w) in req.items()})
+                    if icc > req.get("set_icc_max_a", (-math.inf, ""))[0]:
+                        req["set_icc_max_a"] = (
+                            icc, f"experiment[{i}].verify."
+                            f"{'v_gate_set' if v.scheme == 'ispp' else 'v_gate_max'}"
+                            " (compliance at that word-line voltage)")
+        check_requests(limits, {k: v for k, (v, _) in req.items()},
+                       fields={k: w for k, (_, w) in req.items()}, context=self.source,
+                       station=station_file)
 
     def seed_of(self, index: int) -> int:
         """Seed of experiment ``index``: the header seed plus the experiment's own seed."""
@@ -559,53 +569,6 @@ def _conditions_with_fields(exp: Any, prefix: str) -> list[tuple[BinaryCondition
     if isinstance(exp, FaultMapExp):
         return [(exp.condition, f"{prefix}.condition")]
     return []
-
-
-#: Station limit field (cimlab.instruments.station.StationLimits) for each requested quantity.
-LIMIT_NAMES: dict[str, str] = {
-    "set_bl": "set_bl_max_v",
-    "set_wl": "set_wl_max_v",
-    "reset_sl": "reset_sl_max_v",
-    "reset_wl": "reset_wl_max_v",
-    "icc_a": "set_icc_max_a",
-    "oven_temp_c": "oven_temp_max_c",
-    "width_s": "pulse_width_max_s",
-    "smu_v": "smu_v_max_v",
-    "smu_i_a": "smu_i_max_a",
-}
-
-_WHAT = {
-    "set_bl": "SET bit-line amplitude [V]", "set_wl": "SET word-line voltage [V]",
-    "reset_sl": "RESET source-line amplitude [V]", "reset_wl": "RESET word-line voltage [V]",
-    "icc_a": "SET compliance current [A]", "oven_temp_c": "bake temperature [degC]",
-    "width_s": "pulse width [s]", "smu_v": "SMU read voltage [V]",
-    "smu_i_a": "SMU current compliance [A]",
-}
-
-
-def check_requests_against_limits(req: Mapping[str, float], station: Any, *,
-                                  source: str = "",
-                                  fields: Mapping[str, str] | None = None) -> None:
-    """Compare requested maxima with the station's limits; LimitError naming the plan file,
-    the field that asks (``fields``, when known), the value, the limit and the station file."""
-    limits = getattr(station, "limits", None)
-    if limits is None:
-        return
-    station_file = getattr(station, "path", None)
-    in_station = f" of {station_file}" if station_file else ""
-    for key, value in req.items():
-        name = LIMIT_NAMES.get(key)
-        lim = getattr(limits, name, None) if name else None
-        if lim is None:
-            continue
-        if value > float(lim):
-            where = (fields or {}).get(key, "")
-            field_text = f"field '{where}': " if where else ""
-            raise LimitError(
-                f"{source}: {field_text}the plan asks for a {_WHAT[key]} of {value:g}, beyond "
-                f"the station limit limits.{name} = {float(lim):g}{in_station}; lower it in "
-                "the plan (or raise the limit in the station file if the device allows it). "
-                "Nothing was sent.")
 
 
 # --------------------------------------------------------------------------- loading

@@ -128,3 +128,22 @@ def test_plain_pyvisa_client_with_its_own_binary_helpers(bench):
     finally:
         res.close()
         rm.close()
+
+
+def test_read_at_a_stated_voltage_leaves_the_setting_alone(bench, array):
+    array.enable()
+    emu = bench.instruments["array"]
+    assert array.read(np.arange(8), v_read=0.3).shape == (8,)
+    assert emu.v_read == 0.2 and bench.log("array")[-1].endswith(",0.3")
+    # a voltage the board cannot apply: the empty block, -222, and nothing is read
+    array.write_bytes(b"ARR:READ? " + block([0, 1], "<u4") + b",0\n")
+    assert array.read_bytes(4) == b"#10\n"
+    assert array.ask("SYST:ERR?").startswith("-222")
+
+
+def test_compliance_readback_is_the_chips_nominal_transistor(bench, array):
+    tr = bench.chip.profile.transistor
+    for icc in (20e-6, 700e-6):
+        assert array.compliance_gate_voltage(icc) == tr.v_gate_for_icc(icc)  # exact
+    assert array.ask("ARR:COMP:GATE? 0;*OPC?") == "1"  # refused (-222), no answer
+    assert array.ask("SYST:ERR?").startswith("-222")

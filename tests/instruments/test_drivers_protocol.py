@@ -105,6 +105,32 @@ def test_array_read():
         assert arr.read([]).size == 0  # nothing sent for no cells
 
 
+def test_array_read_at_a_stated_voltage():
+    """``read(cells, v_read=v)`` carries the voltage in the same message (one round trip):
+    the board reads at exactly that voltage, whatever its ARR:VRE setting."""
+    g = np.array([1e-6, 2e-5, 3e-5], dtype="<f4")
+    with expected_protocol(
+        ArrayController, [(b"ARR:READ? " + u4(CELLS) + b",0.25\n", f4(g) + b"\n")]
+    ) as arr:
+        np.testing.assert_allclose(arr.read(CELLS, v_read=0.25), g)
+    with expected_protocol(ArrayController, []) as arr, pytest.raises(ValueError):
+        arr.read(CELLS, v_read=2.0)  # beyond the protocol's range: nothing sent
+
+
+def test_array_compliance_readback():
+    with expected_protocol(
+        ArrayController,
+        [("ARR:COMP:GATE? 0.0007", "3.1457513110645907"),
+         ("ARR:COMP:GATE? 0.5", ""), ("SYST:ERR?", '-222,"Data out of range;x"'),
+         ("SYST:ERR?", '0,"No error"')],
+    ) as arr:
+        assert arr.compliance_gate_voltage(700e-6) == 3.1457513110645907
+        with pytest.raises(InstrumentError, match="-222"):
+            arr.compliance_gate_voltage(0.5)
+        with pytest.raises(ValueError):
+            arr.compliance_gate_voltage(float("nan"))  # nothing sent
+
+
 def test_array_read_wrong_count_raises():
     with expected_protocol(
         ArrayController, [(b"ARR:READ? " + u4(CELLS) + b"\n", f4([1.0]) + b"\n")]

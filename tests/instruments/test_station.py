@@ -256,3 +256,57 @@ def test_example_real_bench_file_parses():
     assert cfg.station.clock == "real"
     assert not cfg.emulator.start
     assert cfg.instruments.smu.address.startswith(("USB", "GPIB", "TCPIP"))
+
+
+def test_read_goes_out_at_the_station_read_voltage_whatever_the_board_holds(station):
+    """Another connection sets the board's read voltage to 0.9 V (beyond the 0.5 V limit):
+    the station's read still goes out at its own, checked voltage, in the same message (one
+    round trip), and leaves the other connection's setting alone."""
+    other = ArrayController.open(station.bench.addresses["array"], timeout_s=5)
+    try:
+        other.read_voltage = 0.9
+        n_before = len(station.bench.log("array"))
+        g = station.array.read([0, 1, 2])
+        sent = station.bench.log("array")[n_before:]
+        assert g.shape == (3,)
+        assert len(sent) == 1 and sent[0].startswith("ARR:READ?") and sent[0].endswith(",0.2")
+        assert station.bench.instruments["array"].v_read == 0.9
+        assert station.array.read_voltage == 0.2 and station.array.board_read_voltage == 0.9
+        # adopting the board's setting: the next read is refused, nothing sent
+        assert station.array.adopt_board_read_voltage() == 0.9
+        n_before = len(station.bench.log("array"))
+        with pytest.raises(LimitError, match="read_v_max_v"):
+            station.array.read([0, 1, 2])
+        assert len(station.bench.log("array")) == n_before
+    finally:
+        other.read_voltage = 0.2
+        other.adapter.close()
+    station.array.read_voltage = 0.2
+
+
+def test_wrong_transistor_calibration_is_refused_at_open(tmp_path):
+    """k_a_per_v2 = 1.3e-4 instead of the chip's 2e-4: the file's 700 uA word-line voltage
+    (3.78 V) would give ~1 mA. The board's own readback (ARR:COMP:GATE?) refuses the file."""
+    p = _variant(tmp_path, r"^k_a_per_v2 = .*$", "k_a_per_v2 = 1.3e-4")
+    with pytest.raises(ConfigError) as info:
+        Station.open(p)
+    assert info.value.field == "calibration.transistor" and info.value.source == str(p)
+    assert "ARR:COMP:GATE?" in str(info.value) and "0.00013" in str(info.value)
+
+
+def test_compliance_limit_holds_whatever_the_file_says(tmp_path):
+    """A calibration 4 % off (within the tolerance at open) still cannot push a pulse past
+    limits.set_icc_max_a: pulses are checked against the board's own readback too."""
+    p = _variant(tmp_path, r"^k_a_per_v2 = .*$", "k_a_per_v2 = 1.92e-4")
+    with Station.open(p) as st:
+        board = st.array.v_gate_at_icc_max
+        assert board == pytest.approx(st.bench.chip.profile.transistor.v_gate_for_icc(700e-6))
+        v_file = st.calibration.transistor.v_gate_for(699e-6)  # the file: 699 uA; truly more
+        assert st.bench.chip.profile.transistor.icc(v_file) > 700e-6
+        n_before = len(st.bench.log("array"))
+        with pytest.raises(LimitError, match=r"set_icc_max_a.*ARR:COMP:GATE"):
+            st.array.pulse_set([0, 1], 2.0, v_file, 1e-6)
+        with pytest.raises(LimitError, match="set_icc_max_a"):
+            st.gate_voltage_for(699e-6)
+        assert len(st.bench.log("array")) == n_before
+        st.array.pulse_set([0, 1], 2.0, st.gate_voltage_for(600e-6), 1e-6)  # below: fine

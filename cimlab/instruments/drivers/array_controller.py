@@ -172,8 +172,11 @@ class ArrayController(ErrorCheckingMixin, SCPIMixin, Instrument):
         """RESET pulse: ``v_sl`` on the source line, ``v_wl`` on the word line; energy [J]."""
         return self.pulse(cells, "reset", v_sl, v_wl, width_s)
 
-    def read(self, cells: Any = None, **kwargs: Any) -> Any:
-        """Conductance [S] of each cell at :attr:`read_voltage`. One round trip.
+    def read(self, cells: Any = None, *, v_read: float | None = None, **kwargs: Any) -> Any:
+        """Conductance [S] of each cell, read at ``v_read`` [V] if given (``ARR:READ?
+        <cells>,<v_read>``: the board reads at exactly that voltage and keeps its
+        :attr:`read_voltage` setting), else at the board's :attr:`read_voltage`. One round
+        trip.
 
         Without ``cells`` this is PyMeasure's ``Instrument.read()`` (read one response string),
         which ``ask``/``values`` use.
@@ -183,11 +186,31 @@ class ArrayController(ErrorCheckingMixin, SCPIMixin, Instrument):
         c = self._cells(cells)
         if c.size == 0:
             return np.zeros(0)
-        command = f"ARR:READ? <{c.size} cells>"
+        tail = b""
+        if v_read is not None:
+            v = float(v_read)
+            strict_range(v, READ_VOLTAGE_RANGE)
+            tail = b"," + _number(v)
+        command = f"ARR:READ? <{c.size} cells>" + ("" if v_read is None else f",{v_read!r}")
         self._last_command = command
-        self.write_bytes(b"ARR:READ? " + block(c, CELL_DTYPE) + b"\n")
+        self.write_bytes(b"ARR:READ? " + block(c, CELL_DTYPE) + tail + b"\n")
         g = read_block(self, VALUE_DTYPE, command)
         return self._check_count(g, c.size, command).astype(float)
+
+    def compliance_gate_voltage(self, icc_a: float) -> float:
+        """The word-line voltage [V] at which the board's access transistors reach SET
+        compliance current ``icc_a`` [A] (the board's own calibration, ``ARR:COMP:GATE?``)."""
+        icc = float(icc_a)
+        if not (np.isfinite(icc) and icc > 0):
+            raise ValueError(f"compliance current must be a finite value > 0 A, got {icc_a!r}")
+        command = f"ARR:COMP:GATE? {icc!r}"
+        answer = self.ask(command)
+        try:
+            return float(answer)
+        except ValueError:
+            raise_errors(self, command)
+            raise InstrumentError(f"{self.name}: {command}: unexpected answer {answer!r}") \
+                from None
 
     def mvm(self, tile: int, v_rows: Any) -> np.ndarray:
         """Column currents [A] of ``tile`` for input voltages ``v_rows`` [V] on its rows.

@@ -69,6 +69,7 @@ class ArrayControllerEmulator(Instrument):
         c("ARRay:READ", query=self._q_read, block_reply=True)
         c("ARRay:MVM", query=self._q_mvm, block_reply=True)
         c("ARRay:VREad", write=self._w_vread, query=lambda p: fmt(self.v_read))
+        c("ARRay:COMPliance:GATE", query=self._q_compliance_gate)
         c("ARRay:ITIMe", query=lambda p: fmt(self.world.busy_s.get(self.NAME, 0.0), "{:.12g}"))
         c("ROUTe:CELL", write=self._w_route, query=self._q_route)
         c("ROUTe:OPEN", write=self._w_open)
@@ -156,11 +157,16 @@ class ArrayControllerEmulator(Instrument):
         return encode_block(np.asarray(energy, dtype=VALUE_DTYPE))
 
     def _q_read(self, p: list[Param]) -> bytes:
-        (cells_p,) = expect(p, 1, "ARR:READ?")
+        if len(p) == 2:  # ARR:READ? <cells>,<v_read>: at this voltage, ARR:VRE unchanged
+            cells_p, v_p = p
+            v_read = self._read_voltage(v_p)
+        else:
+            (cells_p,) = expect(p, 1, "ARR:READ?")
+            v_read = self.v_read
         cells = self._cells(cells_p, unique=False)
         self._need_output()
         w = self.world
-        g = w.chip.read(cells, w.now_s, v_read=self.v_read)
+        g = w.chip.read(cells, w.now_s, v_read=v_read)
         w.charge(self.NAME, w.timing.command_s + cells.size * w.timing.cell_read_s)
         return encode_block(np.asarray(g, dtype=VALUE_DTYPE))
 
@@ -180,12 +186,25 @@ class ArrayControllerEmulator(Instrument):
         w.charge(self.NAME, w.timing.command_s + batch * w.timing.mvm_s)
         return encode_block(np.asarray(currents, dtype=VALUE_DTYPE).reshape(-1))
 
-    def _w_vread(self, p: list[Param]) -> None:
-        (v,) = expect(p, 1, "ARR:VRE")
+    def _read_voltage(self, v: Param) -> float:
         value = v.number(lo=0.0, hi=self.range.v_read_max_v)
         if value <= 0:
             raise ScpiError(-222, "read voltage must be > 0")
-        self.v_read = value
+        return value
+
+    def _w_vread(self, p: list[Param]) -> None:
+        (v,) = expect(p, 1, "ARR:VRE")
+        self.v_read = self._read_voltage(v)
+
+    def _q_compliance_gate(self, p: list[Param]) -> str:
+        """``ARR:COMP:GATE? <icc>``: the word-line voltage [V] at which the board's access
+        transistors reach SET compliance current ``icc`` [A] (the chip's nominal transistor;
+        the device-to-device threshold mismatch is not included)."""
+        (i,) = expect(p, 1, "ARR:COMP:GATE?")
+        icc = i.number(lo=0.0, hi=1.0)
+        if icc <= 0:
+            raise ScpiError(-222, "compliance current must be > 0")
+        return fmt(self.world.chip.profile.transistor.v_gate_for_icc(icc), "{:.17g}")
 
     def _w_route(self, p: list[Param]) -> None:
         (c,) = expect(p, 1, "ROUT:CELL")

@@ -1,0 +1,286 @@
+"""Station files: the ``[station]``, ``[emulator]``, ``[instruments]``, ``[limits]`` and
+``[calibration]`` tables as frozen dataclasses, and their strict loading (layer 4).
+
+:func:`load_station_config` reads a station file and validates everything that can be checked
+without opening an instrument; every failure is one :class:`~cimlab.errors.ConfigError` line
+naming the file, the field and what was expected: a file that is not UTF-8 text, is too large
+or nested too deep, a TOML syntax error, an unknown key, a wrong type or a value out of
+bounds, an unknown VISA backend, a ``driver`` that is not ``"package.module:Class"``, an
+emulator address other than loopback (unless ``[emulator] allow_remote = true``). The limits
+are :class:`cimlab.instruments.limits.StationLimits`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cimlab.errors import ConfigError
+from cimlab.instruments.limits import StationLimits
+from cimlab.params import check, from_dict, param
+from cimlab.transistor import square_law_current, square_law_gate_voltage
+
+log = logging.getLogger(__name__)
+
+#: ``address`` of an instrument served by the emulated bench
+EMULATOR_ADDRESS = "emulator"
+
+#: largest station file read [bytes]: a station file is a page of text
+MAX_STATION_FILE_BYTES = 1 << 20
+
+#: PyVISA backends a station may name: pyvisa-py, the vendor VISA (IVI), pyvisa-sim
+VISA_BACKENDS = ("@py", "@ivi", "@sim")
+
+#: form of a lab driver: ``package.module:Class`` (checked before anything is imported)
+DRIVER_FORM = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+
+LOOPBACK_NAMES = ("localhost",)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (127.0.0.0/8, ::1) or ``localhost``."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class StationInfo:
+    """``[station]``: what the bench is called and which clock it runs on."""
+
+    name: str = param(doc="bench name, recorded with every run")
+    clock: str = param(
+        "virtual", choices=("virtual", "real"),
+        doc="virtual: the emulator's clock instrument; real: time.monotonic/time.sleep",
+    )
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+@dataclass(frozen=True)
+class EmulatorPorts:
+    """Fixed TCP ports used by ``cimlab emulator serve`` (and by ``address = "emulator"`` when
+    the emulator is not started in-process)."""
+
+    array: int = param(5025, unit="1", lo=1, hi=65535)
+    smu: int = param(5026, unit="1", lo=1, hi=65535)
+    oven: int = param(5027, unit="1", lo=1, hi=65535)
+    clock: int = param(5028, unit="1", lo=1, hi=65535)
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """``[emulator]``: the emulated bench."""
+
+    start: bool = param(False, doc="start the emulated instruments in this process")
+    profile: str = param("default", doc="chip profile: bundled name or TOML path")
+    seed: int = param(0, unit="1", lo=0, doc="seed of the emulated chip")
+    host: str = param(
+        "127.0.0.1",
+        doc="address the emulator listens on / is reached at: a loopback address unless "
+        "allow_remote = true",
+    )
+    allow_remote: bool = param(
+        False,
+        doc="allow a non-loopback host: the emulated instruments then accept connections from "
+        "other machines, without authentication (a warning is logged)",
+    )
+    ports: EmulatorPorts = param(default_factory=EmulatorPorts)
+    state: str = param(
+        "",
+        doc="emulated-world state file (.npz, EmulatedBench.save_state; only with start = "
+        "true): restored when the station opens if it exists, written when it closes, so "
+        "the chip persists between processes. Relative to the station file's folder. "
+        '"": a fresh chip every time',
+    )
+
+    def __post_init__(self) -> None:
+        check(self)
+        if not is_loopback(self.host):
+            if not self.allow_remote:
+                raise ConfigError(None, "host",
+                                  "a loopback address (127.0.0.1, ::1, localhost); set "
+                                  "[emulator] allow_remote = true to serve other machines",
+                                  _short(self.host))
+            log.warning("emulator host %s is not loopback (allow_remote = true): the emulated "
+                        "instruments accept connections from other machines, unauthenticated",
+                        self.host)
+
+
+@dataclass(frozen=True)
+class InstrumentConfig:
+    """``[instruments.<name>]``: where an instrument is and how to open it."""
+
+    address: str = param(
+        doc='VISA resource name, e.g. "TCPIP0::192.168.1.20::5025::SOCKET", or "emulator"'
+    )
+    backend: str = param(
+        "@py", doc='PyVISA backend: "@py" (pyvisa-py), "@ivi" (vendor VISA), "@sim" '
+        '(pyvisa-sim), or "<path to a VISA library>@ivi"')
+    timeout_s: float = param(10.0, unit="s", lo=0.01, hi=600.0, doc="I/O timeout")
+    driver: str = param(
+        "default",
+        doc='"default" (cimlab\'s driver) or "package.module:Class", a subclass of it',
+    )
+
+    def __post_init__(self) -> None:
+        check(self)
+        b = self.backend
+        if b not in VISA_BACKENDS and not (b.endswith("@ivi") and Path(b[:-4]).is_file()):
+            raise ConfigError(None, "backend",
+                              'a PyVISA backend: "@py", "@ivi", "@sim" or '
+                              '"<path to an existing VISA library>@ivi"', _short(b))
+        if self.driver != "default" and not DRIVER_FORM.fullmatch(self.driver):
+            raise ConfigError(None, "driver", '"default" or "package.module:Class"',
+                              _short(self.driver))
+
+
+def _short(text: str, n: int = 80) -> str:
+    return text if len(text) <= n else text[:n] + f"... ({len(text)} characters)"
+
+
+@dataclass(frozen=True)
+class InstrumentsConfig:
+    """``[instruments]``: the array controller is required; the others are optional."""
+
+    array: InstrumentConfig = param()
+    smu: InstrumentConfig | None = param(None)
+    oven: InstrumentConfig | None = param(None)
+    clock: InstrumentConfig | None = param(None)
+
+
+@dataclass(frozen=True)
+class TransistorCalibration:
+    """``[calibration.transistor]``: the 1T1R access transistor's compliance current versus
+    word-line voltage, in saturation (long-channel square law, Shichman-Hodges):
+    ``I_cc = k/2 (V_wl - V_th)^2`` for ``V_wl > V_th``. Measure it on the bench (SMU on one
+    transistor) or take it from the chip's datasheet; the station checks it against the array
+    board's own readback when it opens."""
+
+    k_a_per_v2: float = param(unit="A/V^2", lo=0.0, lo_open=True,
+                              doc="transconductance parameter mu*Cox*W/L")
+    v_th_v: float = param(unit="V", lo=0.0, hi=5.0, doc="threshold voltage")
+    model: str = param("square_law", choices=("square_law",), doc="calibration model")
+
+    def __post_init__(self) -> None:
+        check(self)
+
+    def icc(self, v_gate: Any) -> Any:
+        """SET compliance current [A] at word-line voltage ``v_gate`` [V]."""
+        return square_law_current(v_gate, self.k_a_per_v2, self.v_th_v)
+
+    def v_gate_for(self, icc_a: float) -> float:
+        """Word-line voltage [V] giving compliance current ``icc_a`` [A] (ValueError for a
+        negative or non-finite current)."""
+        return float(square_law_gate_voltage(float(icc_a), self.k_a_per_v2, self.v_th_v))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """``[calibration]``."""
+
+    transistor: TransistorCalibration = param()
+
+
+@dataclass(frozen=True)
+class StationConfig:
+    """A whole station file."""
+
+    station: StationInfo = param()
+    instruments: InstrumentsConfig = param()
+    limits: StationLimits = param()
+    calibration: Calibration = param()
+    emulator: EmulatorConfig = param(default_factory=EmulatorConfig)
+
+    def __post_init__(self) -> None:
+        if self.station.clock == "virtual" and self.instruments.clock is None:
+            raise ConfigError(None, "instruments.clock",
+                              'a clock instrument when station.clock = "virtual"')
+
+
+def read_station_text(path: str | Path) -> tuple[dict[str, Any], str]:
+    """The parsed TOML table and the text of station file ``path``, strictly: ConfigError
+    (one line) for a missing file or a directory, more than :data:`MAX_STATION_FILE_BYTES`,
+    bytes that are not UTF-8, a TOML syntax error or nesting too deep to parse."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            raw = fh.read(MAX_STATION_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(p, "<file>", "an existing TOML file") from None
+    except IsADirectoryError:
+        raise ConfigError(p, "<file>", "a TOML file, not a directory") from None
+    except OSError as exc:
+        raise ConfigError(p, "<file>", f"a readable TOML file ({exc.strerror or exc})") from None
+    if len(raw) > MAX_STATION_FILE_BYTES:
+        raise ConfigError(p, "<file>", f"a station file of at most {MAX_STATION_FILE_BYTES} "
+                          "bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(p, "<encoding>", f"UTF-8 text (byte {exc.start} is not); a station "
+                          "file is a TOML text file") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(p, "<syntax>", f"valid TOML ({exc})") from None
+    except RecursionError:
+        raise ConfigError(p, "<syntax>", "TOML nested at most a few levels deep (a station "
+                          "file has tables of tables, no deeper)") from None
+    # the text as Path.read_text gives it (universal newlines), for the run's snapshot
+    return data, text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def load_station_config(path: str | Path) -> tuple[StationConfig, str]:
+    """Parse and validate a station file strictly; returns the config and the file's text."""
+    p = Path(path)
+    data, text = read_station_text(p)
+    try:
+        cfg = from_dict(StationConfig, data, source=p)
+    except RecursionError:
+        raise ConfigError(p, "<root>", "tables nested as a station file has them") from None
+    uses_emulator = any(
+        inst is not None and inst.address == EMULATOR_ADDRESS
+        for inst in (cfg.instruments.array, cfg.instruments.smu, cfg.instruments.oven,
+                     cfg.instruments.clock)
+    )
+    if cfg.emulator.start and not uses_emulator:
+        raise ConfigError(p, "emulator.start",
+                          'false, or at least one instrument with address = "emulator"', True)
+    if cfg.emulator.state and not cfg.emulator.start:
+        raise ConfigError(p, "emulator.state",
+                          '"" unless emulator.start = true (the state file belongs to an '
+                          "emulator started by the station; a served emulator keeps its chip)",
+                          cfg.emulator.state)
+    return cfg, text
+
+
+__all__ = [
+    "EMULATOR_ADDRESS",
+    "Calibration",
+    "EmulatorConfig",
+    "EmulatorPorts",
+    "InstrumentConfig",
+    "InstrumentsConfig",
+    "StationConfig",
+    "StationInfo",
+    "TransistorCalibration",
+    "is_loopback",
+    "load_station_config",
+    "read_station_text",
+]
