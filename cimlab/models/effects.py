@@ -316,6 +316,9 @@ class Retention:
     Time at temperature T counts as ``acceleration(T)`` times as much room-temperature
     (``t_ref_k``) time: ``AF(T) = exp(Ea/kB (1/T_ref - 1/T))``. The relaxation onset time at
     T is ``t0(T) = tau0_s exp(Ea / (kB T))`` (prefactor ``tau0_s``).
+    ``t_fail_k`` > 0: bakes at or above this temperature left the Arrhenius line (a
+    technology failing above some temperature); the fit excluded them from Ea and
+    extrapolation refuses to use the law there.
     Default Ea = 1.1 eV, the low end of published HfOx values (1.1-2.25 eV, DESIGN.md): the
     conservative choice for a room-temperature projection from a bake. ``tau0_s`` is set so
     that t0(298.15 K) equals the default relaxation onset (1.5 ms).
@@ -332,6 +335,11 @@ class Retention:
         lo_open=True,
         hi=1e12,
         doc="Arrhenius prefactor of the relaxation onset time",
+    )
+    t_fail_k: float = param(
+        0.0, unit="K", lo=0.0, hi=2000.0,
+        doc="lowest bake temperature found off the Arrhenius line (another failure mode "
+        "takes over there; the law is not valid at or above it); 0 = none found",
     )
     source: str = param("DESIGN.md (HfOx Ea 1.1-2.25 eV, low end)", doc="origin")
     fit: FitInfo | None = None
