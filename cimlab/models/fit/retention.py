@@ -52,6 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from cimlab.errors import ConfigError
 from cimlab.models.effects import (
     EA_PRIOR_RANGE_EV,
     K_B_EV,
@@ -272,11 +273,26 @@ def fit_retention(
     if not prior[1][0] <= prior[0] <= prior[1][1]:
         raise ValueError(f"ea_prior {prior[0]} eV lies outside ea_prior_range {prior[1]}")
     args = (relaxation, read_noise, t_ref_k, ea_guess, prior)
-    first = _fit_once(keep(cut1), cum, *args)
+    first = _fit_guarded(keep(cut1), cum, *args)
     cut2 = censored(cum["g0"].to_numpy() + cum["mean"].to_numpy(), first.model_variance(cum))
     if np.array_equal(cut1, cut2):
         return first
-    return _fit_once(keep(cut2), cum, *args)
+    return _fit_guarded(keep(cut2), cum, *args)
+
+
+class _InvalidLaw(Exception):
+    """The relaxation law floated inside the retention fit left its valid range."""
+
+
+def _fit_guarded(mom: pd.DataFrame, cum: pd.DataFrame, *args) -> RetentionFit:
+    """:func:`_fit_once`; if floating the relaxation law with its prior makes the variance
+    rate negative somewhere in 0 <= g/g_ref <= 1.5 (a polynomial k(g) extrapolated past the
+    measured levels), refit with the law's shape held at the room-temperature fit (only its
+    onset time and scale free) and say so in the notes, instead of failing the whole fit."""
+    try:
+        return _fit_once(mom, cum, *args)
+    except _InvalidLaw as exc:
+        return _fit_once(mom, cum, *args, no_prior=str(exc))
 
 
 def _fit_once(
@@ -287,6 +303,7 @@ def _fit_once(
     t_ref_k: float,
     ea_guess: float,
     prior: tuple[float, tuple[float, float]],
+    no_prior: str | None = None,
 ) -> RetentionFit:
     verify_ref = bool(len(mom)) and mom["reference"].iloc[0] == "verify"
     levels = np.unique(mom["level"].to_numpy())
@@ -336,7 +353,10 @@ def _fit_once(
             ix = [cn.index(w) for w in want]
             cov_t = np.asarray(fit_r.covariance["matrix"], dtype=float)[np.ix_(ix, ix)]
             cov_t = cov_t / np.outer(scale, scale)
-    if cov_t is not None and np.all(np.isfinite(cov_t)):
+    if no_prior is not None:
+        notes.append(f"relaxation law floated with its prior left the valid range ({no_prior}); "
+                     "its shape held at the room-temperature fit")
+    if cov_t is not None and np.all(np.isfinite(cov_t)) and no_prior is None:
         mode = "prior"
         prec = np.linalg.pinv(cov_t)
         prec = 0.5 * (prec + prec.T) + 1e-12 * np.eye(prec.shape[0])
@@ -525,9 +545,12 @@ def _fit_once(
                     fit=fit)
     groups = cum.assign(var_model=v_mod * _U**2, mean_model=m_mod * _U, censored=~live)
     if mode == "prior":
-        relax_fit = dataclasses.replace(
-            relaxation, t0_s=10**lt0,
-            **{n: float(v) * _scale(n) for n, v in zip(names, res.params[3:], strict=True)})
+        try:
+            relax_fit = dataclasses.replace(
+                relaxation, t0_s=10**lt0,
+                **{n: float(v) * _scale(n) for n, v in zip(names, res.params[3:], strict=True)})
+        except ConfigError as exc:
+            raise _InvalidLaw(f"{exc.field}: {exc.expected}") from None
     elif mode == "scale":
         kk = 10 ** float(res.params[3])
         relax_fit = dataclasses.replace(relaxation, t0_s=10**lt0, **{
