@@ -461,13 +461,17 @@ def _fit_once(
         b = -1.0 / (K_B_EV * t_ref_k)
         cov2 = np.array([[var_ea, b * var_ea], [b * var_ea, var_lt0 + b * b * var_ea]])
         ln_tau0 = math.log(10.0) * lt0 + b * ea_model
-        se_lt = math.sqrt(var_lt0)
         tau0 = math.exp(ln_tau0)
-        stderr = {"tau0_s": tau0 * se_lt} if se_lt > 0 else {}
-        ci = {"ea_ev": (ea_lo, ea_hi)}
-        if se_lt > 0:
-            ci["tau0_s"] = (math.exp(max(ln_tau0 - Z95 * se_lt, -700.0)),
-                            math.exp(min(ln_tau0 + Z95 * se_lt, 700.0)))
+        # tau0 = t0 exp(-Ea / kB T_ref): with Ea only known to lie in the published range,
+        # its interval spans the whole range (b < 0: the high Ea gives the low tau0), widened
+        # by the onset time's own 95 % interval. A Wald interval at the prior Ea alone looks
+        # precise and misses the truth whenever the true Ea is not the prior.
+        se_t0 = math.sqrt(var_lt0)
+        ln_t0 = math.log(10.0) * lt0
+        stderr = {"tau0_s": tau0 * math.sqrt(cov2[1, 1])}
+        ci = {"ea_ev": (ea_lo, ea_hi),
+              "tau0_s": (math.exp(max(ln_t0 + b * ea_hi - Z95 * se_t0, -700.0)),
+                         math.exp(min(ln_t0 + b * ea_lo + Z95 * se_t0, 700.0)))}
         one_temp = {"ea_ev_prior": 1.0, "ln_af_bake": ea * x_b,
                     "ln_af_bake_se": se_ea * abs(x_b), "bake_temp_k": float(T[0])}
         notes.insert(0, f"ea_ev: {EA_PRIOR_NOTE}; kept at {ea_model:g} eV, published range "

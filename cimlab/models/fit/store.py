@@ -43,6 +43,7 @@ from cimlab.models.fit.relaxation import RelaxationFit, fit_relaxation
 from cimlab.models.fit.retention import RetentionFit, fit_retention
 from cimlab.models.fit.stuck import fit_stuck
 from cimlab.models.params import FitInfo
+from cimlab.models.uncertainty import drop_degenerate_intervals
 
 #: run kind -> tables the fitters read from it.
 USED_TABLES: dict[str, tuple[str, ...]] = {
@@ -330,6 +331,11 @@ def fit_tables(
         notes="fitted: " + ", ".join(rep.fitted) + "; literature: "
         + ", ".join(f"{k} ({v})" for k, v in rep.skipped.items()),
     )
+    for k, v in list(changes.items()):
+        if isinstance(v, tuple):
+            changes[k] = tuple(drop_degenerate_intervals(e) for e in v)
+        else:
+            changes[k] = drop_degenerate_intervals(v)
     rep.model = dm.replace(name=name, provenance=prov, **changes)
     return rep
 
