@@ -64,3 +64,23 @@ def test_profile_is_what_the_issue_asks():
     assert p.retention.ea_ev == 1.3 and p.faults.p_stuck == 0.02
     assert Path(NARROW).name == "narrow.toml"
     assert np.isclose(p.window.g_max, 25e-6)
+
+
+@pytest.mark.parametrize(("profile", "seed"), [(NARROW, 1), (NARROW, 3), ("default", 2)])
+def test_drift_has_the_physics_sign_at_the_bottom_of_the_window(profile, seed):
+    """These seeds picked a straight-line drift centred far outside the window (g_center
+    -95 uS, -3 uS, -400 uS): every level then drifted down, and at g_min the model's drift had
+    the opposite sign of the physics' (means relax *up* towards g_attr there). The drift's
+    centre is now fitted inside the window and a form whose centre ends at that bound is not
+    taken."""
+    from cimlab.models.fit import fit_read_noise, fit_relaxation
+    from tests.models.chipdata import chip_tables
+
+    d = chip_tables(profile, seed=seed, n_per_level=150)
+    p = d["profile"]
+    g_ref = p.window.g_max
+    rf = fit_relaxation(d["relax"], g_ref, read_noise=fit_read_noise(d["reads"], g_ref))
+    r = rf.effect
+    assert 0.0 < r.g_center < 1.5 * g_ref
+    g_low = p.window.g_min
+    assert np.sign(r.drift(g_low)) == np.sign(p.relaxation.mean_rate(g_low))
