@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,7 +63,15 @@ from cimlab.models.effects import (
     Retention,
 )
 from cimlab.models.fit._stats import group_moments, wls
-from cimlab.models.fit.relaxation import PLAUSIBLE, _rate, _scale, censored, in_level
+from cimlab.models.fit.relaxation import (
+    GC_MAX,
+    PLAUSIBLE,
+    _drift,
+    _rate,
+    _scale,
+    censored,
+    in_level,
+)
 from cimlab.models.params import Z95, FitInfo
 
 _U = 1e-6
@@ -82,6 +91,10 @@ class RetentionFit:
     #: Ea that reproduces the measured bakes [eV]: the fitted one, or with one bake
     #: temperature the effective value ``ln AF(T_bake) / x(T_bake)`` (not the model's prior)
     ea_bake_ev: float | None = None
+    #: per bake temperature: measured vs predicted (medians over levels of |mean error| in
+    #: sigmas and |relative spread error|, pooled means / sigmas), ``excluded`` 1 if it left
+    #: the Arrhenius law
+    per_temperature_check: pd.DataFrame | None = None
 
     def model_variance(self, groups: pd.DataFrame) -> np.ndarray:
         """Model variance [S^2] of g - reference for cumulative bake groups (no read noise)."""
@@ -205,6 +218,30 @@ def bake_groups(reads: pd.DataFrame, g_ref: float, programmed: pd.DataFrame | No
             cum[cum["n"] >= 5].reset_index(drop=True))
 
 
+def _fit_drift(cum: pd.DataFrame, g_u: np.ndarray, L: np.ndarray, g_ref_u: float):
+    """Tanh drift ``m tanh((gc - g)/w)`` per decade (uS units) fitted to the bake means
+    ``mean_d = drift(g) L`` (weights: standard error of each group mean); centre inside
+    0 .. 1.5 g_ref (see :data:`cimlab.models.fit.relaxation.GC_MAX`)."""
+    y = cum["mean"].to_numpy() / _U
+    se = np.sqrt(np.maximum(cum["var"].to_numpy(), 1e-30) / cum["n"].to_numpy()) / _U
+    ok = np.isfinite(y) & (L > 0)
+    slope = np.where(ok, y / np.where(L > 0, L, 1.0), 0.0)
+    best = None
+    for gc0 in np.linspace(0.05, 1.4, 10) * g_ref_u:
+        for w0 in (0.05, 0.2, 0.6):
+            amp = float(np.median(np.abs(slope[ok]))) if ok.any() else 1.0
+            below = ok & (g_u < gc0)
+            sign = -1.0 if below.any() and np.mean(slope[below]) < 0 else 1.0
+            p0 = [sign * max(amp, 1e-6), gc0, w0 * g_ref_u]
+            r = ((y - _drift("tanh", np.asarray(p0), g_u, g_ref_u) * L) / se)[ok]
+            c2 = float(r @ r)
+            if best is None or c2 < best[0]:
+                best = (c2, p0)
+    return wls(lambda p: ((y - _drift("tanh", np.asarray(p), g_u, g_ref_u) * L) / se)[ok],
+               best[1], bounds=([-np.inf, 0.0, 1e-3], [np.inf, GC_MAX * g_ref_u,
+                                                        10 * g_ref_u]))
+
+
 def _first_rel_se(r: Relaxation, names: tuple[str, ...]) -> float | None:
     if r.fit is None:
         return None
@@ -259,6 +296,140 @@ def fit_retention(
     inc, cum = bake_groups(reads, g_ref, programmed, bakes)
     if inc.empty:
         raise ValueError("bake table has no cells read before and after a bake step")
+    prior = (Retention().ea_ev if ea_prior is None else float(ea_prior),
+             tuple(map(float, ea_prior_range)))
+    if not prior[1][0] <= prior[0] <= prior[1][1]:
+        raise ValueError(f"ea_prior {prior[0]} eV lies outside ea_prior_range {prior[1]}")
+    args = (relaxation, read_noise, t_ref_k, ea_guess, prior)
+
+    # temperatures off the Arrhenius law: from the hottest down, predict each from a fit to
+    # the cooler ones; one the law cannot predict is flagged and left out (>= 2 stay)
+    temps = np.sort(cum.groupby("temp_index")["bake_temp_k"].max().to_numpy())
+    tk_of = cum.groupby("temp_index")["bake_temp_k"].max()
+    excluded: list[float] = []
+    checks: dict[float, dict[str, float]] = {}
+    # a fit needs 2 temperatures when the relaxation law comes from a room-temperature run,
+    # 3 when the bakes alone must also give the law's level dependence and onset
+    min_fit = 2 if relaxation.fit is not None else 3
+    while temps.size - len(excluded) - 1 >= min_fit:
+        hot = float(temps[-1 - len(excluded)])
+        ok_t = set(tk_of.index[tk_of.to_numpy() < hot - 1e-6])
+        sub_fit = _fit_temps(inc[inc["temp_index"].isin(ok_t)].reset_index(drop=True),
+                             cum[cum["temp_index"].isin(ok_t)].reset_index(drop=True), args)
+        held = cum[np.isclose(cum["bake_temp_k"], hot)].reset_index(drop=True)
+        chk = _temperature_check(sub_fit, held, read_noise)
+        checks[hot] = chk
+        if not _fails(chk):
+            break
+        excluded.append(hot)
+    if excluded:
+        t_fail = min(excluded)
+        inc = inc[~np.isin(inc["bake_temp_k"].round(6), np.round(excluded, 6))]
+        keep_c = ~np.isin(cum["bake_temp_k"].round(6), np.round(excluded, 6))
+        cum_all, cum = cum, cum[keep_c].reset_index(drop=True)
+        inc = inc.reset_index(drop=True)
+        warnings.warn(
+            "bake temperatures " + ", ".join(f"{t - 273.15:.0f} C" for t in sorted(excluded))
+            + " leave the Arrhenius law fitted to the cooler bakes (predicted from them: "
+            + "; ".join(f"{t - 273.15:.0f} C mean shift off by {checks[t]['mean_err_sigma']:.2g}"
+                        f" sigma, spread by {100 * checks[t]['sigma_rel_err']:.0f} %"
+                        for t in sorted(excluded))
+            + "): a failure mode other than relaxation; excluded from Ea", stacklevel=2)
+    else:
+        t_fail, cum_all = 0.0, cum
+    out = _fit_temps(inc, cum, args)
+    return _finish(out, cum_all, read_noise, t_fail, excluded, checks)
+
+
+#: A held-out bake temperature leaves the law when the median over its levels of
+#: |predicted - measured mean shift| exceeds this many measured sigmas ...
+FAIL_MEAN_SIGMAS = 1.0
+#: ... or the median relative error of the predicted spread exceeds this fraction. Both are
+#: twice the accuracy asked of a model at the temperatures it keeps (0.5 sigma, 15 %): a
+#: temperature is flagged when the law misses it clearly, not when it is merely noisy.
+FAIL_SIGMA_REL = 0.30
+
+
+def _fails(chk: dict[str, float]) -> bool:
+    return bool(chk["mean_err_sigma"] > FAIL_MEAN_SIGMAS or chk["sigma_rel_err"] > FAIL_SIGMA_REL)
+
+
+def predict_groups(fit: RetentionFit, groups: pd.DataFrame,
+                   read_noise: ReadNoise | None) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, variance) [S, S^2] of g - reference that ``fit`` predicts for cumulative bake
+    groups (any temperature, also one it was not fitted to): relaxation law in equivalent
+    time, read variance of the two reads from ``read_noise`` (none without one)."""
+    r, ret = fit.relaxation, fit.effect
+    g0 = groups["g0"].to_numpy()
+    T = groups["bake_temp_k"].to_numpy()
+    amb = groups["ambient_k"].to_numpy()
+    amb = np.where(np.isfinite(amb), amb, ret.t_ref_k)
+    ea = ret.ea_ev if fit.ea_bake_ev is None else fit.ea_bake_ev
+    teq = _t_eq(ea, fit.t_off_s, groups["soak_cum_s"].to_numpy(),
+                groups["ramp_cum_s"].to_numpy(), T, amb, ret.t_ref_k)
+    L = np.asarray(r.decades(teq))
+    verify = len(groups) and groups["reference"].iloc[0] == "verify"
+    if not verify:
+        L = L - float(r.decades(fit.t_off_s))
+    var = np.asarray(r.rate(g0)) * L
+    if read_noise is not None:
+        reps = groups["reps"].to_numpy()
+        var = var + np.asarray(read_noise.sigma(g0)) ** 2 * ((1.0 if verify else 1.0 / reps)
+                                                             + 1.0 / reps)
+    return np.asarray(r.drift(g0)) * L, var
+
+
+def _temperature_check(fit: RetentionFit, groups: pd.DataFrame,
+                       read_noise: ReadNoise | None) -> dict[str, float]:
+    """Measured vs predicted at one temperature: medians over its levels of |mean error| in
+    measured sigmas and |relative spread error|, plus the pooled figures."""
+    live = groups[~censored(groups["g0"] + groups["mean"], groups["var"])]
+    if live.empty:
+        live = groups
+    m, v = predict_groups(fit, live, read_noise)
+    sm = np.sqrt(live["var"].to_numpy())
+    sp = np.sqrt(np.maximum(v, 0.0))
+    e_m = np.abs(m - live["mean"].to_numpy()) / sm
+    e_s = np.abs(sp / sm - 1.0)
+    return {"temp_k": float(groups["bake_temp_k"].max()), "n_groups": float(len(live)),
+            "mean_err_sigma": float(np.median(e_m)), "mean_err_sigma_max": float(np.max(e_m)),
+            "sigma_rel_err": float(np.median(e_s)), "sigma_rel_err_max": float(np.max(e_s)),
+            "within": float(np.mean((e_m <= 0.5) & (e_s <= 0.15))),
+            "measured_mean_s": float(np.mean(live["mean"])), "predicted_mean_s": float(np.mean(m)),
+            "measured_sigma_s": float(np.sqrt(np.mean(live["var"]))),
+            "predicted_sigma_s": float(np.sqrt(np.mean(np.maximum(v, 0.0))))}
+
+
+def _finish(out: RetentionFit, cum_all: pd.DataFrame, read_noise: ReadNoise | None,
+            t_fail: float, excluded: list[float], checks: dict) -> RetentionFit:
+    """Per-temperature table (measured vs predicted) into the fit's gof, failing
+    temperatures into ``t_fail_k`` and the notes."""
+    rows = []
+    for tk in np.sort(cum_all["bake_temp_k"].unique()):
+        held = cum_all[np.isclose(cum_all["bake_temp_k"], tk)].reset_index(drop=True)
+        chk = _temperature_check(out, held, read_noise)
+        chk["excluded"] = float(any(np.isclose(tk, e) for e in excluded))
+        rows.append(chk)
+    gof = dict(out.effect.fit.gof)
+    for i, r in enumerate(rows):
+        for k, v in r.items():
+            gof[f"T{i}_{k}"] = v
+    notes = out.effect.fit.notes
+    if excluded:
+        notes = (f"WARNING: bakes at {', '.join(f'{t - 273.15:.0f} C' for t in excluded)} "
+                 "leave the Arrhenius law of the cooler bakes (held-out prediction off by "
+                 + "; ".join(f"{checks[t]['mean_err_sigma']:.2g} sigma in mean, "
+                             f"{100 * checks[t]['sigma_rel_err']:.0f} % in spread"
+                             for t in excluded)
+                 + f"): excluded from Ea; the law is not valid at or above "
+                 f"{t_fail - 273.15:.0f} C (t_fail_k); " + notes)
+    fit = dataclasses.replace(out.effect.fit, gof=gof, notes=notes)
+    eff = dataclasses.replace(out.effect, fit=fit, t_fail_k=float(t_fail))
+    return dataclasses.replace(out, effect=eff, per_temperature_check=pd.DataFrame(rows))
+
+
+def _fit_temps(inc: pd.DataFrame, cum: pd.DataFrame, args: tuple) -> RetentionFit:
+    """The joint fit of the given bake groups, censoring in two passes."""
 
     def keep(cut):
         bad = set(zip(cum.loc[cut, "temp_index"], cum.loc[cut, "level"], cum.loc[cut, "step"],
@@ -268,11 +439,6 @@ def fit_retention(
         return inc[m].reset_index(drop=True)
 
     cut1 = censored(cum["g0"] + cum["mean"], cum["var"])
-    prior = (Retention().ea_ev if ea_prior is None else float(ea_prior),
-             tuple(map(float, ea_prior_range)))
-    if not prior[1][0] <= prior[0] <= prior[1][1]:
-        raise ValueError(f"ea_prior {prior[0]} eV lies outside ea_prior_range {prior[1]}")
-    args = (relaxation, read_noise, t_ref_k, ea_guess, prior)
     first = _fit_guarded(keep(cut1), cum, *args)
     cut2 = censored(cum["g0"].to_numpy() + cum["mean"].to_numpy(), first.model_variance(cum))
     if np.array_equal(cut1, cut2):
@@ -363,6 +529,20 @@ def _fit_once(
         chol = np.linalg.cholesky(prec)
         notes.append("relaxation onset and rate law floated with the relaxation fit's "
                      "covariance as a prior (its uncertainty propagates into Ea)")
+    elif n_temps >= 3 and levels.size >= 4 and fit_r is None and no_prior is None:
+        # bakes only (no room-temperature relaxation run): the level dependence of the rate
+        # comes from the bakes themselves, in the peaked form (a rate that vanishes at 0 S,
+        # peaks at g_peak; g_peak at many g_ref is a rising power law)
+        mode = "shape"
+        form = "peaked"
+        names = list(RATE_FORMS[form])
+        vl = pd.Series(y_v).groupby(li).mean().reindex(range(levels.size)).to_numpy()
+        gl = pd.Series(g_u).groupby(li).mean().reindex(range(levels.size)).to_numpy()
+        j = int(np.nanargmax(vl))
+        theta0 = np.array([math.log10(relaxation.t0_s), max(float(vl[j]), 1e-6),
+                           max(float(gl[j]), 0.05 * g_ref_u), 1.0])
+        notes.append("no relaxation run: rate law k(g) (peaked form), onset time and Ea "
+                     "fitted to the bakes alone")
     elif n_temps >= 2:
         mode = "scale"
         notes.append("relaxation not fitted: onset time and rate scale free (from the bakes)")
@@ -372,7 +552,11 @@ def _fit_once(
                      "model's values (Ea conditional on them)")
 
     # parameter vector: [Ea, log10 t_off, (theta... | log10 t0, log10 k scale)]
-    if mode == "prior":
+    if mode == "shape":
+        p0 = np.r_[ea_guess, 0.0, theta0]
+        lo = np.array([0.05, -4.0, -9.0, 0.0, 1e-3, 0.0])
+        hi = np.array([5.0, 6.0, 4.0, np.inf, 10 * g_ref_u, 20.0])
+    elif mode == "prior":
         p0 = np.r_[ea_guess, 0.0, theta0]
         lo = np.r_[0.05, -4.0, theta0 - 50 * np.sqrt(np.maximum(np.diag(cov_t), 1e-30))]
         hi = np.r_[5.0, 6.0, theta0 + 50 * np.sqrt(np.maximum(np.diag(cov_t), 1e-30))]
@@ -390,7 +574,7 @@ def _fit_once(
 
     def unpack(p):
         """(Ea, log10 t_off, log10 t0, k(g) in uS^2/decade)."""
-        if mode == "prior":
+        if mode in ("prior", "shape"):
             return p[0], p[1], p[2], _rate(form, np.asarray(p[3:]), g_u, g_ref_u)
         k = _rate(form, theta0[1:], g_u, g_ref_u)
         if mode == "scale":
@@ -424,6 +608,15 @@ def _fit_once(
             if best is None or c2 < best[0]:
                 best = (c2, pp)
     res = wls(resid, best[1], bounds=(lo, hi), n_prior=n_prior)
+    p_names = ["ea_ev", "log10_t_off_s", "log10_t0_s", *names][: res.params.size] \
+        if mode in ("prior", "shape") else ["ea_ev", "log10_t_off_s", "log10_t0_s",
+                                            "log10_rate_scale"][: res.params.size]
+    span = np.where(np.isfinite(hi - lo), hi - lo, np.maximum(np.abs(res.params), 1.0))
+    at_bound = [n for n, v, a, b, w in zip(p_names, res.params, lo, hi, span, strict=True)
+                if min(v - a, b - v) <= 1e-6 * w]
+    if at_bound:
+        notes.insert(0, "WARNING: parameters at a bound of the fit (not determined by these "
+                     "bakes; their uncertainty is not a CI): " + ", ".join(at_bound))
     ea, lto, lt0, k_fit = unpack(res.params)
     ea, lt0 = float(ea), float(lt0)
     cov = res.cov
@@ -490,7 +683,8 @@ def _fit_once(
     Lc = np.log10(1.0 + teq_c / 10**lt0)
     if not verify_ref:
         Lc = Lc - np.log10(1.0 + 10**lto / 10**lt0)
-    rel_fit_k = _rate(form, np.asarray(res.params[3:]), g_c / _U, g_ref_u) if mode == "prior" \
+    rel_fit_k = _rate(form, np.asarray(res.params[3:]), g_c / _U, g_ref_u) \
+        if mode in ("prior", "shape") \
         else np.asarray(relaxation.rate(g_c)) / _U**2 * (10 ** float(res.params[3])
                                                          if mode == "scale" else 1.0)
     if read_noise is not None:
@@ -500,7 +694,13 @@ def _fit_once(
     else:
         c_c = np.zeros(len(cum))
     v_mod = c_c + rel_fit_k * Lc
-    m_mod = np.asarray(relaxation.drift(g_c)) / _U * Lc
+    drift_fit = None
+    if mode == "shape":
+        drift_fit = _fit_drift(cum, g_c / _U, Lc, g_ref_u)
+        m_mod = _drift("tanh", drift_fit.params, g_c / _U, g_ref_u) * Lc
+        notes.append("mean shift: drift law (tanh towards g_center) fitted to the bake means")
+    else:
+        m_mod = np.asarray(relaxation.drift(g_c)) / _U * Lc
     y_c = cum["var"].to_numpy() / _U**2
     live = ~censored(g_c + cum["mean"].to_numpy(), v_mod * _U**2)
     gof = {
@@ -514,6 +714,7 @@ def _fit_once(
         "t_off_s": 10 ** float(lto),
         "t0_s": 10**lt0,
         "n_temperatures": float(n_temps),
+        "n_at_bound": float(len(at_bound)),
         **one_temp,
     }
     # per-temperature AF (other parameters fixed at the joint optimum)
@@ -548,7 +749,14 @@ def _fit_once(
                     source="fit" if n_temps >= 2 else "fit (Ea: prior, one bake temperature)",
                     fit=fit)
     groups = cum.assign(var_model=v_mod * _U**2, mean_model=m_mod * _U, censored=~live)
-    if mode == "prior":
+    if mode == "shape":
+        relax_fit = Relaxation(
+            form="peaked", g_ref=relaxation.g_ref, t0_s=10**lt0, k0=0.0,
+            **{n: float(v) * _scale(n) for n, v in zip(names, res.params[3:], strict=True)},
+            mean_form="tanh", m_max=float(drift_fit.params[0]) * _U,
+            g_center=float(drift_fit.params[1]) * _U, g_width=float(drift_fit.params[2]) * _U,
+            source="fit (bakes: rate law and onset from the retention fit)")
+    elif mode == "prior":
         try:
             relax_fit = dataclasses.replace(
                 relaxation, t0_s=10**lt0,
