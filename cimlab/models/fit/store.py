@@ -290,13 +290,27 @@ def fit_tables(
     bake = ts.get("bake_retention", "reads")
     if bake is not None:
         say("retention")
-        rep.retention = fit_retention(_relevel(bake), relaxation or dm.relaxation, g_ref,
+        rep.retention = fit_retention(_relevel(bake), relaxation or dataclasses.replace(
+                                          dm.relaxation, g_ref=g_ref), g_ref,
                                       read_noise=read_noise, t_ref_k=dm.retention.t_ref_k,
                                       ea_guess=dm.retention.ea_ev,
                                       programmed=ts.get("bake_retention", "programmed"),
                                       bakes=ts.get("bake_retention", "bakes"))
         changes["retention"] = rep.retention.effect
         rep.fitted.append("retention")
+        # the relaxation law the retention fit used (floated with its prior, or, without a
+        # relaxation run, fitted to the bakes alone): exported, so that the model predicts
+        # what the fitter saw
+        law = rep.retention.relaxation
+        if law is not None and law != relaxation:
+            if relaxation is None:
+                changes["relaxation"] = law
+                rep.fitted.append("relaxation (from the bakes)")
+            elif law.fit is not None:
+                changes["relaxation"] = dataclasses.replace(law, fit=dataclasses.replace(
+                    law.fit, notes=law.fit.notes + "; t0 and rate law at the joint optimum "
+                    "with the bakes (retention fit, the room-temperature fit's covariance as "
+                    "prior); uncertainties from the room-temperature fit"))
     else:
         rep.skipped["retention"] = "no bake_retention run"
         if relaxation is not None:
