@@ -6,6 +6,13 @@ cells of k-1 folds, predict the spread of every (range, time) cell of the held-o
 DeviceModel.predicted_moments (read noise not added: techC's verify spread includes it), and
 count the (range, time) cells whose predicted sigma is within 15 % of the held-out measured
 sigma. Reported: the fraction per fold and pooled, next to the in-sample figure.
+
+A fold holds a fifth of the cells, so its measured sigmas carry sqrt(5) times the sampling
+error of the full set (techC: ~7 % relative already with all cells, heavy tails): even a
+perfect model misses 15 % often there. So the out-of-fold predictions are also pooled: each
+cell is standardised by the model that did not see it, ``z = (g - mu_oof) / sigma_oof``, and
+a (range, time) cell passes when the std of its pooled z (all its cells) is within 15 % of 1
+(the same sampling error as the in-sample figure, every prediction held out).
 Goal: >= 90 % of (range, time) cells within 15 % under 5-fold CV.
 
     python benchmarks/relaxation_cv.py [--folds 5] [--seed 0]
@@ -74,13 +81,24 @@ def main(argv: list[str] | None = None) -> int:
                         index=cells)
     f = fold_of.reindex(reads["cell"].to_numpy()).to_numpy()
     rows = []
+    z = np.full(len(reads), np.nan)
+    target = reads.groupby("level")["target_s"].first()
     for k in range(a.folds):
         dm = fit(reads[f != k])
-        ok, n, med = score(dm, reads[f == k])
+        held = reads[f == k]
+        ok, n, med = score(dm, held)
+        mu, sd = dm.predicted_moments(target.reindex(held["level"]).to_numpy(),
+                                      held["time_s"].to_numpy(), include_read=False)
+        z[f == k] = (held["g_s"].to_numpy() - mu) / sd
         rows.append({"fold": k, "within": ok, "cells": n, "median_rel_err": med,
                      "form": f"{dm.relaxation.form}/{dm.relaxation.mean_form}"})
     tab = pd.DataFrame(rows)
     print(tab.to_string(index=False))
+    zz = pd.DataFrame({"level": reads["level"], "t": reads["time_s"], "z": z})
+    zs = zz[zz["t"] > 0].groupby(["level", "t"])["z"].std()
+    pooled = int((np.abs(zs - 1.0) <= 0.15).sum())
+    print(f"pooled out-of-fold: {pooled}/{zs.size} (range, time) cells with std(z) within 15 % "
+          f"of 1; median |std(z) - 1| {float(np.median(np.abs(zs - 1.0))):.3f}")
     within, total = int(tab["within"].sum()), int(tab["cells"].sum())
     print(f"in-sample: {ins[0]}/{ins[1]} (range, time) cells within 15 %; "
           f"{a.folds}-fold CV over cells: {within}/{total} = {within / total:.3f}")
@@ -88,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                       "seed": a.seed, "in_sample_within": ins[0], "in_sample_cells": ins[1],
                       "cv_within": within, "cv_cells": total,
                       "cv_fraction": round(within / total, 4),
+                      "oof_pooled_within": pooled, "oof_pooled_cells": int(zs.size),
+                      "oof_pooled_fraction": round(pooled / zs.size, 4),
                       "cv_median_rel_err": round(float(tab["median_rel_err"].median()), 4),
                       "seconds": round(time.perf_counter() - t_start, 1)}))
     return 0

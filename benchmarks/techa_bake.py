@@ -53,7 +53,8 @@ def load(path: Path) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     from cimlab.models.effects import Relaxation
-    from cimlab.models.fit.retention import bake_groups, censored, fit_retention, predict_groups
+    from cimlab.models.fit.bake_temperatures import bake_groups, censored, predict_groups
+    from cimlab.models.fit.retention import fit_retention
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DATA)

@@ -13,7 +13,7 @@ import pytest
 from cimlab.models import DeviceModel
 from cimlab.models.extrapolate import extrapolate_retention
 from cimlab.models.fit import fit_read_noise, fit_relaxation, fit_retention
-from cimlab.models.fit.retention import FAIL_MEAN_SIGMAS
+from cimlab.models.fit.bake_temperatures import FAIL_MEAN_SIGMAS
 from tests.models.chipdata import chip_tables
 
 TEMPS = (100.0, 125.0, 150.0, 175.0)
