@@ -37,7 +37,8 @@ Migrations: :data:`MIGRATIONS` maps a schema version ``v`` to a function turning
 document into a version-(v+1) one; :func:`migrate` applies them in order. Version 2 was the
 first released layout (the numbering starts at 2 by project convention). Version 3 adds
 ``effects.retention.parameters.t_fail_k`` (the lowest bake temperature found off the
-Arrhenius line; 0 = none found): a v2 file gets 0, which is what a v2 fit assumed. Golden
+Arrhenius line; 0 = none found): a v2 file gets 0, which is what a v2 fit assumed; and the
+relaxation's tabulated rate ``kt0 .. kt8`` (form "table"; 0 in a v2 file). Golden
 v2 files (tests/models/golden/) test the migration.
 """
 
@@ -89,7 +90,8 @@ class FilledDefaultsWarning(UserWarning):
 
 def _v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
     """v2 -> v3: the retention effect gains ``t_fail_k`` (0 = no failing temperature found,
-    which is what every v2 fit assumed: all bake temperatures on one Arrhenius line)."""
+    which is what every v2 fit assumed: all bake temperatures on one Arrhenius line); the
+    relaxation effect gains the tabulated form's ``kt0 .. kt8`` (0: unused by v2 forms)."""
     doc = dict(doc)
     effects = doc.get("effects")
     if isinstance(effects, Mapping) and isinstance(effects.get("retention"), Mapping):
@@ -99,6 +101,14 @@ def _v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
             ret["parameters"] = {**params, "t_fail_k": {"value": 0.0, "stderr": None,
                                                         "unit": "K", "ci95": None}}
         doc["effects"] = {**effects, "retention": ret}
+    effects = doc.get("effects")
+    if isinstance(effects, Mapping) and isinstance(effects.get("relaxation"), Mapping):
+        rel = dict(effects["relaxation"])
+        params = rel.get("parameters")
+        if isinstance(params, Mapping):
+            rel["parameters"] = {**{f"kt{i}": {"value": 0.0, "stderr": None, "unit": "S^2",
+                                               "ci95": None} for i in range(9)}, **params}
+        doc["effects"] = {**effects, "relaxation": rel}
     return doc
 
 

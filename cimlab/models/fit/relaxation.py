@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from cimlab.errors import ConfigError
-from cimlab.models.effects import RATE_FORMS, ReadNoise, Relaxation, Retention
+from cimlab.models.effects import RATE_FORMS, TABLE_X, ReadNoise, Relaxation, Retention
 from cimlab.models.fit._stats import (
     MAD_TO_SIGMA,
     TRIM_MAD,
@@ -68,6 +68,9 @@ PLAUSIBLE = (-0.25, 4.0)
 #: Arrhenius correction of 5 K at 1.2 eV is 0.1 decade, below the uncertainty of Ea itself;
 #: imported sets often record a nominal 300 K).
 ROOM_TOLERANCE_K = 5.0
+#: Smoothness prior of the tabulated rate: each second difference of the knots has a
+#: standard deviation of this fraction of the median per-level rate.
+TABLE_SMOOTH = 0.5
 #: The drift's centre (where means relax to) is fitted inside 0 .. GC_MAX g_ref.
 GC_MAX = 1.5
 #: Groups closer than this many standard deviations to zero conductance are censored.
@@ -85,6 +88,8 @@ class RelaxationFit:
 
 def _rate(form: str, p: np.ndarray, g: np.ndarray, g_ref_u: float) -> np.ndarray:
     """k(g) in uS^2 / decade for parameters p (uS units), g in uS."""
+    if form == "table":
+        return np.interp(np.asarray(g, dtype=float) / g_ref_u, TABLE_X, np.asarray(p))
     if form == "peaked":
         kp, gp, a = p
         x = np.maximum(g, 1e-12) / gp
@@ -299,6 +304,12 @@ def _fit_once(
             p0 = [float(k_lvl[j]), float(max(g_lvl[j], 0.05 * g_ref_u)), 1.0]
             lo = [0.0, 1e-3, 0.0]
             hi = [np.inf, 10 * g_ref_u, 20.0]
+        elif form == "table":
+            if n_lev < 4:
+                continue
+            o = np.argsort(g_lvl)
+            p0 = list(np.maximum(np.interp(TABLE_X, g_lvl[o] / g_ref_u, k_lvl[o]), 0.0))
+            lo, hi = [0.0] * len(p0), [np.inf] * len(p0)
         else:
             deg = len(RATE_FORMS[form]) - 1
             if n_lev <= deg:
@@ -310,15 +321,21 @@ def _fit_once(
         for icpt in intercepts:
             nc = n_lev if icpt == "per_level" else 0
 
-            def resid(p, form=form, kf=kf, nc=nc):
+            n_pen = kf - 2 if form == "table" else 0
+            s_pen = TABLE_SMOOTH * max(float(np.median(k_lvl)), 1e-6)
+
+            def resid(p, form=form, kf=kf, nc=nc, n_pen=n_pen, s_pen=s_pen):
                 k = _rate(form, np.asarray(p[1: 1 + kf]), g, g_ref_u)
                 c = p[1 + kf: 1 + kf + nc][li] if nc else c_fixed
-                return W_v @ (y - c - k * dlog(p[0]))
+                r = W_v @ (y - c - k * dlog(p[0]))
+                if n_pen:  # smoothness of the table: second differences as a prior
+                    r = np.r_[r, np.diff(np.asarray(p[1: 1 + kf]), 2) / s_pen]
+                return r
 
             x0 = [lt0_init, *p0, *(c_init if nc else [])]
             lb = [-9.0, *lo, *([0.0] * nc)]
             ub = [4.0, *hi, *([np.inf] * nc)]
-            res = wls(resid, x0, bounds=(lb, ub))
+            res = wls(resid, x0, bounds=(lb, ub), n_prior=n_pen)
             key = f"{form}+{icpt}"
             coeff = _coeffs(form, res.params[1: 1 + kf], g_ref)
             try:
@@ -485,6 +502,8 @@ def _names(form: str) -> tuple[str, ...]:
 
 
 def _scale(name: str) -> float:
+    if name.startswith("kt"):
+        return _U**2
     return {"k0": _U**2, "k1": _U**2, "k2": _U**2, "k_peak": _U**2, "g_peak": _U,
             "shape_a": 1.0}[name]
 

@@ -353,6 +353,8 @@ def _fit_once(
         hi = np.r_[5.0, 6.0, theta0 + 50 * np.sqrt(np.maximum(np.diag(cov_t), 1e-30))]
         if form == "peaked":
             lo[3:] = np.maximum(lo[3:], [0.0, 1e-3, 0.0])
+        elif form == "table":
+            lo[3:] = np.maximum(lo[3:], 0.0)
     elif mode == "scale":
         p0 = np.array([ea_guess, 0.0, theta0[0], 0.0])
         lo, hi = np.array([0.05, -4.0, -9.0, -2.0]), np.array([5.0, 6.0, 4.0, 2.0])
