@@ -203,6 +203,8 @@ class DeviceModel:
         mu = g + self.programming.mean_offset + np.asarray(self.relaxation.mean_shift(g, t_eq))
         var = np.asarray(self.programming.sigma(g)) ** 2 + np.asarray(
             self.relaxation.variance(g, t_eq))
+        if include_read and self.programming.read_noise == "included":
+            include_read = False  # the programming sigma already holds one read's noise
         if include_read:
             var = var + np.asarray(self.read_noise.sigma(g)) ** 2
         return rectified_moments(mu, var)

@@ -170,6 +170,9 @@ class ProgrammingError:
     (s1 x)^2)``); ``form`` names which coefficients are free (chosen by BIC when fitted).
     Default: single-shot programming, sigma = 0.07 of the window span, constant (paper 000,
     "program errors are around 0.07 in standard deviation"; 0.07 * 38 uS = 2.66 uS).
+    ``read_noise`` "included": sigma was fitted from reads without a read-noise measurement
+    to remove, so it already holds one read's noise (:meth:`DeviceModel.predicted_moments`
+    then does not add it a second time).
     """
 
     mode: str = param(
@@ -182,6 +185,10 @@ class ProgrammingError:
     s2: float = param(0.0, unit="S", lo=-1e-3, hi=1e-3, doc="sigma: term in (g/g_ref)^2")
     mean_offset: float = param(0.0, unit="S", lo=-1e-3, hi=1e-3, doc="mean of g - g_target")
     time_s: float = param(0.0, unit="s", lo=0.0, doc="time after programming of the reads fitted")
+    read_noise: str = param(
+        "excluded", choices=("excluded", "included"),
+        doc="whether sigma already contains one read's noise (fitted without a read-noise "
+        "measurement): then a predicted read spread must not add it again")
     source: str = param("paper 000 (program error 0.07 of range)", doc="origin")
     fit: FitInfo | None = None
 

@@ -91,7 +91,8 @@ class FilledDefaultsWarning(UserWarning):
 def _v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
     """v2 -> v3: the retention effect gains ``t_fail_k`` (0 = no failing temperature found,
     which is what every v2 fit assumed: all bake temperatures on one Arrhenius line); the
-    relaxation effect gains the tabulated form's ``kt0 .. kt8`` (0: unused by v2 forms)."""
+    relaxation effect gains the tabulated form's ``kt0 .. kt8`` (0: unused by v2 forms);
+    programming errors gain the setting ``read_noise`` ("excluded": what v2 assumed)."""
     doc = dict(doc)
     effects = doc.get("effects")
     if isinstance(effects, Mapping) and isinstance(effects.get("retention"), Mapping):
@@ -102,6 +103,18 @@ def _v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
                                                         "unit": "K", "ci95": None}}
         doc["effects"] = {**effects, "retention": ret}
     effects = doc.get("effects")
+    if isinstance(effects, Mapping):
+        def with_setting(e):
+            if isinstance(e, Mapping) and isinstance(e.get("settings"), Mapping) \
+                    and "read_noise" not in e["settings"]:
+                return {**e, "settings": {**e["settings"], "read_noise": "excluded"}}
+            return e
+        effects = {**effects, "programming": with_setting(effects.get("programming"))}
+        if isinstance(effects.get("programming_other"), list):
+            effects["programming_other"] = [with_setting(e)
+                                            for e in effects["programming_other"]]
+        effects = {k: v for k, v in effects.items() if v is not None}
+        doc["effects"] = effects
     if isinstance(effects, Mapping) and isinstance(effects.get("relaxation"), Mapping):
         rel = dict(effects["relaxation"])
         params = rel.get("parameters")

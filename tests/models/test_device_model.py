@@ -133,3 +133,18 @@ def test_tabulated_relaxation_rate_numpy_and_torch():
         Relaxation(form="peaked", k0=0.0, k_peak=1e-12, kt3=1e-13)
     with pytest.raises(ConfigError, match="k0"):
         Relaxation(form="table", k0=1e-12, **kt)
+
+
+def test_read_noise_not_counted_twice():
+    """A programming sigma fitted without a read-noise measurement already holds one read's
+    noise (read_noise="included"): predicted_moments then adds no read noise on top."""
+    dm = DeviceModel.default()
+    g = np.array([5e-6, 20e-6])
+    _, s_ex = dm.predicted_moments(g, 0.0)
+    _, s_no_read = dm.predicted_moments(g, 0.0, include_read=False)
+    inc = dm.replace(programming=ProgrammingError(read_noise="included"))
+    _, s_in = inc.predicted_moments(g, 0.0)
+    assert np.all(s_ex > s_no_read)
+    assert np.allclose(s_in, s_no_read)
+    assert DeviceModel.load(__import__("pathlib").Path(__file__).parents[2] / "models"
+                            / "techC.json").programming.read_noise == "included"

@@ -278,6 +278,8 @@ def fit_tables(
         say("programming error")
         pe = fit_programming(_relevel(pd.concat(prog, ignore_index=True)), g_ref,
                              read_noise=read_noise)
+        if read_noise is None:  # nothing to subtract: sigma holds one read's noise
+            pe = [dataclasses.replace(p, read_noise="included") for p in pe]
         # the simulator's default: single-shot if measured (paper 000's scenario), else verify
         pe.sort(key=lambda p: p.mode != "single_shot")
         changes["programming"] = pe[0]
