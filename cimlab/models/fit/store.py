@@ -37,6 +37,7 @@ import pandas as pd
 from cimlab.models.device_model import DeviceModel, Provenance
 from cimlab.models.effects import K_B_EV, ConductanceWindow
 from cimlab.models.fit.binary import fit_binary
+from cimlab.models.fit.model_choice import choose_relaxation_form
 from cimlab.models.fit.programming import fit_programming
 from cimlab.models.fit.read_noise import fit_read_noise
 from cimlab.models.fit.relaxation import RelaxationFit, fit_relaxation
@@ -216,8 +217,15 @@ def fit_tables(
     ts: TableSet,
     name: str = "fitted",
     progress: Callable[[str], None] | None = None,
+    select: str = "bic",
 ) -> FitReport:
-    """Fit every effect ``ts`` has data for (see module docstring)."""
+    """Fit every effect ``ts`` has data for (see module docstring).
+
+    ``select``: how the relaxation variance form is chosen: "bic" (on the fitted cells) or
+    "cv" (5-fold validation over cells, :func:`~cimlab.models.fit.model_choice.
+    choose_relaxation_form`; about 5 x the relaxation fit's time per form)."""
+    if select not in ("bic", "cv"):
+        raise ValueError(f"select must be 'bic' or 'cv', got {select!r}")
     from cimlab import __version__
 
     say = progress or (lambda _msg: None)
@@ -243,8 +251,22 @@ def fit_tables(
     if relax_frames:
         say("relaxation")
         reads = _relevel(pd.concat(relax_frames, ignore_index=True))
+        choice = None
+        if select == "cv":
+            say("relaxation form (5-fold validation over cells)")
+            choice = choose_relaxation_form(reads, g_ref, retention=dm.retention,
+                                            read_noise=read_noise)
         rep.relaxation = fit_relaxation(reads, g_ref, retention=dm.retention,
-                                        read_noise=read_noise)
+                                        read_noise=read_noise,
+                                        **({"forms": (choice.form,)} if choice else {}))
+        if choice is not None:
+            r_ = rep.relaxation.effect
+            gof = {**r_.fit.gof, **{f"cv_score_{k}": v for k, v in choice.scores.items()},
+                   **{f"cv_within_{k}": v for k, v in choice.within.items()}}
+            rep.relaxation.effect = dataclasses.replace(r_, fit=dataclasses.replace(
+                r_.fit, gof=gof, notes=r_.fit.notes + f"; variance form '{choice.form}' "
+                f"chosen by {choice.folds}-fold validation over cells (cv_score_*: mean "
+                "squared log variance ratio on held-out cells)"))
         relaxation = rep.relaxation.effect
         changes["relaxation"] = relaxation
         rep.fitted.append("relaxation")
@@ -361,9 +383,10 @@ def fit_store(
     name: str | None = None,
     include_unfinished: bool = False,
     progress: Callable[[str], None] | None = None,
+    select: str = "bic",
 ) -> DeviceModel:
     """Fit a :class:`DeviceModel` to every run in ``store`` (an open Store or a path)."""
-    return fit_store_report(store, name, include_unfinished, progress).model
+    return fit_store_report(store, name, include_unfinished, progress, select).model
 
 
 def fit_store_report(
@@ -371,6 +394,7 @@ def fit_store_report(
     name: str | None = None,
     include_unfinished: bool = False,
     progress: Callable[[str], None] | None = None,
+    select: str = "bic",
 ) -> FitReport:
     """Like :func:`fit_store`, returning the :class:`FitReport` (intermediate fits too)."""
     if isinstance(store, (str, Path)):
@@ -379,9 +403,9 @@ def fit_store_report(
         with Store.open(store, mode="r") as s:
             ts = collect(s, include_unfinished)
             ts.source = str(store)
-        return fit_tables(ts, name or Path(store).stem, progress)
+        return fit_tables(ts, name or Path(store).stem, progress, select)
     ts = collect(store, include_unfinished)
-    return fit_tables(ts, name or Path(ts.source or "store").stem, progress)
+    return fit_tables(ts, name or Path(ts.source or "store").stem, progress, select)
 
 
 __all__ = ["USED_TABLES", "FitReport", "TableSet", "collect", "fit_store",
