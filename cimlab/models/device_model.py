@@ -103,13 +103,15 @@ class DeviceModel:
         )
 
     @classmethod
-    def load(cls, path: str | Path) -> DeviceModel:
-        """Read a model JSON file, strictly (unknown fields, wrong units, values out of bounds
-        and malformed JSON raise ConfigError naming the file and the dotted field); older
-        schema versions are migrated."""
+    def load(cls, path: str | Path, fill_defaults: bool = False) -> DeviceModel:
+        """Read a model JSON file, strictly (unknown fields, missing fields, wrong units,
+        values out of bounds and malformed JSON raise ConfigError naming the file and the
+        dotted field); older schema versions are migrated. ``fill_defaults=True`` takes the
+        literature default for each missing effect / parameter and warns
+        (:class:`~cimlab.models.serialization.FilledDefaultsWarning`)."""
         from cimlab.models.serialization import load
 
-        return load(path)
+        return load(path, fill_defaults=fill_defaults)
 
     def save(self, path: str | Path) -> Path:
         """Write the model as JSON (schema :data:`~cimlab.models.serialization.SCHEMA_VERSION`)."""
@@ -201,6 +203,8 @@ class DeviceModel:
         mu = g + self.programming.mean_offset + np.asarray(self.relaxation.mean_shift(g, t_eq))
         var = np.asarray(self.programming.sigma(g)) ** 2 + np.asarray(
             self.relaxation.variance(g, t_eq))
+        if include_read and self.programming.read_noise == "included":
+            include_read = False  # the programming sigma already holds one read's noise
         if include_read:
             var = var + np.asarray(self.read_noise.sigma(g)) ** 2
         return rectified_moments(mu, var)

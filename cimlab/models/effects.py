@@ -43,7 +43,13 @@ RATE_FORMS: dict[str, tuple[str, ...]] = {
     "linear": ("k0", "k1"),
     "polynomial": ("k0", "k1", "k2"),
     "peaked": ("k_peak", "g_peak", "shape_a"),
+    "table": tuple(f"kt{i}" for i in range(9)),
 }
+
+#: Knots of the tabulated variance rate (form "table"), in g/g_ref: k(g) is linear between
+#: ``kt0 .. kt8`` at these points and constant beyond the last one.
+TABLE_X = np.linspace(0.0, 1.5, 9)
+_TABLE_NAMES = RATE_FORMS["table"]
 
 #: Normalised conductances on which polynomial sigmas must be non-negative (a model is
 #: defined for ``0 <= g <= 1.5 g_ref``; beyond that callers extrapolate at their own risk).
@@ -98,6 +104,21 @@ def _check_nonneg(obj: Any, coeffs: tuple[str, str, str], what: str) -> None:
         )
 
 
+def _table_rate(knots: tuple[float, ...], g: Any, g_ref: float):
+    """Piecewise-linear k(g) through ``knots`` at ``g/g_ref`` = TABLE_X (flat outside)."""
+    g = asarray(g)
+    if is_torch(g):
+        import torch
+
+        h = float(TABLE_X[1] - TABLE_X[0])
+        u = (g / g_ref).clamp(0.0, float(TABLE_X[-1])) / h
+        i = u.floor().clamp(max=len(knots) - 2).long()
+        f = u - i
+        kt = torch.tensor(knots, dtype=g.dtype, device=g.device)
+        return kt[i] * (1.0 - f) + kt[i + 1] * f
+    return np.interp(np.asarray(g, dtype=float) / g_ref, TABLE_X, np.asarray(knots))
+
+
 def _phi(z: float) -> float:
     """Standard normal CDF (accurate in the far tail, via erfc)."""
     return 0.5 * math.erfc(-z / math.sqrt(2.0))
@@ -149,6 +170,9 @@ class ProgrammingError:
     (s1 x)^2)``); ``form`` names which coefficients are free (chosen by BIC when fitted).
     Default: single-shot programming, sigma = 0.07 of the window span, constant (paper 000,
     "program errors are around 0.07 in standard deviation"; 0.07 * 38 uS = 2.66 uS).
+    ``read_noise`` "included": sigma was fitted from reads without a read-noise measurement
+    to remove, so it already holds one read's noise (:meth:`DeviceModel.predicted_moments`
+    then does not add it a second time).
     """
 
     mode: str = param(
@@ -161,6 +185,10 @@ class ProgrammingError:
     s2: float = param(0.0, unit="S", lo=-1e-3, hi=1e-3, doc="sigma: term in (g/g_ref)^2")
     mean_offset: float = param(0.0, unit="S", lo=-1e-3, hi=1e-3, doc="mean of g - g_target")
     time_s: float = param(0.0, unit="s", lo=0.0, doc="time after programming of the reads fitted")
+    read_noise: str = param(
+        "excluded", choices=("excluded", "included"),
+        doc="whether sigma already contains one read's noise (fitted without a read-noise "
+        "measurement): then a predicted read spread must not add it again")
     source: str = param("paper 000 (program error 0.07 of range)", doc="origin")
     fit: FitInfo | None = None
 
@@ -221,7 +249,9 @@ class Relaxation:
 
     * ``constant`` / ``linear`` / ``polynomial``: ``k0 + k1 x + k2 x^2``, ``x = g / g_ref``;
     * ``peaked``: ``k_peak (g/g_peak)^shape_a exp(shape_a (1 - g/g_peak))`` (largest at
-      ``g_peak``, vanishing at 0: the shape of the techC data, reference-data/).
+      ``g_peak``, vanishing at 0: the shape of the techC data, reference-data/);
+    * ``table``: tabulated, ``kt0 .. kt8`` at ``g/g_ref`` = :data:`TABLE_X` (0 .. 1.5),
+      linear in between (fitted with a smoothness penalty; no assumed shape).
 
     The mean relaxes towards ``g_center`` by ``mean_shift(g, t) = drift(g) L(t)`` with
     ``drift = m_max tanh((g_center - g) / g_width)`` (``mean_form`` "tanh") or
@@ -245,6 +275,15 @@ class Relaxation:
         14e-6, unit="S", lo=0.0, lo_open=True, hi=1e-2, doc="peaked form: level of the peak"
     )
     shape_a: float = param(1.0, unit="1", lo=0.0, hi=20.0, doc="peaked form: shape exponent")
+    kt0: float = param(0.0, unit="S^2", lo=0.0, hi=1e-6, doc="table form: rate at g = 0")
+    kt1: float = param(0.0, unit="S^2", lo=0.0, hi=1e-6, doc="table form: at 0.1875 g_ref")
+    kt2: float = param(0.0, unit="S^2", lo=0.0, hi=1e-6, doc="table form: at 0.375 g_ref")
+    kt3: float = param(0.0, unit="S^2", lo=0.0, hi=1e-6, doc="table form: at 0.5625 g_ref")
+    kt4: float = param(0.0, unit="S^2", lo=0.0, hi=1e-6, doc="table form: at 0.75 g_ref")
+    kt5: float = param(0.0, unit="S^2", lo=0.0, hi=1e-6, doc="table form: at 0.9375 g_ref")
+    kt6: float = param(0.0, unit="S^2", lo=0.0, hi=1e-6, doc="table form: at 1.125 g_ref")
+    kt7: float = param(0.0, unit="S^2", lo=0.0, hi=1e-6, doc="table form: at 1.3125 g_ref")
+    kt8: float = param(0.0, unit="S^2", lo=0.0, hi=1e-6, doc="table form: at 1.5 g_ref")
     mean_form: str = param("tanh", choices=("linear", "tanh"), doc="drift(g) model form")
     m_max: float = param(0.27e-6, unit="S", lo=-1e-3, hi=1e-3, doc="drift per decade scale")
     g_center: float = param(5.6e-6, unit="S", lo=-1e-3, hi=1e-2, doc="means relax towards it")
@@ -257,10 +296,16 @@ class Relaxation:
 
     def __post_init__(self):
         check(self)
-        if self.form == "peaked":
-            for name in ("k0", "k1", "k2"):
+        if self.form != "table":
+            for name in _TABLE_NAMES:
                 if getattr(self, name) != 0.0:
-                    raise ConfigError(None, name, "0 for form 'peaked'", getattr(self, name))
+                    raise ConfigError(None, name, f"0 for form '{self.form}'",
+                                      getattr(self, name))
+        if self.form in ("peaked", "table"):
+            for name in ("k0", "k1", "k2") + (("k_peak",) if self.form == "table" else ()):
+                if getattr(self, name) != 0.0:
+                    raise ConfigError(None, name, f"0 for form '{self.form}'",
+                                      getattr(self, name))
         else:
             _check_form(self, RATE_FORMS, ("k0", "k1", "k2"))
             if self.k_peak != 0.0:
@@ -278,6 +323,8 @@ class Relaxation:
             g = asarray(g)
             x = (g.clamp_min(0.0) if is_torch(g) else np.maximum(g, 0.0)) / self.g_peak
             return self.k_peak * x**self.shape_a * xp(x).exp(self.shape_a * (1.0 - x))
+        if self.form == "table":
+            return _table_rate(tuple(getattr(self, n) for n in _TABLE_NAMES), g, self.g_ref)
         return _poly(self.k0, self.k1, self.k2, g, self.g_ref)
 
     def variance(self, g: Any, t_s: Any):
@@ -316,6 +363,9 @@ class Retention:
     Time at temperature T counts as ``acceleration(T)`` times as much room-temperature
     (``t_ref_k``) time: ``AF(T) = exp(Ea/kB (1/T_ref - 1/T))``. The relaxation onset time at
     T is ``t0(T) = tau0_s exp(Ea / (kB T))`` (prefactor ``tau0_s``).
+    ``t_fail_k`` > 0: bakes at or above this temperature left the Arrhenius line (a
+    technology failing above some temperature); the fit excluded them from Ea and
+    extrapolation refuses to use the law there.
     Default Ea = 1.1 eV, the low end of published HfOx values (1.1-2.25 eV, DESIGN.md): the
     conservative choice for a room-temperature projection from a bake. ``tau0_s`` is set so
     that t0(298.15 K) equals the default relaxation onset (1.5 ms).
@@ -332,6 +382,11 @@ class Retention:
         lo_open=True,
         hi=1e12,
         doc="Arrhenius prefactor of the relaxation onset time",
+    )
+    t_fail_k: float = param(
+        0.0, unit="K", lo=0.0, hi=2000.0,
+        doc="lowest bake temperature found off the Arrhenius line (another failure mode "
+        "takes over there; the law is not valid at or above it); 0 = none found",
     )
     source: str = param("DESIGN.md (HfOx Ea 1.1-2.25 eV, low end)", doc="origin")
     fit: FitInfo | None = None

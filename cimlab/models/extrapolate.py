@@ -130,6 +130,11 @@ def extrapolate_retention(
                          f"and at most {MAX_TEMP_C:g} C, got {temp_c} C")
     temp_k = temp_c + KELVIN_OFFSET
     ret, rel = dm.retention, dm.relaxation
+    if ret.t_fail_k > 0 and temp_k >= ret.t_fail_k:
+        raise ValueError(
+            f"the model's bakes left the Arrhenius law at {ret.t_fail_k - 273.15:.0f} C and "
+            f"above (another failure mode; see 'cimlab model show'), so it cannot project to "
+            f"{temp_c:g} C; use a temperature below {ret.t_fail_k - 273.15:.0f} C")
     g = np.asarray(dm.window.level_conductances() if g_s is None else g_s, dtype=float)
     t_use = years * SECONDS_PER_YEAR
     rng = np.random.default_rng(seed)
@@ -172,7 +177,9 @@ def extrapolate_retention(
         fixed.append("relaxation rate")
     if se_m == 0.0:
         fixed.append("relaxation drift")
-    sk = 1.0 + se_k * rng.standard_normal(n_draws)
+    # rate scale: log-normal (a variance rate cannot go negative, however uncertain); drift
+    # scale: normal (a drift may change sign within its uncertainty)
+    sk = np.exp(se_k * rng.standard_normal(n_draws) - 0.5 * se_k**2)
     sm = 1.0 + se_m * rng.standard_normal(n_draws)
     L = np.log10(1.0 + t_eq / t0)  # (draws,)
     k = np.asarray(rel.rate(g))  # (levels,)
@@ -193,6 +200,13 @@ def extrapolate_retention(
         # the published range is a bound, not a distribution: its end points
         x = (1.0 / ret.t_ref_k - 1.0 / temp_k) / K_B_EV
         af_ci = tuple(sorted(math.exp(e * x) for e in ea_range))
+    out = (af_ci, np.percentile(shift, pct, axis=0), np.percentile(sig, pct, axis=0), m0, s0)
+    if not all(np.all(np.isfinite(np.asarray(x, dtype=float))) for x in out):
+        raise ValueError(
+            "the projection has no finite interval (the model's Ea / tau0 uncertainty spans "
+            "more than floating point can carry at this time and temperature: "
+            f"Ea {ret.ea_ev:g} eV, tau0 {ret.tau0_s:.3g} s); refit with more bake "
+            "temperatures, or project a shorter time")
     return Extrapolation(
         t_use_s=t_use, temp_k=temp_k,
         acceleration=float(ret.acceleration(temp_k)),

@@ -33,8 +33,12 @@ def _effect_lines(title: str, effect: Any) -> list[str]:
         if fit.bic is not None:
             head += f", BIC={fit.bic:.1f}"
         lines.append(head)
-        if fit.gof:
-            lines.append("  quality: " + ", ".join(f"{k}={v:.4g}" for k, v in fit.gof.items()))
+        per_t = {k: v for k, v in fit.gof.items() if _is_per_temperature(k)}
+        rest = {k: v for k, v in fit.gof.items() if k not in per_t}
+        if rest:
+            lines.append("  quality: " + ", ".join(f"{k}={v:.4g}" for k, v in rest.items()))
+        if per_t:
+            lines.extend(temperature_table(fit.gof))
         if fit.candidates:
             cands = ", ".join(
                 f"{form} (BIC {c.get('bic', float('nan')):.1f})"
@@ -43,6 +47,34 @@ def _effect_lines(title: str, effect: Any) -> list[str]:
             lines.append(f"  forms tried: {cands}")
         if fit.notes:
             lines.append(f"  notes: {fit.notes}")
+    return lines
+
+
+def _is_per_temperature(key: str) -> bool:
+    head = key.split("_", 1)[0]
+    return len(head) > 1 and head[0] == "T" and head[1:].isdigit()
+
+
+def temperature_table(gof: dict) -> list[str]:
+    """The retention fit's per-temperature check (gof keys ``T<i>_<figure>``) as a table:
+    measured vs predicted mean shift and spread, errors in sigmas / percent (medians over the
+    levels), and whether the temperature left the Arrhenius law (excluded from Ea)."""
+    n = 0
+    while f"T{n}_temp_k" in gof:
+        n += 1
+    lines = ["  per bake temperature (medians over levels; mean error in measured sigmas):",
+             f"    {'T [C]':>6} {'levels':>6} {'mean meas':>10} {'mean pred':>10} "
+             f"{'sig meas':>9} {'sig pred':>9} {'|dmean|/sig':>11} {'sig err':>8} "
+             f"{'in tol':>6}  status"]
+    for i in range(n):
+        g = {k[len(f"T{i}_"):]: v for k, v in gof.items() if k.startswith(f"T{i}_")}
+        status = "EXCLUDED: off the Arrhenius law" if g.get("excluded") else "fitted"
+        lines.append(
+            f"    {g['temp_k'] - 273.15:>6.0f} {g.get('n_groups', 0):>6.0f} "
+            f"{g['measured_mean_s'] * 1e6:>8.3g}uS {g['predicted_mean_s'] * 1e6:>8.3g}uS "
+            f"{g['measured_sigma_s'] * 1e6:>7.3g}uS {g['predicted_sigma_s'] * 1e6:>7.3g}uS "
+            f"{g['mean_err_sigma']:>11.2f} {100 * g['sigma_rel_err']:>7.0f}% "
+            f"{100 * g.get('within', 0):>5.0f}%  {status}")
     return lines
 
 

@@ -1,9 +1,9 @@
 """JSON export / import of :class:`~cimlab.models.DeviceModel`: schema, validation, migrations.
 
-Document layout (``schema_version`` 2, SI units)::
+Document layout (``schema_version`` 3, SI units)::
 
     {
-      "schema_version": 2,
+      "schema_version": 3,
       "kind": "cimlab.device_model",
       "name": "chip01",
       "provenance": {"source": "fit", "store_path": ..., "data_sha256": ..., "run_uids": [...],
@@ -25,13 +25,21 @@ Document layout (``schema_version`` 2, SI units)::
 Loading is strict: every unknown key, a unit other than the declared one, a value outside
 its bounds, a stderr without a fit, or malformed JSON raises
 :class:`~cimlab.errors.ConfigError` naming the file and the dotted field (for example
-``effects.read_noise.parameters.s1.unit``). No pickle anywhere.
+``effects.read_noise.parameters.s1.unit``). A missing effect, parameter, setting or source is
+an error too (``effects.relaxation.parameters.t0_s``): a model with a hole in it is not
+silently completed with literature values. ``load(path, fill_defaults=True)`` (CLI
+``--fill-defaults``) takes the literature default for each missing piece instead and warns
+(:class:`FilledDefaultsWarning`, naming every field filled). Files larger than
+:data:`MAX_BYTES` or nested deeper than :data:`MAX_DEPTH` are refused with one line; a value
+quoted in an error is cut to :data:`MAX_ECHO` characters. No pickle anywhere.
 
 Migrations: :data:`MIGRATIONS` maps a schema version ``v`` to a function turning a version-v
-document into a version-(v+1) one; :func:`migrate` applies them in order. Version 2 is the
-first released layout (the numbering starts at 2 by project convention; no version-1 file was
-ever written), so the table is empty; the machinery and its golden test
-(tests/models/golden/) are in place for the next change.
+document into a version-(v+1) one; :func:`migrate` applies them in order. Version 2 was the
+first released layout (the numbering starts at 2 by project convention). Version 3 adds
+``effects.retention.parameters.t_fail_k`` (the lowest bake temperature found off the
+Arrhenius line; 0 = none found): a v2 file gets 0, which is what a v2 fit assumed; and the
+relaxation's tabulated rate ``kt0 .. kt8`` (form "table"; 0 in a v2 file). Golden
+v2 files (tests/models/golden/) test the migration.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import dataclasses
 import json
 import math
 import typing
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -61,13 +70,63 @@ from cimlab.models.params import FitInfo, numeric_fields, text_fields
 from cimlab.params import from_dict, unit_of
 
 #: Current schema version written by :func:`save`.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Oldest version :func:`load` still reads (through :data:`MIGRATIONS`).
 OLDEST_SUPPORTED = 2
 KIND = "cimlab.device_model"
+#: Largest model file :func:`load` reads [bytes]. A fitted model is a few tens of kB; the
+#: limit leaves room for large covariance matrices and refuses runaway files before parsing.
+MAX_BYTES = 16 * 1024 * 1024
+#: Deepest nesting accepted (the schema itself is 6 levels deep).
+MAX_DEPTH = 12
+#: Longest quotation of an offending value in an error message [characters].
+MAX_ECHO = 120
+
+
+class FilledDefaultsWarning(UserWarning):
+    """A model file lacked effects or parameters and literature defaults were taken for them
+    (only with ``fill_defaults=True``)."""
+
+
+def _v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
+    """v2 -> v3: the retention effect gains ``t_fail_k`` (0 = no failing temperature found,
+    which is what every v2 fit assumed: all bake temperatures on one Arrhenius line); the
+    relaxation effect gains the tabulated form's ``kt0 .. kt8`` (0: unused by v2 forms);
+    programming errors gain the setting ``read_noise`` ("excluded": what v2 assumed)."""
+    doc = dict(doc)
+    effects = doc.get("effects")
+    if isinstance(effects, Mapping) and isinstance(effects.get("retention"), Mapping):
+        ret = dict(effects["retention"])
+        params = ret.get("parameters")
+        if isinstance(params, Mapping) and "t_fail_k" not in params:
+            ret["parameters"] = {**params, "t_fail_k": {"value": 0.0, "stderr": None,
+                                                        "unit": "K", "ci95": None}}
+        doc["effects"] = {**effects, "retention": ret}
+    effects = doc.get("effects")
+    if isinstance(effects, Mapping):
+        def with_setting(e):
+            if isinstance(e, Mapping) and isinstance(e.get("settings"), Mapping) \
+                    and "read_noise" not in e["settings"]:
+                return {**e, "settings": {**e["settings"], "read_noise": "excluded"}}
+            return e
+        effects = {**effects, "programming": with_setting(effects.get("programming"))}
+        if isinstance(effects.get("programming_other"), list):
+            effects["programming_other"] = [with_setting(e)
+                                            for e in effects["programming_other"]]
+        effects = {k: v for k, v in effects.items() if v is not None}
+        doc["effects"] = effects
+    if isinstance(effects, Mapping) and isinstance(effects.get("relaxation"), Mapping):
+        rel = dict(effects["relaxation"])
+        params = rel.get("parameters")
+        if isinstance(params, Mapping):
+            rel["parameters"] = {**{f"kt{i}": {"value": 0.0, "stderr": None, "unit": "S^2",
+                                               "ci95": None} for i in range(9)}, **params}
+        doc["effects"] = {**effects, "relaxation": rel}
+    return doc
+
 
 #: ``{v: f}``: ``f(doc_v) -> doc_(v+1)``. Each migration is a pure function over dicts.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {2: _v2_to_v3}
 
 #: Effect name -> class of the simple (single-dataclass) effects.
 SIMPLE_EFFECTS: dict[str, type] = {
@@ -213,7 +272,17 @@ def _parse_fit(d: Any, src: Any, where: str, stderr: dict, ci95: dict) -> FitInf
     return dataclasses.replace(fit, stderr=stderr, ci95=ci95)
 
 
-def _parse_effect(cls: type, d: Any, src: Any, where: str) -> Any:
+def _missing(src: Any, where: str, filled: list[str] | None) -> None:
+    """A required piece ``where`` is absent: an error, or (``filled`` given) note it."""
+    if filled is None:
+        raise ConfigError(src, where, "this field to be present (a model file is loaded "
+                          "strictly; to take literature defaults for what is missing, load "
+                          "with fill_defaults=True / --fill-defaults)")
+    filled.append(where)
+
+
+def _parse_effect(cls: type, d: Any, src: Any, where: str,
+                  filled: list[str] | None = None) -> Any:
     d = _require_mapping(d, src, where)
     _no_unknown(d, _EFFECT_KEYS, src, where)
     proto_fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -257,6 +326,15 @@ def _parse_effect(cls: type, d: Any, src: Any, where: str) -> Any:
             if lo > hi:
                 raise ConfigError(src, f"{pw}.ci95", "lo <= hi", ci)
             ci95[name] = (float(lo), float(hi))
+    # what is absent, after what is present was checked (its errors come first)
+    if "source" not in d:
+        _missing(src, f"{where}.source", filled)
+    for name in textual:
+        if name not in settings:
+            _missing(src, f"{where}.settings.{name}", filled)
+    for name in numeric:
+        if name not in params:
+            _missing(src, f"{where}.parameters.{name}", filled)
     fit_doc = d.get("fit")
     if fit_doc is None:
         if stderr or ci95:
@@ -314,9 +392,52 @@ def migrate(doc: dict[str, Any], src: Any = None) -> dict[str, Any]:
     return doc
 
 
-def from_document(doc: Any, source: Any = None) -> DeviceModel:
-    """Build a :class:`DeviceModel` from a parsed JSON document (strict; see module doc)."""
+class _Short:
+    """repr() of a value cut to :data:`MAX_ECHO` characters (errors never echo huge values)."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __repr__(self) -> str:
+        if isinstance(self.value, (list, tuple, dict)) and len(self.value) > 8:
+            return f"<{type(self.value).__name__} of {len(self.value)} items>"
+        text = repr(self.value)
+        return text if len(text) <= MAX_ECHO else text[: MAX_ECHO - 3] + "..."
+
+
+def _depth_ok(doc: Any, src: Any) -> None:
+    """Refuse documents nested deeper than :data:`MAX_DEPTH` (iteratively: no recursion)."""
+    stack = [(doc, 1, "")]
+    while stack:
+        x, depth, where = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ConfigError(src, where or "<root>",
+                              f"at most {MAX_DEPTH} levels of nesting (the schema has 6)")
+        if isinstance(x, Mapping):
+            stack.extend((v, depth + 1, f"{where}.{k}" if where else str(k))
+                         for k, v in x.items())
+        elif isinstance(x, list):
+            stack.extend((v, depth + 1, f"{where}[{i}]") for i, v in enumerate(x))
+
+
+def from_document(doc: Any, source: Any = None, fill_defaults: bool = False) -> DeviceModel:
+    """Build a :class:`DeviceModel` from a parsed JSON document (strict; see module doc).
+
+    ``fill_defaults``: take literature defaults for missing effects / parameters (with a
+    :class:`FilledDefaultsWarning`) instead of raising."""
+    try:
+        _depth_ok(doc, source)
+        return _from_document(doc, source, fill_defaults)
+    except ConfigError as exc:
+        if exc.got is None or isinstance(exc.got, _Short):
+            raise
+        raise ConfigError(exc.source if exc.source != "<input>" else source, exc.field,
+                          exc.expected, _Short(exc.got)) from None
+
+
+def _from_document(doc: Any, source: Any, fill_defaults: bool) -> DeviceModel:
     src = source
+    filled: list[str] | None = [] if fill_defaults else None
     doc = dict(_require_mapping(doc, src, "<root>"))
     doc = migrate(doc, src)
     _no_unknown(doc, ("schema_version", "kind", "name", "provenance", "effects"), src, "")
@@ -332,13 +453,16 @@ def from_document(doc: Any, source: Any = None) -> DeviceModel:
     kwargs: dict[str, Any] = {}
     for ename, cls in SIMPLE_EFFECTS.items():
         if ename in effects:
-            kwargs[ename] = _parse_effect(cls, effects[ename], src, f"effects.{ename}")
+            kwargs[ename] = _parse_effect(cls, effects[ename], src, f"effects.{ename}", filled)
+    for ename in (*SIMPLE_EFFECTS, "programming_other", "binary"):
+        if ename not in effects:  # after the present ones: their errors come first
+            _missing(src, f"effects.{ename}", filled)
     if "programming_other" in effects:
         po = effects["programming_other"]
         if not isinstance(po, list):
             raise ConfigError(src, "effects.programming_other", "a list", po)
         kwargs["programming_other"] = tuple(
-            _parse_effect(ProgrammingError, e, src, f"effects.programming_other[{i}]")
+            _parse_effect(ProgrammingError, e, src, f"effects.programming_other[{i}]", filled)
             for i, e in enumerate(po)
         )
     if "binary" in effects:
@@ -349,7 +473,7 @@ def from_document(doc: Any, source: Any = None) -> DeviceModel:
         if not isinstance(conds, list):
             raise ConfigError(src, f"{bw}.conditions", "a list", conds)
         parsed = tuple(
-            _parse_effect(BinaryCondition, c, src, f"{bw}.conditions[{i}]")
+            _parse_effect(BinaryCondition, c, src, f"{bw}.conditions[{i}]", filled)
             for i, c in enumerate(conds)
         )
         fit = None if b.get("fit") is None else _parse_fit(b["fit"], src, f"{bw}.fit", {}, {})
@@ -360,13 +484,28 @@ def from_document(doc: Any, source: Any = None) -> DeviceModel:
             kwargs["binary"] = BinaryStates(conditions=parsed, source=source_text, fit=fit)
         except ConfigError as exc:
             raise ConfigError(src, f"{bw}.{exc.field}", exc.expected, exc.got) from None
+    elif filled is not None:
+        kwargs["binary"] = DeviceModel.default().binary
+    if filled:
+        warnings.warn(f"{src}: literature defaults taken for {len(filled)} missing field(s): "
+                      + ", ".join(filled[:12]) + (" ..." if len(filled) > 12 else ""),
+                      FilledDefaultsWarning, stacklevel=3)
+        prov = dataclasses.replace(prov, notes=(prov.notes + "; " if prov.notes else "")
+                                   + "literature defaults filled in on load: "
+                                   + ", ".join(filled))
     return DeviceModel(name=name, provenance=prov, **kwargs)
 
 
-def load(path: str | Path) -> DeviceModel:
+def load(path: str | Path, fill_defaults: bool = False) -> DeviceModel:
     """Read and validate a model file (see module docstring)."""
     p = Path(path)
     try:
+        size = p.stat().st_size
+        if p.is_dir():
+            raise ConfigError(p, "<file>", "a device-model JSON file, not a directory")
+        if size > MAX_BYTES:
+            raise ConfigError(p, "<file>", f"a device-model JSON file of at most {MAX_BYTES} "
+                              f"bytes (this one has {size}; not a model file?)")
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(p, "<file>", "an existing device-model JSON file") from None
@@ -380,13 +519,19 @@ def load(path: str | Path) -> DeviceModel:
             f"valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}; truncated or "
             "hand-edited? re-export it with 'cimlab fit' or DeviceModel.save)",
         ) from None
-    return from_document(doc, source=p)
+    except RecursionError:
+        raise ConfigError(p, "<syntax>", f"at most {MAX_DEPTH} levels of nesting") from None
+    return from_document(doc, source=p, fill_defaults=fill_defaults)
 
 
-def loads(text: str, source: Any = "<string>") -> DeviceModel:
+def loads(text: str, source: Any = "<string>", fill_defaults: bool = False) -> DeviceModel:
     """Parse a model from JSON text."""
+    if len(text) > MAX_BYTES:
+        raise ConfigError(source, "<file>", f"at most {MAX_BYTES} characters of JSON")
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(source, "<syntax>", f"valid JSON ({exc})") from None
-    return from_document(doc, source=source)
+    except RecursionError:
+        raise ConfigError(source, "<syntax>", f"at most {MAX_DEPTH} levels of nesting") from None
+    return from_document(doc, source=source, fill_defaults=fill_defaults)

@@ -61,3 +61,31 @@ def band(effect: Any, method: str, *args: Any) -> tuple[np.ndarray, np.ndarray, 
     var = np.einsum("ij,jk,ik->i", Jm, cov, Jm)
     se = np.sqrt(np.maximum(var, 0.0)).reshape(y.shape)
     return y, se, np.stack([y - Z95 * se, y + Z95 * se], axis=-1)
+
+
+def drop_degenerate_intervals(effect: Any) -> Any:
+    """``effect`` without the intervals its fit could not determine.
+
+    A standard error that is zero, negative or not finite (a parameter at a bound of its fit,
+    a degenerate drift whose Jacobian column vanishes, a singular covariance) would print as
+    ``+- 0`` and a zero-width 95 % CI that claims a precision the data never had. Those
+    parameters lose their stderr and CI, and the fit's notes say "not identified by the data"
+    for each (the value is kept: it is the fit's best estimate)."""
+    fit = getattr(effect, "fit", None)
+    if fit is None:
+        return effect
+    bad = sorted(
+        n for n in set(fit.stderr) | set(fit.ci95)
+        if not (np.isfinite(fit.stderr.get(n, 1.0)) and fit.stderr.get(n, 1.0) > 0.0)
+        or (n in fit.ci95 and not (np.all(np.isfinite(fit.ci95[n]))
+                                   and fit.ci95[n][1] > fit.ci95[n][0]))
+    )
+    if not bad:
+        return effect
+    note = "not identified by the data (zero or undefined standard error, no interval): " \
+        + ", ".join(bad)
+    fit = dataclasses.replace(
+        fit, stderr={k: v for k, v in fit.stderr.items() if k not in bad},
+        ci95={k: v for k, v in fit.ci95.items() if k not in bad},
+        notes=f"{fit.notes}; {note}" if fit.notes else note)
+    return dataclasses.replace(effect, fit=fit)

@@ -112,3 +112,39 @@ def test_effects_validate(cls, kwargs, field):
     with pytest.raises(ConfigError) as exc:
         cls(**kwargs)
     assert exc.value.field == field
+
+
+def test_tabulated_relaxation_rate_numpy_and_torch():
+    """Form "table": k(g) piecewise linear through kt0..kt8 at g/g_ref = 0, 0.1875, .., 1.5,
+    flat beyond; the same numbers from NumPy and torch; other forms must leave kt* at 0."""
+    import torch
+
+    from cimlab.errors import ConfigError
+    from cimlab.models.effects import TABLE_X, Relaxation
+
+    kt = {f"kt{i}": (i + 1) * 1e-13 for i in range(9)}
+    r = Relaxation(form="table", k0=0.0, **kt)
+    g = np.array([0.0, 0.5 * TABLE_X[1] * 40e-6, 40e-6, 60e-6, 90e-6])
+    want = np.array([1e-13, 1.5e-13, np.interp(1.0, TABLE_X, np.arange(1, 10) * 1e-13),
+                     9e-13, 9e-13])
+    assert np.allclose(r.rate(g), want)
+    assert np.allclose(r.rate(torch.tensor(g)).numpy(), want)
+    with pytest.raises(ConfigError, match="kt3"):
+        Relaxation(form="peaked", k0=0.0, k_peak=1e-12, kt3=1e-13)
+    with pytest.raises(ConfigError, match="k0"):
+        Relaxation(form="table", k0=1e-12, **kt)
+
+
+def test_read_noise_not_counted_twice():
+    """A programming sigma fitted without a read-noise measurement already holds one read's
+    noise (read_noise="included"): predicted_moments then adds no read noise on top."""
+    dm = DeviceModel.default()
+    g = np.array([5e-6, 20e-6])
+    _, s_ex = dm.predicted_moments(g, 0.0)
+    _, s_no_read = dm.predicted_moments(g, 0.0, include_read=False)
+    inc = dm.replace(programming=ProgrammingError(read_noise="included"))
+    _, s_in = inc.predicted_moments(g, 0.0)
+    assert np.all(s_ex > s_no_read)
+    assert np.allclose(s_in, s_no_read)
+    assert DeviceModel.load(__import__("pathlib").Path(__file__).parents[2] / "models"
+                            / "techC.json").programming.read_noise == "included"

@@ -95,3 +95,26 @@ def test_two_temperatures_fit_ea_and_cover_the_truth():
     ex = extrapolate_retention(dm, 10.0, 85.0, n_draws=1000)
     assert not ex.warnings
     assert ex.acceleration_ci95[0] <= _true_af(p, 85.0) <= ex.acceleration_ci95[1]
+
+
+def test_one_temperature_tau0_interval_covers_the_truth():
+    """tau0 = t0 exp(-Ea/kB T_ref) with Ea only known to lie in the published range: its CI
+    must span that range (a Wald interval at the prior Ea looked precise and missed the true
+    tau0 whenever the true Ea, here 1.2 eV, was not the prior 1.1 eV). The narrow profile
+    (Ea 1.3 eV) is the case the issue reported."""
+    from cimlab.physics.profile import profile_path
+
+    for prof in ("default", str(profile_path("narrow"))):
+        d = chip_tables(prof, bake_temps_c=(150.0,), n_per_level=200)
+        p = d["profile"]
+        g_ref = p.window.g_max
+        rn = fit_read_noise(d["reads"], g_ref)
+        rf = fit_relaxation(d["relax"], g_ref, read_noise=rn)
+        ret = fit_retention(d["bake"], rf.effect, g_ref, read_noise=rn,
+                            t_ref_k=p.window.t_room_k, programmed=d["bake_programmed"]).effect
+        truth = p.relaxation.tau_s * math.exp(-p.retention.ea_ev / (K_B_EV * ret.t_ref_k))
+        lo, hi = ret.fit.ci95["tau0_s"]
+        assert lo <= truth <= hi, (prof, lo, truth, hi)
+        # the interval spans the published Ea range: a factor exp(1.15 eV / kB T_ref)
+        assert math.log(hi / lo) > (EA_PRIOR_RANGE_EV[1] - EA_PRIOR_RANGE_EV[0]) / (
+            K_B_EV * ret.t_ref_k)

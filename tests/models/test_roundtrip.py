@@ -77,7 +77,7 @@ def _station_file(tmp: Path, profile: str, seed: int) -> Path:
         elif key == "set_wl_max_v":  # techb's weaker transistor needs 3.6 V for 600 uA
             line = "set_wl_max_v = 4.0"
         lines.append(line)
-    out = tmp / f"station-{profile}.toml"
+    out = tmp / f"station-{Path(profile).stem}.toml"
     out.write_text("\n".join(lines) + "\n")
     return out
 

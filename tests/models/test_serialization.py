@@ -89,10 +89,11 @@ def test_truncated_json(tmp_path):
 
 
 def test_migration_machinery(monkeypatch):
-    """A registered migration is applied in order (the table is empty for schema 2)."""
+    """Registered migrations are applied in order (v1 -> v2 -> v3 here)."""
     doc = DeviceModel.default().to_json_dict()
     old = copy.deepcopy(doc)
     old["schema_version"] = 1
+    del old["effects"]["retention"]["parameters"]["t_fail_k"]  # added by v3
     old["effects"]["wire"]["parameters"]["r_ohm"] = old["effects"]["wire"]["parameters"].pop(
         "r_segment_ohm"
     )
@@ -103,6 +104,84 @@ def test_migration_machinery(monkeypatch):
         w["r_segment_ohm"] = w.pop("r_ohm")
         return d
 
-    monkeypatch.setattr(ser, "MIGRATIONS", {1: v1_to_v2})
+    monkeypatch.setattr(ser, "MIGRATIONS", {1: v1_to_v2, 2: ser.MIGRATIONS[2]})
     monkeypatch.setattr(ser, "OLDEST_SUPPORTED", 1)
     assert ser.from_document(old) == DeviceModel.default()
+
+
+# ---------------------------------------------------------------- schema 3, strict loading
+@pytest.mark.parametrize("path", sorted(GOLDEN.glob("v2_*.json")), ids=lambda p: p.name)
+def test_v2_migrates_to_current(path):
+    doc = json.loads(path.read_text())
+    assert doc["schema_version"] == 2
+    assert "t_fail_k" not in doc["effects"]["retention"]["parameters"]
+    dm = DeviceModel.load(path)
+    assert dm.retention.t_fail_k == 0.0
+    out = json.loads(ser.dumps(dm))
+    assert out["schema_version"] == ser.SCHEMA_VERSION == 3
+    assert out["effects"]["retention"]["parameters"]["t_fail_k"]["value"] == 0.0
+    # everything else carried over unchanged
+    assert dm.relaxation == ser.from_document(doc).relaxation
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda d: d["effects"].pop("relaxation"), "effects.relaxation"),
+        (lambda d: d["effects"]["relaxation"]["parameters"].pop("t0_s"),
+         "effects.relaxation.parameters.t0_s"),
+        (lambda d: d["effects"]["read_noise"]["settings"].pop("form"),
+         "effects.read_noise.settings.form"),
+        (lambda d: d["effects"]["stuck"].pop("source"), "effects.stuck.source"),
+        (lambda d: d["effects"].pop("binary"), "effects.binary"),
+    ],
+)
+def test_missing_piece_is_an_error_unless_asked(tmp_path, edit, field):
+    p = _corrupt(tmp_path, edit)
+    with pytest.raises(ConfigError) as ei:
+        DeviceModel.load(p)
+    assert ei.value.field == field and "fill_defaults" in str(ei.value)
+    with pytest.warns(ser.FilledDefaultsWarning, match=field.replace(".", r"\.")):
+        dm = DeviceModel.load(p, fill_defaults=True)
+    assert field in dm.provenance.notes
+    # what was filled is the literature default; the rest is the file's
+    assert dm.replace(provenance=DeviceModel.default().provenance) == DeviceModel.default()
+
+
+def test_deep_nesting_is_one_line(tmp_path):
+    p = tmp_path / "deep.json"
+    p.write_text('{"effects": ' + "[" * 100000 + "]" * 100000 + "}")
+    with pytest.raises(ConfigError) as ei:
+        DeviceModel.load(p)
+    assert "nesting" in str(ei.value) and "\n" not in str(ei.value)
+    deep = DeviceModel.default().to_json_dict()
+    x = deep["effects"]["window"]["fit"] = {"method": "m", "n": 1, "gof": {}}
+    for _ in range(20):
+        x["gof"] = {"a": {}}
+        x = x["gof"]
+    with pytest.raises(ConfigError, match="nesting"):
+        ser.from_document(deep)
+
+
+def test_huge_value_is_not_echoed(tmp_path):
+    big = list(range(300_000))
+    p = _corrupt(tmp_path, lambda d: d["effects"]["window"]["parameters"]["g_max"].update(
+        value=big))
+    with pytest.raises(ConfigError) as ei:
+        DeviceModel.load(p)
+    msg = str(ei.value)
+    assert "effects.window.parameters.g_max" in msg and len(msg) < 400, msg[:500]
+    s = _corrupt(tmp_path, lambda d: d["effects"]["window"]["settings"].update(
+        source="x" * 10_000))
+    with pytest.raises(ConfigError) as ei:
+        DeviceModel.load(s)
+    assert len(str(ei.value)) < 400
+
+
+def test_oversized_file_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(ser, "MAX_BYTES", 1000)
+    p = DeviceModel.default().save(tmp_path / "m.json")
+    with pytest.raises(ConfigError, match="at most 1000 bytes"):
+        DeviceModel.load(p)
+    with pytest.raises(ConfigError, match="directory"):
+        DeviceModel.load(tmp_path)

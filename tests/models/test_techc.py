@@ -65,6 +65,8 @@ def test_techc_fits(techc, tmp_path):
     p = dm.save(tmp_path / "techc.json")
     assert DeviceModel.load(p) == dm
     assert dm.programming.mode == "verify"
+    # no read-noise measurement in techC: the verify spread holds one read's noise
+    assert dm.programming.read_noise == "included"
     assert dm.programming.sigma(20e-6) == pytest.approx(0.35e-6, rel=0.1)
 
 

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from cimlab.errors import ConfigError
-from cimlab.models.effects import RATE_FORMS, ReadNoise, Relaxation, Retention
+from cimlab.models.effects import RATE_FORMS, TABLE_X, ReadNoise, Relaxation, Retention
 from cimlab.models.fit._stats import (
     MAD_TO_SIGMA,
     TRIM_MAD,
@@ -68,6 +68,11 @@ PLAUSIBLE = (-0.25, 4.0)
 #: Arrhenius correction of 5 K at 1.2 eV is 0.1 decade, below the uncertainty of Ea itself;
 #: imported sets often record a nominal 300 K).
 ROOM_TOLERANCE_K = 5.0
+#: Smoothness prior of the tabulated rate: each second difference of the knots has a
+#: standard deviation of this fraction of the median per-level rate.
+TABLE_SMOOTH = 0.5
+#: The drift's centre (where means relax to) is fitted inside 0 .. GC_MAX g_ref.
+GC_MAX = 1.5
 #: Groups closer than this many standard deviations to zero conductance are censored.
 CENSOR_SIGMAS = 3.0
 
@@ -83,6 +88,8 @@ class RelaxationFit:
 
 def _rate(form: str, p: np.ndarray, g: np.ndarray, g_ref_u: float) -> np.ndarray:
     """k(g) in uS^2 / decade for parameters p (uS units), g in uS."""
+    if form == "table":
+        return np.interp(np.asarray(g, dtype=float) / g_ref_u, TABLE_X, np.asarray(p))
     if form == "peaked":
         kp, gp, a = p
         x = np.maximum(g, 1e-12) / gp
@@ -297,6 +304,12 @@ def _fit_once(
             p0 = [float(k_lvl[j]), float(max(g_lvl[j], 0.05 * g_ref_u)), 1.0]
             lo = [0.0, 1e-3, 0.0]
             hi = [np.inf, 10 * g_ref_u, 20.0]
+        elif form == "table":
+            if n_lev < 4:
+                continue
+            o = np.argsort(g_lvl)
+            p0 = list(np.maximum(np.interp(TABLE_X, g_lvl[o] / g_ref_u, k_lvl[o]), 0.0))
+            lo, hi = [0.0] * len(p0), [np.inf] * len(p0)
         else:
             deg = len(RATE_FORMS[form]) - 1
             if n_lev <= deg:
@@ -308,15 +321,21 @@ def _fit_once(
         for icpt in intercepts:
             nc = n_lev if icpt == "per_level" else 0
 
-            def resid(p, form=form, kf=kf, nc=nc):
+            n_pen = kf - 2 if form == "table" else 0
+            s_pen = TABLE_SMOOTH * max(float(np.median(k_lvl)), 1e-6)
+
+            def resid(p, form=form, kf=kf, nc=nc, n_pen=n_pen, s_pen=s_pen):
                 k = _rate(form, np.asarray(p[1: 1 + kf]), g, g_ref_u)
                 c = p[1 + kf: 1 + kf + nc][li] if nc else c_fixed
-                return W_v @ (y - c - k * dlog(p[0]))
+                r = W_v @ (y - c - k * dlog(p[0]))
+                if n_pen:  # smoothness of the table: second differences as a prior
+                    r = np.r_[r, np.diff(np.asarray(p[1: 1 + kf]), 2) / s_pen]
+                return r
 
             x0 = [lt0_init, *p0, *(c_init if nc else [])]
             lb = [-9.0, *lo, *([0.0] * nc)]
             ub = [4.0, *hi, *([np.inf] * nc)]
-            res = wls(resid, x0, bounds=(lb, ub))
+            res = wls(resid, x0, bounds=(lb, ub), n_prior=n_pen)
             key = f"{form}+{icpt}"
             coeff = _coeffs(form, res.params[1: 1 + kf], g_ref)
             try:
@@ -373,14 +392,20 @@ def _fit_once(
     m_lin = -beta * g_ref_u
     gc_lin = -alpha / beta if beta != 0 else float(np.mean(g_lvl))
     mfits: dict[str, LsqResult] = {}
+    # means relax towards a level inside the window (0 .. GC_MAX g_ref): a centre outside it
+    # makes every level drift the same way, which a straight line extrapolates with the wrong
+    # sign below the measured levels; a form whose centre ends at this bound is not taken
+    gc_lo, gc_hi = 0.0, GC_MAX * g_ref_u
+    gc0 = float(np.clip(gc_lin, gc_lo + 1e-3 * g_ref_u, gc_hi - 1e-3 * g_ref_u))
+    at_bound: list[str] = []
     for mform in mean_forms:
         if mform == "linear":
-            p0 = [m_lin, gc_lin]
-            lo, hi = [-np.inf, -10 * g_ref_u], [np.inf, 10 * g_ref_u]
+            p0 = [m_lin, gc0]
+            lo, hi = [-np.inf, gc_lo], [np.inf, gc_hi]
         else:
             amp = float(np.max(np.abs(slopes))) * (1.0 if m_lin >= 0 else -1.0)
-            p0 = [amp, gc_lin, max(0.25 * float(np.ptp(g_lvl)), 0.1)]
-            lo, hi = [-np.inf, -10 * g_ref_u, 1e-3], [np.inf, 10 * g_ref_u, 10 * g_ref_u]
+            p0 = [amp, gc0, max(0.25 * float(np.ptp(g_lvl)), 0.1)]
+            lo, hi = [-np.inf, gc_lo, 1e-3], [np.inf, gc_hi, 10 * g_ref_u]
 
         def mres(p, mform=mform):
             b = p[:n_lev]
@@ -390,7 +415,12 @@ def _fit_once(
         r_ = wls(mres, [*b_init, *p0], bounds=([-np.inf] * n_lev + lo, [np.inf] * n_lev + hi))
         mfits[mform] = r_
         candidates[f"mean:{mform}"] = {"aic": r_.aic, "bic": r_.bic, "k": r_.k, "chi2": r_.chi2}
-    mform = min(mfits, key=lambda f: (mfits[f].bic, MEAN_FORMS.index(f)))
+        gc = float(r_.params[n_lev + 1])
+        if min(gc - gc_lo, gc_hi - gc) <= 1e-4 * g_ref_u:
+            at_bound.append(mform)
+            candidates[f"mean:{mform}"]["valid"] = 0.0
+    usable = [f for f in mfits if f not in at_bound] or list(mfits)
+    mform = min(usable, key=lambda f: (mfits[f].bic, MEAN_FORMS.index(f)))
     mr = mfits[mform]
     mp = mr.params[n_lev:]
     mse = mr.stderr[n_lev:]
@@ -448,7 +478,12 @@ def _fit_once(
         + (f"g0 read on average {tau:.3g} s after the last pulse; " if tau else "")
         + "intercept of var(g - g0): "
         + {"none": "none (BIC)", "per_level": "free per level (BIC)",
-           "read_noise": "2 sigma_read^2 from the read-noise model"}[icpt],
+           "read_noise": "2 sigma_read^2 from the read-noise model"}[icpt]
+        + (f"; drift forms with their centre at a bound (0 or {GC_MAX:g} g_ref) not taken: "
+           + ", ".join(at_bound) if at_bound and mform not in at_bound else "")
+        + ("; WARNING: drift centre g_center ended at its bound (means relax towards a "
+           "level outside the measured range; drift below the lowest level is uncertain)"
+           if mform in at_bound else ""),
     )
     eff = Relaxation(
         form=form, g_ref=g_ref, t0_s=t0, mean_form=mform, source="fit", fit=fit,
@@ -467,6 +502,8 @@ def _names(form: str) -> tuple[str, ...]:
 
 
 def _scale(name: str) -> float:
+    if name.startswith("kt"):
+        return _U**2
     return {"k0": _U**2, "k1": _U**2, "k2": _U**2, "k_peak": _U**2, "g_peak": _U,
             "shape_a": 1.0}[name]
 

@@ -47,11 +47,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from cimlab.errors import ConfigError
 from cimlab.models.effects import (
     EA_PRIOR_RANGE_EV,
     K_B_EV,
@@ -60,14 +62,30 @@ from cimlab.models.effects import (
     Relaxation,
     Retention,
 )
-from cimlab.models.fit._stats import group_moments, wls
-from cimlab.models.fit.relaxation import PLAUSIBLE, _rate, _scale, censored, in_level
+from cimlab.models.fit._stats import wls
+from cimlab.models.fit.bake_temperatures import (  # noqa: F401 (re-exported)
+    FAIL_MEAN_SIGMAS,
+    FAIL_SIGMA_REL,
+    _ramp_factor,
+    _t_eq,
+    bake_groups,
+    fails,
+    finish,
+    predict_groups,
+    temperature_check,
+)
+from cimlab.models.fit.relaxation import (
+    GC_MAX,
+    _drift,
+    _rate,
+    _scale,
+    censored,
+)
 from cimlab.models.params import Z95, FitInfo
 
 _U = 1e-6
 #: What the fit info says about Ea when the store has one bake temperature.
 EA_PRIOR_NOTE = "prior (one bake temperature: Ea not identifiable)"
-REQUIRED = ("cell", "level", "step", "temp_k", "bake_time_s", "g_s")
 
 
 @dataclass
@@ -81,6 +99,10 @@ class RetentionFit:
     #: Ea that reproduces the measured bakes [eV]: the fitted one, or with one bake
     #: temperature the effective value ``ln AF(T_bake) / x(T_bake)`` (not the model's prior)
     ea_bake_ev: float | None = None
+    #: per bake temperature: measured vs predicted (medians over levels of |mean error| in
+    #: sigmas and |relative spread error|, pooled means / sigmas), ``excluded`` 1 if it left
+    #: the Arrhenius law
+    per_temperature_check: pd.DataFrame | None = None
 
     def model_variance(self, groups: pd.DataFrame) -> np.ndarray:
         """Model variance [S^2] of g - reference for cumulative bake groups (no read noise)."""
@@ -94,114 +116,28 @@ class RetentionFit:
         return np.asarray(r.variance(groups["g0"].to_numpy(), teq))
 
 
-def _reference_g(per: pd.DataFrame, programmed: pd.DataFrame | None) -> np.ndarray | None:
-    """Verify read of each (cell, temp_index) from the run's ``programmed`` table (the k-th
-    programming of a cell belongs to the k-th temperature it was baked at), or None if it
-    cannot be joined."""
-    if programmed is None or programmed.empty or "g_s" not in programmed.columns:
-        return None
-    keys = ["run", "cell"] if "run" in programmed.columns and "run" in per.columns else ["cell"]
-    # the k-th programming of a cell belongs to the k-th temperature it was baked at
-    pr = programmed.assign(k=programmed.groupby(keys, sort=False).cumcount())
-    ref = pr.drop_duplicates([*keys, "k"], keep="last").set_index([*keys, "k"])["g_s"]
-    per = per.assign(k=per.groupby(keys)["temp_index"].rank(method="dense").astype(int) - 1)
-    idx = pd.MultiIndex.from_frame(per[[*keys, "k"]])
-    g = ref.reindex(idx).to_numpy(dtype=float)
-    if np.mean(np.isfinite(g)) < 0.9:
-        return None
-    return g
-
-
-def bake_groups(reads: pd.DataFrame, g_ref: float, programmed: pd.DataFrame | None = None,
-                bakes: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(increment groups, cumulative groups): per (temperature, level, step) statistics of
-    the change of each cell, between consecutive reads and from the reference.
-
-    The change is taken from the cell's verify read (``programmed`` table of the run; step 0
-    is then a room-temperature point too) or, without one, from its step-0 read (steps > 0).
-    Columns: temp_index, level, step, n, mean, var, se_var, g0 (reference conductance),
-    bake_temp_k, soak_cum_s (cumulative soak), ramp_cum_s (cumulative heating + cooling ramp
-    time, from ``bakes``; 0 without it), ambient_k, reps, reference ("verify"/"step0").
-    """
-    missing = [c for c in REQUIRED if c not in reads.columns]
-    if missing:
-        raise ValueError(f"bake reads table lacks columns {missing}")
-    df = reads
-    if "temp_index" not in df.columns:
-        df = df.assign(temp_index=df.groupby("temp_k").ngroup())
-    lo, hi = PLAUSIBLE
-    g = df["g_s"].to_numpy(dtype=float)
-    df = df.loc[np.isfinite(g) & (g >= lo * g_ref) & (g <= hi * g_ref)]
-    keys = ["run"] if "run" in df.columns else []
-    per = df.groupby([*keys, "temp_index", "cell", "step"], sort=False, observed=True).agg(
-        g=("g_s", "mean"), reps=("g_s", "size"), level=("level", "first"),
-        temp_k=("temp_k", "first"), bake_time_s=("bake_time_s", "first"),
-    ).reset_index()
-    g_ver = _reference_g(per, programmed)
-    if g_ver is not None:
-        per = per.assign(g0=g_ver, reference="verify")
-    else:
-        base = per[per["step"] == 0].set_index([*keys, "temp_index", "cell"])["g"]
-        per = per[per["step"] > 0]
-        idx = pd.MultiIndex.from_frame(per[[*keys, "temp_index", "cell"]])
-        per = per.assign(g0=base.reindex(idx).to_numpy(), reference="step0")
-    per = per.assign(d=per["g"].to_numpy() - per["g0"].to_numpy())
-    per = per[np.isfinite(per["d"].to_numpy())]
-    lk = per["temp_index"].astype(str) + ":" + per["level"].astype(str)
-    per = per[in_level(lk.to_numpy(), per["g0"].to_numpy())]
-    bake_temp = per.groupby([*keys, "temp_index"])["temp_k"].max()
-    per = per.assign(bake_temp_k=bake_temp.reindex(
-        pd.MultiIndex.from_frame(per[[*keys, "temp_index"]])).to_numpy())
-    # thermal history per (temp_index, step)
-    per = per.assign(soak_cum_s=per["bake_time_s"].to_numpy(dtype=float), ramp_cum_s=0.0,
-                     ambient_k=np.nan)
-    if bakes is not None and not bakes.empty and {"start_s", "soak_start_s", "soak_end_s",
-                                                  "end_s"} <= set(bakes.columns):
-        b = bakes.sort_values([*keys, "temp_index", "step"])
-        ramp = (b["soak_start_s"] - b["start_s"]) + (b["end_s"] - b["soak_end_s"])
-        b = b.assign(ramp=ramp.to_numpy(), soak=b["soak_s"].to_numpy())
-        grp = b.groupby([*keys, "temp_index"], sort=False)
-        b = b.assign(ramp_cum=grp["ramp"].cumsum(), soak_cum=grp["soak"].cumsum())
-        tab = b.set_index([*keys, "temp_index", "step"])
-        idx = pd.MultiIndex.from_frame(per[[*keys, "temp_index", "step"]])
-        rc = tab["ramp_cum"].reindex(idx).to_numpy(dtype=float)
-        sc = tab["soak_cum"].reindex(idx).to_numpy(dtype=float)
-        at_zero = per["step"].to_numpy() == 0
-        rc = np.where(at_zero, 0.0, rc)
-        sc = np.where(at_zero, 0.0, sc)
-        ok = np.isfinite(rc) & np.isfinite(sc)
-        per = per.assign(ramp_cum_s=np.where(ok, rc, 0.0),
-                         soak_cum_s=np.where(ok, sc, per["soak_cum_s"]))
-        if "ambient_k" in b.columns:
-            amb = tab["ambient_k"].groupby(level=list(range(len(keys) + 1))).first()
-            per = per.assign(ambient_k=amb.reindex(
-                pd.MultiIndex.from_frame(per[[*keys, "temp_index"]])).to_numpy(dtype=float))
-    cum = group_moments(per, ["temp_index", "level", "step"], "d",
-                        extra_means=["g0", "bake_temp_k", "soak_cum_s", "ramp_cum_s",
-                                     "ambient_k", "reps"], trim=None)
-    cum["reference"] = per["reference"].iloc[0] if len(per) else "step0"
-    # increments between consecutive reads of a cell (independent increments of the process)
-    per = per.sort_values([*keys, "temp_index", "cell", "step"], kind="stable")
-    prev = per.groupby([*keys, "temp_index", "cell"], sort=False)[
-        ["d", "step", "soak_cum_s", "ramp_cum_s", "reps"]].shift(1)
-    first = prev["step"].isna().to_numpy()
-    per = per.assign(
-        inc=per["d"].to_numpy() - prev["d"].fillna(0.0).to_numpy(),
-        step_prev=prev["step"].fillna(-1).astype(np.int64).to_numpy(),
-        soak_prev_s=prev["soak_cum_s"].fillna(0.0).to_numpy(),
-        ramp_prev_s=prev["ramp_cum_s"].fillna(0.0).to_numpy(),
-        reps_prev=np.where(first, np.inf, prev["reps"].fillna(1.0).to_numpy()),
-    )
-    if per["reference"].iloc[0] == "step0" if len(per) else False:
-        # the first change is step 1 - step 0: its start is the step-0 read (t_off)
-        per = per.assign(step_prev=np.where(first, 0, per["step_prev"].to_numpy()))
-    inc = group_moments(per, ["temp_index", "level", "step", "step_prev"], "inc",
-                        extra_means=["g0", "bake_temp_k", "soak_cum_s", "ramp_cum_s",
-                                     "soak_prev_s", "ramp_prev_s", "ambient_k", "reps"],
-                        trim=None)
-    inc["reference"] = cum["reference"].iloc[0] if len(cum) else "step0"
-    return (inc[inc["n"] >= 5].reset_index(drop=True),
-            cum[cum["n"] >= 5].reset_index(drop=True))
+def _fit_drift(cum: pd.DataFrame, g_u: np.ndarray, L: np.ndarray, g_ref_u: float):
+    """Tanh drift ``m tanh((gc - g)/w)`` per decade (uS units) fitted to the bake means
+    ``mean_d = drift(g) L`` (weights: standard error of each group mean); centre inside
+    0 .. 1.5 g_ref (see :data:`cimlab.models.fit.relaxation.GC_MAX`)."""
+    y = cum["mean"].to_numpy() / _U
+    se = np.sqrt(np.maximum(cum["var"].to_numpy(), 1e-30) / cum["n"].to_numpy()) / _U
+    ok = np.isfinite(y) & (L > 0)
+    slope = np.where(ok, y / np.where(L > 0, L, 1.0), 0.0)
+    best = None
+    for gc0 in np.linspace(0.05, 1.4, 10) * g_ref_u:
+        for w0 in (0.05, 0.2, 0.6):
+            amp = float(np.median(np.abs(slope[ok]))) if ok.any() else 1.0
+            below = ok & (g_u < gc0)
+            sign = -1.0 if below.any() and np.mean(slope[below]) < 0 else 1.0
+            p0 = [sign * max(amp, 1e-6), gc0, w0 * g_ref_u]
+            r = ((y - _drift("tanh", np.asarray(p0), g_u, g_ref_u) * L) / se)[ok]
+            c2 = float(r @ r)
+            if best is None or c2 < best[0]:
+                best = (c2, p0)
+    return wls(lambda p: ((y - _drift("tanh", np.asarray(p), g_u, g_ref_u) * L) / se)[ok],
+               best[1], bounds=([-np.inf, 0.0, 1e-3], [np.inf, GC_MAX * g_ref_u,
+                                                        10 * g_ref_u]))
 
 
 def _first_rel_se(r: Relaxation, names: tuple[str, ...]) -> float | None:
@@ -212,26 +148,6 @@ def _first_rel_se(r: Relaxation, names: tuple[str, ...]) -> float | None:
         if v != 0 and n in r.fit.stderr and math.isfinite(r.fit.stderr[n]):
             return abs(r.fit.stderr[n] / v)
     return None
-
-
-_GL_X, _GL_W = np.polynomial.legendre.leggauss(48)
-
-
-def _t_eq(ea: float, t_off: float, soak: np.ndarray, ramp: np.ndarray, T: np.ndarray,
-          amb: np.ndarray, t_ref_k: float) -> np.ndarray:
-    """Equivalent room-temperature time [s]: t_off + AF(T) soak + mean ramp AF * ramp."""
-    pairs, inv = np.unique(np.stack([T, amb], axis=1), axis=0, return_inverse=True)
-    rf = _ramp_factor(ea, pairs[:, 0], pairs[:, 1], t_ref_k)[inv.ravel()]
-    af = np.exp(ea / K_B_EV * (1.0 / t_ref_k - 1.0 / T))
-    return t_off + af * soak + rf * ramp
-
-
-def _ramp_factor(ea: float, t_hi: np.ndarray, t_lo: np.ndarray, t_ref_k: float) -> np.ndarray:
-    """Mean Arrhenius factor over a linear ramp between ``t_lo`` and ``t_hi`` [K]."""
-    mid, half = 0.5 * (t_hi + t_lo), 0.5 * (t_hi - t_lo)
-    tt = mid[:, None] + half[:, None] * _GL_X[None, :]
-    af = np.exp(ea / K_B_EV * (1.0 / t_ref_k - 1.0 / tt))
-    return 0.5 * (af @ _GL_W)
 
 
 def fit_retention(
@@ -258,6 +174,53 @@ def fit_retention(
     inc, cum = bake_groups(reads, g_ref, programmed, bakes)
     if inc.empty:
         raise ValueError("bake table has no cells read before and after a bake step")
+    prior = (Retention().ea_ev if ea_prior is None else float(ea_prior),
+             tuple(map(float, ea_prior_range)))
+    if not prior[1][0] <= prior[0] <= prior[1][1]:
+        raise ValueError(f"ea_prior {prior[0]} eV lies outside ea_prior_range {prior[1]}")
+    args = (relaxation, read_noise, t_ref_k, ea_guess, prior)
+
+    # temperatures off the Arrhenius law: from the hottest down, predict each from a fit to
+    # the cooler ones; one the law cannot predict is flagged and left out (>= 2 stay)
+    temps = np.unique(np.round(cum["bake_temp_k"].to_numpy(), 3))
+    tk_of = cum.groupby("temp_index")["bake_temp_k"].max()
+    excluded: list[float] = []
+    checks: dict[float, dict[str, float]] = {}
+    # a fit needs 2 temperatures when the relaxation law comes from a room-temperature run,
+    # 3 when the bakes alone must also give the law's level dependence and onset
+    min_fit = 2 if relaxation.fit is not None else 3
+    while temps.size - len(excluded) - 1 >= min_fit:
+        hot = float(temps[-1 - len(excluded)])
+        ok_t = set(tk_of.index[tk_of.to_numpy() < hot - 1e-6])
+        sub_fit = _fit_temps(inc[inc["temp_index"].isin(ok_t)].reset_index(drop=True),
+                             cum[cum["temp_index"].isin(ok_t)].reset_index(drop=True), args)
+        held = cum[np.isclose(cum["bake_temp_k"], hot, atol=1e-3)].reset_index(drop=True)
+        chk = temperature_check(sub_fit, held, read_noise)
+        checks[hot] = chk
+        if not fails(chk):
+            break
+        excluded.append(hot)
+    if excluded:
+        t_fail = min(excluded)
+        inc = inc[~np.isin(inc["bake_temp_k"].round(3), np.round(excluded, 3))]
+        keep_c = ~np.isin(cum["bake_temp_k"].round(3), np.round(excluded, 3))
+        cum_all, cum = cum, cum[keep_c].reset_index(drop=True)
+        inc = inc.reset_index(drop=True)
+        warnings.warn(
+            "bake temperatures " + ", ".join(f"{t - 273.15:.0f} C" for t in sorted(excluded))
+            + " leave the Arrhenius law fitted to the cooler bakes (predicted from them: "
+            + "; ".join(f"{t - 273.15:.0f} C mean shift off by {checks[t]['mean_err_sigma']:.2g}"
+                        f" sigma, spread by {100 * checks[t]['sigma_rel_err']:.0f} %"
+                        for t in sorted(excluded))
+            + "): a failure mode other than relaxation; excluded from Ea", stacklevel=2)
+    else:
+        t_fail, cum_all = 0.0, cum
+    out = _fit_temps(inc, cum, args)
+    return finish(out, cum_all, read_noise, t_fail, excluded, checks)
+
+
+def _fit_temps(inc: pd.DataFrame, cum: pd.DataFrame, args: tuple) -> RetentionFit:
+    """The joint fit of the given bake groups, censoring in two passes."""
 
     def keep(cut):
         bad = set(zip(cum.loc[cut, "temp_index"], cum.loc[cut, "level"], cum.loc[cut, "step"],
@@ -267,16 +230,26 @@ def fit_retention(
         return inc[m].reset_index(drop=True)
 
     cut1 = censored(cum["g0"] + cum["mean"], cum["var"])
-    prior = (Retention().ea_ev if ea_prior is None else float(ea_prior),
-             tuple(map(float, ea_prior_range)))
-    if not prior[1][0] <= prior[0] <= prior[1][1]:
-        raise ValueError(f"ea_prior {prior[0]} eV lies outside ea_prior_range {prior[1]}")
-    args = (relaxation, read_noise, t_ref_k, ea_guess, prior)
-    first = _fit_once(keep(cut1), cum, *args)
+    first = _fit_guarded(keep(cut1), cum, *args)
     cut2 = censored(cum["g0"].to_numpy() + cum["mean"].to_numpy(), first.model_variance(cum))
     if np.array_equal(cut1, cut2):
         return first
-    return _fit_once(keep(cut2), cum, *args)
+    return _fit_guarded(keep(cut2), cum, *args)
+
+
+class _InvalidLaw(Exception):
+    """The relaxation law floated inside the retention fit left its valid range."""
+
+
+def _fit_guarded(mom: pd.DataFrame, cum: pd.DataFrame, *args) -> RetentionFit:
+    """:func:`_fit_once`; if floating the relaxation law with its prior makes the variance
+    rate negative somewhere in 0 <= g/g_ref <= 1.5 (a polynomial k(g) extrapolated past the
+    measured levels), refit with the law's shape held at the room-temperature fit (only its
+    onset time and scale free) and say so in the notes, instead of failing the whole fit."""
+    try:
+        return _fit_once(mom, cum, *args)
+    except _InvalidLaw as exc:
+        return _fit_once(mom, cum, *args, no_prior=str(exc))
 
 
 def _fit_once(
@@ -287,6 +260,7 @@ def _fit_once(
     t_ref_k: float,
     ea_guess: float,
     prior: tuple[float, tuple[float, float]],
+    no_prior: str | None = None,
 ) -> RetentionFit:
     verify_ref = bool(len(mom)) and mom["reference"].iloc[0] == "verify"
     levels = np.unique(mom["level"].to_numpy())
@@ -336,13 +310,30 @@ def _fit_once(
             ix = [cn.index(w) for w in want]
             cov_t = np.asarray(fit_r.covariance["matrix"], dtype=float)[np.ix_(ix, ix)]
             cov_t = cov_t / np.outer(scale, scale)
-    if cov_t is not None and np.all(np.isfinite(cov_t)):
+    if no_prior is not None:
+        notes.append(f"relaxation law floated with its prior left the valid range ({no_prior}); "
+                     "its shape held at the room-temperature fit")
+    if cov_t is not None and np.all(np.isfinite(cov_t)) and no_prior is None:
         mode = "prior"
         prec = np.linalg.pinv(cov_t)
         prec = 0.5 * (prec + prec.T) + 1e-12 * np.eye(prec.shape[0])
         chol = np.linalg.cholesky(prec)
         notes.append("relaxation onset and rate law floated with the relaxation fit's "
                      "covariance as a prior (its uncertainty propagates into Ea)")
+    elif n_temps >= 3 and levels.size >= 4 and fit_r is None and no_prior is None:
+        # bakes only (no room-temperature relaxation run): the level dependence of the rate
+        # comes from the bakes themselves, in the peaked form (a rate that vanishes at 0 S,
+        # peaks at g_peak; g_peak at many g_ref is a rising power law)
+        mode = "shape"
+        form = "peaked"
+        names = list(RATE_FORMS[form])
+        vl = pd.Series(y_v).groupby(li).mean().reindex(range(levels.size)).to_numpy()
+        gl = pd.Series(g_u).groupby(li).mean().reindex(range(levels.size)).to_numpy()
+        j = int(np.nanargmax(vl))
+        theta0 = np.array([math.log10(relaxation.t0_s), max(float(vl[j]), 1e-6),
+                           max(float(gl[j]), 0.05 * g_ref_u), 1.0])
+        notes.append("no relaxation run: rate law k(g) (peaked form), onset time and Ea "
+                     "fitted to the bakes alone")
     elif n_temps >= 2:
         mode = "scale"
         notes.append("relaxation not fitted: onset time and rate scale free (from the bakes)")
@@ -352,12 +343,18 @@ def _fit_once(
                      "model's values (Ea conditional on them)")
 
     # parameter vector: [Ea, log10 t_off, (theta... | log10 t0, log10 k scale)]
-    if mode == "prior":
+    if mode == "shape":
+        p0 = np.r_[ea_guess, 0.0, theta0]
+        lo = np.array([0.05, -4.0, -9.0, 0.0, 1e-3, 0.0])
+        hi = np.array([5.0, 6.0, 4.0, np.inf, 10 * g_ref_u, 20.0])
+    elif mode == "prior":
         p0 = np.r_[ea_guess, 0.0, theta0]
         lo = np.r_[0.05, -4.0, theta0 - 50 * np.sqrt(np.maximum(np.diag(cov_t), 1e-30))]
         hi = np.r_[5.0, 6.0, theta0 + 50 * np.sqrt(np.maximum(np.diag(cov_t), 1e-30))]
         if form == "peaked":
             lo[3:] = np.maximum(lo[3:], [0.0, 1e-3, 0.0])
+        elif form == "table":
+            lo[3:] = np.maximum(lo[3:], 0.0)
     elif mode == "scale":
         p0 = np.array([ea_guess, 0.0, theta0[0], 0.0])
         lo, hi = np.array([0.05, -4.0, -9.0, -2.0]), np.array([5.0, 6.0, 4.0, 2.0])
@@ -370,7 +367,7 @@ def _fit_once(
 
     def unpack(p):
         """(Ea, log10 t_off, log10 t0, k(g) in uS^2/decade)."""
-        if mode == "prior":
+        if mode in ("prior", "shape"):
             return p[0], p[1], p[2], _rate(form, np.asarray(p[3:]), g_u, g_ref_u)
         k = _rate(form, theta0[1:], g_u, g_ref_u)
         if mode == "scale":
@@ -404,6 +401,15 @@ def _fit_once(
             if best is None or c2 < best[0]:
                 best = (c2, pp)
     res = wls(resid, best[1], bounds=(lo, hi), n_prior=n_prior)
+    p_names = ["ea_ev", "log10_t_off_s", "log10_t0_s", *names][: res.params.size] \
+        if mode in ("prior", "shape") else ["ea_ev", "log10_t_off_s", "log10_t0_s",
+                                            "log10_rate_scale"][: res.params.size]
+    span = np.where(np.isfinite(hi - lo), hi - lo, np.maximum(np.abs(res.params), 1.0))
+    at_bound = [n for n, v, a, b, w in zip(p_names, res.params, lo, hi, span, strict=True)
+                if min(v - a, b - v) <= 1e-6 * w]
+    if at_bound:
+        notes.insert(0, "WARNING: parameters at a bound of the fit (not determined by these "
+                     "bakes; their uncertainty is not a CI): " + ", ".join(at_bound))
     ea, lto, lt0, k_fit = unpack(res.params)
     ea, lt0 = float(ea), float(lt0)
     cov = res.cov
@@ -441,13 +447,17 @@ def _fit_once(
         b = -1.0 / (K_B_EV * t_ref_k)
         cov2 = np.array([[var_ea, b * var_ea], [b * var_ea, var_lt0 + b * b * var_ea]])
         ln_tau0 = math.log(10.0) * lt0 + b * ea_model
-        se_lt = math.sqrt(var_lt0)
         tau0 = math.exp(ln_tau0)
-        stderr = {"tau0_s": tau0 * se_lt} if se_lt > 0 else {}
-        ci = {"ea_ev": (ea_lo, ea_hi)}
-        if se_lt > 0:
-            ci["tau0_s"] = (math.exp(max(ln_tau0 - Z95 * se_lt, -700.0)),
-                            math.exp(min(ln_tau0 + Z95 * se_lt, 700.0)))
+        # tau0 = t0 exp(-Ea / kB T_ref): with Ea only known to lie in the published range,
+        # its interval spans the whole range (b < 0: the high Ea gives the low tau0), widened
+        # by the onset time's own 95 % interval. A Wald interval at the prior Ea alone looks
+        # precise and misses the truth whenever the true Ea is not the prior.
+        se_t0 = math.sqrt(var_lt0)
+        ln_t0 = math.log(10.0) * lt0
+        stderr = {"tau0_s": tau0 * math.sqrt(cov2[1, 1])}
+        ci = {"ea_ev": (ea_lo, ea_hi),
+              "tau0_s": (math.exp(max(ln_t0 + b * ea_hi - Z95 * se_t0, -700.0)),
+                         math.exp(min(ln_t0 + b * ea_lo + Z95 * se_t0, 700.0)))}
         one_temp = {"ea_ev_prior": 1.0, "ln_af_bake": ea * x_b,
                     "ln_af_bake_se": se_ea * abs(x_b), "bake_temp_k": float(T[0])}
         notes.insert(0, f"ea_ev: {EA_PRIOR_NOTE}; kept at {ea_model:g} eV, published range "
@@ -466,7 +476,8 @@ def _fit_once(
     Lc = np.log10(1.0 + teq_c / 10**lt0)
     if not verify_ref:
         Lc = Lc - np.log10(1.0 + 10**lto / 10**lt0)
-    rel_fit_k = _rate(form, np.asarray(res.params[3:]), g_c / _U, g_ref_u) if mode == "prior" \
+    rel_fit_k = _rate(form, np.asarray(res.params[3:]), g_c / _U, g_ref_u) \
+        if mode in ("prior", "shape") \
         else np.asarray(relaxation.rate(g_c)) / _U**2 * (10 ** float(res.params[3])
                                                          if mode == "scale" else 1.0)
     if read_noise is not None:
@@ -476,7 +487,13 @@ def _fit_once(
     else:
         c_c = np.zeros(len(cum))
     v_mod = c_c + rel_fit_k * Lc
-    m_mod = np.asarray(relaxation.drift(g_c)) / _U * Lc
+    drift_fit = None
+    if mode == "shape":
+        drift_fit = _fit_drift(cum, g_c / _U, Lc, g_ref_u)
+        m_mod = _drift("tanh", drift_fit.params, g_c / _U, g_ref_u) * Lc
+        notes.append("mean shift: drift law (tanh towards g_center) fitted to the bake means")
+    else:
+        m_mod = np.asarray(relaxation.drift(g_c)) / _U * Lc
     y_c = cum["var"].to_numpy() / _U**2
     live = ~censored(g_c + cum["mean"].to_numpy(), v_mod * _U**2)
     gof = {
@@ -490,6 +507,7 @@ def _fit_once(
         "t_off_s": 10 ** float(lto),
         "t0_s": 10**lt0,
         "n_temperatures": float(n_temps),
+        "n_at_bound": float(len(at_bound)),
         **one_temp,
     }
     # per-temperature AF (other parameters fixed at the joint optimum)
@@ -524,10 +542,20 @@ def _fit_once(
                     source="fit" if n_temps >= 2 else "fit (Ea: prior, one bake temperature)",
                     fit=fit)
     groups = cum.assign(var_model=v_mod * _U**2, mean_model=m_mod * _U, censored=~live)
-    if mode == "prior":
-        relax_fit = dataclasses.replace(
-            relaxation, t0_s=10**lt0,
-            **{n: float(v) * _scale(n) for n, v in zip(names, res.params[3:], strict=True)})
+    if mode == "shape":
+        relax_fit = Relaxation(
+            form="peaked", g_ref=relaxation.g_ref, t0_s=10**lt0, k0=0.0,
+            **{n: float(v) * _scale(n) for n, v in zip(names, res.params[3:], strict=True)},
+            mean_form="tanh", m_max=float(drift_fit.params[0]) * _U,
+            g_center=float(drift_fit.params[1]) * _U, g_width=float(drift_fit.params[2]) * _U,
+            source="fit (bakes: rate law and onset from the retention fit)")
+    elif mode == "prior":
+        try:
+            relax_fit = dataclasses.replace(
+                relaxation, t0_s=10**lt0,
+                **{n: float(v) * _scale(n) for n, v in zip(names, res.params[3:], strict=True)})
+        except ConfigError as exc:
+            raise _InvalidLaw(f"{exc.field}: {exc.expected}") from None
     elif mode == "scale":
         kk = 10 ** float(res.params[3])
         relax_fit = dataclasses.replace(relaxation, t0_s=10**lt0, **{

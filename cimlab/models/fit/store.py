@@ -37,12 +37,14 @@ import pandas as pd
 from cimlab.models.device_model import DeviceModel, Provenance
 from cimlab.models.effects import K_B_EV, ConductanceWindow
 from cimlab.models.fit.binary import fit_binary
+from cimlab.models.fit.model_choice import choose_relaxation_form
 from cimlab.models.fit.programming import fit_programming
 from cimlab.models.fit.read_noise import fit_read_noise
 from cimlab.models.fit.relaxation import RelaxationFit, fit_relaxation
 from cimlab.models.fit.retention import RetentionFit, fit_retention
 from cimlab.models.fit.stuck import fit_stuck
 from cimlab.models.params import FitInfo
+from cimlab.models.uncertainty import drop_degenerate_intervals
 from cimlab.units import KELVIN_OFFSET
 
 #: run kind -> tables the fitters read from it.
@@ -216,8 +218,15 @@ def fit_tables(
     ts: TableSet,
     name: str = "fitted",
     progress: Callable[[str], None] | None = None,
+    select: str = "bic",
 ) -> FitReport:
-    """Fit every effect ``ts`` has data for (see module docstring)."""
+    """Fit every effect ``ts`` has data for (see module docstring).
+
+    ``select``: how the relaxation variance form is chosen: "bic" (on the fitted cells) or
+    "cv" (5-fold validation over cells, :func:`~cimlab.models.fit.model_choice.
+    choose_relaxation_form`; about 5 x the relaxation fit's time per form)."""
+    if select not in ("bic", "cv"):
+        raise ValueError(f"select must be 'bic' or 'cv', got {select!r}")
     from cimlab import __version__
 
     say = progress or (lambda _msg: None)
@@ -243,8 +252,22 @@ def fit_tables(
     if relax_frames:
         say("relaxation")
         reads = _relevel(pd.concat(relax_frames, ignore_index=True))
+        choice = None
+        if select == "cv":
+            say("relaxation form (5-fold validation over cells)")
+            choice = choose_relaxation_form(reads, g_ref, retention=dm.retention,
+                                            read_noise=read_noise)
         rep.relaxation = fit_relaxation(reads, g_ref, retention=dm.retention,
-                                        read_noise=read_noise)
+                                        read_noise=read_noise,
+                                        **({"forms": (choice.form,)} if choice else {}))
+        if choice is not None:
+            r_ = rep.relaxation.effect
+            gof = {**r_.fit.gof, **{f"cv_score_{k}": v for k, v in choice.scores.items()},
+                   **{f"cv_within_{k}": v for k, v in choice.within.items()}}
+            rep.relaxation.effect = dataclasses.replace(r_, fit=dataclasses.replace(
+                r_.fit, gof=gof, notes=r_.fit.notes + f"; variance form '{choice.form}' "
+                f"chosen by {choice.folds}-fold validation over cells (cv_score_*: mean "
+                "squared log variance ratio on held-out cells)"))
         relaxation = rep.relaxation.effect
         changes["relaxation"] = relaxation
         rep.fitted.append("relaxation")
@@ -278,6 +301,8 @@ def fit_tables(
         say("programming error")
         pe = fit_programming(_relevel(pd.concat(prog, ignore_index=True)), g_ref,
                              read_noise=read_noise)
+        if read_noise is None:  # nothing to subtract: sigma holds one read's noise
+            pe = [dataclasses.replace(p, read_noise="included") for p in pe]
         # the simulator's default: single-shot if measured (paper 000's scenario), else verify
         pe.sort(key=lambda p: p.mode != "single_shot")
         changes["programming"] = pe[0]
@@ -290,13 +315,27 @@ def fit_tables(
     bake = ts.get("bake_retention", "reads")
     if bake is not None:
         say("retention")
-        rep.retention = fit_retention(_relevel(bake), relaxation or dm.relaxation, g_ref,
+        rep.retention = fit_retention(_relevel(bake), relaxation or dataclasses.replace(
+                                          dm.relaxation, g_ref=g_ref), g_ref,
                                       read_noise=read_noise, t_ref_k=dm.retention.t_ref_k,
                                       ea_guess=dm.retention.ea_ev,
                                       programmed=ts.get("bake_retention", "programmed"),
                                       bakes=ts.get("bake_retention", "bakes"))
         changes["retention"] = rep.retention.effect
         rep.fitted.append("retention")
+        # the relaxation law the retention fit used (floated with its prior, or, without a
+        # relaxation run, fitted to the bakes alone): exported, so that the model predicts
+        # what the fitter saw
+        law = rep.retention.relaxation
+        if law is not None and law != relaxation:
+            if relaxation is None:
+                changes["relaxation"] = law
+                rep.fitted.append("relaxation (from the bakes)")
+            elif law.fit is not None:
+                changes["relaxation"] = dataclasses.replace(law, fit=dataclasses.replace(
+                    law.fit, notes=law.fit.notes + "; t0 and rate law at the joint optimum "
+                    "with the bakes (retention fit, the room-temperature fit's covariance as "
+                    "prior); uncertainties from the room-temperature fit"))
     else:
         rep.skipped["retention"] = "no bake_retention run"
         if relaxation is not None:
@@ -331,6 +370,11 @@ def fit_tables(
         notes="fitted: " + ", ".join(rep.fitted) + "; literature: "
         + ", ".join(f"{k} ({v})" for k, v in rep.skipped.items()),
     )
+    for k, v in list(changes.items()):
+        if isinstance(v, tuple):
+            changes[k] = tuple(drop_degenerate_intervals(e) for e in v)
+        else:
+            changes[k] = drop_degenerate_intervals(v)
     rep.model = dm.replace(name=name, provenance=prov, **changes)
     return rep
 
@@ -340,9 +384,10 @@ def fit_store(
     name: str | None = None,
     include_unfinished: bool = False,
     progress: Callable[[str], None] | None = None,
+    select: str = "bic",
 ) -> DeviceModel:
     """Fit a :class:`DeviceModel` to every run in ``store`` (an open Store or a path)."""
-    return fit_store_report(store, name, include_unfinished, progress).model
+    return fit_store_report(store, name, include_unfinished, progress, select).model
 
 
 def fit_store_report(
@@ -350,6 +395,7 @@ def fit_store_report(
     name: str | None = None,
     include_unfinished: bool = False,
     progress: Callable[[str], None] | None = None,
+    select: str = "bic",
 ) -> FitReport:
     """Like :func:`fit_store`, returning the :class:`FitReport` (intermediate fits too)."""
     if isinstance(store, (str, Path)):
@@ -358,9 +404,9 @@ def fit_store_report(
         with Store.open(store, mode="r") as s:
             ts = collect(s, include_unfinished)
             ts.source = str(store)
-        return fit_tables(ts, name or Path(store).stem, progress)
+        return fit_tables(ts, name or Path(store).stem, progress, select)
     ts = collect(store, include_unfinished)
-    return fit_tables(ts, name or Path(ts.source or "store").stem, progress)
+    return fit_tables(ts, name or Path(ts.source or "store").stem, progress, select)
 
 
 __all__ = ["USED_TABLES", "FitReport", "TableSet", "collect", "fit_store",

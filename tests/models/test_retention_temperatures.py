@@ -1,0 +1,81 @@
+"""Retention across temperatures (issue 12 item 2): a bake temperature where another failure
+mode takes over is detected (predicted from the cooler bakes, it misses), flagged, excluded
+from Ea with a warning, never absorbed; the others keep one Arrhenius law whose CI covers
+the truth; `model show` prints the per-temperature table; extrapolation refuses above it."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from cimlab.models import DeviceModel
+from cimlab.models.extrapolate import extrapolate_retention
+from cimlab.models.fit import fit_read_noise, fit_relaxation, fit_retention
+from cimlab.models.fit.bake_temperatures import FAIL_MEAN_SIGMAS
+from tests.models.chipdata import chip_tables
+
+TEMPS = (100.0, 125.0, 150.0, 175.0)
+
+
+def _fit(fail_at: float | None):
+    d = chip_tables("default", n_per_level=200, bake_temps_c=TEMPS)
+    p = d["profile"]
+    g_ref = p.window.g_max
+    rn = fit_read_noise(d["reads"], g_ref)
+    rf = fit_relaxation(d["relax"], g_ref, read_noise=rn)
+    bake = d["bake"]
+    if fail_at is not None:
+        # a failure mode above some temperature: filaments lose 15 % of their conductance
+        hot = np.isclose(bake["temp_k"], fail_at + 273.15) & (bake["step"] > 0)
+        bake = bake.assign(g_s=np.where(hot, 0.85 * bake["g_s"], bake["g_s"]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ret = fit_retention(bake, rf.effect, g_ref, read_noise=rn, t_ref_k=p.window.t_room_k,
+                            programmed=d["bake_programmed"])
+    msgs = [str(w.message) for w in caught if "Arrhenius" in str(w.message)]
+    return ret, p, msgs
+
+
+@pytest.fixture(scope="module")
+def failing():
+    return _fit(175.0)
+
+
+def test_failing_temperature_flagged_and_excluded(failing):
+    ret, p, msgs = failing
+    e = ret.effect
+    assert e.t_fail_k == pytest.approx(175.0 + 273.15)
+    assert msgs and "175 C" in msgs[0] and "excluded from Ea" in msgs[0]
+    assert "WARNING" in e.fit.notes and "175 C" in e.fit.notes
+    lo, hi = e.fit.ci95["ea_ev"]
+    assert lo <= p.retention.ea_ev <= hi  # the failure did not bias Ea
+    chk = ret.per_temperature_check
+    assert list(chk["excluded"]) == [0.0, 0.0, 0.0, 1.0]
+    # the kept temperatures: mean shift within 0.5 sigma, spread within 15 % (medians)
+    kept = chk[chk["excluded"] == 0]
+    assert (kept["mean_err_sigma"] < 0.5).all() and (kept["sigma_rel_err"] < 0.15).all(), kept
+    # the flagged one is clearly off
+    assert float(chk["mean_err_sigma"].iloc[-1]) > FAIL_MEAN_SIGMAS
+
+
+def test_no_failure_no_flag():
+    ret, p, msgs = _fit(None)
+    assert ret.effect.t_fail_k == 0.0 and not msgs
+    lo, hi = ret.effect.fit.ci95["ea_ev"]
+    assert lo <= p.retention.ea_ev <= hi
+
+
+def test_show_table_and_extrapolation_refusal(failing, tmp_path):
+    ret, _, _ = failing
+    dm = DeviceModel.default().replace(retention=ret.effect, relaxation=ret.relaxation)
+    text = dm.summary()
+    assert "per bake temperature" in text and "EXCLUDED: off the Arrhenius law" in text
+    assert text.count("fitted") >= 3
+    path = dm.save(tmp_path / "m.json")
+    assert DeviceModel.load(path).retention.t_fail_k == ret.effect.t_fail_k
+    with pytest.raises(ValueError, match="left the Arrhenius law at 175 C"):
+        extrapolate_retention(dm, 1.0, 200.0, n_draws=200)
+    ex = extrapolate_retention(dm, 10.0, 85.0, n_draws=400)
+    assert np.all(np.isfinite(ex.mean_shift_ci95)) and np.all(np.isfinite(ex.sigma_ci95))
