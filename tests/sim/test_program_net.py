@@ -13,17 +13,19 @@ import torch
 from cimlab.cli.main import main
 from cimlab.demo import station_text
 from cimlab.errors import ConfigError
+from cimlab.instruments.session import (
+    interrupt_deferred,
+    open_station,
+    require_chip_state,
+    state_path_for,
+)
 from cimlab.instruments.station import Station
 from cimlab.sim.nets import build
 from cimlab.sim.placement import place_network
 from cimlab.sim.program_net import (
     RUN_KIND,
-    interrupt_deferred,
     load_programmed,
-    open_station,
     program_network,
-    require_chip_state,
-    state_path_for,
 )
 from cimlab.sim.training import save_checkpoint
 from cimlab.store import Store
