@@ -28,13 +28,14 @@ def main() -> dict:
     from torch.utils.data import DataLoader, TensorDataset
 
     from cimlab.demo import station_text
+    from cimlab.instruments.session import open_station
     from cimlab.sim.chip_backend import ChipNetwork
     from cimlab.sim.convert import convert
     from cimlab.sim.data import load_dataset
     from cimlab.sim.evaluate import evaluate
     from cimlab.sim.nets import build
     from cimlab.sim.placement import analog_config_for, place_network
-    from cimlab.sim.program_net import open_station, program_network
+    from cimlab.sim.program_net import program_network
     from cimlab.store import Store
 
     torch.set_num_threads(1)

@@ -299,6 +299,7 @@ def run_demo(config: DemoConfig | None = None, out: str | Path = "data/demo",
     """Run the demo (module docstring); returns the :class:`DemoResult`."""
     import torch
 
+    from cimlab.instruments.session import open_station, state_path_for
     from cimlab.mitigation.bn_calibration import calibrate_bn
     from cimlab.models.fit.store import fit_store_report
     from cimlab.procedures import plan_from_mapping, run_plan
@@ -306,12 +307,7 @@ def run_demo(config: DemoConfig | None = None, out: str | Path = "data/demo",
     from cimlab.sim.data import load_dataset
     from cimlab.sim.evaluate import evaluate
     from cimlab.sim.placement import PlacementConfig, place_network
-    from cimlab.sim.program_net import (
-        open_station,
-        program_network,
-        record_bn_calibration,
-        state_path_for,
-    )
+    from cimlab.sim.program_net import program_network, record_bn_calibration
     from cimlab.store import Store
 
     config = config or DemoConfig()

@@ -121,3 +121,15 @@ def test_import_does_not_load_torch(code: str):
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip().endswith("False"), f"'{code}' imported torch"
+
+
+SIM_SOURCES = sorted((ROOT / "sim").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", SIM_SOURCES, ids=lambda p: str(p.relative_to(ROOT.parent)))
+def test_simulator_never_imports_the_emulator_physics(path: Path):
+    """The simulator is driven by fitted device models and by what the bench answers, never
+    by the emulated chip's ground truth (cimlab.physics), not even lazily in a function."""
+    bad = [imp for imp in imports_of(path)
+           if imp == "cimlab.physics" or imp.startswith("cimlab.physics.")]
+    assert not bad, f"{module_name(path)} imports the emulator physics: {sorted(set(bad))}"

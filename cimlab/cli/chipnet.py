@@ -141,18 +141,17 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _program_net(args: argparse.Namespace) -> int:
-    from cimlab.instruments.station import load_station_config
-    from cimlab.models import DeviceModel
-    from cimlab.procedures.program_verify import ProgramVerifyConfig
-    from cimlab.sim.placement import PlacementConfig, place_network
-    from cimlab.sim.program_net import (
-        check_limits,
-        check_program,
+    from cimlab.instruments.session import (
         open_station,
         planned_geometry,
-        program_network,
         state_path_for,
     )
+    from cimlab.instruments.station import load_station_config
+    from cimlab.models import DeviceModel
+    from cimlab.procedures.network_program import check_limits
+    from cimlab.procedures.program_verify import ProgramVerifyConfig
+    from cimlab.sim.placement import PlacementConfig, place_network
+    from cimlab.sim.program_net import check_program, program_network
     from cimlab.sim.training import load_checkpoint
     from cimlab.store import Store
 
@@ -231,15 +230,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader, TensorDataset
     from tqdm.auto import tqdm
 
-    from cimlab.sim.chip_backend import ChipNetwork
-    from cimlab.sim.evaluate import evaluate
-    from cimlab.sim.program_net import (
-        apply_bn_calibration,
-        load_programmed,
+    from cimlab.instruments.session import (
         open_station,
         require_chip_state,
         state_path_for,
     )
+    from cimlab.sim.chip_backend import ChipNetwork
+    from cimlab.sim.evaluate import evaluate
+    from cimlab.sim.program_net import apply_bn_calibration, load_programmed
 
     state = state_path_for(args.store)
     with _open_store(args.store) as store:
@@ -324,14 +322,16 @@ def calibrate_bn_with_progress(net: Any, x: Any, *, batch_size: int, progress: b
 
 
 def _bn_calibrate(args: argparse.Namespace) -> int:
+    from cimlab.instruments.session import (
+        open_station,
+        require_chip_state,
+        state_path_for,
+    )
     from cimlab.sim.chip_backend import ChipNetwork
     from cimlab.sim.program_net import (
         apply_bn_calibration,
         load_programmed,
-        open_station,
         record_bn_calibration,
-        require_chip_state,
-        state_path_for,
     )
 
     state = state_path_for(args.store)

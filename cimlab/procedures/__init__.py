@@ -13,7 +13,11 @@ Example::
 Procedures (``programming_error``, ``read_fluctuation``, ``relaxation``, ``bake_retention``,
 ``ber``, ``fault_map``, ``endurance``) write the tidy tables of docs/architecture.md;
 program-verify (``cimlab.procedures.program_verify.program_verify``) is vectorised over all
-cells, one pulse command and one read command per iteration. See docs/procedures.md.
+cells, one pulse command and one read command per iteration. Every procedure runs in a
+``ProcedureRun`` (``cimlab.procedures.run``: steps, resume, abort, instrument time) and sees the
+bench and the store through the Protocols of ``cimlab.procedures.protocols``. Programming a
+network's cells (``program_image``) works on arrays; the network side is ``cimlab.sim``.
+See docs/procedures.md, "Writing a new bench procedure".
 
 Importing this package does not import h5py, pymeasure or torch: names are loaded lazily.
 """
@@ -23,7 +27,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# name -> submodule (plan, characterization, campaign, program_verify)
+# name -> submodule
 _EXPORTS: dict[str, str] = {
     "Plan": "plan",
     "load_plan": "plan",
@@ -35,7 +39,9 @@ _EXPORTS: dict[str, str] = {
     "run_plan": "campaign",
     "CampaignResult": "campaign",
     "PROCEDURES": "characterization",
-    "ProcedureResult": "characterization",
+    "ProcedureRun": "run",
+    "plan_section": "run",
+    "ProcedureResult": "run",
     "programming_error": "characterization",
     "read_fluctuation": "characterization",
     "relaxation": "characterization",
@@ -50,6 +56,10 @@ _EXPORTS: dict[str, str] = {
     "measure_pulse_response": "program_verify",
     "measure_gate_curve": "program_verify",
     "format_report": "program_verify",
+    # programming a network's cells (arrays in, no torch)
+    "ChipImage": "network_program",
+    "ChipProgramResult": "network_program",
+    "program_image": "network_program",
     # import of external data, report of a store
     "TidyFormat": "importer",
     "ImportResult": "importer",

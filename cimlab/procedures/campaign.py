@@ -14,12 +14,13 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from cimlab.procedures.characterization import PROCEDURES, ProcedureResult, plan_section
+from cimlab.procedures.characterization import PROCEDURES
 from cimlab.procedures.plan import Plan
+from cimlab.procedures.protocols import Bench, RunStore
+from cimlab.procedures.run import ProcedureResult, plan_section
 
 
 @dataclass
@@ -65,7 +66,7 @@ class CampaignResult:
         return "\n".join(lines)
 
 
-def validate(plan: Plan, station: Any) -> list[np.ndarray]:
+def validate(plan: Plan, station: Bench) -> list[np.ndarray]:
     """Every check that needs the station, before anything is sent: cells within the chip
     (ConfigError) and values within the station's limits (LimitError). Returns the cells of
     each experiment."""
@@ -75,7 +76,7 @@ def validate(plan: Plan, station: Any) -> list[np.ndarray]:
     return cells
 
 
-def _completed_before(store: Any, kind: str, section: dict) -> str | None:
+def _completed_before(store: RunStore, kind: str, section: dict) -> str | None:
     """Uid of a completed run of ``kind`` with this plan section, if the store holds one."""
     want = json.loads(json.dumps(section))
     for run in store:
@@ -84,7 +85,7 @@ def _completed_before(store: Any, kind: str, section: dict) -> str | None:
     return None
 
 
-def run_plan(plan: Plan, station: Any, store: Any, *, progress: bool = True,
+def run_plan(plan: Plan, station: Bench, store: RunStore | str | Path, *, progress: bool = True,
              only: list[str] | None = None) -> CampaignResult:
     """Run ``plan``'s experiments (or the ``only`` ones, by name) on ``station`` into ``store``.
 

@@ -55,6 +55,7 @@ from torch.nn import functional as F
 
 from cimlab.errors import ConfigError
 from cimlab.params import check, param
+from cimlab.procedures.protocols import CellArray
 from cimlab.sim.layer_tree import enable_only, layers_of, replace_submodule
 from cimlab.sim.layers import converter_levels
 from cimlab.sim.placement import LayerPlacement, NetworkPlacement
@@ -82,7 +83,7 @@ class ChipConfig:
 class ChipBackend:
     """The station's array driver plus round-trip accounting shared by all chip layers."""
 
-    def __init__(self, array: Any, config: ChipConfig | None = None):
+    def __init__(self, array: CellArray, config: ChipConfig | None = None):
         self.array = array
         self.config = config or ChipConfig()
         self.round_trips = 0
@@ -334,7 +335,7 @@ class ChipNetwork(nn.Module):
     ``chipnet.layers`` maps qualified names to :class:`ChipLayer` s.
     """
 
-    def __init__(self, net: nn.Module, placement: NetworkPlacement, array: Any,
+    def __init__(self, net: nn.Module, placement: NetworkPlacement, array: CellArray,
                  config: ChipConfig | None = None):
         super().__init__()
         net = copy.deepcopy(net).eval()
@@ -371,7 +372,7 @@ class ChipNetwork(nn.Module):
         return self.backend.round_trips
 
     @torch.no_grad()
-    def read_back(self, array: Any = None) -> np.ndarray:
+    def read_back(self, array: CellArray | None = None) -> np.ndarray:
         """Read every network cell once (one ``ARR:READ?``) and install the conductances in
         the layers; returns them [S] in the order of ``placement.all_cells()``."""
         arr = array if array is not None else self.backend.array

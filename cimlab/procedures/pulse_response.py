@@ -1,0 +1,195 @@
+"""The chip's mean pulse response that adaptive program-verify plans with: what it is
+(:class:`PulseResponse`) and the short batched sweep that measures it
+(:func:`measure_pulse_response`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cimlab.procedures.array_ops import ArrayOps
+from cimlab.procedures.verify_config import RESET, SET, ProgramVerifyConfig, _grid
+from cimlab.stats import robust_sigma
+
+
+@dataclass(frozen=True)
+class PulseResponse:
+    """The chip's mean pulse response, fitted by :func:`measure_pulse_response`.
+
+    SET (1T1R, compliance set by the word line): a saturating SET (amplitude ``v_set_sat``)
+    leaves a cell near the ceiling ``ceiling_s(v_gate)`` (relative spread
+    ``ceiling_rel_sd``); a SET of amplitude ``v`` moves the fraction ``set_frac(v)`` of the way
+    from G to the ceiling. RESET of amplitude ``v`` moves the fraction ``reset_frac(v)`` of the
+    way from G down to the floor ``reset_floor_s(v)`` (log spread ``floor_log_sd``).
+    ``*_rel_sd``: cell-to-cell relative spread of the step at a given setting.
+    """
+
+    gate_v: np.ndarray
+    ceiling_s: np.ndarray
+    ceiling_rel_sd: float
+    v_set_sat: float
+    set_v: np.ndarray
+    set_frac: np.ndarray
+    set_rel_sd: float
+    reset_v: np.ndarray
+    reset_frac: np.ndarray
+    reset_floor_s: np.ndarray
+    reset_rel_sd: float
+    floor_log_sd: float
+    n_cells: int = 0
+    round_trips: int = 0
+
+    def gate_for_ceiling(self, g: np.ndarray) -> np.ndarray:
+        """Word-line voltage whose mean ceiling is ``g`` [S] (monotone interpolation; NaN
+        outside the measured range)."""
+        c = np.maximum.accumulate(self.ceiling_s)
+        keep = np.concatenate([[True], np.diff(c) > 0])
+        return np.interp(g, c[keep], self.gate_v[keep], left=np.nan, right=np.nan)
+
+    def ceiling_at(self, v_gate: np.ndarray) -> np.ndarray:
+        return np.interp(v_gate, self.gate_v, np.maximum.accumulate(self.ceiling_s))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                for k, v in self.__dict__.items()}
+
+
+def _robust_median(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(np.median(x)) if x.size else np.nan
+
+
+def _robust_rel_sd(x: np.ndarray) -> float:
+    """1.4826 * MAD / median (robust relative spread; stuck cells do not inflate it)."""
+    x = x[np.isfinite(x)]
+    if x.size < 3:
+        return np.nan
+    return robust_sigma(x) / max(abs(float(np.median(x))), 1e-30)
+
+
+def measure_pulse_response(ops: ArrayOps, cells: np.ndarray, cfg: ProgramVerifyConfig,
+                           rng: np.random.Generator) -> PulseResponse:
+    """Fit the adaptive scheme's pulse response with a short batched sweep on ``cells``.
+
+    Three sweeps, each ``cfg.calibration_rounds`` rounds over all ``cells`` with a random
+    setting per cell (per-cell amplitudes and gate voltages in one command):
+
+    1. ceiling: deep RESET, saturating SET at a random word-line voltage, read;
+    2. SET kinetics: deep RESET, read, SET at a random amplitude with the gate at a ceiling
+       near the top of the window, read; fraction = dG / (ceiling - G);
+    3. RESET kinetics: saturating SET to a random ceiling, read, RESET at a random amplitude,
+       read; per amplitude, ``G0 - G1 = f G0 - f F`` is fitted across cells (robust
+       least squares) for the fraction ``f`` and the floor ``F``.
+    """
+    rt0 = ops.round_trips
+    cells = np.asarray(cells, dtype=np.uint32)
+    n = cells.size
+    R = cfg.calibration_rounds
+    gates = _grid(cfg.v_gate_min, cfg.v_gate_max, 0.025)
+    # 1. ceiling per gate voltage
+    vg_s, g_s = [], []
+    for _ in range(R):
+        ops.pulse(cells, RESET, cfg.v_reset_max, cfg.v_gate_reset, cfg.width_s)
+        vg = rng.choice(gates, n)
+        ops.pulse(cells, SET, cfg.v_set_max, vg, cfg.width_s)
+        vg_s.append(vg)
+        g_s.append(ops.read(cells))
+    vg_all, g_all = np.concatenate(vg_s), np.concatenate(g_s)
+    ceiling = np.array([_robust_median(g_all[vg_all == v]) for v in gates])
+    rel = np.array([_robust_rel_sd(g_all[vg_all == v]) for v in gates])
+    ok = np.isfinite(ceiling)
+    gates, ceiling = gates[ok], ceiling[ok]
+    ceiling_rel_sd = float(np.nanmedian(rel[ok][ceiling > 5e-6])) if np.any(ceiling > 5e-6) \
+        else float(np.nanmedian(rel))
+    # 2. SET kinetics at a gate giving a ceiling near the top of the window
+    c_mono = np.maximum.accumulate(ceiling)
+    top = float(c_mono[-1])
+    target_ceiling = min(top, 1.2 * float(np.interp(0.8, [0, 1], [0, top])))
+    vg_ref = float(np.interp(target_ceiling, c_mono, gates))
+    c_ref = float(np.interp(vg_ref, gates, c_mono))
+    set_v = _grid(cfg.v_set_start, cfg.v_set_max, cfg.fine_step_v)
+    fv, ff = [], []
+    for _ in range(R):
+        ops.pulse(cells, RESET, cfg.v_reset_max, cfg.v_gate_reset, cfg.width_s)
+        g0 = ops.read(cells)
+        v = rng.choice(set_v, n)
+        ops.pulse(cells, SET, v, vg_ref, cfg.width_s)
+        g1 = ops.read(cells)
+        gap = c_ref - g0
+        good = gap > 0.3 * c_ref
+        fv.append(v[good])
+        ff.append((g1[good] - g0[good]) / gap[good])
+    fv_all, ff_all = np.concatenate(fv), np.concatenate(ff)
+    set_frac = np.array([_robust_median(ff_all[fv_all == v]) for v in set_v])
+    set_frac = np.clip(np.nan_to_num(set_frac, nan=0.0), 0.0, 1.0)
+    set_frac = np.maximum.accumulate(set_frac)
+    mid = (set_frac > 0.05) & (set_frac < 0.7)
+    set_rel_sd = float(np.nanmedian([_robust_rel_sd(ff_all[fv_all == v])
+                                     for v in set_v[mid]])) if mid.any() else 0.5
+    # 3. RESET kinetics from spread starting points
+    reset_v = _grid(cfg.v_reset_start, cfg.v_reset_max, cfg.fine_step_v)
+    rv, r0, r1 = [], [], []
+    hi_gates = gates[(c_mono >= 0.3 * top)]
+    for _ in range(R):
+        vg = rng.choice(hi_gates, n)
+        ops.pulse(cells, SET, cfg.v_set_max, vg, cfg.width_s)
+        g0 = ops.read(cells)
+        v = rng.choice(reset_v, n)
+        ops.pulse(cells, RESET, v, cfg.v_gate_reset, cfg.width_s)
+        g1 = ops.read(cells)
+        rv.append(v)
+        r0.append(g0)
+        r1.append(g1)
+    rv_all, r0_all, r1_all = (np.concatenate(x) for x in (rv, r0, r1))
+    frac = np.zeros(reset_v.size)
+    floor = np.full(reset_v.size, np.nan)
+    rel_sd = []
+    for i, v in enumerate(reset_v):
+        m = (rv_all == v) & (r0_all > 0.2 * top) & (r0_all < 1.1 * top)
+        if m.sum() < 8:
+            continue
+        x, y = r0_all[m], r0_all[m] - r1_all[m]
+        f_i, b_i = _robust_line(x, y)
+        f_i = float(np.clip(f_i, 0.0, 1.0))
+        frac[i] = f_i
+        if f_i > 0.02:
+            floor[i] = max(-b_i / f_i, 1e-9)
+            pred = f_i * (x - floor[i])
+            if 0.05 < f_i < 0.7:
+                rel_sd.append(_robust_rel_sd(y / np.where(pred > 0, pred, np.nan)))
+        else:
+            floor[i] = np.nan
+    frac = np.maximum.accumulate(frac)
+    # floors: log-linear fit where the RESET is nearly complete, extended to all amplitudes
+    full = np.isfinite(floor) & (frac > 0.5)
+    if full.sum() >= 2:
+        k, b0 = np.polyfit(reset_v[full], np.log(floor[full]), 1)
+        floor_fit = np.exp(b0 + k * reset_v)
+        fl = [np.log(np.maximum(r1_all[(rv_all == v)], 1e-9)) for v in reset_v[frac > 0.95]]
+        floor_log_sd = (float(np.nanmedian([robust_sigma(a) for a in fl if a.size > 5]))
+                        if fl else 0.9)
+    else:
+        floor_fit = np.where(np.isfinite(floor), floor, np.nanmin(floor))
+        floor_log_sd = 0.9
+    return PulseResponse(
+        gate_v=gates, ceiling_s=ceiling, ceiling_rel_sd=float(ceiling_rel_sd),
+        v_set_sat=cfg.v_set_max, set_v=set_v, set_frac=set_frac,
+        set_rel_sd=float(np.clip(set_rel_sd, 0.05, 2.0)),
+        reset_v=reset_v, reset_frac=frac, reset_floor_s=floor_fit,
+        reset_rel_sd=float(np.clip(np.nanmedian(rel_sd) if rel_sd else 0.5, 0.05, 2.0)),
+        floor_log_sd=float(floor_log_sd if np.isfinite(floor_log_sd) else 0.9),
+        n_cells=int(n), round_trips=ops.round_trips - rt0)
+
+
+def _robust_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares line y = a x + b, refitted once without points beyond 3 robust sigma."""
+    a, b = np.polyfit(x, y, 1)
+    r = y - (a * x + b)
+    s = robust_sigma(r) + 1e-30
+    keep = np.abs(r) < 3 * s
+    if keep.sum() >= 4:
+        a, b = np.polyfit(x[keep], y[keep], 1)
+    return float(a), float(b)
+

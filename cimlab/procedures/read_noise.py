@@ -1,0 +1,122 @@
+"""Read-fluctuation experiment: repeated batched reads per level as a time series, and
+SMU precision reads of single routed cells."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cimlab.procedures.plan import ReadFluctuationExp
+from cimlab.procedures.programming import (
+    assign_levels,
+    program_time,
+    pulse_record,
+    since,
+    verify_program_and_log,
+)
+from cimlab.procedures.protocols import Bench, CellArray, RunStore
+from cimlab.procedures.run import ProcedureResult, ProcedureRun
+
+
+# =========================================================================== read fluctuation
+def read_fluctuation(station: Bench, store: RunStore, exp: ReadFluctuationExp, cells: np.ndarray,
+                     seed: int, *, plan_name: str = "", progress: bool = True
+                     ) -> ProcedureResult:
+    """Repeated reads per cell at each level as a time series, plus SMU precision reads.
+
+    Program-verify all cells, wait ``settle_s``, then ``repeats`` batched reads of all cells
+    (``reads``: cell, level, target_s, repeat, time_s, g_s; time_s since the cell's own last
+    pulse, NaN for a cell the verify did not need to pulse). A subset
+    of ``smu_cells`` cells is read with the SMU (``smu_reads``: cell, level, target_s, repeat,
+    v, i_a, g_s) after routing each cell with ``array.select``.
+    """
+    with ProcedureRun.for_experiment(station, store, exp, cells, seed, plan_name=plan_name,
+                                     progress=progress) as ctx:
+        level, target = assign_levels(exp, ctx.cells, seed)
+        res = verify_program_and_log(ctx, ctx.cells, level, target, exp.verify, "program")
+        program_time(ctx)
+        t_pulse, _ = pulse_record(ctx, res)
+        chunk = max(1, min(exp.repeats, 200_000 // max(ctx.cells.size, 1) or 1))
+        bar = ctx.bar(exp.repeats, "reads")
+        if "settled" not in ctx.done:
+            ctx.clock.sleep(exp.settle_s)
+            ctx.complete("settled")
+        for r0 in range(0, exp.repeats, chunk):
+            r1 = min(exp.repeats, r0 + chunk)
+            step = f"reads-{r0:06d}-{r1:06d}"
+            if ctx.skip(step):
+                bar.update(r1 - r0)
+                continue
+            gs, ts = [], []
+            for _r in range(r0, r1):
+                if exp.interval_s and _r > 0:
+                    ctx.clock.sleep(exp.interval_s)
+                ts.append(since(ctx.now(), t_pulse))
+                gs.append(ctx.read(ctx.cells))
+                bar.update(1)
+            n = ctx.cells.size
+            ctx.append("reads", {
+                "cell": np.tile(ctx.cells, r1 - r0), "level": np.tile(level, r1 - r0),
+                "target_s": np.tile(target, r1 - r0),
+                "repeat": np.repeat(np.arange(r0, r1), n),
+                "time_s": np.concatenate(ts), "g_s": np.concatenate(gs)})
+            ctx.complete(step)
+        bar.close()
+        if exp.smu_cells and not ctx.skip("smu"):
+            sub_idx = np.sort(np.random.default_rng(ctx.seed + 2).choice(
+                ctx.cells.size, exp.smu_cells, replace=False))
+            rows = smu_precision_reads(ctx, ctx.cells[sub_idx], exp.smu_repeats, exp.smu_v,
+                                       exp.smu_compliance_a)
+            rows["level"] = np.repeat(level[sub_idx], exp.smu_repeats)
+            rows["target_s"] = np.repeat(target[sub_idx], exp.smu_repeats)
+            ctx.append("smu_reads", {k: rows[k] for k in
+                                     ("cell", "level", "target_s", "repeat", "v", "i_a", "g_s")})
+            ctx.complete("smu")
+        return ctx.finish()
+
+
+def smu_precision_reads(ctx: ProcedureRun, cells: np.ndarray, repeats: int, v: float,
+                        compliance_a: float) -> dict[str, np.ndarray]:
+    """Route each cell to the SMU (``array.select``) and read its DC current ``repeats`` times
+    at bias ``v`` with PyMeasure's Keithley2450 driver; outputs off afterwards."""
+    st = ctx.station
+    smu = st.smu
+    out: dict[str, list] = {"cell": [], "repeat": [], "v": [], "i_a": [], "g_s": []}
+    smu.apply_voltage(compliance_current=compliance_a)
+    smu.measure_current(current=compliance_a, auto_range=True)
+    smu.source_voltage = 0.0
+    smu.enable_source()
+    bar = ctx.bar(cells.size, "SMU reads")
+    try:
+        for c in cells:
+            st.array.select(int(c))
+            smu.source_voltage = v
+            for r in range(repeats):
+                i = float(smu.current)
+                out["cell"].append(int(c))
+                out["repeat"].append(r)
+                out["v"].append(v)
+                out["i_a"].append(i)
+                out["g_s"].append(i / v)
+            smu.source_voltage = 0.0
+            bar.update(1)
+    finally:
+        smu.source_voltage = 0.0
+        smu.disable_source()
+        _deselect(st.array)
+        bar.close()
+    ctx.other_ops += cells.size * repeats
+    return {k: np.asarray(v_) for k, v_ in out.items()}
+
+
+def _deselect(array: CellArray) -> None:
+    for name in ("deselect", "route_off", "unroute"):
+        f = getattr(array, name, None)
+        if callable(f):
+            f()
+            return
+    try:
+        array.select(None)
+    except (TypeError, ValueError):
+        pass
+
+

@@ -1,0 +1,228 @@
+"""The shape of one procedure run: :class:`ProcedureRun`, what every bench procedure gets.
+
+A procedure (a characterization experiment, program-verify of a campaign, programming a
+network) is cut into named steps. :class:`ProcedureRun` opens (or resumes) the procedure's run
+in the store and gives the procedure:
+
+* ``skip(step)`` / ``complete(step)``: resumability. A step's rows are appended as they are
+  measured (``append``: flushed at once) and the step is committed by ``complete``; on resume
+  the store cuts every table back to the last committed step, ``done`` holds the committed
+  steps and ``skip`` says which to leave out, so nothing is measured twice or lost
+  (:class:`cimlab.store.Run`);
+* abort: used as a context manager, an exception or Ctrl-C inside closes the run "aborted"
+  (resumable like a killed run) and propagates; ``finish`` closes it "completed";
+* instrument-time accounting: the bench clock's time since the last committed step is charged
+  to the run with each step (``Run.add_instrument_time``), so a resumed run's total counts
+  every step once; :class:`ProcedureResult` holds round trips, cell operations, instrument
+  and host time;
+* batched array access counting round trips (``pulse``, ``read``, ``ops``: an
+  :class:`~cimlab.procedures.array_ops.ArrayOps`), the clock, a seeded generator ``rng``
+  and tqdm progress bars (``bar``: on a terminal only).
+
+A run is found again for resuming by its kind and plan record: for an experiment the plan
+section (:func:`plan_section`: plan name, settings, the resolved cells' hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cimlab.params import to_dict
+from cimlab.procedures.array_ops import ArrayOps
+from cimlab.procedures.program_verify import program_verify
+from cimlab.procedures.protocols import Bench, RunStore
+from cimlab.procedures.pulse_response import PulseResponse, measure_pulse_response
+from cimlab.procedures.verify_config import ProgramVerifyConfig
+from cimlab.procedures.verify_result import ProgramVerifyResult
+
+
+@dataclass
+class ProcedureResult:
+    """What a procedure did: the run uid, steps run/skipped, round trips, times, figures."""
+
+    kind: str
+    name: str
+    run_uid: str
+    steps_run: int = 0
+    steps_skipped: int = 0
+    round_trips: int = 0
+    cell_operations: int = 0          # cell-pulses + cell-reads
+    instrument_time_s: float = 0.0
+    host_time_s: float = 0.0
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_section(plan_name: str, exp: Any, cells: np.ndarray, extra: dict | None = None
+                 ) -> dict[str, Any]:
+    """The plan record of an experiment's run: plan name, experiment, its settings and the
+    resolved cells (count and SHA-1), which identify the run for resuming."""
+    cells = np.asarray(cells, dtype=np.uint32)
+    return {
+        "plan": plan_name,
+        "experiment": exp.label,
+        "section": to_dict(exp),
+        "cells_n": int(cells.size),
+        "cells_sha1": hashlib.sha1(cells.tobytes()).hexdigest(),
+        **(extra or {}),
+    }
+
+
+class ProcedureRun:
+    """One resumable run of a bench procedure (module docstring).
+
+    ``kind``: the run kind in the store; ``label``: a human name (progress bars, results);
+    ``plan``: the plan record that identifies the run for resuming; ``cells``: the cells the
+    procedure works on; ``seeds``: recorded with the run (default ``{"procedure": seed}``);
+    ``resume``: continue the unfinished (running or aborted) run of the same kind and plan.
+    For a plan experiment use :meth:`for_experiment`.
+
+    Use it as a context manager (``with ProcedureRun(...) as run:``): an exception or Ctrl-C
+    (KeyboardInterrupt) inside closes the run as "aborted" and propagates; the committed
+    steps stay and the next call with the same plan record resumes the run.
+    """
+
+    def __init__(self, station: Bench, store: RunStore, *, kind: str, label: str,
+                 plan: dict[str, Any], cells: np.ndarray, seed: int,
+                 seeds: dict[str, int] | None = None, progress: bool = True,
+                 resume: bool = True):
+        self.station = station
+        self.kind = kind
+        self.label = label
+        self.cells = np.asarray(cells, dtype=np.uint32)
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.ops = ArrayOps(station.array)
+        self.clock = station.clock
+        self.progress = progress
+        self.other_ops = 0        # cell operations outside the array ops (SMU reads)
+        self.response: PulseResponse | None = None
+        self.run = store.begin_run(kind=kind, plan=plan, snapshot=station.snapshot(),
+                                   seeds=seeds if seeds is not None
+                                   else {"procedure": self.seed}, resume=resume)
+        self.done: set[str] = set(self.run.completed_steps)
+        #: the steps already committed when this call began (a resumed run: non-empty)
+        self.resumed_steps: list[str] = sorted(self.done)
+        self.result = ProcedureResult(kind=kind, name=label, run_uid=str(self.run.uid))
+        self._t_host = time.perf_counter()
+        self._t_inst = self.clock.now()
+        self._t_charged = self._t_inst  # instrument time up to here is charged to the run
+        self._bars: list[Any] = []
+
+    @classmethod
+    def for_experiment(cls, station: Bench, store: RunStore, exp: Any, cells: np.ndarray,
+                       seed: int, *, plan_name: str = "", progress: bool = True,
+                       extra: dict | None = None) -> ProcedureRun:
+        """The run of one plan experiment ``exp`` (its ``kind`` and ``label``) on ``cells``,
+        identified by :func:`plan_section`; always resumes an unfinished one."""
+        section = plan_section(plan_name, exp, cells, extra)
+        return cls(station, store, kind=exp.kind, label=exp.label, plan=section, cells=cells,
+                   seed=seed, progress=progress)
+
+    def __enter__(self) -> ProcedureRun:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        for bar in self._bars:
+            bar.close()
+        if exc_type is not None:
+            self.abort()
+
+    def abort(self) -> None:
+        """Close the run as "aborted" (resumable) unless it was finished; never raises, so the
+        exception that stopped the procedure is the one the caller sees."""
+        try:
+            if self.run.status == "running":
+                self.run.finish("aborted")
+        except Exception:  # the store itself may be what failed
+            pass
+
+    # --------------------------------------------------------------- steps
+    def skip(self, step: str) -> bool:
+        """True (and counted as skipped) when ``step`` was committed by an earlier call."""
+        if step in self.done:
+            self.result.steps_skipped += 1
+            return True
+        return False
+
+    def complete(self, step: str) -> None:
+        """Commit ``step`` (its rows and the instrument time since the last commit)."""
+        now = self.now()  # the step's instrument time is committed with the step
+        self.run.add_instrument_time(max(0.0, now - self._t_charged))
+        self._t_charged = now
+        self.run.complete_step(step)
+        self.done.add(step)
+        self.result.steps_run += 1
+
+    def append(self, table: str, columns: dict[str, Any]) -> None:
+        """Append rows to ``table`` of the run (flushed; committed with the next step)."""
+        self.run.append(table, {k: np.asarray(v) for k, v in columns.items()})
+
+    def has_rows(self, table: str, **match: Any) -> bool:
+        """True when the run's (committed) ``table`` holds rows matching ``match``."""
+        if table not in self.run.tables:
+            return False
+        df = self.run.table(table)
+        if len(df) == 0:
+            return False
+        m = np.ones(len(df), dtype=bool)
+        for k, v in match.items():
+            m &= df[k].to_numpy() == v
+        return bool(m.any())
+
+    # --------------------------------------------------------------- instrument access
+    def pulse(self, cells: Any, direction: Any, v_pulse: Any, v_gate: Any,
+              width_s: float) -> np.ndarray:
+        """One batched pulse (``direction`` +1 SET / -1 RESET, scalar or per cell): energy [J]."""
+        cells = np.asarray(cells, dtype=np.uint32)
+        n = cells.size
+        return self.ops.pulse(cells, np.broadcast_to(direction, (n,)),
+                              np.broadcast_to(np.asarray(v_pulse, float), (n,)),
+                              np.broadcast_to(np.asarray(v_gate, float), (n,)), width_s)
+
+    def read(self, cells: Any, n_reads: int = 1) -> np.ndarray:
+        """One batched read of ``cells`` (``n_reads`` averaged) [S]."""
+        return self.ops.read(np.asarray(cells, dtype=np.uint32), n_reads)
+
+    def program(self, cells: np.ndarray, target: np.ndarray, cfg: ProgramVerifyConfig
+                ) -> ProgramVerifyResult:
+        """Program-verify ``cells``; the adaptive pulse response is measured once per run."""
+        if cfg.scheme == "adaptive" and self.response is None:
+            sub = cells if cells.size <= cfg.calibration_cells else np.sort(
+                self.rng.choice(cells, cfg.calibration_cells, replace=False))
+            self.response = measure_pulse_response(self.ops, sub, cfg, self.rng)
+            self.run.set_meta("pulse_response", self.response.to_dict())
+        return program_verify(self.ops, cells, target, cfg, clock=self.clock, rng=self.rng,
+                              progress=self.progress, response=self.response, timestamps=True)
+
+    def now(self) -> float:
+        """The bench clock [s]."""
+        return float(self.clock.now())
+
+    def bar(self, total: int, desc: str) -> Any:
+        """A tqdm progress bar (closed with the run; off when stderr is not a terminal)."""
+        from tqdm.auto import tqdm
+
+        # disable=None: tqdm switches itself off when stderr is not a terminal (a log file)
+        bar = tqdm(total=total, desc=f"{self.label}: {desc}",
+                   disable=None if self.progress else True, leave=False)
+        self._bars.append(bar)
+        return bar
+
+    def finish(self, **figures: Any) -> ProcedureResult:
+        """Close the run "completed"; the result with ``figures`` added."""
+        self.run.finish("completed")
+        r = self.result
+        r.round_trips = self.ops.round_trips
+        r.cell_operations = self.ops.cell_ops + self.other_ops
+        r.host_time_s = time.perf_counter() - self._t_host
+        r.instrument_time_s = self.now() - self._t_inst
+        r.figures.update(figures)
+        return r
+
+
+__all__ = ["ProcedureResult", "ProcedureRun", "plan_section"]

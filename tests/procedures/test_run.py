@@ -1,0 +1,67 @@
+"""ProcedureRun, the shape of every bench procedure's run: steps commit their rows, a failed
+call closes the run "aborted", the next call with the same plan record resumes it and skips
+the committed steps, and the instrument time of each step is charged once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cimlab.instruments.station import Station
+from cimlab.procedures.run import ProcedureRun
+from cimlab.store import Store
+from tests.procedures.bench_util import station_file
+
+PLAN = {"what": "a two-step test procedure"}
+CELLS = np.arange(10, 20, dtype=np.uint32)
+
+
+def _open(station, store, **kw):
+    return ProcedureRun(station, store, kind="test_procedure", label="test", plan=PLAN,
+                        cells=CELLS, seed=7, progress=False, **kw)
+
+
+def test_abort_resume_skip_and_instrument_time(tmp_path):
+    with Station.open(station_file(tmp_path)) as st, Store.open(tmp_path / "s.h5", "a") as s:
+        with pytest.raises(RuntimeError, match="stop here"), _open(st, s) as run:
+            assert not run.skip("one")
+            st.clock.sleep(5.0)
+            run.append("rows", {"cell": CELLS, "step": np.full(CELLS.size, 1)})
+            run.complete("one")
+            run.append("rows", {"cell": CELLS, "step": np.full(CELLS.size, 2)})
+            st.clock.sleep(3.0)
+            raise RuntimeError("stop here")
+        first = s.run("last")
+        assert first.status == "aborted"
+        assert first.instrument_time_s == pytest.approx(5.0, abs=1e-9)  # step two uncommitted
+
+        with _open(st, s) as run:
+            assert run.run.uid == first.uid and run.resumed_steps == ["one"]
+            assert run.skip("one") and not run.skip("two")
+            assert run.has_rows("rows", step=1) and not run.has_rows("rows", step=2)
+            run.append("rows", {"cell": CELLS, "step": np.full(CELLS.size, 2)})
+            st.clock.sleep(2.0)
+            run.complete("two")
+            result = run.finish(answer=42)
+        done = s.run(first.uid)
+        assert done.status == "completed"
+        rows = done.table("rows")
+        assert rows["step"].tolist() == [1] * CELLS.size + [2] * CELLS.size
+        # 5 s (step one) + 2 s (step two); the 3 s of the aborted, uncommitted attempt at
+        # step two are not charged: that step's work was cut back and measured again
+        assert done.instrument_time_s == pytest.approx(7.0, abs=1e-9)
+        assert result.steps_run == 1 and result.steps_skipped == 1
+        assert result.figures == {"answer": 42} and result.run_uid == first.uid
+        assert done.seeds == {"procedure": 7}
+
+
+def test_pulse_and_read_are_batched_and_counted(tmp_path):
+    with Station.open(station_file(tmp_path)) as st, Store.open(tmp_path / "s.h5", "a") as s:
+        with _open(st, s, seeds={"mine": 3}) as run:
+            e = run.pulse(CELLS, 1, 2.0, 1.2, 1e-7)   # one SET command for every cell
+            g = run.read(CELLS, n_reads=2)            # one read command, two reads per cell
+            result = run.finish()
+        assert e.shape == g.shape == (CELLS.size,) and np.all(e > 0)
+        assert result.round_trips == 2
+        assert result.cell_operations == CELLS.size * 3
+        assert s.run(result.run_uid).seeds == {"mine": 3}
