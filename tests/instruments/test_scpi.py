@@ -207,4 +207,4 @@ def test_long_parameters_are_not_echoed_whole_into_the_error_queue():
     t = Toy()
     ask(t, "SOUR:VOLT '" + "x" * 100_000 + "'")
     reply = ask(t, "SYST:ERR?")
-    assert reply.startswith(b"-104,") and len(reply) < 400
+    assert reply.startswith(b"-124,") and len(reply) < 400
