@@ -12,6 +12,17 @@ class CimlabError(Exception):
     """Base class of every error cimlab raises on purpose."""
 
 
+#: Longest echo of an offending value in an error message [characters].
+MAX_ECHO_CHARS = 200
+
+
+def _shorten(text: str) -> str:
+    """``text`` cut to :data:`MAX_ECHO_CHARS` (a 130 MB array is not echoed into one line)."""
+    if len(text) <= MAX_ECHO_CHARS:
+        return text
+    return f"{text[:MAX_ECHO_CHARS]}... ({len(text)} characters)"
+
+
 class ConfigError(CimlabError, ValueError):
     """A file (station, plan, profile, model, store) holds a value cimlab cannot accept.
 
@@ -23,7 +34,7 @@ class ConfigError(CimlabError, ValueError):
         self.field = field
         self.expected = expected
         self.got = got
-        got_text = "" if got is None else f", got {got!r}"
+        got_text = "" if got is None else f", got {_shorten(repr(got))}"
         super().__init__(f"{self.source}: field '{field}': expected {expected}{got_text}")
 
 
