@@ -9,6 +9,7 @@ import torch.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -120,7 +121,33 @@ def _run(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+    except OSError as exc:  # the file system refused (read-only, full, no permission)
+        print(f"cimlab: error: {os_error_line(exc)}", file=sys.stderr)
+        return 1
     return int(result or 0)
+
+
+#: What to do about a file-system error, by errno.
+_OS_HINTS: dict[int, str] = {
+    errno.EROFS: "the place is read-only: choose a writable one (--out)",
+    errno.EACCES: "no permission: choose a place you may write (--out) or fix its permissions",
+    errno.EPERM: "not permitted: choose another place (--out)",
+    errno.ENOSPC: "the disk is full: free space and re-run (a campaign resumes where it "
+                  "stopped)",
+    errno.EDQUOT: "the disk quota is exhausted: free space and re-run",
+    errno.EISDIR: "a directory where a file is expected: give a file name",
+    errno.ENOTDIR: "a file where a directory is expected: give a directory",
+    errno.ENOENT: "no such file or directory: check the path",
+    errno.ENAMETOOLONG: "the file name is too long: choose a shorter one",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for a file-system error: the path, the system's reason and what to do."""
+    where = exc.filename if exc.filename is not None else "a file"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    hint = _OS_HINTS.get(exc.errno or -1)
+    return f"{where}: {reason}" + (f"; {hint}" if hint else "")
 
 
 def _silence_stdout() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,11 @@ def _runs(args: argparse.Namespace) -> int:
         print(show.to_string(index=False))
         print("steps: steps completed; resumes: times an interrupted run was continued "
               "(by re-running its command)")
+        damaged = [str(x) for x in df["status"] if str(x).startswith("damaged")]
+        if damaged:  # listed above; the exit status and one line say the store is not sound
+            print(f"cimlab: error: {args.file}: {len(damaged)} damaged run(s); the first: "
+                  f"{damaged[0].removeprefix('damaged: ')}", file=sys.stderr)
+            return 1
     return 0
 
 
