@@ -13,6 +13,7 @@ import errno
 import importlib
 import os
 import sys
+from typing import NoReturn
 
 from cimlab import __version__
 from cimlab.errors import CimlabError
@@ -37,8 +38,15 @@ RESUMABLE: frozenset[str] = frozenset({"characterize", "program-net"})
 EXIT_BROKEN_PIPE = 141
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (the usage itself is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"cimlab: error: {self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cimlab",
         description=(
             "ReRAM compute-in-memory lab: drive a (real or emulated) bench, characterize a chip, "

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cimlab.cli._common import existing_file, nonneg_int
+
 _DATA_DIR = Path("data")
 
 
@@ -51,7 +53,7 @@ def register(sub: Any) -> None:
     rep.add_argument("--run", metavar="UID", action="append", default=None,
                      help="report only this run (repeatable; uid, prefix or 'last')")
     rep.add_argument("--no-plots", action="store_true", help="print the tables only")
-    rep.add_argument("--max-rows", type=int, default=40,
+    rep.add_argument("--max-rows", type=nonneg_int, default=40,
                      help="longest table printed (longer ones stay in the summary; default 40)")
     rep.set_defaults(func=_report)
 
@@ -69,7 +71,7 @@ def register(sub: Any) -> None:
         epilog="example: cimlab import reads.csv --format tidy --cell-col addr --time-col t_ms "
         "--time-unit ms --g-col G_uS --g-unit uS --target-col target_uS --out data/lab.h5",
     )
-    imp.add_argument("file", type=Path, help="CSV/TSV file (.gz accepted)")
+    imp.add_argument("file", type=existing_file, help="CSV/TSV file (.gz accepted)")
     imp.add_argument("--format", choices=("techc", "tidy"), default="tidy",
                      help="file layout (default tidy)")
     imp.add_argument("--out", type=Path, default=None, metavar="STORE.h5",

@@ -66,6 +66,9 @@ class Store:
         if mode not in _MODES:
             raise StoreError(path, "mode", "'r', 'r+', 'a' or 'x' (a store is never truncated)",
                              mode)
+        if path.is_dir():
+            raise StoreError(path, "path", "a store file (e.g. data/chip01.h5), not a directory",
+                             "a directory")
         exists = path.exists()
         if mode in ("r", "r+") and not exists:
             raise StoreError(path, "path", "an existing store file (run a campaign or "
