@@ -42,5 +42,11 @@ class LimitError(CimlabError, ValueError):
     """A requested value lies outside a safety or instrument limit. Nothing was sent."""
 
 
+class InsufficientDataError(CimlabError, ValueError):
+    """A store holds too little data for a fit or a report statistic. The message says what
+    is missing and what to measure (e.g. "relaxation fit needs reads at 2 or more time
+    points: measure with times_s of 2 or more entries")."""
+
+
 class InstrumentError(CimlabError, RuntimeError):
     """An instrument reported an error (SCPI error queue) or answered unexpectedly."""

@@ -261,11 +261,13 @@ class ReadFluctuationExp(_Experiment):
     kind: str = param("read_fluctuation", choices=("read_fluctuation",))
     levels: LevelSet = param(default_factory=LevelSet)
     verify: ProgramVerifyConfig = param(default_factory=ProgramVerifyConfig)
-    repeats: int = param(100, unit="1", lo=1, hi=1_000_000, doc="reads per cell")
+    repeats: int = param(100, unit="1", lo=2, hi=1_000_000,
+                         doc="reads per cell (a spread needs at least 2)")
     interval_s: float = param(0.0, unit="s", lo=0.0, hi=1e5, doc="wait between repeated reads")
     settle_s: float = param(1.0, unit="s", lo=0.0, hi=1e7, doc="wait after programming")
     smu_cells: int = param(0, unit="1", lo=0, hi=100_000, doc="cells read with the SMU")
-    smu_repeats: int = param(10, unit="1", lo=1, hi=100_000, doc="SMU reads per cell")
+    smu_repeats: int = param(10, unit="1", lo=2, hi=100_000,
+                             doc="SMU reads per cell (a spread needs at least 2)")
     smu_v: float = param(0.2, unit="V", lo=0.0, lo_open=True, hi=2.0, doc="SMU read bias")
     smu_compliance_a: float = param(1e-4, unit="A", lo=0.0, lo_open=True, hi=0.1,
                                     doc="SMU current compliance during reads")

@@ -78,6 +78,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cimlab.errors import InsufficientDataError
 from cimlab.stats import MAD_TO_SIGMA
 
 #: Confidence level of every interval in the report.
@@ -389,6 +390,10 @@ def summarize_read_fluctuation(tables: dict[str, pd.DataFrame],
         if name in tables and len(tables[name]):
             flt = analog_filter(tables[name]["cell"], faults)
             s = _read_sigma(tables[name], flt)
+            if not (s["repeats"] >= 2).any():  # no spread from one read per cell
+                raise InsufficientDataError(
+                    f"{name}: one read per cell; a read-fluctuation sigma needs at least 2 "
+                    "repeated reads per cell: measure with repeats >= 2")
             center = "median_g_s" if flt.basis == "robust" else "mean_g_s"
             sections.append(Section(
                 title, s, ("target_s", "mean_g_s", "median_g_s", "sigma_s", "sigma_raw_s"),
