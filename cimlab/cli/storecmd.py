@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cimlab.cli._common import existing_file, nonneg_int
+from cimlab.cli._common import file_path, nonneg_int
 
 _DATA_DIR = Path("data")
 
@@ -71,7 +71,7 @@ def register(sub: Any) -> None:
         epilog="example: cimlab import reads.csv --format tidy --cell-col addr --time-col t_ms "
         "--time-unit ms --g-col G_uS --g-unit uS --target-col target_uS --out data/lab.h5",
     )
-    imp.add_argument("file", type=existing_file, help="CSV/TSV file (.gz accepted)")
+    imp.add_argument("file", type=file_path, help="CSV/TSV file (.gz accepted)")
     imp.add_argument("--format", choices=("techc", "tidy"), default="tidy",
                      help="file layout (default tidy)")
     imp.add_argument("--out", type=Path, default=None, metavar="STORE.h5",
