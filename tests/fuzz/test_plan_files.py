@@ -47,7 +47,7 @@ def test_bad_plan_files_get_one_line_and_write_nothing(tmp_path, capsys, monkeyp
     assert one_clear_line(err), err[:500]
     assert f"'{field}'" in err and "plan.toml" in err
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["plan.toml"]  # nothing written
-    assert not (tmp_path.parent.parent.parent / "x.h5").exists()
+    assert not (tmp_path.parent.parent / "x.h5").exists()  # data/../../../x.h5
     tally.handled("plan file (CLI)")
 
 
