@@ -127,7 +127,7 @@ def check(obj: Any, *, source: str | Path | None = None, prefix: str = "") -> No
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ConfigError(source, name, describe_bounds(f), v)
-            if not math.isfinite(v):
+            if isinstance(v, float) and not math.isfinite(v):  # a huge int is finite
                 raise ConfigError(source, name, describe_bounds(f), v)
             if lo is not None and (v < lo or (md.get(_LO_OPEN) and v <= lo)):
                 raise ConfigError(source, name, describe_bounds(f), v)
@@ -177,7 +177,8 @@ def _convert(tp: Any, value: Any, source: str | Path | None, name: str, f: datac
             raise ConfigError(source, name, "a table", value)
         return dict(value)
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or (isinstance(value, int) and abs(value) > 1e308):  # float() would overflow
             raise ConfigError(source, name, describe_bounds(f), value)
         return float(value)
     if tp is int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 
 #: Station file the bench, campaign and chip commands open by default.
 DEFAULT_STATION = "instruments/emulated.toml"
@@ -35,3 +36,46 @@ def usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int
         return 2
 
     return show
+
+
+# --------------------------------------------------------------------------- argument types
+# argparse ``type=`` functions: a bad value becomes one line naming the option and what is
+# expected (cimlab.cli.main prints argparse errors as one line).
+
+#: Largest seed accepted on the command line (NumPy and torch both take 63-bit seeds).
+SEED_MAX = 2**63 - 1
+
+
+def bounded_int(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in ``[lo, hi]`` (either bound may be None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text[:40]!r}") from None
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            span = (f"in {lo}..{hi}" if lo is not None and hi is not None
+                    else f">= {lo}" if lo is not None else f"<= {hi}")
+            raise argparse.ArgumentTypeError(f"expected an integer {span}, got {text[:40]}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+#: An integer >= 0 (a count that may be zero).
+nonneg_int = bounded_int(0)
+#: An integer >= 1.
+positive_int = bounded_int(1)
+#: A seed: an integer in 0..2**63-1.
+seed_int = bounded_int(0, SEED_MAX)
+
+
+def file_path(text: str) -> Path:
+    """An argparse type: a path that is not a directory (a file is expected there; whether it
+    exists is the loader's check, with its own one-line error)."""
+    p = Path(text)
+    if p.is_dir():
+        raise argparse.ArgumentTypeError(f"expected a file, got the directory {text[:200]}")
+    return p

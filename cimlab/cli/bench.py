@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from cimlab.cli._common import DEFAULT_STATION, usage
+from cimlab.cli._common import DEFAULT_STATION, seed_int, usage
 
 
 def register(sub: Any) -> None:
@@ -34,7 +34,7 @@ def register(sub: Any) -> None:
     )
     serve.add_argument("--station", default=DEFAULT_STATION, metavar="FILE",
                        help=f"station file with an [emulator] section (default {DEFAULT_STATION})")
-    serve.add_argument("--seed", type=int, default=None,
+    serve.add_argument("--seed", type=seed_int, default=None,
                        help="override the station file's emulator seed")
     serve.add_argument("--profile", default=None,
                        help="override the station file's chip profile (name or TOML path)")

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cimlab.cli._common import DEFAULT_STATION
+from cimlab.cli._common import DEFAULT_STATION, seed_int
 
 #: program-verify parameters set from the command line: field -> (flag, SI -> flag unit, unit).
 _PV_FLAGS: dict[str, tuple[str, float, str]] = {
@@ -109,7 +109,8 @@ def register(sub: Any) -> None:
         help="verify reads averaged per iteration (default: %(default)s)",
     )
     q.add_argument(
-        "--seed", type=int, default=0, help="seed of the level assignment (default: %(default)s)"
+        "--seed", type=seed_int, default=0,
+        help="seed of the level assignment (default: %(default)s)"
     )
     q.add_argument("--json", action="store_true", help="also print the figures as JSON")
     q.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from cimlab.cli._common import DATASETS, DEFAULT_STATION
+from cimlab.cli._common import DATASETS, DEFAULT_STATION, positive_int, seed_int
 
 
 def register(sub: Any) -> None:
@@ -37,11 +37,11 @@ def register(sub: Any) -> None:
         "numbers; --quick is the reduced version the tests run)",
     )
     d.add_argument("--out", default="data/demo", help="output folder (default %(default)s)")
-    d.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
+    d.add_argument("--seed", type=seed_int, default=0, help="seed of everything (default 0)")
     d.add_argument("--quick", action="store_true",
                    help="reduced sizes: fewer training epochs, test images, BN samples and Monte "
                    "Carlo trials (same characterization)")
-    d.add_argument("--trials", type=int, default=None,
+    d.add_argument("--trials", type=positive_int, default=None,
                    help="simulated programmings per prediction (default 30, --quick 10)")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     d.set_defaults(func=_demo)
@@ -67,7 +67,7 @@ def register(sub: Any) -> None:
                    help="rows driven per MVM (logical tile height; default %(default)s)")
     p.add_argument("--first-tile", type=int, default=0,
                    help="first chip tile to use (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=seed_int, default=0,
                    help="program-verify seed (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_program_net)
@@ -90,8 +90,8 @@ def register(sub: Any) -> None:
     e.add_argument("--bn", choices=("auto", "trained"), default="auto",
                    help="BN statistics: the newest 'bn_calibration' run after the programming "
                    "(auto; as trained if there is none) or as trained (default %(default)s)")
-    e.add_argument("--samples", type=int, default=None, help="test images (default all)")
-    e.add_argument("--batch-size", type=int, default=150,
+    e.add_argument("--samples", type=positive_int, default=None, help="test images (default all)")
+    e.add_argument("--batch-size", type=positive_int, default=150,
                    help="images per MVM batch (default %(default)s)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=_evaluate)
@@ -108,7 +108,8 @@ def register(sub: Any) -> None:
     b.add_argument("--data", default="digits", choices=DATASETS,
                    help="dataset (default %(default)s)")
     b.add_argument("--root", default=None, help="folder of MNIST / CIFAR-10 files")
-    b.add_argument("--samples", type=int, default=256, help="calibration images (default 256)")
+    b.add_argument("--samples", type=positive_int, default=256,
+                   help="calibration images (default 256)")
     b.add_argument("--station", default=None,
                    help="station file (default: the one recorded in the store)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")

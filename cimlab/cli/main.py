@@ -9,9 +9,11 @@ import torch.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
+from typing import NoReturn
 
 from cimlab import __version__
 from cimlab.errors import CimlabError
@@ -37,8 +39,15 @@ RESUMABLE: frozenset[str] = frozenset({"characterize", "program-net"})
 EXIT_BROKEN_PIPE = 141
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (the usage itself is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"cimlab: error: {self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cimlab",
         description=(
             "ReRAM compute-in-memory lab: drive a (real or emulated) bench, characterize a chip, "
@@ -121,7 +130,33 @@ def _run(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+    except OSError as exc:  # the file system refused (read-only, full, no permission)
+        print(f"cimlab: error: {os_error_line(exc)}", file=sys.stderr)
+        return 1
     return int(result or 0)
+
+
+#: What to do about a file-system error, by errno.
+_OS_HINTS: dict[int, str] = {
+    errno.EROFS: "the place is read-only: choose a writable one (--out)",
+    errno.EACCES: "no permission: choose a place you may write (--out) or fix its permissions",
+    errno.EPERM: "not permitted: choose another place (--out)",
+    errno.ENOSPC: "the disk is full: free space and re-run (a campaign resumes where it "
+                  "stopped)",
+    errno.EDQUOT: "the disk quota is exhausted: free space and re-run",
+    errno.EISDIR: "a directory where a file is expected: give a file name",
+    errno.ENOTDIR: "a file where a directory is expected: give a directory",
+    errno.ENOENT: "no such file or directory: check the path",
+    errno.ENAMETOOLONG: "the file name is too long: choose a shorter one",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for a file-system error: the path, the system's reason and what to do."""
+    where = exc.filename if exc.filename is not None else "a file"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    hint = _OS_HINTS.get(exc.errno or -1)
+    return f"{where}: {reason}" + (f"; {hint}" if hint else "")
 
 
 def _silence_stdout() -> None:

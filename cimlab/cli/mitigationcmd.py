@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from cimlab.cli._common import seed_int
+
 PAPERS = ("000", "001", "002", "003", "004")
 
 _HELP = {
@@ -40,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paper", choices=PAPERS, help="paper number (see the list above)")
     p.add_argument("--out", default="results", help="output folder (default: ./results/PAPER)")
     p.add_argument("--quick", action="store_true", help="reduced version (fewer epochs/samples)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every generator (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of every generator (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run)
 

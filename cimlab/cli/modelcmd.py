@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from cimlab.cli._common import usage
+from cimlab.cli._common import bounded_int, file_path, seed_int, usage
 
 
 def register(sub: Any) -> None:
@@ -55,7 +55,7 @@ def register(sub: Any) -> None:
         "not identifiable from one temperature), an endurance with too few failures as a "
         "lower bound ('> N cycles'). --json prints the validated file.",
     )
-    show.add_argument("model", type=Path, help="model file (JSON)")
+    show.add_argument("model", type=file_path, help="model file (JSON)")
     show.add_argument("--json", action="store_true", help="print the JSON document instead")
     show.add_argument("--fill-defaults", action="store_true",
                      help="take literature defaults for effects or parameters missing from "
@@ -70,8 +70,8 @@ def register(sub: Any) -> None:
         "relaxation sigma and mean shift vs time per level, bake retention per temperature "
         "(and the Arrhenius plot), LRS/HRS distributions per condition.",
     )
-    plot.add_argument("model", type=Path, help="model file (JSON)")
-    plot.add_argument("--data", type=Path, required=True, metavar="STORE.h5",
+    plot.add_argument("model", type=file_path, help="model file (JSON)")
+    plot.add_argument("--data", type=file_path, required=True, metavar="STORE.h5",
                       help="the store the model was fitted to")
     plot.add_argument("--out", type=Path, default=None, metavar="DIR",
                       help="folder for the PNGs (default: <model>-plots/)")
@@ -89,13 +89,14 @@ def register(sub: Any) -> None:
         "was fitted to bakes at one temperature, Ea is a prior and its whole published range "
         "(1.1-2.25 eV for HfOx) is propagated, with a warning.",
     )
-    ex.add_argument("model", type=Path, help="model file (JSON)")
+    ex.add_argument("model", type=file_path, help="model file (JSON)")
     ex.add_argument("--years", type=float, default=10.0,
                     help="time at temperature in years, > 0 (default 10)")
     ex.add_argument("--temp-c", type=float, default=85.0,
                     help="use temperature in C, above -273.15 and at most 400 (default 85)")
-    ex.add_argument("--draws", type=int, default=4000, help="Monte-Carlo draws (default 4000)")
-    ex.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    ex.add_argument("--draws", type=bounded_int(1, 10_000_000), default=4000,
+                    help="Monte-Carlo draws (default 4000)")
+    ex.add_argument("--seed", type=seed_int, default=0, help="seed of the draws (default 0)")
     ex.add_argument("--json", action="store_true", help="print the result as JSON")
     ex.add_argument("--fill-defaults", action="store_true",
                      help="take literature defaults for effects or parameters missing from "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cimlab.cli._common import DATASETS, NET_NAMES
+from cimlab.cli._common import DATASETS, NET_NAMES, bounded_int, positive_int, seed_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,10 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, choices=DATASETS,
                    help="dataset (default: the checkpoint's, else digits)")
     p.add_argument("--root", default=None, help="folder of the MNIST / CIFAR-10 files")
-    p.add_argument("--trials", type=int, default=20,
+    p.add_argument("--trials", type=positive_int, default=20,
                    help="independent programmings (default: %(default)s, as paper 001)")
-    p.add_argument("--seed", type=int, default=0, help="Monte Carlo seed (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--seed", type=seed_int, default=0,
+                   help="Monte Carlo seed (default: %(default)s)")
+    p.add_argument("--workers", type=bounded_int(1, 1024), default=1,
                    help="worker processes (results do not depend on it; default: %(default)s)")
     p.add_argument("--layers", nargs="+", default=None, metavar="NAME",
                    help="inject non-idealities only into these layers (names as printed)")
@@ -63,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="programming condition of binarized nets (default: %(default)s)")
     p.add_argument("--structure", choices=("1T1R", "2T2R"), default="2T2R",
                    help="cells per binary weight (default: %(default)s)")
-    p.add_argument("--test-samples", type=int, default=None,
+    p.add_argument("--test-samples", type=positive_int, default=None,
                    help="evaluate on the first N test images only (quick runs)")
     p.add_argument("--png", default="simulate.png",
                    help="accuracy histogram to write (default: %(default)s)")

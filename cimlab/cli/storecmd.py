@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
+
+from cimlab.cli._common import file_path, nonneg_int
 
 _DATA_DIR = Path("data")
 
@@ -51,7 +54,7 @@ def register(sub: Any) -> None:
     rep.add_argument("--run", metavar="UID", action="append", default=None,
                      help="report only this run (repeatable; uid, prefix or 'last')")
     rep.add_argument("--no-plots", action="store_true", help="print the tables only")
-    rep.add_argument("--max-rows", type=int, default=40,
+    rep.add_argument("--max-rows", type=nonneg_int, default=40,
                      help="longest table printed (longer ones stay in the summary; default 40)")
     rep.set_defaults(func=_report)
 
@@ -78,7 +81,7 @@ def register(sub: Any) -> None:
         "techa-bake --out data/techA.h5 (3) cimlab import bakes.csv --bake-time-col t_bake "
         "--time-unit h --temp-col T --temp-unit C --level-step 7.5uS --n-levels 32",
     )
-    imp.add_argument("file", type=Path, help="CSV/TSV file (.gz accepted)")
+    imp.add_argument("file", type=file_path, help="CSV/TSV file (.gz accepted)")
     imp.add_argument("--format", choices=("tidy", "techc", "techa-bake", "tsdata"),
                      default="tidy", help="file layout (default tidy)")
     imp.add_argument("--out", type=Path, default=None, metavar="STORE.h5",
@@ -177,6 +180,11 @@ def _runs(args: argparse.Namespace) -> int:
         print(show.to_string(index=False))
         print("steps: steps completed; resumes: times an interrupted run was continued "
               "(by re-running its command)")
+        damaged = [str(x) for x in df["status"] if str(x).startswith("damaged")]
+        if damaged:  # listed above; the exit status and one line say the store is not sound
+            print(f"cimlab: error: {args.file}: {len(damaged)} damaged run(s); the first: "
+                  f"{damaged[0].removeprefix('damaged: ')}", file=sys.stderr)
+            return 1
     return 0
 
 

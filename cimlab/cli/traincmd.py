@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cimlab.cli._common import DATASETS, NET_NAMES
+from cimlab.cli._common import DATASETS, NET_NAMES, positive_int, seed_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,16 +53,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="neurons per hidden layer of paper003-bnn-mlp (paper: 4096)",
     )
-    p.add_argument("--epochs", type=int, default=20, help="training epochs (default: %(default)s)")
+    p.add_argument("--epochs", type=positive_int, default=20,
+                   help="training epochs (default: %(default)s)")
     p.add_argument(
-        "--batch-size", type=int, default=64, help="mini-batch size (default: %(default)s)"
+        "--batch-size", type=positive_int, default=64, help="mini-batch size (default: %(default)s)"
     )
     p.add_argument(
         "--lr", type=float, default=None, help="learning rate (default: Adam 1e-3, BNNs 1e-2)"
     )
     p.add_argument(
         "--seed",
-        type=int,
+        type=seed_int,
         default=0,
         help="seed of weight init and shuffling (default: %(default)s)",
     )

@@ -21,6 +21,7 @@ notebook and are converted to K for the tables.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,13 +31,27 @@ import numpy as np
 
 from cimlab.errors import ConfigError, LimitError
 from cimlab.instruments.limits import check_requests
-from cimlab.params import check, from_dict, load_toml, param, to_dict
+from cimlab.params import check, from_dict, param, to_dict
 from cimlab.procedures.program_verify import ProgramVerifyConfig
 
 #: Conductance window of the default chip profile, paper 000 (2e-6 .. 4e-5 S; NeuRRAM also
 #: used Gmax = 40 uS).
 G_MIN_DEFAULT = 2e-6
 G_MAX_DEFAULT = 40e-6
+
+#: Largest plan file read [bytes]; the bundled plans are a few kB.
+MAX_PLAN_BYTES = 1 << 20
+#: A plan name becomes a file name (``data/<name>.h5``): letters, digits, ``._-``, at most 64
+#: characters, not starting with a dot, so a path from a file never escapes its folder.
+PLAN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+#: An experiment name labels a run in the store: printable, no ``/``, at most 100 characters.
+EXPERIMENT_NAME = re.compile(r"[^/\x00-\x1f\x7f]{1,100}")
+
+
+def _short(value: object, n: int = 60) -> object:
+    """``value`` for an error message: a long string or sequence is cut to ``n`` characters."""
+    text = repr(value)
+    return value if len(text) <= n else text[:n] + f"... ({len(text)} characters)"
 
 
 # --------------------------------------------------------------------------- cells
@@ -77,12 +92,14 @@ class CellSet:
         per_tile = rows * cols
         n_cells = n_tiles * per_tile
         what = f"cells inside the chip ({n_tiles} tiles x {rows} x {cols} = {n_cells} cells)"
-        parts: list[np.ndarray] = []
+        # one flag per chip cell: the selection never takes more memory than the chip,
+        # however many (repeated) tiles or ranges a file lists
+        selected = np.zeros(n_cells, dtype=bool)
         for t in self.tiles:
             if t >= n_tiles:
                 raise ConfigError(source, f"{field_name}.tiles", what + "; plan larger than chip",
                                   t)
-            parts.append(np.arange(t * per_tile, (t + 1) * per_tile, dtype=np.int64))
+            selected[t * per_tile:(t + 1) * per_tile] = True
         spans = [(a, b, f"{field_name}.ranges[{i}]", [a, b])
                  for i, (a, b) in enumerate(self.ranges)]
         if self.count:
@@ -92,8 +109,8 @@ class CellSet:
             if b > n_cells:
                 raise ConfigError(source, where, what + f"; this selection ends at cell {b - 1}, "
                                   f"beyond the last cell {n_cells - 1}", got)
-            parts.append(np.arange(a, b, dtype=np.int64))
-        cells = np.unique(np.concatenate(parts))
+            selected[a:b] = True
+        cells = np.flatnonzero(selected)
         if self.sample:
             if self.sample > cells.size:
                 raise ConfigError(source, f"{field_name}.sample",
@@ -184,6 +201,9 @@ class _Experiment:
 
     def __post_init__(self) -> None:
         check(self)
+        if self.name and not EXPERIMENT_NAME.fullmatch(self.name):
+            raise ConfigError(None, "name", "a label of 1 to 100 printable characters without "
+                              "'/'", _short(self.name))
 
     @property
     def label(self) -> str:
@@ -241,11 +261,13 @@ class ReadFluctuationExp(_Experiment):
     kind: str = param("read_fluctuation", choices=("read_fluctuation",))
     levels: LevelSet = param(default_factory=LevelSet)
     verify: ProgramVerifyConfig = param(default_factory=ProgramVerifyConfig)
-    repeats: int = param(100, unit="1", lo=1, hi=1_000_000, doc="reads per cell")
+    repeats: int = param(100, unit="1", lo=2, hi=1_000_000,
+                         doc="reads per cell (a spread needs at least 2)")
     interval_s: float = param(0.0, unit="s", lo=0.0, hi=1e5, doc="wait between repeated reads")
     settle_s: float = param(1.0, unit="s", lo=0.0, hi=1e7, doc="wait after programming")
     smu_cells: int = param(0, unit="1", lo=0, hi=100_000, doc="cells read with the SMU")
-    smu_repeats: int = param(10, unit="1", lo=1, hi=100_000, doc="SMU reads per cell")
+    smu_repeats: int = param(10, unit="1", lo=2, hi=100_000,
+                             doc="SMU reads per cell (a spread needs at least 2)")
     smu_v: float = param(0.2, unit="V", lo=0.0, lo_open=True, hi=2.0, doc="SMU read bias")
     smu_compliance_a: float = param(1e-4, unit="A", lo=0.0, lo_open=True, hi=0.1,
                                     doc="SMU current compliance during reads")
@@ -405,6 +427,13 @@ class PlanHeader:
 
     def __post_init__(self) -> None:
         check(self)
+        if not PLAN_NAME.fullmatch(self.name):
+            raise ConfigError(None, "name", "a file name: 1 to 64 letters, digits, '.', '_' or "
+                              "'-', not starting with '.' (the store is data/<name>.h5)",
+                              _short(self.name))
+        if len(self.description) > 10_000:
+            raise ConfigError(None, "description", "at most 10000 characters",
+                              _short(self.description))
 
 
 @dataclass(frozen=True)
@@ -591,7 +620,7 @@ def plan_from_mapping(data: Mapping[str, Any], *, source: str | Path = "<plan>")
         if not isinstance(raw, Mapping):
             raise ConfigError(src, prefix[:-1], "a table", raw)
         kind = raw.get("kind")
-        if kind not in EXPERIMENT_KINDS:
+        if not isinstance(kind, str) or kind not in EXPERIMENT_KINDS:
             raise ConfigError(src, prefix + "kind", "one of " + ", ".join(EXPERIMENT_KINDS),
                               kind)
         try:
@@ -609,6 +638,40 @@ def plan_from_mapping(data: Mapping[str, Any], *, source: str | Path = "<plan>")
 
 
 def load_plan(path: str | Path) -> Plan:
-    """Read and validate a plan file (syntax, keys, types, bounds). ConfigError on failure."""
+    """Read and validate a plan file (size, encoding, syntax, keys, types, bounds).
+
+    ConfigError on failure, before anything larger than :data:`MAX_PLAN_BYTES` is read.
+    """
     p = Path(path)
-    return plan_from_mapping(load_toml(p), source=p)
+    return plan_from_mapping(read_plan_file(p), source=p)
+
+
+def read_plan_file(path: Path) -> dict[str, Any]:
+    """The TOML mapping of a plan file; ConfigError for a missing file, a directory, a file
+    over :data:`MAX_PLAN_BYTES`, text that is not UTF-8, bad syntax or absurd nesting."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    if path.is_dir():
+        raise ConfigError(path, "<file>", "a plan file (TOML), not a directory")
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_PLAN_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(path, "<file>", "an existing plan file (TOML)") from None
+    except OSError as exc:
+        raise ConfigError(path, "<file>", f"a readable plan file ({exc.strerror})") from None
+    if len(raw) > MAX_PLAN_BYTES:
+        raise ConfigError(path, "<file>", f"a plan file of at most {MAX_PLAN_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, "<encoding>", f"UTF-8 text (TOML); byte {exc.start} is not")\
+            from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "<syntax>", f"valid TOML ({exc})") from None
+    except RecursionError:
+        raise ConfigError(path, "<syntax>", "TOML nested a reasonable depth") from None

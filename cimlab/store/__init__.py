@@ -19,10 +19,18 @@ The table contract (column names per run kind) is in docs/architecture.md sectio
 layout and the crash-safety protocol in docs/data-format.md.
 """
 
-from cimlab.store.errors import StoreError
+from cimlab.store.errors import DiskFullError, StoreError
 from cimlab.store.run import ABORTED, COMPLETED, RUNNING, Run
 from cimlab.store.store import FORMAT, FORMAT_VERSION, Store
 
 __all__ = [
-    "ABORTED", "COMPLETED", "FORMAT", "FORMAT_VERSION", "RUNNING", "Run", "Store", "StoreError",
+    "ABORTED",
+    "COMPLETED",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "RUNNING",
+    "DiskFullError",
+    "Run",
+    "Store",
+    "StoreError",
 ]

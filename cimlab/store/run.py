@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import h5py
 import numpy as np
 
-from cimlab.store import _json, steplog, table
-from cimlab.store.errors import StoreError
+from cimlab.store import _json, space, steplog, table
+from cimlab.store.errors import DiskFullError, StoreError
 from cimlab.store.table import get_text, set_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,6 +41,9 @@ _RESUMES = "resumes"
 _META_PREFIX = "meta."
 #: Scalar datasets of a run group holding JSON text (fixed-length UTF-8 bytes).
 JSON_DATASETS = ("plan", "snapshot", "seeds", "versions")
+#: What h5py and NumPy raise on a damaged or foreign layout.
+_DAMAGE = (KeyError, ValueError, TypeError, IndexError, AttributeError, OSError, RuntimeError)
+
 #: Attributes every run group has.
 REQUIRED_ATTRS = ("uid", "kind", "status", "plan_hash", "started_unix", "stopped_unix",
                   "instrument_time_s")
@@ -82,18 +85,63 @@ class Run:
     def __init__(self, store: Store, group: h5py.Group):
         self._store = store
         self._g = group
+        self._records: list[steplog.Record] | None = None
+        self._records_len = -1
+        self._done: set[str] = set()
+        try:
+            self._validate()
+        except StoreError:
+            raise
+        except _DAMAGE as exc:
+            raise StoreError(store.path, group.name, "a readable cimlab run (the file is "
+                             "damaged here)", f"{type(exc).__name__}: {str(exc)[:200]}") from None
+
+    def _validate(self) -> None:
+        """The layout a run must have (attributes, groups, columns) and a commit log that
+        every table still holds: a column shorter than its committed rows means rows were lost
+        (a damaged or edited file), never silently shown as a shorter table."""
+        store, group = self._store, self._g
         for key in REQUIRED_ATTRS:
             if key not in group.attrs:
                 raise StoreError(store.path, f"{group.name}@{key}", "a cimlab run attribute",
                                  "missing")
+        for key in ("started_unix", "stopped_unix", "instrument_time_s"):
+            value = group.attrs[key]
+            if np.ndim(value) != 0 or np.asarray(value).dtype.kind not in "fiu":
+                raise StoreError(store.path, f"{group.name}@{key}", "a number",
+                                 f"{np.asarray(value).dtype} {np.shape(value)}")
         for sub in (_STEPS, _TABLES):
             if sub not in group:
                 raise StoreError(store.path, f"{group.name}/{sub}", "a cimlab run group", "missing")
+            if group.get(sub, getclass=True) is not h5py.Group:
+                raise StoreError(store.path, f"{group.name}/{sub}", "a cimlab run group",
+                                 "a dataset")
         if self.status not in STATUSES:
-            raise StoreError(store.path, f"{group.name}@status", f"one of {STATUSES}", self.status)
-        self._records: list[steplog.Record] | None = None
-        self._records_len = -1
-        self._done: set[str] = set()
+            raise StoreError(store.path, f"{group.name}@status", f"one of {STATUSES}",
+                             self.status)
+        for col in steplog.COLUMNS:
+            if col not in group[_STEPS]:
+                raise StoreError(store.path, f"{group.name}/{_STEPS}/{col}",
+                                 "a column of the commit log", "missing")
+        committed = self.committed_rows()
+        for name in self.tables:
+            tg = group[_TABLES][name]
+            if not isinstance(tg, h5py.Group) or "columns" not in tg.attrs:
+                raise StoreError(store.path, tg.name, "a table group with a columns attribute",
+                                 "missing")
+            cols = table.columns_of(tg)
+            for c in cols:
+                if not isinstance(tg.get(c), h5py.Dataset) or tg[c].ndim != 1:
+                    raise StoreError(store.path, f"{tg.name}/{c}", "a 1-D column dataset",
+                                     "missing or of another shape")
+            shortest = min((tg[c].shape[0] for c in cols), default=0)
+            if shortest < committed[name]:
+                short = min(cols, key=lambda c: tg[c].shape[0])
+                raise StoreError(store.path, f"{tg.name}/{short}",
+                                 f"the {committed[name]} rows the commit log records (rows were "
+                                 "lost: the file was damaged or edited)",
+                                 f"{shortest} rows")
+
 
     # ---------------------------------------------------------------- identity & metadata
     def _text(self, key: str) -> str:
@@ -306,11 +354,29 @@ class Run:
         if name not in tables and len(tables) >= steplog.MAX_TABLES:
             raise StoreError(self._store.path, f"{self._g.name}/{_TABLES}",
                              f"at most {steplog.MAX_TABLES} tables per run", name)
-        n = table.append(tables, name, columns)
-        if self._index(name) is None:
-            self._assign_index(name)
-        self._store._flush()
+        try:
+            n = table.append(tables, name, columns, check_space=self._ensure_space)
+            if self._index(name) is None:
+                self._assign_index(name)
+            self._store._flush()
+        except OSError as exc:
+            if space.is_disk_full(exc):  # the disk filled up under us: the same clean stop
+                self._disk_full(0)
+            raise
         return n
+
+    def _ensure_space(self, estimate: int) -> None:
+        """Stop with :class:`DiskFullError` before writing when ``estimate`` bytes (with the
+        margin of :func:`cimlab.store.space.needed_bytes`) do not fit on the store's disk."""
+        need = space.needed_bytes(estimate)
+        if space.free_bytes(self._store.path) < need:
+            self._disk_full(need)
+
+    def _disk_full(self, need: int) -> None:
+        steps = self.steps
+        free = space.free_bytes(self._store.path)
+        raise DiskFullError(self._store.path, len(steps) + 1, steps[-1] if steps else None,
+                            free, max(need, space.RESERVE_BYTES))
 
     def _assign_index(self, name: str) -> None:
         used = [self._index(t) for t in self.tables]
@@ -335,11 +401,16 @@ class Run:
         rows = np.zeros(steplog.MAX_TABLES, np.int64)
         for t in self.tables:
             rows[self._index(t)] = self.n_rows(t)
-        self._store._flush()  # data first ...
         rec = steplog.Record(step, rows, time.time(), self.instrument_time_s)
         log = self._log()
-        steplog.append(self._g[_STEPS], rec, len(log))  # ... then the commit record
-        self._store._flush(durable=True)
+        try:
+            self._store._flush()  # data first ...
+            steplog.append(self._g[_STEPS], rec, len(log))  # ... then the commit record
+            self._store._flush(durable=True)
+        except OSError as exc:
+            if space.is_disk_full(exc):
+                self._disk_full(0)
+            raise
         log.append(rec)
         self._done.add(step)
         self._records_len = self._g[_STEPS]["crc"].shape[0]

@@ -25,7 +25,9 @@ import numpy as np
 MAX_TABLES = 32
 #: Longest step id [bytes of UTF-8].
 STEP_BYTES = 128
-_COLS = ("step", "rows", "at_unix", "instrument_time_s", "crc")
+#: Datasets of the commit log.
+COLUMNS = ("step", "rows", "at_unix", "instrument_time_s", "crc")
+_COLS = COLUMNS
 
 
 @dataclass

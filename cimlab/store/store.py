@@ -66,6 +66,9 @@ class Store:
         if mode not in _MODES:
             raise StoreError(path, "mode", "'r', 'r+', 'a' or 'x' (a store is never truncated)",
                              mode)
+        if path.is_dir():
+            raise StoreError(path, "path", "a store file (e.g. data/chip01.h5), not a directory",
+                             "a directory")
         exists = path.exists()
         if mode in ("r", "r+") and not exists:
             raise StoreError(path, "path", "an existing store file (run a campaign or "
@@ -84,6 +87,9 @@ class Store:
             text = str(exc).lower()
             locked = isinstance(exc, BlockingIOError) or "unable to lock" in text or (
                 "temporarily unavailable" in text)
+            if not locked and not exists:
+                raise StoreError(path, "file", "a place where a new store can be written "
+                                 "(choose another --out)", _reason(exc)) from None
             if not locked:
                 raise StoreError(path, "file", "a readable HDF5 store", _reason(exc)) from None
             if mode != "r":
@@ -130,12 +136,17 @@ class Store:
         if fmt != FORMAT:
             raise StoreError(self.path, "/@format", f"'{FORMAT}' (an HDF5 file written by "
                              "cimlab.store)", fmt)
-        version = int(f.attrs.get("format_version", -1))
-        if version > FORMAT_VERSION or version < 1:
+        raw = f.attrs.get("format_version", None)
+        version = _as_int(raw)
+        if version is None or version > FORMAT_VERSION or version < 1:
             raise StoreError(self.path, "/@format_version",
-                             f"1..{FORMAT_VERSION} (upgrade cimlab to read newer stores)", version)
+                             f"an integer in 1..{FORMAT_VERSION} (upgrade cimlab to read newer "
+                             "stores)", raw if version is None else version)
         if _RUNS not in f:
             raise StoreError(self.path, f"/{_RUNS}", "the group of runs", "missing")
+        if f.get(_RUNS, getclass=True) is not h5py.Group:
+            raise StoreError(self.path, f"/{_RUNS}", "the group of runs",
+                             "a dataset: not a cimlab store layout")
 
     @property
     def writable(self) -> bool:
@@ -178,8 +189,19 @@ class Store:
         to the second only, then a random suffix). A group a killed begin_run left without its
         uid attribute, written last, is not a run and is skipped."""
         runs = self._f[_RUNS]
-        return sorted((u for u in runs if "uid" in runs[u].attrs),
-                      key=lambda u: (_started(runs[u]), u))
+        try:
+            for u in runs:
+                if runs.get(u, getclass=True) is not h5py.Group:
+                    raise StoreError(self.path, f"/{_RUNS}/{u}",
+                                     "a run group (only run groups live under /runs)",
+                                     "a dataset: not a cimlab store layout")
+            return sorted((u for u in runs if "uid" in runs[u].attrs),
+                          key=lambda u: (_started(runs[u]), u))
+        except StoreError:
+            raise
+        except DAMAGE as exc:
+            raise StoreError(self.path, f"/{_RUNS}", "a readable list of runs (the file is "
+                             "damaged here)", str(exc)[:200]) from None
 
     def run(self, uid: str) -> Run:
         """The run with this uid (or a unique prefix of it, or "last" for the newest)."""
@@ -207,7 +229,7 @@ class Store:
             try:
                 r = Run(self, runs[uid])
                 rows.append(self._row(r))
-            except (StoreError, OSError, KeyError, ValueError) as exc:
+            except (StoreError, *DAMAGE) as exc:
                 rows.append({"uid": uid, "kind": "?", "status": f"damaged: {exc}"})
         cols = ["uid", "kind", "status", "cells", "started", "stopped", "duration_s",
                 "instrument_time_s", "steps", "rows", "resumes"]
@@ -273,6 +295,22 @@ class Store:
         init_group(g, uid, kind, _json.digest(plan), texts)
         self._flush(durable=True)
         return Run(self, g)
+
+
+def _as_int(value: Any) -> int | None:
+    """An integer attribute value, or None for anything else (text, float, array)."""
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    return None
+
+
+#: What h5py and NumPy raise on a damaged or foreign layout (a group where a dataset is
+#: expected, a missing member, an attribute of the wrong type or shape, unreadable bytes).
+DAMAGE = (KeyError, ValueError, TypeError, IndexError, AttributeError, OSError, RuntimeError)
 
 
 def _started(g: h5py.Group) -> float:

@@ -23,12 +23,13 @@ append (the store also truncates to the committed length on resume).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import h5py
 import numpy as np
 
+from cimlab.store import space
 from cimlab.store.errors import StoreError
 
 #: Elements per chunk of a numeric/categorical column (8 Ki elements: 64 KiB of float64). Chunks
@@ -236,13 +237,20 @@ def _encode(tg: h5py.Group, table: str, name: str, arr: np.ndarray) -> np.ndarra
     raise StoreError(_source(tg), where, "a supported column dtype", str(target))
 
 
-def append(group: h5py.Group, table: str, columns: Mapping[str, Any]) -> int:
+def append(group: h5py.Group, table: str, columns: Mapping[str, Any],
+           check_space: Callable[[int], None] | None = None) -> int:
     """Append rows to ``group[table]`` (created on first use). Returns the new length.
 
     Every append must give exactly the table's columns. Nothing is written if the columns are
-    invalid. The caller flushes.
+    invalid, or if ``check_space`` (called with the bytes of the chunks the append allocates,
+    before anything is written) raises. The caller flushes.
     """
     arrays = normalise(group, table, columns)
+    if check_space is not None:
+        n_rows = next(iter(arrays.values())).shape[0]
+        n0 = length(group[table]) if table in group else 0
+        check_space(space.append_bytes(n_rows, n0, {k: space.itemsize_of(a)
+                                                    for k, a in arrays.items()}, CHUNK_ROWS))
     if table not in group:
         tg = create(group, table, arrays)
     else:

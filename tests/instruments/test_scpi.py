@@ -191,3 +191,21 @@ def test_ambiguous_mnemonic_registration_is_refused():
 def test_scpi_error_carries_code():
     e = ScpiError(-222, "x")
     assert e.code == -222 and "Data out of range" in str(e)
+
+
+@pytest.mark.parametrize("text,code", [
+    ("1e400", -123), ("7" * 5000, -124), ("-1e999", -123), ("1" + "0" * 400, -124),
+])
+def test_absurd_numbers_are_scpi_errors_not_exceptions(text, code):
+    t = Toy()
+    ask(t, f"SOUR:VOLT {text}")
+    assert errors(t) == [code]
+    assert t.value == 0.0
+
+
+def test_long_parameters_are_not_echoed_whole_into_the_error_queue():
+    t = Toy()
+    ask(t, "SOUR:" + "X" * 100_000)  # an undefined header is echoed in the error text
+    reply = ask(t, "SYST:ERR?")
+    assert reply.startswith(b"-113,") and len(reply) < 400
+    assert len(t.log[-2]) < 2000

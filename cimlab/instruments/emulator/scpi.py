@@ -41,16 +41,32 @@ ERROR_MESSAGES: dict[int, str] = {
     -108: "Parameter not allowed",
     -109: "Missing parameter",
     -113: "Undefined header",
+    -123: "Exponent too large",
+    -124: "Too many digits",
     -160: "Block data error",
     -161: "Invalid block data",
     -200: "Execution error",
     -220: "Parameter error",
     -221: "Settings conflict",
     -222: "Data out of range",
+    -223: "Too much data",
     -224: "Illegal parameter value",
     -350: "Queue overflow",
     -410: "Query INTERRUPTED",
 }
+
+#: Longest program message a server accepts [bytes], block data included (16 MiB: a pulse of
+#: every cell of the default 32 x 256 x 64 chip is 6.3 MB). A longer message, or a block header
+#: declaring more, is refused with ``-223,"Too much data"`` without buffering it
+#: (docs/array-controller-protocol.md, "Limits").
+MAX_MESSAGE_BYTES = 16 << 20
+
+#: Longest numeric parameter [characters]. SCPI-99 21.8.3 (-124 "Too many digits") allows an
+#: instrument to refuse a mantissa of more than 255 digits; an exponent field is a few more.
+MAX_NUMBER_CHARS = 300
+
+#: Longest device-dependent text kept in an error-queue entry or a command-log entry.
+MAX_INFO_CHARS = 200
 
 #: Length of the error queue. SCPI-99 asks for at least 2; the Keithley 2450 holds more.
 ERROR_QUEUE_LENGTH = 32
@@ -103,7 +119,7 @@ class Param:
 
     def number(self, *, lo: float | None = None, hi: float | None = None) -> float:
         """A decimal numeric parameter; ``MIN``/``MAX`` give ``lo``/``hi``; range checked."""
-        t = self._need_text("a number").upper()
+        t = _numeric_text(self._need_text("a number")).upper()
         if t in ("MIN", "MINIMUM") and lo is not None:
             value = lo
         elif t in ("MAX", "MAXIMUM") and hi is not None:
@@ -112,25 +128,29 @@ class Param:
             try:
                 value = float(t)
             except ValueError:
-                raise ScpiError(-104, f"expected a number, got {self.text!r}") from None
+                raise ScpiError(-104, f"expected a number, got {self.text[:40]!r}") from None
             if not np.isfinite(value):
-                raise ScpiError(-222, f"{self.text!r} is not finite")
+                if t.lstrip("+-") in ("INF", "INFINITY", "NAN"):
+                    raise ScpiError(-222, f"{self.text!r} is not finite")
+                raise ScpiError(-123, f"{self.text[:40]!r} overflows a double")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise ScpiError(-222, f"{value:g} outside [{lo:g}, {hi:g}]")
         return value
 
     def integer(self, *, lo: int | None = None, hi: int | None = None) -> int:
         """An integer (NR1) parameter, range checked."""
-        t = self._need_text("an integer")
+        t = _numeric_text(self._need_text("an integer"))
         try:
             value = int(t)
         except ValueError:
             try:
                 f = float(t)
             except ValueError:
-                raise ScpiError(-104, f"expected an integer, got {t!r}") from None
+                raise ScpiError(-104, f"expected an integer, got {t[:40]!r}") from None
+            if not np.isfinite(f):
+                raise ScpiError(-123, f"{t[:40]!r} is not a finite integer") from None
             if f != int(f):
-                raise ScpiError(-104, f"expected an integer, got {t!r}") from None
+                raise ScpiError(-104, f"expected an integer, got {t[:40]!r}") from None
             value = int(f)
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise ScpiError(-222, f"{value} outside [{lo}, {hi}]")
@@ -172,6 +192,14 @@ class Param:
                 -161, f"block of {len(self.block)} bytes is not a whole number of {dt.itemsize}"
             )
         return np.frombuffer(self.block, dtype=dt)
+
+
+def _numeric_text(t: str) -> str:
+    """``t`` if it is short enough to be a number, else -124 (never parse 5000 digits)."""
+    if len(t) > MAX_NUMBER_CHARS:
+        raise ScpiError(-124, f"numeric parameter of {len(t)} characters "
+                              f"(at most {MAX_NUMBER_CHARS})")
+    return t
 
 
 def encode_block(data: bytes | np.ndarray) -> bytes:
@@ -451,6 +479,8 @@ class Instrument:
         """Queue an error (``-350`` replaces the last entry when the queue is full)."""
         msg = ERROR_MESSAGES.get(code, "Error")
         if info:
+            if len(info) > MAX_INFO_CHARS:  # an abusive parameter is not echoed whole
+                info = info[:MAX_INFO_CHARS] + "..."
             msg = f"{msg};{info}"
         if len(self.errors) >= ERROR_QUEUE_LENGTH:
             self.errors[-1] = (-350, ERROR_MESSAGES[-350])
@@ -580,13 +610,34 @@ class Instrument:
         found = self._lookup(list(key), self._root)
         return bool(found and found[1].cmd and found[1].cmd.block_reply)
 
+    @property
+    def max_message_bytes(self) -> int:
+        """Longest program message this instrument accepts [bytes] (:data:`MAX_MESSAGE_BYTES`)."""
+        return MAX_MESSAGE_BYTES
+
+    def refuse_too_long(self, head: bytes) -> bytes:
+        """Queue ``-223,"Too much data"`` for a message longer than :attr:`max_message_bytes`
+        that starts with ``head``; the reply a waiting client needs (``#10`` for a block query,
+        else nothing). The server discards the message without buffering it."""
+        with self.lock:
+            token = head.lstrip(b" \t\r").split(None, 1)[0] if head.strip() else b""
+            header = token.split(b";", 1)[0].decode("ascii", "replace")
+            self.push_error(-223, f"message longer than {self.max_message_bytes} bytes"
+                                  f" [{header[:40]}]")
+            try:
+                block = self._is_block_query(header, ())
+            except Exception:  # a garbage header is simply not a block query
+                block = False
+            return b"#10\n" if block else b""
+
     def handle(self, message: bytes) -> bytes:
         """Process one program message (terminator stripped); the response, terminated, or b""."""
         with self.lock:
             responses: list[bytes] = []
             units = _parse_units(message)
-            self.log.append(" ; ".join(u.text if isinstance(u, _Unit) else "<error>"
-                                       for u in units) or "")
+            entry = " ; ".join(u.text if isinstance(u, _Unit) else "<error>" for u in units)
+            self.log.append(entry if len(entry) <= 5 * MAX_INFO_CHARS
+                            else entry[: 5 * MAX_INFO_CHARS] + "...")
             prefix: tuple[str, ...] = ()
             for unit in units:
                 if isinstance(unit, ScpiError):
@@ -625,7 +676,8 @@ class Instrument:
                         if query and cmd.block_reply:
                             responses.append(b"#10")
                         raise ScpiError(exc.code, f"{exc.info} [{header}]") from None
-                    except (ValueError, TypeError, IndexError) as exc:
+                    except (ValueError, TypeError, IndexError, ArithmeticError,
+                            MemoryError) as exc:
                         # the physics refused the operation: an execution error, never a hang
                         if query and cmd.block_reply:
                             responses.append(b"#10")

@@ -77,6 +77,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cimlab.errors import InsufficientDataError
 from cimlab.procedures.cell_states import (
     CellFilter,
     analog_filter,
@@ -255,6 +256,10 @@ def summarize_read_fluctuation(tables: dict[str, pd.DataFrame],
         if name in tables and len(tables[name]):
             flt = analog_filter(tables[name]["cell"], faults)
             s = _read_sigma(tables[name], flt)
+            if not (s["repeats"] >= 2).any():  # no spread from one read per cell
+                raise InsufficientDataError(
+                    f"{name}: one read per cell; a read-fluctuation sigma needs at least 2 "
+                    "repeated reads per cell: measure with repeats >= 2")
             center = "median_g_s" if flt.basis == "robust" else "mean_g_s"
             sections.append(Section(
                 title, s, ("target_s", "mean_g_s", "median_g_s", "sigma_s", "sigma_raw_s"),
