@@ -1,8 +1,7 @@
 """Mutated station files through the station parser (what ``cimlab station check`` runs
 first): each is a valid station or one clear line naming the file; never another exception.
 
-Where a
-mutation is not handled the test fails with the count."""
+Where a mutation is not handled the test fails with the count."""
 
 from __future__ import annotations
 
