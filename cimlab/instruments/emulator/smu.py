@@ -88,7 +88,7 @@ def _drop_empty_last_params(message: bytes) -> bytes:
         if quote:
             quote = 0 if b == quote else quote
         elif b in b"'\"":
-            quote = b
+            quote, pending = b, -1
         elif b == 0x2C:
             pending = len(out)
         elif b == 0x3B and pending >= 0:
