@@ -19,6 +19,7 @@ buffers: :mod:`.smu_buffers`; sweeps and trigger models: :mod:`.smu_trigger`.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -102,6 +103,17 @@ def _drop_empty_last_params(message: bytes) -> bytes:
     return bytes(out)
 
 
+_SUFFIX_ONE = re.compile(rb"(?i)(?<![A-Za-z0-9])(SOURCE|SOUR|SENSE|SENS)1(?=[:? ;]|$)")
+_QUOTED = re.compile(rb"('[^']*'|\"[^\"]*\")")
+
+
+def _drop_suffix_one(message: bytes) -> bytes:
+    """``SOURce1`` / ``SENSe1`` (the manual's optional channel suffix, ``:SOURce[1]``) as
+    ``SOURce`` / ``SENSe``, outside quoted strings."""
+    parts = _QUOTED.split(message)
+    return b"".join(p if i % 2 else _SUFFIX_ONE.sub(rb"\1", p) for i, p in enumerate(parts))
+
+
 def _flag(value: bool) -> str:
     return "1" if value else "0"
 
@@ -169,27 +181,29 @@ class Keithley2450Emulator(Instrument):
         c("SENSe[:FUNCtion][:ON]", write=self._w_sense_func, query=func_query)
         c("FUNCtion[:ON]", write=self._w_sense_func, query=func_query)
         for f, key in _SENSE_FUNCS:
-            c(f"SENSe:{f}:RANGe[:UPPer]", write=self._setter_meas_range(key),
+            f = f"[SENSe]:{f}" + ("" if key == "RES" else "[:DC]")
+            c(f"{f}:RANGe[:UPPer]", write=self._setter_meas_range(key),
               query=lambda p, k=key: _e(self.meas_range[k]))
-            c(f"SENSe:{f}:RANGe:AUTO", write=self._setter_flag("meas_auto", key),
+            c(f"{f}:RANGe:AUTO", write=self._setter_flag("meas_auto", key),
               query=lambda p, k=key: _flag(self.meas_auto[k]))
-            c(f"SENSe:{f}:NPLCycles", write=self._setter_nplc(key),
+            c(f"{f}:NPLCycles", write=self._setter_nplc(key),
               query=lambda p, k=key: _e(self.nplc[k]))
-            c(f"SENSe:{f}:AZERo[:STATe]", write=self._setter_flag("azero", key),
+            c(f"{f}:AZERo[:STATe]", write=self._setter_flag("azero", key),
               query=lambda p, k=key: _flag(self.azero[k]))
-            c(f"SENSe:{f}:RSENse", write=self._setter_flag("rsense", key),
+            c(f"{f}:RSENse", write=self._setter_flag("rsense", key),
               query=lambda p, k=key: _flag(self.rsense[k]))
             for n in range(1, USER_DELAYS + 1):
-                c(f"SENSe:{f}:DELay:USER{n}", write=self._setter_user_delay("sense", key, n),
+                c(f"{f}:DELay:USER{n}", write=self._setter_user_delay("sense", key, n),
                   query=lambda p, k=f"{key}{n}": _e(self.sense_user_delay[k]))
         for f, key in _SOURCE_FUNCS:
-            c(f"SENSe:{f}:AVERage[:STATe]", write=self._setter_flag("avg_on", key),
+            f = f"[SENSe]:{f}[:DC]"
+            c(f"{f}:AVERage[:STATe]", write=self._setter_flag("avg_on", key),
               query=lambda p, k=key: _flag(self.avg_on[k]))
-            c(f"SENSe:{f}:AVERage:TCONtrol", write=self._setter_tcon(key),
+            c(f"{f}:AVERage:TCONtrol", write=self._setter_tcon(key),
               query=lambda p, k=key: self.avg_tcon[k])
-            c(f"SENSe:{f}:AVERage:COUNt", write=self._setter_avg_count(key),
+            c(f"{f}:AVERage:COUNt", write=self._setter_avg_count(key),
               query=lambda p, k=key: str(self.avg_count[k]))
-        c("SENSe:AZERo:ONCE", write=self._w_azero_once)
+        c("[SENSe]:AZERo:ONCE", write=self._w_azero_once)
         for path in ("SENSe:COUNt", "COUNt"):
             c(path, write=self._w_count, query=lambda p: str(self.count))
         c("READ", query=self._q_read)
@@ -251,7 +265,7 @@ class Keithley2450Emulator(Instrument):
     def handle(self, message: bytes) -> bytes:
         """As :meth:`Instrument.handle`, after dropping an empty last parameter of a unit
         (``:TRACe:MAKE 'buf', 100, `` as QCoDeS sends it with its default style ``""``)."""
-        return super().handle(_drop_empty_last_params(message))
+        return super().handle(_drop_suffix_one(_drop_empty_last_params(message)))
 
     def reset(self) -> None:
         """*RST defaults of the 2450 (reference manual, "Default settings")."""
