@@ -46,11 +46,9 @@ def _settle_and_route(array, clock):
 # ---------------------------------------------------------------------------------------------
 # QCoDeS
 
-qcodes = pytest.importorskip("qcodes")
-
-
 @pytest.fixture
 def qk(bench):
+    pytest.importorskip("qcodes")  # the `drivers` / `dev` extra
     from qcodes.instrument_drivers.Keithley import Keithley2450
 
     k = Keithley2450(f"smu_{id(bench)}", bench.addresses["smu"], visalib="@py", timeout=5)
