@@ -19,7 +19,6 @@ buffers: :mod:`.smu_buffers`; sweeps and trigger models: :mod:`.smu_trigger`.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import numpy as np
@@ -39,6 +38,7 @@ from cimlab.instruments.emulator.smu_buffers import (
     format_readings,
 )
 from cimlab.instruments.emulator.smu_state import read_smu_state
+from cimlab.instruments.emulator.smu_syntax import normalise
 from cimlab.instruments.emulator.world import World
 
 #: Keithley 2450 ranges (reference manual, "Measure ranges" / "Source ranges")
@@ -77,41 +77,6 @@ def _pick_range(ranges: tuple[float, ...], value: float) -> float:
         if a <= r * OVERRANGE:
             return r
     raise ScpiError(-222, f"{value:g} beyond the largest range {ranges[-1]:g}")
-
-
-def _drop_empty_last_params(message: bytes) -> bytes:
-    """``message`` without a ``,`` followed only by blanks before a ``;`` or the end (quoted
-    strings left alone; the SMU takes no binary blocks)."""
-    out = bytearray()
-    quote = 0
-    pending = -1  # index in ``out`` of a comma not yet followed by a parameter
-    for b in message:
-        if quote:
-            quote = 0 if b == quote else quote
-        elif b in b"'\"":
-            quote, pending = b, -1
-        elif b == 0x2C:
-            pending = len(out)
-        elif b == 0x3B and pending >= 0:
-            del out[pending:]
-            pending = -1
-        elif b not in b" \t\r\n":
-            pending = -1
-        out.append(b)
-    if pending >= 0 and not quote:
-        del out[pending:]
-    return bytes(out)
-
-
-_SUFFIX_ONE = re.compile(rb"(?i)(?<![A-Za-z0-9])(SOURCE|SOUR|SENSE|SENS)1(?=[:? ;]|$)")
-_QUOTED = re.compile(rb"('[^']*'|\"[^\"]*\")")
-
-
-def _drop_suffix_one(message: bytes) -> bytes:
-    """``SOURce1`` / ``SENSe1`` (the manual's optional channel suffix, ``:SOURce[1]``) as
-    ``SOURce`` / ``SENSe``, outside quoted strings."""
-    parts = _QUOTED.split(message)
-    return b"".join(p if i % 2 else _SUFFIX_ONE.sub(rb"\1", p) for i, p in enumerate(parts))
 
 
 def _flag(value: bool) -> str:
@@ -265,7 +230,7 @@ class Keithley2450Emulator(Instrument):
     def handle(self, message: bytes) -> bytes:
         """As :meth:`Instrument.handle`, after dropping an empty last parameter of a unit
         (``:TRACe:MAKE 'buf', 100, `` as QCoDeS sends it with its default style ``""``)."""
-        return super().handle(_drop_suffix_one(_drop_empty_last_params(message)))
+        return super().handle(normalise(message))
 
     def reset(self) -> None:
         """*RST defaults of the 2450 (reference manual, "Default settings")."""
@@ -518,7 +483,7 @@ class Keithley2450Emulator(Instrument):
         def w(p: list[Param]) -> None:
             model = build(key, p)
             self.buffers.get(model.buffer)  # the buffer must exist when the sweep is made
-            if model.range_type == "FIXED":
+            if model.range_type == "FIXED" and not self.src_auto[key]:
                 limit = self.src_range[key] * OVERRANGE
                 model.levels = [float(np.clip(v, -limit, limit)) for v in model.levels]
             self.source_func = key
