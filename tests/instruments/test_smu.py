@@ -328,3 +328,32 @@ def test_saved_bench_keeps_buffers_and_trigger_model(small_profile, tmp_path):
         assert emu.handle(b":SOUR:LIST:VOLT?") == b"1.000000E-01,2.000000E-01\n"
         assert emu.handle(b":INIT;:TRAC:DATA? 1, 2, 'defbuffer1', READ, SOUR") == expected
         assert not emu.errors
+
+
+@pytest.mark.parametrize("message, expected", [
+    (b":TRACe:MAKE 'b', 100, ", b":TRACe:MAKE 'b', 100"),
+    (b":TRAC:MAKE 'a,', 10, ;*OPC?", b":TRAC:MAKE 'a,', 10;*OPC?"),
+    (b":SOUR1:VOLT 1;:SENSe1:CURR:RANG?", b":SOUR:VOLT 1;:SENSe:CURR:RANG?"),
+    (b":TRAC:MAKE 'SOUR1', 10", b":TRAC:MAKE 'SOUR1', 10"),  # inside a string: kept
+    (b":SOUR:SWE:VOLT:LIN 0,1,3,0,1,AUTO,ON,OFF,'x'",
+     b":SOUR:SWE:VOLT:LIN 0,1,3,0,1,AUTO,ON,OFF,'x'"),
+])
+def test_syntax_extras_of_the_2450_parser(message, expected):
+    from cimlab.instruments.emulator.smu_syntax import normalise
+
+    assert normalise(message) == expected
+
+
+def test_log_sweep_with_asymptote_and_refused_sweeps(bench, smu):
+    smu.write(":SOUR:VOLT:ILIM 1e-3;:SOUR:VOLT:READ:BACK OFF")
+    log = _sweep_sources(smu, ":SOUR:SWE:VOLT:LOG 0.11, 0.2, 2, 0, 1, BEST, ON, OFF, "
+                         "'defbuffer1', 0.1")
+    np.testing.assert_allclose(log, [0.11, 0.2], rtol=1e-9)
+    for bad, code in ((":SOUR:SWE:VOLT:LOG -0.1, 0.1, 3", "-222"),  # crosses the asymptote
+                      (":SOUR:SWE:VOLT:LIN 0, 300, 3", "-222"),  # beyond 210 V
+                      (":SOUR:SWE:VOLT:LIN 0, 1, 1", "-222"),  # fewer than 2 points
+                      (":SOUR:SWE:VOLT:LIN 0, 1, 3, 0, 1, BEST, ON, OFF, 'nosuch'", "-224"),
+                      (":SOUR:SWE:CURR:LIST 1", "-221"),  # empty source list
+                      (":SOUR:SWE:VOLT:LIN 0, 1", "-109")):
+        smu.write(bad)
+        assert _q(smu, ":SYST:ERR?").startswith(code + ","), bad
