@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=50, help="timed runs per figure (median)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--profile", default="default",
+                    help="chip profile (e.g. techa: reads with the 1/f Lorentzian bank)")
     args = ap.parse_args(argv)
 
     from cimlab.instruments.drivers import ArrayController
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     t_room_k = 25.0 + ZERO_C_K  # the emulated oven's ambient
 
-    direct_chip = make_chip("default", args.seed)
+    direct_chip = make_chip(args.profile, args.seed)
     _n_tiles, rows, cols = direct_chip.geometry
     tile = rows * cols
     cells = np.arange(tile, dtype=np.int64)
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
         direct_chip.advance(dt_pulse, t_room_k)
         t_direct[0] += dt_pulse
 
-    with EmulatedBench("default", args.seed) as bench:
+    with EmulatedBench(args.profile, args.seed) as bench:
         arr = ArrayController.open(bench.addresses["array"])
         arr.enable()
 
@@ -123,6 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "benchmark": "visa_overhead",
         "cells": tile,
+        "profile": args.profile,
         "read_ratio": round(fr[1], 3),
         "pulse_ratio": round(fp[1], 3),
         "read_ratio_min": round(fr[2], 3),

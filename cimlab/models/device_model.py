@@ -30,6 +30,7 @@ from cimlab.models.effects import (
     WireResistance,
     paper003_conditions,
 )
+from cimlab.models.read_noise_spectrum import ReadNoiseSpectrum
 from cimlab.params import check, param
 
 
@@ -58,6 +59,7 @@ EFFECTS: tuple[str, ...] = (
     "binary",
     "stuck",
     "wire",
+    "read_noise_spectrum",  # white + 1/f spectrum of reads (cimlab.models.read_noise_spectrum)
 )
 
 
@@ -83,6 +85,8 @@ class DeviceModel:
     binary: BinaryStates = field(default_factory=BinaryStates)
     stuck: StuckAt = field(default_factory=StuckAt)
     wire: WireResistance = field(default_factory=WireResistance)
+    #: white + 1/f spectrum of repeated reads (helper "noise"; default: white only)
+    read_noise_spectrum: ReadNoiseSpectrum = field(default_factory=ReadNoiseSpectrum)
     provenance: Provenance = field(default_factory=Provenance)
 
     # ---------------------------------------------------------------- construction / files

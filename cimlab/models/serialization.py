@@ -67,6 +67,7 @@ from cimlab.models.effects import (
     WireResistance,
 )
 from cimlab.models.params import FitInfo, numeric_fields, text_fields
+from cimlab.models.read_noise_spectrum import ReadNoiseSpectrum
 from cimlab.params import from_dict, unit_of
 
 #: Current schema version written by :func:`save`.
@@ -137,6 +138,8 @@ SIMPLE_EFFECTS: dict[str, type] = {
     "retention": Retention,
     "stuck": StuckAt,
     "wire": WireResistance,
+    # white + 1/f read-noise spectrum (cimlab.models.read_noise_spectrum)
+    "read_noise_spectrum": ReadNoiseSpectrum,
 }
 
 _EFFECT_KEYS = ("source", "settings", "parameters", "fit")

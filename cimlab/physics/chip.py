@@ -43,6 +43,7 @@ import numpy as np
 from cimlab import __version__
 from cimlab.params import from_dict, to_dict
 from cimlab.physics import crossbar, faults
+from cimlab.physics import read_noise as flicker
 from cimlab.physics.profile import ChipProfile, load_profile
 from cimlab.physics.relaxation import observe
 from cimlab.physics.retention import ThermalClock
@@ -139,6 +140,10 @@ class ReRAMChip:
         self._damage = np.zeros(n)  # float64: 1e6 cycles of ~3e-7 must add up exactly
         self._cycles = np.zeros(n, dtype=np.uint32)
         self._clock = ThermalClock(p.retention, p.window.t_room_k)
+        # 1/f read-noise states (cimlab.physics.read_noise), allocated at the first read of a
+        # profile with flicker: unit OU states (n, K) and the chip time of each cell's last read
+        self._flk_z: np.ndarray | None = None
+        self._flk_t: np.ndarray | None = None
         self._tile_version = np.zeros(self.n_tiles, dtype=np.int64)
         self._tile_cache: dict[int, _TileCache] = {}
         self._wires: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -191,6 +196,9 @@ class ReRAMChip:
         for key in _D2D_KEYS:
             st["d2d." + key] = self.d2d[key].copy()
         st["tiles.version"] = self._tile_version.copy()
+        if self._flk_z is not None:
+            st["flicker.z"] = self._flk_z.copy()
+            st["flicker.t"] = self._flk_t.copy()
         cached = sorted(self._tile_cache)
         caches = [self._tile_cache[t] for t in cached]
         st["cache.tiles"] = np.array(cached, dtype=np.int64)
@@ -243,6 +251,11 @@ class ReRAMChip:
             raise r.error("cells.fault", "fault codes 0, 1, -1, 2", "other values")
         d2d = {key: r.array("d2d." + key, np.float32, (n,), finite=True) for key in _D2D_KEYS}
         tile_version = r.array("tiles.version", np.int64, (n_tiles,))
+        flk_z = flk_t = None
+        if r.has("flicker.z"):
+            k = flicker.corner_frequencies(profile.read).size
+            flk_z = r.array("flicker.z", np.float32, (n, k), finite=True)
+            flk_t = r.array("flicker.t", np.float64, (n,))
         cache_tiles = _tile_list(r, "cache.tiles", n_tiles)
         k = cache_tiles.size
         c_version = r.array("cache.version", np.int64, (k,))
@@ -270,6 +283,7 @@ class ReRAMChip:
         for key, (attr, _dt) in _CELL_STATE.items():
             setattr(self, attr, cells[key])
         self._clock = clock
+        self._flk_z, self._flk_t = flk_z, flk_t
         self._tile_version = tile_version
         read = profile.read
         self._tile_cache = {
@@ -387,7 +401,15 @@ class ReRAMChip:
         self._rate_var[idx] = np.where(ok, rel.var_rate(g0), 0.0)
 
     def _observe(self, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """True conductance [S] of cells ``idx`` now (samples the relaxation process)."""
+        """True conductance [S] of cells ``idx`` now (samples the relaxation process).
+
+        A cell listed several times is observed once: every repeat gets the same value (one
+        state at one instant; a second independent increment per repeat would double count
+        the relaxation, issue 13 item 4)."""
+        if idx.size > 1 and not bool(np.all(idx[1:] > idx[:-1])):
+            uniq, inverse = np.unique(idx, return_inverse=True)
+            if uniq.size < idx.size:
+                return self._observe(uniq, rng)[inverse]
         e_now = self._clock.since_epoch_s
         g, x = observe(
             self.profile.relaxation, self._g_prog[idx], self._rate_mean[idx],
@@ -528,7 +550,36 @@ class ReRAMChip:
         g = self._observe(idx, self._rng)
         rd = self.profile.read
         sigma = np.sqrt(rd.sigma_floor**2 + (rd.rel * g) ** 2)
-        return (g + sigma * self._rng.standard_normal(idx.size)) * self._iv_factor(v_read)
+        g_read = g + sigma * self._rng.standard_normal(idx.size)
+        if rd.flicker_psd_peak > 0.0:
+            g_read += self._flicker(idx, g)
+        return g_read * self._iv_factor(v_read)
+
+    def _flicker(self, idx: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """The 1/f part [S] of reads of cells ``idx`` (true conductances ``g``) now: their OU
+        banks advanced to the chip time (cimlab.physics.read_noise). A cell listed several
+        times has one value (one instant)."""
+        rd = self.profile.read
+        if self._flk_z is None:
+            k = flicker.corner_frequencies(rd).size
+            self._flk_z = np.zeros((self.n_cells, k), dtype=np.float32)
+            self._flk_t = np.full(self.n_cells, np.nan)
+        uniq, inverse = idx, None
+        if idx.size > 1 and not bool(np.all(idx[1:] > idx[:-1])):
+            uniq, inverse = np.unique(idx, return_inverse=True)
+            if uniq.size == idx.size:
+                uniq, inverse = idx, None
+        t_now = self._clock.time_s
+        z = flicker.advance(self._flk_z[uniq], self._flk_t[uniq], t_now, rd, self._rng)
+        self._flk_z[uniq] = z
+        self._flk_t[uniq] = t_now
+        if inverse is None:
+            g_u = g
+        else:  # repeats of a cell carry the same g (one observation, see _observe)
+            g_u = np.empty(uniq.size)
+            g_u[inverse] = g
+        f = flicker.flicker_values(rd, z, g_u)
+        return f if inverse is None else f[inverse]
 
     def cell_current(self, cell: int, v: Any, now_s: float) -> Any:
         """DC current [A] of one cell at bias ``v`` [V] (scalar or array, e.g. a sweep), as an
@@ -544,6 +595,8 @@ class ReRAMChip:
         g = float(self._observe(idx, self._rng)[0])
         sigma = float(self.profile.read.sigma(g))
         g_draw = g + sigma * self._rng.standard_normal(va.shape)
+        if self.profile.read.flicker_psd_peak > 0.0:
+            g_draw = g_draw + float(self._flicker(idx, np.array([g]))[0])
         i = self.profile.iv.current(g_draw, va)
         return float(i) if np.ndim(i) == 0 else i
 

@@ -208,19 +208,78 @@ class StepNoise:
 
 @dataclass(frozen=True)
 class ReadNoise:
-    """One read: ``g + N(0, sigma(g))``, ``sigma = sqrt(floor^2 + (rel g)^2)``: relative sigma
-    ~4% at 2 uS falling to ~1% at 40 uS (paper 000 Fig. 3: 0.01-0.04, level dependent)."""
+    """One read: ``g + w + F(t)``.
+
+    ``w ~ N(0, sigma(g))`` is the white part, independent per read, ``sigma = sqrt(floor^2 +
+    (rel g)^2)``: relative sigma ~4% at 2 uS falling to ~1% at 40 uS (paper 000 Fig. 3:
+    0.01-0.04, level dependent). As a spectrum it is flat, ``sigma^2 / white_bandwidth_hz``
+    [S^2/Hz] (one-sided) up to the read bandwidth.
+
+    ``F`` is the cell's 1/f (flicker) fluctuation, a stationary Gaussian process with the
+    one-sided spectrum ``S_F(f) = A(g) (f / 1 Hz)^-alpha`` between ``flicker_f_lo_hz`` and
+    ``flicker_f_hi_hz`` (flat below, falling as f^-2 above), ``A(g) = flicker_psd_peak
+    exp(-(g - flicker_g_peak)^2 / (2 flicker_g_width^2))`` (largest at mid levels, as in the
+    techA time series, docs/physics.md). It is realised as a sum of Ornstein-Uhlenbeck
+    (Lorentzian) processes with corners ``flicker_per_decade`` per decade (McWhorter's
+    superposition; cimlab.physics.read_noise), evolving with the chip's clock, so averaging n
+    reads stops shrinking the noise as 1/sqrt(n) once the reads span seconds. ``flicker_psd_peak
+    = 0`` (the default profile: paper 000 gives only a per-read fluctuation) switches it off.
+    """
 
     sigma_floor: float = param(0.075e-6, unit="S", lo=0.0, hi=1e-5, doc="absolute floor")
     rel: float = param(0.01, unit="1", lo=0.0, hi=0.5, doc="relative part at high G")
+    white_bandwidth_hz: float = param(
+        200.0, unit="Hz", lo=0.0, lo_open=True,
+        doc="bandwidth of one read (half its sample rate): white PSD = sigma^2 / bandwidth",
+    )
+    flicker_psd_peak: float = param(
+        0.0, unit="S^2/Hz", lo=0.0, hi=1e-9, doc="1/f PSD at 1 Hz at the peak level (0: none)",
+    )
+    flicker_g_peak: float = param(
+        20e-6, unit="S", lo=0.0, doc="level of the largest 1/f amplitude",
+    )
+    flicker_g_width: float = param(
+        20e-6, unit="S", lo=0.0, lo_open=True, doc="Gaussian width of A(g) in conductance",
+    )
+    flicker_alpha: float = param(1.0, unit="1", lo=0.1, hi=1.9, doc="spectral exponent alpha")
+    flicker_f_lo_hz: float = param(
+        1e-4, unit="Hz", lo=0.0, lo_open=True, doc="lowest corner of the Lorentzian bank",
+    )
+    flicker_f_hi_hz: float = param(
+        100.0, unit="Hz", lo=0.0, lo_open=True,
+        doc="highest corner of the Lorentzian bank (at most the read bandwidth: faster "
+        "fluctuations average out within one read, their part is in the white sigma)",
+    )
+    flicker_per_decade: float = param(
+        1.0, unit="1/decade", lo=0.5, hi=10.0,
+        doc="Lorentzians per decade (1: ripple of the summed spectrum below ~10%)",
+    )
 
     def __post_init__(self) -> None:
         check(self)
+        if self.flicker_f_hi_hz <= self.flicker_f_lo_hz:
+            raise ConfigError(None, "flicker_f_hi_hz",
+                              f"a value above flicker_f_lo_hz = {self.flicker_f_lo_hz:g} Hz",
+                              self.flicker_f_hi_hz)
 
     def sigma(self, g: Any) -> Any:
-        """Std of one read [S] at true conductance ``g`` [S]."""
+        """Std of the white part of one read [S] at true conductance ``g`` [S]."""
         g = np.asarray(g, dtype=float)
         return np.sqrt(self.sigma_floor**2 + (self.rel * g) ** 2)
+
+    def flicker_amplitude(self, g: Any) -> Any:
+        """1/f PSD at 1 Hz, ``A(g)`` [S^2/Hz], at true conductance ``g`` [S]."""
+        g = np.asarray(g, dtype=float)
+        return self.flicker_psd_peak * np.exp(
+            -0.5 * ((g - self.flicker_g_peak) / self.flicker_g_width) ** 2)
+
+    def psd(self, g: Any, f_hz: Any) -> Any:
+        """Nominal one-sided PSD [S^2/Hz] of reads of a cell at ``g`` [S] at ``f_hz`` [Hz]
+        (white + ``A f^-alpha``; the Lorentzian bank follows it within its ripple inside
+        the bank's band)."""
+        f = np.asarray(f_hz, dtype=float)
+        return (np.asarray(self.sigma(g)) ** 2 / self.white_bandwidth_hz
+                + self.flicker_amplitude(g) * f ** -self.flicker_alpha)
 
 
 @dataclass(frozen=True)
@@ -296,9 +355,10 @@ class Retention:
     """Thermal acceleration of relaxation (Arrhenius): ``exp(Ea/k (1/T_room - 1/T))``.
 
     Published activation energies for HfOx retention span 1.1-2.25 eV (DESIGN.md); the default
-    1.2 eV sits at the low (pessimistic) end, so a 150 C bake accelerates ~1e6 x."""
+    1.1 eV is the low (pessimistic) end, the same value as ``DeviceModel.default()`` (one Ea
+    for the chip and the literature model), so a 150 C bake accelerates ~3e5 x."""
 
-    ea_ev: float = param(1.2, unit="eV", lo=0.1, hi=4.0, doc="activation energy")
+    ea_ev: float = param(1.1, unit="eV", lo=0.1, hi=4.0, doc="activation energy")
 
     def __post_init__(self) -> None:
         check(self)
@@ -435,7 +495,7 @@ class ChipProfile:
 
 
 #: Profiles shipped with cimlab (files in cimlab/physics/profiles/).
-BUNDLED_PROFILES: tuple[str, ...] = ("default", "techb")
+BUNDLED_PROFILES: tuple[str, ...] = ("default", "techb", "techa")
 
 
 def profile_path(name: str) -> Path:

@@ -16,6 +16,7 @@ import numpy as np
 
 from cimlab.physics import binary, crossbar, faults
 from cimlab.physics.profile import ChipProfile
+from cimlab.physics.read_noise import flicker_variance
 from cimlab.physics.retention import acceleration
 
 if TYPE_CHECKING:
@@ -48,8 +49,15 @@ class ChipTruth:
 
     # -- formulas ----------------------------------------------------------------------------
     def read_sigma(self, g: Any) -> Any:
-        """Std [S] of one read of a cell at true conductance ``g`` [S]."""
+        """Std [S] of the white part of one read of a cell at true conductance ``g`` [S]
+        (the whole read noise when the profile has no 1/f part)."""
         return self.profile.read.sigma(g)
+
+    def flicker_sigma(self, g: Any) -> Any:
+        """Stationary std [S] of the 1/f part of reads at true conductance ``g`` [S] (0 when
+        the profile has none; cimlab.physics.read_noise)."""
+        out = np.sqrt(flicker_variance(self.profile.read, g))
+        return float(out[0]) if np.ndim(g) == 0 else out
 
     def relaxation_mean(self, g0: Any, t_eq_s: Any) -> Any:
         """Mean change [S] of a cell programmed to ``g0`` [S] after equivalent room-temperature

@@ -66,7 +66,7 @@ def test_equivalent_time_integrates_thermal_history():
     chip = ReRAMChip(small_profile(1), seed=1)
     t = chip.truth
     assert t.acceleration(chip.profile.window.t_room_k) == pytest.approx(1.0)
-    assert 1e5 < t.acceleration(423.15) < 1e7  # 150 C with Ea = 1.2 eV: ~1e6
+    assert 1e5 < t.acceleration(423.15) < 1e7  # 150 C with Ea = 1.1 eV: ~3e5
     chip.advance(10.0, 423.15)
     chip.advance(5.0, 298.15)
     chip.read(np.arange(4), chip.time_s + 5.0)  # gap passes at ambient (room)

@@ -1,0 +1,116 @@
+"""Read-noise spectrum: the PSD fitter on known spectra, on the real techA time series, and the
+techa profile's emulated reads analysed by the same fit (issue 12 items 4-5)."""
+
+import gzip
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from cimlab.models import DeviceModel
+from cimlab.models import serialization as ser
+from cimlab.models.fit.read_noise_spectrum import fit_read_noise_spectrum, fit_series
+from cimlab.physics import ReRAMChip, load_profile
+from cimlab.physics.profile import Geometry
+
+ALPHA = 1e-4
+Z = float(stats.norm.ppf(1 - ALPHA / 2))
+TECHA_TS = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference-data" / \
+    "rram-levy-techA" / "tsdata.min.tsv.gz"
+TECHA_TS = TECHA_TS if TECHA_TS.exists() else \
+    Path("/work/shared/reference-data/rram-levy-techA/tsdata.min.tsv.gz")
+
+
+def load_techa_series(path: Path = TECHA_TS) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``(levels, series)`` of the techA read-noise file (range index, samples [S])."""
+    with gzip.open(path, "rt") as fh:
+        rows = [line.rstrip("\n").split("\t") for line in fh]
+    return (np.array([int(float(r[0])) for r in rows]),
+            [np.array(r[2:], dtype=float) for r in rows])
+
+
+def _power_law_noise(n, fs, white, amp, alpha, rng):
+    """Gaussian series with one-sided PSD ``white + amp f^-alpha`` (spectral synthesis)."""
+    f = np.fft.rfftfreq(n, 1.0 / fs)
+    psd = np.zeros_like(f)
+    psd[1:] = white + amp * f[1:] ** -alpha
+    # one-sided PSD S -> rfft coefficient variance n fs S / 4 per real/imag part
+    sd = np.sqrt(psd * n * fs / 4.0)
+    spec = sd * (rng.standard_normal(f.size) + 1j * rng.standard_normal(f.size))
+    spec[-1] = spec[-1].real * np.sqrt(2.0)
+    return np.fft.irfft(spec, n)
+
+
+def test_fit_series_recovers_a_known_spectrum():
+    rng = np.random.default_rng(42)
+    white, amp, alpha = 2e-16, 5e-14, 1.2
+    x = 100e-6 + _power_law_noise(100_000, 400.0, white, amp, alpha, rng)
+    s = fit_series(x, 400.0)
+    assert abs(s.alpha - alpha) <= Z * s.alpha_se
+    assert abs(s.amp - amp) <= Z * s.amp_se
+    assert abs(s.white - white) <= Z * s.white_se
+    assert 0.005 < s.alpha_se < 0.1
+
+
+@pytest.fixture(scope="module")
+def techa_fit():
+    if not TECHA_TS.exists():
+        pytest.skip("techA reference data not present")
+    levels, series = load_techa_series()
+    eff, per = fit_read_noise_spectrum(series, 400.0)
+    return levels, eff, per
+
+
+def test_techa_measured_spectrum(techa_fit):
+    _levels, eff, per = techa_fit
+    for s in per:
+        # 1/f with a slope near 1 at every level, resolved to better than 0.1
+        assert 0.8 < s.alpha < 1.5 and s.alpha_se < 0.1
+    # level dependence: 1/f amplitude largest at mid levels, an order of magnitude above the
+    # window's ends
+    amps = np.array([s.amp for s in per])
+    assert amps[1:4].min() > 3 * max(amps[0], amps[-1])
+    assert per[0].g_mean < eff.g_peak < per[-1].g_mean
+    assert eff.fit.stderr["alpha0"] > 0 and eff.fit.form in ("alpha_constant", "alpha_linear")
+    # exported through the device model's JSON
+    dm = DeviceModel.default().replace(read_noise_spectrum=eff)
+    import json
+
+    back = ser.from_document(json.loads(ser.dumps(dm)))
+    assert back.read_noise_spectrum == eff
+    assert back.read_noise_spectrum.fit.stderr == eff.fit.stderr
+
+
+def test_techa_profile_reproduces_measured_spectrum(techa_fit):
+    """The techa profile's emulated time series (one cell per measured level, 400 reads/s),
+    analysed by the same fit, give the measured slope and level dependence within the
+    estimates' uncertainties."""
+    _levels, eff, per = techa_fit
+    p = replace(load_profile("techa"), geometry=Geometry(n_tiles=1, rows=8, cols=8))
+    chip = ReRAMChip(p, seed=2024)
+    g_meas = np.array([s.g_mean for s in per])
+    cells = np.flatnonzero(chip.truth.stuck_mask() == 0)[: g_meas.size]
+    chip.pulse(cells, "reset", 3.0, 3.0, 1e-6, 1e-6)
+    chip.pulse(cells, "set", 2.0, p.transistor.v_gate_for_icc(g_meas * p.set.v_c), 1e-6, 2e-6)
+    chip.advance(1e6, p.window.t_room_k)
+    n, fs = 32_768, 400.0
+    t0 = chip.time_s + 1e-3
+    reads = np.stack([chip.read(cells, t0 + i / fs) for i in range(n)])
+    emu = [fit_series(reads[:, j], fs, nperseg=4096) for j in range(cells.size)]
+    for s in emu:
+        model_alpha = float(eff.alpha(s.g_mean))
+        # the emulated slope is the model's (within the emulated estimate's error) ...
+        assert abs(s.alpha - p.read.flicker_alpha) <= Z * s.alpha_se
+        # ... and the measured one within the measured model's error (which includes the
+        # cell-to-cell scatter of the five cells) and the emulated estimate's
+        se = np.hypot(eff.fit.stderr["alpha0"], s.alpha_se)
+        assert abs(s.alpha - model_alpha) <= Z * se
+        # level dependence: the emulated 1/f amplitude follows the measured A(g)
+        a_model = float(eff.flicker_amplitude(s.g_mean))
+        se_ln = np.hypot(s.amp_se / s.amp, eff.fit.stderr["a_peak"] / eff.a_peak)
+        assert abs(np.log(s.amp / a_model)) <= Z * se_ln
+    # mid levels carry the most 1/f in the emulation as in the data
+    amps = np.array([s.amp for s in emu])
+    assert amps[1:4].min() > 3 * max(amps[0], amps[-1])
