@@ -71,7 +71,7 @@ from cimlab.models.read_noise_spectrum import ReadNoiseSpectrum
 from cimlab.params import from_dict, unit_of
 
 #: Current schema version written by :func:`save`.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Oldest version :func:`load` still reads (through :data:`MIGRATIONS`).
 OLDEST_SUPPORTED = 2
 KIND = "cimlab.device_model"
@@ -126,8 +126,31 @@ def _v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def _v3_to_v4(doc: dict[str, Any]) -> dict[str, Any]:
+    """Schema 3 -> 4: the effect ``read_noise_spectrum`` (white + 1/f read noise,
+    :class:`cimlab.models.read_noise_spectrum.ReadNoiseSpectrum`) is added as "white only"
+    (no 1/f part: a schema-3 model never measured one), its white part taken from the
+    model's own ``read_noise`` s0/s1 when that effect has them."""
+    doc = dict(doc)
+    effects = doc.get("effects")
+    if not isinstance(effects, Mapping) or "read_noise_spectrum" in effects:
+        return doc
+    spec = _effect_doc(ReadNoiseSpectrum(source="schema 3 file: white only (no 1/f measured)"))
+    rn = effects.get("read_noise")
+    rn_params = rn.get("parameters") if isinstance(rn, Mapping) else None
+    if isinstance(rn_params, Mapping) and isinstance(spec.get("parameters"), Mapping):
+        params = dict(spec["parameters"])
+        for key in ("g_ref", "s0", "s1"):
+            if isinstance(rn_params.get(key), Mapping) and key in params:
+                params[key] = {**params[key], "value": rn_params[key].get("value")}
+        spec = {**spec, "parameters": params}
+    doc["effects"] = {**effects, "read_noise_spectrum": spec}
+    return doc
+
+
 #: ``{v: f}``: ``f(doc_v) -> doc_(v+1)``. Each migration is a pure function over dicts.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {2: _v2_to_v3}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {2: _v2_to_v3,
+                                                                    3: _v3_to_v4}
 
 #: Effect name -> class of the simple (single-dataclass) effects.
 SIMPLE_EFFECTS: dict[str, type] = {

@@ -495,7 +495,7 @@ class ChipProfile:
 
 
 #: Profiles shipped with cimlab (files in cimlab/physics/profiles/).
-BUNDLED_PROFILES: tuple[str, ...] = ("default", "techb", "techa")
+BUNDLED_PROFILES: tuple[str, ...] = ("default", "techb", "techa", "narrow")
 
 
 def profile_path(name: str) -> Path:

@@ -37,7 +37,7 @@ def test_fit_show_extrapolate_plot(store_path, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "relaxation" in text and "wrote" in text
     doc = json.loads(out.read_text())
-    assert doc["schema_version"] == 3
+    assert doc["schema_version"] == 4
     assert doc["effects"]["relaxation"]["parameters"]["k_peak"]["unit"] == "S^2"
     assert len(doc["provenance"]["data_sha256"]) == 64
     assert main(["model", "show", str(out)]) == 0

@@ -43,7 +43,7 @@ def _plan(profile: str) -> dict:
         cells[kind] = {"start": start, "count": n}
         start += n
     return {
-        "plan": {"name": f"roundtrip-{profile}", "seed": 3},
+        "plan": {"name": f"roundtrip-{Path(profile).stem}", "seed": 3},
         "experiment": [
             {"kind": "fault_map", "cells": cells["fault_map"]},
             {"kind": "programming_error", "cells": cells["programming_error"],
@@ -86,7 +86,7 @@ def _station_file(tmp: Path, profile: str, seed: int) -> Path:
 def roundtrip(request, tmp_path_factory):
     profile = request.param
     tmp = tmp_path_factory.mktemp(f"rt-{profile}")
-    plan = plan_from_mapping(_plan(profile), source=f"roundtrip-{profile}")
+    plan = plan_from_mapping(_plan(profile), source=f"roundtrip-{Path(profile).stem}")
     with Station.open(_station_file(tmp, profile, seed=21)) as st:
         chip = st.bench.chip
         run_plan(plan, st, tmp / "store.h5", progress=False)

@@ -1,6 +1,7 @@
 """JSON export / import: round trip, golden file, strict errors naming file and field."""
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -89,11 +90,12 @@ def test_truncated_json(tmp_path):
 
 
 def test_migration_machinery(monkeypatch):
-    """Registered migrations are applied in order (v1 -> v2 -> v3 here)."""
+    """Registered migrations are applied in order (v1 -> v2 -> v3 -> v4 here)."""
     doc = DeviceModel.default().to_json_dict()
     old = copy.deepcopy(doc)
     old["schema_version"] = 1
     del old["effects"]["retention"]["parameters"]["t_fail_k"]  # added by v3
+    del old["effects"]["read_noise_spectrum"]  # added by v4 (white only, as the default)
     old["effects"]["wire"]["parameters"]["r_ohm"] = old["effects"]["wire"]["parameters"].pop(
         "r_segment_ohm"
     )
@@ -104,9 +106,13 @@ def test_migration_machinery(monkeypatch):
         w["r_segment_ohm"] = w.pop("r_ohm")
         return d
 
-    monkeypatch.setattr(ser, "MIGRATIONS", {1: v1_to_v2, 2: ser.MIGRATIONS[2]})
+    monkeypatch.setattr(ser, "MIGRATIONS", {1: v1_to_v2, 2: ser.MIGRATIONS[2],
+                                            3: ser.MIGRATIONS[3]})
     monkeypatch.setattr(ser, "OLDEST_SUPPORTED", 1)
-    assert ser.from_document(old) == DeviceModel.default()
+    got, default = ser.from_document(old), DeviceModel.default()
+    spectrum = got.read_noise_spectrum  # v4 adds it as white only, saying so in its source
+    assert spectrum == dataclasses.replace(default.read_noise_spectrum, source=spectrum.source)
+    assert dataclasses.replace(got, read_noise_spectrum=default.read_noise_spectrum) == default
 
 
 # ---------------------------------------------------------------- schema 3, strict loading
@@ -118,7 +124,7 @@ def test_v2_migrates_to_current(path):
     dm = DeviceModel.load(path)
     assert dm.retention.t_fail_k == 0.0
     out = json.loads(ser.dumps(dm))
-    assert out["schema_version"] == ser.SCHEMA_VERSION == 3
+    assert out["schema_version"] == ser.SCHEMA_VERSION == 4
     assert out["effects"]["retention"]["parameters"]["t_fail_k"]["value"] == 0.0
     # everything else carried over unchanged
     assert dm.relaxation == ser.from_document(doc).relaxation
@@ -185,3 +191,18 @@ def test_oversized_file_refused(tmp_path, monkeypatch):
         DeviceModel.load(p)
     with pytest.raises(ConfigError, match="directory"):
         DeviceModel.load(tmp_path)
+
+
+def test_schema3_file_gains_a_white_only_read_noise_spectrum():
+    """A schema-3 model never measured 1/f noise: migrating adds the spectrum with no 1/f part
+    and the white part of the file's own read-noise law."""
+    doc = copy.deepcopy(DeviceModel.default().to_json_dict())
+    doc["schema_version"] = 3
+    del doc["effects"]["read_noise_spectrum"]
+    doc["effects"]["read_noise"]["parameters"]["s0"]["value"] = 1.5e-7
+    dm = ser.from_document(doc)
+    spec = dm.read_noise_spectrum
+    assert spec.a_peak == 0.0
+    assert spec.s0 == 1.5e-7
+    assert spec.s1 == dm.read_noise.s1
+    assert "schema 3" in spec.source
