@@ -27,6 +27,7 @@ TOPICS: tuple[str, ...] = (
     "simcmd",  # simulate
     "chipnet",  # demo, program-net, evaluate, bn-calibrate
     "mitigationcmd",  # reproduce
+    "exportcmd",  # export
 )
 
 #: Sub-commands that resume where they stopped when run again with the same arguments.
