@@ -28,6 +28,7 @@ TOPICS: tuple[str, ...] = (
     "chipnet",  # demo, program-net, evaluate, bn-calibrate
     "mitigationcmd",  # reproduce
     "exportcmd",  # export
+    "watchcmd",  # watch
 )
 
 #: Sub-commands that resume where they stopped when run again with the same arguments.
