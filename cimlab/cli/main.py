@@ -29,6 +29,7 @@ TOPICS: tuple[str, ...] = (
     "mitigationcmd",  # reproduce
     "exportcmd",  # export
     "watchcmd",  # watch
+    "modelexportcmd",  # model-export
 )
 
 #: Sub-commands that resume where they stopped when run again with the same arguments.
