@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
         "rpu_config(load_config(json)) is an aihwkit InferenceRPUConfig with that noise "
         "model. Stuck cells, wire resistance and binary conditions have no place in aihwkit's "
         "inference noise models and are not exported. --to json-schema: write the JSON Schema "
-        "of cimlab model files (MODEL is then not read). See docs/device-models.md.",
+        "of cimlab model files (MODEL is then not read). See docs/export.md (Models out).",
     )
     p.add_argument("model", help="device model JSON (from 'cimlab fit'), or 'default'")
     p.add_argument("--to", choices=TARGETS, default="aihwkit", help="export target")

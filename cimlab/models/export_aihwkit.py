@@ -5,7 +5,7 @@ spread) and retention (Arrhenius acceleration) into a plain JSON document in aih
 (uS); :func:`write_aihwkit_export` writes it with a copy of
 :mod:`cimlab.models.aihwkit_noise` (``cimlab_aihwkit.py``), which builds the aihwkit noise model
 and ``InferenceRPUConfig`` from it with aihwkit and torch only. The formulas are listed in that
-module's docstring; see docs/device-models.md, "Export to aihwkit".
+module's docstring; see docs/export.md, "Models out".
 
 Not exported (aihwkit's inference noise models have no place for them): stuck cells
 (``dm.stuck``), wire resistance (``dm.wire``) and the binary programming conditions

@@ -17,6 +17,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections import Counter
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -141,6 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = unquote(urlsplit(self.path).path)
+        self.server.requests[path] += 1
         w = self.server.watcher
         if path in ("/", "/index.html"):
             body = w.page(self.server.refresh_s).encode("utf-8")
@@ -173,6 +175,8 @@ class WatchServer(ThreadingHTTPServer):
         self.watcher = watcher
         self.refresh_s = float(refresh_s)
         self.verbose = verbose
+        #: Requests served per path (a count; what a browser fetched).
+        self.requests: Counter[str] = Counter()
         super().__init__((host, port), _Handler)
 
     @property
