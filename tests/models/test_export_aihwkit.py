@@ -106,3 +106,66 @@ def test_cli_bad_model_is_one_line(tmp_path, capsys):
 def test_write_export_returns_both_files(tmp_path):
     paths = write_aihwkit_export(DeviceModel.default(), tmp_path, "dflt")
     assert [p.name for p in paths] == ["dflt.aihwkit.json", "cimlab_aihwkit.py"]
+
+
+def _spread_cimlab(dm, weight, x, t_s, temp_c, trials):
+    """Std over programmings of each output of cimlab's simulator (ideal periphery, no stuck
+    cells: only the effects aihwkit's noise model holds)."""
+    import torch
+
+    from cimlab.sim import AnalogConfig, convert
+
+    net = torch.nn.Sequential(torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False))
+    net = net.double()
+    net[0].weight.data = weight.clone()
+    cfg = AnalogConfig(device=dm, tile=None, adc_bits=None, dac_bits=None, levels=None,
+                       stuck=False, read_noise="weight", ir_drop=False)
+    anet = convert(net, cfg)
+    outs = []
+    for k in range(trials):
+        anet.program(torch.Generator().manual_seed(1000 + k))
+        anet.age(t_s, temp_c=temp_c)
+        with torch.no_grad():
+            outs.append(anet(x).double())
+    return torch.stack(outs).std(dim=0)
+
+
+def _spread_aihwkit(cfg, weight, x, t_s, trials):
+    import torch
+    from aihwkit.nn import AnalogLinear
+
+    rpu = an.rpu_config(cfg)
+    layer = AnalogLinear(weight.shape[1], weight.shape[0], bias=False, rpu_config=rpu)
+    layer.set_weights(weight.float())
+    layer.eval()
+    outs = []
+    for k in range(trials):
+        torch.manual_seed(2000 + k)     # aihwkit draws from torch's global generator
+        layer.program_analog_weights()
+        layer.drift_analog_weights(t_s)
+        with torch.no_grad():
+            outs.append(layer(x.float()).double())
+    return torch.stack(outs).std(dim=0)
+
+
+def test_aihwkit_network_spread_matches_cimlab_simulator():
+    """Where aihwkit is installed: one linear layer (64 -> 16), weights in [-1, 1], one input;
+    after 1 h at 85 C, the std over 300 programmings of each output, aihwkit (built from the
+    export) vs cimlab's simulator (same DeviceModel). The mean ratio over the 16 outputs must
+    be 1 within 4 standard errors (std of a sample std: s / sqrt(2 (n - 1)))."""
+    pytest.importorskip("aihwkit", reason="aihwkit not installed (pip install aihwkit==1.1.0 "
+                        "on Python 3.11; see docs/export.md)")
+    torch = pytest.importorskip("torch")
+    dm = MODELS["techC"]
+    gen = torch.Generator().manual_seed(5)
+    weight = torch.rand(16, 64, generator=gen, dtype=torch.float64) * 2 - 1
+    x = torch.rand(1, 64, generator=gen, dtype=torch.float64)
+    trials, t_s, temp_c = 300, 3600.0, 85.0
+    cfg = aihwkit_config(dm, temp_k=temp_c + 273.15)
+    ours = _spread_aihwkit(cfg, weight, x, t_s, trials)
+    ref = _spread_cimlab(dm, weight, x, t_s, temp_c, trials)
+    ratio = (ours / ref).flatten()
+    se = math.sqrt(2.0 / (2 * (trials - 1))) / math.sqrt(ratio.numel())
+    print(f"aihwkit/cimlab output std ratio: {ratio.mean():.4f} +- {se:.4f} "
+          f"(per output {ratio.min():.3f}..{ratio.max():.3f})")
+    assert abs(float(ratio.mean()) - 1.0) < 4 * se
