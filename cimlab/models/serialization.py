@@ -364,7 +364,10 @@ def from_document(doc: Any, source: Any = None) -> DeviceModel:
 
 
 def load(path: str | Path) -> DeviceModel:
-    """Read and validate a model file (see module docstring)."""
+    """Read a device-model JSON file (``schema_version`` 2, migrating older versions) and
+    validate it strictly: an unknown key, a unit other than the declared one, a value out of
+    bounds or malformed JSON raises :class:`~cimlab.errors.ConfigError` naming the file and
+    the dotted field (e.g. ``effects.read_noise.parameters.s1.unit``)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")

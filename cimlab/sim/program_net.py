@@ -155,8 +155,10 @@ def program_network(
     resume: bool = True,
     extra_meta: dict[str, Any] | None = None,
 ) -> NetworkProgramResult:
-    """Program ``net`` (placed by ``placement``) onto ``station``'s chip, into ``store``
-    (module docstring). ``pv_config``: a
+    """Program ``net`` (placed by ``placement``) onto ``station``'s chip, into ``store``: one
+    resumable run of kind ``"network_program"`` whose committed steps are ``placement``
+    (placement and network state tables), ``erase`` (deep RESET of the regions), ``verify``
+    (program-verify of all network cells) and ``readback``. ``pv_config``: a
     :class:`~cimlab.procedures.program_verify.ProgramVerifyConfig` (default: adaptive,
     +-1 uS). Limits are checked before the first pulse (the station raises LimitError)."""
     from cimlab.params import to_dict

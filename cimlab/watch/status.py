@@ -79,7 +79,10 @@ class StoreStatus:
 
 
 def planned_steps(kind: str, plan: Any, meta: dict[str, Any]) -> int | None:
-    """Planned number of steps of a run (see the module docstring), or None if unknown."""
+    """Planned number of steps of a run, or None if unknown: ``meta["planned_steps"]``
+    where the procedure recorded it, else for ``bake_retention`` the count its plan section
+    implies (per temperature: programming, the read before the bake, and a bake and a read
+    per schedule entry)."""
     if isinstance(meta.get("planned_steps"), int):
         return int(meta["planned_steps"])
     section = plan.get("section") if isinstance(plan, dict) else None
