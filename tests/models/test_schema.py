@@ -58,3 +58,12 @@ def test_broken_models_do_not_validate(validator, edit, where):
     errors = list(validator.iter_errors(doc))
     assert errors and any(where in (e.json_path + e.message) for e in errors), [
         e.message for e in errors]
+
+
+def test_cli_writes_the_schema(tmp_path, capsys):
+    from cimlab.cli.main import main
+
+    assert main(["model-export", "default", "--to", "json-schema", "--out", str(tmp_path)]) == 0
+    written = tmp_path / "device-model.schema.json"
+    assert str(written) in capsys.readouterr().out
+    assert written.read_text() == PUBLISHED.read_text()
