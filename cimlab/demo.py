@@ -258,7 +258,10 @@ def train_or_load(config: DemoConfig, ds: Any, path: Path, progress: bool):
 def predict(net: Any, dm: Any, placement_cfg: Any, test: Any, calib_x: Any,
             history: dict[str, list[tuple[float, float]]], trials: int, seed: int,
             progress: bool) -> dict[str, np.ndarray]:
-    """Monte Carlo of the four demo steps with the fitted model (module docstring)."""
+    """The fitted model's prediction of the demo's four accuracies (on chip after
+    programming, after BN calibration, after the bake, after BN calibration again): a Monte
+    Carlo of ``trials`` programmings in the simulator with the chip's placement, converters
+    and IR drop, aged by the same thermal ``history``; per step an array of accuracies."""
     import torch
 
     from cimlab.mitigation.bn_calibration import calibrate_bn
@@ -296,7 +299,11 @@ def predict(net: Any, dm: Any, placement_cfg: Any, test: Any, calib_x: Any,
 # --------------------------------------------------------------------------- the demo
 def run_demo(config: DemoConfig | None = None, out: str | Path = "data/demo",
              progress: bool = True, log: Any = print) -> DemoResult:
-    """Run the demo (module docstring); returns the :class:`DemoResult`."""
+    """Run the whole loop on the emulated bench into ``out``: characterize a few tiles, fit
+    a device model, train (or load) a small CNN, place and program it on the chip, measure
+    its accuracy on chip, after BN calibration, after a 150 degC bake and after BN
+    calibration again, each next to the fitted model's prediction; returns the
+    :class:`DemoResult` (also written to ``out/summary.json``)."""
     import torch
 
     from cimlab.instruments.session import open_station, state_path_for

@@ -31,6 +31,7 @@ LAYERS = {
     "cimlab.mitigation": 9,
     "cimlab.demo": 10,
     "cimlab.cli": 10,
+    "cimlab.watch": 10,
 }
 
 

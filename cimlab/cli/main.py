@@ -29,6 +29,9 @@ TOPICS: tuple[str, ...] = (
     "simcmd",  # simulate
     "chipnet",  # demo, program-net, evaluate, bn-calibrate
     "mitigationcmd",  # reproduce
+    "exportcmd",  # export
+    "watchcmd",  # watch
+    "modelexportcmd",  # model-export
 )
 
 #: Sub-commands that resume where they stopped when run again with the same arguments.

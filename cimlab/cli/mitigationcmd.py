@@ -31,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="reproduce a source paper's experiment (table CSV + figure PNG)",
         description=(
             "Re-run the central experiment of one of the five source papers "
-            "(../shared/papers) on the embedded scikit-learn digits data, print its table, "
-            "and write the table (CSV) and figure (PNG) to --out.\n\n"
+            "(cited in docs/references.md) on the embedded scikit-learn digits data, print its "
+            "table, and write the table (CSV) and figure (PNG) to --out.\n\n"
             + "\n".join(f"  {k}: {v}" for k, v in _HELP.items())
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -523,7 +523,11 @@ def _from_document(doc: Any, source: Any, fill_defaults: bool) -> DeviceModel:
 
 
 def load(path: str | Path, fill_defaults: bool = False) -> DeviceModel:
-    """Read and validate a model file (see module docstring)."""
+    """Read a device-model JSON file (the current ``schema_version``, migrating older ones)
+    and validate it strictly: a missing or unknown key, a unit other than the declared one, a
+    value out of bounds or malformed JSON raises :class:`~cimlab.errors.ConfigError` naming
+    the file and the dotted field (e.g. ``effects.read_noise.parameters.s1.unit``).
+    ``fill_defaults``: take literature defaults for what is missing, with a warning."""
     p = Path(path)
     try:
         size = p.stat().st_size

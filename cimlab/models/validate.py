@@ -418,7 +418,13 @@ def validate(model: DeviceModel, tables: Any, cells: Iterable[int] | None = None
              effects: Iterable[str] | None = None) -> ValidationResult:
     """Compare ``model``'s predictions with the measurements in ``tables`` (a
     :class:`~cimlab.models.fit.store.TableSet`, ``{kind: {table: DataFrame}}``, a store path or
-    an open store), per (effect, level, time, temperature) cell (module docstring).
+    an open store), per (effect, level, time, temperature) cell: ``relaxation`` (mean and
+    spread of a level's reads at a time point against
+    :meth:`DeviceModel.predicted_moments`), ``bake_retention`` (mean and spread of each
+    cell's change since its reference read, per bake temperature and step) and
+    ``read_noise`` (spread of repeated reads of a cell around its mean). A cell is within
+    when ``|predicted_sigma / measured_sigma - 1| <= tolerance``; the summary also counts
+    means within ``mean_tolerance`` measured sigmas.
 
     ``cells``: only the measurements of these device cells (held-out cells of a k-fold split,
     :func:`kfold_cells`). ``effects``: a subset of :data:`EFFECTS`.

@@ -82,7 +82,10 @@ def nrmse(y: torch.Tensor, y_ideal: torch.Tensor) -> float:
 
 
 def layer_nrmse(anet: Any, x: torch.Tensor) -> dict[str, float]:
-    """NRMSE of every analog layer's output (module docstring), in forward order."""
+    """NRMSE of every analog layer's output on input ``x``, in forward order:
+    ``RMS(y - y_ideal) / std(y_ideal)`` of the layer's sums of products (before BN) in the
+    error-bearing network against the same network with every layer ideal (paper 000, Fig. 7);
+    errors injected upstream propagate into it."""
     ideal, analog = paired_outputs(anet, x)
     return {n: nrmse(analog[n], ideal[n]) for n in anet.layers}
 

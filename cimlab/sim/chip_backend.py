@@ -106,7 +106,9 @@ class ChipBackend:
 
 
 class ChipLayer(nn.Module):
-    """A Linear/Conv2d layer whose MVMs run on the chip (module docstring)."""
+    """A Linear/Conv2d layer whose matrix-vector products run on the chip: the input is
+    DAC-quantized on the host, each chip tile gets one ``ARR:MVM?`` round trip per batch, the
+    column currents are digitized (ADC) and the partial sums added digitally."""
 
     def __init__(self, base: nn.Module, placement: LayerPlacement, backend: ChipBackend,
                  chip_rows: int):
@@ -329,7 +331,10 @@ def _adc_terms(g_t: torch.Tensor, lay: Any, bias_s: float) -> tuple[np.ndarray, 
 
 
 class ChipNetwork(nn.Module):
-    """A network whose weight layers run on the chip (module docstring).
+    """A network whose ``nn.Linear``/``nn.Conv2d`` layers run on the ReRAM chip
+    (:class:`ChipLayer`), placed by :func:`cimlab.sim.placement.place_network`; batch norm,
+    activations, pooling and dropout stay digital on the host (the chip's counterpart of
+    :class:`cimlab.sim.AnalogNetwork`).
 
     ``chipnet.net`` is the converted copy (its BN layers are the ones BN calibration updates);
     ``chipnet.layers`` maps qualified names to :class:`ChipLayer` s.

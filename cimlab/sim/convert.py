@@ -132,7 +132,10 @@ def convert(
     layers: Sequence[str] | None = None,
     inject: Sequence[str] | None = None,
 ) -> AnalogNetwork:
-    """Analog copy of ``net`` (module docstring).
+    """Analog copy of ``net``: its ``nn.Linear``/``nn.Conv2d`` layers (named ones, not the
+    top-level module itself) become :class:`~cimlab.sim.layers.AnalogLinear` /
+    :class:`~cimlab.sim.layers.AnalogConv2d` on ReRAM tiles, batch norm, activations, pooling
+    and dropout stay digital; ``net`` is deep-copied and never modified.
 
     ``layers``: qualified names of the Linear/Conv2d layers to put on tiles (None: all);
     ``inject``: names of the converted layers that get non-idealities (None: all).

@@ -126,7 +126,10 @@ def monte_carlo(
     prepare: Callable[[Any], Any] | None = None,
     progress: bool = False,
 ) -> MonteCarloResult:
-    """Accuracy distribution over ``n_trials`` independent programmings (module docstring).
+    """Accuracy distribution over ``n_trials`` independent programmings of the network (paper
+    001 maps each model 20 times). Trial ``i`` is seeded with
+    ``SeedSequence(seed).spawn(n_trials)[i]`` (programming and per-forward read noise), so the
+    results depend only on ``seed`` and ``n_trials``, not on ``workers``.
 
     ``net_factory_or_anet``: an :class:`~cimlab.sim.convert.AnalogNetwork` (deep-copied per
     trial) or a picklable callable returning one. ``age``: ``(seconds, temp_c)`` applied after

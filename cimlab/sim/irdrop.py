@@ -35,7 +35,10 @@ IR_DROP_FORMS = ("rational", "first_order")
 
 
 def drop_factors(g: torch.Tensor) -> torch.Tensor:
-    """``A + B`` [S] for tiles ``g`` of shape ``(..., R, P)`` [S] (module docstring)."""
+    """First-order IR-drop factors ``A + B`` [S] of tiles ``g`` of shape ``(..., R, P)`` [S]:
+    ``A_ij = sum_j' G_ij' (min(j, j') + 1)`` (word line, driven at column 0) plus
+    ``B_ij = sum_i' G_i'j (R - max(i, i'))`` (bit line, sensed below the last row); the
+    effective conductance is ``G / (1 + r (A + B))`` for wire segments of ``r`` ohm."""
     # A_ij = sum_{k<=j} sum_{j'>=k} G_ij'  (current through word-line segment k, accumulated);
     # suffix sums as total - prefix + self (no flipped copies)
     prefix = g.cumsum(-1)

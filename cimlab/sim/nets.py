@@ -293,7 +293,8 @@ def build(
 
     ``in_shape`` defaults to the paper's input shape; ``width`` (channel/neuron multiplier) and
     ``hidden`` (BNN MLP neurons per hidden layer) default to the paper's size at the paper's
-    input shape and to the reduced size otherwise (module docstring). ``dropout`` overrides
+    input shape and to the reduced size otherwise (the table of names, architectures and
+    reduced sizes is in ``cimlab.sim.nets.__doc__``). ``dropout`` overrides
     the network's dropout rate. The returned net is in training mode with PyTorch's default
     initialization (seed it with ``torch.manual_seed`` or build under ``torch.random.fork_rng``
     for reproducible weights).

@@ -123,7 +123,10 @@ class LayerPlacement:
 
 @dataclass
 class NetworkPlacement:
-    """Where every weight of a network lives on the chip (module docstring)."""
+    """Where every weight of a network lives on the chip: the chip geometry, the
+    placement settings, how many row groups share a physical tile, and one
+    :class:`LayerPlacement` per layer (its logical tiles of ``rows_per_mvm x cols`` cells, each
+    assigned to a region of a physical tile; built by :func:`place_network`)."""
 
     geometry: tuple[int, int, int]
     config: PlacementConfig

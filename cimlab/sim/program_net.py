@@ -126,7 +126,10 @@ def program_network(
     extra_meta: dict[str, Any] | None = None,
 ) -> NetworkProgramResult:
     """Program ``net`` (placed by ``placement``) onto ``station``'s chip, into ``store``
-    (:func:`cimlab.procedures.network_program.program_image`). ``pv_config``: a
+    (:func:`cimlab.procedures.network_program.program_image`): one resumable run of kind
+    ``"network_program"`` whose committed steps are ``placement`` (placement and network
+    state tables), ``erase`` (deep RESET of the regions), ``verify`` (program-verify of all
+    network cells) and ``readback``. ``pv_config``: a
     :class:`~cimlab.procedures.program_verify.ProgramVerifyConfig` (default: adaptive,
     +-1 uS). Limits are checked before the first pulse (the station raises LimitError)."""
     cfg = pv_config or ProgramVerifyConfig()

@@ -91,7 +91,11 @@ def read_techa_bake(path: str | Path, settings: str | Path | None = None,
 def import_techa_bake(path: str | Path, store: str | Path, *,
                       settings: str | Path | None = None, target_offset: float = 0.5,
                       force: bool = False) -> ImportResult:
-    """Import the techA bake set (see the module docstring) as a ``bake_retention`` run."""
+    """Import the techA bake set (``bake.tsv.gz``: ``addr, time, r, g, temp``, no header) as
+    a ``bake_retention`` run: one programming cycle per temperature, step 0 the reference read
+    before the bake, step 1 after it; ``level = floor(g0 / (Gmax/32))``, target the band
+    centre (``target_offset`` 0.5); cells whose reference read is outside 0..Gmax go to the
+    table ``outliers``. Importing the same file again resumes the same run."""
     t0 = time.perf_counter()
     path = Path(path)
     reads, outliers, bakes, info = read_techa_bake(path, settings, target_offset)
@@ -177,8 +181,11 @@ def _is_float(text: str) -> bool:
 
 def import_tsdata(path: str | Path, store: str | Path, *, fs_hz: float | None = None,
                   settings: str | Path | None = None, force: bool = False) -> ImportResult:
-    """Import read-noise time series (see the module docstring) as a ``read_noise_series`` run
-    (one committed step per series; sample rate in column ``fs_hz`` and run meta ``fs_hz``)."""
+    """Import read-noise time series (techA ``tsdata.min.tsv.gz``: one row per series: the
+    conductance range, an index offset, then the samples [S] of one cell) as a
+    ``read_noise_series`` run, table ``samples`` (one committed step per series; the sample
+    rate ``fs_hz`` from ``settings.json`` or the argument, in column ``fs_hz`` and run meta
+    ``fs_hz``)."""
     t0 = time.perf_counter()
     path = Path(path)
     series, info = read_tsdata(path, fs_hz, settings)

@@ -100,7 +100,12 @@ def read_techc(path: str | Path, settings: str | Path | None = None,
 
 def import_techc(path: str | Path, store: str | Path, *, settings: str | Path | None = None,
                  target_offset: float = 0.5, force: bool = False) -> ImportResult:
-    """Import the techC relaxation set (see the module docstring) into ``store``."""
+    """Import the techC relaxation set (``relaxdata.min.tsv.gz``: ``addr, time, r, g, gi,
+    range, timept``, no header) into ``store`` as an ``imported`` run, table ``reads``:
+    ``cell = addr``, ``level = range``, ``g0_s = gi``, ``time_s = timept`` (the measured time
+    kept as ``time_measured_s``), ``temp_k = 300``, ``target_s = (range + target_offset) / 32
+    * gmax``; rows with range > 31 go to table ``outliers``. Importing the same file again
+    resumes the same run."""
     t0 = time.perf_counter()
     path = Path(path)
     reads, outliers, info = read_techc(path, settings, target_offset)

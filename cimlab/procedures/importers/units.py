@@ -66,7 +66,9 @@ class ConductanceUnit:
 
 def conductance_unit(unit: str, source: Any = "import mapping",
                      field: str = "g_unit") -> ConductanceUnit:
-    """Parse a conductance or resistance unit name (see the module docstring)."""
+    """Parse a conductance unit (``S``, ``mS``, ``uS``, ``µS``, ``nS``) or a resistance unit
+    (``ohm``, ``Ω``, ``kohm``, ``kΩ``, ``Mohm``: a value ``R`` then means ``1 / R``) with
+    Pint; a name that is neither raises ConfigError naming ``source`` and ``field``."""
     q = _quantity(unit, source, field, CONDUCTANCE_HINT)
     if q.is_compatible_with("siemens"):
         return ConductanceUnit(unit, float(q.to("siemens").magnitude), False)
