@@ -275,9 +275,9 @@ class ReRAMChip:
         self._tile_cache = {
             int(t): _TileCache(int(c_version[i]), float(c_e_snap[i]), float(c_e_prog[i]),
                                c_g[i], np.asarray(read.sigma(c_g[i])) ** 2,
-                               # the memory layout transfer_matrix gives (a transposed
-                               # C array), so matmuls take the same BLAS path: same bits
-                               np.asfortranarray(c_t[i]))
+                               # the memory layout transfer_matrix gives (a C array),
+                               # so matmuls take the same BLAS path: same bits
+                               np.ascontiguousarray(c_t[i]))
             for i, t in enumerate(cache_tiles)}
         self._wires = {int(t): (r_row[i], r_col[i]) for i, t in enumerate(wire_tiles)}
         self._iv_read_cache = {}
