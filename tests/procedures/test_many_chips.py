@@ -72,3 +72,22 @@ def test_station_template_must_start_an_emulator(tmp_path):
         chip_station_text(real, 1)
     text = chip_station_text(ROOT / "instruments" / "emulated.toml", 42)
     assert "seed = 42" in text
+
+
+def test_cli_chip_identity_and_many_chips(tmp_path, capsys):
+    from cimlab.cli.main import main
+
+    plan = tmp_path / "tiny.toml"
+    plan.write_text(PLAN)
+    station = str(ROOT / "instruments" / "emulated.toml")
+    one = tmp_path / "one.h5"
+    assert main(["characterize", str(plan), "--station", station, "--out", str(one),
+                 "--no-progress", "--wafer", "W7", "--die", "D3", "--chip-id", "W7-D3"]) == 0
+    with Store.open(one, "r") as store:
+        assert [store.run(u).meta["chip"] for u in store.uids] == [
+            {"wafer": "W7", "die": "D3", "chip": "W7-D3"}]
+    assert main(["characterize", str(plan), "--station", station, "--out",
+                 str(tmp_path / "many"), "--no-progress", "--chips", "2", "--wafer", "W7"]) == 0
+    out = capsys.readouterr().out
+    assert "W7-D000" in out and "W7-D001" in out and "2 chips on serial" in out
+    assert (tmp_path / "many" / "chip-001" / "store.h5").exists()
