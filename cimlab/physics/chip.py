@@ -614,9 +614,15 @@ class ReRAMChip:
             raise ValueError("v_rows must be finite")
         self._now(now_s)
         c = self._tile_state(int(tile))
-        i = v @ c.t.T if ir_drop else v @ c.g
+        t, g, s2 = c.t, c.g, c.s2
+        # rows held at 0 V on every vector add no current and no noise: leave them out of the
+        # products (a network layer drives rows_per_mvm of the tile's rows)
+        active = np.flatnonzero(np.any(v != 0.0, axis=0) if v.ndim == 2 else v != 0.0)
+        if active.size < self.rows:
+            v, t, g, s2 = v[..., active], t[:, active], g[active], s2[active]
+        i = v @ t.T if ir_drop else v @ g
         if read_noise:
-            sd = np.sqrt((v * v) @ c.s2)
+            sd = np.sqrt((v * v) @ s2)
             i = i + sd * self._rng.standard_normal(sd.shape)
         return i
 

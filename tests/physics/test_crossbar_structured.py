@@ -33,3 +33,25 @@ def test_structured_equals_sparse_nodal_solution(rows, cols, r_mean, g_lo, g_hi)
     # and the IR drop is really there (not a trivially ideal tile)
     assert np.abs(t - g.T).max() > 1e-6 * np.abs(g).max()
 
+
+
+def test_mvm_with_undriven_rows_equals_the_full_product():
+    """Rows at 0 V on every vector are left out of the products (chip.mvm): the same currents
+    and read noise (same draws) as driving them at a negligible 1e-300 V (full product)."""
+    from cimlab.physics import ReRAMChip
+    from tests.physics.conftest import small_profile
+
+    chips = [ReRAMChip(small_profile(2, rows=16, cols=8), seed=4) for _ in range(2)]
+    rng = np.random.default_rng(0)
+    v = np.zeros((5, 16))
+    v[:, 4:10] = rng.uniform(-0.2, 0.2, (5, 6))
+    v_full = np.where(v == 0.0, 1e-300, v)
+    for ir_drop in (True, False):
+        for read_noise in (False, True):
+            a = chips[0].mvm(1, v, 1.0, ir_drop=ir_drop, read_noise=read_noise)
+            b = chips[1].mvm(1, v_full, 1.0, ir_drop=ir_drop, read_noise=read_noise)
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+    one = chips[0].mvm(1, v[0], 1.0, read_noise=False)  # a single vector, too
+    np.testing.assert_allclose(one, chips[1].mvm(1, v_full[0], 1.0, read_noise=False),
+                               rtol=1e-12, atol=0)
+    assert np.all(chips[0].mvm(1, np.zeros((3, 16)), 1.0, read_noise=True) == 0.0)
