@@ -109,3 +109,21 @@ def test_stores_of_emulated_chips(tmp_path):
     assert any(p.sd_between_ci95[0] > 0 for p in mixed.parameters
                if p.effect == "read_noise"), mixed.table()
     assert "WB-D001" in mixed.table()
+
+
+def test_cli_fit_chips(tmp_path, capsys):
+    import json
+
+    from cimlab.cli.main import main
+
+    plan = tmp_path / "cv.toml"
+    plan.write_text(PLAN)
+    chips = run_plan_on_chips(plan, ROOT / "instruments" / "emulated.toml", tmp_path / "c", 2,
+                              seed=1, wafer="WC")
+    out = tmp_path / "var.json"
+    assert main(["fit-chips", *[c.store_path for c in chips], "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "2 chips: WC-D000, WC-D001" in text and "read_noise." in text
+    data = json.loads(out.read_text())
+    assert data["chips"] == ["WC-D000", "WC-D001"] and data["parameters"]
+    assert main(["fit-chips", chips[0].store_path]) != 0  # one chip: a clear error
