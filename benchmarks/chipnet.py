@@ -7,7 +7,12 @@ emulated bench, then times, on the 450 digits test images in batches of 150:
   batch through PyVISA, host ADC/BN) with warm tile caches, and with the caches rebuilt (the
   emulator's exact IR-drop solution after the chip's state changed);
 * the simulator's evaluation of the same network (same logical tiles, converters, noise);
-* program-verify of all cells.
+* program-verify of all cells;
+* the exact IR-drop transfer matrix of one 256 x 64 tile: the structured block elimination the
+  emulator uses vs the sparse-LU nodal solution it replaced (best of 3 each).
+
+Both sides get one compute thread (torch intra-op threads and, through threadpoolctl, the BLAS
+used by the emulator), so the ratio compares equal resources.
 
 Prints a table and, as the last line, one JSON object (ratios measured in this run, the
 absolute times and the machine). Run: ``python benchmarks/chipnet.py``.
@@ -21,6 +26,26 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+
+
+def _transfer_build_times() -> tuple[float, float]:
+    """Best-of-3 wall times [s] of the two exact transfer-matrix builds for a 256 x 64 tile."""
+    import numpy as np
+
+    from cimlab.physics import crossbar
+
+    rng = np.random.default_rng(0)
+    g = rng.uniform(1e-6, 5e-5, (256, 64))
+    r_row, r_col = crossbar.draw_wires(256, 64, 2.0, 0.5, 0.1, rng)
+    out = []
+    for fn in (crossbar.transfer_matrix, crossbar.transfer_matrix_sparse):
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fn(g, r_row, r_col)
+            best = min(best, time.perf_counter() - t0)
+        out.append(best)
+    return out[0], out[1]
 
 
 def main() -> dict:
@@ -39,6 +64,14 @@ def main() -> dict:
     from cimlab.store import Store
 
     torch.set_num_threads(1)
+    try:  # the emulator's BLAS on one thread too (as torch); threadpoolctl comes with sklearn
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+        blas_threads = 1
+    except ImportError:  # pragma: no cover
+        blas_threads = None
+    t_struct, t_sparse = _transfer_build_times()
     ds = load_dataset("digits")
     test = DataLoader(TensorDataset(ds.x_test, ds.y_test), batch_size=150)
     torch.manual_seed(0)
@@ -79,7 +112,11 @@ def main() -> dict:
         "program_verify_cells_per_s": placement.n_cells / t_prog,
         "pv_success_rate": res.summary["success_rate"],
         "pv_pulses_mean": res.summary["pulses_mean"],
+        "transfer_matrix_256x64_structured_s": t_struct,
+        "transfer_matrix_256x64_sparse_lu_s": t_sparse,
+        "load_average_1min": os.getloadavg()[0],
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "blas_threads": blas_threads,
                     "platform": platform.platform(), "python": platform.python_version()},
     }
     print(f"{'what':44s} {'value':>12s}")
@@ -91,7 +128,10 @@ def main() -> dict:
             ("chip (warm) / simulator", f"{t_warm / t_sim:.1f}x"),
             ("MVM round trips per eval", f"{rt}"),
             ("MVM vectors per eval", f"{vec}"),
-            ("MVM vectors per second (warm)", f"{vec / t_warm:.0f}")]
+            ("MVM vectors per second (warm)", f"{vec / t_warm:.0f}"),
+            ("IR-drop T, 256x64: structured [s]", f"{t_struct:.3f}"),
+            ("IR-drop T, 256x64: sparse LU (before) [s]", f"{t_sparse:.3f}"),
+            ("load average (1 min)", f"{os.getloadavg()[0]:.1f}")]
     for a, b in rows:
         print(f"{a:44s} {b:>12s}")
     print(json.dumps(result))

@@ -18,6 +18,7 @@ LAYERS = {
     "cimlab.params": 0,
     "cimlab.stats": 0,
     "cimlab.units": 0,
+    "cimlab.parallel": 0,
     "cimlab.transistor": 0,
     "cimlab.physics": 1,
     "cimlab.instruments.emulator": 2,

@@ -61,6 +61,22 @@ def register(sub: Any) -> None:
         help="validate the plan against the station and exit (nothing is sent)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g = p.add_argument_group(
+        "chip identity and many chips (docs/scale-out.md)",
+        "--wafer/--die/--chip-id land in every run's metadata (run.meta['chip']). --chips N "
+        "runs the plan on N emulated chips (emulator seeds spawned from --chip-seed), each "
+        "with its own station file and store under --out (a folder, default data/<plan "
+        "name>-chips), on --workers local processes or the Dask cluster at --cluster.")
+    g.add_argument("--wafer", default=None, help="wafer label of the chip")
+    g.add_argument("--die", default=None, help="die label of the chip")
+    g.add_argument("--chip-id", default=None, help="unique chip label")
+    g.add_argument("--chips", type=int, default=1, help="emulated chips (default: 1)")
+    g.add_argument("--chip-seed", type=int, default=0,
+                   help="seed the chips' emulator seeds are spawned from (default: 0)")
+    g.add_argument("--workers", type=int, default=1,
+                   help="local worker processes for --chips (default: 1)")
+    g.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="Dask scheduler address for --chips, e.g. tcp://10.0.0.5:8786")
     p.set_defaults(func=_characterize)
 
     q = sub.add_parser(
@@ -123,6 +139,8 @@ def _characterize(args: argparse.Namespace) -> int:
     from cimlab.procedures.plan import load_plan
 
     plan = load_plan(args.plan)  # ConfigError before any instrument is touched
+    if args.chips != 1 or args.cluster:
+        return _many_chips(args, plan.header.name)
     out = Path(args.out) if args.out else Path("data") / f"{plan.header.name}.h5"
     with Station.open(args.station) as st:
         if args.check:
@@ -134,8 +152,36 @@ def _characterize(args: argparse.Namespace) -> int:
             )
             return 0
         result = run_plan(plan, st, out, progress=not args.no_progress, only=args.only)
+    identity = {k: v for k, v in (("wafer", args.wafer), ("die", args.die),
+                                  ("chip", args.chip_id)) if v is not None}
+    if identity:
+        from cimlab.store import Store
+
+        with Store.open(out, "a") as store:
+            for r in result.results:
+                store.run(r.run_uid).set_meta("chip", identity)
     print(result.table())
     print(f"store: {out}")
+    return 0
+
+
+def _many_chips(args: argparse.Namespace, plan_name: str) -> int:
+    from cimlab.errors import ConfigError
+    from cimlab.parallel import engine_for
+    from cimlab.procedures.many_chips import run_plan_on_chips
+
+    if args.check or args.only:
+        raise ConfigError(None, "--chips", "no --check/--only with several chips", args.chips)
+    out = Path(args.out) if args.out else Path("data") / f"{plan_name}-chips"
+    with engine_for(args.workers, args.cluster) as engine:
+        chips = run_plan_on_chips(args.plan, args.station, out, args.chips, args.chip_seed,
+                                  wafer=args.wafer or "W0", engine=engine,
+                                  progress=not args.no_progress)
+    print(f"{'chip':12s} {'emulator seed':>14s} {'runs':>5s} {'cell ops':>10s}  store")
+    for c in chips:
+        print(f"{c.identity.chip:12s} {c.emulator_seed:14d} {len(c.runs):5d} "
+              f"{c.cell_operations:10d}  {c.store_path}")
+    print(f"{len(chips)} chips on {engine.description}; stores under {out}")
     return 0
 
 

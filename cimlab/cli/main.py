@@ -24,6 +24,7 @@ TOPICS: tuple[str, ...] = (
     "campaign",  # characterize, program-verify
     "storecmd",  # runs, report, import
     "modelcmd",  # fit, model show/plot
+    "chipvarcmd",  # fit-chips
     "validatecmd",  # validate
     "traincmd",  # train
     "simcmd",  # simulate

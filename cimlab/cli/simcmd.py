@@ -39,7 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=seed_int, default=0,
                    help="Monte Carlo seed (default: %(default)s)")
     p.add_argument("--workers", type=bounded_int(1, 1024), default=1,
-                   help="worker processes (results do not depend on it; default: %(default)s)")
+                   help="worker processes (a local Dask cluster when > 1; results do not depend on "
+                        "it; default: %(default)s)")
+    p.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="run the trials on the Dask cluster whose scheduler listens at ADDRESS "
+                        "(e.g. tcp://10.0.0.5:8786; docs/scale-out.md); default: this machine "
+                        "(or $CIMLAB_CLUSTER)")
     p.add_argument("--layers", nargs="+", default=None, metavar="NAME",
                    help="inject non-idealities only into these layers (names as printed)")
     p.add_argument("--per-layer", action="store_true",
@@ -155,8 +160,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"{r['injected']:>9} {r['accuracy']:>9.4f} {r['accuracy_std']:>7.4f}{errs}")
         print(json.dumps({"ideal": ideal, "per_layer": rows}))
         return 0
-    res = monte_carlo(anet, loader, args.trials, args.seed, args.workers, age=age,
-                      calibrate=calib, progress=not args.quiet)  # fmt: skip
+    from cimlab.parallel import engine_for
+
+    with engine_for(args.workers, args.cluster) as engine:
+        res = monte_carlo(anet, loader, args.trials, args.seed, age=age, calibrate=calib,
+                          progress=not args.quiet, engine=engine)
     print(f"\nideal (software) accuracy {ideal:.4f}")
     print(res.table())
     png = _plot(res.accuracies, ideal, args.png, origin)

@@ -289,9 +289,9 @@ class ReRAMChip:
         self._tile_cache = {
             int(t): _TileCache(int(c_version[i]), float(c_e_snap[i]), float(c_e_prog[i]),
                                c_g[i], np.asarray(read.sigma(c_g[i])) ** 2,
-                               # the memory layout transfer_matrix gives (a transposed
-                               # C array), so matmuls take the same BLAS path: same bits
-                               np.asfortranarray(c_t[i]))
+                               # the memory layout transfer_matrix gives (a C array),
+                               # so matmuls take the same BLAS path: same bits
+                               np.ascontiguousarray(c_t[i]))
             for i, t in enumerate(cache_tiles)}
         self._wires = {int(t): (r_row[i], r_col[i]) for i, t in enumerate(wire_tiles)}
         self._iv_read_cache = {}
@@ -667,9 +667,15 @@ class ReRAMChip:
             raise ValueError("v_rows must be finite")
         self._now(now_s)
         c = self._tile_state(int(tile))
-        i = v @ c.t.T if ir_drop else v @ c.g
+        t, g, s2 = c.t, c.g, c.s2
+        # rows held at 0 V on every vector add no current and no noise: leave them out of the
+        # products (a network layer drives rows_per_mvm of the tile's rows)
+        active = np.flatnonzero(np.any(v != 0.0, axis=0) if v.ndim == 2 else v != 0.0)
+        if active.size < self.rows:
+            v, t, g, s2 = v[..., active], t[:, active], g[active], s2[active]
+        i = v @ t.T if ir_drop else v @ g
         if read_noise:
-            sd = np.sqrt((v * v) @ c.s2)
+            sd = np.sqrt((v * v) @ s2)
             i = i + sd * self._rng.standard_normal(sd.shape)
         return i
 

@@ -12,10 +12,22 @@ Circuit (one tile, ``R`` rows x ``C`` columns; paper 004's line resistance per c
   measures the column current ``I_j``.
 
 The node equations ``A v = B V`` are linear in the inputs, so ``I = T V`` with the
-``C x R`` transfer matrix ``T[j, i] = g_out_j g_in_i (A^-1)[out_j, in_i]``. ``A`` is symmetric
-positive definite; it is factorised once (sparse LU) and solved for the ``C`` output nodes as
-right-hand sides (adjoint method), giving ``T`` exactly. A batch of input vectors is then one
-dense matmul.
+``C x R`` transfer matrix ``T[j, i] = g_out_j g_in_i (A^-1)[out_j, in_i]``. A batch of input
+vectors is then one dense matmul with ``T``.
+
+Two exact ways to get ``T`` (same circuit, same equations, agree to ~1e-12 relative):
+
+* :func:`transfer_matrix` (used by the emulator): block Gaussian elimination that follows the
+  circuit's structure. Each row wire is a chain, so its ``C`` row nodes are eliminated in
+  closed form (one batched ``C x C`` inverse per row, all rows at once); what remains is a
+  block-tridiagonal system in the column nodes, one ``C x C`` block per array row, eliminated
+  from the top row down (``R`` dense ``C x C`` solves). Only the bottom row's column nodes feed
+  the sense amplifiers, so no back substitution of node voltages is needed: the dependence of
+  the outputs on each input is recovered with one ``C x C`` matrix product per row. Cost
+  ``O(R C^3)``; about 10x faster than the sparse solve for 256 x 64 tiles.
+* :func:`transfer_matrix_sparse` (the reference): the full ``2RC x 2RC`` nodal matrix
+  (:func:`nodal_matrix`), factorised once by sparse LU and solved for the ``C`` output nodes as
+  right-hand sides (adjoint method; ``A`` is symmetric positive definite).
 """
 
 from __future__ import annotations
@@ -69,7 +81,51 @@ def nodal_matrix(g: np.ndarray, r_row: np.ndarray, r_col: np.ndarray) -> sp.csc_
 def transfer_matrix(g: np.ndarray, r_row: np.ndarray, r_col: np.ndarray) -> np.ndarray:
     """Exact ``C x R`` matrix ``T`` with column currents ``I = T @ V`` [A] for row voltages
     ``V`` [V], for conductances ``g`` [S] and segment resistances ``r_row``, ``r_col`` [ohm]
-    (all ``R x C``)."""
+    (all ``R x C``), by block elimination along the circuit's structure (module docstring).
+
+    Row ``i``'s chain matrix ``L_i`` (``C x C``, tridiagonal) is inverted; eliminating its
+    row nodes leaves, for the column nodes of array row ``i``, the block
+    ``K_i = diag(g_i + gc_i + gc_{i-1}) - G_i L_i^-1 G_i`` and the source
+    ``b_i V_i`` with ``b_i = G_i L_i^-1 e_0 gr_{i,0}``; neighbouring array rows are coupled by
+    ``-diag(gc_i)`` (column wire segments). Top-down elimination:
+    ``D_0 = K_0``, ``D_i = K_i - W_{i-1} D_{i-1}^-1 W_{i-1}`` with ``W_i = diag(gc_i)``; the
+    bottom row's column voltages are ``D_{R-1}^-1 sum_k (P_{R-1} ... P_{k+1}) b_k V_k`` with
+    ``P_i = W_{i-1} D_{i-1}^-1``, and ``I = diag(gc_{R-1})`` times them."""
+    g = np.asarray(g, dtype=float)
+    rows, cols = g.shape
+    gr = 1.0 / np.asarray(r_row, dtype=float)
+    gc = 1.0 / np.asarray(r_col, dtype=float)
+    k = np.arange(cols)
+    chain = np.zeros((rows, cols, cols))
+    diag = gr + g
+    diag[:, :-1] += gr[:, 1:]
+    chain[:, k, k] = diag
+    chain[:, k[:-1], k[1:]] = -gr[:, 1:]
+    chain[:, k[1:], k[:-1]] = -gr[:, 1:]
+    m = np.linalg.inv(chain)  # (R, C, C): L_i^-1, all rows at once
+    blocks = -(g[:, :, None] * m * g[:, None, :])
+    kd = g + gc
+    kd[1:] += gc[:-1]
+    blocks[:, k, k] += kd
+    b = g * m[:, :, 0] * gr[:, :1]  # (R, C): b_i
+    prop = np.empty((rows, cols, cols))  # P_i (P_0 unused)
+    d = blocks[0]
+    for i in range(1, rows):
+        s = np.linalg.solve(d, np.diag(gc[i - 1]))  # D_{i-1}^-1 W_{i-1}
+        d = blocks[i] - gc[i - 1][:, None] * s
+        prop[i] = s.T  # W D^-1 (D symmetric)
+    q = gc[-1][:, None] * np.linalg.inv(d)
+    t = np.empty((cols, rows))
+    for i in range(rows - 1, -1, -1):
+        t[:, i] = q @ b[i]
+        if i:
+            q = q @ prop[i]
+    return t
+
+
+def transfer_matrix_sparse(g: np.ndarray, r_row: np.ndarray, r_col: np.ndarray) -> np.ndarray:
+    """:func:`transfer_matrix` by sparse LU of the full nodal matrix (the reference solution;
+    slower: one ``2RC``-node factorisation and ``C`` sparse solves)."""
     rows, cols = g.shape
     rnode, cnode = _index(rows, cols)
     a = nodal_matrix(g, r_row, r_col)

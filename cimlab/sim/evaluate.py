@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from cimlab.errors import ConfigError
+from cimlab.parallel import Engine
 
 
 @torch.no_grad()
@@ -114,6 +115,15 @@ def _worker(args: tuple) -> tuple[int, float]:
     return i, run_trial(source, loader, seed, age, calibrate, prepare)
 
 
+def _engine_trial(job: tuple[int, int], shared: tuple) -> tuple[int, float]:
+    source, loader, age, calibrate, prepare = shared
+    threads = torch.get_num_threads()
+    try:  # one intra-op thread, as in the workers; restored for a serial engine
+        return _worker((job[0], source, loader, job[1], age, calibrate, prepare))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def monte_carlo(
     net_factory_or_anet: Any,
     loader: Iterable[Any],
@@ -125,6 +135,7 @@ def monte_carlo(
     calibrate: Iterable[Any] | None = None,
     prepare: Callable[[Any], Any] | None = None,
     progress: bool = False,
+    engine: Engine | None = None,
 ) -> MonteCarloResult:
     """Accuracy distribution over ``n_trials`` independent programmings of the network (paper
     001 maps each model 20 times). Trial ``i`` is seeded with
@@ -135,7 +146,9 @@ def monte_carlo(
     trial) or a picklable callable returning one. ``age``: ``(seconds, temp_c)`` applied after
     programming. ``calibrate``: batches for :meth:`AnalogNetwork.calibrate`. ``prepare``: a
     picklable callable run on each programmed net before evaluation (e.g. a BN calibration).
-    ``workers > 1`` runs trials in spawned processes (``concurrent.futures``).
+    ``workers > 1`` runs trials in spawned processes (``concurrent.futures``). ``engine``: a
+    :class:`cimlab.parallel.Engine` (e.g. ``engine_for(workers, cluster_address)``) that runs
+    the trials instead (``workers`` is then ignored); same values for the same ``seed``.
     """
     if int(n_trials) < 1:
         raise ConfigError(None, "n_trials", "an integer >= 1", n_trials)
@@ -144,6 +157,15 @@ def monte_carlo(
     seeds = trial_seeds(seed, n_trials)
     acc = np.zeros(len(seeds))
     bar = _progress(len(seeds), progress)
+    if engine is not None:
+        jobs = [(i, s) for i, s in enumerate(seeds)]
+        shared = (net_factory_or_anet, loader, age, calibrate, prepare)
+        for i, a in engine.map(_engine_trial, jobs, shared=shared,
+                               on_result=lambda _i, _r: bar.update(1)):
+            acc[i] = a
+        bar.close()
+        return MonteCarloResult(acc, seeds, int(seed),
+                                {"workers": 1, "engine": engine.description, "age": age})
     if workers == 1:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # same arithmetic as in the workers
