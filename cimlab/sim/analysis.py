@@ -17,13 +17,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from cimlab.sim import figures
+
+if TYPE_CHECKING:
+    from cimlab.sim.convert import AnalogNetwork
 
 
 @torch.no_grad()
@@ -49,7 +52,7 @@ def layer_outputs(net: nn.Module, x: torch.Tensor, names: Sequence[str]) -> dict
 
 
 @contextmanager
-def all_ideal(anet: Any):
+def all_ideal(anet: AnalogNetwork):
     """Temporarily run every analog layer ideally (restores the injection afterwards)."""
     before = {n: m.enabled for n, m in anet.layers.items()}
     try:
@@ -60,11 +63,11 @@ def all_ideal(anet: Any):
             m.enabled = before[n]
 
 
-def _module_names(anet: Any) -> dict[str, str]:
+def _module_names(anet: AnalogNetwork) -> dict[str, str]:
     return {n: "net." + n for n in anet.layers}
 
 
-def paired_outputs(anet: Any, x: torch.Tensor) -> tuple[dict, dict]:
+def paired_outputs(anet: AnalogNetwork, x: torch.Tensor) -> tuple[dict, dict]:
     """(ideal, analog) outputs of every analog layer for the same input."""
     names = _module_names(anet)
     with all_ideal(anet):
@@ -81,14 +84,14 @@ def nrmse(y: torch.Tensor, y_ideal: torch.Tensor) -> float:
     return float(err / ref) if ref > 0 else float("inf")
 
 
-def layer_nrmse(anet: Any, x: torch.Tensor) -> dict[str, float]:
+def layer_nrmse(anet: AnalogNetwork, x: torch.Tensor) -> dict[str, float]:
     """NRMSE of every analog layer's output (module docstring), in forward order."""
     ideal, analog = paired_outputs(anet, x)
     return {n: nrmse(analog[n], ideal[n]) for n in anet.layers}
 
 
 def neuron_distributions(
-    anet: Any, x: torch.Tensor, names: Sequence[str] | None = None
+    anet: AnalogNetwork, x: torch.Tensor, names: Sequence[str] | None = None
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Flattened sum-of-product values ``(ideal, analog)`` of layers ``names`` (default all)."""
     ideal, analog = paired_outputs(anet, x)
@@ -126,7 +129,7 @@ def plot_distributions(
 
 
 def injection_study(
-    anet: Any, loader: Iterable[Any], names: Sequence[str] | None = None,
+    anet: AnalogNetwork, loader: Iterable[Any], names: Sequence[str] | None = None,
     seeds: Sequence[int] = (0,), probe: torch.Tensor | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Paper 000's layer-by-layer injection: for each layer in ``names`` (default all), only

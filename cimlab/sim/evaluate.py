@@ -15,13 +15,16 @@ import copy
 import multiprocessing as mp
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from cimlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cimlab.sim.convert import AnalogNetwork
 
 
 @torch.no_grad()
@@ -88,8 +91,9 @@ class MonteCarloResult:
 
 
 def run_trial(
-    source: Any, loader: Iterable[Any], seed: int, age: tuple[float, float] | None,
-    calibrate: Iterable[Any] | None, prepare: Callable[[Any], Any] | None = None,
+    source: AnalogNetwork | Callable[[], AnalogNetwork], loader: Iterable[Any], seed: int,
+    age: tuple[float, float] | None,
+    calibrate: Iterable[Any] | None, prepare: Callable[[AnalogNetwork], object] | None = None,
 ) -> float:  # fmt: skip
     """One Monte Carlo trial: build/copy the analog net, program with ``seed``, optionally
     age ``(seconds, temp_c)``, calibrate converter ranges, and evaluate."""
@@ -115,7 +119,7 @@ def _worker(args: tuple) -> tuple[int, float]:
 
 
 def monte_carlo(
-    net_factory_or_anet: Any,
+    net_factory_or_anet: AnalogNetwork | Callable[[], AnalogNetwork],
     loader: Iterable[Any],
     n_trials: int = 20,
     seed: int = 0,
@@ -123,7 +127,7 @@ def monte_carlo(
     *,
     age: tuple[float, float] | None = None,
     calibrate: Iterable[Any] | None = None,
-    prepare: Callable[[Any], Any] | None = None,
+    prepare: Callable[[AnalogNetwork], object] | None = None,
     progress: bool = False,
 ) -> MonteCarloResult:
     """Accuracy distribution over ``n_trials`` independent programmings (module docstring).
