@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from cimlab.sim import figures
+from cimlab.sim.devices import device_of, to_device
 
 if TYPE_CHECKING:
     from cimlab.sim.convert import AnalogNetwork
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
 
 @torch.no_grad()
 def layer_outputs(net: nn.Module, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Outputs of modules ``names`` (qualified names in ``net``) for input ``x`` (eval mode)."""
+    """Outputs of modules ``names`` (qualified names in ``net``) for input ``x`` (eval mode,
+    on the net's device)."""
     modules = dict(net.named_modules())
     captured: dict[str, torch.Tensor] = {}
     handles = []
@@ -43,7 +45,7 @@ def layer_outputs(net: nn.Module, x: torch.Tensor, names: Sequence[str]) -> dict
     was = net.training
     net.eval()
     try:
-        net(x)
+        net(to_device(x, device_of(net)))
     finally:
         net.train(was)
         for h in handles:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from cimlab.errors import ConfigError
+from cimlab.sim.devices import device_of, to_device
 
 if TYPE_CHECKING:
     from cimlab.sim.convert import AnalogNetwork
@@ -36,13 +37,11 @@ def evaluate(net: nn.Module, loader: Iterable[Any], device: str | torch.device |
     """
     was = net.training
     net.eval()
-    if device is None:
-        p = next(iter(net.parameters()), None)
-        device = p.device if p is not None else torch.device("cpu")
+    device = device_of(net) if device is None else torch.device(device)
     correct = total = 0
     try:
         for x, y in loader:
-            out = net(x.to(device))
+            out = net(to_device(x, device))
             correct += int((out.argmax(dim=-1).cpu() == y).sum())
             total += int(y.numel())
     finally:
