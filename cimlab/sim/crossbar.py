@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from cimlab.errors import ConfigError
+from cimlab.sim.inplace import add_drift
 from cimlab.sim.mapping import Mapping, bias_scale, choose_wmax, make_layout
 
 if TYPE_CHECKING:
@@ -226,7 +227,7 @@ class CrossbarState:
                 z.mul_(rel.rate(g0c).mul_(d_l).clamp_(min=0.0).sqrt_())
             else:
                 z.mul_(sd_c)
-            z.add_(rel.drift(g0c), alpha=d_l)
+            add_drift(rel, g0c, z, d_l)
             torch.add(old[:, :, o0:o1], z, out=new[:, :, o0:o1]).clamp_(min=0.0)
         self.t_eq_s = t2
         self._buf("g_cells", self._pin(new))

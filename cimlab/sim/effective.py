@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import torch
 
+from cimlab.sim.inplace import read_variance_pair
 from cimlab.sim.irdrop import cell_drop_factors
 
 
@@ -57,7 +58,7 @@ class EffectiveArrays:
         ir = cfg.ir_drop and dm.wire.r_segment_ohm > 0
         r_seg = float(dm.wire.r_segment_ohm)
         adc = cfg.adc_bits is not None
-        sr = dm.read_noise.sigma
+        rn_model = dm.read_noise
         nt = lay.n_tiles_total
         if adc:
             w_t = self._reuse("w_tiles", self._tiles_shape(S, out), dev, dt)
@@ -84,7 +85,7 @@ class EffectiveArrays:
             w_s = w_s.mul_(f_list[0]) if S == 1 else w_s.mul_(fs)  # weight units
             var_s = None
             if rn:
-                var_s = sr(g[0]).square_().add_(sr(g[1]).square_())
+                var_s = read_variance_pair(rn_model, g[0], g[1])
                 var_s = var_s.mul_(f_list[0] ** 2) if S == 1 else var_s.mul_(fs**2)
                 if rn == "weight" and adc:
                     var_s.sqrt_()  # the forward pass needs the standard deviation

@@ -45,11 +45,15 @@ def test_programming_error_variance_matches_model():
     torch.testing.assert_close(w2, layer.effective_weight())
 
 
+@pytest.mark.parametrize("tiled", [False, True], ids=["dense", "tiles-adc"])
 @pytest.mark.parametrize("mode", ["weight", "output"])
-def test_read_noise_output_variance_matches_analytic(mode):
+def test_read_noise_output_variance_matches_analytic(mode, tiled):
+    """Per-output variance and mean as the device model predicts, without ADCs and through
+    the tiled per-tile-ADC path (24-bit: quantization negligible; the bias row included)."""
     dm = dm_default()
     net = linear(64, 24, seed=2)
-    anet = convert(net, AnalogConfig.ideal(dm, read_noise=mode)).program(3)
+    tiles = {"tile": (16, 16), "adc_bits": 24} if tiled else {}
+    anet = convert(net, AnalogConfig.ideal(dm, read_noise=mode, **tiles)).program(3)
     layer = anet.layers["0"]
     g = layer.conductances()
     f = layer.mapping.slice_factors(dtype=torch.float64)[0]
