@@ -32,8 +32,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from cimlab.errors import ConfigError
+from cimlab.sim import periphery
 from cimlab.sim.inplace import add_drift
 from cimlab.sim.mapping import Mapping, bias_scale, choose_wmax, make_layout
+from cimlab.sim.periphery import NOISE_STREAMS, fill_standard_normal, stream_generators
 
 if TYPE_CHECKING:
     from cimlab.sim.config import AnalogConfig
@@ -89,14 +91,24 @@ class CrossbarState:
         pe = dm.programming
         sigma = _constant(pe, "form", "s0")  # a float for the constant form: no pass per cell
         on_gen = generator.device == torch.device(dev)
+        # a large layer of a CPU chip draws all its programming errors at once, split over
+        # fixed streams seeded from the chip's generator (parallel; independent of the
+        # thread count); smaller ones draw chunk by chunk from the generator itself
+        drawn = (cfg.programming_error and generator.device.type == "cpu" and on_gen
+                 and g_p.numel() >= periphery.NOISE_SPLIT)  # fmt: skip
+        if drawn:
+            streams = stream_generators(seed, NOISE_STREAMS)
+            fill_standard_normal(g_p, streams[0], lambda: streams)
         for o0, o1 in self._chunks(shape[2]):
             gt = g_t[:, :, o0:o1]
             self.mapping.targets(w_aug[o0:o1], out=gt)
             if cfg.programming_error:
-                # drawn on the generator's device: the same chip on CPU and CUDA
-                z = torch.randn(gt.shape, generator=generator, device=generator.device,
-                                dtype=gt.dtype)  # fmt: skip
-                z = z if on_gen else z.to(dev)
+                if drawn:
+                    z = g_p[:, :, o0:o1]
+                else:  # drawn on the generator's device: the same chip on CPU and CUDA
+                    z = torch.randn(gt.shape, generator=generator, device=generator.device,
+                                    dtype=gt.dtype)  # fmt: skip
+                    z = z if on_gen else z.to(dev)
                 z.mul_(pe.sigma(gt) if sigma is None else sigma)
                 if pe.mean_offset:
                     z.add_(pe.mean_offset)
@@ -215,6 +227,9 @@ class CrossbarState:
         gen = self._gen(g0.device)
         old = self.g_cells
         new = torch.empty_like(g0)
+        drawn = g0.device.type == "cpu" and g0.numel() >= periphery.NOISE_SPLIT
+        if drawn:  # a large layer: all increments at once, over the parallel streams
+            fill_standard_normal(new, gen, self._streams)
         # the model's mean shift and variance are drift(g) L(t) and rate(g) L(t): increments
         # between the old and new equivalent times are drift(g) dL and rate(g) dL
         d_l = float(rel.decades(t2)) - float(rel.decades(t1))
@@ -222,7 +237,10 @@ class CrossbarState:
         sd_c = math.sqrt(max(rate * d_l, 0.0)) if rate is not None else None
         for o0, o1 in self._chunks(g0.shape[2]):
             g0c = g0[:, :, o0:o1]
-            z = torch.randn(g0c.shape, generator=gen, device=g0.device, dtype=g0.dtype)
+            if drawn:
+                z = new[:, :, o0:o1]
+            else:
+                z = torch.randn(g0c.shape, generator=gen, device=g0.device, dtype=g0.dtype)
             if sd_c is None:
                 z.mul_(rel.rate(g0c).mul_(d_l).clamp_(min=0.0).sqrt_())
             else:

@@ -20,6 +20,7 @@ and shot noise of the column current at the sense bandwidth are orders of magnit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -102,29 +103,14 @@ class Periphery:
         if buf is None or buf.shape != w.shape or buf.device != w.device or buf.dtype != w.dtype:
             buf = torch.empty(w.shape, dtype=w.dtype, device=w.device)
             ws[key] = buf
-        n = buf.numel()
-        if buf.device.type != "cpu" or n < NOISE_SPLIT:
-            torch.randn(w.shape, generator=gen, out=buf)
-        else:
-            flat = buf.view(-1)
-            parts = [flat[i * n // NOISE_STREAMS : (i + 1) * n // NOISE_STREAMS]
-                     for i in range(NOISE_STREAMS)]  # fmt: skip
-            jobs = list(zip(parts, self._streams(), strict=True))
-            threads = min(torch.get_num_threads(), NOISE_STREAMS)
-            if threads > 1:
-                list(_pool(threads).map(_randn_into, jobs))
-            else:
-                for job in jobs:
-                    _randn_into(job)
+        fill_standard_normal(buf, gen, self._streams)
         return torch.addcmul(w, buf, sd, out=buf)
 
     def _streams(self) -> list[torch.Generator]:
         """The CPU noise streams of large draws (seeded at program time)."""
         gens = self.__dict__.get("_noise_streams")
         if gens is None:
-            gens = [torch.Generator().manual_seed(_mix_seed(self._noise_seed, i))
-                    for i in range(NOISE_STREAMS)]  # fmt: skip
-            self._noise_streams = gens
+            gens = self._noise_streams = stream_generators(self._noise_seed)
         return gens
 
     def _adc_ranges(self, xr: float) -> torch.Tensor:
@@ -172,6 +158,36 @@ class Periphery:
         per_tile = self._per_tile_max(a.reshape(-1, S, out) / f)
         old = self._adc_cal
         self._adc_cal = per_tile if old is None else torch.maximum(old, per_tile)
+
+
+def fill_standard_normal(
+    buf: torch.Tensor, gen: torch.Generator, streams: Callable[[], list[torch.Generator]]
+) -> torch.Tensor:
+    """Fill ``buf`` with standard normals, in place. Small or non-CPU tensors draw from
+    ``gen``; CPU tensors of at least :data:`NOISE_SPLIT` elements are cut into
+    :data:`NOISE_STREAMS` fixed parts, each drawn from its own generator of ``streams()``
+    on the shared worker threads: the numbers depend on the seeds, never on the thread
+    count."""
+    n = buf.numel()
+    if buf.device.type != "cpu" or n < NOISE_SPLIT or not buf.is_contiguous():
+        return torch.randn(buf.shape, generator=gen, out=buf)
+    flat = buf.view(-1)
+    parts = [flat[i * n // NOISE_STREAMS : (i + 1) * n // NOISE_STREAMS]
+             for i in range(NOISE_STREAMS)]  # fmt: skip
+    jobs = list(zip(parts, streams(), strict=True))
+    threads = min(torch.get_num_threads(), NOISE_STREAMS)
+    if threads > 1:
+        list(_pool(threads).map(_randn_into, jobs))
+    else:
+        for job in jobs:
+            _randn_into(job)
+    return buf
+
+
+def stream_generators(seed: int, first: int = 0) -> list[torch.Generator]:
+    """:data:`NOISE_STREAMS` CPU generators seeded from ``seed`` (streams ``first`` ..)."""
+    return [torch.Generator().manual_seed(_mix_seed(seed, first + i))
+            for i in range(NOISE_STREAMS)]  # fmt: skip
 
 
 def _randn_into(job: tuple[torch.Tensor, torch.Generator]) -> None:

@@ -22,7 +22,18 @@ def linear(n_in: int, n_out: int, seed: int = 0, bias: bool = True) -> nn.Module
         return nn.Sequential(nn.Linear(n_in, n_out, bias=bias)).double().eval()
 
 
-def test_programming_error_variance_matches_model():
+@pytest.fixture(params=["one-stream", "split-streams"])
+def noise_split(request, monkeypatch):
+    """Run a test with the draws made by one generator, and split over the parallel streams
+    (the path every layer of 1 Mi cells or more takes)."""
+    if request.param == "split-streams":
+        from cimlab.sim import periphery
+
+        monkeypatch.setattr(periphery, "NOISE_SPLIT", 4096)
+    return request.param
+
+
+def test_programming_error_variance_matches_model(noise_split):
     dm = dm_untruncated()
     net = linear(400, 250)
     anet = convert(net, AnalogConfig.ideal(dm, programming_error=True))
@@ -101,7 +112,7 @@ def test_stuck_at_fractions_and_levels():
     torch.testing.assert_close(g[mask == 0], layer.g_target[mask == 0])
 
 
-def test_retention_mean_shift_and_spread_match_model():
+def test_retention_mean_shift_and_spread_match_model(noise_split):
     dm = dm_untruncated()  # cells stay far from 0 S: no floor in the comparison
     net = linear(300, 200, seed=6, bias=False)
     anet = convert(net, AnalogConfig.ideal(dm)).program(7)
