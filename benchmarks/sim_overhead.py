@@ -5,25 +5,36 @@ Linear layer (4096 x 4096). Configurations:
 
 * ``prog``: programming error only (effective weights precomputed in program());
 * ``full``: 256x64 tiles, 8-bit per-tile ADC, 8-bit DAC, read noise (the default per-forward
-  ``weight`` mode), programming error, stuck-at faults and IR drop (every switch on).
+  ``weight`` mode: one draw per cell per call, shared by the batch), programming error,
+  stuck-at faults and IR drop (every switch on);
+* ``full-output``: the same with output-referred read noise (independent per sample).
 
-Also ``program()`` + ``age()`` time for the CNN (its weight count is printed) and, where
-aihwkit is importable, the same networks through aihwkit's inference tile (optional).
-Ratios are measured in one run with the same ``torch.set_num_threads`` on both sides, on wall
-time and on process CPU time (robust when other processes share the machine).
-Usage: ``python benchmarks/sim_overhead.py [--threads 2] [--repeats 5] [--batch 128]``.
-The last line printed is one JSON object.
+Also ``program()`` + ``age()`` time for the CNN, scaled to 10 M weights, and the read-noise
+floor: the time of one fresh standard-normal draw per cell of the Linear (what the ``weight``
+mode must draw per call), relative to the plain forward. Where aihwkit is importable, the
+same networks through aihwkit's inference tile (optional). Ratios are measured in one run
+with the same ``torch.set_num_threads`` on both sides, on wall time and on process CPU time
+(robust when other processes share the machine); the 1-minute load average before and after
+is recorded. ``--device cuda`` runs the same on a GPU (wall time, synchronised).
+Usage: ``python benchmarks/sim_overhead.py [--threads 2] [--repeats 5] [--batch 128]
+[--device cpu|cuda|auto]``. The last line printed is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import torch
 from _common import machine_info
 from torch import nn
+
+
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def best_time(fn, repeats: int) -> tuple[float, float]:
@@ -33,13 +44,22 @@ def best_time(fn, repeats: int) -> tuple[float, float]:
     where other processes inflate the wall time."""
     with torch.no_grad():
         fn()
+        _sync()
         best, best_cpu = float("inf"), float("inf")
         for _ in range(repeats):
             t0, c0 = time.perf_counter(), time.process_time()
             fn()
+            _sync()
             best = min(best, time.perf_counter() - t0)
             best_cpu = min(best_cpu, time.process_time() - c0)
     return best, best_cpu
+
+
+def noise_draw_time(n: int, dev: torch.device, repeats: int) -> tuple[float, float]:
+    """Best wall and CPU time [s] of ``n`` fresh standard normals on ``dev`` (one generator)."""
+    buf = torch.empty(n, device=dev)
+    gen = torch.Generator(device=dev).manual_seed(0)
+    return best_time(lambda: torch.randn(buf.shape, generator=gen, out=buf), repeats)
 
 
 def aihwkit_ratio(net: nn.Module, x: torch.Tensor, plain_s: float, repeats: int):
@@ -59,27 +79,33 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats (best is kept)")
     ap.add_argument("--batch", type=int, default=128, help="batch size")
     ap.add_argument("--linear", type=int, default=4096, help="size of the square Linear layer")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     from cimlab.models import DeviceModel
     from cimlab.sim import AnalogConfig, build, convert
+    from cimlab.sim.devices import resolve_device
 
+    dev = resolve_device(args.device)
+    load_before = os.getloadavg()[0]
     dm = DeviceModel.default()
     configs = {
         "prog": AnalogConfig.ideal(dm, programming_error=True),
         "full": AnalogConfig(device=dm, ir_drop=True),
+        "full-output": AnalogConfig(device=dm, ir_drop=True, read_noise="output"),
     }
     torch.manual_seed(0)
-    cnn = build("paper000-cnn", (3, 32, 32), 10, width=1.0).eval()
-    lin = nn.Sequential(nn.Linear(args.linear, args.linear)).eval()
+    cnn = build("paper000-cnn", (3, 32, 32), 10, width=1.0).eval().to(dev)
+    lin = nn.Sequential(nn.Linear(args.linear, args.linear)).eval().to(dev)
     nets = {
-        "paper000-cnn": (cnn, torch.randn(args.batch, 3, 32, 32)),
-        f"linear{args.linear}": (lin, torch.randn(args.batch, args.linear)),
+        "paper000-cnn": (cnn, torch.randn(args.batch, 3, 32, 32, device=dev)),
+        f"linear{args.linear}": (lin, torch.randn(args.batch, args.linear, device=dev)),
     }
     rows = []
     result: dict = {"threads": args.threads, "batch": args.batch, "torch": torch.__version__,
-                    "machine": machine_info()}  # fmt: skip
+                    "device": str(dev),
+                    "machine": machine_info(load_1min_before=load_before)}  # fmt: skip
     for net_name, (net, x) in nets.items():
         plain = best_time(lambda net=net, x=x: net(x), args.repeats)
         entry = {"plain_s": plain[0], "plain_cpu_s": plain[1]}
@@ -89,6 +115,10 @@ def main(argv: list[str] | None = None) -> dict:
             entry[cname] = {"time_s": t, "ratio": t / plain[0], "cpu_s": c,
                             "cpu_ratio": c / plain[1]}  # fmt: skip
             rows.append((net_name, cname, plain, (t, c)))
+        if net is lin:  # one fresh standard normal per cell: the weight-mode noise floor
+            nt, nc = noise_draw_time(args.linear * args.linear, dev, args.repeats)
+            entry["noise_draw"] = {"normals": args.linear**2, "time_s": nt, "cpu_s": nc,
+                                   "ratio": nt / plain[0], "cpu_ratio": nc / plain[1]}  # fmt: skip
         ai = aihwkit_ratio(net, x, plain, args.repeats)
         if ai is not None:
             entry["aihwkit"] = ai
@@ -104,16 +134,27 @@ def main(argv: list[str] | None = None) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     anet.age(3600.0, temp_c=85.0)
     t_age, c_age = time.perf_counter() - t0, time.process_time() - c0
+    per10 = 1e7 / n_weights
     result["program_age"] = {"weights": n_weights, "program_s": t_prog, "age_s": t_age,
-                             "program_cpu_s": c_prog, "age_cpu_s": c_age}  # fmt: skip
+                             "program_cpu_s": c_prog, "age_cpu_s": c_age,
+                             "per_10M_weights_s": (t_prog + t_age) * per10,
+                             "per_10M_weights_cpu_s": (c_prog + c_age) * per10}  # fmt: skip
+    result["machine"]["load_1min_after"] = os.getloadavg()[0]
 
-    print(f"{'network':<14} {'config':<8} {'plain ms':>9} {'analog ms':>10} {'ratio':>6} "
+    print(f"{'network':<14} {'config':<11} {'plain ms':>9} {'analog ms':>10} {'ratio':>6} "
           f"{'plain cpu':>10} {'analog cpu':>11} {'cpu ratio':>9}")  # fmt: skip
     for net_name, cname, (p, pc), (t, c) in rows:
-        print(f"{net_name:<14} {cname:<8} {p * 1e3:>9.1f} {t * 1e3:>10.1f} {t / p:>6.2f} "
+        print(f"{net_name:<14} {cname:<11} {p * 1e3:>9.1f} {t * 1e3:>10.1f} {t / p:>6.2f} "
               f"{pc * 1e3:>10.1f} {c * 1e3:>11.1f} {c / pc:>9.2f}")  # fmt: skip
     print(f"program() {t_prog:.2f} s (cpu {c_prog:.2f} s) + age() {t_age:.2f} s (cpu "
-          f"{c_age:.2f} s) for {n_weights / 1e6:.2f} M weights (paper000-cnn, all on)")
+          f"{c_age:.2f} s) for {n_weights / 1e6:.2f} M weights (paper000-cnn, all on): "
+          f"{(t_prog + t_age) * per10:.2f} s (cpu {(c_prog + c_age) * per10:.2f} s) per 10 M")
+    nd = result[f"linear{args.linear}"]["noise_draw"]
+    print(f"read-noise floor: {nd['normals'] / 1e6:.1f} M normals per call take "
+          f"{nd['time_s'] * 1e3:.1f} ms = {nd['ratio']:.2f}x the plain Linear forward "
+          f"(cpu {nd['cpu_ratio']:.2f}x)")
+    print(f"load average (1 min) {load_before:.2f} before, "
+          f"{result['machine']['load_1min_after']:.2f} after; device {dev}")
     print(json.dumps(result))
     return result
 

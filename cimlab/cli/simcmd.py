@@ -73,6 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="evaluate on the first N test images only (quick runs)")
     p.add_argument("--png", default="simulate.png",
                    help="accuracy histogram to write (default: %(default)s)")
+    p.add_argument("--device", default="cpu",
+                   help="torch device of the network and the simulation: cpu, cuda, cuda:N, "
+                        "mps or auto (CUDA when present; default: %(default)s)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -94,6 +97,7 @@ def _load_net(args: argparse.Namespace):
         if tuple(ds.in_shape) != tuple(rec.get("in_shape", ds.in_shape)):
             raise ConfigError(args.net, "dataset.in_shape", f"inputs of shape {ds.in_shape}",
                               rec.get("in_shape"))  # fmt: skip
+        net.to(args.torch_device)
         return net.eval(), ds, f"checkpoint {args.net} (accuracy {ckpt['accuracy']:.4f})"
     if args.net not in NET_NAMES:
         raise ConfigError(None, "--net", f"an existing checkpoint file or one of "
@@ -104,6 +108,7 @@ def _load_net(args: argparse.Namespace):
     with torch.random.fork_rng():
         torch.manual_seed(args.seed)
         net = nets.build(args.net, ds.in_shape, ds.n_classes)
+    net.to(args.torch_device)
     training.train(net, ds, training.default_config(net, 5),
                    generator=torch.Generator().manual_seed(args.seed),
                    progress=not args.quiet, desc=f"train {args.net}")  # fmt: skip
@@ -118,9 +123,14 @@ def run(args: argparse.Namespace) -> int:
     from cimlab.errors import ConfigError
     from cimlab.models import DeviceModel
     from cimlab.sim import AnalogConfig, convert, evaluate, injection_study, monte_carlo
+    from cimlab.sim.devices import resolve_device
 
     if args.trials < 1:
         raise ConfigError(None, "--trials", "an integer >= 1", args.trials)
+    args.torch_device = resolve_device(args.device)
+    if args.torch_device.type != "cpu" and args.workers > 1:
+        raise ConfigError(None, "--workers", f"1 with --device {args.device} (worker "
+                          "processes run on the CPU)", args.workers)  # fmt: skip
     dm = DeviceModel.load(args.model) if args.model else DeviceModel.default()
     net, ds, origin = _load_net(args)
     x_te, y_te = ds.x_test, ds.y_test

@@ -68,6 +68,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="seed of weight init and shuffling (default: %(default)s)",
     )
     p.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device to train on: cpu, cuda, cuda:N, mps or auto (CUDA when present; "
+        "default: %(default)s); the checkpoint is saved for the CPU",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -79,15 +85,18 @@ def run(args: argparse.Namespace) -> int:
 
     from cimlab.errors import ConfigError
     from cimlab.sim import data, nets, training
+    from cimlab.sim.devices import resolve_device
 
     if args.epochs < 1:
         raise ConfigError(None, "--epochs", "an integer >= 1", args.epochs)
+    device = resolve_device(args.device)
     image_size = args.image_size
     if image_size is None and args.data == "digits":
         image_size = nets.DIGITS_IMAGE_SIZE[args.net]
     ds = data.load_dataset(args.data, args.root, image_size=image_size)
     torch.manual_seed(args.seed)  # PyTorch layer init draws from the default generator
     net = nets.build(args.net, ds.in_shape, ds.n_classes, args.width, hidden=args.hidden)
+    net.to(device)
     cfg = training.default_config(net, args.epochs)
     cfg = dataclasses.replace(
         cfg, batch_size=args.batch_size, **({"lr": args.lr} if args.lr is not None else {})
@@ -105,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         desc=args.net,
     )
     acc = training.evaluate(net, ds)
+    net.cpu()
     path = training.save_checkpoint(
         args.out,
         net,

@@ -17,18 +17,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from cimlab.sim import figures
+from cimlab.sim.devices import device_of, to_device
+
+if TYPE_CHECKING:
+    from cimlab.sim.convert import AnalogNetwork
 
 
 @torch.no_grad()
 def layer_outputs(net: nn.Module, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Outputs of modules ``names`` (qualified names in ``net``) for input ``x`` (eval mode)."""
+    """Outputs of modules ``names`` (qualified names in ``net``) for input ``x`` (eval mode,
+    on the net's device)."""
     modules = dict(net.named_modules())
     captured: dict[str, torch.Tensor] = {}
     handles = []
@@ -40,7 +45,7 @@ def layer_outputs(net: nn.Module, x: torch.Tensor, names: Sequence[str]) -> dict
     was = net.training
     net.eval()
     try:
-        net(x)
+        net(to_device(x, device_of(net)))
     finally:
         net.train(was)
         for h in handles:
@@ -49,7 +54,7 @@ def layer_outputs(net: nn.Module, x: torch.Tensor, names: Sequence[str]) -> dict
 
 
 @contextmanager
-def all_ideal(anet: Any):
+def all_ideal(anet: AnalogNetwork):
     """Temporarily run every analog layer ideally (restores the injection afterwards)."""
     before = {n: m.enabled for n, m in anet.layers.items()}
     try:
@@ -60,11 +65,11 @@ def all_ideal(anet: Any):
             m.enabled = before[n]
 
 
-def _module_names(anet: Any) -> dict[str, str]:
+def _module_names(anet: AnalogNetwork) -> dict[str, str]:
     return {n: "net." + n for n in anet.layers}
 
 
-def paired_outputs(anet: Any, x: torch.Tensor) -> tuple[dict, dict]:
+def paired_outputs(anet: AnalogNetwork, x: torch.Tensor) -> tuple[dict, dict]:
     """(ideal, analog) outputs of every analog layer for the same input."""
     names = _module_names(anet)
     with all_ideal(anet):
@@ -81,7 +86,7 @@ def nrmse(y: torch.Tensor, y_ideal: torch.Tensor) -> float:
     return float(err / ref) if ref > 0 else float("inf")
 
 
-def layer_nrmse(anet: Any, x: torch.Tensor) -> dict[str, float]:
+def layer_nrmse(anet: AnalogNetwork, x: torch.Tensor) -> dict[str, float]:
     """NRMSE of every analog layer's output on input ``x``, in forward order:
     ``RMS(y - y_ideal) / std(y_ideal)`` of the layer's sums of products (before BN) in the
     error-bearing network against the same network with every layer ideal (paper 000, Fig. 7);
@@ -91,7 +96,7 @@ def layer_nrmse(anet: Any, x: torch.Tensor) -> dict[str, float]:
 
 
 def neuron_distributions(
-    anet: Any, x: torch.Tensor, names: Sequence[str] | None = None
+    anet: AnalogNetwork, x: torch.Tensor, names: Sequence[str] | None = None
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Flattened sum-of-product values ``(ideal, analog)`` of layers ``names`` (default all)."""
     ideal, analog = paired_outputs(anet, x)
@@ -129,7 +134,7 @@ def plot_distributions(
 
 
 def injection_study(
-    anet: Any, loader: Iterable[Any], names: Sequence[str] | None = None,
+    anet: AnalogNetwork, loader: Iterable[Any], names: Sequence[str] | None = None,
     seeds: Sequence[int] = (0,), probe: torch.Tensor | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Paper 000's layer-by-layer injection: for each layer in ``names`` (default all), only

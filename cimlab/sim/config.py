@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cimlab.errors import ConfigError
+from cimlab.models import DeviceModel
 from cimlab.params import check, param
 
 #: Read-noise models (see docs/simulator.md, "Read noise"):
@@ -47,7 +48,7 @@ class AnalogConfig:
     resolved by :func:`cimlab.sim.convert`).
     """
 
-    device: Any = None
+    device: DeviceModel | None = None
     mode: str = param("analog", choices=("analog", "binary"), doc="multi-level or +-1 weights")
     tile: tuple[int, int] | None = param(
         (256, 64), unit="1", lo=1, doc="physical cells per tile (rows, columns); None: one array"
@@ -93,7 +94,7 @@ class AnalogConfig:
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def ideal(cls, device: Any = None, **changes: Any) -> AnalogConfig:
+    def ideal(cls, device: DeviceModel | None = None, **changes: Any) -> AnalogConfig:
         """Every non-ideality off: continuous levels, no ADC/DAC, no noise, faults, IR drop."""
         base = cls(
             device=device, tile=None, adc_bits=None, dac_bits=None, levels=None,

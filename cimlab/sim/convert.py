@@ -23,6 +23,7 @@ from torch import nn
 
 from cimlab.errors import ConfigError
 from cimlab.sim.config import AnalogConfig
+from cimlab.sim.devices import device_of, to_device
 from cimlab.sim.layer_tree import enable_only, layers_of, replace_submodule
 from cimlab.sim.layers import AnalogConv2d, AnalogLayer, AnalogLinear, temp_c_to_k
 
@@ -105,7 +106,7 @@ class AnalogNetwork(nn.Module):
                     if max_batches is not None and i >= max_batches:
                         break
                     x = batch[0] if isinstance(batch, (tuple, list)) else batch
-                    self(x.to(_device_of(self)))
+                    self(to_device(x, device_of(self)))
             finally:
                 for layer in layers:
                     layer.calibrating = 0
@@ -118,12 +119,6 @@ class AnalogNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
-
-
-def _device_of(m: nn.Module) -> torch.device:
-    for p in m.parameters():
-        return p.device
-    return torch.device("cpu")
 
 
 def convert(

@@ -15,7 +15,7 @@ import copy
 import multiprocessing as mp
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +23,10 @@ from torch import nn
 
 from cimlab.errors import ConfigError
 from cimlab.parallel import Engine
+from cimlab.sim.devices import device_of, to_device
+
+if TYPE_CHECKING:
+    from cimlab.sim.convert import AnalogNetwork
 
 
 @torch.no_grad()
@@ -34,13 +38,11 @@ def evaluate(net: nn.Module, loader: Iterable[Any], device: str | torch.device |
     """
     was = net.training
     net.eval()
-    if device is None:
-        p = next(iter(net.parameters()), None)
-        device = p.device if p is not None else torch.device("cpu")
+    device = device_of(net) if device is None else torch.device(device)
     correct = total = 0
     try:
         for x, y in loader:
-            out = net(x.to(device))
+            out = net(to_device(x, device))
             correct += int((out.argmax(dim=-1).cpu() == y).sum())
             total += int(y.numel())
     finally:
@@ -89,8 +91,9 @@ class MonteCarloResult:
 
 
 def run_trial(
-    source: Any, loader: Iterable[Any], seed: int, age: tuple[float, float] | None,
-    calibrate: Iterable[Any] | None, prepare: Callable[[Any], Any] | None = None,
+    source: AnalogNetwork | Callable[[], AnalogNetwork], loader: Iterable[Any], seed: int,
+    age: tuple[float, float] | None,
+    calibrate: Iterable[Any] | None, prepare: Callable[[AnalogNetwork], object] | None = None,
 ) -> float:  # fmt: skip
     """One Monte Carlo trial: build/copy the analog net, program with ``seed``, optionally
     age ``(seconds, temp_c)``, calibrate converter ranges, and evaluate."""
@@ -125,7 +128,7 @@ def _engine_trial(job: tuple[int, int], shared: tuple) -> tuple[int, float]:
 
 
 def monte_carlo(
-    net_factory_or_anet: Any,
+    net_factory_or_anet: AnalogNetwork | Callable[[], AnalogNetwork],
     loader: Iterable[Any],
     n_trials: int = 20,
     seed: int = 0,
@@ -133,7 +136,7 @@ def monte_carlo(
     *,
     age: tuple[float, float] | None = None,
     calibrate: Iterable[Any] | None = None,
-    prepare: Callable[[Any], Any] | None = None,
+    prepare: Callable[[AnalogNetwork], object] | None = None,
     progress: bool = False,
     engine: Engine | None = None,
 ) -> MonteCarloResult:

@@ -27,9 +27,9 @@ physical tiles and back; every cumulative sum runs along contiguous memory).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
+
+from cimlab.sim.mapping import TileLayout
 
 IR_DROP_FORMS = ("rational", "first_order")
 
@@ -49,7 +49,7 @@ def drop_factors(g: torch.Tensor) -> torch.Tensor:
     return a.add_(b)
 
 
-def cell_drop_factors(g: torch.Tensor, layout: Any) -> torch.Tensor:
+def cell_drop_factors(g: torch.Tensor, layout: TileLayout) -> torch.Tensor:
     """``A + B`` [S] of every cell of ``g`` (2, S, co, k [+ 1 bias row]) [S] on its tile.
 
     ``layout`` is the layer's :class:`cimlab.sim.mapping.TileLayout`; the ``co`` outputs must

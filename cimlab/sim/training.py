@@ -29,6 +29,7 @@ from cimlab.errors import ConfigError
 from cimlab.params import check, param
 from cimlab.sim.binary_layers import binary_layers, clip_latent_weights
 from cimlab.sim.data import Dataset, make_loaders
+from cimlab.sim.devices import device_of, to_device
 from cimlab.sim.nets import ReferenceNet, rebuild
 
 #: ``grad_fn(net, x, y) -> loss``: computes the gradients of one step into ``.grad``.
@@ -96,7 +97,8 @@ def train(
 
     ``generator`` shuffles the training set (seed 0 when None). ``grad_fn`` computes each
     step's gradients (default: :func:`plain_grad`). ``test_acc`` is evaluated after each epoch
-    on the test split (NaN when ``data`` has no test loader).
+    on the test split (NaN when ``data`` has no test loader). Training runs on the device of
+    ``net`` (move it first, ``net.to("cuda")``): every batch is moved there.
     """
     config = config or default_config(net)
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
@@ -128,11 +130,13 @@ def train(
         range(1, config.epochs + 1), desc=desc, unit="epoch", leave=False,
         disable=None if progress else True,  # None: off when stderr is not a terminal
     )
+    device = device_of(net)
     for epoch in bar:
         net.train()
         t0 = time.perf_counter()
         total, loss_sum = 0, 0.0
         for x, y in train_loader:
+            x, y = to_device(x, device), to_device(y, device)
             opt.zero_grad(set_to_none=True)
             loss = grad_fn(net, x, y)
             opt.step()
@@ -162,15 +166,18 @@ def evaluate(
     data: DataLoader | Dataset | Iterable[tuple[torch.Tensor, torch.Tensor]],
     batch_size: int = 512,
 ) -> float:
-    """Top-1 accuracy of ``net`` (eval mode; the previous mode is restored)."""
+    """Top-1 accuracy of ``net`` (eval mode, on the net's device; the previous mode is
+    restored)."""
     if isinstance(data, Dataset):
         data = make_loaders(data, test_batch_size=batch_size)[1]
     was_training = net.training
     net.eval()
     correct = total = 0
+    device = device_of(net)
     try:
         for x, y in data:
-            correct += int((net(x).argmax(dim=1) == y).sum())
+            pred = net(to_device(x, device)).argmax(dim=1)
+            correct += int((pred == to_device(y, device)).sum())
             total += len(y)
     finally:
         net.train(was_training)

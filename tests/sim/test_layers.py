@@ -199,14 +199,14 @@ def test_tiled_read_noise_variance_matches_analytic(monkeypatch):
     predicts (24-bit converters: quantization negligible)."""
     import math
 
-    from cimlab.sim import layers
+    from cimlab.sim import periphery
 
     with torch.random.fork_rng():
         torch.manual_seed(8)
         net = nn.Sequential(nn.Linear(40, 130)).double()
     dm = dm_default()
     cfg = AnalogConfig.ideal(dm, tile=(16, 16), adc_bits=24, read_noise="weight")
-    monkeypatch.setattr(layers, "NOISE_SPLIT", 1024)  # split this small layer's draws too
+    monkeypatch.setattr(periphery, "NOISE_SPLIT", 1024)  # split this small layer's draws too
     anet = convert(net, cfg).program(3)
     layer = anet.layers["0"]
     assert layer.w_tiles.numel() >= 1024
@@ -227,9 +227,9 @@ def test_tiled_read_noise_variance_matches_analytic(monkeypatch):
 
 
 def test_split_noise_draws_do_not_depend_on_thread_count(monkeypatch):
-    from cimlab.sim import layers
+    from cimlab.sim import periphery
 
-    monkeypatch.setattr(layers, "NOISE_SPLIT", 256)
+    monkeypatch.setattr(periphery, "NOISE_SPLIT", 256)
     with torch.random.fork_rng():
         torch.manual_seed(9)
         net = nn.Sequential(nn.Linear(40, 64)).double()

@@ -22,7 +22,18 @@ def linear(n_in: int, n_out: int, seed: int = 0, bias: bool = True) -> nn.Module
         return nn.Sequential(nn.Linear(n_in, n_out, bias=bias)).double().eval()
 
 
-def test_programming_error_variance_matches_model():
+@pytest.fixture(params=["one-stream", "split-streams"])
+def noise_split(request, monkeypatch):
+    """Run a test with the draws made by one generator, and split over the parallel streams
+    (the path every layer of 1 Mi cells or more takes)."""
+    if request.param == "split-streams":
+        from cimlab.sim import periphery
+
+        monkeypatch.setattr(periphery, "NOISE_SPLIT", 4096)
+    return request.param
+
+
+def test_programming_error_variance_matches_model(noise_split):
     dm = dm_untruncated()
     net = linear(400, 250)
     anet = convert(net, AnalogConfig.ideal(dm, programming_error=True))
@@ -45,11 +56,15 @@ def test_programming_error_variance_matches_model():
     torch.testing.assert_close(w2, layer.effective_weight())
 
 
+@pytest.mark.parametrize("tiled", [False, True], ids=["dense", "tiles-adc"])
 @pytest.mark.parametrize("mode", ["weight", "output"])
-def test_read_noise_output_variance_matches_analytic(mode):
+def test_read_noise_output_variance_matches_analytic(mode, tiled):
+    """Per-output variance and mean as the device model predicts, without ADCs and through
+    the tiled per-tile-ADC path (24-bit: quantization negligible; the bias row included)."""
     dm = dm_default()
     net = linear(64, 24, seed=2)
-    anet = convert(net, AnalogConfig.ideal(dm, read_noise=mode)).program(3)
+    tiles = {"tile": (16, 16), "adc_bits": 24} if tiled else {}
+    anet = convert(net, AnalogConfig.ideal(dm, read_noise=mode, **tiles)).program(3)
     layer = anet.layers["0"]
     g = layer.conductances()
     f = layer.mapping.slice_factors(dtype=torch.float64)[0]
@@ -97,7 +112,7 @@ def test_stuck_at_fractions_and_levels():
     torch.testing.assert_close(g[mask == 0], layer.g_target[mask == 0])
 
 
-def test_retention_mean_shift_and_spread_match_model():
+def test_retention_mean_shift_and_spread_match_model(noise_split):
     dm = dm_untruncated()  # cells stay far from 0 S: no floor in the comparison
     net = linear(300, 200, seed=6, bias=False)
     anet = convert(net, AnalogConfig.ideal(dm)).program(7)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from cimlab.cli.main import main
@@ -42,3 +43,17 @@ def test_simulate_prints_distribution_and_writes_png(tmp_path, capsys):
 def test_simulate_bad_net_names_the_problem(tmp_path, capsys):
     assert main(["simulate", "--net", str(tmp_path / "missing.pt")]) == 1
     assert "--net" in capsys.readouterr().err
+
+
+def test_simulate_unknown_device_is_one_clear_error(tmp_path, capsys):
+    assert main(["simulate", "--net", str(tmp_path / "x.pt"), "--device", "tpu9"]) == 1
+    assert "--device" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_simulate_on_cuda(tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path)
+    rc = main(["simulate", "--net", str(ckpt), "--trials", "2", "--test-samples", "120",
+               "--device", "cuda", "--png", str(tmp_path / "a.png"), "--quiet"])  # fmt: skip
+    assert rc == 0
+    assert len(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["accuracies"]) == 2
