@@ -479,7 +479,15 @@ def _paper002(out, quick, seed, progress):
 
 
 def _paper003(out, quick, seed, progress):
-    return _delegate("bnn_error_aware", out, quick, seed, progress)
+    from cimlab.mitigation.bench_ber import SOURCE_LABEL
+
+    tables, files, notes = _delegate("bnn_error_aware", out, quick, seed, progress)
+    notes.append(
+        f"ber_measured: BER counted by the BER campaign on the emulated bench ({SOURCE_LABEL}); "
+        "ber_working excludes the stuck cells the run finds; paper_ber is paper 003 Table I "
+        "(1T1R). In 'conditions', input_ber_* are the device model's BERs: inputs (the paper's "
+        "Table I), not results; measured_ber_* are the bench's working-cell BERs")
+    return tables, files, notes
 
 
 # ------------------------------------------------------------------------------ paper 004
