@@ -542,10 +542,32 @@ def _paper004(out: Path, quick: bool, seed: int, progress: bool):
          "energy_overhead_%": 100 * (r.cell_reads / base.cell_reads - 1)}
         for f, t in tabs.items() for s, r in t.items() if s in ("sensitive_neuron", "msb")
     ])  # fmt: skip
+    # which layer is worth duplicating? every layer in turn (the same faulty chips), beside
+    # its rank by the paper's gradient sensitivity and by the Taylor saliency |dE/dw w|
+    taylor = sensitivity(net, train_loader, method="taylor")
+    grad_rank = {n: i + 1 for i, n in enumerate(sens.ranked_layers())}
+    taylor_rank = {n: i + 1 for i, n in enumerate(taylor.ranked_layers())}
+    layer_rows = []
+    for n in sens.layers:
+        t = remeco_table(net, xt, yt, sens.top_neurons(0.8), [n], ni=ni, n_instances=n_inst,
+                         seed=seed, schemes=("base", "sensitive_layer"))  # fmt: skip
+        r = t["sensitive_layer"]
+        diff = torch.tensor(r.accuracy, dtype=torch.float64) - torch.tensor(t["base"].accuracy,
+                                                                        dtype=torch.float64)
+        layer_rows.append({
+            "layer": n, "gradient_sensitivity": sens.layer[n], "gradient_rank": grad_rank[n],
+            "taylor_sensitivity": taylor.layer[n], "taylor_rank": taylor_rank[n],
+            "acc": r.mean, "acc_gain": float(diff.mean()),
+            "acc_gain_se": float(diff.std() / math.sqrt(len(diff))) if len(diff) > 1 else 0.0,
+            "recovery_%": rec(r.mean, base.mean, software),
+            "area_overhead_%": 100 * (r.cells / base.cells - 1),
+            "energy_overhead_%": 100 * (r.cell_reads / base.cell_reads - 1),
+        })  # fmt: skip
+    layer_tab = pd.DataFrame(layer_rows)
     sens_tab = pd.DataFrame([{"layer": n, "sensitivity": sens.layer[n],
                               "neurons": sens.neuron[n].numel()} for n in sens.layers])  # fmt: skip
-    files = _write_tables(out, "004",
-                          {"table": table, "fraction_sweep": sweep, "sensitivity": sens_tab})
+    files = _write_tables(out, "004", {"table": table, "fraction_sweep": sweep,
+                                       "sensitivity": sens_tab, "layer_duplication": layer_tab})
     fig, ax = figures.pyplot().subplots(1, 3, figsize=(16, 4.5))
     ax[0].hist(torch.cat([sens.neuron[n] for n in sens.layers]).numpy(), bins=40)
     ax[0].set_xlabel("|neuron sensitivity| (mean |dE/dw|)")
@@ -575,4 +597,13 @@ def _paper004(out: Path, quick: bool, seed: int, progress: bool):
         "paper overheads are relative to its base (area mm^2, energy per inference); ours count "
         "cells and cell reads",
     ]
-    return {"remeco": table, "fraction_sweep": sweep, "sensitivity": sens_tab}, files, notes
+    best = layer_tab.loc[layer_tab["acc_gain"].idxmax()]
+    notes.append(
+        f"layer_duplication: duplicating each layer in turn on the same {n_inst} chips; the "
+        f"paper's gradient sensitivity picks {top_layer[0]} (its |dE/dw| is largest next to "
+        f"the loss), the best layer to duplicate is {best['layer']} (gain "
+        f"{best['acc_gain']:+.4f} +- {best['acc_gain_se']:.4f} s.e., area "
+        f"{best['area_overhead_%']:+.1f} %); Taylor saliency ranks it "
+        f"{int(best['taylor_rank'])} of {len(layer_tab)}")
+    return {"remeco": table, "fraction_sweep": sweep, "sensitivity": sens_tab,
+            "layer_duplication": layer_tab}, files, notes
