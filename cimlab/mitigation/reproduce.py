@@ -267,7 +267,9 @@ def _paper000(out: Path, quick: bool, seed: int, progress: bool):
         {"bake_h_150C": h, "method": meth, "acc": _ms(v)[0], "acc_std": _ms(v)[1],
          "n_programs": len(v)} for (h, meth), v in ret.items()
     ])  # fmt: skip
-    files = _write_tables(out, "000", {"per_layer": per_layer, "nrmse": nrmse_tab, "bake": bake})
+    mapping = _mapping_study000(net, ds, dm, quick, seed, progress)
+    files = _write_tables(out, "000", {"per_layer": per_layer, "nrmse": nrmse_tab, "bake": bake,
+                                       "mapping": mapping})
 
     fig, ax = figures.pyplot().subplots(1, 3, figsize=(16, 4.5))
     xs = range(len(per_layer))
@@ -304,7 +306,33 @@ def _paper000(out: Path, quick: bool, seed: int, progress: bool):
     ax[2].set_title("retention + BN calibration (paper 000 Fig. 11)")
     ax[2].legend(fontsize=8)
     files.append(figures.save(fig, out / "paper000.png", dpi=110))
-    return {"per_layer": per_layer, "nrmse": nrmse_tab, "bake": bake}, files, notes
+    notes.append(
+        "mapping: paper 000's own mapping (one cell per weight, w = 0 mid-window: 'offset') vs "
+        "the differential pair, errors injected into the weights "
+        "(cimlab.mitigation.weight_mapping), standardized inputs (this net) and raw pixels in "
+        "[0, 1] (a second net trained on them); bake_s at 150 C; acc_bn_cal: all BN layers")
+    return {"per_layer": per_layer, "nrmse": nrmse_tab, "bake": bake, "mapping": mapping}, \
+        files, notes
+
+
+def _mapping_study000(net: nn.Module, ds, dm, quick: bool, seed: int, progress: bool
+                      ) -> pd.DataFrame:
+    """Paper 000's layer study with both mappings (offset, differential) and both input
+    scalings (standardized: ``net``; raw pixels: a net trained on ``standardize=False``)."""
+    from cimlab.mitigation.weight_mapping import layer_study
+    from cimlab.sim.data import load_dataset
+
+    epochs, n_prog = (10, 2) if quick else (15, 3)
+    raw = load_dataset("digits", seed=seed, standardize=False)
+    nets = {"standardized": (net, ds),
+            "raw [0, 1]": (_trained("paper000-cnn", raw, epochs, seed, progress), raw)}
+    frames = []
+    for inputs, (m, d) in nets.items():
+        df = layer_study(m, d, dm, bake_s=(0.0, 36.0, 3600.0), n_programs=n_prog,
+                         calib_x=d.x_train[:512], seed=seed)  # fmt: skip
+        df.insert(0, "inputs", inputs)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
 
 
 # ------------------------------------------------------------------------------ paper 001
