@@ -78,6 +78,7 @@ def effective_weight(
     the Arrhenius-equivalent time, evaluated at the programmed conductance), then one read
     (read noise) when ``read``. ``wmax``: weight mapped to the window's edge (default
     ``max|w|``; a weight beyond it raises)."""
+    w = w.detach()
     wm = float(w.abs().max()) if wmax is None else float(wmax)
     if wm <= 0:
         return w.clone()
