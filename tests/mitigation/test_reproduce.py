@@ -31,6 +31,15 @@ def test_cli_reproduce_004_quick(tmp_path, capsys):
     assert by.loc["msb", "acc"] > by.loc["base", "acc"]
     assert by.loc["committee", "paper_acc"] == pytest.approx(0.969)
     assert (tmp_path / "paper004.png").exists()
+    # every layer duplicated in turn, with both rankings: the paper's gradient sensitivity
+    # ranks the output layer first (largest |dE/dw| next to the loss), docs/mitigations.md
+    dup = pd.read_csv(tmp_path / "paper004_layer_duplication.csv")
+    assert sorted(dup["gradient_rank"]) == sorted(dup["taylor_rank"]) == [1, 2, 3, 4, 5]
+    assert dup.loc[dup["gradient_rank"] == 1, "layer"].iloc[0] == dup["layer"].iloc[-1]
+    out_layer = dup.iloc[-1]
+    assert out_layer["area_overhead_%"] == pytest.approx(by.loc["sensitive_layer",
+                                                               "area_overhead_%"])
+    assert "best layer to duplicate" in out
 
 
 @pytest.mark.slow
