@@ -52,6 +52,15 @@ def test_reproduce_000_quick(tmp_path):
     assert per_layer["injected"].iloc[-1] == "all conv"
     assert (per_layer["acc_baked_1h_150C_bn_cal"] >= per_layer["acc_baked_1h_150C"]).all()
     assert set(res.tables["nrmse"]["state"]) == {"programmed", "baked_1h_150C"}
+    m = res.tables["mapping"]
+    assert set(m["scheme"]) == {"offset", "differential"}
+    assert set(m["inputs"]) == {"standardized", "raw [0, 1]"}
+    # paper 000's offset mapping turns the bake's common shift into a weight shift: layers
+    # fed by a ReLU collapse (full run: 0.096-0.102), the differential pair cancels it
+    # (0.62-0.90); docs/mitigations.md
+    deep = m[(m.bake_s == 3600.0) & ~m.injected.isin(["0", "all conv"])]
+    by = deep.groupby("scheme")["acc"].max()
+    assert by["offset"] < 0.3 < deep[deep.scheme == "differential"]["acc"].min()
 
 
 @pytest.mark.slow
