@@ -140,17 +140,19 @@ class DemoResult:
 
     def table(self) -> str:
         head = (f"{'step':26s} {'chip':>7s} {'predicted mean +- std':>22s} "
-                f"{'predicted range':>17s} {'in range':>9s}")
+                f"{'predicted range':>17s} {'in range':>9s} {'sigma off':>9s}")
         lines = [head, "-" * len(head)]
         for s in self.steps:
             lines.append(
                 f"{s['step']:26s} {s['chip']:7.3f} {s['pred_mean']:14.3f} +- {s['pred_std']:.3f}"
                 f" {s['pred_min']:8.3f} - {s['pred_max']:.3f} "
-                f"{'yes' if s['within_range'] else 'NO':>8s}")
+                f"{'yes' if s['within_range'] else 'NO':>8s} {s['z']:+9.2f}")
         lines.append("-" * len(head))
         n = len(next(iter(self.mc_accuracies.values()), []))
         lines.append(f"predicted: {n} simulated programmings with the device model fitted to "
-                     "the characterization (range = lowest - highest)")
+                     "the characterization (range = lowest - highest; sigma off = (chip - "
+                     "predicted mean) / predicted std)")
+        lines.extend(mismatch_lines(self.steps))
         lines.append(f"digital (float) network: {self.digital_accuracy:.3f}")
         return "\n".join(lines)
 
@@ -161,6 +163,36 @@ class DemoResult:
 
 
 # --------------------------------------------------------------------------- the plan
+#: A step whose chip accuracy is this many predicted std from the mean is called out.
+MISMATCH_SIGMA = 1.5
+
+#: Known cause of a chip *above* the prediction (docs/network-on-chip.md, measured on the
+#: demo's chip): the fitted model's spread of the g_min cells is wider than the chip's.
+KNOWN_CAUSE_ABOVE = (
+    "known cause (chip above the prediction): the fitted model's spread at the bottom of the "
+    "window (the g_min cells, half of all cells) is wider than the chip's (60 s after verify, "
+    "at 2 uS: model ~2.0 uS, chip ~1.6 uS; the model's Gaussian relaxation ignores that the "
+    "chip's distribution is bounded near 0 S), so it predicts too much damage; the "
+    "simulator fed with the chip's read-back conductances reproduces the chip (0.92 vs 0.92 "
+    "after BN cal.), see docs/network-on-chip.md")
+NO_KNOWN_CAUSE_BELOW = (
+    "chip below the prediction: no known cause; the fitted model misses a loss the chip has")
+
+
+def mismatch_lines(steps: list[dict[str, Any]]) -> list[str]:
+    """Lines naming every step whose chip accuracy is outside the predicted range or more
+    than :data:`MISMATCH_SIGMA` predicted std from the mean, with the known cause."""
+    bad = [s for s in steps if not s["within_range"] or abs(s["z"]) > MISMATCH_SIGMA]
+    lines = [f"MISMATCH {s['step']}: chip {s['chip']:.3f} is {s['z']:+.2f} sigma from the "
+             f"predicted mean {s['pred_mean']:.3f}"
+             + ("" if s["within_range"] else ", outside the predicted range") for s in bad]
+    if any(s["z"] > 0 for s in bad):
+        lines.append(KNOWN_CAUSE_ABOVE)
+    if any(s["z"] < 0 for s in bad):
+        lines.append(NO_KNOWN_CAUSE_BELOW)
+    return lines
+
+
 def characterization_plan(config: DemoConfig, geometry: tuple[int, int, int]) -> dict[str, Any]:
     """A small plan on the chip's last tiles (the network uses the first ones). ``--quick``
     uses the same plan: it costs ~1-2 s (virtual clock, vectorised), and a smaller one fits

@@ -3,8 +3,10 @@
 Modules: :mod:`~cimlab.mitigation.hasgd` (noise-aware HA-SGD training, paper 002),
 :mod:`~cimlab.mitigation.bnn_error_aware` (bit-error-aware BNN training, paper 003), and the
 other mitigations in this package (BN calibration, architecture-aware training, ReMeCo
-redundancy, sensitivity analysis, drift compensation). Importing this package is cheap: the
-submodules (which import torch) load on first use.
+redundancy, sensitivity analysis, drift compensation, :mod:`~cimlab.mitigation.bench_ber`
+(BER measured on the bench, paper 003 Table I), :mod:`~cimlab.mitigation.weight_mapping`
+(paper 000's one-cell offset mapping vs the differential pair)). Importing this package is
+cheap: the submodules (which import torch) load on first use.
 """
 
 from __future__ import annotations
@@ -20,10 +22,15 @@ _EXPORTS: dict[str, str] = {
     "train_hasgd": "hasgd",
     "noisy_accuracy": "hasgd",
     "resilience_curves": "hasgd",
+    "adc_study": "hasgd",
     # bit-error-aware BNN training (paper 003)
     "train_bnn": "bnn_error_aware",
     "tolerance_curves": "bnn_error_aware",
     "condition_table": "bnn_error_aware",
+    # BER measured by the bench's BER campaign, beside paper 003 Table I
+    "measure_ber": "bench_ber",
+    # paper 000's one-cell offset mapping vs the differential pair, in weights
+    "layer_study": "weight_mapping",
     # in-field BN calibration (paper 000) and global drift compensation
     "calibrate_bn": "bn_calibration",
     "snapshot_bn": "bn_calibration",

@@ -25,6 +25,7 @@ The flips use the layers of :mod:`cimlab.sim.binary_layers` (``flip_prob`` for t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -278,12 +279,19 @@ def condition_table(
     trials: int = 10,
     seed: int = 0,
     simulator: bool = False,
+    measured: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Accuracy of each network at each programming condition of ``device`` (paper 003's
     energy argument): one row per condition with its 1T1R/2T2R BER, energy per bit,
     endurance, ``acc_<label>_1t1r`` / ``acc_<label>_2t2r`` for each network (i.i.d. flips at
     the condition's BER, ``trials`` programmed copies), and paper 003's Table I values where
     the condition name matches one of its conditions.
+
+    ``input_ber_1t1r`` / ``input_ber_2t2r`` are the device model's BERs, i.e. *inputs* (for
+    :meth:`DeviceModel.default` the 1T1R value is paper 003's Table I itself); they are not
+    results. ``measured`` (a :func:`cimlab.mitigation.bench_ber.measure_ber` table) adds
+    ``measured_ber_1t1r`` / ``measured_ber_2t2r``: the BER the bench's BER campaign measured
+    on working cells (with ``measured_source`` saying which bench).
 
     ``simulator=True`` adds ``sim_acc_<label>_<structure>``: the same network in the
     simulator's binary mode (:func:`cimlab.sim.convert` with
@@ -306,8 +314,8 @@ def condition_table(
             "condition": cond.name,
             "icc_a": cond.icc_a,
             "v_reset": cond.v_reset,
-            "ber_1t1r": cond.ber_1t1r,
-            "ber_2t2r": cond.ber_2t2r,
+            "input_ber_1t1r": cond.ber_1t1r,
+            "input_ber_2t2r": cond.ber_2t2r,
             "energy_per_bit_j": cond.energy_per_bit_j,
             "endurance_cycles": cond.endurance_cycles,
         }
@@ -319,6 +327,13 @@ def condition_table(
                     row[f"sim_acc_{label}_{structure}"] = _simulated_accuracy(
                         net, dataset, device, cond.name, structure.upper(), trials, seed
                     )
+        if measured is not None:
+            m = measured[measured["condition"] == cond.name].set_index("structure")
+            for structure in ("1T1R", "2T2R"):
+                row[f"measured_ber_{structure.lower()}"] = (
+                    float(m.loc[structure, "ber_working"]) if structure in m.index else math.nan
+                )
+            row["measured_source"] = str(measured["source"].iloc[0])
         ref = paper.get(cond.name)
         row["paper_ber"] = ref["paper_ber_note"] if ref else ""
         row["paper_energy_pj"] = (
@@ -396,7 +411,7 @@ def plot_conditions(
     acc_cols = [f"acc_{lb}_{structure}" for lb in labels]
     for idx, row in table.iterrows():
         ax.annotate(
-            f"{row.condition}\nBER {row[f'ber_{structure}']:.1e}",
+            f"{row.condition}\nBER {row[f'input_ber_{structure}']:.1e}",
             (row.energy_per_bit_j * 1e12, table.loc[idx, acc_cols].min()),
             fontsize=7,
             textcoords="offset points",
@@ -467,7 +482,15 @@ def reproduce(
         device = DeviceModel.default()
     aware_ber = 4e-2 if 4e-2 in train_bers else train_bers[-1]
     nets_by_label = {"standard": trained[(0.0, seed)], "error_aware": trained[(aware_ber, seed)]}
-    table = condition_table(device, nets_by_label, ds, trials=trials, seed=seed, simulator=True)
+    from cimlab.mitigation.bench_ber import measure_ber
+
+    # BER measured on the emulated bench (its physics calibrated to paper 003 Table I) by the
+    # BER campaign, beside the paper's value: the model's BERs are inputs, not results
+    measured = measure_ber(bits=4096 if quick else 49152, seed=seed, progress=progress)
+    measured.to_csv(out / "bnn_ber_measured.csv", index=False)
+    table = condition_table(device, nets_by_label, ds, trials=trials, seed=seed, simulator=True,
+                            measured=measured)  # fmt: skip
     table.to_csv(out / "bnn_conditions.csv", index=False)
     plot_conditions(table, list(nets_by_label), out / "bnn_conditions.png")
-    return {"tolerance": summary, "tolerated": tol, "conditions": table}
+    return {"tolerance": summary, "tolerated": tol, "ber_measured": measured,
+            "conditions": table}

@@ -267,7 +267,9 @@ def _paper000(out: Path, quick: bool, seed: int, progress: bool):
         {"bake_h_150C": h, "method": meth, "acc": _ms(v)[0], "acc_std": _ms(v)[1],
          "n_programs": len(v)} for (h, meth), v in ret.items()
     ])  # fmt: skip
-    files = _write_tables(out, "000", {"per_layer": per_layer, "nrmse": nrmse_tab, "bake": bake})
+    mapping = _mapping_study000(net, ds, dm, quick, seed, progress)
+    files = _write_tables(out, "000", {"per_layer": per_layer, "nrmse": nrmse_tab, "bake": bake,
+                                       "mapping": mapping})
 
     fig, ax = figures.pyplot().subplots(1, 3, figsize=(16, 4.5))
     xs = range(len(per_layer))
@@ -304,7 +306,33 @@ def _paper000(out: Path, quick: bool, seed: int, progress: bool):
     ax[2].set_title("retention + BN calibration (paper 000 Fig. 11)")
     ax[2].legend(fontsize=8)
     files.append(figures.save(fig, out / "paper000.png", dpi=110))
-    return {"per_layer": per_layer, "nrmse": nrmse_tab, "bake": bake}, files, notes
+    notes.append(
+        "mapping: paper 000's own mapping (one cell per weight, w = 0 mid-window: 'offset') vs "
+        "the differential pair, errors injected into the weights "
+        "(cimlab.mitigation.weight_mapping), standardized inputs (this net) and raw pixels in "
+        "[0, 1] (a second net trained on them); bake_s at 150 C; acc_bn_cal: all BN layers")
+    return {"per_layer": per_layer, "nrmse": nrmse_tab, "bake": bake, "mapping": mapping}, \
+        files, notes
+
+
+def _mapping_study000(net: nn.Module, ds, dm, quick: bool, seed: int, progress: bool
+                      ) -> pd.DataFrame:
+    """Paper 000's layer study with both mappings (offset, differential) and both input
+    scalings (standardized: ``net``; raw pixels: a net trained on ``standardize=False``)."""
+    from cimlab.mitigation.weight_mapping import layer_study
+    from cimlab.sim.data import load_dataset
+
+    epochs, n_prog = (10, 2) if quick else (15, 3)
+    raw = load_dataset("digits", seed=seed, standardize=False)
+    nets = {"standardized": (net, ds),
+            "raw [0, 1]": (_trained("paper000-cnn", raw, epochs, seed, progress), raw)}
+    frames = []
+    for inputs, (m, d) in nets.items():
+        df = layer_study(m, d, dm, bake_s=(0.0, 36.0, 3600.0), n_programs=n_prog,
+                         calib_x=d.x_train[:512], seed=seed)  # fmt: skip
+        df.insert(0, "inputs", inputs)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
 
 
 # ------------------------------------------------------------------------------ paper 001
@@ -479,7 +507,15 @@ def _paper002(out, quick, seed, progress):
 
 
 def _paper003(out, quick, seed, progress):
-    return _delegate("bnn_error_aware", out, quick, seed, progress)
+    from cimlab.mitigation.bench_ber import SOURCE_LABEL
+
+    tables, files, notes = _delegate("bnn_error_aware", out, quick, seed, progress)
+    notes.append(
+        f"ber_measured: BER counted by the BER campaign on the emulated bench ({SOURCE_LABEL}); "
+        "ber_working excludes the stuck cells the run finds; paper_ber is paper 003 Table I "
+        "(1T1R). In 'conditions', input_ber_* are the device model's BERs: inputs (the paper's "
+        "Table I), not results; measured_ber_* are the bench's working-cell BERs")
+    return tables, files, notes
 
 
 # ------------------------------------------------------------------------------ paper 004
@@ -534,10 +570,32 @@ def _paper004(out: Path, quick: bool, seed: int, progress: bool):
          "energy_overhead_%": 100 * (r.cell_reads / base.cell_reads - 1)}
         for f, t in tabs.items() for s, r in t.items() if s in ("sensitive_neuron", "msb")
     ])  # fmt: skip
+    # which layer is worth duplicating? every layer in turn (the same faulty chips), beside
+    # its rank by the paper's gradient sensitivity and by the Taylor saliency |dE/dw w|
+    taylor = sensitivity(net, train_loader, method="taylor")
+    grad_rank = {n: i + 1 for i, n in enumerate(sens.ranked_layers())}
+    taylor_rank = {n: i + 1 for i, n in enumerate(taylor.ranked_layers())}
+    layer_rows = []
+    for n in sens.layers:
+        t = remeco_table(net, xt, yt, sens.top_neurons(0.8), [n], ni=ni, n_instances=n_inst,
+                         seed=seed, schemes=("base", "sensitive_layer"))  # fmt: skip
+        r = t["sensitive_layer"]
+        diff = torch.tensor(r.accuracy, dtype=torch.float64) - torch.tensor(t["base"].accuracy,
+                                                                        dtype=torch.float64)
+        layer_rows.append({
+            "layer": n, "gradient_sensitivity": sens.layer[n], "gradient_rank": grad_rank[n],
+            "taylor_sensitivity": taylor.layer[n], "taylor_rank": taylor_rank[n],
+            "acc": r.mean, "acc_gain": float(diff.mean()),
+            "acc_gain_se": float(diff.std() / math.sqrt(len(diff))) if len(diff) > 1 else 0.0,
+            "recovery_%": rec(r.mean, base.mean, software),
+            "area_overhead_%": 100 * (r.cells / base.cells - 1),
+            "energy_overhead_%": 100 * (r.cell_reads / base.cell_reads - 1),
+        })  # fmt: skip
+    layer_tab = pd.DataFrame(layer_rows)
     sens_tab = pd.DataFrame([{"layer": n, "sensitivity": sens.layer[n],
                               "neurons": sens.neuron[n].numel()} for n in sens.layers])  # fmt: skip
-    files = _write_tables(out, "004",
-                          {"table": table, "fraction_sweep": sweep, "sensitivity": sens_tab})
+    files = _write_tables(out, "004", {"table": table, "fraction_sweep": sweep,
+                                       "sensitivity": sens_tab, "layer_duplication": layer_tab})
     fig, ax = figures.pyplot().subplots(1, 3, figsize=(16, 4.5))
     ax[0].hist(torch.cat([sens.neuron[n] for n in sens.layers]).numpy(), bins=40)
     ax[0].set_xlabel("|neuron sensitivity| (mean |dE/dw|)")
@@ -567,4 +625,13 @@ def _paper004(out: Path, quick: bool, seed: int, progress: bool):
         "paper overheads are relative to its base (area mm^2, energy per inference); ours count "
         "cells and cell reads",
     ]
-    return {"remeco": table, "fraction_sweep": sweep, "sensitivity": sens_tab}, files, notes
+    best = layer_tab.loc[layer_tab["acc_gain"].idxmax()]
+    notes.append(
+        f"layer_duplication: duplicating each layer in turn on the same {n_inst} chips; the "
+        f"paper's gradient sensitivity picks {top_layer[0]} (its |dE/dw| is largest next to "
+        f"the loss), the best layer to duplicate is {best['layer']} (gain "
+        f"{best['acc_gain']:+.4f} +- {best['acc_gain_se']:.4f} s.e., area "
+        f"{best['area_overhead_%']:+.1f} %); Taylor saliency ranks it "
+        f"{int(best['taylor_rank'])} of {len(layer_tab)}")
+    return {"remeco": table, "fraction_sweep": sweep, "sensitivity": sens_tab,
+            "layer_duplication": layer_tab}, files, notes

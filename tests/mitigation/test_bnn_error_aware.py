@@ -90,7 +90,7 @@ def test_condition_table_from_device_model(digits, trained):
         table.columns
     )
     weak = table.set_index("condition").loc["weak"]
-    assert weak.ber_1t1r == pytest.approx(3.3e-2)
+    assert weak.input_ber_1t1r == pytest.approx(3.3e-2)
     assert weak.paper_energy_pj == "4/5"
     # paper 003: very strong vs weak is ~30x in programming energy (135 pJ / 4.5 pJ)
     assert weak.energy_saving_x == pytest.approx(30.0, rel=0.01)

@@ -173,7 +173,7 @@ def test_known_mean_shift_is_compensated_when_used_as_prior():
 @pytest.mark.slow
 def test_reproduce_quick_writes_tables_plots_and_simulator_check(tmp_path):
     out = hasgd.reproduce(tmp_path, quick=True, seed=0, progress=False)
-    assert set(out) == {"relative", "mean", "device", "simulator"}
+    assert set(out) == {"relative", "mean", "device", "simulator", "adc"}
     for name in ("relative", "mean", "device"):
         assert (tmp_path / f"hasgd_{name}.png").stat().st_size > 0
         assert (tmp_path / f"hasgd_{name}.csv").stat().st_size > 0
@@ -182,3 +182,15 @@ def test_reproduce_quick_writes_tables_plots_and_simulator_check(tmp_path):
     assert len(sim) == 4 and (sim.sim_acc > 0.5).all()  # both nets work on the simulated chip
     rel = out["relative"].set_index(["train_level", "test_level"]).acc
     assert rel[(0.0, 0.0)] > 0.8
+
+
+def test_adc_study_columns_and_low_resolution_loss(trained, digits, dm):
+    # paper001-mnist on digits, 3 programmings: measured 0.10 at 2 bits (chance: every
+    # partial sum in one code), 0.88 at 8 bits
+    net = trained("paper001-mnist", None, 8, 0)
+    df = hasgd.adc_study(digits, dm, {"plain": net, "same": net}, bits=(2, 8), n_trials=3)
+    assert list(df.columns[:4]) == ["net", "adc_bits", "acc", "acc_std"]
+    acc = df.set_index(["net", "adc_bits"]).acc
+    assert acc[("plain", 2)] < acc[("plain", 8)] - 0.3
+    # the same network, the same seeds: no gain over itself
+    assert (df.gain_points == 0).all() and (df.paper_gain_rel == hasgd.PAPER_ADC_GAIN).all()

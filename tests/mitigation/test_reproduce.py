@@ -31,6 +31,15 @@ def test_cli_reproduce_004_quick(tmp_path, capsys):
     assert by.loc["msb", "acc"] > by.loc["base", "acc"]
     assert by.loc["committee", "paper_acc"] == pytest.approx(0.969)
     assert (tmp_path / "paper004.png").exists()
+    # every layer duplicated in turn, with both rankings: the paper's gradient sensitivity
+    # ranks the output layer first (largest |dE/dw| next to the loss), docs/mitigations.md
+    dup = pd.read_csv(tmp_path / "paper004_layer_duplication.csv")
+    assert sorted(dup["gradient_rank"]) == sorted(dup["taylor_rank"]) == [1, 2, 3, 4, 5]
+    assert dup.loc[dup["gradient_rank"] == 1, "layer"].iloc[0] == dup["layer"].iloc[-1]
+    out_layer = dup.iloc[-1]
+    assert out_layer["area_overhead_%"] == pytest.approx(by.loc["sensitive_layer",
+                                                               "area_overhead_%"])
+    assert "best layer to duplicate" in out
 
 
 @pytest.mark.slow
@@ -43,6 +52,15 @@ def test_reproduce_000_quick(tmp_path):
     assert per_layer["injected"].iloc[-1] == "all conv"
     assert (per_layer["acc_baked_1h_150C_bn_cal"] >= per_layer["acc_baked_1h_150C"]).all()
     assert set(res.tables["nrmse"]["state"]) == {"programmed", "baked_1h_150C"}
+    m = res.tables["mapping"]
+    assert set(m["scheme"]) == {"offset", "differential"}
+    assert set(m["inputs"]) == {"standardized", "raw [0, 1]"}
+    # paper 000's offset mapping turns the bake's common shift into a weight shift: layers
+    # fed by a ReLU collapse (full run: 0.096-0.102), the differential pair cancels it
+    # (0.62-0.90); docs/mitigations.md
+    deep = m[(m.bake_s == 3600.0) & ~m.injected.isin(["0", "all conv"])]
+    by = deep.groupby("scheme")["acc"].max()
+    assert by["offset"] < 0.3 < deep[deep.scheme == "differential"]["acc"].min()
 
 
 @pytest.mark.slow
