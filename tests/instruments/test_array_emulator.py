@@ -57,6 +57,29 @@ def test_mvm_through_visa_matches_exact_physics(bench, array):
     assert np.allclose(i, exact, rtol=0.05, atol=5e-7)
 
 
+def test_mvm_batch_over_the_message_limit_is_split(bench, array, clock, monkeypatch):
+    """A batch whose block would pass the protocol's message limit goes out as several
+    messages (one round trip each), and each part is answered by the same physics."""
+    from cimlab.instruments.drivers import array_controller
+    from cimlab.instruments.emulator import scpi
+
+    assert array_controller.MAX_MESSAGE_BYTES == scpi.MAX_MESSAGE_BYTES  # one protocol limit
+    array.enable()
+    _, rows, cols = array.geometry
+    per_message = 3
+    monkeypatch.setattr(array_controller, "MAX_MESSAGE_BYTES",
+                        array_controller._MESSAGE_OVERHEAD + per_message * rows * 4)
+    v = np.random.default_rng(4).uniform(0, 0.2, (7, rows)).astype(np.float32)
+    t0 = clock.now()
+    i = array.mvm(1, v)
+    assert i.shape == (7, cols)
+    t = bench.world.timing
+    # three messages (3 + 3 + 1 vectors): three command overheads, one MVM time per vector
+    assert clock.now() - t0 == pytest.approx(3 * t.command_s + 7 * t.mvm_s)
+    exact = bench.chip.truth.mvm_exact(1, v.astype(float))
+    assert np.allclose(i, exact, rtol=0.05, atol=5e-7)
+
+
 def test_timing_is_charged(bench, array, clock):
     array.enable()
     t = bench.world.timing

@@ -27,6 +27,11 @@ from cimlab.instruments.drivers.visa import (
 
 CELL_DTYPE = "<u4"
 VALUE_DTYPE = "<f4"
+#: Largest program message a board accepts [bytes], blocks included
+#: (docs/array-controller-protocol.md, "Limits"); larger transfers are split by the host.
+MAX_MESSAGE_BYTES = 16 << 20
+#: Bytes of a message around its block (command header, block header, terminator).
+_MESSAGE_OVERHEAD = 64
 
 #: the protocol's ranges (the emulator's defaults; a board reports its own with ``ARR:RANG?``)
 PULSE_WIDTH_RANGE = (10e-9, 10e-3)
@@ -216,7 +221,8 @@ class ArrayController(ErrorCheckingMixin, SCPIMixin, Instrument):
         """Column currents [A] of ``tile`` for input voltages ``v_rows`` [V] on its rows.
 
         ``v_rows`` has shape ``(rows,)`` (returns ``(cols,)``) or ``(batch, rows)`` (returns
-        ``(batch, cols)``). One round trip for the whole batch.
+        ``(batch, cols)``). One round trip for the whole batch, or one per message-sized part
+        where the batch's block would pass :data:`MAX_MESSAGE_BYTES` (the protocol's limit).
         """
         v = np.asarray(v_rows, dtype=float)
         if v.ndim not in (1, 2) or v.size == 0:
@@ -226,7 +232,17 @@ class ArrayController(ErrorCheckingMixin, SCPIMixin, Instrument):
         tile = int(tile)
         if tile < 0:
             raise ValueError("tile must be >= 0")
-        batch = 1 if v.ndim == 1 else v.shape[0]
+        if v.ndim == 1:
+            return self._mvm_message(tile, v[None, :])[0]
+        per_message = max(1, (MAX_MESSAGE_BYTES - _MESSAGE_OVERHEAD)
+                          // (v.shape[1] * np.dtype(VALUE_DTYPE).itemsize))
+        parts = [self._mvm_message(tile, v[i:i + per_message])
+                 for i in range(0, v.shape[0], per_message)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _mvm_message(self, tile: int, v: np.ndarray) -> np.ndarray:
+        """One ``ARR:MVM?`` round trip for the ``(batch, rows)`` inputs ``v``."""
+        batch = v.shape[0]
         command = f"ARR:MVM? {tile},<{batch}x{v.shape[-1]} voltages>"
         self._last_command = command
         self.write_bytes(f"ARR:MVM? {tile},".encode() + block(v.reshape(-1), VALUE_DTYPE)
@@ -234,7 +250,7 @@ class ArrayController(ErrorCheckingMixin, SCPIMixin, Instrument):
         i = read_block(self, VALUE_DTYPE, command).astype(float)
         if i.size % batch:
             raise InstrumentError(f"{self.name}: {command}: {i.size} currents for {batch} inputs")
-        return i if v.ndim == 1 else i.reshape(batch, -1)
+        return i.reshape(batch, -1)
 
     def _check_count(self, values: np.ndarray, n: int, command: str) -> np.ndarray:
         if values.size != n:
