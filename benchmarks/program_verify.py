@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> dict:
                 verify_success = float(res.success[working].mean())
                 stuck_n = int(res.stuck.sum())
             else:
-                sc = settle_cfg if scheme == "settle" else SettleConfig(bake_temp_c=150.0)
+                sc = (settle_cfg if scheme == "settle"
+                      else SettleConfig(bake_temp_c=150.0, first_wait_s=60.0))
                 sres = program_settle_verify(ops, cells, target, cfg, sc, clock=st.clock,
                                              oven=st.oven, rng=rng)
                 verify_success = sres.verify_read_success

@@ -54,19 +54,20 @@ class SettleConfig:
     """Settings of the monitored settle. Times [s], temperatures [C], conductances [S]."""
 
     rounds: int = param(6, unit="1", lo=1, hi=100, doc="settle-and-check rounds")
-    first_wait_s: float = param(60.0, unit="s", lo=0.0, lo_open=True,
+    first_wait_s: float = param(1.0, unit="s", lo=0.0, lo_open=True,
                                 doc="first wait (room-temperature-equivalent time)")
     total_wait_s: float = param(86400.0, unit="s", lo=0.0, lo_open=True,
                                 doc="sum of the waits (room-temperature-equivalent time)")
     use_delay_s: float = param(3600.0, unit="s", lo=0.0,
                                doc="delay after the tile is finished the keep rule aims at")
-    pulses_per_round: int = param(1, unit="1", lo=1, hi=1000,
+    pulses_per_round: int = param(2, unit="1", lo=1, hi=1000,
                                   doc="most pulses per re-pulsed cell and round (a re-pulse "
                                   "lands within ~1 uS; relaxation then spreads it by several "
                                   "uS, so pulses buy more as attempts than as precision)")
     n_reads: int = param(8, unit="1", lo=1, hi=64, doc="reads averaged per check")
     pulse_budget: int = param(13, unit="1", lo=1, hi=10_000,
-                              doc="most pulses per cell, verify and re-pulses together")
+                              doc="a cell is re-pulsed only while its pulses (first verify "
+                              "and re-pulses) stay within this budget")
     relax_tau_s: float = param(5e-3, unit="s", lo=0.0, lo_open=True,
                                doc="onset time of the log-time law (fitted model, techC)")
     bake_temp_c: float = param(0.0, unit="C", lo=0.0, hi=300.0,
@@ -268,8 +269,12 @@ def program_settle_verify(
         l_fresh = _log_time(remaining + settle.use_delay_s, settle.relax_tau_s)
         sd_new = np.sqrt(b_c * l_fresh + (0.5 * tol) ** 2 / 3)
         p_redo = 2 * ndtr(tol / sd_new) - 1
-        redo = (p_keep < p_redo) & ~stuck & (pulses < settle.pulse_budget)
-        entry = {"round": k, "wait_s": float(w_eq), "within_tol": float(
+        redo = ((p_keep < p_redo) & ~stuck
+                & (pulses + settle.pulses_per_round <= settle.pulse_budget))
+        was_fresh = fresh & ~stuck
+        entry = {"fresh_within_tol": float(np.mean(np.abs(g - target)[was_fresh] <= tol))
+                 if was_fresh.any() else float("nan"),
+                 "round": k, "wait_s": float(w_eq), "within_tol": float(
             np.mean(np.abs(g - target)[~stuck] <= tol)), "redo": int(redo.sum()),
             "m_per_decade_s": m.tolist(), "b_per_decade_s2": b.tolist()}
         history.append(entry)
@@ -278,9 +283,7 @@ def program_settle_verify(
             continue
         idx = np.flatnonzero(redo)
         aim = target[idx] - m_c[idx] * l_fresh
-        budget = settle.pulse_budget - pulses[idx]
-        sub_cfg = replace(cfg, max_pulses=int(min(max(budget.max(), 1),
-                                                      settle.pulses_per_round)))
+        sub_cfg = replace(cfg, max_pulses=settle.pulses_per_round)
         r2 = program_verify(ops, cells[idx], aim, sub_cfg, clock=clock, response=response,
                             rng=rng, timestamps=True, require_pulse=True)
         pulses[idx] += r2.pulses
