@@ -240,6 +240,8 @@ def program_settle_verify(
             soak = w_eq / acc
             assert oven is not None
             oven.bake(settle.bake_temp_c, soak, clock)
+            # equivalent time of the soak; the ramps' (below the set point) is not counted,
+            # so cell ages are slightly underestimated after a bake (a conservative keep rule)
             eq_extra += soak * (acc - 1.0)
         else:
             clock.sleep(float(w_eq))
