@@ -1,130 +1,247 @@
-"""Program-verify of a full 256 x 64 tile to 16 levels on the emulated bench, three schemes.
+"""Program-verify of a full 256 x 64 tile to 16 levels, judged by what the cells HOLD afterwards.
 
-Every cell of one tile (16384 cells) gets one of 16 levels over 2-40 uS (balanced,
-shuffled); each scheme starts from the same state (one deep RESET of the tile, not counted)
-and runs through the full VISA stack:
+Every cell of one tile (16384 cells) gets one of 16 levels spread over the profile's window
+(balanced, shuffled); each scheme starts from the same state (one deep RESET of the tile, not
+counted) on the same emulated chip, through the full VISA stack:
 
-* ``adaptive``: cimlab's model-predictive verify (pulse response measured on 1024 cells of
-  the tile first: that sweep's round trips and instrument time are included below, its
-  pulses are not counted in the per-cell figures);
-* ``ispp``: NeuRRAM-style incremental-step verify (0.1 V staircase, 1 us pulses);
-* ``single_shot``: one SET from the RESET state at the gate voltage of a measured curve.
+* ``single_shot``: one SET from the RESET state at the gate voltage of a measured curve;
+* ``ispp``: NeuRRAM-style incremental-step verify (0.1 V staircase);
+* ``adaptive``: cimlab's model-predictive verify loop (pulse response measured first);
+* ``settle``: the monitored settle (:mod:`cimlab.procedures.settle_verify`): adaptive verify,
+  then geometric room-temperature waits summing to one day, each followed by an averaged
+  read of the tile and re-pulses of the cells whose chance of being within tolerance when
+  used is lower than a fresh pulse's;
+* ``settle_bake``: the same with each wait replaced by a bake at 150 C of the Arrhenius-
+  equivalent length (Ea 1.1 eV), ramps and cool-down through the oven included.
 
-Reports success within +-1 uS at the verify read (all cells, and working cells: stuck cells,
-paper 004, cannot be programmed by any scheme and are detected), mean / median / p99 pulses
-per cell, the verify and the final-read error, energy, iterations, round trips, instrument
-and host time. Targets (DESIGN.md): >= 99.8 % of the (working) cells within +-1 uS and mean
-pulses per cell < 8 (published: RADAR ~8.7 pulses, 99.8 %; ISPP ~24, 99.2 %; NeuRRAM
-0.2-0.8 % failures). Prints the table and, as its last line, one JSON object.
-Run: ``python benchmarks/program_verify.py [--tile 5] [--seed 1]``.
+The figure of merit (issue 13) is the fraction of responsive cells (the emulator's truth
+fault map: stuck cells, paper 004, cannot be programmed by any scheme) within tolerance at
+0 s, 1 s, 60 s, 1 h and 1 day after the tile is finished, measured by fresh 8-read averaged
+reads through the instruments (``within_tol_at_s``), and against the emulator's truth
+(``within_tol_at_s_truth``). ``pulses_per_cell`` counts EVERY pulse (calibration sweeps
+included); ``instrument_time_s`` is the clock time from the first calibration pulse to the
+finished tile, ``wait_time_s`` the part of it spent waiting (settle or bake).
+``verify_read_success`` (one verify read in the band) is the loops' stopping rule, not a
+success rate. Tolerance: +-1 uS on the 38 uS window of the default profile, scaled by
+window / 38 uS on the others (techb 24 uS window: +-0.63 uS; techa, 232.5 uS: +-6.1 uS);
+levels span the profile's window; the SET word-line voltages are raised (never lowered) to
+reach 1.1 x (ISPP) and 1.5 x (adaptive) the window's top at 0.5 V hold voltage.
+
+The physical limit (``limit``) comes from the relaxation law (the fitted model
+``models/default.json`` on the default profile, the profile's own relaxation otherwise): a cell
+whose last pulse lies ``A`` before its use spreads by ``sqrt(b(g) L(A))`` (L the log-time);
+``keep``: the fraction a cell exactly on target at a check ``W`` (the settle's last wait)
+before use keeps; ``attempt``: one fresh pulse with perfect landing and drift compensation,
+judged at the use time; ``attempts_n``: the same with as many attempts as checks.
+Goal (issue 13, default profile): >= 85 % at 60 s and >= 80 % at 1 h, <= 1 day of waiting,
+no more pulses per cell than ISPP. Prints tables; the last line is one JSON object.
+Run: ``python benchmarks/program_verify.py [--profile default] [--tile 5] [--seed 1]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from _common import machine_info
+from scipy.special import ndtr
 
 ROOT = Path(__file__).resolve().parents[1]
+DELAYS = (0.0, 1.0, 60.0, 3600.0, 86400.0)
+SCHEMES = ("single_shot", "ispp", "adaptive", "settle", "settle_bake")
+
+
+def _station_file(src: Path, profile: str, seed: int, tmp: Path) -> Path:
+    text = src.read_text()
+    text = re.sub(r'(?m)^profile = "[^"]*"', f'profile = "{profile}"', text)
+    text = re.sub(r"(?m)^seed = \d+", f"seed = {seed}", text)
+    # the access-transistor calibration of the profile's chip (the station checks it)
+    from cimlab.physics import load_profile
+
+    tr = load_profile(profile).transistor
+    text = re.sub(r"(?m)^k_a_per_v2 = .*$", f"k_a_per_v2 = {tr.k_a_per_v2!r}", text)
+    text = re.sub(r"(?m)^v_th_v = .*$", f"v_th_v = {tr.v_th!r}", text)
+    p = tmp / "station.toml"
+    p.write_text(text)
+    return p
+
+
+def _limits(rate_var, decades, targets: np.ndarray, tol: float, final_wait_s: float,
+            n_checks: int) -> dict:
+    """Physical bound per delay (module docstring), averaged over the cells' targets."""
+    out: dict[str, dict[str, float]] = {"keep": {}, "attempt": {}, "attempts_n": {}}
+    b = rate_var(targets)
+    for d in DELAYS:
+        key = f"{d:.0f}"
+        dl_keep = decades(final_wait_s + d) - decades(final_wait_s)
+        keep = 2 * ndtr(tol / np.sqrt(b * dl_keep + 1e-30)) - 1
+        one = 2 * ndtr(tol / np.sqrt(b * decades(d) + 1e-30)) - 1
+        p_w = 2 * ndtr(tol / np.sqrt(b * decades(final_wait_s + d))) - 1
+        out["keep"][key] = float(keep.mean())
+        out["attempt"][key] = float(one.mean())
+        out["attempts_n"][key] = float((keep * (1 - (1 - p_w) ** n_checks)).mean())
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--station", default=str(ROOT / "instruments" / "emulated.toml"))
+    ap.add_argument("--profile", default="default",
+                    help="chip profile of the emulated bench (default, techb, techa, narrow, "
+                    "shaped or a TOML path)")
     ap.add_argument("--tile", type=int, default=5)
+    ap.add_argument("--rows", type=int, default=0, help="rows of the tile to use (0: all)")
     ap.add_argument("--levels", type=int, default=16)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--schemes", default=",".join(SCHEMES))
     args = ap.parse_args(argv)
 
     from cimlab.instruments.station import Station
+    from cimlab.procedures.delayed_tolerance import within_tolerance_at
     from cimlab.procedures.plan import LevelSet, ProgrammingErrorExp
     from cimlab.procedures.program_verify import (
         ArrayOps,
         ProgramVerifyConfig,
-        format_report,
         measure_gate_curve,
         program_single_shot,
         program_verify,
     )
+    from cimlab.procedures.settle_verify import SettleConfig, program_settle_verify
 
-    levels = LevelSet(levels=args.levels)
-    results = []
-    truth_stuck = None
+    schemes = [s for s in args.schemes.split(",") if s]
+    rows_out: dict[str, dict] = {}
     t0 = time.perf_counter()
-    if True:
-        with Station.open(args.station) as st:
-            _n, rows, cols = st.array.geometry
-            cells = np.arange(args.tile * rows * cols, (args.tile + 1) * rows * cols,
-                              dtype=np.uint32)
-            target = levels.targets()[levels.assign(cells.size, args.seed)]
-            if st.bench is not None:  # emulated: the truth, for the report only
-                truth_stuck = st.bench.chip.truth.fault_codes()[cells] != 0
-            rng = np.random.default_rng(args.seed)
-            for scheme in ("adaptive", "ispp", "single_shot"):
-                cfg = ProgramVerifyConfig(scheme=scheme)
-                st.array.pulse(cells, "reset", cfg.v_reset_max, cfg.v_gate_reset, cfg.width_s)
-                ops = ArrayOps(st.array)
-                if scheme == "single_shot":
-                    ti = st.clock.now()
-                    th = time.perf_counter()
-                    pe = ProgrammingErrorExp()  # the single-shot procedure's defaults
-                    sub = np.sort(rng.choice(cells, pe.calibration_cells, replace=False))
-                    curve = measure_gate_curve(
-                        ops, sub, np.linspace(pe.v_gate_min, pe.v_gate_max,
-                                              pe.calibration_points),
-                        v_set=pe.v_set, v_reset=pe.v_reset, v_gate_reset=pe.v_gate_reset,
-                        width_s=pe.width_s)
-                    res = program_single_shot(ops, cells, target, curve, v_set=pe.v_set,
-                                              v_reset=pe.v_reset, v_gate_reset=pe.v_gate_reset,
-                                              width_s=pe.width_s, clock=st.clock)
-                    res.g_final_s = ops.read(cells)
-                    res.instrument_time_s = st.clock.now() - ti
-                    res.host_time_s = time.perf_counter() - th
-                    res.round_trips = ops.round_trips
-                else:
-                    res = program_verify(ops, cells, target, cfg, clock=st.clock, rng=rng,
-                                         final_read=True)
-                results.append(res)
+    with tempfile.TemporaryDirectory() as tmp, \
+            Station.open(_station_file(Path(args.station), args.profile, args.seed,
+                                       Path(tmp))) as st:
+        chip = st.bench.chip
+        prof = chip.profile
+        window = prof.window.g_max - prof.window.g_min
+        tol = 1e-6 * window / 38e-6
+        levels = LevelSet(levels=args.levels, g_min_s=prof.window.g_min,
+                          g_max_s=prof.window.g_max)
+        _n, rows, cols = st.array.geometry
+        n_rows = args.rows or rows
+        cells = np.arange(args.tile * rows * cols, args.tile * rows * cols + n_rows * cols,
+                          dtype=np.uint32)
+        target = levels.targets()[levels.assign(cells.size, args.seed)]
+        working = chip.truth.fault_codes()[cells] == 0
+
+        def truth(c: np.ndarray) -> np.ndarray:
+            return chip.truth.conductance(c, st.clock.now())
+
+        rng = np.random.default_rng(args.seed)
+        settle_cfg = SettleConfig()
+        # word-line voltages that reach the window's top (LRS hold voltage ~0.5 V, Ielmini
+        # 2011) through the station's transistor calibration: a wider window (techa, 240 uS)
+        # needs more compliance than the defaults give
+        vg_top = st.gate_voltage_for(1.1 * prof.window.g_max * 0.5)
+        vg_hi = st.gate_voltage_for(1.5 * prof.window.g_max * 0.5)
+        for scheme in schemes:
+            cfg = ProgramVerifyConfig(scheme="adaptive" if scheme.startswith("settle")
+                                      else scheme, tolerance_s=tol,
+                                      v_gate_set=max(1.0, round(vg_top, 3)),
+                                      v_gate_max=max(1.2, round(vg_hi, 3)))
+            st.array.pulse(cells, "reset", cfg.v_reset_max, cfg.v_gate_reset, cfg.width_s)
+            ops = ArrayOps(st.array)
+            t_start = st.clock.now()
+            th = time.perf_counter()
+            wait = 0.0
+            if scheme == "single_shot":
+                pe = ProgrammingErrorExp()
+                sub = np.sort(rng.choice(cells, min(pe.calibration_cells, cells.size),
+                                         replace=False))
+                vg_lo = min(pe.v_gate_min, st.gate_voltage_for(0.5 * prof.window.g_min * 0.5))
+                vg_up = max(pe.v_gate_max, vg_top)
+                curve = measure_gate_curve(
+                    ops, sub, np.linspace(vg_lo, vg_up, pe.calibration_points),
+                    v_set=pe.v_set, v_reset=pe.v_reset, v_gate_reset=pe.v_gate_reset,
+                    width_s=pe.width_s)
+                res = program_single_shot(ops, cells, target, curve, v_set=pe.v_set,
+                                          v_reset=pe.v_reset, v_gate_reset=pe.v_gate_reset,
+                                          width_s=pe.width_s, clock=st.clock, tolerance_s=tol)
+                verify_success = float(res.success[working].mean())
+                stuck_n = 0
+            elif scheme in ("ispp", "adaptive"):
+                res = program_verify(ops, cells, target, cfg, clock=st.clock, rng=rng)
+                verify_success = float(res.success[working].mean())
+                stuck_n = int(res.stuck.sum())
+            else:
+                sc = (settle_cfg if scheme == "settle"
+                      else SettleConfig(bake_temp_c=150.0, first_wait_s=60.0))
+                sres = program_settle_verify(ops, cells, target, cfg, sc, clock=st.clock,
+                                             oven=st.oven, rng=rng)
+                verify_success = sres.verify_read_success
+                wait = sres.wait_time_s
+                stuck_n = int(sres.stuck.sum())
+            finished = st.clock.now()
+            host = time.perf_counter() - th
+            dt = within_tolerance_at(ops, st.clock, cells, target, tol, finished_at_s=finished,
+                                     delays_s=DELAYS, mask=working, truth=truth)
+            rows_out[scheme] = {
+                "within_tol_at_s": {k: round(v, 4) for k, v in dt.measured.items()},
+                "within_tol_at_s_truth": {k: round(v, 4) for k, v in (dt.truth or {}).items()},
+                "pulses_per_cell": round(ops.pulses_sent / cells.size, 3),
+                "energy_per_cell_j": float(f"{ops.energy_j / cells.size:.4g}"),
+                "instrument_time_s": round(finished - t_start, 3),
+                "wait_time_s": round(wait, 3),
+                "verify_read_success": round(verify_success, 5),
+                "stuck_detected": stuck_n,
+                "host_time_s": round(host, 2),
+            }
+            print(f"{scheme:12s} done in {host:.1f} s host", flush=True)
+        # physical limit from the relaxation law
+        if args.profile == "default" and (ROOT / "models" / "default.json").exists():
+            from cimlab.models import DeviceModel
+
+            rel = DeviceModel.load(ROOT / "models" / "default.json").relaxation
+            rate_var, decades, src = rel.rate, rel.decades, "models/default.json (fitted)"
+        else:
+            prel = prof.relaxation
+            rate_var, decades = prel.var_rate, prel.log_time
+            src = f"profile {prof.name} relaxation (no fitted model shipped for it)"
+        waits = settle_cfg.waits_s()
+        limit = _limits(rate_var, decades, target[working], tol, float(waits[-1]),
+                        settle_cfg.rounds)
+        limit["source"] = src
     wall = time.perf_counter() - t0
-    print(f"tile {args.tile}: {cells.size} cells, {args.levels} levels 2-40 uS, +-1 uS")
-    print(format_report(results))
-    for r in results:
-        print(r.pulse_distribution())
-    sums = {r.scheme: r.summary() for r in results}
-    a = sums["adaptive"]
-    if truth_stuck is not None:
-        ad = results[0]
-        work = ~truth_stuck
-        a["truth_stuck_cells"] = int(truth_stuck.sum())
-        a["success_rate_working_truth"] = float(ad.success[work].mean())
-        a["pulses_mean_working_truth"] = float(ad.pulses[work].mean())
-        print(f"truth: {int(truth_stuck.sum())} stuck cells in the tile; adaptive success on "
-              f"working cells {100 * a['success_rate_working_truth']:.3f} %, "
-              f"{a['pulses_mean_working_truth']:.2f} pulses/cell")
-    met = a["success_rate_responsive"] >= 0.998 and a["pulses_mean"] < 8.0
-    print(f"target: >= 99.8 % of working cells within +-1 uS and < 8 pulses/cell -> "
-          f"{'met' if met else 'NOT met'}")
-    keys = ("success_rate", "success_rate_responsive", "stuck_detected", "pulses_mean",
-            "pulses_median", "pulses_p99", "error_rms_s", "final_within_tol",
-            "energy_per_cell_j", "iterations", "round_trips", "instrument_time_s",
-            "host_time_s")
+
+    print(f"profile {args.profile}: {cells.size} cells ({int(working.sum())} responsive), "
+          f"{args.levels} levels {prof.window.g_min * 1e6:g}-{prof.window.g_max * 1e6:g} uS, "
+          f"+-{tol * 1e6:.3g} uS")
+    head = "".join(f"{'@' + k + ' s':>9s}" for k in ("0", "1", "60", "3600", "86400"))
+    print(f"{'scheme':12s}{head}{'pulses':>9s}{'inst s':>10s}{'wait s':>10s}{'verify':>8s}")
+    for s, r in rows_out.items():
+        fr = "".join(f"{100 * v:8.1f}%" for v in r["within_tol_at_s"].values())
+        print(f"{s:12s}{fr}{r['pulses_per_cell']:9.2f}{r['instrument_time_s']:10.0f}"
+              f"{r['wait_time_s']:10.0f}{100 * r['verify_read_success']:7.1f}%")
+    for name in ("keep", "attempt", "attempts_n"):
+        fr = "".join(f"{100 * v:8.1f}%" for v in limit[name].values())
+        print(f"{'limit ' + name:12s}{fr}")
+    print(f"limit source: {limit['source']}")
+    best = max(rows_out, key=lambda s: rows_out[s]["within_tol_at_s"]["60"])
+    b = rows_out[best]
+    ispp_pulses = rows_out.get("ispp", {}).get("pulses_per_cell", float("inf"))
+    met = (b["within_tol_at_s"]["60"] >= 0.85 and b["within_tol_at_s"]["3600"] >= 0.80
+           and b["wait_time_s"] <= 86400.0 + 1.0 and b["pulses_per_cell"] <= ispp_pulses)
+    print(f"goal: >= 85 % at 60 s and >= 80 % at 1 h, <= 1 day waiting, pulses <= ISPP; best "
+          f"scheme at 60 s: {best} -> {'met' if met else 'NOT met'}")
     out = {
         "benchmark": "program_verify",
+        "profile": args.profile,
         "cells": int(cells.size),
+        "responsive_cells": int(working.sum()),
         "levels": args.levels,
-        "tolerance_s": 1e-6,
-        **{f"{s}_{k}": (float(f"{v:.6g}") if isinstance(v, float) else v)
-           for s, d in sums.items() for k, v in d.items() if k in keys},
-        "adaptive_vs_ispp_pulses": round(a["pulses_mean"] / sums["ispp"]["pulses_mean"], 3),
-        "adaptive_vs_single_shot_energy": round(
-            a["energy_per_cell_j"] / sums["single_shot"]["energy_per_cell_j"], 3),
-        "adaptive_vs_single_shot_instrument_time": round(
-            a["instrument_time_s"] / sums["single_shot"]["instrument_time_s"], 3),
-        "target_met": met,
+        "tolerance_s": tol,
+        "schemes": rows_out,
+        "limit": limit,
+        "best_scheme_60s": best,
+        "target_met": bool(met),
         "wall_s": round(wall, 2),
         "machine": machine_info(),
     }

@@ -129,6 +129,17 @@ class SetSwitching:
     rate_sigma: float = param(
         0.25, unit="1", lo=0.0, hi=2.0, doc="d2d lognormal sigma of the SET rate (25%)",
     )
+    drive_power: float = param(
+        0.0, unit="1", lo=0.0, hi=20.0,
+        doc="shape of the drive's voltage dependence: 0 exponential (Menzel 2015, the "
+        "default); > 0 a power law ((v - v_th)/v0)^drive_power (a technology whose pulse "
+        "response has another shape; the 'shaped' profile, issue 13)",
+    )
+
+    def drive_shape(self, overdrive_v: Any) -> Any:
+        """Voltage factor of the drive for ``overdrive_v = v - v_th`` [V] (>= 0)."""
+        x = np.asarray(overdrive_v, dtype=float) / self.v0
+        return np.expm1(x) if self.drive_power == 0.0 else x ** self.drive_power
 
     def __post_init__(self) -> None:
         check(self)
@@ -181,6 +192,18 @@ class ResetSwitching:
         doc="RESET rate prefactor: a 100 ns, 1.5 V pulse resets fully (D ~ 100)",
     )
     rate_sigma: float = param(0.25, unit="1", lo=0.0, hi=2.0, doc="d2d lognormal sigma of rate")
+
+    drive_power: float = param(
+        0.0, unit="1", lo=0.0, hi=20.0,
+        doc="shape of the drive's voltage dependence: 0 exponential (Menzel 2015, the "
+        "default); > 0 a power law ((v - v_th)/v0)^drive_power (a technology whose pulse "
+        "response has another shape; the 'shaped' profile, issue 13)",
+    )
+
+    def drive_shape(self, overdrive_v: Any) -> Any:
+        """Voltage factor of the drive for ``overdrive_v = v - v_th`` [V] (>= 0)."""
+        x = np.asarray(overdrive_v, dtype=float) / self.v0
+        return np.expm1(x) if self.drive_power == 0.0 else x ** self.drive_power
 
     def __post_init__(self) -> None:
         check(self)
@@ -495,7 +518,7 @@ class ChipProfile:
 
 
 #: Profiles shipped with cimlab (files in cimlab/physics/profiles/).
-BUNDLED_PROFILES: tuple[str, ...] = ("default", "techb", "techa", "narrow")
+BUNDLED_PROFILES: tuple[str, ...] = ("default", "techb", "techa", "narrow", "shaped")
 
 
 def profile_path(name: str) -> Path:

@@ -56,6 +56,12 @@ _EXPORTS: dict[str, str] = {
     "measure_pulse_response": "program_verify",
     "measure_gate_curve": "program_verify",
     "format_report": "program_verify",
+    # what the cells hold after programming; relaxation-aware programming (issue 13)
+    "within_tolerance_at": "delayed_tolerance",
+    "DelayedTolerance": "delayed_tolerance",
+    "SettleConfig": "settle_verify",
+    "SettleResult": "settle_verify",
+    "program_settle_verify": "settle_verify",
     # programming a network's cells (arrays in, no torch)
     "ChipImage": "network_program",
     "ChipProgramResult": "network_program",

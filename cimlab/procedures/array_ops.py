@@ -24,6 +24,9 @@ class ArrayOps:
         self.round_trips = 0
         #: cell operations sent: one per pulsed cell, one per cell read
         self.cell_ops = 0
+        #: every pulse sent through this object (calibration sweeps included) and its energy [J]
+        self.pulses_sent = 0
+        self.energy_j = 0.0
 
     def pulse(self, cells: np.ndarray, direction: Any, v_pulse: Any, v_gate: Any,
               width_s: float) -> np.ndarray:
@@ -42,6 +45,8 @@ class ArrayOps:
             self.cell_ops += int(m.sum())
             energy[m] = np.asarray(self.array.pulse(cells[m], pol, _compact(vp[m]),
                                                     _compact(vg[m]), float(width_s)), float)
+            self.pulses_sent += int(m.sum())
+        self.energy_j += float(energy.sum())
         return energy
 
     def read(self, cells: np.ndarray, n_reads: int = 1) -> np.ndarray:

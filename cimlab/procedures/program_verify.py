@@ -69,6 +69,7 @@ def program_verify(
     progress: bool = False,
     final_read: bool = False,
     timestamps: bool = False,
+    require_pulse: bool = False,
 ) -> ProgramVerifyResult:
     """Program ``cells`` to ``target_s`` [S] with the ``cfg.scheme`` verify loop.
 
@@ -84,6 +85,9 @@ def program_verify(
     record. ``iteration_times_s`` (clock after each iteration) is kept too. The adaptive
     scheme measures its pulse response on a subset of the cells first unless ``response`` is
     given. ``final_read`` adds one read of all cells after the loop (``g_final_s``).
+    ``require_pulse``: every cell gets at least one pulse, even one already within tolerance
+    of its target (a re-aimed cell, e.g. drift pre-compensated, must restart its relaxation:
+    without this the loop would accept it untouched, issue 13).
     """
     if cfg.scheme == "single_shot":
         raise ValueError("single_shot has no verify loop; use program_single_shot()")
@@ -101,7 +105,7 @@ def program_verify(
         response = measure_pulse_response(ops, sub, cfg, rng)
         calib_rt = response.round_trips
     loop = _VerifyLoop(ops, cells, target, cfg, response,
-                       clock=clock if timestamps else None)
+                       clock=clock if timestamps else None, require_pulse=require_pulse)
     iter_times: list[float] = []
     bar = None
     if progress:
@@ -144,7 +148,8 @@ class _VerifyLoop:
 
     def __init__(self, ops: ArrayOps, cells: np.ndarray, target: np.ndarray,
                  cfg: ProgramVerifyConfig, response: PulseResponse | None,
-                 clock: Clock | None = None):
+                 clock: Clock | None = None, require_pulse: bool = False):
+        self.require_pulse = require_pulse
         self.ops, self.cells, self.target, self.cfg, self.resp = ops, cells, target, cfg, response
         self.clock = clock
         n = cells.size
@@ -183,6 +188,8 @@ class _VerifyLoop:
         self.read_time[:] = self._now()
         self.g = self.ops.read(self.cells, self.cfg.n_reads)
         self.done = np.abs(self.g - self.target) <= self.cfg.tolerance_s
+        if self.require_pulse:
+            self.done[:] = False
 
     # ------------------------------------------------------------------ one iteration
     def iterate(self) -> int | None:
@@ -303,6 +310,10 @@ class _VerifyLoop:
                            read_sd)
         p_next_land = 2 * ndtr(tol / land_sd) - 1
         deep = p_best < 0.5 * p_next_land
+        # a deep RESET is only a plan when a SET may follow: with the cell's last pulse it
+        # would leave the cell far below its target (issue 13: one-pulse corrections landed
+        # > 5 uS low ~25 % of the time)
+        deep &= self.pulses[sel] + 1 < cfg.max_pulses
         k = np.minimum(k + self.boost_reset[sel], r.reset_v.size - 1)
         vp = np.where(deep, r.reset_v[-1], r.reset_v[k])
         pred_step = np.where(deep, -np.maximum(g - r.reset_floor_s[-1], 0.0),

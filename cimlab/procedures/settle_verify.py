@@ -1,0 +1,307 @@
+"""Relaxation-aware programming: verify, let the tile settle, re-pulse only the cells worth it.
+
+Every programming pulse restarts a cell's conductance relaxation: a random walk in the
+log-time ``L(t) = log10(1 + t/tau)`` since the pulse, with a level-dependent mean drift
+(docs/physics.md). A verify read a few ms after the pulse therefore says little about what
+the cell holds an hour later, and any corrective pulse starts the walk again. The monitored
+settle (:func:`program_settle_verify`) works with that law instead of against it:
+
+1. program every cell with the adaptive verify loop (:func:`program_verify`);
+2. wait (room temperature, ``clock.sleep``; or an accelerated settle: a bake in the oven,
+   its soak chosen so that it equals the wait in room-temperature time via Arrhenius);
+3. read the tile (``n_reads`` averaged) and learn, per target level, the drift per decade
+   ``m`` and the variance per decade ``b`` of the walk from the cells' own history (change
+   since their verify read over the decades elapsed since their last pulse; no emulator
+   equation is used, only the log-time law with the onset time ``relax_tau_s`` of the
+   fitted model);
+4. for every cell, the probability that it is within tolerance when used (``use_delay_s``
+   after the tile is finished) if left alone, ``P_keep`` (its present error carried forward
+   by the drift and spread of the decades still to come), against the probability that a
+   fresh pulse aimed at the drift-compensated target ends within tolerance, ``P_redo``
+   (the spread of all decades from the pulse to the use); cells with ``P_keep < P_redo``
+   are re-pulsed (each at least once, :func:`program_verify` ``require_pulse``), aimed at
+   ``target - m L(remaining + use)``, within a per-cell pulse budget;
+5. repeat with geometrically growing waits (the last, longest wait makes the last check
+   late in the cells' log-time, so they move little afterwards).
+
+The result reports every pulse (calibration sweep included), instrument time and waiting
+time; what the cells hold is measured afterwards by
+:func:`cimlab.procedures.delayed_tolerance.within_tolerance_at`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from scipy.special import ndtr
+
+from cimlab.errors import ConfigError
+from cimlab.params import check, param
+from cimlab.procedures.array_ops import ArrayOps
+from cimlab.procedures.program_verify import program_verify
+from cimlab.procedures.protocols import CellArray, Clock, TemperatureChamber
+from cimlab.procedures.pulse_response import PulseResponse, measure_pulse_response
+from cimlab.procedures.verify_config import ProgramVerifyConfig
+
+#: Boltzmann constant [eV/K] (CODATA 2018)
+K_B_EV = 8.617333262e-5
+
+
+@dataclass(frozen=True)
+class SettleConfig:
+    """Settings of the monitored settle. Times [s], temperatures [C], conductances [S]."""
+
+    rounds: int = param(6, unit="1", lo=1, hi=100, doc="settle-and-check rounds")
+    first_wait_s: float = param(1.0, unit="s", lo=0.0, lo_open=True,
+                                doc="first wait (room-temperature-equivalent time)")
+    total_wait_s: float = param(86400.0, unit="s", lo=0.0, lo_open=True,
+                                doc="sum of the waits (room-temperature-equivalent time)")
+    use_delay_s: float = param(3600.0, unit="s", lo=0.0,
+                               doc="delay after the tile is finished the keep rule aims at")
+    pulses_per_round: int = param(2, unit="1", lo=1, hi=1000,
+                                  doc="most pulses per re-pulsed cell and round (a re-pulse "
+                                  "lands within ~1 uS; relaxation then spreads it by several "
+                                  "uS, so pulses buy more as attempts than as precision)")
+    n_reads: int = param(8, unit="1", lo=1, hi=64, doc="reads averaged per check")
+    pulse_budget: int = param(13, unit="1", lo=1, hi=10_000,
+                              doc="a cell is re-pulsed only while its pulses (first verify "
+                              "and re-pulses) stay within this budget")
+    relax_tau_s: float = param(5e-3, unit="s", lo=0.0, lo_open=True,
+                               doc="onset time of the log-time law (fitted model, techC)")
+    bake_temp_c: float = param(0.0, unit="C", lo=0.0, hi=300.0,
+                               doc="bake temperature of an accelerated settle (0: room "
+                               "temperature, waits by clock.sleep)")
+    ea_ev: float = param(1.1, unit="eV", lo=0.1, hi=4.0,
+                         doc="activation energy of relaxation for the bake equivalence "
+                         "(fitted Arrhenius law; HfOx 1.1-2.25 eV, DESIGN.md)")
+    room_c: float = param(25.0, unit="C", lo=-50.0, hi=100.0, doc="room temperature")
+
+    def __post_init__(self) -> None:
+        check(self)
+        if self.total_wait_s < self.first_wait_s:
+            raise ConfigError(None, "total_wait_s", f">= first_wait_s = {self.first_wait_s:g} s",
+                              self.total_wait_s)
+        if 0.0 < self.bake_temp_c <= self.room_c:
+            raise ConfigError(None, "bake_temp_c", f"0 or > room_c = {self.room_c:g} C",
+                              self.bake_temp_c)
+
+    def waits_s(self) -> np.ndarray:
+        """The waits [s]: geometric from ``first_wait_s``, summing to ``total_wait_s``."""
+        n = self.rounds
+        if n == 1:
+            return np.array([self.total_wait_s])
+        ratio = _geometric_ratio(self.first_wait_s, self.total_wait_s, n)
+        return self.first_wait_s * ratio ** np.arange(n)
+
+    def acceleration(self) -> float:
+        """Room-temperature seconds per second of bake (Arrhenius, ``ea_ev``)."""
+        if self.bake_temp_c <= 0.0:
+            return 1.0
+        t_room, t_bake = self.room_c + 273.15, self.bake_temp_c + 273.15
+        return float(np.exp(self.ea_ev / K_B_EV * (1.0 / t_room - 1.0 / t_bake)))
+
+
+def _geometric_ratio(first: float, total: float, n: int) -> float:
+    """r with first (1 + r + ... + r^(n-1)) = total (bisection; r >= 1 when total >= n first)."""
+    lo, hi = 1e-6, 1e6
+    for _ in range(200):
+        mid = np.sqrt(lo * hi)
+        s = first * (mid ** n - 1) / (mid - 1) if abs(mid - 1) > 1e-12 else first * n
+        lo, hi = (mid, hi) if s < total else (lo, mid)
+    return float(np.sqrt(lo * hi))
+
+
+@dataclass
+class SettleResult:
+    """Outcome of :func:`program_settle_verify`. Per cell: ``pulses`` (all, verify and
+    re-pulses; the calibration sweep's pulses are in ``calibration_pulses``), ``energy_j``
+    [J], ``g_check_s`` the last averaged check read [S], ``redo_rounds`` times re-pulsed."""
+
+    cells: np.ndarray
+    target_s: np.ndarray
+    pulses: np.ndarray
+    energy_j: np.ndarray
+    g_check_s: np.ndarray
+    redo_rounds: np.ndarray
+    stuck: np.ndarray
+    calibration_pulses: int
+    calibration_energy_j: float
+    instrument_time_s: float
+    wait_time_s: float
+    equivalent_wait_s: float
+    finished_at_s: float
+    host_time_s: float
+    verify_read_success: float
+    history: list[dict] = field(default_factory=list)
+
+    def pulses_per_cell(self) -> float:
+        """All pulses (calibration sweep included) per programmed cell."""
+        return float((self.pulses.sum() + self.calibration_pulses) / max(self.cells.size, 1))
+
+    def energy_per_cell_j(self) -> float:
+        return float((self.energy_j.sum() + self.calibration_energy_j)
+                     / max(self.cells.size, 1))
+
+
+def _log_time(t_s: np.ndarray, tau_s: float) -> np.ndarray:
+    return np.log10(1.0 + np.maximum(np.asarray(t_s, dtype=float), 0.0) / tau_s)
+
+
+def _learn_relaxation(levels: np.ndarray, level_of: np.ndarray, dg: np.ndarray,
+                      dl: np.ndarray, read_var: np.ndarray, ok: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Per target level: drift per decade ``m`` [S] (least squares through 0 of dg on dl)
+    and variance per decade ``b`` [S^2] (residual variance minus read variance, over dl)."""
+    m = np.zeros(levels.size)
+    b = np.zeros(levels.size)
+    for k in range(levels.size):
+        s = ok & (level_of == k) & (dl > 0.1)
+        if s.sum() < 8:
+            continue
+        x, y = dl[s], dg[s]
+        m[k] = float(np.sum(x * y) / np.sum(x * x))
+        res = y - m[k] * x
+        b[k] = max(float(np.mean(np.maximum(res ** 2 - read_var[s], 0.0) / x)), 0.0)
+    # levels without data: nearest level with data
+    have = b > 0
+    if have.any() and not have.all():
+        idx = np.flatnonzero(have)
+        near = idx[np.abs(levels[:, None] - levels[idx][None, :]).argmin(axis=1)]
+        m = np.where(have, m, m[near])
+        b = np.where(have, b, b[near])
+    return m, b
+
+
+def program_settle_verify(
+    array: CellArray | ArrayOps,
+    cells: np.ndarray,
+    target_s: np.ndarray,
+    cfg: ProgramVerifyConfig,
+    settle: SettleConfig,
+    *,
+    clock: Clock,
+    oven: TemperatureChamber | None = None,
+    response: PulseResponse | None = None,
+    rng: np.random.Generator | None = None,
+    read_rel_sd: float = 0.01,
+    read_floor_s: float = 0.1e-6,
+) -> SettleResult:
+    """Program ``cells`` to ``target_s`` [S] with the monitored settle (module docstring).
+
+    ``oven`` is required when ``settle.bake_temp_c`` > 0. ``read_rel_sd`` and
+    ``read_floor_s`` [S] describe one read's noise (the station's measured read noise) for the
+    keep rule. The adaptive pulse response is measured first on up to
+    ``cfg.calibration_cells`` cells unless ``response`` is given; its pulses count.
+    """
+    if cfg.scheme != "adaptive":
+        raise ValueError("the monitored settle uses the adaptive verify loop (scheme='adaptive')")
+    if settle.bake_temp_c > 0 and oven is None:
+        raise ValueError("bake_temp_c > 0 needs the station's oven (oven=station.oven)")
+    cells = np.asarray(cells, dtype=np.uint32)
+    target = np.broadcast_to(np.asarray(target_s, dtype=float), cells.shape).copy()
+    rng = rng if rng is not None else np.random.default_rng(0)
+    ops = array if isinstance(array, ArrayOps) else ArrayOps(array)
+    host0 = time.perf_counter()
+    t0 = clock.now()
+    p0, e0 = ops.pulses_sent, ops.energy_j
+    if response is None:
+        sub = cells if cells.size <= cfg.calibration_cells else np.sort(
+            rng.choice(cells, cfg.calibration_cells, replace=False))
+        response = measure_pulse_response(ops, sub, cfg, rng)
+    cal_pulses, cal_energy = ops.pulses_sent - p0, ops.energy_j - e0
+    tol = cfg.tolerance_s
+    levels, level_of = np.unique(target, return_inverse=True)
+
+    res = program_verify(ops, cells, target, cfg, clock=clock, response=response, rng=rng,
+                         timestamps=True)
+    verify_success = float(res.success.mean())
+    pulses = res.pulses.astype(np.int64)
+    energy = res.energy_j.copy()
+    stuck = res.stuck.copy()
+    # equivalent (room-temperature) time bookkeeping: e(t) = clock time + bake surplus
+    eq_extra = 0.0
+    t_pulse_eq = np.where(np.isfinite(res.last_pulse_time_s), res.last_pulse_time_s, t0)
+    g_ref = res.g_verify_s.copy()            # read right after each cell's last pulse
+    redo_rounds = np.zeros(cells.size, dtype=np.int64)
+    waits = settle.waits_s()
+    wait_time = 0.0
+    history: list[dict] = []
+    g = g_ref
+    fresh = np.ones(cells.size, dtype=bool)     # pulsed since the last check
+    m = np.zeros(levels.size)
+    b = np.zeros(levels.size)
+    n_learn = np.zeros(levels.size)
+    for k, w_eq in enumerate(waits):
+        tw = clock.now()
+        if settle.bake_temp_c > 0:
+            acc = settle.acceleration()
+            soak = w_eq / acc
+            assert oven is not None
+            oven.bake(settle.bake_temp_c, soak, clock)
+            # equivalent time of the soak; the ramps' (below the set point) is not counted,
+            # so cell ages are slightly underestimated after a bake (a conservative keep rule)
+            eq_extra += soak * (acc - 1.0)
+        else:
+            clock.sleep(float(w_eq))
+        wait_time += clock.now() - tw
+        now_eq = clock.now() + eq_extra
+        g = ops.read(cells, settle.n_reads)
+        read_var1 = (read_rel_sd * g) ** 2 + read_floor_s ** 2
+        age = now_eq - t_pulse_eq
+        l_now = _log_time(age, settle.relax_tau_s)
+        # learn from the cells pulsed since the last check only: the cells kept at a check
+        # were selected for being close to their targets, their later walk is not a sample
+        # of the law (selection bias would shrink b and push good cells into re-pulses)
+        m_k, b_k = _learn_relaxation(levels, level_of, g - g_ref, l_now,
+                                     read_var1 * (1 + 1 / settle.n_reads), ~stuck & fresh)
+        n_k = np.bincount(level_of[~stuck & fresh], minlength=levels.size).astype(float)
+        n_k = np.where(b_k > 0, n_k, 0.0)
+        m = (m * n_learn + m_k * n_k) / np.maximum(n_learn + n_k, 1.0)
+        b = (b * n_learn + b_k * n_k) / np.maximum(n_learn + n_k, 1.0)
+        n_learn = n_learn + n_k
+        remaining = float(waits[k + 1:].sum())
+        l_use = _log_time(age + remaining + settle.use_delay_s, settle.relax_tau_s)
+        m_c, b_c = m[level_of], b[level_of]
+        dl = l_use - l_now
+        mu = g + m_c * dl - target
+        sd = np.sqrt(b_c * dl + read_var1 / settle.n_reads) + 1e-12
+        p_keep = ndtr((tol - mu) / sd) - ndtr((-tol - mu) / sd)
+        l_fresh = _log_time(remaining + settle.use_delay_s, settle.relax_tau_s)
+        sd_new = np.sqrt(b_c * l_fresh + (0.5 * tol) ** 2 / 3)
+        p_redo = 2 * ndtr(tol / sd_new) - 1
+        redo = ((p_keep < p_redo) & ~stuck
+                & (pulses + settle.pulses_per_round <= settle.pulse_budget))
+        was_fresh = fresh & ~stuck
+        entry = {"fresh_within_tol": float(np.mean(np.abs(g - target)[was_fresh] <= tol))
+                 if was_fresh.any() else float("nan"),
+                 "round": k, "wait_s": float(w_eq), "within_tol": float(
+            np.mean(np.abs(g - target)[~stuck] <= tol)), "redo": int(redo.sum()),
+            "m_per_decade_s": m.tolist(), "b_per_decade_s2": b.tolist()}
+        history.append(entry)
+        fresh = redo.copy()
+        if not redo.any():
+            continue
+        idx = np.flatnonzero(redo)
+        aim = target[idx] - m_c[idx] * l_fresh
+        sub_cfg = replace(cfg, max_pulses=settle.pulses_per_round)
+        r2 = program_verify(ops, cells[idx], aim, sub_cfg, clock=clock, response=response,
+                            rng=rng, timestamps=True, require_pulse=True)
+        pulses[idx] += r2.pulses
+        energy[idx] += r2.energy_j
+        stuck[idx[r2.stuck]] = True
+        hit = np.isfinite(r2.last_pulse_time_s)
+        t_pulse_eq[idx[hit]] = r2.last_pulse_time_s[hit] + eq_extra
+        g_ref[idx] = r2.g_verify_s
+        redo_rounds[idx] += 1
+        entry["landing_abs_err_median_s"] = float(np.median(np.abs(r2.g_verify_s - aim)))
+        entry["pulses_mean"] = float(r2.pulses.mean())
+    finished = clock.now()
+    return SettleResult(
+        cells=cells, target_s=target, pulses=pulses, energy_j=energy, g_check_s=g,
+        redo_rounds=redo_rounds, stuck=stuck, calibration_pulses=int(cal_pulses),
+        calibration_energy_j=float(cal_energy), instrument_time_s=finished - t0,
+        wait_time_s=wait_time, equivalent_wait_s=float(waits.sum()), finished_at_s=finished,
+        host_time_s=time.perf_counter() - host0, verify_read_success=verify_success,
+        history=history)
