@@ -145,6 +145,7 @@ def _program_verify(args: argparse.Namespace) -> int:
     import numpy as np
 
     from cimlab.errors import ConfigError
+    from cimlab.instruments.limits import check_pulse, check_pulse_extremes
     from cimlab.instruments.station import Station
     from cimlab.params import from_dict
     from cimlab.procedures.plan import LevelSet, ProgrammingErrorExp
@@ -174,6 +175,17 @@ def _program_verify(args: argparse.Namespace) -> int:
         if not 0 <= args.tile < n_tiles:
             raise ConfigError("command line", "--tile", f"a tile in 0..{n_tiles - 1}", args.tile)
         cells = np.arange(args.tile * rows * cols, (args.tile + 1) * rows * cols, dtype=np.uint32)
+        for scheme in schemes:  # every scheme's whole pulse schedule, before the first pulse
+            check_pulse_extremes(st.limits, _pv_config(args, scheme),
+                                 calibration=st.calibration.transistor,
+                                 context=f"program-verify --scheme {scheme}", station=st.path)
+            if scheme == "single-shot":  # its pulses are the plan defaults' (below)
+                pe = ProgrammingErrorExp()
+                check_pulse(st.limits, "set", pe.v_set, pe.v_gate_max, pe.width_s,
+                            calibration=st.calibration.transistor,
+                            context="program-verify --scheme single-shot", station=st.path)
+                check_pulse(st.limits, "reset", pe.v_reset, pe.v_gate_reset, pe.width_s,
+                            context="program-verify --scheme single-shot", station=st.path)
         target = levels.targets()[levels.assign(cells.size, args.seed)]
         rng = np.random.default_rng(args.seed)
         for scheme in schemes:

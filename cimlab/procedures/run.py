@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from cimlab.instruments.limits import check_pulse_extremes
 from cimlab.params import to_dict
 from cimlab.procedures.array_ops import ArrayOps
 from cimlab.procedures.program_verify import program_verify
@@ -190,7 +191,15 @@ class ProcedureRun:
 
     def program(self, cells: np.ndarray, target: np.ndarray, cfg: ProgramVerifyConfig
                 ) -> ProgramVerifyResult:
-        """Program-verify ``cells``; the adaptive pulse response is measured once per run."""
+        """Program-verify ``cells``; the adaptive pulse response is measured once per run.
+        The scheme's whole pulse schedule (the ISPP staircase up to its maximum, the adaptive
+        candidates, the deep RESET) is checked against the station's limits first."""
+        limits = getattr(self.station, "limits", None)
+        if limits is not None:
+            check_pulse_extremes(
+                limits, cfg, context=f"{self.label}: program-verify ({cfg.scheme})",
+                calibration=getattr(getattr(self.station, "calibration", None), "transistor",
+                                    None), station=getattr(self.station, "path", None))
         if cfg.scheme == "adaptive" and self.response is None:
             sub = cells if cells.size <= cfg.calibration_cells else np.sort(
                 self.rng.choice(cells, cfg.calibration_cells, replace=False))

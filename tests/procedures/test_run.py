@@ -65,3 +65,17 @@ def test_pulse_and_read_are_batched_and_counted(tmp_path):
         assert result.round_trips == 2
         assert result.cell_operations == CELLS.size * 3
         assert s.run(result.run_uid).seeds == {"mine": 3}
+
+
+def test_program_checks_the_whole_ispp_staircase_before_the_first_pulse(tmp_path):
+    """The ISPP staircase climbs to v_set_max = 2.0 V; with a 1.5 V SET limit nothing is sent
+    (before: pulses went out until the staircase reached the limit)."""
+    from cimlab.errors import LimitError
+    from cimlab.procedures.verify_config import ProgramVerifyConfig
+
+    path = station_file(tmp_path)
+    path.write_text(path.read_text().replace("set_bl_max_v = 3.0", "set_bl_max_v = 1.5"))
+    with Station.open(path) as st, Store.open(tmp_path / "s.h5", "a") as s:
+        with pytest.raises(LimitError, match="set_bl_max_v"), _open(st, s) as run:
+            run.program(CELLS, np.full(CELLS.size, 20e-6), ProgramVerifyConfig(scheme="ispp"))
+        assert not any(m.startswith("ARR:PULS") for m in st.bench.log("array"))
