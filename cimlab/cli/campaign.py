@@ -118,13 +118,23 @@ def register(sub: Any) -> None:
 
 
 def _characterize(args: argparse.Namespace) -> int:
+    from cimlab.instruments.session import open_station, state_path_for
     from cimlab.instruments.station import Station
     from cimlab.procedures.campaign import run_plan, validate
     from cimlab.procedures.plan import load_plan
+    from cimlab.procedures.run import reconcile_checkpoint
 
     plan = load_plan(args.plan)  # ConfigError before any instrument is touched
     out = Path(args.out) if args.out else Path("data") / f"{plan.header.name}.h5"
-    with Station.open(args.station) as st:
+    if args.check:
+        st_cm = Station.open(args.station)
+    else:
+        # an in-process emulated chip lives next to the store (<store>.chip.npz), saved at
+        # every committed step: a re-run after a kill resumes on the same chip
+        state = state_path_for(out)
+        reconcile_checkpoint(state, out)
+        st_cm = open_station(args.station, state)
+    with st_cm as st:
         if args.check:
             cells = validate(plan, st)
             print(
