@@ -190,6 +190,12 @@ class EmulatorCheckpoints:
         self.bench.save_state(self.pending, compress=False, checkpoint=record)
         self._next = dict(record)
 
+    def bench_bytes(self) -> int:
+        """The size of one checkpoint [bytes] (the world's arrays, uncompressed)."""
+        import numpy as np
+
+        return int(sum(np.asarray(v).nbytes for v in self.bench.state_dict().values()))
+
     def commit(self) -> None:
         """The step is committed in the store: the pending world becomes the state."""
         os.replace(self.pending, self.path)

@@ -170,6 +170,18 @@ class ProcedureRun:
                 "finished": finished, "rng": self.rng.bit_generator.state,
                 "response": None if self.response is None else self.response.to_dict()}
 
+    def _prepare_checkpoint(self, record: dict[str, Any]) -> None:
+        """Write the pending checkpoint; a full disk stops like the store's own writes
+        (DiskFullError: "disk full at step N ...; free space and re-run to resume")."""
+        from cimlab.store import space
+
+        try:
+            self._ck.prepare(record)
+        except OSError as exc:
+            if space.is_disk_full(exc):
+                self.run._disk_full(self._ck.bench_bytes())
+            raise
+
     def _record_uncontrolled_gap(self) -> None:
         """A resumed run on a real (or served) bench: the chip was not under control since
         the last committed step. Record the gap, the oven at resume and each table's row count
@@ -227,7 +239,7 @@ class ProcedureRun:
         self.run.add_instrument_time(max(0.0, now - self._t_charged))
         self._t_charged = now
         if self._ck is not None:  # the world of this step, then the store, then the rename
-            self._ck.prepare(self._checkpoint_record(len(self.run.steps) + 1))
+            self._prepare_checkpoint(self._checkpoint_record(len(self.run.steps) + 1))
             self.run.complete_step(step)
             self._ck.commit()
         else:
@@ -301,7 +313,7 @@ class ProcedureRun:
     def finish(self, **figures: Any) -> ProcedureResult:
         """Close the run "completed"; the result with ``figures`` added."""
         if self._ck is not None:
-            self._ck.prepare(self._checkpoint_record(len(self.run.steps), finished=True))
+            self._prepare_checkpoint(self._checkpoint_record(len(self.run.steps), finished=True))
             self.run.finish("completed")
             self._ck.commit()
             self._ck.uncommitted = False

@@ -79,3 +79,30 @@ def test_program_checks_the_whole_ispp_staircase_before_the_first_pulse(tmp_path
         with pytest.raises(LimitError, match="set_bl_max_v"), _open(st, s) as run:
             run.program(CELLS, np.full(CELLS.size, 20e-6), ProgramVerifyConfig(scheme="ispp"))
         assert not any(m.startswith("ARR:PULS") for m in st.bench.log("array"))
+
+
+def test_resume_on_a_bench_without_checkpoints_records_the_uncontrolled_gap(tmp_path):
+    """A served emulator stands for a real bench (the chip lives on): a resume cannot restore
+    the chip, so it records the gap, the oven at resume and the committed rows before it
+    (rows after them were measured after the gap) in the run's metadata."""
+    from cimlab.instruments.emulator import EmulatedBench
+
+    with EmulatedBench("default", seed=4) as bench:
+        path = station_file(tmp_path, addresses=bench.addresses)
+        with Station.open(path) as st, Store.open(tmp_path / "s.h5", "a") as s:
+            assert st.checkpoints is None
+            with pytest.raises(RuntimeError), _open(st, s) as run:
+                run.append("rows", {"cell": CELLS, "step": np.full(CELLS.size, 1)})
+                run.complete("one")
+                run.append("rows", {"cell": CELLS, "step": np.full(CELLS.size, 2)})
+                raise RuntimeError("stop")
+            st.oven.setpoint_c = 80.0
+            st.oven.heater_enabled = True
+            st.clock.sleep(600.0)  # the bench lives on while nobody watches
+            with _open(st, s) as run:
+                gaps = run.run.meta["bench_resumes"]
+            assert len(gaps) == 1
+            g = gaps[0]
+            assert g["committed_steps"] == 1 and g["rows_before"] == {"rows": CELLS.size}
+            assert g["gap_s"] >= 0 and g["oven_heater_on"] is True
+            assert g["oven_temp_c"] > 30.0 and "after an uncontrolled gap" in g["reference"]
