@@ -127,23 +127,26 @@ def _characterize(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)  # ConfigError before any instrument is touched
     out = Path(args.out) if args.out else Path("data") / f"{plan.header.name}.h5"
     if args.check:
-        st_cm = Station.open(args.station)
-    else:
-        # an in-process emulated chip lives next to the store (<store>.chip.npz), saved at
-        # every committed step: a re-run after a kill resumes on the same chip
-        state = state_path_for(out)
-        reconcile_checkpoint(state, out)
-        st_cm = open_station(args.station, state)
-    with st_cm as st:
-        if args.check:
+        with Station.open(args.station) as st:
             cells = validate(plan, st)
-            print(
-                f"{args.plan}: {len(plan.experiments)} experiments, "
-                f"{sum(c.size for c in cells)} cell selections, within the chip and the "
-                f"limits of {args.station}"
-            )
-            return 0
-        result = run_plan(plan, st, out, progress=not args.no_progress, only=args.only)
+        print(
+            f"{args.plan}: {len(plan.experiments)} experiments, "
+            f"{sum(c.size for c in cells)} cell selections, within the chip and the "
+            f"limits of {args.station}"
+        )
+        return 0
+    # an in-process emulated chip lives next to the store (<store>.chip.npz), saved at every
+    # committed step: a re-run after a kill or Ctrl-C resumes on the same chip
+    state = state_path_for(out)
+    fresh = not out.exists() and not state.exists()
+    reconcile_checkpoint(state, out)
+    try:
+        with open_station(args.station, state) as st:
+            result = run_plan(plan, st, out, progress=not args.no_progress, only=args.only)
+    except BaseException:
+        if fresh and not out.exists():  # a plan refused before the store: nothing written
+            state.unlink(missing_ok=True)
+        raise
     print(result.table())
     print(f"store: {out}")
     return 0
