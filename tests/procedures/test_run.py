@@ -106,3 +106,33 @@ def test_resume_on_a_bench_without_checkpoints_records_the_uncontrolled_gap(tmp_
             assert g["committed_steps"] == 1 and g["rows_before"] == {"rows": CELLS.size}
             assert g["gap_s"] >= 0 and g["oven_heater_on"] is True
             assert g["oven_temp_c"] > 30.0 and "after an uncontrolled gap" in g["reference"]
+
+
+@pytest.mark.parametrize(("record", "kept"), [
+    ({"steps": 2}, True),                     # killed after the store commit, before the rename
+    ({"steps": 3}, False),                    # killed before the store commit
+    ({"steps": 2, "finished": True}, False),  # the run's finish was not committed
+])
+def test_a_pending_checkpoint_is_kept_only_when_its_step_is_committed(tmp_path, record, kept):
+    import json
+
+    from cimlab.instruments.session import pending_path_for
+    from cimlab.procedures.run import reconcile_checkpoint
+
+    store_path = tmp_path / "s.h5"
+    with Store.open(store_path, "a") as s:
+        run = s.begin_run(kind="test_procedure", plan=PLAN)
+        for step in ("one", "two"):
+            run.append("rows", {"cell": CELLS})
+            run.complete_step(step)
+        uid = str(run.uid)
+    state = tmp_path / "s.h5.chip.npz"
+    np.savez(state, checkpoint=json.dumps({"run": uid, "steps": 1}))
+    pending = pending_path_for(state)
+    with open(pending, "wb") as fh:
+        np.savez(fh, checkpoint=json.dumps({"run": uid, **record}))
+    reconcile_checkpoint(state, store_path)
+    assert not pending.exists()
+    with np.load(state) as z:
+        got = json.loads(str(z["checkpoint"]))
+    assert got["steps"] == (record["steps"] if kept else 1)
