@@ -37,7 +37,10 @@ def register(sub: Any) -> None:
             "the first pulse (unknown keys, out-of-range values, cells beyond the chip, values "
             "beyond the station's limits): a bad plan writes nothing. Re-running the same "
             "command after an interruption resumes it: completed experiments are skipped and "
-            "an unfinished one continues at its first incomplete step."
+            "an unfinished one continues at its first incomplete step. On an emulated bench "
+            "the chip is kept next to the store (STORE.chip.npz, saved at every committed "
+            "step), so a resumed run continues on the same chip and equals an uninterrupted "
+            "one; a resume on another chip is refused."
         ),
     )
     p.add_argument("plan", help="plan TOML file (see docs/procedures.md)")

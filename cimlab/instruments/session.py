@@ -11,6 +11,11 @@ it exists and written back when the station closes. It is a plain compressed Num
 in that process. A real bench keeps its chip itself: these functions then only open the
 station. See docs/network-on-chip.md.
 
+Per committed step: :class:`EmulatorCheckpoints` (``st.checkpoints``) saves the world with a
+record of the run's committed step, two-phase with the store's commit (``<state>.pending``,
+then a rename), so a killed or interrupted run resumes on the chip of its last committed step
+(docs/safety.md, "What a resume means").
+
 Also here: :func:`planned_geometry` (the chip geometry of an in-process emulated bench, known
 before anything starts), :func:`require_chip_state` (refuse to measure a blank emulated chip)
 and :func:`interrupt_deferred` (a Ctrl-C while the station closes is held back until the
