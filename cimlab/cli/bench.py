@@ -96,17 +96,19 @@ def _serve(args: argparse.Namespace) -> int:
     print("Open a station file with address = \"emulator\" and [emulator] start = false. "
           "Ctrl-C stops.", flush=True)
     stop = threading.Event()
+    interrupted = False
     try:
         while not stop.wait(0.5):
             pass
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # the way to stop it, still an interrupt: exit 130
         print("stopping", file=sys.stderr)
+        interrupted = True
     finally:
         bench.stop()
         if state is not None:
             bench.save_state(state)
             print(f"state saved to {state}", file=sys.stderr)
-    return 0
+    return 130 if interrupted else 0
 
 
 def _check(args: argparse.Namespace) -> int:

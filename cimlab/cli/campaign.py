@@ -37,7 +37,10 @@ def register(sub: Any) -> None:
             "the first pulse (unknown keys, out-of-range values, cells beyond the chip, values "
             "beyond the station's limits): a bad plan writes nothing. Re-running the same "
             "command after an interruption resumes it: completed experiments are skipped and "
-            "an unfinished one continues at its first incomplete step."
+            "an unfinished one continues at its first incomplete step. On an emulated bench "
+            "the chip is kept next to the store (STORE.chip.npz, saved at every committed "
+            "step), so a resumed run continues on the same chip and equals an uninterrupted "
+            "one; a resume on another chip is refused."
         ),
     )
     p.add_argument("plan", help="plan TOML file (see docs/procedures.md)")
@@ -134,24 +137,37 @@ def register(sub: Any) -> None:
 
 
 def _characterize(args: argparse.Namespace) -> int:
+    from cimlab.instruments.session import open_station, state_path_for
     from cimlab.instruments.station import Station
     from cimlab.procedures.campaign import run_plan, validate
     from cimlab.procedures.plan import load_plan
+    from cimlab.procedures.run import reconcile_checkpoint
 
     plan = load_plan(args.plan)  # ConfigError before any instrument is touched
     if args.chips != 1 or args.cluster:
         return _many_chips(args, plan.header.name)
     out = Path(args.out) if args.out else Path("data") / f"{plan.header.name}.h5"
-    with Station.open(args.station) as st:
-        if args.check:
+    if args.check:
+        with Station.open(args.station) as st:
             cells = validate(plan, st)
-            print(
-                f"{args.plan}: {len(plan.experiments)} experiments, "
-                f"{sum(c.size for c in cells)} cell selections, within the chip and the "
-                f"limits of {args.station}"
-            )
-            return 0
-        result = run_plan(plan, st, out, progress=not args.no_progress, only=args.only)
+        print(
+            f"{args.plan}: {len(plan.experiments)} experiments, "
+            f"{sum(c.size for c in cells)} cell selections, within the chip and the "
+            f"limits of {args.station}"
+        )
+        return 0
+    # an in-process emulated chip lives next to the store (<store>.chip.npz), saved at every
+    # committed step: a re-run after a kill or Ctrl-C resumes on the same chip
+    state = state_path_for(out)
+    fresh = not out.exists() and not state.exists()
+    reconcile_checkpoint(state, out)
+    try:
+        with open_station(args.station, state) as st:
+            result = run_plan(plan, st, out, progress=not args.no_progress, only=args.only)
+    except BaseException:
+        if fresh and not out.exists():  # a plan refused before the store: nothing written
+            state.unlink(missing_ok=True)
+        raise
     identity = {k: v for k, v in (("wafer", args.wafer), ("die", args.die),
                                   ("chip", args.chip_id)) if v is not None}
     if identity:
@@ -191,6 +207,7 @@ def _program_verify(args: argparse.Namespace) -> int:
     import numpy as np
 
     from cimlab.errors import ConfigError
+    from cimlab.instruments.limits import check_pulse, check_pulse_extremes
     from cimlab.instruments.station import Station
     from cimlab.params import from_dict
     from cimlab.procedures.plan import LevelSet, ProgrammingErrorExp
@@ -220,6 +237,17 @@ def _program_verify(args: argparse.Namespace) -> int:
         if not 0 <= args.tile < n_tiles:
             raise ConfigError("command line", "--tile", f"a tile in 0..{n_tiles - 1}", args.tile)
         cells = np.arange(args.tile * rows * cols, (args.tile + 1) * rows * cols, dtype=np.uint32)
+        for scheme in schemes:  # every scheme's whole pulse schedule, before the first pulse
+            check_pulse_extremes(st.limits, _pv_config(args, scheme),
+                                 calibration=st.calibration.transistor,
+                                 context=f"program-verify --scheme {scheme}", station=st.path)
+            if scheme == "single-shot":  # its pulses are the plan defaults' (below)
+                pe = ProgrammingErrorExp()
+                check_pulse(st.limits, "set", pe.v_set, pe.v_gate_max, pe.width_s,
+                            calibration=st.calibration.transistor,
+                            context="program-verify --scheme single-shot", station=st.path)
+                check_pulse(st.limits, "reset", pe.v_reset, pe.v_gate_reset, pe.width_s,
+                            context="program-verify --scheme single-shot", station=st.path)
         target = levels.targets()[levels.assign(cells.size, args.seed)]
         rng = np.random.default_rng(args.seed)
         for scheme in schemes:

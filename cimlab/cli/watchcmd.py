@@ -53,11 +53,11 @@ def _watch(args: argparse.Namespace) -> int:
         raise ConfigError("cimlab watch", "--poll/--refresh", "seconds > 0",
                           f"{args.poll}/{args.refresh}")
     check_loopback(args.host)
-    _serve(args)
-    return 0
+    return _serve(args)
 
 
-def _serve(args: argparse.Namespace) -> None:
+def _serve(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C; 130 then (the shell's code for an interrupt)."""
     from cimlab.errors import ConfigError
     from cimlab.store import Store
     from cimlab.watch import Watcher, WatchServer
@@ -74,7 +74,9 @@ def _serve(args: argparse.Namespace) -> None:
     print(f"watching {args.file} at {server.url} (read-only; Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # the way to stop it, still an interrupt: exit 130
         print("stopped")
+        return 130
     finally:
         server.server_close()
+    return 0

@@ -11,6 +11,11 @@ it exists and written back when the station closes. It is a plain compressed Num
 in that process. A real bench keeps its chip itself: these functions then only open the
 station. See docs/network-on-chip.md.
 
+Per committed step: :class:`EmulatorCheckpoints` (``st.checkpoints``) saves the world with a
+record of the run's committed step, two-phase with the store's commit (``<state>.pending``,
+then a rename), so a killed or interrupted run resumes on the chip of its last committed step
+(docs/safety.md, "What a resume means").
+
 Also here: :func:`planned_geometry` (the chip geometry of an in-process emulated bench, known
 before anything starts), :func:`require_chip_state` (refuse to measure a blank emulated chip)
 and :func:`interrupt_deferred` (a Ctrl-C while the station closes is held back until the
@@ -136,6 +141,72 @@ def interrupt_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+#: suffix of the checkpoint being written (before its step is committed in the store)
+PENDING_SUFFIX = ".pending"
+
+
+def pending_path_for(state_path: str | os.PathLike) -> Path:
+    """The checkpoint written before a step's store commit: ``<state>.pending``."""
+    p = Path(state_path)
+    return p.with_name(p.name + PENDING_SUFFIX)
+
+
+def read_checkpoint_record(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The checkpoint record stored in a state file (None: none, or not readable)."""
+    import json
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "checkpoint" not in z.files:
+                return None
+            rec = json.loads(str(z["checkpoint"]))
+    except (OSError, ValueError, KeyError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+class EmulatorCheckpoints:
+    """The in-process emulated world saved at every committed step of a run, so a killed or
+    interrupted run resumes on the chip as it was at its last committed step.
+
+    Two-phase, tied to the store's commit: :meth:`prepare` writes the world with its record
+    (run uid, committed step count) to ``<state>.pending``; the caller commits the step in the
+    store; :meth:`commit` renames the pending file over the state file. A kill between the
+    two leaves a pending file that the next command keeps if the store committed that step,
+    else deletes (:func:`cimlab.procedures.run.reconcile_checkpoint`). ``record`` is the
+    record of the world the station holds (restored or last committed; None: a fresh chip).
+    While ``uncommitted`` (a run is measuring past its last commit), closing the station does
+    not overwrite the state file: the chip there is the one of the last committed step.
+    Checkpoints are written uncompressed (~0.1 s and ~45 MB for the default 524,288-cell chip,
+    where a compressed save takes ~3 s)."""
+
+    def __init__(self, bench: Any, state_path: Path, record: dict[str, Any] | None):
+        self.bench = bench
+        self.path = Path(state_path)
+        self.pending = pending_path_for(state_path)
+        self.record = record
+        self.uncommitted = False
+        self._next: dict[str, Any] | None = None
+
+    def prepare(self, record: dict[str, Any]) -> None:
+        """Write the world as it is now, with ``record``, to the pending file."""
+        self.bench.save_state(self.pending, compress=False, checkpoint=record)
+        self._next = dict(record)
+
+    def bench_bytes(self) -> int:
+        """The size of one checkpoint [bytes] (the world's arrays, uncompressed)."""
+        import numpy as np
+
+        return int(sum(np.asarray(v).nbytes for v in self.bench.state_dict().values()))
+
+    def commit(self) -> None:
+        """The step is committed in the store: the pending world becomes the state."""
+        os.replace(self.pending, self.path)
+        self.record, self._next = self._next, None
+
+
 def _refuse_legacy_state(state_path: Path) -> None:
     """A store whose chip older cimlab versions kept in a ``.emulator.pkl`` file: that
     format could run code when read, so it is never read; say so instead of silently
@@ -151,5 +222,16 @@ def _refuse_legacy_state(state_path: Path) -> None:
                           f"{state_path.name}")
 
 
-__all__ = ["LEGACY_STATE_SUFFIX", "STATE_SUFFIX", "interrupt_deferred", "open_station",
-           "planned_geometry", "require_chip_state", "state_path_for"]
+__all__ = [
+    "LEGACY_STATE_SUFFIX",
+    "PENDING_SUFFIX",
+    "STATE_SUFFIX",
+    "EmulatorCheckpoints",
+    "interrupt_deferred",
+    "open_station",
+    "pending_path_for",
+    "planned_geometry",
+    "read_checkpoint_record",
+    "require_chip_state",
+    "state_path_for",
+]

@@ -64,6 +64,7 @@ from cimlab.instruments.limits import (
     check_set_gate,
     limit_value,
 )
+from cimlab.instruments.session import EmulatorCheckpoints
 from cimlab.instruments.station_config import (
     EMULATOR_ADDRESS,
     Calibration,
@@ -112,6 +113,8 @@ class Station:
         self.emulator_state_path: Path | None = None
         #: provenance of the emulated world (state file, restored?, profile, seed), or None
         self.emulator_state: dict[str, Any] | None = None
+        #: per-step checkpoints of the in-process emulated world (with a state file), or None
+        self.checkpoints: EmulatorCheckpoints | None = None
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -175,7 +178,10 @@ class Station:
             self.emulator_state = {
                 "state_file": None if sp is None else str(sp), "restored": restored,
                 "profile": emu.profile, "seed": emu.seed, "station_file": str(self.path),
-                "virtual_time_s": float(bench.world.now_s)}
+                "virtual_time_s": float(bench.world.now_s),
+                "checkpoint": bench.checkpoint}
+            if sp is not None:
+                self.checkpoints = EmulatorCheckpoints(bench, sp, bench.checkpoint)
         self._install_sigterm()
         ins = cfg.instruments
         # array controller
@@ -452,8 +458,15 @@ class Station:
         outputs went off and the servers stopped). Returns the error, if any (logged)."""
         if self.bench is None or self.emulator_state_path is None:
             return None
+        if self.checkpoints is not None and self.checkpoints.uncommitted:
+            # a run stopped past its last committed step: the state file keeps the world of
+            # that step (the run resumes there); the chip as it is now is not saved
+            log.info("station %s: emulated world kept at the last committed step (%s)",
+                     self.path, self.emulator_state_path)
+            return None
         try:
-            self.bench.save_state(self.emulator_state_path)
+            record = self.checkpoints.record if self.checkpoints is not None else None
+            self.bench.save_state(self.emulator_state_path, checkpoint=record)
         except BaseException as exc:  # the station still closes
             log.error("station %s: cannot save the emulator state to %s: %r", self.path,
                       self.emulator_state_path, exc)

@@ -26,12 +26,16 @@ section (:func:`plan_section`: plan name, settings, the resolved cells' hash).
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cimlab.errors import ConfigError
+from cimlab.instruments.limits import check_pulse_extremes
 from cimlab.params import to_dict
 from cimlab.procedures.array_ops import ArrayOps
 from cimlab.procedures.program_verify import program_verify
@@ -107,6 +111,16 @@ class ProcedureRun:
         self.done: set[str] = set(self.run.completed_steps)
         #: the steps already committed when this call began (a resumed run: non-empty)
         self.resumed_steps: list[str] = sorted(self.done)
+        #: per-step checkpoints of an in-process emulated world (None: a real/served bench)
+        self._ck = getattr(station, "checkpoints", None)
+        if self._ck is not None:
+            try:
+                self._continue_same_chip()
+            except BaseException:
+                self.abort()
+                raise
+        elif self.resumed_steps:
+            self._record_uncontrolled_gap()
         self.result = ProcedureResult(kind=kind, name=label, run_uid=str(self.run.uid))
         self._t_host = time.perf_counter()
         self._t_inst = self.clock.now()
@@ -122,6 +136,76 @@ class ProcedureRun:
         section = plan_section(plan_name, exp, cells, extra)
         return cls(station, store, kind=exp.kind, label=exp.label, plan=section, cells=cells,
                    seed=seed, progress=progress)
+
+    # --------------------------------------------------------------- resuming
+    def _continue_same_chip(self) -> None:
+        """An in-process emulated world: a resumed run continues on the world saved with its
+        last committed step (and the procedure's generator and pulse response as they were),
+        so the resumed store equals an uninterrupted one value for value; any other world is
+        refused (ConfigError saying why and what to do)."""
+        ck, k, uid = self._ck, len(self.run.steps), str(self.run.uid)
+        rec = ck.record or {}
+        if k == 0 and rec.get("run") != uid:
+            pass  # nothing committed yet: the world is the one this run started on
+        elif rec.get("run") != uid or rec.get("steps") != k or rec.get("finished"):
+            what = ("a fresh chip (no checkpoint)" if not rec else
+                    f"the chip at step {rec.get('steps')} of run {rec.get('run')}")
+            raise ConfigError(
+                ck.path, "checkpoint",
+                f"the emulated chip as run {uid} ({self.kind}) left it at its committed step "
+                f"{k} to resume that run; this state file holds {what}, so the resumed data "
+                f"would come from another chip. Start over: delete the store's unfinished run "
+                f"(or write to a new --out store) and {ck.path.name}")
+        if rec.get("run") == uid:
+            if rec.get("rng") is not None:
+                self.rng.bit_generator.state = rec["rng"]
+            if rec.get("response") is not None:
+                self.response = PulseResponse(**{
+                    k: np.asarray(v, dtype=float) if isinstance(v, list) else v
+                    for k, v in rec["response"].items()})
+        ck.uncommitted = True
+
+    def _checkpoint_record(self, steps: int, finished: bool = False) -> dict[str, Any]:
+        return {"run": str(self.run.uid), "kind": self.kind, "steps": int(steps),
+                "finished": finished, "rng": self.rng.bit_generator.state,
+                "response": None if self.response is None else self.response.to_dict()}
+
+    def _prepare_checkpoint(self, record: dict[str, Any]) -> None:
+        """Write the pending checkpoint; a full disk stops like the store's own writes
+        (DiskFullError: "disk full at step N ...; free space and re-run to resume")."""
+        from cimlab.store import space
+
+        try:
+            self._ck.prepare(record)
+        except OSError as exc:
+            if space.is_disk_full(exc):
+                self.run._disk_full(self._ck.bench_bytes())
+            raise
+
+    def _record_uncontrolled_gap(self) -> None:
+        """A resumed run on a real (or served) bench: the chip was not under control since
+        the last committed step. Record the gap, the oven at resume and each table's row count
+        at resume (rows from there on were measured after the gap) in the run's metadata
+        (``bench_resumes``): the data are marked, never silently mixed."""
+        log = self.run._log()
+        last_unix = max((r.at_unix for r in log), default=float("nan"))
+        entry: dict[str, Any] = {
+            "at_unix": time.time(), "last_commit_unix": last_unix,
+            "gap_s": time.time() - last_unix, "committed_steps": len(self.run.steps),
+            "rows_before": {t: int(n) for t, n in self.run.committed_rows().items()},
+            "clock": type(self.clock).__name__,
+            "reference": "not re-measured: rows from rows_before on were measured after an "
+                         "uncontrolled gap of gap_s (cells relaxed, an oven cooled)",
+        }
+        oven = getattr(self.station, "oven", None)
+        if oven is not None:
+            try:
+                entry["oven_temp_c"] = float(oven.temperature_c)
+                entry["oven_heater_on"] = bool(oven.heater_enabled)
+            except Exception as exc:  # a gap record must not stop the run
+                entry["oven"] = f"not readable: {exc!r}"
+        previous = self.run.meta.get("bench_resumes", [])
+        self.run.set_meta("bench_resumes", [*previous, entry][-50:])
 
     def __enter__(self) -> ProcedureRun:
         return self
@@ -154,7 +238,12 @@ class ProcedureRun:
         now = self.now()  # the step's instrument time is committed with the step
         self.run.add_instrument_time(max(0.0, now - self._t_charged))
         self._t_charged = now
-        self.run.complete_step(step)
+        if self._ck is not None:  # the world of this step, then the store, then the rename
+            self._prepare_checkpoint(self._checkpoint_record(len(self.run.steps) + 1))
+            self.run.complete_step(step)
+            self._ck.commit()
+        else:
+            self.run.complete_step(step)
         self.done.add(step)
         self.result.steps_run += 1
 
@@ -190,7 +279,15 @@ class ProcedureRun:
 
     def program(self, cells: np.ndarray, target: np.ndarray, cfg: ProgramVerifyConfig
                 ) -> ProgramVerifyResult:
-        """Program-verify ``cells``; the adaptive pulse response is measured once per run."""
+        """Program-verify ``cells``; the adaptive pulse response is measured once per run.
+        The scheme's whole pulse schedule (the ISPP staircase up to its maximum, the adaptive
+        candidates, the deep RESET) is checked against the station's limits first."""
+        limits = getattr(self.station, "limits", None)
+        if limits is not None:
+            check_pulse_extremes(
+                limits, cfg, context=f"{self.label}: program-verify ({cfg.scheme})",
+                calibration=getattr(getattr(self.station, "calibration", None), "transistor",
+                                    None), station=getattr(self.station, "path", None))
         if cfg.scheme == "adaptive" and self.response is None:
             sub = cells if cells.size <= cfg.calibration_cells else np.sort(
                 self.rng.choice(cells, cfg.calibration_cells, replace=False))
@@ -215,7 +312,13 @@ class ProcedureRun:
 
     def finish(self, **figures: Any) -> ProcedureResult:
         """Close the run "completed"; the result with ``figures`` added."""
-        self.run.finish("completed")
+        if self._ck is not None:
+            self._prepare_checkpoint(self._checkpoint_record(len(self.run.steps), finished=True))
+            self.run.finish("completed")
+            self._ck.commit()
+            self._ck.uncommitted = False
+        else:
+            self.run.finish("completed")
         r = self.result
         r.round_trips = self.ops.round_trips
         r.cell_operations = self.ops.cell_ops + self.other_ops
@@ -225,4 +328,33 @@ class ProcedureRun:
         return r
 
 
-__all__ = ["ProcedureResult", "ProcedureRun", "plan_section"]
+def reconcile_checkpoint(state_path: str | os.PathLike, store_path: str | os.PathLike) -> None:
+    """Before a station opens with ``state_path``: a pending checkpoint left by a kill
+    between writing it and renaming it (:class:`~cimlab.instruments.session.EmulatorCheckpoints`)
+    becomes the state if the store committed its step, else it is deleted (the state file
+    then holds the world of the store's last committed step)."""
+    from cimlab.instruments.session import pending_path_for, read_checkpoint_record
+    from cimlab.store import Store
+
+    state_path = Path(state_path)
+    pending = pending_path_for(state_path)
+    if not pending.exists():
+        return
+    rec = read_checkpoint_record(pending)
+    keep = False
+    if rec is not None and Path(store_path).exists():
+        with Store.open(Path(store_path), mode="r") as store:
+            for run in store:
+                if str(run.uid) == rec.get("run"):
+                    if rec.get("finished"):
+                        keep = run.status == "completed"
+                    else:
+                        keep = len(run.steps) == rec.get("steps")
+                    break
+    if keep:
+        os.replace(pending, state_path)
+    else:
+        pending.unlink()
+
+
+__all__ = ["ProcedureResult", "ProcedureRun", "plan_section", "reconcile_checkpoint"]

@@ -81,6 +81,7 @@ def _tables(path: Path) -> dict:
         assert len(runs) == 1
         run = runs[0]
         return {"status": run.status, "steps": run.steps, "resumes": run.resumes,
+                "bench_resumes": run.meta.get("bench_resumes", []),
                 "reads": run.table("reads"), "bakes": run.table("bakes"),
                 "programmed": run.table("programmed")}
 
@@ -113,6 +114,12 @@ def test_sigkill_mid_bake_then_rerun_equals_uninterrupted(tmp_path):
     killed, clean = _tables(killed_store), _tables(clean_store)
     assert killed["status"] == clean["status"] == "completed"
     assert len(killed["resumes"]) == 1
+    # a served bench outlives the process like a real one: the resume records the gap and
+    # the oven at resume, and which rows were measured after it (docs/safety.md)
+    (gap,) = killed["bench_resumes"]
+    assert gap["gap_s"] >= 0 and "oven_temp_c" in gap and "oven_heater_on" in gap
+    assert gap["rows_before"]["reads"] == 3 * 2 * N_CELLS  # steps 0-2 committed
+    assert clean["bench_resumes"] == []
     assert killed["steps"] == clean["steps"]
     for name in ("reads", "bakes", "programmed"):
         a, b = killed[name], clean[name]

@@ -65,3 +65,74 @@ def test_pulse_and_read_are_batched_and_counted(tmp_path):
         assert result.round_trips == 2
         assert result.cell_operations == CELLS.size * 3
         assert s.run(result.run_uid).seeds == {"mine": 3}
+
+
+def test_program_checks_the_whole_ispp_staircase_before_the_first_pulse(tmp_path):
+    """The ISPP staircase climbs to v_set_max = 2.0 V; with a 1.5 V SET limit nothing is sent
+    (before: pulses went out until the staircase reached the limit)."""
+    from cimlab.errors import LimitError
+    from cimlab.procedures.verify_config import ProgramVerifyConfig
+
+    path = station_file(tmp_path)
+    path.write_text(path.read_text().replace("set_bl_max_v = 3.0", "set_bl_max_v = 1.5"))
+    with Station.open(path) as st, Store.open(tmp_path / "s.h5", "a") as s:
+        with pytest.raises(LimitError, match="set_bl_max_v"), _open(st, s) as run:
+            run.program(CELLS, np.full(CELLS.size, 20e-6), ProgramVerifyConfig(scheme="ispp"))
+        assert not any(m.startswith("ARR:PULS") for m in st.bench.log("array"))
+
+
+def test_resume_on_a_bench_without_checkpoints_records_the_uncontrolled_gap(tmp_path):
+    """A served emulator stands for a real bench (the chip lives on): a resume cannot restore
+    the chip, so it records the gap, the oven at resume and the committed rows before it
+    (rows after them were measured after the gap) in the run's metadata."""
+    from cimlab.instruments.emulator import EmulatedBench
+
+    with EmulatedBench("default", seed=4) as bench:
+        path = station_file(tmp_path, addresses=bench.addresses)
+        with Station.open(path) as st, Store.open(tmp_path / "s.h5", "a") as s:
+            assert st.checkpoints is None
+            with pytest.raises(RuntimeError), _open(st, s) as run:
+                run.append("rows", {"cell": CELLS, "step": np.full(CELLS.size, 1)})
+                run.complete("one")
+                run.append("rows", {"cell": CELLS, "step": np.full(CELLS.size, 2)})
+                raise RuntimeError("stop")
+            st.oven.setpoint_c = 80.0
+            st.oven.heater_enabled = True
+            st.clock.sleep(600.0)  # the bench lives on while nobody watches
+            with _open(st, s) as run:
+                gaps = run.run.meta["bench_resumes"]
+            assert len(gaps) == 1
+            g = gaps[0]
+            assert g["committed_steps"] == 1 and g["rows_before"] == {"rows": CELLS.size}
+            assert g["gap_s"] >= 0 and g["oven_heater_on"] is True
+            assert g["oven_temp_c"] > 30.0 and "after an uncontrolled gap" in g["reference"]
+
+
+@pytest.mark.parametrize(("record", "kept"), [
+    ({"steps": 2}, True),                     # killed after the store commit, before the rename
+    ({"steps": 3}, False),                    # killed before the store commit
+    ({"steps": 2, "finished": True}, False),  # the run's finish was not committed
+])
+def test_a_pending_checkpoint_is_kept_only_when_its_step_is_committed(tmp_path, record, kept):
+    import json
+
+    from cimlab.instruments.session import pending_path_for
+    from cimlab.procedures.run import reconcile_checkpoint
+
+    store_path = tmp_path / "s.h5"
+    with Store.open(store_path, "a") as s:
+        run = s.begin_run(kind="test_procedure", plan=PLAN)
+        for step in ("one", "two"):
+            run.append("rows", {"cell": CELLS})
+            run.complete_step(step)
+        uid = str(run.uid)
+    state = tmp_path / "s.h5.chip.npz"
+    np.savez(state, checkpoint=json.dumps({"run": uid, "steps": 1}))
+    pending = pending_path_for(state)
+    with open(pending, "wb") as fh:
+        np.savez(fh, checkpoint=json.dumps({"run": uid, **record}))
+    reconcile_checkpoint(state, store_path)
+    assert not pending.exists()
+    with np.load(state) as z:
+        got = json.loads(str(z["checkpoint"]))
+    assert got["steps"] == (record["steps"] if kept else 1)

@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cimlab import __version__
 from cimlab.instruments.emulator.array import ArrayControllerEmulator, ArrayRange
 from cimlab.instruments.emulator.clock import ClockEmulator
@@ -75,6 +77,8 @@ class EmulatedBench:
     ):
         self.profile = profile
         self.seed = seed
+        #: the checkpoint record this world was saved with (:meth:`save_state`), or None
+        self.checkpoint: dict[str, Any] | None = None
         self.world = World(chip if chip is not None else make_chip(profile, seed),
                            timing=timing, oven=oven)
         self.instruments: dict[str, Instrument] = {
@@ -146,11 +150,30 @@ class EmulatedBench:
             st.update(self.instruments["smu"].state_dict())
         return st
 
-    def save_state(self, path: str | os.PathLike) -> Path:
-        """Write :meth:`state_dict` to ``path`` (compressed ``.npz``, atomically)."""
+    def save_state(self, path: str | os.PathLike, *, compress: bool = True,
+                   checkpoint: Mapping[str, Any] | None = None) -> Path:
+        """Write :meth:`state_dict` to ``path`` (``.npz``, atomically: a temporary file, then
+        renamed). ``compress=False``: ~30x faster, ~2x larger (the per-step checkpoints of a
+        resumable run). ``checkpoint``: a JSON-able record stored with the world (entry
+        ``checkpoint``; which committed step of which run this world belongs to), read back
+        as :attr:`checkpoint` by :meth:`from_state`."""
         from cimlab.physics.state import save_npz
 
-        return save_npz(path, self.state_dict())
+        state = self.state_dict()
+        if checkpoint is not None:
+            state["checkpoint"] = json.dumps(checkpoint)
+        if compress:
+            return save_npz(path, state)
+        p = Path(path)
+        tmp = p.with_name(p.name + ".tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **{k: np.asarray(v) for k, v in state.items()})
+            os.replace(tmp, p)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return p
 
     @classmethod
     def from_state(
@@ -196,7 +219,10 @@ class EmulatedBench:
                           world["now_s"])
         array = bench.instruments["array"].read_state(r)
         smu = bench.instruments["smu"].read_state(r)
+        checkpoint = (r.json("checkpoint", "the checkpoint record (JSON)")
+                      if r.has("checkpoint") else None)
         r.done()
+        bench.checkpoint = checkpoint if isinstance(checkpoint, dict) else None
         bench.world.apply_state(world)
         bench.instruments["array"].apply_state(array)
         bench.instruments["smu"].apply_state(smu)

@@ -214,6 +214,33 @@ def _programmed_from_reads(reads: pd.DataFrame) -> pd.DataFrame:
                          "time_s": 0.0})
 
 
+def _require_time_points(reads: pd.DataFrame, g_ref: float, retention: Any,
+                         source: str) -> None:
+    """A relaxation fit needs 2 or more time points after programming with 5 or more cells
+    of one level each (the groups the fit uses): else
+    :class:`~cimlab.errors.InsufficientDataError` naming what is missing and what to measure."""
+    from cimlab.errors import InsufficientDataError
+    from cimlab.models.fit.relaxation import _group
+
+    try:
+        _work, groups = _group(reads, retention, g_ref)
+    except ValueError as exc:  # a table without the columns the fit reads
+        raise InsufficientDataError(f"{source or 'store'}: relaxation reads: {exc}") from None
+    n_t = int(groups["tkey"].nunique()) if len(groups) else 0
+    if n_t < 2:
+        after = reads.loc[pd.to_numeric(reads["time_s"], errors="coerce").gt(0).to_numpy()]
+        n_raw = int(after["time_index" if "time_index" in after.columns else "time_s"].nunique())
+        per_level = reads.groupby("level")["cell"].nunique() if "cell" in reads.columns \
+            else reads.groupby("level").size()
+        raise InsufficientDataError(
+            f"{source or 'store'}: the relaxation fit needs 2 or more time points after "
+            f"programming, each with 5 or more cells of one level; the reads have {n_raw} time "
+            f"point(s) and at most {int(per_level.max()) if len(per_level) else 0} cells per "
+            f"level ({n_t} usable): measure a relaxation experiment with times_s of 2 or more "
+            "entries and at least 5 cells per level (cells count >= 5 x levels, e.g. 1024 "
+            "cells for 16 levels) into this store, then fit again")
+
+
 def fit_tables(
     ts: TableSet,
     name: str = "fitted",
@@ -252,6 +279,7 @@ def fit_tables(
     if relax_frames:
         say("relaxation")
         reads = _relevel(pd.concat(relax_frames, ignore_index=True))
+        _require_time_points(reads, g_ref, dm.retention, ts.source)
         choice = None
         if select == "cv":
             say("relaxation form (5-fold validation over cells)")
