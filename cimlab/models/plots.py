@@ -17,6 +17,7 @@ from cimlab.models.fit._stats import group_moments
 from cimlab.models.fit.read_noise import read_pairs
 from cimlab.models.fit.retention import bake_groups
 from cimlab.models.fit.store import _relevel, collect
+from cimlab.procedures.report.plots import save_figure
 from cimlab.units import KELVIN_OFFSET
 
 _U = 1e-6
@@ -32,11 +33,13 @@ def _fig(nrows: int = 1, ncols: int = 2, size=(11, 4.2)):
 
 
 def _save(plt, fig, path: Path) -> Path:
-    """Lay out, write (PNG, 110 dpi) and close ``fig``; returns ``path``."""
+    """Lay out, write (:func:`~cimlab.procedures.report.plots.save_figure`: PNG, or the
+    command's --format/--dpi) and close ``fig``; returns the path written."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)
 
 
 def plot_model(dm: DeviceModel, store_path: str | Path, out: str | Path) -> list[Path]:

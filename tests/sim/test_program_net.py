@@ -163,8 +163,8 @@ def test_bn_calibration_with_progress_equals_calibrate_bn():
 
 def test_help_shows_defaults(capsys):
     for command, flags in (("program-net", ("--first-tile", "--seed")),
-                           ("evaluate", ("--bn", "--batch-size", "--no-progress")),
-                           ("bn-calibrate", ("--samples", "--no-progress"))):
+                           ("evaluate", ("--bn", "--batch-size", "--quiet")),
+                           ("bn-calibrate", ("--samples", "--quiet"))):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         text = " ".join(capsys.readouterr().out.split())

@@ -31,9 +31,33 @@ def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (6.4, 4.
     return fig, axes
 
 
-def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=110)
+#: Resolution of raster figures when nothing else is asked [dots per inch].
+DEFAULT_DPI = 200
+#: File formats :func:`save_figure` writes (matplotlib backends, no display).
+FIGURE_FORMATS = ("png", "pdf", "svg")
+
+
+def save_figure(fig: Any, path: str | Path, dpi: float = DEFAULT_DPI) -> Path:
+    """Write ``fig`` to ``path`` and return the path written: cimlab's one figure writer.
+
+    The format and resolution follow matplotlib's ``savefig.format`` and ``savefig.dpi``
+    settings when set (``cimlab ... --format pdf --dpi 300`` sets them for the command,
+    :func:`cimlab.cli._common.figure_options`): the suffix of ``path`` becomes the format's
+    (``x.png`` -> ``x.pdf``), and a numeric ``savefig.dpi`` replaces ``dpi``. PDF and SVG are
+    vector files (``dpi`` only matters for images inside them)."""
+    from matplotlib import rcParams
+
+    path = Path(path)
+    fmt = str(rcParams["savefig.format"]).lower()
+    if fmt in FIGURE_FORMATS and path.suffix.lower() != "." + fmt:
+        path = path.with_suffix("." + fmt)
+    chosen = rcParams["savefig.dpi"]
+    fig.savefig(path, dpi=chosen if isinstance(chosen, (int, float)) else dpi)
     return path
+
+
+def _save(fig, path: Path) -> Path:
+    return save_figure(fig, path)
 
 
 #: What a plotted sigma is, per :class:`CellFilter` basis.
