@@ -101,8 +101,9 @@ def _plot_programming(dm: DeviceModel, df: pd.DataFrame, out: Path) -> Path:
         gg = np.linspace(np.nanmin(gm), np.nanmax(gm), 200)
         ax[0, 0].plot(gg / _U, np.asarray(pe.sigma(gg)) / _U, "-", color=colours[mode],
                       label=f"{mode}: model ({pe.form})")
-    ax[0, 0].set(xlabel="target [uS]", ylabel="sigma [uS]", title="programming error")
-    ax[0, 1].set(xlabel="g - target [uS]", ylabel="density", title="error distribution")
+    ax[0, 0].set(xlabel="target [µS]", ylabel="σ of g − target [µS]", title="programming error")
+    ax[0, 1].set(xlabel="g − target [µS]", ylabel="probability density [1/µS]",
+                 title="error distribution")
     for a in ax[0]:
         a.legend(fontsize=8)
     return _save(plt, fig, out / "programming.png")
@@ -120,8 +121,8 @@ def _plot_read(dm: DeviceModel, reads: pd.DataFrame, out: Path) -> Path:
                   label=f"model ({dm.read_noise.form})")
     ax[0, 1].plot(g / _U, s / g, "o", label="measured")
     ax[0, 1].plot(gg / _U, np.asarray(dm.read_noise.sigma(gg)) / gg, "-", label="model")
-    ax[0, 0].set(xlabel="g [uS]", ylabel="sigma [uS]", title="read noise")
-    ax[0, 1].set(xlabel="g [uS]", ylabel="sigma / g", title="relative read noise")
+    ax[0, 0].set(xlabel="g [µS]", ylabel="read σ [µS]", title="read noise")
+    ax[0, 1].set(xlabel="g [µS]", ylabel="read σ / g (dimensionless)", title="relative read noise")
     for a in ax[0]:
         a.legend(fontsize=8)
     return _save(plt, fig, out / "read_noise.png")
@@ -142,15 +143,15 @@ def _plot_relaxation(dm: DeviceModel, reads: pd.DataFrame, out: Path) -> Path:
         g = float(m["g0_s"].mean())
         t = m["t_eq_s"].to_numpy()
         tt = np.logspace(np.log10(t.min()) - 0.5, np.log10(t.max()) + 0.5, 100)
-        ax[0, 0].plot(t, np.sqrt(m["var"]) / _U, "o", color=c, label=f"{g / _U:.1f} uS")
+        ax[0, 0].plot(t, np.sqrt(m["var"]) / _U, "o", color=c, label=f"{g / _U:.1f} µS")
         ax[0, 0].plot(tt, np.asarray(r.sigma(g, tt)) / _U, "-", color=c)
         ax[0, 1].plot(t, m["mean"] / _U, "o", color=c)
         ax[0, 1].plot(tt, np.asarray(r.mean_shift(g, tt)) / _U, "-", color=c)
     for a in ax[0]:
         a.set_xscale("log")
-    ax[0, 0].set(xlabel="time after programming [s]", ylabel="std of g - g0 [uS]",
+    ax[0, 0].set(xlabel="time after programming [s]", ylabel="σ of g − g₀ [µS]",
                  title=f"relaxation spread ({r.form})")
-    ax[0, 1].set(xlabel="time after programming [s]", ylabel="mean of g - g0 [uS]",
+    ax[0, 1].set(xlabel="time after programming [s]", ylabel="mean of g − g₀ [µS]",
                  title=f"relaxation drift ({r.mean_form})")
     ax[0, 0].legend(fontsize=7)
     return _save(plt, fig, out / "relaxation.png")
@@ -276,15 +277,17 @@ def _plot_binary(dm: DeviceModel, bits: pd.DataFrame, out: Path) -> Path:
         a = ax[0, i]
         if not b.empty:
             lnl, _, lnh, _ = _states(b)
-            a.hist(lnl, bins=60, density=True, histtype="step", label="LRS")
-            a.hist(lnh, bins=60, density=True, histtype="step", label="HRS")
+            a.hist(lnl, bins=60, density=True, histtype="step", label="LRS: measured")
+            a.hist(lnh, bins=60, density=True, histtype="step", label="HRS: measured")
         x = np.linspace(np.log(c.hrs_median_s) - 4 * c.hrs_sigma_ln,
                         np.log(c.lrs_median_s) + 4 * c.lrs_sigma_ln, 300)
-        for med, sd in ((c.lrs_median_s, c.lrs_sigma_ln), (c.hrs_median_s, c.hrs_sigma_ln)):
+        for state, med, sd in (("LRS", c.lrs_median_s, c.lrs_sigma_ln),
+                               ("HRS", c.hrs_median_s, c.hrs_sigma_ln)):
             a.plot(x, np.exp(-0.5 * ((x - np.log(med)) / sd) ** 2) / (sd * np.sqrt(2 * np.pi)),
-                   "-")
-        a.axvline(np.log(c.threshold_s), color="k", ls=":")
-        a.set(xlabel="ln(g / 1 S)", title=f"{c.name}: BER {c.ber_1t1r:.2g} (1T1R)")
+                   "-", label=f"{state}: model (lognormal)")
+        a.axvline(np.log(c.threshold_s), color="k", ls=":", label="read threshold")
+        a.set(xlabel="ln(g / 1 S)", ylabel="probability density (per unit of ln g)",
+              title=f"{c.name}: model BER {c.ber_1t1r:.2g} (1T1R)")
         a.legend(fontsize=7)
     return _save(plt, fig, out / "binary.png")
 
