@@ -223,7 +223,11 @@ def _plot(acc, ideal: float, path: str, title: str):
 
     fig, ax = figures.pyplot().subplots(figsize=(5.5, 3.6))
     ax.hist(acc, bins=min(20, max(5, len(acc))), color="tab:blue", alpha=0.8,
-            label=f"{len(acc)} programmings (mean {np.mean(acc):.3f} ± {np.std(acc):.3f})")
+            label=f"{len(acc)} programmings (mean {np.mean(acc):.3f} ± "
+                  f"{np.std(acc, ddof=1) if len(acc) > 1 else 0.0:.3f} std)")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.axvline(ideal, color="k", ls="--", label=f"ideal (software) {ideal:.3f}")
     ax.set_xlabel("test accuracy (fraction correct)")
     ax.set_ylabel("programmings (count)")

@@ -110,7 +110,7 @@ def plot_programming_error(df, secs, out: Path, stem: str, flt: CellFilter | Non
                     label=str(mode), capsize=2)
     ax.set_xlabel("target conductance [µS]")
     ax.set_ylabel("σ of g − target [µS]")
-    ax.set_title(f"programming error per level (sigma: {_BASIS_LABEL[basis]})", fontsize=9)
+    ax.set_title(f"programming error per level (σ: {_BASIS_LABEL[basis]})", fontsize=9)
     ax.set_ylim(bottom=0)
     ax.legend(title=f"{CONFIDENCE:.0%} interval", fontsize=8, title_fontsize=8)
     paths.append(_save(fig, out / f"{stem}_sigma_vs_level.png"))
@@ -246,7 +246,7 @@ def plot_bake(stats: pd.DataFrame, out: Path, stem: str, basis: str = "plain") -
                            Patch(color="0.3", alpha=0.25, label="± σ band")], fontsize=7)
         ax.set_xlabel("cumulative bake time [s] (open: before the bake)")
         ax.set_ylabel("mean g ± σ [µS]")
-        ax.set_title(f"{tk - KELVIN_OFFSET:.0f} °C (sigma: {_BASIS_LABEL[basis]})", fontsize=10)
+        ax.set_title(f"{tk - KELVIN_OFFSET:.0f} °C (σ: {_BASIS_LABEL[basis]})", fontsize=10)
     fig.colorbar(sm, ax=axes[0, -1], label="level")
     return [_save(fig, out / f"{stem}_retention.png")]
 
