@@ -288,7 +288,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             run.set_meta("round_trips", int(chip.round_trips))
             run.set_meta("emulator", getattr(st, "emulator_state", None))
             run.finish("completed")
-    emit(args, {"store": str(args.store), "run": str(run.uid), "network_run": stored.run_uid,
+            eval_uid = str(run.uid)  # readable while the store is open
+    emit(args, {"store": str(args.store), "run": eval_uid, "network_run": stored.run_uid,
                 "bn_run": bn_uid, "data": args.data, "samples": int(n), "accuracy": float(acc),
                 "round_trips": int(chip.round_trips), "clock_s": float(t0)},
          f"chip-in-the-loop accuracy on {n} {args.data} test images: {acc:.4f} "

@@ -263,10 +263,13 @@ def test_reproduce_json(tmp_path, capsys):
 @pytest.mark.slow
 def test_program_net_evaluate_bn_calibrate_json(tmp_path, capsys):
     from cimlab.demo import station_text
+    from cimlab.sim.training import save_checkpoint
+    from tests.sim.test_program_net import tiny_net  # a small net with BN layers
 
     st = tmp_path / "station.toml"
     st.write_text(station_text(3))
-    ckpt = _checkpoint(tmp_path)
+    ckpt = save_checkpoint(tmp_path / "tiny.pt", tiny_net(),
+                           {"name": "digits", "image_size": None}, 0.0)
     store = tmp_path / "net.h5"
     assert main(["program-net", str(ckpt), "--station", str(st), "--out", str(store),
                  "--json", "-q"]) == 0
