@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 #: Station file the bench, campaign and chip commands open by default.
 DEFAULT_STATION = "instruments/emulated.toml"
@@ -79,3 +80,101 @@ def file_path(text: str) -> Path:
     if p.is_dir():
         raise argparse.ArgumentTypeError(f"expected a file, got the directory {text[:200]}")
     return p
+
+
+# --------------------------------------------------------------------------- output flags
+# One set of output flags on every command (docs/cli.md, "Output"):
+#   --json       one JSON object on stdout and nothing else there (progress, notes and
+#                warnings go to stderr; cimlab.cli.main sends every other print to stderr)
+#   -q/--quiet   no progress bars (--no-progress: the old spelling, hidden, still accepted)
+#   --out        where files go (each command says its default; never the current folder)
+#   --format/--dpi  figure files: png (default), pdf or svg; raster resolution
+
+#: Figure file formats of ``--format``.
+FIGURE_FORMATS: tuple[str, ...] = ("png", "pdf", "svg")
+#: Default ``--dpi`` of figure files (a raster PNG sharp enough for print at column width).
+DEFAULT_DPI = 200
+
+
+class _DeprecatedNoProgress(argparse.Action):
+    """``--no-progress``: the old spelling of ``--quiet``; works, says so once on stderr."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help=argparse.SUPPRESS)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        import sys
+
+        print(f"cimlab: note: {option_string} is deprecated; use --quiet (-q)", file=sys.stderr)
+        namespace.quiet = True
+
+
+def add_output_flags(parser: argparse.ArgumentParser, *, json: bool = True,
+                     quiet: bool = True) -> None:
+    """Add the shared output flags: ``--json`` (one JSON object on stdout) and ``-q/--quiet``
+    (no progress; ``--no-progress`` as a hidden deprecated alias). ``--out`` stays with each
+    command: what it names (a store, a folder, a file) differs."""
+    if json:
+        parser.add_argument("--json", action="store_true",
+                            help="print one JSON object on stdout (SI units) and nothing else "
+                            "there; progress and messages go to stderr")
+    if quiet:
+        parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+        parser.add_argument("--no-progress", action=_DeprecatedNoProgress)
+
+
+def add_figure_flags(parser: argparse.ArgumentParser) -> None:
+    """Add ``--format png|pdf|svg`` and ``--dpi`` for the figure files a command writes."""
+    parser.add_argument("--format", dest="figure_format", choices=FIGURE_FORMATS,
+                        default="png", help="figure file format (default png; pdf and svg "
+                        "are vector)")
+    parser.add_argument("--dpi", type=bounded_int(30, 1200), default=DEFAULT_DPI,
+                        help=f"resolution of raster figures [dots per inch] (default "
+                        f"{DEFAULT_DPI})")
+
+
+def figure_options(args: argparse.Namespace) -> Any:
+    """A context in which every figure cimlab saves takes the format and dpi of ``--format``
+    and ``--dpi`` (matplotlib's ``savefig.format`` / ``savefig.dpi`` settings, which
+    :func:`cimlab.procedures.report.plots.save_figure` follows)."""
+    import matplotlib
+
+    return matplotlib.rc_context({"savefig.format": getattr(args, "figure_format", "png"),
+                                  "savefig.dpi": getattr(args, "dpi", DEFAULT_DPI)})
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` with NumPy scalars/arrays, paths and tuples made JSON types and NaN/inf made
+    null (strict JSON has no NaN)."""
+    import math
+    from os import PathLike
+
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, PathLike):
+        return str(obj)
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy / torch
+        return jsonable(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    return str(obj)
+
+
+def emit(args: argparse.Namespace, obj: Any, text: str | None = None) -> None:
+    """A command's result: with ``--json`` the one JSON object ``obj`` on the real stdout,
+    else ``text`` (when given) on stdout."""
+    import json as _json
+    import sys
+
+    if getattr(args, "json", False):
+        stream = getattr(args, "_json_stdout", None) or sys.stdout
+        stream.write(_json.dumps(jsonable(obj), allow_nan=False) + "\n")
+        stream.flush()
+    elif text is not None:
+        print(text)

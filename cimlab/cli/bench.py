@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from cimlab.cli._common import DEFAULT_STATION, seed_int, usage
+from cimlab.cli._common import DEFAULT_STATION, add_output_flags, emit, seed_int, usage
 
 
 def register(sub: Any) -> None:
@@ -60,6 +60,7 @@ def register(sub: Any) -> None:
     )
     check.add_argument("file", nargs="?", default=DEFAULT_STATION,
                        help=f"station file (default {DEFAULT_STATION})")
+    add_output_flags(check, quiet=False)
     check.set_defaults(func=_check)
     st.set_defaults(func=usage(st))
 
@@ -115,24 +116,45 @@ def _check(args: argparse.Namespace) -> int:
     from cimlab.instruments.station import Station
     from cimlab.params import to_dict, unit_of
 
+    lines: list[str] = []
     with Station.open(args.file) as st:
-        print(f"station {st.config.station.name!r} ({args.file})")
-        print("instruments:")
+        lines.append(f"station {st.config.station.name!r} ({args.file})")
+        lines.append("instruments:")
         for name, idn in st.idn.items():
-            print(f"  {name:<6} {st.addresses.get(name, '-'):<36} {idn}")
+            lines.append(f"  {name:<6} {st.addresses.get(name, '-'):<36} {idn}")
         n_tiles, rows, cols = st.array.geometry
-        print(f"geometry: {n_tiles} tiles x {rows} rows x {cols} cols "
-              f"= {n_tiles * rows * cols} cells")
-        print(f"clock: {st.config.station.clock} (now {st.clock.now():.6g} s)")
-        print("limits:")
-        for key, value in to_dict(st.limits).items():
-            print(f"  {key:<20} {value:<10g} {unit_of(st.limits, key)}")
+        lines.append(f"geometry: {n_tiles} tiles x {rows} rows x {cols} cols "
+                     f"= {n_tiles * rows * cols} cells")
+        now = st.clock.now()
+        lines.append(f"clock: {st.config.station.clock} (now {now:.6g} s)")
+        lines.append("limits:")
+        limits = to_dict(st.limits)
+        for key, value in limits.items():
+            lines.append(f"  {key:<20} {value:<10g} {unit_of(st.limits, key)}")
         tr = st.calibration.transistor
-        print(f"transistor calibration: {tr.model}, k = {tr.k_a_per_v2:g} A/V^2, "
-              f"V_th = {tr.v_th_v:g} V (20 uA -> {tr.v_gate_for(20e-6):.3f} V on the word line)")
+        lines.append(f"transistor calibration: {tr.model}, k = {tr.k_a_per_v2:g} A/V^2, "
+                     f"V_th = {tr.v_th_v:g} V (20 µA -> {tr.v_gate_for(20e-6):.3f} V on the "
+                     "word line)")
         v_board = st.array.v_gate_at_icc_max
-        print(f"compliance readback: the board reaches limits.set_icc_max_a = "
-              f"{st.limits.set_icc_max_a:g} A at {v_board:.4f} V on the word line "
-              f"(ARR:COMP:GATE?); the calibration gives {tr.icc(v_board):.4g} A there")
-    print("all instruments answered; outputs are off")
+        icc_board = tr.icc(v_board)
+        lines.append(f"compliance readback: the board reaches limits.set_icc_max_a = "
+                     f"{st.limits.set_icc_max_a:g} A at {v_board:.4f} V on the word line "
+                     f"(ARR:COMP:GATE?); the calibration gives {icc_board:.4g} A there")
+        doc = {
+            "station": st.config.station.name, "file": str(args.file),
+            "instruments": {name: {"address": st.addresses.get(name), "idn": idn}
+                            for name, idn in st.idn.items()},
+            "geometry": {"tiles": int(n_tiles), "rows": int(rows), "cols": int(cols)},
+            "clock": {"kind": str(st.config.station.clock), "now_s": float(now)},
+            "limits": {k: {"value": v, "unit": unit_of(st.limits, k)}
+                       for k, v in limits.items()},
+            "transistor": {"model": tr.model, "k_a_per_v2": tr.k_a_per_v2,
+                           "v_th_v": tr.v_th_v},
+            "compliance_readback": {"v_gate_v": float(v_board),
+                                    "icc_calibrated_a": float(icc_board),
+                                    "set_icc_max_a": st.limits.set_icc_max_a},
+            "ok": True,
+        }
+    lines.append("all instruments answered; outputs are off")
+    emit(args, doc, "\n".join(lines))
     return 0

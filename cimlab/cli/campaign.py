@@ -6,12 +6,13 @@ Heavy imports (numpy, h5py, pymeasure) happen inside the handlers; torch is neve
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 from pathlib import Path
 from typing import Any
 
-from cimlab.cli._common import DEFAULT_STATION, seed_int
+from cimlab.cli._common import DEFAULT_STATION, add_output_flags, emit, seed_int
 
 #: program-verify parameters set from the command line: field -> (flag, SI -> flag unit, unit).
 _PV_FLAGS: dict[str, tuple[str, float, str]] = {
@@ -63,7 +64,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="validate the plan against the station and exit (nothing is sent)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_output_flags(p)
     g = p.add_argument_group(
         "chip identity and many chips (docs/scale-out.md)",
         "--wafer/--die/--chip-id land in every run's metadata (run.meta['chip']). --chips N "
@@ -89,10 +90,10 @@ def register(sub: Any) -> None:
         description=(
             "Program every cell of a tile to one of N levels spread over the conductance "
             "window (balanced, shuffled with --seed) with the chosen scheme, and print the "
-            "report table: success rate within +-tolerance, pulses per cell (mean, median, p99, "
+            "report table: success rate within ±tolerance, pulses per cell (mean, median, p99, "
             "max), verify and final-read error, energy, iterations, round trips, instrument and "
             "host time. Stuck cells (paper 004) cannot be programmed by any scheme; they are "
-            "detected and reported apart."
+            "detected and reported apart. The results are saved under --out."
         ),
     )
     q.add_argument(
@@ -110,13 +111,13 @@ def register(sub: Any) -> None:
         "from a deep RESET; default adaptive)",
     )
     q.add_argument(
-        "--g-min-us", type=float, default=2.0, help="lowest level [uS] (default: %(default)s)"
+        "--g-min-us", type=float, default=2.0, help="lowest level [µS] (default: %(default)s)"
     )
     q.add_argument(
-        "--g-max-us", type=float, default=40.0, help="highest level [uS] (default: %(default)s)"
+        "--g-max-us", type=float, default=40.0, help="highest level [µS] (default: %(default)s)"
     )
     q.add_argument(
-        "--tolerance-us", type=float, default=1.0, help="accept band +- [uS] (default: %(default)s)"
+        "--tolerance-us", type=float, default=1.0, help="accept band ± [µS] (default: %(default)s)"
     )
     q.add_argument(
         "--max-pulses", type=int, default=40, help="pulse cap per cell (default: %(default)s)"
@@ -131,8 +132,13 @@ def register(sub: Any) -> None:
         "--seed", type=seed_int, default=0,
         help="seed of the level assignment (default: %(default)s)"
     )
-    q.add_argument("--json", action="store_true", help="also print the figures as JSON")
-    q.add_argument("--no-progress", action="store_true", help="no progress bars")
+    q.add_argument(
+        "--out", type=Path, default=Path("results") / "program-verify", metavar="DIR",
+        help="folder for the results: tile<T>-seed<S>.json (settings and figures per scheme) "
+        "and .npz (per cell: target, verify and final reads, pulses, energy, success, stuck) "
+        "(default: %(default)s)",
+    )
+    add_output_flags(q)
     q.set_defaults(func=_program_verify)
 
 
@@ -150,11 +156,12 @@ def _characterize(args: argparse.Namespace) -> int:
     if args.check:
         with Station.open(args.station) as st:
             cells = validate(plan, st)
-        print(
-            f"{args.plan}: {len(plan.experiments)} experiments, "
-            f"{sum(c.size for c in cells)} cell selections, within the chip and the "
-            f"limits of {args.station}"
-        )
+        n_cells = sum(c.size for c in cells)
+        emit(args, {"plan": str(args.plan), "experiments": len(plan.experiments),
+                    "cell_selections": int(n_cells), "station": str(args.station),
+                    "ok": True},
+             f"{args.plan}: {len(plan.experiments)} experiments, {n_cells} cell "
+             f"selections, within the chip and the limits of {args.station}")
         return 0
     # an in-process emulated chip lives next to the store (<store>.chip.npz), saved at every
     # committed step: a re-run after a kill or Ctrl-C resumes on the same chip
@@ -163,7 +170,7 @@ def _characterize(args: argparse.Namespace) -> int:
     reconcile_checkpoint(state, out)
     try:
         with open_station(args.station, state) as st:
-            result = run_plan(plan, st, out, progress=not args.no_progress, only=args.only)
+            result = run_plan(plan, st, out, progress=not args.quiet, only=args.only)
     except BaseException:
         if fresh and not out.exists():  # a plan refused before the store: nothing written
             state.unlink(missing_ok=True)
@@ -176,8 +183,13 @@ def _characterize(args: argparse.Namespace) -> int:
         with Store.open(out, "a") as store:
             for r in result.results:
                 store.run(r.run_uid).set_meta("chip", identity)
-    print(result.table())
-    print(f"store: {out}")
+    emit(args, {"plan": str(args.plan), "store": str(out),
+                "experiments": [dataclasses.asdict(r) for r in result.results],
+                "skipped": list(result.skipped), "host_time_s": result.host_time_s,
+                "instrument_time_s": result.instrument_time_s,
+                "round_trips": result.round_trips,
+                "cell_operations": result.cell_operations},
+         f"{result.table()}\nstore: {out}")
     return 0
 
 
@@ -192,7 +204,7 @@ def _many_chips(args: argparse.Namespace, plan_name: str) -> int:
     with engine_for(args.workers, args.cluster) as engine:
         chips = run_plan_on_chips(args.plan, args.station, out, args.chips, args.chip_seed,
                                   wafer=args.wafer or "W0", engine=engine,
-                                  progress=not args.no_progress)
+                                  progress=not args.quiet)
     print(f"{'chip':12s} {'emulator seed':>14s} {'runs':>5s} {'cell ops':>10s}  store")
     for c in chips:
         print(f"{c.identity.chip:12s} {c.emulator_seed:14d} {len(c.runs):5d} "
@@ -296,20 +308,49 @@ def _program_verify(args: argparse.Namespace) -> int:
                     cfg,
                     clock=st.clock,
                     rng=rng,
-                    progress=not args.no_progress,
+                    progress=not args.quiet,
                     final_read=True,
                 )
             results.append(res)
-    print(
+    settings = {"station": str(args.station), "tile": args.tile, "cells": int(cells.size),
+                "levels": args.levels, "g_min_s": args.g_min_us * 1e-6,
+                "g_max_s": args.g_max_us * 1e-6, "tolerance_s": args.tolerance_us * 1e-6,
+                "max_pulses": args.max_pulses, "n_reads": args.n_reads, "seed": args.seed,
+                "schemes": schemes}
+    files = _save_program_verify(args.out, f"tile{args.tile}-seed{args.seed}", settings,
+                                 results)
+    text = "\n".join([
         f"tile {args.tile}: {cells.size} cells, {args.levels} levels "
-        f"{args.g_min_us:g}-{args.g_max_us:g} uS, tolerance +-{args.tolerance_us:g} uS"
-    )
-    print(format_report(results))
-    for r in results:
-        print(r.pulse_distribution())
-    if args.json:
-        print(json.dumps([r.summary() for r in results]))
+        f"{args.g_min_us:g}-{args.g_max_us:g} µS, tolerance ±{args.tolerance_us:g} µS",
+        format_report(results), *(r.pulse_distribution() for r in results),
+        "results: " + ", ".join(str(f) for f in files)])
+    emit(args, {**settings, "results": [r.summary() for r in results],
+                "files": [str(f) for f in files]}, text)
     return 0
+
+
+def _save_program_verify(out: Path, stem: str, settings: dict[str, Any],
+                         results: list[Any]) -> list[Path]:
+    """Write a program-verify run: ``OUT/STEM.json`` (settings and each scheme's summary
+    figures, SI units) and ``OUT/STEM.npz`` (each scheme's per-cell arrays, named
+    ``<scheme>__<field>``). Returns the two paths."""
+    import numpy as np
+
+    from cimlab.cli._common import jsonable
+
+    out.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, Any] = {}
+    for r in results:
+        for f in dataclasses.fields(r):
+            value = getattr(r, f.name)
+            if isinstance(value, np.ndarray):
+                arrays[f"{r.scheme}__{f.name}"] = value
+    npz = out / f"{stem}.npz"
+    np.savez_compressed(npz, **arrays)
+    doc = {**settings, "results": [r.summary() for r in results], "arrays": npz.name}
+    js = out / f"{stem}.json"
+    js.write_text(json.dumps(jsonable(doc), indent=2, allow_nan=False) + "\n")
+    return [js, npz]
 
 
 def _pv_config(args: argparse.Namespace, scheme: str) -> Any:

@@ -13,10 +13,20 @@ where it is. docs/network-on-chip.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from cimlab.cli._common import DATASETS, DEFAULT_STATION, positive_int, seed_int
+from cimlab.cli._common import (
+    DATASETS,
+    DEFAULT_STATION,
+    add_figure_flags,
+    add_output_flags,
+    emit,
+    figure_options,
+    positive_int,
+    seed_int,
+)
 
 
 def register(sub: Any) -> None:
@@ -43,7 +53,8 @@ def register(sub: Any) -> None:
                    "Carlo trials (same characterization)")
     d.add_argument("--trials", type=positive_int, default=None,
                    help="simulated programmings per prediction (default 30, --quick 10)")
-    d.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_figure_flags(d)
+    add_output_flags(d)
     d.set_defaults(func=_demo)
 
     p = sub.add_parser(
@@ -69,7 +80,7 @@ def register(sub: Any) -> None:
                    help="first chip tile to use (default %(default)s)")
     p.add_argument("--seed", type=seed_int, default=0,
                    help="program-verify seed (default %(default)s)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_output_flags(p)
     p.set_defaults(func=_program_net)
 
     e = sub.add_parser(
@@ -93,7 +104,7 @@ def register(sub: Any) -> None:
     e.add_argument("--samples", type=positive_int, default=None, help="test images (default all)")
     e.add_argument("--batch-size", type=positive_int, default=150,
                    help="images per MVM batch (default %(default)s)")
-    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_output_flags(e)
     e.set_defaults(func=_evaluate)
 
     b = sub.add_parser(
@@ -112,7 +123,7 @@ def register(sub: Any) -> None:
                    help="calibration images (default 256)")
     b.add_argument("--station", default=None,
                    help="station file (default: the one recorded in the store)")
-    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_output_flags(b)
     b.set_defaults(func=_bn_calibrate)
 
 
@@ -122,22 +133,23 @@ def _demo(args: argparse.Namespace) -> int:
 
     changes = {} if args.trials is None else {"mc_trials": args.trials}
     cfg = DemoConfig.make(seed=args.seed, quick=args.quick, **changes)
-    res = run_demo(cfg, out=args.out, progress=not args.no_progress)
-    print()
-    print("program-verify of the network cells:")
+    with figure_options(args):
+        res = run_demo(cfg, out=args.out, progress=not args.quiet)
     pv = res.program_verify
-    print(f"  {pv['cells']} cells on {pv['chip_tiles']} chip tiles: "
-          f"{100 * pv['success_rate']:.2f} % within +-1 uS, {pv['pulses_mean']:.2f} pulses/cell,"
-          f" {1e6 * pv['energy_total_j']:.3f} uJ (+ {1e6 * pv.get('erase_energy_j', 0.0):.3f} uJ"
-          f" erase pulse), instrument time {pv['instrument_time_s']:.2f} s, "
-          f"{pv['round_trips']} round trips")
-    print()
-    print(res.table())
-    print()
-    print("time [s]: " + ", ".join(f"{k} {v:.1f}" for k, v in res.timing_s.items()))
-    print(f"written: {args.out}/ (accuracy_steps.png, conductance_maps.png, summary.json, "
-          "demo.h5, demo.h5.chip.npz (the emulated chip: 'cimlab evaluate "
-          f"{args.out}/demo.h5' continues on it), device_model.json, net.pt, station.toml)")
+    fig = args.figure_format
+    text = "\n".join([
+        "", "program-verify of the network cells:",
+        f"  {pv['cells']} cells on {pv['chip_tiles']} chip tiles: "
+        f"{100 * pv['success_rate']:.2f} % within ±1 µS, {pv['pulses_mean']:.2f} pulses/cell,"
+        f" {1e6 * pv['energy_total_j']:.3f} µJ (+ {1e6 * pv.get('erase_energy_j', 0.0):.3f} µJ"
+        f" erase pulse), instrument time {pv['instrument_time_s']:.2f} s, "
+        f"{pv['round_trips']} round trips",
+        "", res.table(), "",
+        "time [s]: " + ", ".join(f"{k} {v:.1f}" for k, v in res.timing_s.items()),
+        f"written: {args.out}/ (accuracy_steps.{fig}, conductance_maps.{fig}, summary.json, "
+        "demo.h5, demo.h5.chip.npz (the emulated chip: 'cimlab evaluate "
+        f"{args.out}/demo.h5' continues on it), device_model.json, net.pt, station.toml)"])
+    emit(args, dataclasses.asdict(res), text)
     return 0
 
 
@@ -177,13 +189,15 @@ def _program_net(args: argparse.Namespace) -> int:
         check_program(st, placement, pv)
         with Store.open(args.out, mode="a") as store:
             res = program_network(st, net, placement, store, pv_config=pv, seed=args.seed,
-                                  progress=not args.no_progress,
+                                  progress=not args.quiet,
                                   extra_meta={"checkpoint": str(args.net),
                                               "dataset": ckpt.get("dataset"),
                                               "station_file": str(args.station),
                                               "emulator": getattr(st, "emulator_state", None)})
-    print(f"run {res.run_uid} in {args.out}")
-    print(res.table())
+    emit(args, {"run": res.run_uid, "store": str(args.out), "summary": res.summary,
+                "resumed_steps": list(res.resumed_steps),
+                "program_end_s": float(res.program_end_s)},
+         f"run {res.run_uid} in {args.out}\n{res.table()}")
     return 0
 
 
@@ -259,7 +273,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             chip.read_back()
             t0 = st.clock.now()
             bar = tqdm(loader, desc="chip-in-the-loop evaluation", unit="batch",
-                       disable=True if args.no_progress else None, leave=False)
+                       disable=True if args.quiet else None, leave=False)
             try:
                 acc = evaluate(chip, bar)
             finally:
@@ -274,9 +288,13 @@ def _evaluate(args: argparse.Namespace) -> int:
             run.set_meta("round_trips", int(chip.round_trips))
             run.set_meta("emulator", getattr(st, "emulator_state", None))
             run.finish("completed")
-    print(f"chip-in-the-loop accuracy on {n} {args.data} test images: {acc:.4f} "
-          f"(BN statistics: {bn_uid or 'as trained'}; {chip.round_trips} MVM round trips; "
-          f"chip clock {t0:.1f} s)")
+            eval_uid = str(run.uid)  # readable while the store is open
+    emit(args, {"store": str(args.store), "run": eval_uid, "network_run": stored.run_uid,
+                "bn_run": bn_uid, "data": args.data, "samples": int(n), "accuracy": float(acc),
+                "round_trips": int(chip.round_trips), "clock_s": float(t0)},
+         f"chip-in-the-loop accuracy on {n} {args.data} test images: {acc:.4f} "
+         f"(BN statistics: {bn_uid or 'as trained'}; {chip.round_trips} MVM round trips; "
+         f"chip clock {t0:.1f} s)")
     return 0
 
 
@@ -348,11 +366,14 @@ def _bn_calibrate(args: argparse.Namespace) -> int:
             chip = ChipNetwork(stored.net, stored.placement, st.array)
             rep = calibrate_bn_with_progress(chip, ds.x_train[: args.samples],
                                              batch_size=args.samples,
-                                             progress=not args.no_progress)
+                                             progress=not args.quiet)
             record_bn_calibration(store, stored.run_uid, rep, data=args.data,
                                   snapshot=st.snapshot(), clock_s=st.clock.now(),
                                   emulator=getattr(st, "emulator_state", None))
-    print(f"BN calibration with {rep.n_samples} samples on the chip: {len(rep.layers)} layers; "
-          "mean shift per layer (in old std): "
-          + ", ".join(f"{k} {v:.2f}" for k, v in rep.shift.items()))
+    emit(args, {"store": str(args.store), "network_run": stored.run_uid,
+                "samples": int(rep.n_samples), "layers": list(rep.layers),
+                "shift_in_old_std": dict(rep.shift)},
+         f"BN calibration with {rep.n_samples} samples on the chip: {len(rep.layers)} layers; "
+         "mean shift per layer (in old std): "
+         + ", ".join(f"{k} {v:.2f}" for k, v in rep.shift.items()))
     return 0

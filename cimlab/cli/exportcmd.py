@@ -6,10 +6,11 @@ Heavy imports (h5py, pandas, xarray, pyarrow) happen inside the handler; torch i
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
+
+from cimlab.cli._common import add_output_flags, emit
 
 #: Formats of ``--to`` (a torch- and xarray-free copy of cimlab.store.export.FORMATS; kept in
 #: sync by tests/store/test_export.py).
@@ -39,8 +40,7 @@ def register(sub: Any) -> None:
                    help="output folder (default: <store>-export/ next to the store file)")
     p.add_argument("--run", metavar="UID", action="append", default=None,
                    help="export only this run (repeatable; uid, unique prefix or 'last')")
-    p.add_argument("--json", action="store_true",
-                   help="print the written files as JSON instead of a summary")
+    add_output_flags(p, quiet=False)
     p.set_defaults(func=_export)
 
 
@@ -50,11 +50,7 @@ def _export(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     out = args.out if args.out is not None else default_out(args.file)
     paths = export_store(args.file, args.to, out, runs=args.run)
-    if args.json:
-        print(json.dumps({"format": args.to, "out": str(out),
-                          "files": [str(p) for p in paths]}, indent=2))
-        return 0
-    for p in paths:
-        print(p)
-    print(f"exported to {out}: {export_summary(paths, started)}")
+    emit(args, {"format": args.to, "out": str(out), "files": [str(p) for p in paths]},
+         "\n".join([*(str(p) for p in paths),
+                    f"exported to {out}: {export_summary(paths, started)}"]))
     return 0

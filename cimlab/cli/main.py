@@ -120,7 +120,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        result = args.func(args)
+        if getattr(args, "json", False):  # stdout carries the one JSON object, nothing else
+            import contextlib
+
+            args._json_stdout = sys.stdout
+            with contextlib.redirect_stdout(sys.stderr):
+                result = args.func(args)
+        else:
+            result = args.func(args)
         sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
     except CimlabError as exc:
         print(f"cimlab: error: {exc}", file=sys.stderr)

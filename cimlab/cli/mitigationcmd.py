@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import argparse
 
-from cimlab.cli._common import seed_int
+from cimlab.cli._common import (
+    add_figure_flags,
+    add_output_flags,
+    emit,
+    figure_options,
+    seed_int,
+)
 
 PAPERS = ("000", "001", "002", "003", "004")
 
@@ -28,11 +34,11 @@ _HELP = {
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reproduce",
-        help="reproduce a source paper's experiment (table CSV + figure PNG)",
+        help="reproduce a source paper's experiment (table CSV + figure)",
         description=(
             "Re-run the central experiment of one of the five source papers "
             "(cited in docs/references.md) on the embedded scikit-learn digits data, print its "
-            "table, and write the table (CSV) and figure (PNG) to --out.\n\n"
+            "table, and write the table (CSV) and figure (PNG, or --format pdf/svg) to --out.\n\n"
             + "\n".join(f"  {k}: {v}" for k, v in _HELP.items())
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -43,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="results", help="output folder (default: ./results/PAPER)")
     p.add_argument("--quick", action="store_true", help="reduced version (fewer epochs/samples)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of every generator (default 0)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_figure_flags(p)
+    add_output_flags(p)
     p.set_defaults(func=_run)
 
 
@@ -55,7 +62,11 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.out == "results":
         out = out / args.paper
-    result = reproduce(args.paper, out, quick=args.quick, seed=args.seed,
-                       progress=not args.no_progress)  # fmt: skip
-    print(result.text())
+    with figure_options(args):
+        result = reproduce(args.paper, out, quick=args.quick, seed=args.seed,
+                           progress=not args.quiet)  # fmt: skip
+    emit(args, {"paper": result.paper, "quick": args.quick, "seed": args.seed,
+                "tables": {k: v.to_dict(orient="records") for k, v in result.tables.items()},
+                "files": [str(f) for f in result.files], "elapsed_s": result.elapsed_s,
+                "notes": list(result.notes)}, result.text())
     return 0

@@ -7,12 +7,21 @@ imported.
 from __future__ import annotations
 
 import argparse
-import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
-from cimlab.cli._common import bounded_int, file_path, seed_int, usage
+from cimlab.cli._common import (
+    add_figure_flags,
+    add_output_flags,
+    bounded_int,
+    emit,
+    figure_options,
+    file_path,
+    seed_int,
+    usage,
+)
 
 
 def register(sub: Any) -> None:
@@ -29,7 +38,7 @@ def register(sub: Any) -> None:
     )
     fit.add_argument("store", help="measurement store (HDF5), e.g. data/chip01.h5")
     fit.add_argument("--out", metavar="MODEL.json", type=Path, default=None,
-                     help="output file (default: models/<store name>.json)")
+                     help="output file (default: <store name>.model.json next to the store)")
     fit.add_argument("--name", default=None, help="model name (default: the store's name)")
     fit.add_argument("--include-unfinished", action="store_true",
                      help="also use runs that did not complete (aborted or still running)")
@@ -37,6 +46,7 @@ def register(sub: Any) -> None:
                      help="how the relaxation variance form is chosen: bic (default, on the "
                      "fitted cells) or cv (5-fold validation over cells: the form that best "
                      "predicts cells it did not see; ~5x slower)")
+    add_output_flags(fit)
     fit.set_defaults(func=_fit)
 
     model = sub.add_parser(
@@ -56,15 +66,15 @@ def register(sub: Any) -> None:
         "lower bound ('> N cycles'). --json prints the validated file.",
     )
     show.add_argument("model", type=file_path, help="model file (JSON)")
-    show.add_argument("--json", action="store_true", help="print the JSON document instead")
     show.add_argument("--fill-defaults", action="store_true",
                      help="take literature defaults for effects or parameters missing from "
                      "the file (with a warning naming each); without it a missing one is "
                      "an error")
+    add_output_flags(show, quiet=False)
     show.set_defaults(func=_show)
 
     plot = msub.add_parser(
-        "plot", help="fitted vs measured PNGs",
+        "plot", help="fitted vs measured figures (PNG, PDF or SVG)",
         description="Refit the store's data only to regroup it (the plotted model is the one in "
         "MODEL.json) and write PNGs: programming sigma per level, read sigma per level, "
         "relaxation sigma and mean shift vs time per level, bake retention per temperature "
@@ -74,11 +84,13 @@ def register(sub: Any) -> None:
     plot.add_argument("--data", type=file_path, required=True, metavar="STORE.h5",
                       help="the store the model was fitted to")
     plot.add_argument("--out", type=Path, default=None, metavar="DIR",
-                      help="folder for the PNGs (default: <model>-plots/)")
+                      help="folder for the figures (default: <model>-plots/ next to the model)")
     plot.add_argument("--fill-defaults", action="store_true",
                      help="take literature defaults for effects or parameters missing from "
                      "the file (with a warning naming each); without it a missing one is "
                      "an error")
+    add_figure_flags(plot)
+    add_output_flags(plot, quiet=False)
     plot.set_defaults(func=_plot)
 
     ex = msub.add_parser(
@@ -97,11 +109,11 @@ def register(sub: Any) -> None:
     ex.add_argument("--draws", type=bounded_int(1, 10_000_000), default=4000,
                     help="Monte-Carlo draws (default 4000)")
     ex.add_argument("--seed", type=seed_int, default=0, help="seed of the draws (default 0)")
-    ex.add_argument("--json", action="store_true", help="print the result as JSON")
     ex.add_argument("--fill-defaults", action="store_true",
                      help="take literature defaults for effects or parameters missing from "
                      "the file (with a warning naming each); without it a missing one is "
                      "an error")
+    add_output_flags(ex, quiet=False)
     ex.set_defaults(func=_extrapolate)
     model.set_defaults(func=usage(model))
 
@@ -132,24 +144,32 @@ def _fit(args: argparse.Namespace) -> int:
 
     if not args.store or not Path(args.store).exists():
         raise ConfigError(args.store, "<file>", "an existing store file (HDF5)")
-    out = args.out or Path("models") / (Path(args.store).stem + ".json")
+    out = args.out or Path(args.store).parent / (Path(args.store).stem + ".model.json")
     t0 = time.perf_counter()
     rep = fit_store_report(Path(args.store), name=args.name,
                            include_unfinished=args.include_unfinished,
-                           progress=lambda m: print(f"fitting {m} ...", flush=True),
+                           progress=(None if args.quiet else
+                                     lambda m: print(f"fitting {m} ...", file=sys.stderr,
+                                                     flush=True)),
                            select=args.select_form)
     dm = rep.model
     dm.save(out)
     dt = time.perf_counter() - t0
-    print()
-    print(f"{'effect':<22} {'source':<30} {'form':<16} quality")
+    lines = ["", f"{'effect':<22} {'source':<30} {'form':<16} quality"]
     for r in _summary_rows(dm):
-        print(f"{r[0]:<22} {r[1]:<30} {r[2]:<16} {r[3]}")
-    print()
-    print(f"runs used: {len(dm.provenance.run_uids)}; data sha256 {dm.provenance.data_sha256[:16]}")
+        lines.append(f"{r[0]:<22} {r[1]:<30} {r[2]:<16} {r[3]}")
+    lines += ["", f"runs used: {len(dm.provenance.run_uids)}; data sha256 "
+              f"{dm.provenance.data_sha256[:16]}"]
     if rep.skipped:
-        print("kept literature values: " + "; ".join(f"{k} ({v})" for k, v in rep.skipped.items()))
-    print(f"wrote {out} in {dt:.1f} s (see: cimlab model show {out})")
+        lines.append("kept literature values: "
+                     + "; ".join(f"{k} ({v})" for k, v in rep.skipped.items()))
+    lines.append(f"wrote {out} in {dt:.1f} s (see: cimlab model show {out})")
+    emit(args, {"model": str(out), "store": str(args.store), "host_time_s": dt,
+                "effects": [dict(zip(("effect", "source", "form", "quality"), r, strict=True))
+                            for r in _summary_rows(dm)],
+                "kept_literature": dict(rep.skipped),
+                "runs_used": list(dm.provenance.run_uids),
+                "data_sha256": dm.provenance.data_sha256}, "\n".join(lines))
     return 0
 
 
@@ -175,10 +195,7 @@ def _load(args: argparse.Namespace):
 def _show(args: argparse.Namespace) -> int:
 
     dm = _load(args)
-    if args.json:
-        print(json.dumps(dm.to_json_dict(), indent=2))
-    else:
-        print(dm.summary())
+    emit(args, dm.to_json_dict(), dm.summary())
     return 0
 
 
@@ -208,9 +225,7 @@ def _extrapolate(args: argparse.Namespace) -> int:
     if args.json:
         for w in ex.warnings:  # keep stdout valid JSON; the warning still reaches the user
             print(f"warning: {w}", file=sys.stderr)
-        print(json.dumps(ex.to_dict(), indent=2))
-    else:
-        print(ex.table())
+    emit(args, ex.to_dict(), ex.table())
     return 0
 
 
@@ -219,9 +234,10 @@ def _plot(args: argparse.Namespace) -> int:
 
     dm = _load(args)
     out = args.out or args.model.with_name(args.model.stem + "-plots")
-    files = plot_model(dm, args.data, out)
-    for f in files:
-        print(f"wrote {f}")
-    if not files:
-        print("the store has no data for any effect of the model")
+    with figure_options(args):
+        files = plot_model(dm, args.data, out)
+    text = "\n".join(f"wrote {f}" for f in files) if files else (
+        "the store has no data for any effect of the model")
+    emit(args, {"model": str(args.model), "store": str(args.data), "out": str(out),
+                "files": [str(f) for f in files]}, text)
     return 0

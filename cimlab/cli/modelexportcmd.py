@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cimlab.cli._common import add_output_flags, emit
+
 #: Targets of ``--to``.
 TARGETS = ("aihwkit", "json-schema")
 
@@ -29,8 +31,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("model", help="device model JSON (from 'cimlab fit'), or 'default'")
     p.add_argument("--to", choices=TARGETS, default="aihwkit", help="export target")
-    p.add_argument("--out", metavar="DIR", type=Path, default=Path("."),
-                   help="output folder (default: the current folder)")
+    p.add_argument("--out", metavar="DIR", type=Path, default=None,
+                   help="output folder (default: the model file's folder; for 'default' and "
+                   "json-schema: results/model-export/)")
     p.add_argument("--name", default=None,
                    help="file stem (default: the model file's stem)")
     p.add_argument("--temp-c", type=float, default=None, metavar="C",
@@ -39,17 +42,22 @@ def register(sub: Any) -> None:
                    "the model's reference temperature, 25 C)")
     p.add_argument("--no-read-noise", action="store_true",
                    help="leave the per-inference read out of the noise model")
+    add_output_flags(p, quiet=False)
     p.set_defaults(func=_export)
 
 
 def _export(args: argparse.Namespace) -> int:
     from cimlab.units import c_to_k
 
+    if args.out is None:
+        args.out = (Path(args.model).parent if args.to != "json-schema"
+                    and args.model != "default" else Path("results") / "model-export")
     if args.to == "json-schema":
         from cimlab.models.schema import write_schema
 
+        args.out.mkdir(parents=True, exist_ok=True)
         path = write_schema(args.out / "device-model.schema.json")
-        print(path)
+        emit(args, {"to": args.to, "files": [str(path)]}, str(path))
         return 0
     from cimlab.models import DeviceModel
     from cimlab.models.export_aihwkit import write_aihwkit_export
@@ -61,11 +69,13 @@ def _export(args: argparse.Namespace) -> int:
     temp_k = None if args.temp_c is None else c_to_k(args.temp_c)
     paths = write_aihwkit_export(dm, args.out, args.name or stem, temp_k=temp_k,
                                  read_noise=not args.no_read_noise)
-    for path in paths:
-        print(path)
     cfg = json.loads(paths[0].read_text())
     inf = cfg["inference"]
-    print(f"aihwkit noise model: g {cfg['g_min_us']:.3g}-{cfg['g_max_us']:.3g} uS, inference "
-          f"at {inf['temp_k']:.2f} K (time counts x{inf['acceleration']:.3g}); use: "
-          "from cimlab_aihwkit import load_config, rpu_config")
+    emit(args, {"to": args.to, "model": str(args.model), "files": [str(p) for p in paths],
+                "config": cfg},
+         "\n".join([*(str(p) for p in paths),
+                    f"aihwkit noise model: g {cfg['g_min_us']:.3g}-{cfg['g_max_us']:.3g} µS, "
+                    f"inference at {inf['temp_k']:.2f} K (time counts "
+                    f"x{inf['acceleration']:.3g}); use: from cimlab_aihwkit import "
+                    "load_config, rpu_config"]))
     return 0

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from cimlab.cli._common import DATASETS, NET_NAMES, bounded_int, positive_int, seed_int
+from cimlab.cli._common import (
+    DATASETS,
+    NET_NAMES,
+    add_figure_flags,
+    add_output_flags,
+    bounded_int,
+    emit,
+    figure_options,
+    positive_int,
+    seed_int,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,8 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Convert a trained network to analog ReRAM tiles driven by a fitted device model "
             "(differential conductance pairs, tiles with per-tile ADCs, DACs, programming error, "
             "read noise, stuck-at faults, retention, optionally IR drop), program it --trials "
-            "times with independent seeds and print the accuracy distribution; a histogram PNG "
-            "is written. With --layers the non-idealities go into the named layers only "
+            "times with independent seeds and print the accuracy distribution; a histogram "
+            "(PNG, or --format pdf/svg) and results.json are written under --out. With --layers "
+            "the non-idealities go into the named layers only "
             "(paper 000's layer-by-layer study); --per-layer runs that study for every layer and "
             "reports the per-layer NRMSE. See docs/simulator.md."
         ),
@@ -64,19 +75,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ir-drop", action="store_true",
                    help="simulate wire resistance (IR drop; off by default, docs/simulator.md)")
     p.add_argument("--bake", type=float, nargs=2, default=None, metavar=("SECONDS", "TEMP_C"),
-                   help="age the programmed chip: SECONDS at TEMP_C degC")
+                   help="age the programmed chip: SECONDS at TEMP_C °C")
     p.add_argument("--binary-condition", default="strong",
                    help="programming condition of binarized nets (default: %(default)s)")
     p.add_argument("--structure", choices=("1T1R", "2T2R"), default="2T2R",
                    help="cells per binary weight (default: %(default)s)")
     p.add_argument("--test-samples", type=positive_int, default=None,
                    help="evaluate on the first N test images only (quick runs)")
-    p.add_argument("--png", default="simulate.png",
-                   help="accuracy histogram to write (default: %(default)s)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="folder for the accuracy histogram and results.json (default: "
+                   "<model>-simulate/ next to --model, else results/simulate/)")
+    p.add_argument("--png", default=None, help=argparse.SUPPRESS)  # deprecated: a file path
+    add_figure_flags(p)
+    add_output_flags(p)
     p.add_argument("--device", default="cpu",
                    help="torch device of the network and the simulation: cpu, cuda, cuda:N, "
                         "mps or auto (CUDA when present; default: %(default)s)")  # fmt: skip
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -116,7 +130,7 @@ def _load_net(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
+    from pathlib import Path
 
     import numpy as np
 
@@ -131,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     if args.torch_device.type != "cpu" and args.workers > 1:
         raise ConfigError(None, "--workers", f"1 with --device {args.device} (worker "
                           "processes run on the CPU)", args.workers)  # fmt: skip
+    out = _out_dir(args)
     dm = DeviceModel.load(args.model) if args.model else DeviceModel.default()
     net, ds, origin = _load_net(args)
     x_te, y_te = ds.x_test, ds.y_test
@@ -168,7 +183,10 @@ def run(args: argparse.Namespace) -> int:
         for r in rows:
             errs = "".join(f"{r['nrmse'][n]:>9.3f}" for n in anet.layer_names)
             print(f"{r['injected']:>9} {r['accuracy']:>9.4f} {r['accuracy_std']:>7.4f}{errs}")
-        print(json.dumps({"ideal": ideal, "per_layer": rows}))
+        doc = {"ideal": ideal, "per_layer": rows, "seed": args.seed, "trials": args.trials}
+        files = [_write_json(out / "per_layer.json", doc)]
+        emit(args, {**doc, "files": [str(f) for f in files]},
+             f"results written to {files[0]}")
         return 0
     from cimlab.parallel import engine_for
 
@@ -177,26 +195,62 @@ def run(args: argparse.Namespace) -> int:
                           progress=not args.quiet, engine=engine)
     print(f"\nideal (software) accuracy {ideal:.4f}")
     print(res.table())
-    png = _plot(res.accuracies, ideal, args.png, origin)
-    print(f"histogram written to {png}")
-    print(json.dumps({"ideal": ideal, "accuracies": np.round(res.accuracies, 6).tolist(),
-                      "mean": res.mean, "std": res.std, "seed": args.seed}))  # fmt: skip
+    with figure_options(args):
+        # the title names what was simulated, not the checkpoint's training-time accuracy
+        # (another test set size than the dashed 'ideal' line, which is measured here)
+        title = (f"{Path(args.net).name} on {len(y_te)} {ds.name} test images, "
+                 f"device model {dm.name}")
+        png = _plot(res.accuracies, ideal, args.png or out / "simulate.png", title)
+    doc = {"ideal": ideal, "accuracies": np.round(res.accuracies, 6).tolist(),
+           "mean": res.mean, "std": res.std, "seed": args.seed, "trials": args.trials,
+           "network": origin, "device_model": dm.name}
+    files = [png, _write_json(out / "results.json", doc)]
+    emit(args, {**doc, "files": [str(f) for f in files]},
+         f"written: {', '.join(str(f) for f in files)}")
     return 0
+
+
+def _out_dir(args: argparse.Namespace):
+    """--out, else ``<model>-simulate/`` next to the device model, else results/simulate/."""
+    from pathlib import Path
+
+    if args.out:
+        return Path(args.out)
+    if args.model:
+        m = Path(args.model)
+        return m.with_name(m.stem + "-simulate")
+    return Path("results") / "simulate"
+
+
+def _write_json(path, doc):
+    import json
+
+    from cimlab.cli._common import jsonable
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(jsonable(doc), indent=2, allow_nan=False) + "\n")
+    return path
 
 
 def _plot(acc, ideal: float, path: str, title: str):
     from pathlib import Path
 
+    import numpy as np
+
     from cimlab.sim import figures
 
     fig, ax = figures.pyplot().subplots(figsize=(5.5, 3.6))
     ax.hist(acc, bins=min(20, max(5, len(acc))), color="tab:blue", alpha=0.8,
-            label=f"{len(acc)} programmings")  # fmt: skip
-    ax.axvline(ideal, color="k", ls="--", label=f"ideal {ideal:.3f}")
-    ax.set_xlabel("test accuracy")
-    ax.set_ylabel("programmings")
+            label=f"{len(acc)} programmings (mean {np.mean(acc):.3f} ± "
+                  f"{np.std(acc, ddof=1) if len(acc) > 1 else 0.0:.3f} std)")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.axvline(ideal, color="k", ls="--", label=f"ideal (software) {ideal:.3f}")
+    ax.set_xlabel("test accuracy (fraction correct)")
+    ax.set_ylabel("programmings (count)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    return figures.save(fig, out, dpi=110)
+    return figures.save(fig, out)

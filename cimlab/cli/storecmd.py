@@ -11,7 +11,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cimlab.cli._common import file_path, nonneg_int
+from cimlab.cli._common import (
+    add_figure_flags,
+    add_output_flags,
+    emit,
+    figure_options,
+    file_path,
+    nonneg_int,
+)
 
 _DATA_DIR = Path("data")
 
@@ -32,30 +39,34 @@ def register(sub: Any) -> None:
                       help="show one run (uid, a unique prefix of it, or 'last')")
     runs.add_argument("--snapshot", action="store_true",
                       help="with --run: also print the station snapshot")
+    add_output_flags(runs, quiet=False)
     runs.set_defaults(func=_runs)
 
     rep = sub.add_parser(
         "report",
         help="summary tables and plots of the runs in a store",
         description="For every run (or the ones named with --run), print a summary table for "
-        "its kind and write PNG plots: programming error sigma per level (single-shot vs "
-        "verify) with histograms; read sigma per level (absolute, relative); relaxation and "
+        "its kind and write plots (PNG, or --format pdf/svg): programming error sigma per "
+        "level (single-shot vs verify) with histograms; read sigma per level (absolute, "
+        "relative); relaxation and "
         "imported data: sigma and mean shift per level and time point, sigma vs log time; bake "
         "retention: shift and sigma per temperature and bake step, retention curves (several "
         "bake runs: one more table by temperature and bake time); BER per condition with "
         "Clopper-Pearson intervals and energy per bit; fault map fractions and map image; "
-        "endurance window vs cycle. Conductances are printed in uS. Stuck cells flagged by a "
+        "endurance window vs cycle. Conductances are printed in µS. Stuck cells flagged by a "
         "fault map in the store are left out of the analog statistics (a robust sigma, "
         "1.4826 x MAD, where no fault map covers a run); the raw figures stay as columns.",
     )
     rep.add_argument("file", help="store file")
     rep.add_argument("--out", metavar="DIR", type=Path, default=None,
-                     help="folder for the PNG plots (default: <store>-report/ next to the file)")
+                     help="folder for the plots (default: <store>-report/ next to the file)")
     rep.add_argument("--run", metavar="UID", action="append", default=None,
                      help="report only this run (repeatable; uid, prefix or 'last')")
     rep.add_argument("--no-plots", action="store_true", help="print the tables only")
     rep.add_argument("--max-rows", type=nonneg_int, default=40,
                      help="longest table printed (longer ones stay in the summary; default 40)")
+    add_figure_flags(rep)
+    add_output_flags(rep, quiet=False)
     rep.set_defaults(func=_report)
 
     imp = sub.add_parser(
@@ -140,6 +151,7 @@ def register(sub: Any) -> None:
                    "(default), 0 = its lower edge")
     t.add_argument("--fs", type=float, default=None, metavar="HZ",
                    help="tsdata: sample rate in samples/s (default: settings.json 'fs')")
+    add_output_flags(imp, quiet=False)
     imp.set_defaults(func=_import)
 
 
@@ -150,7 +162,8 @@ def _runs(args: argparse.Namespace) -> int:
 
     with Store.open(args.file, "r") as store:
         if store.live:
-            print("note: a process is writing to this store; showing its last flush")
+            print("note: a process is writing to this store; showing its last flush",
+                  file=sys.stderr if args.json else sys.stdout)
         if args.run:
             run = store.run(args.run)
             meta = run.metadata
@@ -161,11 +174,14 @@ def _runs(args: argparse.Namespace) -> int:
                                        else [*steps[:10], f"... {len(steps) - 20} more ...",
                                              *steps[-10:]])
             meta["columns"] = {t: run.columns(t) for t in run.tables}
-            print(json.dumps(meta, indent=2, default=str))
+            if args.json:
+                emit(args, meta)
+            else:
+                print(json.dumps(meta, indent=2, default=str))
             return 0
         df = store.runs()
         if df.empty:
-            print(f"{args.file}: no runs")
+            emit(args, {"file": str(args.file), "runs": []}, f"{args.file}: no runs")
             return 0
         show = pd.DataFrame({
             "uid": df["uid"], "kind": df["kind"], "status": df["status"], "cells": df["cells"],
@@ -177,9 +193,10 @@ def _runs(args: argparse.Namespace) -> int:
             "rows": [", ".join(f"{k} {v}" for k, v in r.items()) if isinstance(r, dict) else ""
                      for r in df["rows"]],
         })
-        print(show.to_string(index=False))
-        print("steps: steps completed; resumes: times an interrupted run was continued "
-              "(by re-running its command)")
+        emit(args, {"file": str(args.file), "live": bool(store.live),
+                    "runs": df.to_dict(orient="records")},
+             show.to_string(index=False) + "\nsteps: steps completed; resumes: times an "
+             "interrupted run was continued (by re-running its command)")
         damaged = [str(x) for x in df["status"] if str(x).startswith("damaged")]
         if damaged:  # listed above; the exit status and one line say the store is not sound
             print(f"cimlab: error: {args.file}: {len(damaged)} damaged run(s); the first: "
@@ -208,12 +225,24 @@ def _duration(seconds: float) -> str:
 def _report(args: argparse.Namespace) -> int:
     from cimlab.procedures.report import format_report, report
 
-    reports = report(args.file, args.out, uids=args.run, plots=not args.no_plots)
+    with figure_options(args):
+        reports = report(args.file, args.out, uids=args.run, plots=not args.no_plots)
     if not reports:
-        print(f"{args.file}: no runs")
+        emit(args, {"file": str(args.file), "runs": []}, f"{args.file}: no runs")
         return 0
-    print(format_report(reports, max_rows=args.max_rows))
+    emit(args, {"file": str(args.file), "runs": [_report_json(r) for r in reports]},
+         format_report(reports, max_rows=args.max_rows))
     return 0
+
+
+def _report_json(rep: Any) -> dict[str, Any]:
+    """One run's report as JSON: its tables as records in SI units, notes, figures, plots."""
+    return {"uid": rep.uid, "kind": rep.kind, "status": rep.status,
+            "sections": [{"title": s.title, "note": s.note,
+                          "conductance_columns": list(s.conductance),
+                          "rows": s.frame.to_dict(orient="records")} for s in rep.sections],
+            "notes": list(rep.notes), "figures": rep.figures,
+            "plots": [str(p) for p in rep.plots]}
 
 
 #: TidyFormat field -> the ``cimlab import`` option that sets it (error messages).
@@ -260,9 +289,17 @@ def _import(args: argparse.Namespace) -> int:
             option = _MAPPING_OPTIONS.get(exc.field, exc.field)
             raise ConfigError(args.file, option, exc.expected, exc.got) from None
         result = importer.import_tidy(args.file, out, fmt, force=args.force)
-    print(result.summary())
-    print(f"next: cimlab report {out}")
+    emit(args, {"file": str(args.file), "format": args.format, "store": str(out),
+                "run": _jsonable_result(result)},
+         f"{result.summary()}\nnext: cimlab report {out}")
     return 0
+
+
+def _jsonable_result(result: Any) -> dict[str, Any]:
+    """The fields of an import result (a dataclass) as a dict."""
+    import dataclasses
+
+    return dataclasses.asdict(result) if dataclasses.is_dataclass(result) else vars(result)
 
 
 def _conductance(text: str, option: str) -> float:

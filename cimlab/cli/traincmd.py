@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cimlab.cli._common import DATASETS, NET_NAMES, positive_int, seed_int
+from cimlab.cli._common import DATASETS, NET_NAMES, add_output_flags, emit, positive_int, seed_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="torch device to train on: cpu, cuda, cuda:N, mps or auto (CUDA when present; "
         "default: %(default)s); the checkpoint is saved for the CPU",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_flags(p)
     p.set_defaults(func=run)
 
 
@@ -129,11 +129,14 @@ def run(args: argparse.Namespace) -> int:
     )
     step = max(1, len(hist) // 10)
     shown = sorted(set(range(0, len(hist), step)) | {len(hist) - 1})
-    print(f"{'epoch':>6} {'loss':>8} {'test_acc':>9}")
+    lines = [f"{'epoch':>6} {'loss':>8} {'test_acc':>9}"]
     for _, row in hist.iloc[shown].iterrows():
-        print(f"{int(row.epoch):>6} {row.loss:>8.4f} {row.test_acc:>9.4f}")
-    print(
-        f"test accuracy {acc:.4f} after {args.epochs} epochs ({hist.time_s.sum():.1f} s); "
-        f"checkpoint written to {path}"
-    )
+        lines.append(f"{int(row.epoch):>6} {row.loss:>8.4f} {row.test_acc:>9.4f}")
+    lines.append(f"test accuracy {acc:.4f} after {args.epochs} epochs "
+                 f"({hist.time_s.sum():.1f} s); checkpoint written to {path}")
+    emit(args, {"net": args.net, "data": args.data, "in_shape": list(ds.in_shape),
+                "parameters": int(nets.count_parameters(net)), "epochs": args.epochs,
+                "seed": args.seed, "lr": cfg.lr, "batch_size": cfg.batch_size,
+                "accuracy": float(acc), "checkpoint": str(path),
+                "history": hist.to_dict(orient="records")}, "\n".join(lines))
     return 0

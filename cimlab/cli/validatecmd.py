@@ -6,9 +6,10 @@ Heavy imports (pandas, h5py, scipy) happen inside the handler; torch is never im
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
+
+from cimlab.cli._common import add_output_flags, emit
 
 
 def register(sub: Any) -> None:
@@ -36,9 +37,9 @@ def register(sub: Any) -> None:
     p.add_argument("--effect", action="append", default=None,
                    choices=("relaxation", "bake_retention", "read_noise"),
                    help="validate only this effect (repeatable; default all)")
-    p.add_argument("--json", action="store_true", help="print one JSON object (SI units)")
     p.add_argument("--max-rows", type=int, default=60,
                    help="longest table printed: the worst cells (default 60)")
+    add_output_flags(p, quiet=False)
     p.set_defaults(func=_validate)
 
 
@@ -55,9 +56,7 @@ def _validate(args: argparse.Namespace) -> int:
                           args.tolerance)
     result = validate_store(args.model, args.store, tolerance=args.tolerance,
                             mean_tolerance=args.mean_tolerance, effects=args.effect)
-    if args.json:
-        print(json.dumps(result.to_json_dict(), allow_nan=False))
-        return 0
-    print(f"model {args.model} against {args.store}")
-    print(result.format_table(max_rows=args.max_rows))
+    emit(args, result.to_json_dict(), None if args.json else
+         f"model {args.model} against {args.store}\n"
+         f"{result.format_table(max_rows=args.max_rows)}")
     return 0

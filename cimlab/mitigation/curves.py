@@ -30,12 +30,13 @@ def summarize_seeds(curves: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
 
 def save_accuracy_plot(fig: Any, ax: Any, path: Path, title: str, grid: str = "major") -> Path:
     """Finish an accuracy-curve plot (y axis "test accuracy", ``title``, ``grid`` lines
-    "major" or "both", legend) and write it at 120 dpi (:func:`cimlab.sim.figures.save`)."""
+    "major" or "both", legend) and write it (:func:`cimlab.sim.figures.save`: PNG at its
+    default dpi, or the command's --format/--dpi); returns the path written."""
     ax.set_ylabel("test accuracy")
     ax.set_title(title)
     ax.grid(alpha=0.3, which=grid)
     ax.legend(fontsize=8)
-    return figures.save(fig, path, dpi=120)
+    return figures.save(fig, path)
 
 
 __all__ = ["save_accuracy_plot", "summarize_seeds"]

@@ -58,11 +58,12 @@ class CampaignResult:
         if any(r.steps_skipped for r in self.results):
             lines.append("steps N+Mr: N steps measured now, M steps completed by an earlier, "
                          "interrupted run of the experiment (resumed, not measured again)")
-        per_op = self.host_time_s / max(self.cell_operations, 1)
+        per_op = (f" ({self.host_time_s / self.cell_operations * 1e6:.2f} µs host time per "
+                  "cell operation)" if self.cell_operations else
+                  " (nothing left to measure: every step was done before)")
         lines.append(f"total: host {self.host_time_s:.2f} s, instrument "
                      f"{self.instrument_time_s:.1f} s, {self.round_trips} round trips, "
-                     f"{self.cell_operations} cell operations"
-                     f" ({per_op * 1e6:.2f} us host time per cell operation)")
+                     f"{self.cell_operations} cell operations{per_op}")
         return "\n".join(lines)
 
 

@@ -31,7 +31,7 @@ def test_staircase_beyond_the_set_limit_is_refused_before_any_pulse(tmp_path, be
     # the staircase climbs 0.8 V -> 2.0 V (v_set_max); the station allows 1.5 V on the BL
     station.write_text(station.read_text().replace("set_bl_max_v = 3.0", "set_bl_max_v = 1.5"))
     rc = main(["program-verify", "--station", str(station), "--scheme", scheme,
-               "--no-progress"])
+               "--quiet"])
     err = capsys.readouterr().err
     assert rc == 1
     assert "set_bl_max_v" in err and "program-verify --scheme" in err, err
@@ -42,6 +42,6 @@ def test_staircase_beyond_the_set_limit_is_refused_before_any_pulse(tmp_path, be
 def test_schedule_within_the_limits_runs(tmp_path, bench, capsys):
     station = station_file(tmp_path, addresses=bench.addresses)
     rc = main(["program-verify", "--station", str(station), "--scheme", "ispp",
-               "--max-pulses", "2", "--no-progress"])
+               "--max-pulses", "2", "--quiet"])
     assert rc == 0, capsys.readouterr().err
     assert _pulses(bench) > 0

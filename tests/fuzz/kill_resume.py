@@ -151,7 +151,7 @@ def characterize(plan: Path, station: Path, out: Path) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     return subprocess.Popen(
         [sys.executable, "-m", "cimlab.cli.main", "characterize", str(plan), "--station",
-         str(station), "--out", str(out), "--no-progress"],
+         str(station), "--out", str(out), "--quiet"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 

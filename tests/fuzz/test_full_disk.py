@@ -59,7 +59,7 @@ def _fill_disk_after(monkeypatch, n_calls: int, free: int = 100_000) -> None:
 
 def _characterize(plan: Path, out: Path, capsys) -> tuple[int, str]:
     code = main(["characterize", str(plan), "--station", STATION, "--out", str(out),
-                 "--no-progress"])
+                 "--quiet"])
     return code, capsys.readouterr().err
 
 
@@ -80,7 +80,7 @@ def plans(tmp_path_factory):
         out[name] = p
         out[f"{name}-clean"] = d / f"{name}-clean.h5"
         assert main(["characterize", str(p), "--station", STATION, "--out",
-                     str(out[f"{name}-clean"]), "--no-progress"]) == 0
+                     str(out[f"{name}-clean"]), "--quiet"]) == 0
     return out
 
 

@@ -25,7 +25,7 @@ def _plan(name_line: str = 'name = "quick"', cells: str = "{ tiles = [0] }") -> 
 def _cli(tmp_path, capsys, text: str | bytes, *extra: str) -> tuple[int, str]:
     path = tmp_path / "plan.toml"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
-    code = main(["characterize", str(path), "--no-progress", *extra])
+    code = main(["characterize", str(path), "--quiet", *extra])
     return code, capsys.readouterr().err
 
 

@@ -38,7 +38,7 @@ def tiny(tmp_path_factory) -> tuple[Path, Path]:
     plan.write_text(TINY)
     store = d / "tiny.h5"
     assert main(["characterize", str(plan), "--station", STATION, "--out", str(store),
-                 "--no-progress"]) == 0
+                 "--quiet"]) == 0
     return plan, store
 
 
@@ -233,7 +233,7 @@ def test_characterize_into_a_damaged_store_is_one_line(tiny, tmp_path, capsys, t
     before = p.read_bytes()
     tally.tried("store (characterize)")
     code = main(["characterize", str(plan), "--station", STATION, "--out", str(p),
-                 "--no-progress"])
+                 "--quiet"])
     err = capsys.readouterr().err
     assert code == 1 and one_clear_line(err), err
     assert p.read_bytes() == before  # nothing written into a store it cannot trust
@@ -292,7 +292,8 @@ def test_fit_of_a_tiny_valid_store_says_what_to_measure(tiny, tmp_path, capsys, 
     line (cimlab.errors.InsufficientDataError) saying what is missing and what to measure."""
     _plan, store = tiny
     tally.tried("tiny store (fit)")
-    code, err, exc = _report_or_fit(["fit", str(store), "--out", str(tmp_path / "m.json")],
+    code, err, exc = _report_or_fit(["fit", str(store), "--quiet", "--out",
+                                     str(tmp_path / "m.json")],
                                     capsys)
     assert exc is None, exc
     assert code == 0 or (one_clear_line(err) and "measure" in err), err

@@ -19,7 +19,7 @@ def _files(res):
 
 
 def test_cli_reproduce_004_quick(tmp_path, capsys):
-    assert main(["reproduce", "004", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert main(["reproduce", "004", "--quick", "--out", str(tmp_path), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "-- remeco --" in out and "elapsed" in out
     table = pd.read_csv(tmp_path / "paper004_table.csv")

@@ -121,7 +121,7 @@ def test_cell_sets_and_levels():
 def _run_cli(tmp_path, plan_text, station, out):
     plan = _write(tmp_path, plan_text, "cli-plan.toml")
     return main(["characterize", str(plan), "--station", str(station), "--out", str(out),
-                 "--no-progress"])
+                 "--quiet"])
 
 
 @pytest.mark.parametrize(

@@ -103,11 +103,12 @@ def test_cli_program_verify_prints_the_report(tmp_path, capsys):
 
     st = station_file(tmp_path, seed=4)
     assert main(["program-verify", "--station", str(st), "--tile", "2", "--levels", "8",
-                 "--scheme", "adaptive", "--scheme", "single-shot", "--no-progress",
-                 "--json"]) == 0
+                 "--scheme", "adaptive", "--scheme", "single-shot", "--quiet",
+                 "--out", str(tmp_path / "pv")]) == 0
     out = capsys.readouterr().out
     assert "pulses/cell mean" in out and "single_shot" in out
-    figures = {d["scheme"]: d for d in json.loads(out.strip().splitlines()[-1])}
+    saved = json.loads((tmp_path / "pv" / "tile2-seed0.json").read_text())  # results kept
+    figures = {d["scheme"]: d for d in saved["results"]}
     assert figures["adaptive"]["cells"] == TILE
     assert figures["adaptive"]["success_rate_responsive"] > 0.995
     assert figures["single_shot"]["success_rate"] < figures["adaptive"]["success_rate"]

@@ -96,20 +96,20 @@ def test_cli_program_evaluate_bn_calibrate(station_file, tmp_path, capsys):
                            0.0)
     store = tmp_path / "net.h5"
     assert main(["program-net", str(ckpt), "--station", str(station_file), "--out", str(store),
-                 "--no-progress"]) == 0
+                 "--quiet"]) == 0
     # without its emulated-chip state the network is not on the chip: refused, not a blank
     # chip measured at chance
     state = state_path_for(store)
     kept = state.rename(tmp_path / "kept.npz")
     capsys.readouterr()
-    assert main(["evaluate", str(store), "--samples", "60", "--no-progress"]) == 1
+    assert main(["evaluate", str(store), "--samples", "60", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "emulated chip's state" in err and state.name in err and "program-net" in err
     assert str(ckpt) in err and not state.exists()
     kept.rename(state)
-    assert main(["evaluate", str(store), "--samples", "60", "--no-progress"]) == 0
-    assert main(["bn-calibrate", str(store), "--samples", "64", "--no-progress"]) == 0
-    assert main(["evaluate", str(store), "--samples", "60", "--no-progress"]) == 0
+    assert main(["evaluate", str(store), "--samples", "60", "--quiet"]) == 0
+    assert main(["bn-calibrate", str(store), "--samples", "64", "--quiet"]) == 0
+    assert main(["evaluate", str(store), "--samples", "60", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert out.count("chip-in-the-loop accuracy") == 2
     with Store.open(store, "r") as s:
@@ -129,7 +129,7 @@ def test_program_net_too_large_network_names_the_file_and_writes_nothing(station
     before = sorted(p.name for p in tmp_path.iterdir())
     store = tmp_path / "chip.h5"
     assert main(["program-net", str(ckpt), "--station", str(station_file), "--out",
-                 str(store), "--no-progress"]) == 1
+                 str(store), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert str(ckpt) in err and "<input>" not in err
     assert "32 available" in err and "--width 0.0625" in err
@@ -163,8 +163,8 @@ def test_bn_calibration_with_progress_equals_calibrate_bn():
 
 def test_help_shows_defaults(capsys):
     for command, flags in (("program-net", ("--first-tile", "--seed")),
-                           ("evaluate", ("--bn", "--batch-size", "--no-progress")),
-                           ("bn-calibrate", ("--samples", "--no-progress"))):
+                           ("evaluate", ("--bn", "--batch-size", "--quiet")),
+                           ("bn-calibrate", ("--samples", "--quiet"))):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         text = " ".join(capsys.readouterr().out.split())

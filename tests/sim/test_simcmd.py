@@ -26,17 +26,17 @@ def test_simulate_prints_distribution_and_writes_png(tmp_path, capsys):
     ckpt = _checkpoint(tmp_path)
     png = tmp_path / "acc.png"
     rc = main(["simulate", "--net", str(ckpt), "--trials", "3", "--test-samples", "120",
-               "--adc-bits", "6", "--png", str(png), "--quiet"])  # fmt: skip
+               "--adc-bits", "6", "--png", str(png), "--out", str(tmp_path), "--quiet"])
     assert rc == 0
     out = capsys.readouterr().out
     assert "mean" in out and "median" in out
-    result = json.loads(out.strip().splitlines()[-1])
+    result = json.loads((tmp_path / "results.json").read_text())
     assert len(result["accuracies"]) == 3
     assert png.read_bytes()[:4] == b"\x89PNG"
     rc = main(["simulate", "--net", str(ckpt), "--trials", "1", "--test-samples", "60",
-               "--per-layer", "--quiet"])  # fmt: skip
+               "--per-layer", "--out", str(tmp_path), "--quiet", "--json"])  # fmt: skip
     assert rc == 0
-    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["per_layer"]
+    rows = json.loads(capsys.readouterr().out)["per_layer"]
     assert [r["injected"] for r in rows] == ["0", "3", "6", "10"]
 
 

@@ -31,9 +31,33 @@ def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (6.4, 4.
     return fig, axes
 
 
-def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=110)
+#: Resolution of raster figures when nothing else is asked [dots per inch].
+DEFAULT_DPI = 200
+#: File formats :func:`save_figure` writes (matplotlib backends, no display).
+FIGURE_FORMATS = ("png", "pdf", "svg")
+
+
+def save_figure(fig: Any, path: str | Path, dpi: float = DEFAULT_DPI) -> Path:
+    """Write ``fig`` to ``path`` and return the path written: cimlab's one figure writer.
+
+    The format and resolution follow matplotlib's ``savefig.format`` and ``savefig.dpi``
+    settings when set (``cimlab ... --format pdf --dpi 300`` sets them for the command,
+    :func:`cimlab.cli._common.figure_options`): the suffix of ``path`` becomes the format's
+    (``x.png`` -> ``x.pdf``), and a numeric ``savefig.dpi`` replaces ``dpi``. PDF and SVG are
+    vector files (``dpi`` only matters for images inside them)."""
+    from matplotlib import rcParams
+
+    path = Path(path)
+    fmt = str(rcParams["savefig.format"]).lower()
+    if fmt in FIGURE_FORMATS and path.suffix.lower() != "." + fmt:
+        path = path.with_suffix("." + fmt)
+    chosen = rcParams["savefig.dpi"]
+    fig.savefig(path, dpi=chosen if isinstance(chosen, (int, float)) else dpi)
     return path
+
+
+def _save(fig, path: Path) -> Path:
+    return save_figure(fig, path)
 
 
 #: What a plotted sigma is, per :class:`CellFilter` basis.
@@ -66,9 +90,10 @@ def plot_programming_error(df, secs, out: Path, stem: str, flt: CellFilter | Non
         for mode, g in sub.groupby("mode"):
             ax.hist(g["error_s"] * _US, bins=bins, histtype="step", label=str(mode))
         beyond = int((np.abs(sub["error_s"] * _US) > lim).sum())
-        ax.set_title(f"level {lv}" + (f" ({beyond} beyond +-{lim:.2g} uS)" if beyond else ""),
+        ax.set_title(f"level {lv}" + (f" ({beyond} beyond ±{lim:.2g} µS)" if beyond else ""),
                      fontsize=9)
-        ax.set_xlabel("g - target [uS]", fontsize=8)
+        ax.set_xlabel("g − target [µS]", fontsize=8)
+        ax.set_ylabel("cells (count)", fontsize=8)
     for ax in list(axes.flat)[show.size:]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7)
@@ -83,9 +108,9 @@ def plot_programming_error(df, secs, out: Path, stem: str, flt: CellFilter | Non
                     yerr=[(g["sigma_s"] - g["sigma_lo_s"]) * _US,
                           (g["sigma_hi_s"] - g["sigma_s"]) * _US], marker="o", ms=3,
                     label=str(mode), capsize=2)
-    ax.set_xlabel("target conductance [uS]")
-    ax.set_ylabel("sigma of g - target [uS]")
-    ax.set_title(f"programming error per level (sigma: {_BASIS_LABEL[basis]})", fontsize=9)
+    ax.set_xlabel("target conductance [µS]")
+    ax.set_ylabel("σ of g − target [µS]")
+    ax.set_title(f"programming error per level (σ: {_BASIS_LABEL[basis]})", fontsize=9)
     ax.set_ylim(bottom=0)
     ax.legend(title=f"{CONFIDENCE:.0%} interval", fontsize=8, title_fontsize=8)
     paths.append(_save(fig, out / f"{stem}_sigma_vs_level.png"))
@@ -108,11 +133,11 @@ def plot_read_fluctuation(secs, out: Path, stem: str, basis: str = "plain") -> l
     what = {"fault_map": "stuck cells excluded", "robust": "robust: median cell",
             "plain": "all cells"}[basis]
     fig.suptitle(f"read-to-read sigma per level ({what})", fontsize=10)
-    axes[0, 0].set_ylabel("read sigma [uS]")
-    axes[0, 1].set_ylabel("read sigma / conductance [%]")
+    axes[0, 0].set_ylabel("read σ [µS]")
+    axes[0, 1].set_ylabel("read σ / conductance [%]")
     centre = "median" if basis == "robust" else "mean"
     for ax in axes.flat:
-        ax.set_xlabel(f"{centre} conductance of the level [uS]")
+        ax.set_xlabel(f"{centre} conductance of the level [µS]")
         ax.set_xlim(left=0)
         ax.set_ylim(bottom=0)
         ax.legend()
@@ -177,7 +202,7 @@ def plot_relaxation(stats: pd.DataFrame, out: Path, stem: str) -> list[Path]:
     t = np.where(mid.index > 0, mid.index, x0)
     ax.plot(t, mid.to_numpy() * _US, "k-o", lw=2, label="mid-range levels (mean)")
     ax.set_xlabel("time since programming [s]")
-    ax.set_ylabel("sigma of g within a level [uS]")
+    ax.set_ylabel("σ of g within a level [µS]")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
     fig.colorbar(sm, ax=ax, label="level")
@@ -188,8 +213,8 @@ def plot_relaxation(stats: pd.DataFrame, out: Path, stem: str) -> list[Path]:
         ax.plot(g["target_s"] * _US, g["mean_shift_s"] * _US, "o-", ms=2,
                 color=tmap(0.85 * i / max(times.size - 1, 1)), label=time_label(t))
     ax.axhline(0, color="grey", lw=0.5)
-    ax.set_xlabel("target conductance [uS]")
-    ax.set_ylabel("mean shift g - g0 [uS]")
+    ax.set_xlabel("target conductance [µS]")
+    ax.set_ylabel("mean shift g − g₀ [µS]")
     ax.legend(fontsize=7, title="time", title_fontsize=7)
     return [_save(fig, out / f"{stem}_sigma_vs_time.png")]
 
@@ -212,9 +237,16 @@ def plot_bake(stats: pd.DataFrame, out: Path, stem: str, basis: str = "plain") -
             ax.plot(x[t > 0], y[t > 0], "o-", ms=3, color=c, lw=1)
             ax.plot(x[t == 0], y[t == 0], "o", ms=4, mfc="none", color=c)
             ax.fill_between(x, y - e, y + e, color=c, alpha=0.12, lw=0)
+        from matplotlib.lines import Line2D
+        from matplotlib.patches import Patch
+
+        ax.legend(handles=[Line2D([], [], color="0.3", marker="o", ms=3, label="mean g"),
+                           Line2D([], [], color="0.3", marker="o", ms=4, mfc="none", ls="none",
+                                  label="before the bake"),
+                           Patch(color="0.3", alpha=0.25, label="± σ band")], fontsize=7)
         ax.set_xlabel("cumulative bake time [s] (open: before the bake)")
-        ax.set_ylabel("mean g +- sigma [uS]")
-        ax.set_title(f"{tk - KELVIN_OFFSET:.0f} C (sigma: {_BASIS_LABEL[basis]})", fontsize=10)
+        ax.set_ylabel("mean g ± σ [µS]")
+        ax.set_title(f"{tk - KELVIN_OFFSET:.0f} °C (σ: {_BASIS_LABEL[basis]})", fontsize=10)
     fig.colorbar(sm, ax=axes[0, -1], label="level")
     return [_save(fig, out / f"{stem}_retention.png")]
 
@@ -240,13 +272,13 @@ def plot_bake_temperatures(by_step: pd.DataFrame, out: Path, stem: str) -> list[
         t = g["bake_time_s"].to_numpy()
         x = np.where(t > 0, t, x0)
         c = tmap(0.85 * (tc - float(temps.min())) / span)
-        label = None if tc in labelled else f"{tc:g} C"
+        label = None if tc in labelled else f"{tc:g} °C"
         labelled.add(tc)
         axes[0, 0].plot(x, g["mean_shift_s"] * _US, "o-", ms=3, color=c, label=label)
         axes[0, 1].plot(x, g["sigma_s"] * _US, "o-", ms=3, color=c, label=label)
     axes[0, 0].axhline(0, color="grey", lw=0.5)
-    axes[0, 0].set_ylabel("mean shift g - g0 [uS] (levels averaged)")
-    axes[0, 1].set_ylabel("sigma of g [uS] (levels RMS)")
+    axes[0, 0].set_ylabel("mean shift g − g₀ [µS] (levels averaged)")
+    axes[0, 1].set_ylabel("σ of g [µS] (levels RMS)")
     axes[0, 1].set_ylim(bottom=0)
     for ax in axes.flat:
         ax.set_xlabel("cumulative bake time [s]")
@@ -284,7 +316,9 @@ def plot_ber(s: pd.DataFrame, out: Path, stem: str) -> list[Path]:
         ticks = [f"{c}\n{energy[c] * 1e12:.3g} pJ/bit" for c in conds]
     ax.set_xticks(range(len(conds)), ticks, fontsize=8)
     ax.set_yscale("log")
-    ax.set_ylabel(f"bit error rate ({CONFIDENCE:.0%} CI)")
+    ax.set_xlabel("programming condition (energy per bit)" if "energy_per_bit_j" in s.columns
+                  else "programming condition")
+    ax.set_ylabel(f"bit error rate (dimensionless, {CONFIDENCE:.0%} CI)")
     ax.legend(fontsize=7)
     return [_save(fig, out / f"{stem}_ber.png")]
 
@@ -338,8 +372,8 @@ def plot_faults(df: pd.DataFrame, geometry: tuple[int, int], out: Path, stem: st
         ax.imshow(img, cmap=cmap, vmin=0, vmax=4, interpolation="nearest", aspect="auto")
         on, off = int((code[sel] == 2).sum()), int((code[sel] == 3).sum())
         ax.set_title(f"tile {t}: {on} stuck-on, {off} stuck-off", fontsize=9)
-        ax.set_xlabel("column")
-        ax.set_ylabel("row")
+        ax.set_xlabel("column (index)")
+        ax.set_ylabel("row (index)")
     handles = [Patch(facecolor=_FAULT_COLOURS[k], edgecolor="0.4", label=_FAULT_NAMES[k])
                for k in sorted(present)]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3),
@@ -353,11 +387,12 @@ def plot_endurance(s: pd.DataFrame, out: Path, stem: str) -> list[Path]:
     for cond, g in s.groupby("condition", sort=False):
         g = g.sort_values("cycle")
         x = g["cycle"].clip(lower=1)
-        ax.plot(x, g["median_window_s"] * _US, "-", label=str(cond))
-        ax.fill_between(x, g["p10_window_s"] * _US, g["median_window_s"] * _US, alpha=0.2)
+        (line,) = ax.plot(x, g["median_window_s"] * _US, "-", label=f"{cond}: median")
+        ax.fill_between(x, g["p10_window_s"] * _US, g["median_window_s"] * _US, alpha=0.2,
+                        color=line.get_color(), label=f"{cond}: 10th percentile to median")
     ax.set_xscale("log")
-    ax.set_xlabel("cycle")
-    ax.set_ylabel("window g_LRS - g_HRS [uS] (median, 10th pct)")
+    ax.set_xlabel("cycle (count)")
+    ax.set_ylabel("window g_LRS − g_HRS [µS]")
     ax.legend(fontsize=8)
     return [_save(fig, out / f"{stem}_window.png")]
 
