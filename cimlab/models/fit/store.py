@@ -41,11 +41,11 @@ from cimlab.models.fit.model_choice import choose_relaxation_form
 from cimlab.models.fit.programming import fit_programming
 from cimlab.models.fit.read_noise import fit_read_noise
 from cimlab.models.fit.read_noise_spectrum import fit_read_noise_spectrum
-from cimlab.models.read_noise_spectrum import ReadNoiseSpectrum
 from cimlab.models.fit.relaxation import RelaxationFit, fit_relaxation
 from cimlab.models.fit.retention import RetentionFit, fit_retention
 from cimlab.models.fit.stuck import fit_stuck
 from cimlab.models.params import FitInfo
+from cimlab.models.read_noise_spectrum import ReadNoiseSpectrum
 from cimlab.models.uncertainty import drop_degenerate_intervals
 from cimlab.units import KELVIN_OFFSET
 
