@@ -15,8 +15,8 @@ experiment (``SATURATION_PULSES`` SET pulses at ``v_set_max`` with the word line
 
 Stuck cells (a few %) fall outside these quantiles and do not move the window. The
 measurement is stored as its own run (kind ``window``, table ``window``: cell, phase, g_s;
-meta ``g_lo_s``, ``g_hi_s``) and reused by a resumed plan, so a killed and resumed run
-resolves the same absolute targets as an uninterrupted one. The cells are re-programmed by
+meta ``g_lo_s``, ``g_hi_s``; steps ``set``, ``reset``) and reused by a rerun; a run killed
+inside it resumes at its first unfinished phase. The cells are re-programmed by
 the experiment's own verify afterwards (one extra SET/RESET cycle of wear).
 """
 
@@ -81,17 +81,27 @@ def measure_window(station: Bench, store: RunStore, cells: np.ndarray,
         if run.kind == RUN_KIND and run.status == "completed" and run.plan == section:
             meta = run.meta
             return Window(float(meta["g_lo_s"]), float(meta["g_hi_s"]), cells.size, run.uid)
-    run = store.begin_run(RUN_KIND, section, snapshot=station.snapshot(), resume=False)
+    # resumable by phase: a run killed after its SET phase keeps those reads and redoes
+    # only the RESET phase (an interrupted phase is redone from its first pulse, as every
+    # procedure's step; docs/procedures.md)
+    run = store.begin_run(RUN_KIND, section, snapshot=station.snapshot(), resume=True)
+    done = run.completed_steps
     arr = station.array
     g_phase = {}
     for phase, polarity, v, vg in (("set", "set", cfg.v_set_max, v_gate_set),
                                    ("reset", "reset", cfg.v_reset_max, cfg.v_gate_reset)):
+        if phase in done:
+            t = run.table("window", committed_only=True)
+            t = t[t["phase"].astype(str) == phase].set_index("cell")
+            g_phase[phase] = t["g_s"].reindex(cells).to_numpy(dtype=float)
+            continue
         for _ in range(SATURATION_PULSES):
             arr.pulse(cells, polarity, v, vg, cfg.width_s)
         reads = np.asarray(arr.read(np.repeat(cells, READS)), dtype=float)
         g = reads.reshape(cells.size, READS).mean(axis=1)
         g_phase[phase] = g
         run.append("window", {"cell": cells, "phase": np.full(cells.size, phase), "g_s": g})
+        run.complete_step(phase)
     g_lo, g_hi = window_from_reads(g_phase["set"], g_phase["reset"])
     run.set_meta("g_lo_s", g_lo)
     run.set_meta("g_hi_s", g_hi)

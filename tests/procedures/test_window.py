@@ -79,3 +79,31 @@ def test_relative_level_errors():
     doc["experiment"][0]["levels"]["lo"] = 1.5
     with pytest.raises(ConfigError, match=r"experiment\[0\]\.levels\.lo"):
         plan_from_mapping(doc, source="win")
+
+
+def test_window_run_killed_after_set_phase_resumes_at_reset(tmp_path):
+    """A window run whose SET phase was committed (then killed) keeps those reads and only
+    redoes the RESET phase: the resolved window uses the stored SET reads."""
+    from cimlab.procedures.verify_config import ProgramVerifyConfig
+    from cimlab.procedures.window import measure_window
+
+    cells = np.arange(64, dtype=np.int64)
+    cfg = ProgramVerifyConfig()
+    with Station.open(_station_file(tmp_path, PROFILE, seed=7)) as st, \
+            Store.open(tmp_path / "s.h5", mode="a") as store:
+        first = measure_window(st, store, cells, cfg, "win", icc_a=ICC_TOP)
+        run = store.run(first.run_uid)
+        g_set = run.table("window").query("phase == 'set'")["g_s"].to_numpy()
+        # another plan's window run, left as a kill after its SET phase would leave it
+        sec_run = store.begin_run("window", dict(run.plan, plan="other"),
+                                  snapshot=st.snapshot(), resume=False)
+        sec_run.append("window", {"cell": cells, "phase": np.full(cells.size, "set"),
+                                  "g_s": g_set})
+        sec_run.complete_step("set")
+        sec_run.append("window", {"cell": cells[:5], "phase": np.full(5, "reset"),
+                                  "g_s": np.zeros(5)})  # torn phase: not committed
+        second = measure_window(st, store, cells, cfg, "other", icc_a=ICC_TOP)
+        assert second.run_uid == sec_run.uid
+        assert second.g_hi_s == pytest.approx(first.g_hi_s, rel=1e-12)
+        t = store.run(second.run_uid).table("window")
+        assert (t["phase"] == "reset").sum() == cells.size  # the torn rows are gone
