@@ -307,7 +307,7 @@ def fit_tables(
             changes["read_noise_spectrum"] = spectrum
             rep.fitted.append("read_noise_spectrum")
     else:
-        rep.skipped["read_noise_spectrum"] = "no read_noise_series run (white model kept)"
+        rep.skipped["read_noise_spectrum"] = "no read_noise_series run; white model kept"
 
     # programming error
     # the programming_error campaign measures the programming error on purpose (reads at a
