@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
+
+from cimlab.cli._common import add_output_flags, emit, jsonable
 
 
 def register(sub: Any) -> None:
@@ -21,8 +24,9 @@ def register(sub: Any) -> None:
         "run.meta['chip'] (cimlab characterize --chip-id / --chips). See docs/scale-out.md.",
     )
     p.add_argument("stores", nargs="+", help="stores (HDF5), one per chip, at least 2")
-    p.add_argument("--json", metavar="FILE", type=Path, default=None,
-                   help="also write the variation as JSON")
+    p.add_argument("--out", metavar="FILE", type=Path, default=None,
+                   help="also write the variation as a JSON file")
+    add_output_flags(p)
     p.set_defaults(func=_fit_chips)
 
 
@@ -31,10 +35,13 @@ def _fit_chips(args: argparse.Namespace) -> int:
 
     from cimlab.models.chip_variation import fit_chip_variation
 
-    cv = fit_chip_variation(args.stores, progress=print)
-    print(cv.table())
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(asdict(cv), indent=1))
-        print(f"written {args.json}")
+    cv = fit_chip_variation(args.stores, progress=None if args.quiet else
+                            (lambda m: print(m, file=sys.stderr, flush=True)))
+    doc = jsonable(asdict(cv))
+    text = cv.table()
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(doc, indent=1))
+        text += f"\nwritten {args.out}"
+    emit(args, doc, text)
     return 0

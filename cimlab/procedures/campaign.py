@@ -10,10 +10,12 @@ one is resumed at its first incomplete step (``Store.begin_run(resume=True)``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,6 +88,22 @@ def _completed_before(store: RunStore, kind: str, section: dict) -> str | None:
     return None
 
 
+def _resolve_levels(exp: Any, station: Bench, store: RunStore, cells: np.ndarray,
+                    plan_name: str) -> Any:
+    """``exp`` with relative levels resolved from the chip's measured window (docs/procedures.md,
+    :mod:`cimlab.procedures.window`); unchanged when its levels are absolute."""
+    levels = getattr(exp, "levels", None)
+    if levels is None or not levels.relative:
+        return exp
+    from cimlab.procedures.verify_config import ProgramVerifyConfig
+    from cimlab.procedures.window import measure_window
+
+    cfg = getattr(exp, "verify", None) or ProgramVerifyConfig()
+    win = measure_window(station, store, np.asarray(cells)[: levels.window_cells], cfg,
+                         plan_name, icc_a=levels.window_icc_a)
+    return dataclasses.replace(exp, levels=levels.resolve(win.g_lo_s, win.g_hi_s))
+
+
 def run_plan(plan: Plan, station: Bench, store: RunStore | str | Path, *, progress: bool = True,
              only: list[str] | None = None) -> CampaignResult:
     """Run ``plan``'s experiments (or the ``only`` ones, by name) on ``station`` into ``store``.
@@ -116,6 +134,7 @@ def run_plan(plan: Plan, station: Bench, store: RunStore | str | Path, *, progre
         for i in selected:
             exp = plan.experiments[i]
             seed = plan.seed_of(i)
+            exp = _resolve_levels(exp, station, store, cells_per_exp[i], plan.header.name)
             section = plan_section(plan.header.name, exp, cells_per_exp[i])
             if _completed_before(store, exp.kind, section):
                 result.skipped.append(exp.label)

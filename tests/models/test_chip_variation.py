@@ -121,9 +121,11 @@ def test_cli_fit_chips(tmp_path, capsys):
     chips = run_plan_on_chips(plan, ROOT / "instruments" / "emulated.toml", tmp_path / "c", 2,
                               seed=1, wafer="WC")
     out = tmp_path / "var.json"
-    assert main(["fit-chips", *[c.store_path for c in chips], "--json", str(out)]) == 0
+    assert main(["fit-chips", *[c.store_path for c in chips], "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "2 chips: WC-D000, WC-D001" in text and "read_noise." in text
     data = json.loads(out.read_text())
     assert data["chips"] == ["WC-D000", "WC-D001"] and data["parameters"]
+    assert main(["fit-chips", *[c.store_path for c in chips], "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out) == data  # stdout: the one JSON object
     assert main(["fit-chips", chips[0].store_path]) != 0  # one chip: a clear error

@@ -40,10 +40,12 @@ from cimlab.models.fit.binary import fit_binary
 from cimlab.models.fit.model_choice import choose_relaxation_form
 from cimlab.models.fit.programming import fit_programming
 from cimlab.models.fit.read_noise import fit_read_noise
+from cimlab.models.fit.read_noise_spectrum import fit_read_noise_spectrum
 from cimlab.models.fit.relaxation import RelaxationFit, fit_relaxation
 from cimlab.models.fit.retention import RetentionFit, fit_retention
 from cimlab.models.fit.stuck import fit_stuck
 from cimlab.models.params import FitInfo
+from cimlab.models.read_noise_spectrum import ReadNoiseSpectrum
 from cimlab.models.uncertainty import drop_degenerate_intervals
 from cimlab.units import KELVIN_OFFSET
 
@@ -57,6 +59,7 @@ USED_TABLES: dict[str, tuple[str, ...]] = {
     "ber": ("bits", "conditions"),
     "endurance": ("cycles",),
     "fault_map": ("faults",),
+    "read_noise_series": ("samples",),
 }
 
 
@@ -241,6 +244,22 @@ def _require_time_points(reads: pd.DataFrame, g_ref: float, retention: Any,
             "cells for 16 levels) into this store, then fit again")
 
 
+def _fit_spectrum(samples: pd.DataFrame) -> ReadNoiseSpectrum | str:
+    """The white + 1/f spectrum fitted to a ``read_noise_series`` ``samples`` table (one
+    series per (run, cell), in sample order), or the reason it could not be fitted."""
+    keys = ["run", "cell"] if "run" in samples.columns else ["cell"]
+    xs, fs, levels = [], [], []
+    for _, df in samples.sort_values([*keys, "sample"], kind="stable").groupby(keys, sort=True):
+        xs.append(df["g_s"].to_numpy(dtype=float))
+        fs.append(float(df["fs_hz"].iloc[0]))
+        levels.append(float(df["g_s"].mean()))
+    try:
+        eff, _ = fit_read_noise_spectrum(xs, fs, levels)
+    except ValueError as exc:
+        return f"read_noise_series present but not fitted: {exc}"
+    return eff
+
+
 def fit_tables(
     ts: TableSet,
     name: str = "fitted",
@@ -307,6 +326,16 @@ def fit_tables(
         rep.fitted.append("read_noise")
     else:
         rep.skipped["read_noise"] = "no read_fluctuation run (literature value kept)"
+    series = ts.get("read_noise_series", "samples")
+    if series is not None and not series.empty:
+        spectrum = _fit_spectrum(series)
+        if isinstance(spectrum, str):
+            rep.skipped["read_noise_spectrum"] = spectrum
+        else:
+            changes["read_noise_spectrum"] = spectrum
+            rep.fitted.append("read_noise_spectrum")
+    else:
+        rep.skipped["read_noise_spectrum"] = "no read_noise_series run; white model kept"
 
     # programming error
     # the programming_error campaign measures the programming error on purpose (reads at a
