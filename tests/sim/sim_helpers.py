@@ -1,6 +1,6 @@
 """Shared helpers of the simulator tests: device models with known truth, a trained small CNN.
 
-Kept out of conftest.py so the test files of the datasets/networks developer are unaffected.
+Kept out of conftest.py so that the dataset and network test files are unaffected.
 """
 
 from __future__ import annotations
