@@ -41,7 +41,7 @@ def build_store(path: Path, n_reads: int, seed: int = 1) -> dict:
         g0 = dm.sample_read(g_prog, rng)
         run = st.begin_run(kind="relaxation", plan={"bench": n_reads}, seeds={"bench": seed})
         run.append("programmed", {"cell": np.arange(n_relax_cells), "level": lv,
-                                  "target_s": levels[lv], "g_s": g0,
+                                  "target_siemens": levels[lv], "g_siemens": g0,
                                   "mode": np.full(n_relax_cells, "verify"),
                                   "time_s": np.zeros(n_relax_cells)})
         x = np.zeros(n_relax_cells)
@@ -54,8 +54,8 @@ def build_store(path: Path, n_reads: int, seed: int = 1) -> dict:
             L_prev = L
             g = dm.sample_read(g_prog + np.asarray(r.drift(g_prog)) * L + x, rng)
             run.append("reads", {"cell": np.arange(n_relax_cells), "level": lv,
-                                 "target_s": levels[lv], "g0_s": g0,
-                                 "time_s": np.full(n_relax_cells, t), "g_s": g,
+                                 "target_siemens": levels[lv], "g0_siemens": g0,
+                                 "time_s": np.full(n_relax_cells, t), "g_siemens": g,
                                  "temp_k": np.full(n_relax_cells, 298.15),
                                  "time_index": np.full(n_relax_cells, i)})
         run.complete_step("all")
@@ -67,9 +67,9 @@ def build_store(path: Path, n_reads: int, seed: int = 1) -> dict:
                            seeds={"bench": seed})
         for rep in range(16):
             run.append("reads", {"cell": np.arange(n_rf_cells), "level": lv2,
-                                 "target_s": levels[lv2], "repeat": np.full(n_rf_cells, rep),
+                                 "target_siemens": levels[lv2], "repeat": np.full(n_rf_cells, rep),
                                  "time_s": np.full(n_rf_cells, 1e4 + rep),
-                                 "g_s": dm.sample_read(g2, rng)})
+                                 "g_siemens": dm.sample_read(g2, rng)})
         run.complete_step("all")
         run.finish("completed")
     return {"relax_cells": n_relax_cells, "rf_cells": n_rf_cells,
@@ -128,7 +128,7 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "fit", "reads": sizes["reads"], "fit_store_s": round(total, 3),
         "stages_s": {k: round(v, 3) for k, v in stages.items()},
-        "target_s": 10.0, "met": total < 10.0,
+        "target_siemens": 10.0, "met": total < 10.0,
         "reads_per_s": round(sizes["reads"] / total),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform(), "processor": platform.processor(),

@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
         prof = chip.profile
         window = prof.window.g_max - prof.window.g_min
         tol = 1e-6 * window / 38e-6
-        levels = LevelSet(levels=args.levels, g_min_s=prof.window.g_min,
-                          g_max_s=prof.window.g_max)
+        levels = LevelSet(levels=args.levels, g_min_siemens=prof.window.g_min,
+                          g_max_siemens=prof.window.g_max)
         _n, rows, cols = st.array.geometry
         n_rows = args.rows or rows
         cells = np.arange(args.tile * rows * cols, args.tile * rows * cols + n_rows * cols,
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
         vg_hi = st.gate_voltage_for(1.5 * prof.window.g_max * 0.5)
         for scheme in schemes:
             cfg = ProgramVerifyConfig(scheme="adaptive" if scheme.startswith("settle")
-                                      else scheme, tolerance_s=tol,
+                                      else scheme, tolerance_siemens=tol,
                                       v_gate_set=max(1.0, round(vg_top, 3)),
                                       v_gate_max=max(1.2, round(vg_hi, 3)))
             st.array.pulse(cells, "reset", cfg.v_reset_max, cfg.v_gate_reset, cfg.width_s)
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
                     width_s=pe.width_s)
                 res = program_single_shot(ops, cells, target, curve, v_set=pe.v_set,
                                           v_reset=pe.v_reset, v_gate_reset=pe.v_gate_reset,
-                                          width_s=pe.width_s, clock=st.clock, tolerance_s=tol)
+                                          width_s=pe.width_s, clock=st.clock, tolerance_siemens=tol)
                 verify_success = float(res.success[working].mean())
                 stuck_n = 0
             elif scheme in ("ispp", "adaptive"):
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> dict:
         "cells": int(cells.size),
         "responsive_cells": int(working.sum()),
         "levels": args.levels,
-        "tolerance_s": tol,
+        "tolerance_siemens": tol,
         "schemes": rows_out,
         "limit": limit,
         "best_scheme_60s": best,

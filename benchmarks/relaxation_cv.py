@@ -41,19 +41,24 @@ def load() -> pd.DataFrame:
     d = pd.read_csv(DATA, sep="\t", header=None,
                     names=["addr", "time", "r", "g", "gi", "range", "timept"])
     d = d[d["range"] <= 31]  # rows > 31: verify landed above gmax (see the data's README)
-    return pd.DataFrame({
-        "cell": d["addr"].to_numpy(), "level": d["range"].to_numpy(),
-        "target_s": (d["range"].to_numpy() + 0.5) / 32 * GMAX, "g0_s": d["gi"].to_numpy(),
-        "time_s": d["timept"].to_numpy(dtype=float), "g_s": d["g"].to_numpy(),
-        "temp_k": 300.0,
-    })
+    return pd.DataFrame(
+        {
+            "cell": d["addr"].to_numpy(),
+            "level": d["range"].to_numpy(),
+            "target_siemens": (d["range"].to_numpy() + 0.5) / 32 * GMAX,
+            "g0_siemens": d["gi"].to_numpy(),
+            "time_s": d["timept"].to_numpy(dtype=float),
+            "g_siemens": d["g"].to_numpy(),
+            "temp_k": 300.0,
+        }
+    )
 
 
 def score(dm, reads: pd.DataFrame, tol: float = 0.15) -> tuple[int, int, float]:
     """(cells within tol, cells, median |relative error|) of predicted vs measured sigma."""
     grp = reads[reads["time_s"] > 0].groupby(["level", "time_s"])
-    meas = grp["g_s"].std()
-    target = reads.groupby("level")["target_s"].first()
+    meas = grp["g_siemens"].std()
+    target = reads.groupby("level")["target_siemens"].first()
     lv = meas.index.get_level_values(0).to_numpy()
     t = meas.index.get_level_values(1).to_numpy()
     _, pred = dm.predicted_moments(target.reindex(lv).to_numpy(), t, include_read=False)
@@ -82,14 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     f = fold_of.reindex(reads["cell"].to_numpy()).to_numpy()
     rows = []
     z = np.full(len(reads), np.nan)
-    target = reads.groupby("level")["target_s"].first()
+    target = reads.groupby("level")["target_siemens"].first()
     for k in range(a.folds):
         dm = fit(reads[f != k])
         held = reads[f == k]
         ok, n, med = score(dm, held)
         mu, sd = dm.predicted_moments(target.reindex(held["level"]).to_numpy(),
                                       held["time_s"].to_numpy(), include_read=False)
-        z[f == k] = (held["g_s"].to_numpy() - mu) / sd
+        z[f == k] = (held["g_siemens"].to_numpy() - mu) / sd
         rows.append({"fold": k, "within": ok, "cells": n, "median_rel_err": med,
                      "form": f"{dm.relaxation.form}/{dm.relaxation.mean_form}"})
     tab = pd.DataFrame(rows)

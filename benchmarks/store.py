@@ -40,7 +40,7 @@ def _columns(rng: np.random.Generator, n: int, k: int) -> dict[str, np.ndarray]:
         "cell": np.arange(n, dtype=np.uint32),
         "bit": rng.integers(0, 2, n),
         "read_bit": rng.integers(0, 2, n),
-        "g_s": rng.normal(20e-6, 1e-6, n),
+        "g_siemens": rng.normal(20e-6, 1e-6, n),
     }
 
 

@@ -36,7 +36,7 @@ LEVELS = 32
 
 
 def load(path: Path) -> pd.DataFrame:
-    """Bake reads table (cell, level, step, temp_k, bake_time_s, g_s, temp_index)."""
+    """Bake reads table (cell, level, step, temp_k, bake_time_s, g_siemens, temp_index)."""
     d = pd.read_csv(path, sep="\t", header=None, names=["cell", "t", "r", "g", "temp"])
     temps = sorted(d["temp"].unique())
     d["temp_index"] = d["temp"].map({t: i for i, t in enumerate(temps)})
@@ -47,7 +47,7 @@ def load(path: Path) -> pd.DataFrame:
     d["level"] = np.round(g0.reindex(key).to_numpy() / (GMAX / LEVELS)).astype(int)
     return pd.DataFrame({"cell": d["cell"], "level": d["level"], "step": d["step"],
                          "temp_k": d["temp"] + 273.15,
-                         "bake_time_s": np.where(d["step"] > 0, d["t"], 0.0), "g_s": d["g"],
+                         "bake_time_s": np.where(d["step"] > 0, d["t"], 0.0), "g_siemens": d["g"],
                          "temp_index": d["temp_index"]})
 
 

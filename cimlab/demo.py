@@ -201,25 +201,42 @@ def characterization_plan(config: DemoConfig, geometry: tuple[int, int, int]) ->
     n_tiles, rows, cols = geometry
     per_tile = rows * cols
     t = n_tiles - 1
-    verify = {"scheme": "adaptive", "tolerance_s": 1e-6}
+    verify = {"scheme": "adaptive", "tolerance_siemens": 1e-6}
     return {
-        "plan": {"name": "demo", "description": "cimlab demo characterization",
-                 "seed": 1000 + config.seed},
+        "plan": {
+            "name": "demo",
+            "description": "cimlab demo characterization",
+            "seed": 1000 + config.seed,
+        },
         "experiment": [
             {"kind": "fault_map", "cells": {"start": t * per_tile, "count": 8192}},
-            {"kind": "programming_error", "modes": ["verify"],
-             "cells": {"start": (t - 1) * per_tile, "count": 4096},
-             "levels": {"levels": 16, "g_min_s": 2e-6, "g_max_s": 40e-6}, "verify": verify},
-            {"kind": "read_fluctuation", "cells": {"start": (t - 2) * per_tile,
-                                                   "count": 1024},
-             "repeats": 50, "settle_s": 3600.0, "verify": verify},
-            {"kind": "relaxation", "cells": {"start": (t - 3) * per_tile,
-                                             "count": 4096},
-             "times_s": [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0], "verify": verify},
-            {"kind": "bake_retention", "cells": {"start": (t - 4) * per_tile,
-                                                 "count": 2048},
-             "temps_c": [125.0, 150.0],
-             "schedule_s": [60.0, 600.0, 3600.0], "verify": verify},
+            {
+                "kind": "programming_error",
+                "modes": ["verify"],
+                "cells": {"start": (t - 1) * per_tile, "count": 4096},
+                "levels": {"levels": 16, "g_min_siemens": 2e-6, "g_max_siemens": 40e-6},
+                "verify": verify,
+            },
+            {
+                "kind": "read_fluctuation",
+                "cells": {"start": (t - 2) * per_tile, "count": 1024},
+                "repeats": 50,
+                "settle_s": 3600.0,
+                "verify": verify,
+            },
+            {
+                "kind": "relaxation",
+                "cells": {"start": (t - 3) * per_tile, "count": 4096},
+                "times_s": [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0],
+                "verify": verify,
+            },
+            {
+                "kind": "bake_retention",
+                "cells": {"start": (t - 4) * per_tile, "count": 2048},
+                "temps_c": [125.0, 150.0],
+                "schedule_s": [60.0, 600.0, 3600.0],
+                "verify": verify,
+            },
         ],
     }
 
@@ -415,7 +432,7 @@ def run_demo(config: DemoConfig | None = None, out: str | Path = "data/demo",
         st.clock.sleep(config.settle_s)
         t_eval0 = st.clock.now()
         chip_acc: dict[str, float] = {}
-        g_maps: dict[str, np.ndarray] = {"programmed": prog.g_verify_s}
+        g_maps: dict[str, np.ndarray] = {"programmed": prog.g_verify_siemens}
         tick = time.perf_counter()
 
         def lap(name: str) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cimlab.errors import ConfigError
+from cimlab.units import renamed_conductance
 
 T = TypeVar("T")
 
@@ -214,6 +215,11 @@ def from_dict(
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
+        renamed = renamed_conductance(unknown[0])
+        if renamed in fields:  # a conductance spelled *_s before cimlab named them *_siemens
+            raise ConfigError(source, prefix + unknown[0],
+                              f"the key '{renamed}' (conductances [S] end in _siemens; "
+                              "_s means seconds)")
         raise ConfigError(
             source, prefix + unknown[0], "no such key; known keys are " + ", ".join(sorted(fields))
         )

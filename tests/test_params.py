@@ -57,3 +57,15 @@ def test_bad_values_name_file_and_field(data, field):
 def test_never_clamps_on_direct_construction():
     with pytest.raises(ConfigError):
         Outer(g_max=-1.0)
+
+
+def test_a_conductance_key_spelled_the_old_way_names_its_new_spelling(tmp_path):
+    """Plan files written before conductances were named *_siemens get one line saying so."""
+    from cimlab.procedures.plan import load_plan
+
+    plan = tmp_path / "old.toml"
+    plan.write_text('[plan]\nname = "old"\n\n[[experiment]]\nkind = "programming_error"\n'
+                    'cells = {tiles = [0], count = 64}\n'
+                    'levels = {levels = 4, g_min_s = 2e-6, g_max_s = 40e-6}\n')
+    with pytest.raises(ConfigError, match="the key 'g_m(in|ax)_siemens' .conductances"):
+        load_plan(plan)

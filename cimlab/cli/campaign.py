@@ -17,9 +17,9 @@ from cimlab.cli._common import DEFAULT_STATION, add_output_flags, emit, seed_int
 #: program-verify parameters set from the command line: field -> (flag, SI -> flag unit, unit).
 _PV_FLAGS: dict[str, tuple[str, float, str]] = {
     "levels": ("--levels", 1.0, ""),
-    "g_min_s": ("--g-min-us", 1e6, "uS"),
-    "g_max_s": ("--g-max-us", 1e6, "uS"),
-    "tolerance_s": ("--tolerance-us", 1e6, "uS"),
+    "g_min_siemens": ("--g-min-us", 1e6, "uS"),
+    "g_max_siemens": ("--g-max-us", 1e6, "uS"),
+    "tolerance_siemens": ("--tolerance-us", 1e6, "uS"),
     "max_pulses": ("--max-pulses", 1.0, ""),
     "n_reads": ("--n-reads", 1.0, ""),
 }
@@ -235,8 +235,8 @@ def _program_verify(args: argparse.Namespace) -> int:
     try:
         levels = from_dict(
             LevelSet,
-            {"levels": args.levels, "g_min_s": args.g_min_us * 1e-6,
-             "g_max_s": args.g_max_us * 1e-6},
+            {"levels": args.levels, "g_min_siemens": args.g_min_us * 1e-6,
+             "g_max_siemens": args.g_max_us * 1e-6},
             source="command line",
         )
         for scheme in schemes:  # every configuration checked before the station opens
@@ -293,13 +293,13 @@ def _program_verify(args: argparse.Namespace) -> int:
                     v_gate_reset=pe.v_gate_reset,
                     width_s=pe.width_s,
                     clock=st.clock,
-                    tolerance_s=cfg.tolerance_s,
+                    tolerance_siemens=cfg.tolerance_siemens,
                 )
                 res.calibration_round_trips = ops.round_trips - res.round_trips
                 res.round_trips = ops.round_trips  # the gate curve included, as for adaptive
                 res.instrument_time_s = st.clock.now() - t0
                 res.host_time_s = time.perf_counter() - th0
-                res.g_final_s = ops.read(cells)
+                res.g_final_siemens = ops.read(cells)
             else:
                 res = program_verify(
                     ops,
@@ -312,11 +312,19 @@ def _program_verify(args: argparse.Namespace) -> int:
                     final_read=True,
                 )
             results.append(res)
-    settings = {"station": str(args.station), "tile": args.tile, "cells": int(cells.size),
-                "levels": args.levels, "g_min_s": args.g_min_us * 1e-6,
-                "g_max_s": args.g_max_us * 1e-6, "tolerance_s": args.tolerance_us * 1e-6,
-                "max_pulses": args.max_pulses, "n_reads": args.n_reads, "seed": args.seed,
-                "schemes": schemes}
+    settings = {
+        "station": str(args.station),
+        "tile": args.tile,
+        "cells": int(cells.size),
+        "levels": args.levels,
+        "g_min_siemens": args.g_min_us * 1e-6,
+        "g_max_siemens": args.g_max_us * 1e-6,
+        "tolerance_siemens": args.tolerance_us * 1e-6,
+        "max_pulses": args.max_pulses,
+        "n_reads": args.n_reads,
+        "seed": args.seed,
+        "schemes": schemes,
+    }
     files = _save_program_verify(args.out, f"tile{args.tile}-seed{args.seed}", settings,
                                  results)
     text = "\n".join([
@@ -362,7 +370,7 @@ def _pv_config(args: argparse.Namespace, scheme: str) -> Any:
         ProgramVerifyConfig,
         {
             "scheme": scheme.replace("-", "_"),
-            "tolerance_s": args.tolerance_us * 1e-6,
+            "tolerance_siemens": args.tolerance_us * 1e-6,
             "max_pulses": args.max_pulses,
             "n_reads": args.n_reads,
         },
@@ -372,7 +380,7 @@ def _pv_config(args: argparse.Namespace, scheme: str) -> Any:
 
 def _in_flag_terms(exc: Any, args: argparse.Namespace) -> Any:
     """A ConfigError about a parameter set from a flag, restated with the flag's name, unit
-    and the value the user typed (``--g-max-us 4000``, not ``g_max_s = 0.004``)."""
+    and the value the user typed (``--g-max-us 4000``, not ``g_max_siemens = 0.004``)."""
     from cimlab.errors import ConfigError
 
     field = exc.field.rsplit(".", 1)[-1]

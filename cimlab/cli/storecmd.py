@@ -73,9 +73,10 @@ def register(sub: Any) -> None:
         "import",
         help="import external measurements (CSV/TSV) into a store",
         description="Import measured conductance reads into a store. Relaxation-like reads "
-        "become a run of kind 'imported' (table 'reads': cell, level, target_s, g0_s, time_s, "
-        "g_s, temp_k, the columns of a relaxation run); bakes become a run 'bake_retention' "
-        "with the tables 'characterize' writes (reads with step 0 = the reference read before "
+        "become a run of kind 'imported' (table 'reads': cell, level, target_siemens, "
+        "g0_siemens, time_s, g_siemens, temp_k, the columns of a relaxation run); bakes become "
+        "a run 'bake_retention' with the tables 'characterize' writes (reads with step 0 = "
+        "the reference read before "
         "each bake, temp_index, bake_time_s; bakes); read-noise time series a run "
         "'read_noise_series' (table 'samples' with the sample rate fs_hz). All are ready for "
         "'cimlab report', 'cimlab fit' and 'cimlab validate'. Formats: techc (the techC "
@@ -104,8 +105,8 @@ def register(sub: Any) -> None:
     g.add_argument("--cell-col", default="cell", help="cell index column (default cell)")
     g.add_argument("--time-col", default="time_s",
                    help="time since programming (default time_s)")
-    g.add_argument("--g-col", default="g_s",
-                   help="conductance (or resistance, by its unit) read (default g_s)")
+    g.add_argument("--g-col", default="g_siemens",
+                   help="conductance (or resistance, by its unit) read (default g_siemens)")
     g.add_argument("--level-col", default=None,
                    help="level index column (default: 'level', unless --target-col or "
                    "--level-step without it is given)")
@@ -147,7 +148,7 @@ def register(sub: Any) -> None:
                    help="the set's settings.json with gmax (and fs) (default: next to the "
                    "data file)")
     t.add_argument("--target-offset", type=float, default=0.5,
-                   help="target_s = (range + offset) / 32 * gmax; 0.5 = centre of the band "
+                   help="target_siemens = (range + offset) / 32 * gmax; 0.5 = centre of the band "
                    "(default), 0 = its lower edge")
     t.add_argument("--fs", type=float, default=None, metavar="HZ",
                    help="tsdata: sample rate in samples/s (default: settings.json 'fs')")
@@ -247,7 +248,7 @@ def _report_json(rep: Any) -> dict[str, Any]:
 
 #: TidyFormat field -> the ``cimlab import`` option that sets it (error messages).
 _MAPPING_OPTIONS = {"g_unit": "--g-unit", "time_unit": "--time-unit", "temp_unit": "--temp-unit",
-                    "level_step_s": "--level-step", "n_levels": "--n-levels",
+                    "level_step_siemens": "--level-step", "n_levels": "--n-levels",
                     "temp_k": "--temp-k", "level/target": "--level-col/--target-col/--level-step"}
 
 
@@ -271,7 +272,7 @@ def _import(args: argparse.Namespace) -> int:
         result = importer.import_tsdata(args.file, out, fs_hz=args.fs, settings=args.settings,
                                         force=args.force)
     else:
-        step = args.level_step_s
+        step = args.level_step_siemens
         if args.level_step is not None:
             step = _conductance(args.level_step, "--level-step")
         level = args.level_col
@@ -283,7 +284,7 @@ def _import(args: argparse.Namespace) -> int:
                 target=args.target_col, g0=args.g0_col, temp=args.temp_col,
                 bake_time=args.bake_time_col, cycle=args.cycle_col, g_unit=args.g_unit,
                 time_unit=args.time_unit, temp_unit=args.temp_unit, temp_k=args.temp_k,
-                level_step_s=step, n_levels=args.n_levels, target_offset=args.target_offset,
+                level_step_siemens=step, n_levels=args.n_levels, target_offset=args.target_offset,
                 sep=args.sep, header=not args.no_header)
         except ConfigError as exc:  # name the file being imported and the option to fix
             option = _MAPPING_OPTIONS.get(exc.field, exc.field)

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from cimlab.errors import ConfigError
+from cimlab.units import KELVIN_OFFSET
 
 __all__ = ["SCHEMES", "effective_weight", "inject", "layer_study"]
 
@@ -89,7 +90,7 @@ def effective_weight(
     g = _targets(w.detach().double(), scheme, g_min, span, wm)
     g = torch.as_tensor(device.sample_programmed(g, generator), dtype=torch.float64)
     if bake_s > 0:
-        g = torch.as_tensor(device.sample_aged(g, bake_s, temp_c + 273.15, generator),
+        g = torch.as_tensor(device.sample_aged(g, bake_s, temp_c + KELVIN_OFFSET, generator),
                             dtype=torch.float64)  # fmt: skip
     if read:
         g = torch.as_tensor(device.sample_read(g, generator), dtype=torch.float64)

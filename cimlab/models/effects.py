@@ -415,8 +415,8 @@ class BinaryCondition:
     """One binary programming condition: LRS/HRS lognormal distributions, BER, energy, endurance.
 
     ``ln G`` of a cell in the low-resistance state (bit "0" in paper 003) is normal with median
-    ``lrs_median_s`` and standard deviation ``lrs_sigma_ln``; likewise for HRS. 1T1R reads
-    compare one cell with ``threshold_s``; 2T2R reads compare a cell with its complement.
+    ``lrs_median_siemens`` and standard deviation ``lrs_sigma_ln``; likewise for HRS. 1T1R reads
+    compare one cell with ``threshold_siemens``; 2T2R reads compare a cell with its complement.
     ``ber_1t1r`` / ``ber_2t2r`` are the measured (or tabulated) error rates;
     :meth:`model_ber_1t1r` / :meth:`model_ber_2t2r` are what the distributions predict.
     """
@@ -425,11 +425,17 @@ class BinaryCondition:
     icc_a: float = param(55e-6, unit="A", lo=0.0, lo_open=True, hi=0.1, doc="SET compliance")
     v_reset: float = param(2.5, unit="V", lo=0.0, lo_open=True, hi=10.0, doc="RESET amplitude")
     width_s: float = param(100e-9, unit="s", lo=0.0, lo_open=True, hi=1.0, doc="pulse width")
-    lrs_median_s: float = param(1.375e-4, unit="S", lo=0.0, lo_open=True, hi=1.0, doc="LRS median")
+    lrs_median_siemens: float = param(
+        1.375e-4, unit="S", lo=0.0, lo_open=True, hi=1.0, doc="LRS median"
+    )
     lrs_sigma_ln: float = param(0.25, unit="1", lo=0.0, lo_open=True, hi=5.0, doc="LRS std of ln G")
-    hrs_median_s: float = param(1e-5, unit="S", lo=0.0, lo_open=True, hi=1.0, doc="HRS median G")
+    hrs_median_siemens: float = param(
+        1e-5, unit="S", lo=0.0, lo_open=True, hi=1.0, doc="HRS median G"
+    )
     hrs_sigma_ln: float = param(0.7, unit="1", lo=0.0, lo_open=True, hi=5.0, doc="HRS std of ln G")
-    threshold_s: float = param(3.7e-5, unit="S", lo=0.0, lo_open=True, hi=1.0, doc="1T1R reference")
+    threshold_siemens: float = param(
+        3.7e-5, unit="S", lo=0.0, lo_open=True, hi=1.0, doc="1T1R reference"
+    )
     ber_1t1r: float = param(9.7e-5, unit="1", lo=0.0, hi=1.0, doc="bit error rate, 1T1R read")
     ber_2t2r: float = param(1e-6, unit="1", lo=0.0, hi=1.0, doc="bit error rate, 2T2R read")
     energy_per_bit_j: float = param(12.5e-12, unit="J", lo=0.0, hi=1e-6, doc="programming energy")
@@ -439,29 +445,31 @@ class BinaryCondition:
 
     def __post_init__(self):
         check(self)
-        if self.lrs_median_s <= self.hrs_median_s:
+        if self.lrs_median_siemens <= self.hrs_median_siemens:
             raise ConfigError(
-                None, "lrs_median_s", f"a value above hrs_median_s = {self.hrs_median_s:g} S",
-                self.lrs_median_s,
+                None,
+                "lrs_median_siemens",
+                f"a value above hrs_median_siemens = {self.hrs_median_siemens:g} S",
+                self.lrs_median_siemens,
             )
 
-    def model_ber_1t1r(self, threshold_s: float | None = None) -> float:
-        """BER of a 1T1R read at ``threshold_s`` (default: the stored one), equal 0/1 bits."""
-        thr = math.log(self.threshold_s if threshold_s is None else threshold_s)
-        p_lrs_low = _phi((thr - math.log(self.lrs_median_s)) / self.lrs_sigma_ln)
-        p_hrs_high = _phi(-(thr - math.log(self.hrs_median_s)) / self.hrs_sigma_ln)
+    def model_ber_1t1r(self, threshold_siemens: float | None = None) -> float:
+        """BER of a 1T1R read at ``threshold_siemens`` (default: the stored one), equal 0/1 bits."""
+        thr = math.log(self.threshold_siemens if threshold_siemens is None else threshold_siemens)
+        p_lrs_low = _phi((thr - math.log(self.lrs_median_siemens)) / self.lrs_sigma_ln)
+        p_hrs_high = _phi(-(thr - math.log(self.hrs_median_siemens)) / self.hrs_sigma_ln)
         return 0.5 * (p_lrs_low + p_hrs_high)
 
     def model_ber_2t2r(self) -> float:
         """BER of a 2T2R (differential) read: P(G_LRS < G_HRS) for independent lognormals."""
-        d = math.log(self.lrs_median_s) - math.log(self.hrs_median_s)
+        d = math.log(self.lrs_median_siemens) - math.log(self.hrs_median_siemens)
         return _phi(-d / math.hypot(self.lrs_sigma_ln, self.hrs_sigma_ln))
 
-    def best_threshold_s(self) -> float:
+    def best_threshold_siemens(self) -> float:
         """Threshold [S] minimising the 1T1R BER for these distributions."""
         from scipy.optimize import minimize_scalar
 
-        lo, hi = math.log(self.hrs_median_s), math.log(self.lrs_median_s)
+        lo, hi = math.log(self.hrs_median_siemens), math.log(self.lrs_median_siemens)
         res = minimize_scalar(
             lambda u: self.model_ber_1t1r(math.exp(u)), bounds=(lo, hi), method="bounded",
             options={"xatol": 1e-6},
@@ -492,25 +500,34 @@ def _condition_for_ber(
     def make(ln_ratio: float) -> BinaryCondition:
         g_hrs = g_lrs * math.exp(-ln_ratio)
         base = BinaryCondition(
-            name=name, icc_a=icc_a, v_reset=v_reset, width_s=100e-9, lrs_median_s=g_lrs,
-            lrs_sigma_ln=lrs_sigma_ln, hrs_median_s=g_hrs, hrs_sigma_ln=hrs_sigma_ln,
-            threshold_s=math.sqrt(g_lrs * g_hrs), ber_1t1r=ber, ber_2t2r=ber,
+            name=name, icc_a=icc_a, v_reset=v_reset, width_s=100e-9, lrs_median_siemens=g_lrs,
+            lrs_sigma_ln=lrs_sigma_ln, hrs_median_siemens=g_hrs, hrs_sigma_ln=hrs_sigma_ln,
+            threshold_siemens=math.sqrt(g_lrs * g_hrs), ber_1t1r=ber, ber_2t2r=ber,
             energy_per_bit_j=energy_per_bit_j, endurance_cycles=endurance,
         )
         return base
 
     def excess(ln_ratio: float) -> float:
         c = make(ln_ratio)
-        return math.log(c.model_ber_1t1r(c.best_threshold_s())) - math.log(ber)
+        return math.log(c.model_ber_1t1r(c.best_threshold_siemens())) - math.log(ber)
 
     ln_ratio = brentq(excess, 0.05, 12.0, xtol=1e-6)
     c = make(ln_ratio)
-    thr = c.best_threshold_s()
+    thr = c.best_threshold_siemens()
     return BinaryCondition(
-        name=name, icc_a=icc_a, v_reset=v_reset, width_s=100e-9, lrs_median_s=c.lrs_median_s,
-        lrs_sigma_ln=lrs_sigma_ln, hrs_median_s=c.hrs_median_s, hrs_sigma_ln=hrs_sigma_ln,
-        threshold_s=thr, ber_1t1r=ber, ber_2t2r=c.model_ber_2t2r(),
-        energy_per_bit_j=energy_per_bit_j, endurance_cycles=endurance,
+        name=name,
+        icc_a=icc_a,
+        v_reset=v_reset,
+        width_s=100e-9,
+        lrs_median_siemens=c.lrs_median_siemens,
+        lrs_sigma_ln=lrs_sigma_ln,
+        hrs_median_siemens=c.hrs_median_siemens,
+        hrs_sigma_ln=hrs_sigma_ln,
+        threshold_siemens=thr,
+        ber_1t1r=ber,
+        ber_2t2r=c.model_ber_2t2r(),
+        energy_per_bit_j=energy_per_bit_j,
+        endurance_cycles=endurance,
         source="paper 003 Table I (icc, v_reset, 100 ns, BER, energy = mean of SET/RESET, "
         "cyclability); LRS median = icc / 0.5 V (Ielmini 2011); HRS median solved for the 1T1R BER",
     )
@@ -569,8 +586,12 @@ class StuckAt:
 
     p_stuck_on: float = param(0.00838, unit="1", lo=0.0, hi=1.0, doc="fraction stuck at high G")
     p_stuck_off: float = param(0.00162, unit="1", lo=0.0, hi=1.0, doc="fraction stuck at low G")
-    g_on_s: float = param(40e-6, unit="S", lo=0.0, hi=1.0, doc="conductance of stuck-on cells")
-    g_off_s: float = param(2e-6, unit="S", lo=0.0, hi=1.0, doc="conductance of stuck-off cells")
+    g_on_siemens: float = param(
+        40e-6, unit="S", lo=0.0, hi=1.0, doc="conductance of stuck-on cells"
+    )
+    g_off_siemens: float = param(
+        2e-6, unit="S", lo=0.0, hi=1.0, doc="conductance of stuck-off cells"
+    )
     source: str = param("paper 004 (1 % stuck, 16.2 % off / 83.8 % on)", doc="origin")
     fit: FitInfo | None = None
 

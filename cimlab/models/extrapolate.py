@@ -51,12 +51,12 @@ class Extrapolation:
     acceleration_ci95: tuple[float, float]
     t_equivalent_s: float
     t_equivalent_ci95: tuple[float, float]
-    g_s: np.ndarray
-    mean_shift_s: np.ndarray
+    g_siemens: np.ndarray
+    mean_shift_siemens: np.ndarray
     mean_shift_ci95: np.ndarray  # (levels, 2)
-    sigma_s: np.ndarray  # total std of a read: programming, relaxation, read noise
+    sigma_siemens: np.ndarray  # total std of a read: programming, relaxation, read noise
     sigma_ci95: np.ndarray
-    sigma_relax_s: np.ndarray
+    sigma_relax_siemens: np.ndarray
     fixed: list[str] = field(default_factory=list)
     n_draws: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -74,9 +74,9 @@ class Extrapolation:
             "",
             f"{'level [uS]':>10} {'mean shift [uS]':>26} {'sigma of a read [uS]':>26}",
         ]
-        for i, g in enumerate(self.g_s):
-            ms, (mlo, mhi) = self.mean_shift_s[i] * 1e6, self.mean_shift_ci95[i] * 1e6
-            sg, (slo, shi) = self.sigma_s[i] * 1e6, self.sigma_ci95[i] * 1e6
+        for i, g in enumerate(self.g_siemens):
+            ms, (mlo, mhi) = self.mean_shift_siemens[i] * 1e6, self.mean_shift_ci95[i] * 1e6
+            sg, (slo, shi) = self.sigma_siemens[i] * 1e6, self.sigma_ci95[i] * 1e6
             lines.append(f"{g * 1e6:10.2f} {ms:8.3f} [{mlo:7.3f}, {mhi:7.3f}] "
                          f"{sg:8.3f} [{slo:7.3f}, {shi:7.3f}]")
         if self.fixed:
@@ -87,17 +87,32 @@ class Extrapolation:
     def to_dict(self) -> dict:
         """JSON-ready summary."""
         return {
-            "t_use_s": self.t_use_s, "temp_k": self.temp_k,
-            "acceleration": self.acceleration, "acceleration_ci95": list(self.acceleration_ci95),
+            "t_use_s": self.t_use_s,
+            "temp_k": self.temp_k,
+            "acceleration": self.acceleration,
+            "acceleration_ci95": list(self.acceleration_ci95),
             "t_equivalent_s": self.t_equivalent_s,
             "t_equivalent_ci95": list(self.t_equivalent_ci95),
             "levels": [
-                {"g_s": float(g), "mean_shift_s": float(m), "mean_shift_ci95": list(map(float, mc)),
-                 "sigma_s": float(s), "sigma_ci95": list(map(float, sc))}
-                for g, m, mc, s, sc in zip(self.g_s, self.mean_shift_s, self.mean_shift_ci95,
-                                           self.sigma_s, self.sigma_ci95, strict=True)
+                {
+                    "g_siemens": float(g),
+                    "mean_shift_siemens": float(m),
+                    "mean_shift_ci95": list(map(float, mc)),
+                    "sigma_siemens": float(s),
+                    "sigma_ci95": list(map(float, sc)),
+                }
+                for g, m, mc, s, sc in zip(
+                    self.g_siemens,
+                    self.mean_shift_siemens,
+                    self.mean_shift_ci95,
+                    self.sigma_siemens,
+                    self.sigma_ci95,
+                    strict=True,
+                )
             ],
-            "fixed": self.fixed, "n_draws": self.n_draws, "warnings": self.warnings,
+            "fixed": self.fixed,
+            "n_draws": self.n_draws,
+            "warnings": self.warnings,
         }
 
 
@@ -117,7 +132,7 @@ def extrapolate_retention(
     dm: DeviceModel,
     years: float = 10.0,
     temp_c: float = 85.0,
-    g_s: np.ndarray | None = None,
+    g_siemens: np.ndarray | None = None,
     n_draws: int = 4000,
     seed: int = 0,
 ) -> Extrapolation:
@@ -136,10 +151,10 @@ def extrapolate_retention(
     ret, rel = dm.retention, dm.relaxation
     if ret.t_fail_k > 0 and temp_k >= ret.t_fail_k:
         raise ValueError(
-            f"the model's bakes left the Arrhenius law at {ret.t_fail_k - 273.15:.0f} C and "
+            f"the model's bakes left the Arrhenius law at {ret.t_fail_k - KELVIN_OFFSET:.0f} C and "
             f"above (another failure mode; see 'cimlab model show'), so it cannot project to "
-            f"{temp_c:g} C; use a temperature below {ret.t_fail_k - 273.15:.0f} C")
-    g = np.asarray(dm.window.level_conductances() if g_s is None else g_s, dtype=float)
+            f"{temp_c:g} C; use a temperature below {ret.t_fail_k - KELVIN_OFFSET:.0f} C")
+    g = np.asarray(dm.window.level_conductances() if g_siemens is None else g_siemens, dtype=float)
     t_use = years * SECONDS_PER_YEAR
     rng = np.random.default_rng(seed)
     fixed = []
@@ -218,9 +233,9 @@ def extrapolate_retention(
         t_equivalent_s=float(t_eq0),
         t_equivalent_ci95=(t_use * af_ci[0], t_use * af_ci[1]) if ea_range is not None
         else tuple(np.percentile(t_eq, pct).tolist()),
-        g_s=g, mean_shift_s=m0 - g,
+        g_siemens=g, mean_shift_siemens=m0 - g,
         mean_shift_ci95=np.percentile(shift, pct, axis=0).T,
-        sigma_s=s0, sigma_ci95=np.percentile(sig, pct, axis=0).T,
-        sigma_relax_s=np.sqrt(np.maximum(k * L0, 0.0)), fixed=fixed, n_draws=n_draws,
+        sigma_siemens=s0, sigma_ci95=np.percentile(sig, pct, axis=0).T,
+        sigma_relax_siemens=np.sqrt(np.maximum(k * L0, 0.0)), fixed=fixed, n_draws=n_draws,
         warnings=warnings,
     )

@@ -75,7 +75,7 @@ def plot_model(dm: DeviceModel, store_path: str | Path, out: str | Path) -> list
 
 def _plot_programming(dm: DeviceModel, df: pd.DataFrame, out: Path) -> Path:
     plt, fig, ax = _fig()
-    df = df.assign(err=df["g_s"] - df["target_s"])
+    df = df.assign(err=df["g_siemens"] - df["target_siemens"])
     if "run_kind" not in df.columns:
         df = df.assign(run_kind="")
     # one series per (run kind, mode), labelled as such: runs of the same mode (programming
@@ -83,8 +83,8 @@ def _plot_programming(dm: DeviceModel, df: pd.DataFrame, out: Path) -> Path:
     # model of a mode is drawn once, in the colour of that mode's first series
     colours: dict[str, str] = {}
     for (kind, mode), sub in df.groupby([df["run_kind"].astype(str), df["mode"].astype(str)]):
-        mom = group_moments(sub, ["level"], "err", extra_means=["target_s"])
-        g = mom["target_s"].to_numpy()
+        mom = group_moments(sub, ["level"], "err", extra_means=["target_siemens"])
+        g = mom["target_siemens"].to_numpy()
         tag = f"{mode} ({kind})" if kind else mode
         (pts,) = ax[0, 0].plot(g / _U, np.sqrt(mom["var"]) / _U, "o",
                                label=f"{tag}: measured")
@@ -97,7 +97,7 @@ def _plot_programming(dm: DeviceModel, df: pd.DataFrame, out: Path) -> Path:
             pe = dm.programming_for(mode)
         except KeyError:
             continue
-        gm = df.loc[df["mode"].astype(str) == mode, "target_s"].to_numpy(dtype=float)
+        gm = df.loc[df["mode"].astype(str) == mode, "target_siemens"].to_numpy(dtype=float)
         gg = np.linspace(np.nanmin(gm), np.nanmax(gm), 200)
         ax[0, 0].plot(gg / _U, np.asarray(pe.sigma(gg)) / _U, "-", color=colours[mode],
                       label=f"{mode}: model ({pe.form})")
@@ -140,7 +140,7 @@ def _plot_relaxation(dm: DeviceModel, reads: pd.DataFrame, out: Path) -> Path:
     for i, lv in enumerate(pick):
         m = mom[mom["level"] == lv]
         c = cmap(i / max(len(pick) - 1, 1))
-        g = float(m["g0_s"].mean())
+        g = float(m["g0_siemens"].mean())
         t = m["t_eq_s"].to_numpy()
         tt = np.logspace(np.log10(t.min()) - 0.5, np.log10(t.max()) + 0.5, 100)
         ax[0, 0].plot(t, np.sqrt(m["var"]) / _U, "o", color=c, label=f"{g / _U:.1f} µS")
@@ -279,13 +279,13 @@ def _plot_binary(dm: DeviceModel, bits: pd.DataFrame, out: Path) -> Path:
             lnl, _, lnh, _ = _states(b)
             a.hist(lnl, bins=60, density=True, histtype="step", label="LRS: measured")
             a.hist(lnh, bins=60, density=True, histtype="step", label="HRS: measured")
-        x = np.linspace(np.log(c.hrs_median_s) - 4 * c.hrs_sigma_ln,
-                        np.log(c.lrs_median_s) + 4 * c.lrs_sigma_ln, 300)
-        for state, med, sd in (("LRS", c.lrs_median_s, c.lrs_sigma_ln),
-                               ("HRS", c.hrs_median_s, c.hrs_sigma_ln)):
+        x = np.linspace(np.log(c.hrs_median_siemens) - 4 * c.hrs_sigma_ln,
+                        np.log(c.lrs_median_siemens) + 4 * c.lrs_sigma_ln, 300)
+        for state, med, sd in (("LRS", c.lrs_median_siemens, c.lrs_sigma_ln),
+                               ("HRS", c.hrs_median_siemens, c.hrs_sigma_ln)):
             a.plot(x, np.exp(-0.5 * ((x - np.log(med)) / sd) ** 2) / (sd * np.sqrt(2 * np.pi)),
                    "-", label=f"{state}: model (lognormal)")
-        a.axvline(np.log(c.threshold_s), color="k", ls=":", label="read threshold")
+        a.axvline(np.log(c.threshold_siemens), color="k", ls=":", label="read threshold")
         a.set(xlabel="ln(g / 1 S)", ylabel="probability density (per unit of ln g)",
               title=f"{c.name}: model BER {c.ber_1t1r:.2g} (1T1R)")
         a.legend(fontsize=7)

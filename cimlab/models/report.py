@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cimlab.models.params import fitted_of, numeric_fields, text_fields
+from cimlab.units import KELVIN_OFFSET
 
 
 def _effect_lines(title: str, effect: Any) -> list[str]:
@@ -70,11 +71,14 @@ def temperature_table(gof: dict) -> list[str]:
         g = {k[len(f"T{i}_"):]: v for k, v in gof.items() if k.startswith(f"T{i}_")}
         status = "EXCLUDED: off the Arrhenius law" if g.get("excluded") else "fitted"
         lines.append(
-            f"    {g['temp_k'] - 273.15:>6.0f} {g.get('n_groups', 0):>6.0f} "
-            f"{g['measured_mean_s'] * 1e6:>8.3g}uS {g['predicted_mean_s'] * 1e6:>8.3g}uS "
-            f"{g['measured_sigma_s'] * 1e6:>7.3g}uS {g['predicted_sigma_s'] * 1e6:>7.3g}uS "
+            f"    {g['temp_k'] - KELVIN_OFFSET:>6.0f} {g.get('n_groups', 0):>6.0f} "
+            f"{g['measured_mean_siemens'] * 1e6:>8.3g}uS "
+            f"{g['predicted_mean_siemens'] * 1e6:>8.3g}uS "
+            f"{g['measured_sigma_siemens'] * 1e6:>7.3g}uS "
+            f"{g['predicted_sigma_siemens'] * 1e6:>7.3g}uS "
             f"{g['mean_err_sigma']:>11.2f} {100 * g['sigma_rel_err']:>7.0f}% "
-            f"{100 * g.get('within', 0):>5.0f}%  {status}")
+            f"{100 * g.get('within', 0):>5.0f}%  {status}"
+        )
     return lines
 
 

@@ -69,9 +69,10 @@ from cimlab.models.effects import (
 from cimlab.models.params import FitInfo, numeric_fields, text_fields
 from cimlab.models.read_noise_spectrum import ReadNoiseSpectrum
 from cimlab.params import from_dict, unit_of
+from cimlab.units import renamed_conductance
 
 #: Current schema version written by :func:`save`.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: Oldest version :func:`load` still reads (through :data:`MIGRATIONS`).
 OLDEST_SUPPORTED = 2
 KIND = "cimlab.device_model"
@@ -148,9 +149,25 @@ def _v3_to_v4(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def _v4_to_v5(doc: dict[str, Any]) -> dict[str, Any]:
+    """Schema 4 -> 5: conductances are named ``*_siemens`` instead of ``*_s`` (which also
+    means seconds): every key is renamed by :func:`cimlab.units.renamed_conductance`
+    (parameters such as ``g_on_s`` and fit-quality entries such as ``rmse_s``)."""
+
+    def rename(x: Any) -> Any:
+        if isinstance(x, Mapping):
+            return {renamed_conductance(str(k)): rename(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [rename(v) for v in x]
+        return x
+
+    return rename(doc)
+
+
 #: ``{v: f}``: ``f(doc_v) -> doc_(v+1)``. Each migration is a pure function over dicts.
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {2: _v2_to_v3,
-                                                                    3: _v3_to_v4}
+                                                                    3: _v3_to_v4,
+                                                                    4: _v4_to_v5}
 
 #: Effect name -> class of the simple (single-dataclass) effects.
 SIMPLE_EFFECTS: dict[str, type] = {

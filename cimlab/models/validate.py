@@ -3,9 +3,9 @@
 A *validation cell* is one (effect, level, time, temperature) group of measurements:
 
 ``relaxation`` (runs ``relaxation`` and ``imported``: ``reads``)
-    The conductances ``g_s`` of the level's cells at one time point (``time_index`` where the
+    The conductances ``g_siemens`` of the level's cells at one time point (``time_index`` where the
     run has it, else the times clustered by :func:`time_points`), time 0 (the verify reads the
-    programming model is fitted on) left out, and so are cells whose verify read ``g0_s`` is
+    programming model is fitted on) left out, and so are cells whose verify read ``g0_siemens`` is
     not in their level (stuck cells, failed verifies:
     :func:`cimlab.models.fit.relaxation.in_level`, as the fitter does).
     Predicted: :meth:`DeviceModel.predicted_moments` at the level's mean target,
@@ -303,19 +303,19 @@ def _relaxation_cells(model: DeviceModel, df: pd.DataFrame) -> list[ValidationCe
         df = df.assign(_time_point=time_points(df["time_s"].to_numpy()))
     out = []
     include_read = _read_measured(model)
-    if "g0_s" in df.columns:  # stuck cells / failed verifies: not samples of their level
+    if "g0_siemens" in df.columns:  # stuck cells / failed verifies: not samples of their level
         keep = in_level((df["run"].astype(str) + ":" + df["level"].astype(str)).to_numpy(),
-                        df["g0_s"].to_numpy(dtype=float))
+                        df["g0_siemens"].to_numpy(dtype=float))
         df = df[keep]
     temp = df["temp_k"] if "temp_k" in df.columns else pd.Series(model.retention.t_ref_k,
                                                                    index=df.index)
     df = df.assign(_temp=temp.round(1))
     for (_, level, _, temp_k), d in df.groupby(["run", "level", tkey, "_temp"], sort=True):
         t = float(np.median(d["time_s"]))
-        g = d["g_s"].to_numpy(dtype=float)
+        g = d["g_siemens"].to_numpy(dtype=float)
         if t <= 0 or g.size < MIN_N:
             continue
-        target = float(d["target_s"].mean())
+        target = float(d["target_siemens"].mean())
         mu, sd = model.predicted_moments(target, t, _temp_arg(model, float(temp_k)),
                                          include_read=include_read)
         temp_c = float(d["temp_k"].mean() if "temp_k" in d.columns else temp_k) - KELVIN_OFFSET
@@ -344,7 +344,7 @@ def _bake_cells(model: DeviceModel, df: pd.DataFrame) -> list[ValidationCell]:
     read_var2 = 2.0 if _read_measured(model) else 0.0
     for _, bake in df.groupby(["run", "temp_index"], sort=True):
         per = bake.groupby(["cell", "step"], sort=False).agg(
-            g=("g_s", "mean"), level=("level", "first"), temp_k=("temp_k", "first"),
+            g=("g_siemens", "mean"), level=("level", "first"), temp_k=("temp_k", "first"),
             bake_time_s=("bake_time_s", "first")).reset_index()
         ref = per[per["step"] == 0].set_index("cell")
         if ref.empty:
@@ -377,7 +377,7 @@ def _bake_cells(model: DeviceModel, df: pd.DataFrame) -> list[ValidationCell]:
 def _series_cells(model: DeviceModel, df: pd.DataFrame) -> list[ValidationCell]:
     out = []
     for (_, _, level), d in df.groupby(["run", "cell", "level"], sort=True):
-        g = d["g_s"].to_numpy(dtype=float)
+        g = d["g_siemens"].to_numpy(dtype=float)
         if g.size < MIN_N:
             continue
         dur = float(g.size / d["fs_hz"].iloc[0]) if "fs_hz" in d.columns else float(
@@ -392,11 +392,11 @@ def _series_cells(model: DeviceModel, df: pd.DataFrame) -> list[ValidationCell]:
 def _fluctuation_cells(model: DeviceModel, df: pd.DataFrame) -> list[ValidationCell]:
     out = []
     for (_, level), d in df.groupby(["run", "level"], sort=True):
-        per = d.groupby("cell")["g_s"]
+        per = d.groupby("cell")["g_siemens"]
         var = per.var(ddof=1).dropna()
         if var.size < MIN_N:
             continue
-        mean = float(d["g_s"].mean())
+        mean = float(d["g_siemens"].mean())
         t = float(np.median(d["time_s"])) if "time_s" in d.columns else math.nan
         sd = model.read_noise.sigma(mean, t if t == t else None)
         out.append(_cell("read_noise", level, t, 25.0, len(d), mean, math.nan,

@@ -63,7 +63,7 @@ class StateDistribution:
         return float(math.sqrt(v))
 
     @property
-    def median_s(self) -> float:
+    def median_siemens(self) -> float:
         """exp(mean of ln g) [S] (the median for one component)."""
         return math.exp(self.mu)
 
@@ -124,7 +124,7 @@ def hrs_distribution(
 
 
 def _with_read(profile: ChipProfile, d: StateDistribution) -> StateDistribution:
-    g = d.median_s
+    g = d.median_siemens
     return d.widened(float(profile.read.sigma(g)) / g)
 
 
@@ -148,7 +148,7 @@ def distributions(
     lrs = lrs_distribution(profile, c.icc_a)
     hrs = hrs_distribution(profile, c.icc_a, c.v_reset)
     if include_read_noise:
-        g = hrs.median_s
+        g = hrs.median_siemens
         hrs = hrs_distribution(profile, c.icc_a, c.v_reset, float(profile.read.sigma(g)) / g)
         lrs = _with_read(profile, lrs)
     return lrs, hrs
@@ -199,8 +199,8 @@ def reference_table(profile: ChipProfile) -> list[dict]:
             "condition": c.name,
             "icc_a": c.icc_a,
             "v_gate": profile.transistor.v_gate_for_icc(c.icc_a),
-            "r_lrs_median_ohm": 1.0 / lrs.median_s,
-            "r_hrs_median_ohm": 1.0 / hrs.median_s,
+            "r_lrs_median_ohm": 1.0 / lrs.median_siemens,
+            "r_hrs_median_ohm": 1.0 / hrs.median_siemens,
             "sigma_ln_lrs": lrs.sigma,
             "sigma_ln_hrs": hrs.sigma,
             "ber_1t1r": ber(profile, c, "1T1R"),

@@ -66,10 +66,10 @@ def gate_for_target(v_gates: np.ndarray, g_mean: np.ndarray, targets: np.ndarray
 
 @dataclass
 class SingleShotResult:
-    targets_s: np.ndarray        # per level
-    sigma_s: np.ndarray          # programming error std per level [S]
-    mean_error_s: np.ndarray     # per level [S]
-    sigma_pooled_s: float        # sqrt(mean of per-level variances) [S]
+    targets_siemens: np.ndarray        # per level
+    sigma_siemens: np.ndarray          # programming error std per level [S]
+    mean_error_siemens: np.ndarray     # per level [S]
+    sigma_pooled_siemens: float        # sqrt(mean of per-level variances) [S]
     sigma_over_range: float      # sigma_pooled / (g_max - g_min)
     n_per_level: int
 
@@ -110,9 +110,9 @@ def single_shot_experiment(
 
 @dataclass
 class VerifyResult:
-    targets_s: np.ndarray
-    g_true_s: np.ndarray         # noiseless conductance right after the last pulse [S]
-    g_read_s: np.ndarray         # one fresh read after verify [S]
+    targets_siemens: np.ndarray
+    g_true_siemens: np.ndarray         # noiseless conductance right after the last pulse [S]
+    g_read_siemens: np.ndarray         # one fresh read after verify [S]
     pulses: np.ndarray           # programming pulses per cell (incl. the initial RESET + SET)
     energy_j: np.ndarray         # per cell [J]
     success_rate: float          # fraction with |g_true - target| <= tol
@@ -124,8 +124,8 @@ def reference_verify(
     chip: ReRAMChip,
     cells: np.ndarray,
     targets: np.ndarray,
-    tol_s: float = 1e-6,
-    band_s: float = 0.5e-6,
+    tol_siemens: float = 1e-6,
+    band_siemens: float = 0.5e-6,
     max_iter: int = 30,
     clock: Clock | None = None,
 ) -> VerifyResult:
@@ -134,7 +134,7 @@ def reference_verify(
     1. RESET, then one compliance-controlled SET aimed a little below the target (gate from
        the transistor model with the nominal ``v_c``): most cells land below the target.
     2. Iterate on the cells whose read (confirmed by the mean of three reads) is outside
-       ``band_s``:
+       ``band_siemens``:
 
        * below -> SET pulse at a fixed amplitude with the compliance ceiling a few uS above the
          target; its *width* is chosen per cell by inverting the step law
@@ -195,12 +195,12 @@ def reference_verify(
             ln_h[j] = np.where(is_set, ln_h[j], ln_h_new)
         g_prev[idx] = g
         err = g - targets[idx]
-        done = np.abs(err) <= band_s
+        done = np.abs(err) <= band_siemens
         if np.any(done):
             # confirm with the mean of three reads (read noise is ~0.4 uS at the top)
             j = idx[done]
             g3 = (g[done] + chip.read(cells[j], clock.tick()) + chip.read(cells[j], clock.tick()))
-            done[done] = np.abs(g3 / 3.0 - targets[j]) <= band_s
+            done[done] = np.abs(g3 / 3.0 - targets[j]) <= band_siemens
         active[idx[done]] = False
         idx, err, g = idx[~done], err[~done], g[~done]
         if idx.size == 0:
@@ -230,17 +230,17 @@ def reference_verify(
             last_v[r_idx], last_pol[r_idx] = v, -1.0
     g_true = chip.truth.programmed(cells)
     g_read = chip.read(cells, clock.tick())
-    ok = np.abs(g_true - targets) <= tol_s
+    ok = np.abs(g_true - targets) <= tol_siemens
     return VerifyResult(targets, g_true, g_read, pulses, energy, float(ok.mean()),
                         float(pulses.mean()), it)
 
 
 @dataclass
 class RelaxationResult:
-    targets_s: np.ndarray        # per level [S]
+    targets_siemens: np.ndarray        # per level [S]
     times_s: np.ndarray          # read times after programming [s]
-    mean_s: np.ndarray           # (levels, times) mean read [S]
-    sigma_s: np.ndarray          # (levels, times) std of reads [S]
+    mean_siemens: np.ndarray           # (levels, times) mean read [S]
+    sigma_siemens: np.ndarray          # (levels, times) std of reads [S]
 
 
 def relaxation_experiment(
@@ -300,13 +300,19 @@ def compare_relaxation_with_techc(
     rows = []
     for i, rg in enumerate(ranges):
         for k, t in enumerate(times):
-            rows.append({
-                "range": rg, "target_s": res.targets_s[i], "time_s": t,
-                "sigma_emulated_s": res.sigma_s[i, k],
-                "sigma_techc_s": float(stats.loc[(rg, t), "std"]),
-                "shift_emulated_s": res.mean_s[i, k] - res.mean_s[i, 0],
-                "shift_techc_s": float(stats.loc[(rg, t), "mean"] - stats.loc[(rg, 0.0), "mean"]),
-            })
+            rows.append(
+                {
+                    "range": rg,
+                    "target_siemens": res.targets_siemens[i],
+                    "time_s": t,
+                    "sigma_emulated_siemens": res.sigma_siemens[i, k],
+                    "sigma_techc_siemens": float(stats.loc[(rg, t), "std"]),
+                    "shift_emulated_siemens": res.mean_siemens[i, k] - res.mean_siemens[i, 0],
+                    "shift_techc_siemens": float(
+                        stats.loc[(rg, t), "mean"] - stats.loc[(rg, 0.0), "mean"]
+                    ),
+                }
+            )
     return rows
 
 
@@ -329,18 +335,18 @@ def main(argv: list[str] | None = None) -> None:
     clock = Clock()
     ss = single_shot_experiment(chip, clock=clock)
     print(f"single shot: sigma/range = {ss.sigma_over_range:.4f} "
-          f"(pooled {ss.sigma_pooled_s * 1e6:.2f} uS)")
-    for t, s, m in zip(ss.targets_s, ss.sigma_s, ss.mean_error_s, strict=True):
+          f"(pooled {ss.sigma_pooled_siemens * 1e6:.2f} uS)")
+    for t, s, m in zip(ss.targets_siemens, ss.sigma_siemens, ss.mean_error_siemens, strict=True):
         print(f"  target {t * 1e6:5.1f} uS: sigma {s * 1e6:4.2f} uS, mean error {m * 1e6:+.2f} uS")
     ok = np.flatnonzero(chip.truth.stuck_mask() == 0)
     cells = ok[(ok >= 2 * chip.tile_size) & (ok < 4 * chip.tile_size)]
     targets = np.random.default_rng(a.seed).uniform(prof.window.g_min, prof.window.g_max,
                                                     cells.size)
     v = reference_verify(chip, cells, targets, clock=clock)
-    fresh = float(np.mean(np.abs(v.g_read_s - targets) <= 1e-6))
+    fresh = float(np.mean(np.abs(v.g_read_siemens - targets) <= 1e-6))
     print(f"reference verify (+-1 uS, {cells.size} cells): success {v.success_rate:.4%} "
           f"(fresh read in band {fresh:.2%}), {v.mean_pulses:.2f} pulses/cell, "
-          f"final sigma {np.std(v.g_true_s - targets) * 1e6:.2f} uS, "
+          f"final sigma {np.std(v.g_true_siemens - targets) * 1e6:.2f} uS, "
           f"energy {v.energy_j.mean() * 1e12:.0f} pJ/cell")
     print("binary conditions (paper 003 Table I):")
     for r in chip.truth.binary_table():
@@ -355,8 +361,17 @@ def main(argv: list[str] | None = None) -> None:
 
         df = pd.DataFrame(rows)
         mid = df[(df["range"] >= 8) & (df["range"] <= 24)]
-        tab = mid.groupby("time_s")[["sigma_emulated_s", "sigma_techc_s", "shift_emulated_s",
-                                     "shift_techc_s"]].mean() * 1e6
+        tab = (
+            mid.groupby("time_s")[
+                [
+                    "sigma_emulated_siemens",
+                    "sigma_techc_siemens",
+                    "shift_emulated_siemens",
+                    "shift_techc_siemens",
+                ]
+            ].mean()
+            * 1e6
+        )
         print("relaxation vs techC, mid ranges 8-24 (uS):")
         print(tab.round(2).to_string())
 

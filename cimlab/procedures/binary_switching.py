@@ -56,17 +56,19 @@ def ber(station: Bench, store: RunStore, exp: BerExp, cells: np.ndarray, seed: i
     every cell is first put in the state opposite to its bit (so each programmed bit is a
     switching event, as in paper 003's cycled arrays), then programmed (SET = LRS = bit 0 at
     ``gate_voltage_for(icc)``, RESET = HRS = bit 1) and read: one batched command per
-    polarity and one batched read. 1T1R reads against a reference conductance ``g_ref_s``
+    polarity and one batched read. 1T1R reads against a reference conductance ``g_ref_siemens``
     (default: :func:`sense_reference` fitted to cycle 0 of that condition, what a
     sense-amplifier reference trim does), 2T2R compares the two cells (paper 003 ref. [9]).
 
-    ``bits``: condition, structure, cycle, cell, bit, read_bit, g_s (+ cell_b, g_b_s for the
-    complementary cell of a 2T2R pair; -1/NaN for 1T1R; + g_pre_s, g_b_pre_s: the read after
+    ``bits``: condition, structure, cycle, cell, bit, read_bit, g_siemens (+ cell_b, g_b_siemens
+    for the
+    complementary cell of a 2T2R pair; -1/NaN for 1T1R; + g_pre_siemens, g_b_pre_siemens: the read
+    after
     the precondition pulse, in the opposite state; NaN without ``precondition``), from which
     :func:`cimlab.procedures.report.stuck_cells` finds the cells that never switched.
     ``conditions``: condition, icc_a,
     v_reset, width_s, energy_per_bit_j (mean programming energy of one bit; 1T1R: one pulse,
-    2T2R: two), energy_set_j, energy_reset_j, v_gate, g_ref_s.
+    2T2R: two), energy_set_j, energy_reset_j, v_gate, g_ref_siemens.
     """
     with ProcedureRun.for_experiment(station, store, exp, cells, seed, plan_name=plan_name,
                                      progress=progress) as ctx:
@@ -82,11 +84,11 @@ def ber(station: Bench, store: RunStore, exp: BerExp, cells: np.ndarray, seed: i
                 layout[s] = cc[pos: pos + k]
                 pos += k
             v_gate_set = _set_gate(station, cond)
-            g_ref = exp.g_ref_s
+            g_ref = exp.g_ref_siemens
             stats = {"e_set": [], "e_reset": [], "e_bit_1t1r": [], "e_bit_2t2r": []}
             if g_ref is None and ctx.has_rows("conditions", condition=cond.name):
                 df = ctx.run.table("conditions")
-                g_ref = float(df.loc[df["condition"] == cond.name, "g_ref_s"].iloc[-1])
+                g_ref = float(df.loc[df["condition"] == cond.name, "g_ref_siemens"].iloc[-1])
             for cyc in range(exp.cycles):
                 step = f"{cond.name}-cycle-{cyc:06d}"
                 if ctx.skip(step):
@@ -122,9 +124,22 @@ def ber(station: Bench, store: RunStore, exp: BerExp, cells: np.ndarray, seed: i
                 g = ctx.read(pc)
                 # map back (pc is the concatenation in layout order)
                 off = 0
-                cols: dict[str, list] = {k: [] for k in ("condition", "structure", "cycle", "cell",
-                                                         "bit", "read_bit", "g_s", "cell_b",
-                                                         "g_b_s", "g_pre_s", "g_b_pre_s")}
+                cols: dict[str, list] = {
+                    k: []
+                    for k in (
+                        "condition",
+                        "structure",
+                        "cycle",
+                        "cell",
+                        "bit",
+                        "read_bit",
+                        "g_siemens",
+                        "cell_b",
+                        "g_b_siemens",
+                        "g_pre_siemens",
+                        "g_b_pre_siemens",
+                    )
+                }
                 stats["e_set"].append(e[pd > 0])
                 stats["e_reset"].append(e[pd < 0])
                 for s in exp.structures:
@@ -137,11 +152,11 @@ def ber(station: Bench, store: RunStore, exp: BerExp, cells: np.ndarray, seed: i
                             g_ref = sense_reference(gi[b == 0], gi[b == 1])
                         rb = (gi < g_ref).astype(np.int8)
                         cols["cell"].append(layout[s])
-                        cols["g_s"].append(gi)
+                        cols["g_siemens"].append(gi)
                         cols["cell_b"].append(np.full(exp.bits, -1, dtype=np.int64))
-                        cols["g_b_s"].append(np.full(exp.bits, np.nan))
-                        cols["g_pre_s"].append(g_pre[off - exp.bits: off])
-                        cols["g_b_pre_s"].append(np.full(exp.bits, np.nan))
+                        cols["g_b_siemens"].append(np.full(exp.bits, np.nan))
+                        cols["g_pre_siemens"].append(g_pre[off - exp.bits: off])
+                        cols["g_b_pre_siemens"].append(np.full(exp.bits, np.nan))
                         stats["e_bit_1t1r"].append(ei)
                     else:
                         ga = g[off: off + exp.bits]
@@ -151,11 +166,11 @@ def ber(station: Bench, store: RunStore, exp: BerExp, cells: np.ndarray, seed: i
                         off += 2 * exp.bits
                         rb = (ga < gb).astype(np.int8)
                         cols["cell"].append(layout[s][0::2])
-                        cols["g_s"].append(ga)
+                        cols["g_siemens"].append(ga)
                         cols["cell_b"].append(layout[s][1::2].astype(np.int64))
-                        cols["g_b_s"].append(gb)
-                        cols["g_pre_s"].append(g_pre[off - 2 * exp.bits: off - exp.bits])
-                        cols["g_b_pre_s"].append(g_pre[off - exp.bits: off])
+                        cols["g_b_siemens"].append(gb)
+                        cols["g_pre_siemens"].append(g_pre[off - 2 * exp.bits: off - exp.bits])
+                        cols["g_b_pre_siemens"].append(g_pre[off - exp.bits: off])
                         stats["e_bit_2t2r"].append(ea + eb)
                     cols["condition"].append(np.full(exp.bits, cond.name))
                     cols["structure"].append(np.full(exp.bits, s))
@@ -176,13 +191,13 @@ def ber(station: Bench, store: RunStore, exp: BerExp, cells: np.ndarray, seed: i
                         "energy_reset_j": np.array([float(np.mean(
                             np.concatenate(stats["e_reset"])))]),
                         "v_gate": np.array([v_gate_set]),
-                        "g_ref_s": np.array([g_ref if g_ref is not None else np.nan])})
+                        "g_ref_siemens": np.array([g_ref if g_ref is not None else np.nan])})
                 ctx.append("bits", {k: np.concatenate(v) for k, v in cols.items()})
                 ctx.complete(step)
                 bar.update(1)
             totals[cond.name] = g_ref
         bar.close()
-        return ctx.finish(g_ref_s=totals)
+        return ctx.finish(g_ref_siemens=totals)
 
 
 # =========================================================================== fault map
@@ -190,9 +205,9 @@ def fault_map(station: Bench, store: RunStore, exp: FaultMapExp, cells: np.ndarr
               plan_name: str = "", progress: bool = True) -> ProcedureResult:
     """Find stuck-on / stuck-off cells with ``repeats`` strong SET/RESET probes.
 
-    A cell that never opens a window of ``min_window_s`` between its SET and RESET reads is
-    stuck: stuck-on above ``g_split_s``, stuck-off below. ``faults``: cell, state
-    ("ok"/"stuck_on"/"stuck_off"), g_after_set_s, g_after_reset_s (last probe).
+    A cell that never opens a window of ``min_window_siemens`` between its SET and RESET reads is
+    stuck: stuck-on above ``g_split_siemens``, stuck-off below. ``faults``: cell, state
+    ("ok"/"stuck_on"/"stuck_off"), g_after_set_siemens, g_after_reset_siemens (last probe).
     """
     with ProcedureRun.for_experiment(station, store, exp, cells, seed, plan_name=plan_name,
                                      progress=progress) as ctx:
@@ -211,12 +226,12 @@ def fault_map(station: Bench, store: RunStore, exp: FaultMapExp, cells: np.ndarr
                 g_set = ctx.read(c)
                 ctx.pulse(c, RESET, cond.v_reset, _reset_gate(cond, v_gate_set), cond.width_s)
                 g_reset = ctx.read(c)
-                switched |= (g_set - g_reset) >= exp.min_window_s
+                switched |= (g_set - g_reset) >= exp.min_window_siemens
             level = 0.5 * (g_set + g_reset)
-            state = np.where(switched, "ok", np.where(level > exp.g_split_s, "stuck_on",
+            state = np.where(switched, "ok", np.where(level > exp.g_split_siemens, "stuck_on",
                                                       "stuck_off"))
-            ctx.append("faults", {"cell": c, "state": state, "g_after_set_s": g_set,
-                                  "g_after_reset_s": g_reset})
+            ctx.append("faults", {"cell": c, "state": state, "g_after_set_siemens": g_set,
+                                  "g_after_reset_siemens": g_reset})
             ctx.complete(step)
             bar.update(1)
         bar.close()
@@ -228,7 +243,7 @@ def endurance(station: Bench, store: RunStore, exp: EnduranceExp, cells: np.ndar
               plan_name: str = "", progress: bool = True) -> ProcedureResult:
     """SET/RESET cycling per condition; window (G_LRS, G_HRS) read at log-spaced cycles.
 
-    Cells are split per condition. ``cycles``: condition, cycle, cell, g_lrs_s, g_hrs_s.
+    Cells are split per condition. ``cycles``: condition, cycle, cell, g_lrs_siemens, g_hrs_siemens.
     A cycle without a read costs two round trips (SET batch, RESET batch), one with a read
     four.
     """
@@ -255,9 +270,16 @@ def endurance(station: Bench, store: RunStore, exp: EnduranceExp, cells: np.ndar
                     ctx.pulse(c, RESET, cond.v_reset, _reset_gate(cond, vg), cond.width_s)
                     if cyc == m:
                         g_hrs = ctx.read(c)
-                ctx.append("cycles", {"condition": np.full(c.size, cond.name),
-                                      "cycle": np.full(c.size, m), "cell": c, "g_lrs_s": g_lrs,
-                                      "g_hrs_s": g_hrs})
+                ctx.append(
+                    "cycles",
+                    {
+                        "condition": np.full(c.size, cond.name),
+                        "cycle": np.full(c.size, m),
+                        "cell": c,
+                        "g_lrs_siemens": g_lrs,
+                        "g_hrs_siemens": g_hrs,
+                    },
+                )
                 ctx.complete(step)
                 bar.update(m + 1 - start)
                 start = m + 1

@@ -90,7 +90,7 @@ STUCK_WINDOW_S = 2e-6
 #: with ~1 % noise, paper 000: 10 % is > 7 standard deviations of a read difference).
 STUCK_WINDOW_REL = 0.1
 #: Conductance [S] above which a cell that never switched counts as stuck-on (as the fault
-#: map's default ``g_split_s``).
+#: map's default ``g_split_siemens``).
 STUCK_SPLIT_S = 10e-6
 #: A cell that never switched but lies within this many robust standard deviations (ln g)
 #: of the condition's LRS is a working cell the condition's RESET cannot switch.
@@ -102,15 +102,15 @@ def _state_reads(bits: pd.DataFrame) -> pd.DataFrame:
     state it was last pulsed to (``after`` 0: SET / LRS, 1: RESET / HRS)."""
     bit = bits["bit"].to_numpy().astype(np.int64)
     cell = bits["cell"].to_numpy().astype(np.int64)
-    parts = [(cell, bit, bits["g_s"].to_numpy(dtype=float))]
-    has_b = "cell_b" in bits.columns and "g_b_s" in bits.columns
+    parts = [(cell, bit, bits["g_siemens"].to_numpy(dtype=float))]
+    has_b = "cell_b" in bits.columns and "g_b_siemens" in bits.columns
     if has_b:
         cb = bits["cell_b"].to_numpy().astype(np.int64)
-        parts.append((cb, 1 - bit, bits["g_b_s"].to_numpy(dtype=float)))
-    if "g_pre_s" in bits.columns:  # the precondition read: the opposite state
-        parts.append((cell, 1 - bit, bits["g_pre_s"].to_numpy(dtype=float)))
-        if has_b and "g_b_pre_s" in bits.columns:
-            parts.append((cb, bit, bits["g_b_pre_s"].to_numpy(dtype=float)))
+        parts.append((cb, 1 - bit, bits["g_b_siemens"].to_numpy(dtype=float)))
+    if "g_pre_siemens" in bits.columns:  # the precondition read: the opposite state
+        parts.append((cell, 1 - bit, bits["g_pre_siemens"].to_numpy(dtype=float)))
+        if has_b and "g_b_pre_siemens" in bits.columns:
+            parts.append((cb, bit, bits["g_b_pre_siemens"].to_numpy(dtype=float)))
     c, a, g = (np.concatenate(x) for x in zip(*parts, strict=True))
     ok = (c >= 0) & np.isfinite(g)
     return pd.DataFrame({"cell": c[ok], "after": a[ok], "g": g[ok]})
@@ -128,7 +128,7 @@ def stuck_cells(bits: pd.DataFrame, faults: pd.DataFrame | None = None) -> pd.Da
     1. a ``fault_map`` ``faults`` table that lists the cell decides (source "fault_map"):
        stuck_on / stuck_off, or ok;
     2. else the BER run itself (source "ber_run"), when it read the cell after a SET and
-       after a RESET (the precondition read ``g_pre_s``, or cycles with both bits): the cell
+       after a RESET (the precondition read ``g_pre_siemens``, or cycles with both bits): the cell
        switched when ``median(g after SET) - median(g after RESET) >= max(STUCK_WINDOW_S,
        STUCK_WINDOW_REL * the larger median)`` (a cell whose medians differ by that much the
        other way moved too, and is not stuck); one that did not move is stuck (on above
@@ -141,7 +141,7 @@ def stuck_cells(bits: pd.DataFrame, faults: pd.DataFrame | None = None) -> pd.Da
     3. else "unknown" (source "none": seen in one state only), counted as working.
 
     Returns a DataFrame indexed by cell: state ("ok", "stuck_on", "stuck_off", "unknown"),
-    source, g_set_s, g_reset_s (medians; NaN if not seen).
+    source, g_set_siemens, g_reset_siemens (medians; NaN if not seen).
     """
     parts = []
     by = bits.groupby(bits["condition"].astype(str), sort=False) if "condition" in \
@@ -184,7 +184,7 @@ def _stuck_from_run(reads: pd.DataFrame) -> pd.DataFrame:
     state = np.where(~seen_both, "unknown", np.where(
         moved | inside, "ok", np.where(level > STUCK_SPLIT_S, "stuck_on", "stuck_off")))
     out = pd.DataFrame({"state": state, "source": np.where(seen_both, "ber_run", "none"),
-                        "g_set_s": g_set, "g_reset_s": g_reset}, index=med.index)
+                        "g_set_siemens": g_set, "g_reset_siemens": g_reset}, index=med.index)
     out.index.name = "cell"
     return out
 

@@ -29,12 +29,12 @@ class DelayedTolerance:
 
     ``measured`` holds the fraction from the averaged instrument reads, ``truth`` (emulated
     benches, tests and benchmarks only) from the emulator's true conductances at the same
-    instants, ``g_s`` the averaged reads (delays x cells) [S]."""
+    instants, ``g_siemens`` the averaged reads (delays x cells) [S]."""
 
     delays_s: tuple[float, ...]
     measured: dict[str, float]
     truth: dict[str, float] | None
-    g_s: np.ndarray
+    g_siemens: np.ndarray
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"within_tol_at_s": self.measured}
@@ -52,8 +52,8 @@ def within_tolerance_at(
     ops: ArrayOps,
     clock: Clock,
     cells: np.ndarray,
-    target_s: np.ndarray,
-    tolerance_s: float | np.ndarray,
+    target_siemens: np.ndarray,
+    tolerance_siemens: float | np.ndarray,
     *,
     finished_at_s: float | None = None,
     delays_s: Sequence[float] = DEFAULT_DELAYS_S,
@@ -62,7 +62,7 @@ def within_tolerance_at(
     truth: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> DelayedTolerance:
     """Read ``cells`` at each delay [s] after ``finished_at_s`` (default: now) and return the
-    fraction within ``+- tolerance_s`` of ``target_s`` [S].
+    fraction within ``+- tolerance_siemens`` of ``target_siemens`` [S].
 
     Each read is ``n_reads`` reads averaged in one command. ``mask`` restricts the fractions to
     some cells (e.g. the responsive ones). ``truth`` (cells -> true conductance [S], e.g. from
@@ -70,8 +70,8 @@ def within_tolerance_at(
     (the clock beyond it) raises ValueError: the figure would not mean what its key says.
     """
     cells = np.asarray(cells, dtype=np.uint32)
-    target = np.broadcast_to(np.asarray(target_s, dtype=float), cells.shape)
-    tol = np.broadcast_to(np.asarray(tolerance_s, dtype=float), cells.shape)
+    target = np.broadcast_to(np.asarray(target_siemens, dtype=float), cells.shape)
+    tol = np.broadcast_to(np.asarray(tolerance_siemens, dtype=float), cells.shape)
     sel = np.ones(cells.size, bool) if mask is None else np.asarray(mask, bool)
     t0 = clock.now() if finished_at_s is None else float(finished_at_s)
     measured: dict[str, float] = {}

@@ -9,7 +9,7 @@ and plain records, no torch. :func:`program_image` writes one run of kind
 step            what happens (each a committed step: a killed run resumes after the last)
 ==============  ======================================================================
 ``placement``   the image's tables (``placement``: one row per cell: layer, slice, sign,
-                out, row, chip tile, tile_row, col, cell, target_s; ``state``: the
+                out, row, chip tile, tile_row, col, cell, target_siemens; ``state``: the
                 network's parameters and buffers) and its run metadata, so the store alone
                 rebuilds the network
 ``erase``       one deep RESET of every cell of the logical tiles' regions (one command):
@@ -17,13 +17,13 @@ step            what happens (each a committed step: a killed run resumes after 
                 (a cell that verify would accept untouched keeps an old, already relaxed
                 state, which the device model's "programmed at t = 0" does not describe),
                 and the cells that hold no weight are parked at the bottom of the window
-                (table ``parked``: cell, g_s)
+                (table ``parked``: cell, g_siemens)
 ``verify``      program-verify of ALL network cells at once
                 (:func:`cimlab.procedures.program_verify.program_verify`: one pulse command
                 and one read command per iteration); table ``programmed``: cell, level
-                (layer index), target_s, g_s (last verify read), pulses, energy_j,
+                (layer index), target_siemens, g_siemens (last verify read), pulses, energy_j,
                 success, stuck, mode ("verify"), time_s (0: at the end of programming)
-``readback``    one read of every cell (table ``readback``: cell, target_s, g_s, time_s)
+``readback``    one read of every cell (table ``readback``: cell, target_siemens, g_siemens, time_s)
 ==============  ======================================================================
 
 Run meta: the image's (``placement``, ``network``, ...), ``erase``, ``program_verify`` (the
@@ -54,7 +54,7 @@ RUN_KIND = "network_program"
 class ChipImage:
     """What a network becomes on the chip, as arrays (built by the simulator side).
 
-    ``cells``: chip cell index of every weight cell, in placement order; ``target_s``: its
+    ``cells``: chip cell index of every weight cell, in placement order; ``target_siemens``: its
     target conductance [S]; ``layer``: its layer index; ``parked``: cells of the used regions
     that hold no weight (erased and read, not programmed); ``geometry``: the chip
     ``(n_tiles, rows, cols)`` the placement was made for; ``chip_tiles``: chip tiles used;
@@ -64,7 +64,7 @@ class ChipImage:
 
     geometry: tuple[int, int, int]
     cells: np.ndarray
-    target_s: np.ndarray
+    target_siemens: np.ndarray
     layer: np.ndarray
     parked: np.ndarray
     chip_tiles: int
@@ -74,7 +74,7 @@ class ChipImage:
 
     def __post_init__(self) -> None:
         n = np.asarray(self.cells).size
-        for name in ("target_s", "layer"):
+        for name in ("target_siemens", "layer"):
             m = np.asarray(getattr(self, name)).size
             if m != n:
                 raise ConfigError(None, f"image.{name}", f"{n} values (one per cell)", m)
@@ -86,8 +86,8 @@ class ChipProgramResult:
 
     run_uid: str
     summary: dict[str, Any]
-    g_verify_s: np.ndarray
-    g_readback_s: np.ndarray
+    g_verify_siemens: np.ndarray
+    g_readback_siemens: np.ndarray
     pulses: np.ndarray
     success: np.ndarray
     stuck: np.ndarray
@@ -147,7 +147,7 @@ def program_image(station: Bench, image: ChipImage, store: RunStore, *,
     check_network_program(station, image.geometry, cfg)
     plan = {**image.plan, "program_verify": to_dict(cfg)}
     cells = np.asarray(image.cells)
-    targets = np.asarray(image.target_s, dtype=float)
+    targets = np.asarray(image.target_siemens, dtype=float)
     with ProcedureRun(station, store, kind=RUN_KIND, label="program network", plan=plan,
                       cells=cells, seed=seed, seeds={"program_verify": int(seed)},
                       progress=progress, resume=resume) as ctx:
@@ -168,7 +168,7 @@ def program_image(station: Bench, image: ChipImage, store: RunStore, *,
                                    "energy_total_j": float(e.sum())})
             if parked.size:
                 g_p = np.asarray(station.array.read(parked), dtype=float)
-                run.append("parked", {"cell": parked.astype(np.int64), "g_s": g_p})
+                run.append("parked", {"cell": parked.astype(np.int64), "g_siemens": g_p})
             ctx.complete("erase")
         if not ctx.skip("verify"):
             rng = np.random.default_rng(int(run.seeds.get("program_verify", seed)))
@@ -176,7 +176,7 @@ def program_image(station: Bench, image: ChipImage, store: RunStore, *,
                                  rng=rng, progress=progress)
             run.append("programmed", {
                 "cell": cells.astype(np.int64), "level": np.asarray(image.layer),
-                "target_s": targets, "g_s": res.g_verify_s, "pulses": res.pulses,
+                "target_siemens": targets, "g_siemens": res.g_verify_siemens, "pulses": res.pulses,
                 "energy_j": res.energy_j, "success": res.success.astype(np.int64),
                 "stuck": res.stuck.astype(np.int64), "mode": "verify", "time_s": 0.0})
             run.set_meta("program_verify", res.summary())
@@ -185,13 +185,15 @@ def program_image(station: Bench, image: ChipImage, store: RunStore, *,
         if not ctx.skip("readback"):
             t_end = float(run.meta.get("program_end_s", station.clock.now()))
             g_rb = np.asarray(station.array.read(cells), dtype=float)
-            run.append("readback", {"cell": cells.astype(np.int64), "target_s": targets,
-                                    "g_s": g_rb, "time_s": station.clock.now() - t_end})
+            run.append("readback", {"cell": cells.astype(np.int64), "target_siemens": targets,
+                                    "g_siemens": g_rb, "time_s": station.clock.now() - t_end})
             ctx.complete("readback")
         prog = run.table("programmed")
         summ = dict(run.meta["program_verify"])
-        g_rb = run.table("readback")["g_s"].to_numpy(dtype=float)
-        summ["readback_within_tol"] = float(np.mean(np.abs(g_rb - targets) <= cfg.tolerance_s))
+        g_rb = run.table("readback")["g_siemens"].to_numpy(dtype=float)
+        summ["readback_within_tol"] = float(
+            np.mean(np.abs(g_rb - targets) <= cfg.tolerance_siemens)
+        )
         summ["chip_tiles"] = int(image.chip_tiles)
         summ["erase_energy_j"] = float(run.meta.get("erase", {}).get("energy_network_cells_j",
                                                                      0.0))
@@ -199,8 +201,8 @@ def program_image(station: Bench, image: ChipImage, store: RunStore, *,
         program_end_s = float(run.meta["program_end_s"])
         ctx.finish()
     return ChipProgramResult(
-        run_uid=run.uid, summary=summ, g_verify_s=prog["g_s"].to_numpy(dtype=float),
-        g_readback_s=g_rb, pulses=prog["pulses"].to_numpy(),
+        run_uid=run.uid, summary=summ, g_verify_siemens=prog["g_siemens"].to_numpy(dtype=float),
+        g_readback_siemens=g_rb, pulses=prog["pulses"].to_numpy(),
         success=prog["success"].to_numpy().astype(bool),
         stuck=prog["stuck"].to_numpy().astype(bool), program_end_s=program_end_s,
         resumed_steps=ctx.resumed_steps)

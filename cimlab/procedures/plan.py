@@ -128,19 +128,20 @@ class CellSet:
 # --------------------------------------------------------------------------- levels
 @dataclass(frozen=True)
 class LevelSet:
-    """Target conductance levels: ``levels`` values spaced linearly over [g_min_s, g_max_s].
+    """Target conductance levels: ``levels`` values spaced linearly over [g_min_siemens,
+    g_max_siemens].
 
     ``relative = true``: the levels are stated relative to the chip's *measured* window
     instead, spaced linearly from ``lo`` to ``hi`` (fractions, 0 = the RESET-saturated
     conductance, 1 = the SET-saturated one). The window is measured at run start on
     ``window_cells`` of the experiment's cells (:mod:`cimlab.procedures.window`: a short
     SET/RESET saturation) and :meth:`resolve` turns the set into absolute targets, which is
-    what the run records; ``g_min_s``/``g_max_s`` are then not used."""
+    what the run records; ``g_min_siemens``/``g_max_siemens`` are then not used."""
 
     levels: int = param(16, unit="1", lo=1, hi=256, doc="number of target levels")
-    g_min_s: float = param(G_MIN_DEFAULT, unit="S", lo=0.0, lo_open=True, hi=1e-3,
+    g_min_siemens: float = param(G_MIN_DEFAULT, unit="S", lo=0.0, lo_open=True, hi=1e-3,
                            doc="lowest target conductance")
-    g_max_s: float = param(G_MAX_DEFAULT, unit="S", lo=0.0, lo_open=True, hi=1e-3,
+    g_max_siemens: float = param(G_MAX_DEFAULT, unit="S", lo=0.0, lo_open=True, hi=1e-3,
                            doc="highest target conductance")
     relative: bool = param(False, doc="levels relative to the measured window (lo .. hi)")
     lo: float = param(0.05, unit="1", lo=0.0, hi=1.0,
@@ -158,9 +159,13 @@ class LevelSet:
         if self.relative:
             if self.hi <= self.lo:
                 raise ConfigError(None, "hi", f"a fraction above lo = {self.lo:g}", self.hi)
-        elif self.g_max_s <= self.g_min_s:
-            raise ConfigError(None, "g_max_s", f"a value above g_min_s = {self.g_min_s:g} S",
-                              self.g_max_s)
+        elif self.g_max_siemens <= self.g_min_siemens:
+            raise ConfigError(
+                None,
+                "g_max_siemens",
+                f"a value above g_min_siemens = {self.g_min_siemens:g} S",
+                self.g_max_siemens,
+            )
 
     def resolve(self, g_lo_s: float, g_hi_s: float) -> LevelSet:
         """The absolute level set for a measured window [g_lo_s, g_hi_s] [S] (self when the
@@ -173,8 +178,8 @@ class LevelSet:
                               "saturation found no window: check the station's pulse limits)",
                               (g_lo_s, g_hi_s))
         span = g_hi_s - g_lo_s
-        return LevelSet(levels=self.levels, g_min_s=g_lo_s + self.lo * span,
-                        g_max_s=g_lo_s + self.hi * span)
+        return LevelSet(levels=self.levels, g_min_siemens=g_lo_s + self.lo * span,
+                        g_max_siemens=g_lo_s + self.hi * span)
 
     def targets(self) -> np.ndarray:
         """Target conductances [S], one per level (ascending)."""
@@ -183,8 +188,8 @@ class LevelSet:
                               "levels resolved from a measured window before use "
                               "(LevelSet.resolve / cimlab.procedures.window)", True)
         if self.levels == 1:
-            return np.array([self.g_max_s])
-        return np.linspace(self.g_min_s, self.g_max_s, self.levels)
+            return np.array([self.g_max_siemens])
+        return np.linspace(self.g_min_siemens, self.g_max_siemens, self.levels)
 
     def assign(self, n_cells: int, seed: int) -> np.ndarray:
         """Level index per cell: balanced (each level within one cell of n/levels), shuffled."""
@@ -374,7 +379,7 @@ class BerExp(_Experiment):
     cycles: int = param(1, unit="1", lo=1, hi=1_000_000, doc="program/read cycles")
     precondition: bool = param(True, doc="put each cell in the opposite state before "
                                "programming its bit (every bit a switching event)")
-    g_ref_s: float | None = param(None, unit="S", lo=0.0, lo_open=True, hi=1e-3,
+    g_ref_siemens: float | None = param(None, unit="S", lo=0.0, lo_open=True, hi=1e-3,
                                   doc="1T1R read reference (default: per condition, the "
                                   "BER-optimal threshold of lognormals fitted to cycle 0)")
 
@@ -401,17 +406,17 @@ class FaultMapExp(_Experiment):
     """Fault map: ``repeats`` strong SET / strong RESET probes, read after each.
 
     A working cell opens a window (G after SET minus G after RESET) of at least
-    ``min_window_s`` in at least one probe; a cell that never does is stuck: stuck-on when its
-    conductance lies above ``g_split_s``, stuck-off below (paper 004: stuck-on cells sit high,
+    ``min_window_siemens`` in at least one probe; a cell that never does is stuck: stuck-on when its
+    conductance lies above ``g_split_siemens``, stuck-off below (paper 004: stuck-on cells sit high,
     over-formed; stuck-off cells low, unformed).
     """
 
     kind: str = param("fault_map", choices=("fault_map",))
     condition: BinaryCondition = param(
         default_factory=lambda: BinaryCondition("fault_probe", 100e-6, 2.5, 1e-6))
-    min_window_s: float = param(20e-6, unit="S", lo=0.0, lo_open=True, hi=1e-2,
+    min_window_siemens: float = param(20e-6, unit="S", lo=0.0, lo_open=True, hi=1e-2,
                                 doc="smallest SET-RESET window of a working cell")
-    g_split_s: float = param(10e-6, unit="S", lo=0.0, lo_open=True, hi=1e-2,
+    g_split_siemens: float = param(10e-6, unit="S", lo=0.0, lo_open=True, hi=1e-2,
                              doc="stuck cells above are stuck-on, below stuck-off")
     repeats: int = param(2, unit="1", lo=1, hi=100, doc="SET/RESET probes")
     batch: int = param(65536, unit="1", lo=1, doc="cells per batch")

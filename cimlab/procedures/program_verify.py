@@ -9,7 +9,7 @@ per-command instrument time is small against the per-cell time). Verify reads ar
 over ``n_reads`` reads taken in that one read command (the cell list repeated ``n_reads``
 times: the protocol allows repeated cells in ``ARR:READ?``).
 
-A cell is done when its verify read lies within ``+- tolerance_s`` of its target; it fails
+A cell is done when its verify read lies within ``+- tolerance_siemens`` of its target; it fails
 when it reaches ``max_pulses``, ``max_alternations`` SET/RESET direction changes, or does not
 respond to ``stuck_after`` strong pulses in a row (stuck-at fault, paper 004).
 
@@ -60,7 +60,7 @@ from cimlab.procedures.verify_result import ProgramVerifyResult, format_report
 def program_verify(
     array: CellArray | ArrayOps,
     cells: np.ndarray,
-    target_s: np.ndarray,
+    target_siemens: np.ndarray,
     cfg: ProgramVerifyConfig,
     *,
     clock: Clock | None = None,
@@ -71,7 +71,7 @@ def program_verify(
     timestamps: bool = False,
     require_pulse: bool = False,
 ) -> ProgramVerifyResult:
-    """Program ``cells`` to ``target_s`` [S] with the ``cfg.scheme`` verify loop.
+    """Program ``cells`` to ``target_siemens`` [S] with the ``cfg.scheme`` verify loop.
 
     ``array`` is the station's array driver (anything with batched ``pulse`` and ``read``) or
     an :class:`ArrayOps`. ``clock`` (the station clock) is queried before and after for the
@@ -84,7 +84,7 @@ def program_verify(
     overhead per cell, e.g. ~1 us x the cells pulsed), which bounds the error of the
     record. ``iteration_times_s`` (clock after each iteration) is kept too. The adaptive
     scheme measures its pulse response on a subset of the cells first unless ``response`` is
-    given. ``final_read`` adds one read of all cells after the loop (``g_final_s``).
+    given. ``final_read`` adds one read of all cells after the loop (``g_final_siemens``).
     ``require_pulse``: every cell gets at least one pulse, even one already within tolerance
     of its target (a re-aimed cell, e.g. drift pre-compensated, must restart its relaxation:
     without this the loop would accept it untouched, issue 13).
@@ -92,7 +92,7 @@ def program_verify(
     if cfg.scheme == "single_shot":
         raise ValueError("single_shot has no verify loop; use program_single_shot()")
     cells = np.asarray(cells, dtype=np.uint32)
-    target = np.broadcast_to(np.asarray(target_s, dtype=float), cells.shape).copy()
+    target = np.broadcast_to(np.asarray(target_siemens, dtype=float), cells.shape).copy()
     rng = rng if rng is not None else np.random.default_rng(0)
     ops = array if isinstance(array, ArrayOps) else ArrayOps(array)
     t_host0 = time.perf_counter()
@@ -132,13 +132,13 @@ def program_verify(
     g_final = ops.read(cells) if final_read else None
     t_inst1 = clock.now() if clock is not None else 0.0
     return ProgramVerifyResult(
-        scheme=cfg.scheme, cells=cells, target_s=target, g_verify_s=loop.g,
+        scheme=cfg.scheme, cells=cells, target_siemens=target, g_verify_siemens=loop.g,
         pulses=loop.pulses, energy_j=loop.energy, success=loop.done,
-        tolerance_s=cfg.tolerance_s, iterations=loop.it,
+        tolerance_siemens=cfg.tolerance_siemens, iterations=loop.it,
         round_trips=ops.round_trips - rt_start, instrument_time_s=t_inst1 - t_inst0,
         host_time_s=time.perf_counter() - t_host0, stuck=loop.stuck,
         alternations=loop.alternations, last_pulse_iteration=loop.last_iter,
-        iteration_times_s=np.asarray(iter_times), g_final_s=g_final,
+        iteration_times_s=np.asarray(iter_times), g_final_siemens=g_final,
         calibration_round_trips=calib_rt, last_pulse_time_s=loop.pulse_time,
         verify_read_time_s=loop.read_time)
 
@@ -187,7 +187,7 @@ class _VerifyLoop:
     def start(self) -> None:
         self.read_time[:] = self._now()
         self.g = self.ops.read(self.cells, self.cfg.n_reads)
-        self.done = np.abs(self.g - self.target) <= self.cfg.tolerance_s
+        self.done = np.abs(self.g - self.target) <= self.cfg.tolerance_siemens
         if self.require_pulse:
             self.done[:] = False
 
@@ -234,11 +234,11 @@ class _VerifyLoop:
         if pred is not None:
             self._learn(sel, d, vg, g_new, obs, pred)
         # stuck detection: strong pulses that move nothing
-        moved = np.abs(obs) > 0.5 * cfg.tolerance_s
-        still = strong & ~moved & (np.abs(err) > 3 * cfg.tolerance_s)
+        moved = np.abs(obs) > 0.5 * cfg.tolerance_siemens
+        still = strong & ~moved & (np.abs(err) > 3 * cfg.tolerance_siemens)
         self.no_response[sel] = np.where(still, self.no_response[sel] + 1, 0)
         self.g[sel] = g_new
-        ok = np.abs(g_new - self.target[sel]) <= cfg.tolerance_s
+        ok = np.abs(g_new - self.target[sel]) <= cfg.tolerance_siemens
         self.done[sel[ok]] = True
         stuck = ~ok & (self.no_response[sel] >= cfg.stuck_after)
         self.stuck[sel[stuck]] = True
@@ -257,7 +257,7 @@ class _VerifyLoop:
         """
         r, cfg = self.resp, self.cfg
         assert r is not None
-        tol = cfg.tolerance_s
+        tol = cfg.tolerance_siemens
         g = self.g[sel]
         tgt = self.target[sel]
         read_sd = 0.01 * np.abs(g) + 0.1e-6
@@ -294,7 +294,7 @@ class _VerifyLoop:
             strong = use_land & (tgt - g > 3 * tol)
             return vp, vg, {"step": pred_step, "land": use_land}, strong
         # RESET: partial steps toward the floor at each amplitude, or a deep RESET below target
-        fl = r.reset_floor_s[None, :]
+        fl = r.reset_floor_siemens[None, :]
         f = np.minimum(r.reset_frac[None, :] * self.gain_reset[sel, None], 1.0)
         step = -f * np.maximum(g[:, None] - fl, 0.0)
         s_sd = (r.reset_rel_sd / np.sqrt(1.0 + self.n_reset_obs[sel]))[:, None]
@@ -316,7 +316,7 @@ class _VerifyLoop:
         deep &= self.pulses[sel] + 1 < cfg.max_pulses
         k = np.minimum(k + self.boost_reset[sel], r.reset_v.size - 1)
         vp = np.where(deep, r.reset_v[-1], r.reset_v[k])
-        pred_step = np.where(deep, -np.maximum(g - r.reset_floor_s[-1], 0.0),
+        pred_step = np.where(deep, -np.maximum(g - r.reset_floor_siemens[-1], 0.0),
                              step[np.arange(sel.size), k])
         vg = np.full(sel.size, cfg.v_gate_reset)
         strong = deep & (g - tgt > 3 * tol)
@@ -326,7 +326,7 @@ class _VerifyLoop:
                obs: np.ndarray, pred: dict) -> None:
         """Update per-cell ceiling factors and step gains from the observed responses."""
         r, rate = self.resp, self.cfg.gain_rate
-        tol = self.cfg.tolerance_s
+        tol = self.cfg.tolerance_siemens
         # escalate partial pulses that moved nothing, back off after an overshoot
         boost = self.boost_set if d == SET else self.boost_reset
         err_before = self.target[sel] - (g_new - obs)

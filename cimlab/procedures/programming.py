@@ -44,7 +44,7 @@ def verify_program_and_log(ctx: ProcedureRun, cells: np.ndarray, level: np.ndarr
         return None
     res = ctx.program(cells, target, cfg)
     ctx.append("programmed", {
-        "cell": cells, "level": level, "target_s": target, "g_s": res.g_verify_s,
+        "cell": cells, "level": level, "target_siemens": target, "g_siemens": res.g_verify_siemens,
         "pulses": res.pulses, "mode": np.full(cells.size, "verify"),
         "time_s": res.g0_time_s(), "success": res.success,
         "energy_j": res.energy_j, "pulse_time_s": res.last_pulse_time_s})
@@ -83,7 +83,7 @@ def program_time(ctx: ProcedureRun) -> float:
 
 def programmed_g(ctx: ProcedureRun) -> np.ndarray:
     df = ctx.run.table("programmed")
-    m = dict(zip(df["cell"].to_numpy(), df["g_s"].to_numpy(), strict=True))
+    m = dict(zip(df["cell"].to_numpy(), df["g_siemens"].to_numpy(), strict=True))
     return np.array([m[int(c)] for c in ctx.cells])
 
 
@@ -93,10 +93,12 @@ def programming_error(station: Bench, store: RunStore, exp: ProgrammingErrorExp,
                       ) -> ProcedureResult:
     """Programming error over ``exp.levels`` targets, single-shot and/or with program-verify.
 
-    Writes ``programmed`` (cell, level, target_s, g_s, pulses, mode, time_s: the read after
+    Writes ``programmed`` (cell, level, target_siemens, g_siemens, pulses, mode, time_s: the read
+    after
     the cell's last pulse, NaN where a verify needed no pulse; + pulse_time_s, the clock time
     of that pulse) and, for
-    single-shot, ``gate_curve`` (v_gate, g_mean_s, g_std_s, n_cells). The cells are split in
+    single-shot, ``gate_curve`` (v_gate, g_mean_siemens, g_std_siemens, n_cells). The cells are
+    split in
     two halves when both modes are requested (each cell is programmed once).
     """
     with ProcedureRun.for_experiment(station, store, exp, cells, seed, plan_name=plan_name,
@@ -121,16 +123,16 @@ def programming_error(station: Bench, store: RunStore, exp: ProgrammingErrorExp,
                     res = program_single_shot(ctx.ops, c[sel], tg[sel], curve, v_set=exp.v_set,
                                               v_reset=exp.v_reset, v_gate_reset=exp.v_gate_reset,
                                               width_s=exp.width_s, clock=ctx.clock,
-                                              tolerance_s=exp.verify.tolerance_s)
+                                              tolerance_siemens=exp.verify.tolerance_siemens)
                     ctx.clock.sleep(exp.read_delay_s)
                     t_read = ctx.now()
                     g = ctx.read(c[sel])
                     ctx.append("programmed", {
-                        "cell": c[sel], "level": lv[sel], "target_s": tg[sel], "g_s": g,
+                        "cell": c[sel], "level": lv[sel], "target_siemens": tg[sel], "g_siemens": g,
                         "pulses": res.pulses,
                         "mode": np.full(sel.size, "single_shot"),
                         "time_s": since(t_read, res.last_pulse_time_s),
-                        "success": np.abs(g - tg[sel]) <= exp.verify.tolerance_s,
+                        "success": np.abs(g - tg[sel]) <= exp.verify.tolerance_siemens,
                         "energy_j": res.energy_j, "pulse_time_s": res.last_pulse_time_s})
                 else:
                     res = ctx.program(c[sel], tg[sel], exp.verify)
@@ -138,7 +140,7 @@ def programming_error(station: Bench, store: RunStore, exp: ProgrammingErrorExp,
                     t_read = ctx.now()
                     g = ctx.read(c[sel])
                     ctx.append("programmed", {
-                        "cell": c[sel], "level": lv[sel], "target_s": tg[sel], "g_s": g,
+                        "cell": c[sel], "level": lv[sel], "target_siemens": tg[sel], "g_siemens": g,
                         "pulses": res.pulses, "mode": np.full(sel.size, "verify"),
                         "time_s": since(t_read, res.last_pulse_time_s), "success": res.success,
                         "energy_j": res.energy_j, "pulse_time_s": res.last_pulse_time_s})
@@ -155,15 +157,15 @@ def _gate_curve(ctx: ProcedureRun, exp: ProgrammingErrorExp, cells: np.ndarray) 
     if step in ctx.done or ctx.has_rows("gate_curve", n_cells=exp.calibration_cells):
         df = ctx.run.table("gate_curve")
         ctx.done.add(step)
-        return GateCurve(df["v_gate"].to_numpy(), df["g_mean_s"].to_numpy(),
-                         df["g_std_s"].to_numpy(), int(df["n_cells"].iloc[0]))
+        return GateCurve(df["v_gate"].to_numpy(), df["g_mean_siemens"].to_numpy(),
+                         df["g_std_siemens"].to_numpy(), int(df["n_cells"].iloc[0]))
     sub = np.sort(np.random.default_rng(ctx.seed + 1).choice(
         cells, min(exp.calibration_cells, cells.size), replace=False))
     v_gates = np.linspace(exp.v_gate_min, exp.v_gate_max, exp.calibration_points)
     curve = measure_gate_curve(ctx.ops, sub, v_gates, v_set=exp.v_set, v_reset=exp.v_reset,
                                v_gate_reset=exp.v_gate_reset, width_s=exp.width_s)
-    ctx.append("gate_curve", {"v_gate": curve.v_gate, "g_mean_s": curve.g_mean_s,
-                              "g_std_s": curve.g_std_s,
+    ctx.append("gate_curve", {"v_gate": curve.v_gate, "g_mean_siemens": curve.g_mean_siemens,
+                              "g_std_siemens": curve.g_std_siemens,
                               "n_cells": np.full(v_gates.size, sub.size)})
     ctx.complete(step)
     return curve

@@ -19,15 +19,15 @@ class PulseResponse:
     """The chip's mean pulse response, fitted by :func:`measure_pulse_response`.
 
     SET (1T1R, compliance set by the word line): a saturating SET (amplitude ``v_set_sat``)
-    leaves a cell near the ceiling ``ceiling_s(v_gate)`` (relative spread
+    leaves a cell near the ceiling ``ceiling_siemens(v_gate)`` (relative spread
     ``ceiling_rel_sd``); a SET of amplitude ``v`` moves the fraction ``set_frac(v)`` of the way
     from G to the ceiling. RESET of amplitude ``v`` moves the fraction ``reset_frac(v)`` of the
-    way from G down to the floor ``reset_floor_s(v)`` (log spread ``floor_log_sd``).
+    way from G down to the floor ``reset_floor_siemens(v)`` (log spread ``floor_log_sd``).
     ``*_rel_sd``: cell-to-cell relative spread of the step at a given setting.
     """
 
     gate_v: np.ndarray
-    ceiling_s: np.ndarray
+    ceiling_siemens: np.ndarray
     ceiling_rel_sd: float
     v_set_sat: float
     set_v: np.ndarray
@@ -35,7 +35,7 @@ class PulseResponse:
     set_rel_sd: float
     reset_v: np.ndarray
     reset_frac: np.ndarray
-    reset_floor_s: np.ndarray
+    reset_floor_siemens: np.ndarray
     reset_rel_sd: float
     floor_log_sd: float
     n_cells: int = 0
@@ -44,12 +44,12 @@ class PulseResponse:
     def gate_for_ceiling(self, g: np.ndarray) -> np.ndarray:
         """Word-line voltage whose mean ceiling is ``g`` [S] (monotone interpolation; NaN
         outside the measured range)."""
-        c = np.maximum.accumulate(self.ceiling_s)
+        c = np.maximum.accumulate(self.ceiling_siemens)
         keep = np.concatenate([[True], np.diff(c) > 0])
         return np.interp(g, c[keep], self.gate_v[keep], left=np.nan, right=np.nan)
 
     def ceiling_at(self, v_gate: np.ndarray) -> np.ndarray:
-        return np.interp(v_gate, self.gate_v, np.maximum.accumulate(self.ceiling_s))
+        return np.interp(v_gate, self.gate_v, np.maximum.accumulate(self.ceiling_siemens))
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v)
@@ -89,14 +89,14 @@ def measure_pulse_response(ops: ArrayOps, cells: np.ndarray, cfg: ProgramVerifyC
     R = cfg.calibration_rounds
     gates = _grid(cfg.v_gate_min, cfg.v_gate_max, 0.025)
     # 1. ceiling per gate voltage
-    vg_s, g_s = [], []
+    vg_s, g_siemens = [], []
     for _ in range(R):
         ops.pulse(cells, RESET, cfg.v_reset_max, cfg.v_gate_reset, cfg.width_s)
         vg = rng.choice(gates, n)
         ops.pulse(cells, SET, cfg.v_set_max, vg, cfg.width_s)
         vg_s.append(vg)
-        g_s.append(ops.read(cells))
-    vg_all, g_all = np.concatenate(vg_s), np.concatenate(g_s)
+        g_siemens.append(ops.read(cells))
+    vg_all, g_all = np.concatenate(vg_s), np.concatenate(g_siemens)
     ceiling = np.array([_robust_median(g_all[vg_all == v]) for v in gates])
     rel = np.array([_robust_rel_sd(g_all[vg_all == v]) for v in gates])
     ok = np.isfinite(ceiling)
@@ -174,10 +174,10 @@ def measure_pulse_response(ops: ArrayOps, cells: np.ndarray, cfg: ProgramVerifyC
         floor_fit = np.where(np.isfinite(floor), floor, np.nanmin(floor))
         floor_log_sd = 0.9
     return PulseResponse(
-        gate_v=gates, ceiling_s=ceiling, ceiling_rel_sd=float(ceiling_rel_sd),
+        gate_v=gates, ceiling_siemens=ceiling, ceiling_rel_sd=float(ceiling_rel_sd),
         v_set_sat=cfg.v_set_max, set_v=set_v, set_frac=set_frac,
         set_rel_sd=float(np.clip(set_rel_sd, 0.05, 2.0)),
-        reset_v=reset_v, reset_frac=frac, reset_floor_s=floor_fit,
+        reset_v=reset_v, reset_frac=frac, reset_floor_siemens=floor_fit,
         reset_rel_sd=float(np.clip(np.nanmedian(rel_sd) if rel_sd else 0.5, 0.05, 2.0)),
         floor_log_sd=float(floor_log_sd if np.isfinite(floor_log_sd) else 0.9),
         n_cells=int(n), round_trips=ops.round_trips - rt0)

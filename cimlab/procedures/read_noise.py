@@ -24,10 +24,11 @@ def read_fluctuation(station: Bench, store: RunStore, exp: ReadFluctuationExp, c
     """Repeated reads per cell at each level as a time series, plus SMU precision reads.
 
     Program-verify all cells, wait ``settle_s``, then ``repeats`` batched reads of all cells
-    (``reads``: cell, level, target_s, repeat, time_s, g_s; time_s since the cell's own last
+    (``reads``: cell, level, target_siemens, repeat, time_s, g_siemens; time_s since the cell's own
+    last
     pulse, NaN for a cell the verify did not need to pulse). A subset
-    of ``smu_cells`` cells is read with the SMU (``smu_reads``: cell, level, target_s, repeat,
-    v, i_a, g_s) after routing each cell with ``array.select``.
+    of ``smu_cells`` cells is read with the SMU (``smu_reads``: cell, level, target_siemens, repeat,
+    v, i_a, g_siemens) after routing each cell with ``array.select``.
     """
     with ProcedureRun.for_experiment(station, store, exp, cells, seed, plan_name=plan_name,
                                      progress=progress) as ctx:
@@ -56,9 +57,9 @@ def read_fluctuation(station: Bench, store: RunStore, exp: ReadFluctuationExp, c
             n = ctx.cells.size
             ctx.append("reads", {
                 "cell": np.tile(ctx.cells, r1 - r0), "level": np.tile(level, r1 - r0),
-                "target_s": np.tile(target, r1 - r0),
+                "target_siemens": np.tile(target, r1 - r0),
                 "repeat": np.repeat(np.arange(r0, r1), n),
-                "time_s": np.concatenate(ts), "g_s": np.concatenate(gs)})
+                "time_s": np.concatenate(ts), "g_siemens": np.concatenate(gs)})
             ctx.complete(step)
         bar.close()
         if exp.smu_cells and not ctx.skip("smu"):
@@ -67,9 +68,14 @@ def read_fluctuation(station: Bench, store: RunStore, exp: ReadFluctuationExp, c
             rows = smu_precision_reads(ctx, ctx.cells[sub_idx], exp.smu_repeats, exp.smu_v,
                                        exp.smu_compliance_a)
             rows["level"] = np.repeat(level[sub_idx], exp.smu_repeats)
-            rows["target_s"] = np.repeat(target[sub_idx], exp.smu_repeats)
-            ctx.append("smu_reads", {k: rows[k] for k in
-                                     ("cell", "level", "target_s", "repeat", "v", "i_a", "g_s")})
+            rows["target_siemens"] = np.repeat(target[sub_idx], exp.smu_repeats)
+            ctx.append(
+                "smu_reads",
+                {
+                    k: rows[k]
+                    for k in ("cell", "level", "target_siemens", "repeat", "v", "i_a", "g_siemens")
+                },
+            )
             ctx.complete("smu")
         return ctx.finish()
 
@@ -80,7 +86,7 @@ def smu_precision_reads(ctx: ProcedureRun, cells: np.ndarray, repeats: int, v: f
     at bias ``v`` with PyMeasure's Keithley2450 driver; outputs off afterwards."""
     st = ctx.station
     smu = st.smu
-    out: dict[str, list] = {"cell": [], "repeat": [], "v": [], "i_a": [], "g_s": []}
+    out: dict[str, list] = {"cell": [], "repeat": [], "v": [], "i_a": [], "g_siemens": []}
     smu.apply_voltage(compliance_current=compliance_a)
     smu.measure_current(current=compliance_a, auto_range=True)
     smu.source_voltage = 0.0
@@ -96,7 +102,7 @@ def smu_precision_reads(ctx: ProcedureRun, cells: np.ndarray, repeats: int, v: f
                 out["repeat"].append(r)
                 out["v"].append(v)
                 out["i_a"].append(i)
-                out["g_s"].append(i / v)
+                out["g_siemens"].append(i / v)
             smu.source_voltage = 0.0
             bar.update(1)
     finally:

@@ -30,8 +30,9 @@ def relaxation(station: Bench, store: RunStore, exp: RelaxationExp, cells: np.nd
     """Reads at ``times_s`` after program-verify, with the station clock (virtual or real).
 
     The read schedule ``times_s`` counts from the end of programming; ``reads``: cell, level,
-    target_s, g0_s (last verify read), time_s (since the cell's own last pulse), g0_time_s
-    (time of the g0 read after that pulse), g_s, temp_k, time_index. A time point already
+    target_siemens, g0_siemens (last verify read), time_s (since the cell's own last pulse),
+    g0_time_s
+    (time of the g0 read after that pulse), g_siemens, temp_k, time_index. A time point already
     past when resuming is read at once (time_s records the true time).
     """
     with ProcedureRun.for_experiment(station, store, exp, cells, seed, plan_name=plan_name,
@@ -40,7 +41,7 @@ def relaxation(station: Bench, store: RunStore, exp: RelaxationExp, cells: np.nd
         res = verify_program_and_log(ctx, ctx.cells, level, target, exp.verify, "program")
         t_prog = program_time(ctx)
         t_pulse, g0_time = pulse_record(ctx, res)
-        g0 = res.g_verify_s if res is not None else programmed_g(ctx)
+        g0 = res.g_verify_siemens if res is not None else programmed_g(ctx)
         temp_k = _ambient_k(station)
         bar = ctx.bar(len(exp.times_s), "relaxation")
         for i, t in enumerate(exp.times_s):
@@ -54,10 +55,20 @@ def relaxation(station: Bench, store: RunStore, exp: RelaxationExp, cells: np.nd
             t_read = ctx.now()
             g = ctx.read(ctx.cells)
             n = ctx.cells.size
-            ctx.append("reads", {"cell": ctx.cells, "level": level, "target_s": target, "g0_s": g0,
-                                 "time_s": since(t_read, t_pulse), "g0_time_s": g0_time,
-                                 "g_s": g, "temp_k": np.full(n, temp_k),
-                                 "time_index": np.full(n, i)})
+            ctx.append(
+                "reads",
+                {
+                    "cell": ctx.cells,
+                    "level": level,
+                    "target_siemens": target,
+                    "g0_siemens": g0,
+                    "time_s": since(t_read, t_pulse),
+                    "g0_time_s": g0_time,
+                    "g_siemens": g,
+                    "temp_k": np.full(n, temp_k),
+                    "time_index": np.full(n, i),
+                },
+            )
             ctx.complete(step)
             bar.update(1)
         bar.close()
@@ -83,8 +94,8 @@ def bake_retention(station: Bench, store: RunStore, exp: BakeRetentionExp, cells
                    on_step: Callable[[str], None] | None = None) -> ProcedureResult:
     """Program levels, bake at each temperature on the schedule, read after each bake step.
 
-    ``reads``: cell, level, target_s, step, temp_k, bake_time_s (cumulative at temperature),
-    g_s (+ ``repeat``, ``temp_index``, ``time_s`` since the cell's last pulse on the station
+    ``reads``: cell, level, target_siemens, step, temp_k, bake_time_s (cumulative at temperature),
+    g_siemens (+ ``repeat``, ``temp_index``, ``time_s`` since the cell's last pulse on the station
     clock, bakes included, and ``g0_time_s`` of its verify read); ``bakes``: temp_index,
     step, temp_k, soak_s and the clock times of each bake (start, soak start/end, back at
     ambient). Every bake segment and every read is its own step, so a run killed anywhere
@@ -143,9 +154,9 @@ def bake_retention(station: Bench, store: RunStore, exp: BakeRetentionExp, cells
                 r = exp.reads_per_step
                 ctx.append("reads", {
                     "cell": np.tile(ctx.cells, r), "level": np.tile(level, r),
-                    "target_s": np.tile(target, r), "step": np.full(n * r, k),
+                    "target_siemens": np.tile(target, r), "step": np.full(n * r, k),
                     "temp_k": np.full(n * r, temp_k), "bake_time_s": np.full(n * r, t_cum),
-                    "g_s": np.concatenate(gs), "repeat": np.repeat(np.arange(r), n),
+                    "g_siemens": np.concatenate(gs), "repeat": np.repeat(np.arange(r), n),
                     "temp_index": np.full(n * r, j), "time_s": np.concatenate(ts),
                     "g0_time_s": np.tile(g0_time, r)})
                 ctx.complete(step)

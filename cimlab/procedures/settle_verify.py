@@ -44,6 +44,7 @@ from cimlab.procedures.program_verify import program_verify
 from cimlab.procedures.protocols import CellArray, Clock, TemperatureChamber
 from cimlab.procedures.pulse_response import PulseResponse, measure_pulse_response
 from cimlab.procedures.verify_config import ProgramVerifyConfig
+from cimlab.units import KELVIN_OFFSET
 
 #: Boltzmann constant [eV/K] (CODATA 2018)
 K_B_EV = 8.617333262e-5
@@ -99,7 +100,7 @@ class SettleConfig:
         """Room-temperature seconds per second of bake (Arrhenius, ``ea_ev``)."""
         if self.bake_temp_c <= 0.0:
             return 1.0
-        t_room, t_bake = self.room_c + 273.15, self.bake_temp_c + 273.15
+        t_room, t_bake = self.room_c + KELVIN_OFFSET, self.bake_temp_c + KELVIN_OFFSET
         return float(np.exp(self.ea_ev / K_B_EV * (1.0 / t_room - 1.0 / t_bake)))
 
 
@@ -120,7 +121,7 @@ class SettleResult:
     [J], ``g_check_s`` the last averaged check read [S], ``redo_rounds`` times re-pulsed."""
 
     cells: np.ndarray
-    target_s: np.ndarray
+    target_siemens: np.ndarray
     pulses: np.ndarray
     energy_j: np.ndarray
     g_check_s: np.ndarray
@@ -177,7 +178,7 @@ def _learn_relaxation(levels: np.ndarray, level_of: np.ndarray, dg: np.ndarray,
 def program_settle_verify(
     array: CellArray | ArrayOps,
     cells: np.ndarray,
-    target_s: np.ndarray,
+    target_siemens: np.ndarray,
     cfg: ProgramVerifyConfig,
     settle: SettleConfig,
     *,
@@ -188,7 +189,7 @@ def program_settle_verify(
     read_rel_sd: float = 0.01,
     read_floor_s: float = 0.1e-6,
 ) -> SettleResult:
-    """Program ``cells`` to ``target_s`` [S] with the monitored settle (module docstring).
+    """Program ``cells`` to ``target_siemens`` [S] with the monitored settle (module docstring).
 
     ``oven`` is required when ``settle.bake_temp_c`` > 0. ``read_rel_sd`` and
     ``read_floor_s`` [S] describe one read's noise (the station's measured read noise) for the
@@ -200,7 +201,7 @@ def program_settle_verify(
     if settle.bake_temp_c > 0 and oven is None:
         raise ValueError("bake_temp_c > 0 needs the station's oven (oven=station.oven)")
     cells = np.asarray(cells, dtype=np.uint32)
-    target = np.broadcast_to(np.asarray(target_s, dtype=float), cells.shape).copy()
+    target = np.broadcast_to(np.asarray(target_siemens, dtype=float), cells.shape).copy()
     rng = rng if rng is not None else np.random.default_rng(0)
     ops = array if isinstance(array, ArrayOps) else ArrayOps(array)
     host0 = time.perf_counter()
@@ -211,7 +212,7 @@ def program_settle_verify(
             rng.choice(cells, cfg.calibration_cells, replace=False))
         response = measure_pulse_response(ops, sub, cfg, rng)
     cal_pulses, cal_energy = ops.pulses_sent - p0, ops.energy_j - e0
-    tol = cfg.tolerance_s
+    tol = cfg.tolerance_siemens
     levels, level_of = np.unique(target, return_inverse=True)
 
     res = program_verify(ops, cells, target, cfg, clock=clock, response=response, rng=rng,
@@ -223,7 +224,7 @@ def program_settle_verify(
     # equivalent (room-temperature) time bookkeeping: e(t) = clock time + bake surplus
     eq_extra = 0.0
     t_pulse_eq = np.where(np.isfinite(res.last_pulse_time_s), res.last_pulse_time_s, t0)
-    g_ref = res.g_verify_s.copy()            # read right after each cell's last pulse
+    g_ref = res.g_verify_siemens.copy()            # read right after each cell's last pulse
     redo_rounds = np.zeros(cells.size, dtype=np.int64)
     waits = settle.waits_s()
     wait_time = 0.0
@@ -293,13 +294,15 @@ def program_settle_verify(
         stuck[idx[r2.stuck]] = True
         hit = np.isfinite(r2.last_pulse_time_s)
         t_pulse_eq[idx[hit]] = r2.last_pulse_time_s[hit] + eq_extra
-        g_ref[idx] = r2.g_verify_s
+        g_ref[idx] = r2.g_verify_siemens
         redo_rounds[idx] += 1
-        entry["landing_abs_err_median_s"] = float(np.median(np.abs(r2.g_verify_s - aim)))
+        entry["landing_abs_err_median_siemens"] = float(
+            np.median(np.abs(r2.g_verify_siemens - aim))
+        )
         entry["pulses_mean"] = float(r2.pulses.mean())
     finished = clock.now()
     return SettleResult(
-        cells=cells, target_s=target, pulses=pulses, energy_j=energy, g_check_s=g,
+        cells=cells, target_siemens=target, pulses=pulses, energy_j=energy, g_check_s=g,
         redo_rounds=redo_rounds, stuck=stuck, calibration_pulses=int(cal_pulses),
         calibration_energy_j=float(cal_energy), instrument_time_s=finished - t0,
         wait_time_s=wait_time, equivalent_wait_s=float(waits.sum()), finished_at_s=finished,

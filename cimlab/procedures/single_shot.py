@@ -21,8 +21,8 @@ class GateCurve:
     """Measured word-line voltage -> mean conductance after one SET from the RESET state."""
 
     v_gate: np.ndarray   # V, ascending
-    g_mean_s: np.ndarray  # S
-    g_std_s: np.ndarray   # S
+    g_mean_siemens: np.ndarray  # S
+    g_std_siemens: np.ndarray   # S
     n_cells: int
 
     def gate_for(self, g_target: np.ndarray) -> np.ndarray:
@@ -31,7 +31,7 @@ class GateCurve:
         Targets outside the measured range raise ValueError (never clamped): widen the curve's
         gate range in the plan.
         """
-        g_mono = np.maximum.accumulate(self.g_mean_s)
+        g_mono = np.maximum.accumulate(self.g_mean_siemens)
         g_t = np.asarray(g_target, dtype=float)
         lo, hi = g_mono[0], g_mono[-1]
         bad = (g_t < lo) | (g_t > hi)
@@ -58,18 +58,18 @@ def measure_gate_curve(ops: ArrayOps, cells: np.ndarray, v_gates: np.ndarray, *,
         med = float(np.median(g))
         means.append(med)
         stds.append(robust_sigma(g))
-    return GateCurve(v_gate=np.asarray(v_gates, dtype=float), g_mean_s=np.asarray(means),
-                     g_std_s=np.asarray(stds), n_cells=int(cells.size))
+    return GateCurve(v_gate=np.asarray(v_gates, dtype=float), g_mean_siemens=np.asarray(means),
+                     g_std_siemens=np.asarray(stds), n_cells=int(cells.size))
 
 
-def program_single_shot(array: CellArray | ArrayOps, cells: np.ndarray, target_s: np.ndarray,
+def program_single_shot(array: CellArray | ArrayOps, cells: np.ndarray, target_siemens: np.ndarray,
                         curve: GateCurve, *, v_set: float, v_reset: float,
                         v_gate_reset: float, width_s: float, clock: Clock | None = None,
-                        tolerance_s: float = 1e-6) -> ProgramVerifyResult:
+                        tolerance_siemens: float = 1e-6) -> ProgramVerifyResult:
     """RESET, then one SET at the curve's gate voltage for each target, then read (3 round
     trips for all cells). Returns the same result type as :func:`program_verify`."""
     cells = np.asarray(cells, dtype=np.uint32)
-    target = np.broadcast_to(np.asarray(target_s, dtype=float), cells.shape).copy()
+    target = np.broadcast_to(np.asarray(target_siemens, dtype=float), cells.shape).copy()
     ops = array if isinstance(array, ArrayOps) else ArrayOps(array)
     rt0 = ops.round_trips
     t_host0 = time.perf_counter()
@@ -83,9 +83,18 @@ def program_single_shot(array: CellArray | ArrayOps, cells: np.ndarray, target_s
     t1 = clock.now() if clock is not None else 0.0
     n = cells.size
     return ProgramVerifyResult(
-        scheme="single_shot", cells=cells, target_s=target, g_verify_s=g,
-        pulses=np.full(n, 2, dtype=np.int64), energy_j=e1 + e2,
-        success=np.abs(g - target) <= tolerance_s, tolerance_s=tolerance_s, iterations=1,
-        round_trips=ops.round_trips - rt0, instrument_time_s=t1 - t0,
+        scheme="single_shot",
+        cells=cells,
+        target_siemens=target,
+        g_verify_siemens=g,
+        pulses=np.full(n, 2, dtype=np.int64),
+        energy_j=e1 + e2,
+        success=np.abs(g - target) <= tolerance_siemens,
+        tolerance_siemens=tolerance_siemens,
+        iterations=1,
+        round_trips=ops.round_trips - rt0,
+        instrument_time_s=t1 - t0,
         host_time_s=time.perf_counter() - t_host0,
-        last_pulse_time_s=np.full(n, float(t_set)), verify_read_time_s=np.full(n, float(t_read)))
+        last_pulse_time_s=np.full(n, float(t_set)),
+        verify_read_time_s=np.full(n, float(t_read)),
+    )

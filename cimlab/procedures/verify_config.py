@@ -23,7 +23,7 @@ class ProgramVerifyConfig:
 
     scheme: str = param("adaptive", choices=("adaptive", "ispp", "single_shot"),
                         doc="verify scheme")
-    tolerance_s: float = param(1e-6, unit="S", lo=0.0, lo_open=True, hi=1e-3,
+    tolerance_siemens: float = param(1e-6, unit="S", lo=0.0, lo_open=True, hi=1e-3,
                                doc="accept band half width around the target (NeuRRAM: 1 uS)")
     max_pulses: int = param(40, unit="1", lo=1, hi=100_000, doc="pulse cap per cell")
     max_alternations: int = param(16, unit="1", lo=0, hi=100_000,

@@ -15,12 +15,12 @@ class ProgramVerifyResult:
 
     scheme: str
     cells: np.ndarray
-    target_s: np.ndarray
-    g_verify_s: np.ndarray        # last verify read per cell [S]
+    target_siemens: np.ndarray
+    g_verify_siemens: np.ndarray        # last verify read per cell [S]
     pulses: np.ndarray            # pulses per cell
     energy_j: np.ndarray          # programming energy per cell [J]
     success: np.ndarray           # within tolerance at the last verify read
-    tolerance_s: float
+    tolerance_siemens: float
     iterations: int
     round_trips: int
     instrument_time_s: float      # virtual/real clock time spent
@@ -29,12 +29,12 @@ class ProgramVerifyResult:
     alternations: np.ndarray = field(default_factory=lambda: np.zeros(0))
     last_pulse_iteration: np.ndarray = field(default_factory=lambda: np.zeros(0))
     iteration_times_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    g_final_s: np.ndarray | None = None   # an independent read after the run, if taken
+    g_final_siemens: np.ndarray | None = None   # an independent read after the run, if taken
     calibration_round_trips: int = 0
     #: clock time [s] of each cell's last pulse in this run (the start of the batched pulse
     #: command that carried it; NaN: the cell needed no pulse, its last pulse is unknown)
     last_pulse_time_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    #: clock time [s] of the read behind ``g_verify_s`` (start of its batched read command)
+    #: clock time [s] of the read behind ``g_verify_siemens`` (start of its batched read command)
     verify_read_time_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def g0_time_s(self) -> np.ndarray:
@@ -43,7 +43,7 @@ class ProgramVerifyResult:
 
     def summary(self) -> dict[str, Any]:
         """Figures for the report table and the benchmark JSON."""
-        err = self.g_verify_s - self.target_s
+        err = self.g_verify_siemens - self.target_siemens
         p = self.pulses
         stuck = self.stuck if self.stuck.size == self.cells.size else np.zeros(p.size, bool)
         resp = ~stuck
@@ -58,8 +58,8 @@ class ProgramVerifyResult:
             "pulses_median": float(np.median(p)),
             "pulses_p99": float(np.percentile(p, 99)),
             "pulses_max": int(p.max()) if p.size else 0,
-            "error_rms_s": float(np.sqrt(np.mean(err[resp] ** 2))) if resp.any() else 0.0,
-            "error_p99_abs_s": float(np.percentile(np.abs(err[resp]), 99)) if resp.any()
+            "error_rms_siemens": float(np.sqrt(np.mean(err[resp] ** 2))) if resp.any() else 0.0,
+            "error_p99_abs_siemens": float(np.percentile(np.abs(err[resp]), 99)) if resp.any()
             else 0.0,
             "energy_total_j": float(self.energy_j.sum()),
             "energy_per_cell_j": float(self.energy_j.mean()),
@@ -69,10 +69,10 @@ class ProgramVerifyResult:
             "instrument_time_s": float(self.instrument_time_s),
             "host_time_s": float(self.host_time_s),
         }
-        if self.g_final_s is not None:
-            ef = self.g_final_s - self.target_s
-            out["final_within_tol"] = float(np.mean(np.abs(ef[resp]) <= self.tolerance_s))
-            out["final_error_rms_s"] = float(np.sqrt(np.mean(ef[resp] ** 2)))
+        if self.g_final_siemens is not None:
+            ef = self.g_final_siemens - self.target_siemens
+            out["final_within_tol"] = float(np.mean(np.abs(ef[resp]) <= self.tolerance_siemens))
+            out["final_error_rms_siemens"] = float(np.sqrt(np.mean(ef[resp] ** 2)))
         return out
 
     def pulse_histogram(self) -> dict[int, int]:
@@ -102,10 +102,10 @@ _REPORT_ROWS = [
     ("pulses/cell median", "{:.1f}", "pulses_median", 1.0),
     ("pulses/cell p99", "{:.1f}", "pulses_p99", 1.0),
     ("pulses/cell max", "{:.0f}", "pulses_max", 1.0),
-    ("verify error rms [uS]", "{:.3f}", "error_rms_s", 1e6),
-    ("|verify error| p99 [uS]", "{:.3f}", "error_p99_abs_s", 1e6),
+    ("verify error rms [uS]", "{:.3f}", "error_rms_siemens", 1e6),
+    ("|verify error| p99 [uS]", "{:.3f}", "error_p99_abs_siemens", 1e6),
     ("final read within tol [%]", "{:.2f}", "final_within_tol", 100.0),
-    ("final read error rms [uS]", "{:.3f}", "final_error_rms_s", 1e6),
+    ("final read error rms [uS]", "{:.3f}", "final_error_rms_siemens", 1e6),
     ("energy/cell [pJ]", "{:.2f}", "energy_per_cell_j", 1e12),
     ("energy total [uJ]", "{:.4f}", "energy_total_j", 1e6),
     ("iterations", "{:.0f}", "iterations", 1.0),

@@ -14,7 +14,7 @@ experiment (``SATURATION_PULSES`` SET pulses at ``v_set_max`` with the word line
 * ``g_hi`` = the (1 - COVERAGE) quantile of the SET-saturated reads (90 % get above).
 
 Stuck cells (a few %) fall outside these quantiles and do not move the window. The
-measurement is stored as its own run (kind ``window``, table ``window``: cell, phase, g_s;
+measurement is stored as its own run (kind ``window``, table ``window``: cell, phase, g_siemens;
 meta ``g_lo_s``, ``g_hi_s``; steps ``set``, ``reset``) and reused by a rerun; a run killed
 inside it resumes at its first unfinished phase. The cells are re-programmed by
 the experiment's own verify afterwards (one extra SET/RESET cycle of wear).
@@ -61,10 +61,12 @@ def _section(plan_name: str, cells: np.ndarray, cfg: ProgramVerifyConfig) -> dic
     }))
 
 
-def window_from_reads(g_set_s: np.ndarray, g_reset_s: np.ndarray) -> tuple[float, float]:
+def window_from_reads(
+    g_set_siemens: np.ndarray, g_reset_siemens: np.ndarray
+) -> tuple[float, float]:
     """(g_lo, g_hi) [S] from per-cell SET- and RESET-saturated conductances."""
     q = 1.0 - COVERAGE
-    return float(np.quantile(g_reset_s, 1.0 - q)), float(np.quantile(g_set_s, q))
+    return float(np.quantile(g_reset_siemens, 1.0 - q)), float(np.quantile(g_set_siemens, q))
 
 
 def measure_window(station: Bench, store: RunStore, cells: np.ndarray,
@@ -93,14 +95,14 @@ def measure_window(station: Bench, store: RunStore, cells: np.ndarray,
         if phase in done:
             t = run.table("window", committed_only=True)
             t = t[t["phase"].astype(str) == phase].set_index("cell")
-            g_phase[phase] = t["g_s"].reindex(cells).to_numpy(dtype=float)
+            g_phase[phase] = t["g_siemens"].reindex(cells).to_numpy(dtype=float)
             continue
         for _ in range(SATURATION_PULSES):
             arr.pulse(cells, polarity, v, vg, cfg.width_s)
         reads = np.asarray(arr.read(np.repeat(cells, READS)), dtype=float)
         g = reads.reshape(cells.size, READS).mean(axis=1)
         g_phase[phase] = g
-        run.append("window", {"cell": cells, "phase": np.full(cells.size, phase), "g_s": g})
+        run.append("window", {"cell": cells, "phase": np.full(cells.size, phase), "g_siemens": g})
         run.complete_step(phase)
     g_lo, g_hi = window_from_reads(g_phase["set"], g_phase["reset"])
     run.set_meta("g_lo_s", g_lo)

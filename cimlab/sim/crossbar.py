@@ -36,11 +36,12 @@ from cimlab.sim import periphery
 from cimlab.sim.inplace import add_drift
 from cimlab.sim.mapping import Mapping, bias_scale, choose_wmax, make_layout
 from cimlab.sim.periphery import NOISE_STREAMS, fill_standard_normal, stream_generators
+from cimlab.units import KELVIN_OFFSET
 
 if TYPE_CHECKING:
     from cimlab.sim.config import AnalogConfig
 
-ZERO_C_K = 273.15  # 0 degC in K (definition of the Celsius scale, SI brochure 2019)
+ZERO_C_K = KELVIN_OFFSET  # 0 degC in K
 #: Cells per chunk in program/age/refresh (512 Ki float32 = 2 MiB temporaries).
 CHUNK_CELLS = 1 << 19
 
@@ -164,8 +165,8 @@ class CrossbarState:
         idx = self.stuck_index
         if idx is not None and idx.numel():
             st = self.config.device.stuck
-            vals = torch.full(idx.shape, st.g_off_s, dtype=g.dtype, device=g.device)
-            vals.masked_fill_(self.stuck_on, st.g_on_s)
+            vals = torch.full(idx.shape, st.g_off_siemens, dtype=g.dtype, device=g.device)
+            vals.masked_fill_(self.stuck_on, st.g_on_siemens)
             g.view(-1).index_put_((idx,), vals)
         return g
 

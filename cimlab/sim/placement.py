@@ -175,11 +175,11 @@ class NetworkPlacement:
     # ------------------------------------------------------------------ records
     def table(self) -> dict[str, np.ndarray]:
         """Tidy placement table: one row per cell (layer index, layer, slice, sign (0 = G+,
-        1 = G-), out, row of W~, chip tile, tile_row, col, cell, target_s)."""
+        1 = G-), out, row of W~, chip tile, tile_row, col, cell, target_siemens)."""
         _, rows, cols = self.geometry
         parts: dict[str, list[np.ndarray]] = {k: [] for k in (
             "layer_index", "layer", "slice", "sign", "out", "row", "tile", "tile_row", "col",
-            "cell", "target_s")}
+            "cell", "target_siemens")}
         for li, lp in enumerate(self.layers.values()):
             sign, sl, o, r = np.indices(lp.cells.shape)
             c = lp.cells.ravel().astype(np.int64)
@@ -194,7 +194,7 @@ class NetworkPlacement:
             parts["tile_row"].append((c % (rows * cols)) // cols)
             parts["col"].append(c % cols)
             parts["cell"].append(c)
-            parts["target_s"].append(lp.g_target.ravel())
+            parts["target_siemens"].append(lp.g_target.ravel())
         return {k: np.concatenate(v) for k, v in parts.items()}
 
     def to_meta(self) -> dict[str, Any]:
@@ -220,7 +220,7 @@ class NetworkPlacement:
             layers: dict[str, LayerPlacement] = {}
             li_col = np.asarray(table["layer_index"], dtype=np.int64)
             cell_col = np.asarray(table["cell"], dtype=np.int64)
-            tgt_col = np.asarray(table["target_s"], dtype=float)
+            tgt_col = np.asarray(table["target_siemens"], dtype=float)
             for li, lm in enumerate(meta["layers"]):
                 shape = tuple(int(s) for s in lm["shape"])
                 m = li_col == li

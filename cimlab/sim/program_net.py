@@ -43,8 +43,8 @@ class NetworkProgramResult:
     run_uid: str
     placement: NetworkPlacement
     summary: dict[str, Any]
-    g_verify_s: np.ndarray
-    g_readback_s: np.ndarray
+    g_verify_siemens: np.ndarray
+    g_readback_siemens: np.ndarray
     pulses: np.ndarray
     success: np.ndarray
     stuck: np.ndarray
@@ -108,7 +108,7 @@ def chip_image(net: nn.Module, placement: NetworkPlacement,
     meta = {"placement": placement.to_meta(), "network": spec, **(extra_meta or {})}
     return ChipImage(
         geometry=tuple(int(g) for g in placement.geometry), cells=placement.all_cells(),
-        target_s=placement.all_targets(), layer=_layer_index(placement),
+        target_siemens=placement.all_targets(), layer=_layer_index(placement),
         parked=placement.unused_cells(), chip_tiles=len(placement.used_tiles()), plan=plan,
         tables={"placement": placement.table(), "state": state_table(net)}, meta=meta)
 
@@ -137,10 +137,17 @@ def program_network(
     res = program_image(station, chip_image(net, placement, extra_meta), store,
                         pv_config=cfg, seed=seed, progress=progress, resume=resume)
     return NetworkProgramResult(
-        run_uid=res.run_uid, placement=placement, summary=res.summary,
-        g_verify_s=res.g_verify_s, g_readback_s=res.g_readback_s, pulses=res.pulses,
-        success=res.success, stuck=res.stuck, program_end_s=res.program_end_s,
-        resumed_steps=res.resumed_steps)
+        run_uid=res.run_uid,
+        placement=placement,
+        summary=res.summary,
+        g_verify_siemens=res.g_verify_siemens,
+        g_readback_siemens=res.g_readback_siemens,
+        pulses=res.pulses,
+        success=res.success,
+        stuck=res.stuck,
+        program_end_s=res.program_end_s,
+        resumed_steps=res.resumed_steps,
+    )
 
 
 def _layer_index(placement: NetworkPlacement) -> np.ndarray:
@@ -191,7 +198,7 @@ def load_programmed(store: RunStore, run: str | None = None) -> StoredNetwork:
     net.eval()
     load_state_table(net, r.table("state"), src)
     placement = NetworkPlacement.from_meta(meta["placement"], r.table("placement"), src)
-    rb = r.table("readback")["g_s"].to_numpy(dtype=float)
+    rb = r.table("readback")["g_siemens"].to_numpy(dtype=float)
     return StoredNetwork(r.uid, net, placement, meta, rb)
 
 

@@ -10,7 +10,7 @@ Example::
             step = f"level-{level:02d}"
             if step in run.completed_steps:
                 continue                      # measured before a crash: kept, not repeated
-            run.append("reads", {"cell": cells, "level": level, "time_s": t, "g_s": g})
+            run.append("reads", {"cell": cells, "level": level, "time_s": t, "g_siemens": g})
             run.complete_step(step)
         run.finish("completed")
         store.runs(); store.run(run.uid).table("reads")

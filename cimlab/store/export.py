@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
 FORMATS = ("netcdf", "parquet", "csv")
 #: Version of the export layout (file attribute ``cimlab_export_version``).
 EXPORT_VERSION = 1
-#: Separator between table and column in a NetCDF variable name (``reads__g_s``).
+#: Separator between table and column in a NetCDF variable name (``reads__g_siemens``).
 SEP = "__"
 #: File attribute prefix of the flattened station snapshot (``snapshot.limits.read_v_max_v``).
 SNAPSHOT_PREFIX = "snapshot."

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import h5py
 import numpy as np
 
-from cimlab.store import _json, space, steplog, table
+from cimlab.store import _json, migrate, space, steplog, table
 from cimlab.store.errors import DiskFullError, StoreError
 from cimlab.store.table import get_text, set_text
 
@@ -274,8 +274,10 @@ class Run:
         return table.length(self._g[_TABLES][name])
 
     def columns(self, name: str) -> list[str]:
-        """Column names of table ``name`` in the order of its first append."""
-        return table.columns_of(self._tg(name))
+        """Column names of table ``name`` in the order of its first append (current names,
+        also for a format-1 store opened read-only: cimlab.store.migrate)."""
+        return migrate.current_columns(table.columns_of(self._tg(name)),
+                                       self._store.format_version)
 
     def _tg(self, name: str) -> h5py.Group:
         if name not in self._g[_TABLES]:
@@ -297,7 +299,11 @@ class Run:
 
         tg = self._tg(name)
         n = self.committed_rows().get(name, 0) if committed_only else None
-        return pd.DataFrame(table.read(tg, n, categorical=categorical))
+        data = table.read(tg, n, categorical=categorical)
+        if self._store.format_version < 2:  # a format-1 store opened read-only
+            data = dict(zip(migrate.current_columns(list(data), self._store.format_version),
+                            data.values(), strict=True))
+        return pd.DataFrame(data)
 
     # ---------------------------------------------------------------- step log
     def _log(self) -> list[steplog.Record]:

@@ -36,7 +36,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 FORMAT = "cimlab-store"
-FORMAT_VERSION = 1
+#: Layout version written by this cimlab (2: conductance columns ``*_siemens``; format-1
+#: stores are upgraded when opened for writing, read as they are otherwise: store/migrate.py).
+FORMAT_VERSION = 2
 _RUNS = "runs"
 _MODES = {"r": "r", "a": "a", "r+": "r+", "x": "x"}
 
@@ -50,6 +52,8 @@ class Store:
         self.mode = mode
         #: True when opened read-only without a lock because a writer holds the file.
         self.live = live
+        #: Layout version of the file as opened (:data:`FORMAT_VERSION` once upgraded).
+        self.format_version = FORMAT_VERSION
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -131,6 +135,7 @@ class Store:
             set_text(f.attrs, "cimlab_version", cimlab.__version__)
             f.require_group(_RUNS)
             self._flush(durable=True)
+            self.format_version = FORMAT_VERSION
             return
         fmt = get_text(f.attrs["format"]) if "format" in f.attrs else None
         if fmt != FORMAT:
@@ -147,6 +152,14 @@ class Store:
         if f.get(_RUNS, getclass=True) is not h5py.Group:
             raise StoreError(self.path, f"/{_RUNS}", "the group of runs",
                              "a dataset: not a cimlab store layout")
+        self.format_version = version
+        if version < FORMAT_VERSION and self.writable:
+            from cimlab.store import migrate
+
+            migrate.upgrade(f, _RUNS)
+            f.attrs["format_version"] = FORMAT_VERSION
+            self._flush(durable=True)
+            self.format_version = FORMAT_VERSION
 
     @property
     def writable(self) -> bool:

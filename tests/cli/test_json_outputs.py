@@ -145,7 +145,7 @@ def test_program_verify_saves_results_json(tmp_path, capsys):
     saved = json.loads((out / "tile1-seed0.json").read_text())
     assert saved["results"] == doc["results"]
     arrays = np.load(out / "tile1-seed0.npz")
-    assert arrays["adaptive__target_s"].size == doc["cells"]
+    assert arrays["adaptive__target_siemens"].size == doc["cells"]
     assert np.all(np.isin(arrays["adaptive__cells"], np.arange(16384, 32768)))
 
 
@@ -176,7 +176,7 @@ def fitted(tmp_path_factory):
     path = tmp_path_factory.mktemp("fit") / "chip.h5"
     with Store.open(path, mode="a") as st:
         for kind, tables in (("relaxation", {"reads": d["relax"], "programmed": d["programmed"]
-                                             .drop(columns="g_true_s")}),
+                                             .drop(columns="g_true_siemens")}),
                              ("read_fluctuation", {"reads": d["reads"]}),
                              ("bake_retention", {"reads": d["bake"],
                                                  "programmed": d["bake_programmed"]})):

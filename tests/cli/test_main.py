@@ -102,5 +102,5 @@ def test_program_verify_flag_errors_use_the_flag_and_its_unit(capsys, flags, wan
     err = capsys.readouterr().err
     for w in want:
         assert w in err
-    for si in ("g_max_s", "g_min_s", "tolerance_s", "n_reads", "0.004"):
+    for si in ("g_max_siemens", "g_min_siemens", "tolerance_siemens", "n_reads", "0.004"):
         assert si not in err

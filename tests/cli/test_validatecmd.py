@@ -52,7 +52,7 @@ def test_validate_json_and_errors(tmp_path, capsys):
 
 def test_import_bad_unit_is_one_line(tmp_path, capsys):
     src = tmp_path / "r.csv"
-    src.write_text("cell,level,time_s,g_s\n1,0,0,1e-6\n")
+    src.write_text("cell,level,time_s,g_siemens\n1,0,0,1e-6\n")
     rc = main(["import", str(src), "--g-unit", "furlong", "--level-step", "1uS",
                "--out", str(tmp_path / "s.h5")])
     err = capsys.readouterr().err.strip()

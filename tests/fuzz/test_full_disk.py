@@ -105,7 +105,7 @@ def test_fault_map_on_a_full_disk_stops_in_one_line_and_resumes_exactly(
         pd.testing.assert_frame_equal(tables[name], df)
     faults = tables["faults"]
     assert len(faults) == 2 * 256 * 64 and faults["cell"].is_unique
-    assert (faults["g_after_set_s"] != 0).all()  # no row left unmeasured (zeros)
+    assert (faults["g_after_set_siemens"] != 0).all()  # no row left unmeasured (zeros)
     tally.handled("full disk (injected)")
 
 
@@ -136,7 +136,7 @@ def test_relaxation_full_disk_mid_run_keeps_every_committed_row(
         assert len(after[name]) == len(df), name
     reads = after["reads"]
     assert not reads.duplicated(["cell", "time_index"]).any()
-    assert np.isfinite(reads["g_s"]).all() and (reads["g_s"] != 0).all()
+    assert np.isfinite(reads["g_siemens"]).all() and (reads["g_siemens"] != 0).all()
     tally.handled("full disk (injected)")
 
 

@@ -116,8 +116,8 @@ def _structural() -> Iterator[tuple[str, Callable[[h5py.File], None]]]:
     tables = ("reads", "programmed")
     for t in tables:
         def shortened(f, t=t):  # type: ignore[no-untyped-def]
-            _run_group(f)["tables"][t]["g_s"].resize((3,))
-        yield f"{t}.g_s shortened", shortened
+            _run_group(f)["tables"][t]["g_siemens"].resize((3,))
+        yield f"{t}.g_siemens shortened", shortened
 
         def col_deleted(f, t=t):  # type: ignore[no-untyped-def]
             del _run_group(f)["tables"][t]["cell"]
@@ -135,10 +135,10 @@ def _structural() -> Iterator[tuple[str, Callable[[h5py.File], None]]]:
 
         def col_2d(f, t=t):  # type: ignore[no-untyped-def]
             g = _run_group(f)["tables"][t]
-            n = g["g_s"].shape[0]
-            del g["g_s"]
-            g["g_s"] = np.zeros((n, 2))
-        yield f"{t}.g_s made 2-D", col_2d
+            n = g["g_siemens"].shape[0]
+            del g["g_siemens"]
+            g["g_siemens"] = np.zeros((n, 2))
+        yield f"{t}.g_siemens made 2-D", col_2d
 
         def index_garbage(f, t=t):  # type: ignore[no-untyped-def]
             _run_group(f)["tables"][t].attrs["index"] = 999
@@ -211,18 +211,18 @@ def test_shortened_column_is_reported_not_hidden(tiny, tmp_path, capsys, tally):
     p = tmp_path / "s.h5"
     shutil.copy(store, p)
     with h5py.File(p, "a") as f:
-        _run_group(f)["tables"]["reads"]["g_s"].resize((3,))
+        _run_group(f)["tables"]["reads"]["g_siemens"].resize((3,))
     for name, argv in COMMANDS.items():
         tally.tried(f"store ({name})")
         code = main(argv(p))
         err = capsys.readouterr().err
         assert code == 1 and one_clear_line(err), err
-        assert "rows were lost" in err and "g_s" in err
+        assert "rows were lost" in err and "g_siemens" in err
         tally.handled(f"store ({name})")
 
 
 @pytest.mark.parametrize("desc", ["format_version = 'one'", "/runs a dataset",
-                                  "reads.g_s shortened", "run/steps deleted"])
+                                  "reads.g_siemens shortened", "run/steps deleted"])
 def test_characterize_into_a_damaged_store_is_one_line(tiny, tmp_path, capsys, tally, desc):
     plan, store = tiny
     edit = dict(_structural())[desc]

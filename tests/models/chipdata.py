@@ -35,15 +35,15 @@ def chip_tables(profile: str = "default", seed: int = 7, n_per_level: int = 400,
     target = levels[level]
     clock = Clock()
     res = reference_verify(chip, cells, target, clock=clock)
-    g0 = res.g_read_s
+    g0 = res.g_read_siemens
     t_end = clock.now_s
     t_prog = chip.truth.programmed_time(cells)
     rows = []
     for t in RELAX_TIMES:
         now = t_end + t
         g = chip.read(cells, now)
-        rows.append(pd.DataFrame({"cell": cells, "level": level, "target_s": target,
-                                  "g0_s": g0, "time_s": now - t_prog, "g_s": g,
+        rows.append(pd.DataFrame({"cell": cells, "level": level, "target_siemens": target,
+                                  "g0_siemens": g0, "time_s": now - t_prog, "g_siemens": g,
                                   "temp_k": w.t_room_k}))
     relax = pd.concat(rows, ignore_index=True)
     # repeated reads (read fluctuation): 8 reads 10 ms apart, late (relaxation negligible)
@@ -51,13 +51,21 @@ def chip_tables(profile: str = "default", seed: int = 7, n_per_level: int = 400,
     reps = []
     for r in range(8):
         now = t0 + 0.01 * r
-        reps.append(pd.DataFrame({"cell": cells, "level": level, "target_s": target,
+        reps.append(pd.DataFrame({"cell": cells, "level": level, "target_siemens": target,
                                   "repeat": r, "time_s": now - t_prog,
-                                  "g_s": chip.read(cells, now)}))
+                                  "g_siemens": chip.read(cells, now)}))
     reads = pd.concat(reps, ignore_index=True)
-    programmed = pd.DataFrame({"cell": cells, "level": level, "target_s": target, "g_s": g0,
-                               "mode": "verify", "time_s": 0.0,
-                               "g_true_s": chip.truth.programmed(cells)})
+    programmed = pd.DataFrame(
+        {
+            "cell": cells,
+            "level": level,
+            "target_siemens": target,
+            "g_siemens": g0,
+            "mode": "verify",
+            "time_s": 0.0,
+            "g_true_siemens": chip.truth.programmed(cells),
+        }
+    )
     # bakes: fresh cells per temperature, instantaneous temperature steps (no ramps)
     bake_rows, prog_rows = [], []
     schedule = (60.0, 600.0, 3600.0, 36000.0, 360000.0)
@@ -66,8 +74,18 @@ def chip_tables(profile: str = "default", seed: int = 7, n_per_level: int = 400,
         bc = cells + (j + 1) * n
         clock2 = Clock(now_s=now)
         rb = reference_verify(chip, bc, target, clock=clock2)
-        prog_rows.append(pd.DataFrame({"cell": bc, "level": level, "target_s": target,
-                                       "g_s": rb.g_read_s, "mode": "verify", "time_s": 0.0}))
+        prog_rows.append(
+            pd.DataFrame(
+                {
+                    "cell": bc,
+                    "level": level,
+                    "target_siemens": target,
+                    "g_siemens": rb.g_read_siemens,
+                    "mode": "verify",
+                    "time_s": 0.0,
+                }
+            )
+        )
         now = clock2.now_s + 1.0
         t_cum = 0.0
         for k, t_c in enumerate((0.0, *schedule)):
@@ -77,9 +95,9 @@ def chip_tables(profile: str = "default", seed: int = 7, n_per_level: int = 400,
                 now = chip.time_s + 1.0
                 t_cum = t_c
             g = chip.read(bc, now)
-            bake_rows.append(pd.DataFrame({"cell": bc, "level": level, "target_s": target,
+            bake_rows.append(pd.DataFrame({"cell": bc, "level": level, "target_siemens": target,
                                            "step": k, "temp_k": tc + KELVIN_OFFSET,
-                                           "bake_time_s": t_c, "g_s": g, "temp_index": j}))
+                                           "bake_time_s": t_c, "g_siemens": g, "temp_index": j}))
         now += 10.0
     bake = pd.concat(bake_rows, ignore_index=True)
     bake_prog = pd.concat(prog_rows, ignore_index=True)
@@ -98,7 +116,8 @@ def endurance_table(seed: int = 11, n_cells: int = 256,
     """SET/RESET cycling of ``n_cells`` fresh cells per condition of the default profile, the
     window read at ``marks`` (as the ``endurance`` procedure does, without the instruments).
 
-    Returns (cycles table: condition, cycle, cell, g_lrs_s, g_hrs_s; the chip, for its truth).
+    Returns (cycles table: condition, cycle, cell, g_lrs_siemens, g_hrs_siemens; the chip, for its
+    truth).
     """
     prof = load_profile("default")
     chip = ReRAMChip(prof, seed=seed)
@@ -116,6 +135,15 @@ def endurance_table(seed: int = 11, n_cells: int = 256,
             chip.pulse(cells, "reset", cond.v_reset, vg, cond.width_s, now)
             now += 1e-3
             if cyc in want:
-                rows.append(pd.DataFrame({"condition": cond.name, "cycle": cyc, "cell": cells,
-                                          "g_lrs_s": g_lrs, "g_hrs_s": chip.read(cells, now)}))
+                rows.append(
+                    pd.DataFrame(
+                        {
+                            "condition": cond.name,
+                            "cycle": cyc,
+                            "cell": cells,
+                            "g_lrs_siemens": g_lrs,
+                            "g_hrs_siemens": chip.read(cells, now),
+                        }
+                    )
+                )
     return pd.concat(rows, ignore_index=True), chip

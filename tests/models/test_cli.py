@@ -19,7 +19,7 @@ def store_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("cli") / "chip.h5"
     with Store.open(path, mode="a") as st:
         for kind, tables in (("relaxation", {"reads": d["relax"], "programmed": d["programmed"]
-                                             .drop(columns="g_true_s")}),
+                                             .drop(columns="g_true_siemens")}),
                              ("read_fluctuation", {"reads": d["reads"]}),
                              ("bake_retention", {"reads": d["bake"],
                                                  "programmed": d["bake_programmed"]})):
@@ -37,7 +37,7 @@ def test_fit_show_extrapolate_plot(store_path, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "relaxation" in text and "wrote" in text
     doc = json.loads(out.read_text())
-    assert doc["schema_version"] == 4
+    assert doc["schema_version"] == 5
     assert doc["effects"]["relaxation"]["parameters"]["k_peak"]["unit"] == "S^2"
     assert len(doc["provenance"]["data_sha256"]) == 64
     assert main(["model", "show", str(out)]) == 0

@@ -53,10 +53,10 @@ def test_long_endurance_is_a_lower_bound(table, cond):
 def test_single_low_read_is_not_a_failure():
     # one cell with a closed window at one read only, one frozen from cycle 50 on
     cyc = np.array([0, 9, 49, 99, 199])
-    ok = pd.DataFrame({"cell": 0, "cycle": cyc, "g_lrs_s": 40e-6,
-                       "g_hrs_s": [10e-6, 39e-6, 10e-6, 10e-6, 10e-6]})
-    worn = pd.DataFrame({"cell": 1, "cycle": cyc, "g_lrs_s": 40e-6,
-                         "g_hrs_s": [10e-6, 10e-6, 40e-6, 40e-6, 40e-6]})
+    ok = pd.DataFrame({"cell": 0, "cycle": cyc, "g_lrs_siemens": 40e-6,
+                       "g_hrs_siemens": [10e-6, 39e-6, 10e-6, 10e-6, 10e-6]})
+    worn = pd.DataFrame({"cell": 1, "cycle": cyc, "g_lrs_siemens": 40e-6,
+                         "g_hrs_siemens": [10e-6, 10e-6, 40e-6, 40e-6, 40e-6]})
     iv = failure_intervals(pd.concat([ok, worn]), k=ENDURANCE_CONSECUTIVE_READS)
     iv = iv.set_index("cell")
     assert math.isinf(iv.loc[0, "hi"]) and iv.loc[0, "lo"] == 200
@@ -72,7 +72,7 @@ def test_fit_binary_reports_lower_bound_and_ci(table):
     g = np.where(bit == 0, 100e-6, 2e-6) * np.exp(0.1 * rng.standard_normal(n))
     bits = pd.concat([pd.DataFrame({"condition": c.name, "structure": "1T1R", "cycle": 0,
                                     "cell": np.arange(n) + 1000 * i, "bit": bit,
-                                    "read_bit": bit, "g_s": g})
+                                    "read_bit": bit, "g_siemens": g})
                       for i, c in enumerate(chip.profile.conditions)], ignore_index=True)
     bs = fit_binary(bits, None, cycles=cy)
     by = {c.name: c for c in bs.conditions}

@@ -60,7 +60,7 @@ def test_relaxation_drift_function_matches_physics(fitted):
     lies within its 95 % band widened by 0.05 uS/decade of the physics' tanh drift."""
     r, p = fitted["rf"].effect, fitted["p"].relaxation
     gr = fitted["rf"].groups
-    per = gr.groupby("level").agg(g=("g_level_s", "first"), n=("tkey", "size"))
+    per = gr.groupby("level").agg(g=("g_level_siemens", "first"), n=("tkey", "size"))
     g = per.loc[per["n"] >= 5, "g"].to_numpy()
     assert g.size >= 6
     y, _, ci = band(r, "drift", g)

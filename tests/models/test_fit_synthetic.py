@@ -29,8 +29,8 @@ def _programmed(rng, sigma_fn, n_per=1500, outliers=0.0):
     if n_out:  # gross outliers: mis-reads far outside the window (150 uS, -50 uS)
         idx = rng.choice(tg.size, n_out, replace=False)
         g[idx] = rng.choice([150e-6, -50e-6], n_out)
-    return pd.DataFrame({"cell": np.arange(tg.size), "level": level, "target_s": tg,
-                         "g_s": g, "mode": "single_shot", "time_s": 1e-3})
+    return pd.DataFrame({"cell": np.arange(tg.size), "level": level, "target_siemens": tg,
+                         "g_siemens": g, "mode": "single_shot", "time_s": 1e-3})
 
 
 @pytest.mark.parametrize(("form", "fn"), [
@@ -56,13 +56,13 @@ def test_stuck_fractions_cover_truth():
     u = rng.random(n)
     state = np.where(u < 0.00838, "stuck_on", np.where(u < 0.01, "stuck_off", "ok"))
     faults = pd.DataFrame({"cell": np.arange(n), "state": state,
-                           "g_after_set_s": np.where(state == "stuck_off", 3e-7, 5e-5),
-                           "g_after_reset_s": np.where(state == "stuck_on", 6e-5, 2e-6)})
+                           "g_after_set_siemens": np.where(state == "stuck_off", 3e-7, 5e-5),
+                           "g_after_reset_siemens": np.where(state == "stuck_on", 6e-5, 2e-6)})
     s = fit_stuck(faults)
     for name, truth in (("p_stuck_on", 0.00838), ("p_stuck_off", 0.00162)):
         lo, hi = s.fit.ci95[name]
         assert lo <= truth <= hi
-    assert s.g_on_s == pytest.approx(6e-5) and s.g_off_s == pytest.approx(3e-7)
+    assert s.g_on_siemens == pytest.approx(6e-5) and s.g_off_siemens == pytest.approx(3e-7)
 
 
 def test_binary_lognormals_and_ber():
@@ -75,11 +75,11 @@ def test_binary_lognormals_and_ber():
     thr = math.sqrt(1e-4 * 1e-5)
     bits = pd.DataFrame({"condition": "strong", "structure": "1T1R", "cycle": 0,
                          "cell": np.arange(n), "bit": bit, "read_bit": (g < thr).astype(int),
-                         "g_s": g, "cell_b": -1, "g_b_s": np.nan})
+                         "g_siemens": g, "cell_b": -1, "g_b_siemens": np.nan})
     conds = pd.DataFrame({"condition": ["strong"], "icc_a": [55e-6], "v_reset": [2.5],
-                          "width_s": [1e-7], "energy_per_bit_j": [12e-12], "g_ref_s": [thr]})
+                          "width_s": [1e-7], "energy_per_bit_j": [12e-12], "g_ref_siemens": [thr]})
     (c,) = fit_binary(bits, conds).conditions
-    for name, truth in (("lrs_median_s", 1e-4), ("hrs_median_s", 1e-5),
+    for name, truth in (("lrs_median_siemens", 1e-4), ("hrs_median_siemens", 1e-5),
                         ("lrs_sigma_ln", s_l), ("hrs_sigma_ln", s_h)):
         lo, hi = c.fit.ci95[name]
         assert lo <= truth <= hi, name
@@ -109,7 +109,9 @@ def test_extrapolation_has_uncertainty_from_covariance():
     x = (1 / 298.15 - 1 / 358.15) / 8.617333262e-5
     assert math.log(hi / af) == pytest.approx(1.96 * 0.05 * x, rel=0.1)
     assert math.log(af / lo) == pytest.approx(1.96 * 0.05 * x, rel=0.1)
-    assert np.all(ex.sigma_ci95[:, 0] <= ex.sigma_s) and np.all(ex.sigma_s <= ex.sigma_ci95[:, 1])
+    assert np.all(ex.sigma_ci95[:, 0] <= ex.sigma_siemens) and np.all(
+        ex.sigma_siemens <= ex.sigma_ci95[:, 1]
+    )
     assert "level" in ex.table()
 
 
@@ -119,7 +121,7 @@ def test_fit_tables_provenance_and_hash():
     ts = tables_from_frames({"programming_error": {"programmed": df}})
     dm = fit_tables(ts).model
     assert dm.provenance.data_sha256 == hash_tables([("programming_error", "programmed", df)])
-    df2 = df.assign(g_s=df["g_s"] * (1 + 1e-9))
+    df2 = df.assign(g_siemens=df["g_siemens"] * (1 + 1e-9))
     ts2 = tables_from_frames({"programming_error": {"programmed": df2}})
     # the hash is of the data: the changed table's own hash, not the first one's
     assert ts2.sha256 == hash_tables([("programming_error", "programmed", df2)])

@@ -19,7 +19,7 @@ def bake_store(tmp_path_factory):
     path = tmp_path_factory.mktemp("plots") / "chip.h5"
     with Store.open(path, mode="a") as st:
         for kind, tables in (("relaxation", {"reads": d["relax"], "programmed": d["programmed"]
-                                             .drop(columns="g_true_s")}),
+                                             .drop(columns="g_true_siemens")}),
                              ("read_fluctuation", {"reads": d["reads"]}),
                              ("bake_retention", {"reads": d["bake"],
                                                  "programmed": d["bake_programmed"]})):

@@ -127,8 +127,8 @@ def test_fit_store_fits_the_spectrum_of_a_series_run(tmp_path):
     assert "read_noise_spectrum" in rep.fitted
     eff = rep.model.read_noise_spectrum
     series, info = read_tsdata(TECHA_TS)
-    xs = [s["g_s"].to_numpy(dtype=float) if hasattr(s, "to_numpy") else
-          np.asarray(s["g_s"], dtype=float) for s in series]
+    xs = [s["g_siemens"].to_numpy(dtype=float) if hasattr(s, "to_numpy") else
+          np.asarray(s["g_siemens"], dtype=float) for s in series]
     direct, _ = fit_read_noise_spectrum(xs, info["fs_hz"], [float(np.mean(x)) for x in xs])
     for name in ("s0", "s1", "a_peak", "g_peak", "alpha0"):
         assert getattr(eff, name) == pytest.approx(getattr(direct, name), rel=1e-9)

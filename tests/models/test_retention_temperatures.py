@@ -29,7 +29,7 @@ def _fit(fail_at: float | None):
     if fail_at is not None:
         # a failure mode above some temperature: filaments lose 15 % of their conductance
         hot = np.isclose(bake["temp_k"], fail_at + 273.15) & (bake["step"] > 0)
-        bake = bake.assign(g_s=np.where(hot, 0.85 * bake["g_s"], bake["g_s"]))
+        bake = bake.assign(g_siemens=np.where(hot, 0.85 * bake["g_siemens"], bake["g_siemens"]))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ret = fit_retention(bake, rf.effect, g_ref, read_noise=rn, t_ref_k=p.window.t_room_k,

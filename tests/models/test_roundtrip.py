@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _plan(profile: str) -> dict:
     p = load_profile(profile)
     w = p.window
-    levels = {"levels": 12, "g_min_s": 2 * w.g_min, "g_max_s": w.g_max}
+    levels = {"levels": 12, "g_min_siemens": 2 * w.g_min, "g_max_siemens": w.g_max}
     conds = [{"name": c.name, "icc_a": c.icc_a, "v_reset": c.v_reset, "width_s": c.width_s}
              for c in p.conditions]
     bits = 1536
@@ -148,7 +148,7 @@ def test_relaxation(roundtrip):
     r, p = dm.relaxation, roundtrip["truth"]["profile"].relaxation
     _covers(r, "t0_s", p.tau_s, "selected model: ")
     gr = rep.relaxation.groups
-    per = gr.groupby("level").agg(g=("g_level_s", "first"), n=("tkey", "size"))
+    per = gr.groupby("level").agg(g=("g_level_siemens", "first"), n=("tkey", "size"))
     g_all = per.loc[per["n"] >= 5, "g"].to_numpy()
     t = np.array([100.0, 1e3, 1e4, 1e5])
     G, T = np.meshgrid(g_all, t)
@@ -209,16 +209,18 @@ def test_programming_error(roundtrip):
     for p in (dm.programming, *dm.programming_other):
         sub = df[df["mode"].astype(str) == p.mode]
         # per-level spread of the fitted data, 10-MAD trimmed as the fitter does
-        mom = group_moments(df_all[df_all["mode"].astype(str) == p.mode], ["target_s"], "g_s")
-        per = pd.Series(np.sqrt(mom["var"].to_numpy()), index=mom["target_s"].to_numpy())
+        mom = group_moments(
+            df_all[df_all["mode"].astype(str) == p.mode], ["target_siemens"], "g_siemens"
+        )
+        per = pd.Series(np.sqrt(mom["var"].to_numpy()), index=mom["target_siemens"].to_numpy())
         x = per.index.to_numpy()
         fit = np.sqrt(np.asarray(p.sigma(x)) ** 2 + np.asarray(dm.read_noise.sigma(x)) ** 2)
         rel = fit / per.to_numpy() - 1
         tol = 0.55 if roundtrip["profile"] == "techb" else 0.30
         assert np.all(np.abs(rel) < tol), (p.mode, np.c_[x * 1e6, per * 1e6, fit * 1e6])
         if roundtrip["profile"] == "default":
-            err = tr["g_prog"][sub["cell"].to_numpy()] - sub["target_s"].to_numpy()
-            g = sub.assign(err=err).groupby("target_s")
+            err = tr["g_prog"][sub["cell"].to_numpy()] - sub["target_siemens"].to_numpy()
+            g = sub.assign(err=err).groupby("target_siemens")
             true0 = g["err"].std().reindex(x).to_numpy()
             t_read = g["time_s"].median().reindex(x).to_numpy()
             relax = tr["profile"].relaxation
@@ -251,8 +253,8 @@ def test_binary_conditions(roundtrip):
         for key, d in (("lrs", lrs), ("hrs", hrs)):
             med_tol = 0.4 if (techb and key == "hrs") else 0.10
             sig_tol = 0.6 if techb else 0.25
-            med = getattr(c, f"{key}_median_s")
-            assert abs(med / d.median_s - 1) < med_tol, (c.name, key, med, d.median_s)
+            med = getattr(c, f"{key}_median_siemens")
+            assert abs(med / d.median_siemens - 1) < med_tol, (c.name, key, med, d.median_siemens)
             sig = getattr(c, f"{key}_sigma_ln")
             assert abs(sig / d.sigma - 1) < sig_tol, (c.name, key, sig, d.sigma)
         if c.name in ("strong", "weak"):

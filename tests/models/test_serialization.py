@@ -90,7 +90,7 @@ def test_truncated_json(tmp_path):
 
 
 def test_migration_machinery(monkeypatch):
-    """Registered migrations are applied in order (v1 -> v2 -> v3 -> v4 here)."""
+    """Registered migrations are applied in order (v1 -> v2 -> ... -> v5 here)."""
     doc = DeviceModel.default().to_json_dict()
     old = copy.deepcopy(doc)
     old["schema_version"] = 1
@@ -107,7 +107,7 @@ def test_migration_machinery(monkeypatch):
         return d
 
     monkeypatch.setattr(ser, "MIGRATIONS", {1: v1_to_v2, 2: ser.MIGRATIONS[2],
-                                            3: ser.MIGRATIONS[3]})
+                                            3: ser.MIGRATIONS[3], 4: ser.MIGRATIONS[4]})
     monkeypatch.setattr(ser, "OLDEST_SUPPORTED", 1)
     got, default = ser.from_document(old), DeviceModel.default()
     spectrum = got.read_noise_spectrum  # v4 adds it as white only, saying so in its source
@@ -124,7 +124,7 @@ def test_v2_migrates_to_current(path):
     dm = DeviceModel.load(path)
     assert dm.retention.t_fail_k == 0.0
     out = json.loads(ser.dumps(dm))
-    assert out["schema_version"] == ser.SCHEMA_VERSION == 4
+    assert out["schema_version"] == ser.SCHEMA_VERSION == 5
     assert out["effects"]["retention"]["parameters"]["t_fail_k"]["value"] == 0.0
     # everything else carried over unchanged
     assert dm.relaxation == ser.from_document(doc).relaxation
@@ -206,3 +206,16 @@ def test_schema3_file_gains_a_white_only_read_noise_spectrum():
     assert spec.s0 == 1.5e-7
     assert spec.s1 == dm.read_noise.s1
     assert "schema 3" in spec.source
+
+
+def test_schema4_conductance_names_migrate_to_siemens():
+    """Schema 4 spelled conductances ``*_s`` (also seconds): a v4 file loads with every such key
+    renamed ``*_siemens`` and equals the current default model it was written from."""
+    path = GOLDEN / "v4_default.json"
+    doc = json.loads(path.read_text())
+    assert doc["schema_version"] == 4
+    assert "g_on_s" in doc["effects"]["stuck"]["parameters"]
+    assert DeviceModel.load(path) == DeviceModel.default()
+    out = json.loads(ser.dumps(DeviceModel.load(path)))
+    assert "g_on_siemens" in out["effects"]["stuck"]["parameters"]
+    assert "g_on_s" not in out["effects"]["stuck"]["parameters"]

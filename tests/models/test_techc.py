@@ -41,12 +41,17 @@ def techc():
     d = pd.read_csv(_data_file(), sep="\t", header=None,
                     names=["addr", "time", "r", "g", "gi", "range", "timept"])
     d = d[d["range"] <= 31]  # rows > 31: verify landed above gmax (outliers, see README)
-    reads = pd.DataFrame({
-        "cell": d["addr"].to_numpy(), "level": d["range"].to_numpy(),
-        "target_s": (d["range"].to_numpy() + 0.5) / 32 * GMAX, "g0_s": d["gi"].to_numpy(),
-        "time_s": d["timept"].to_numpy(dtype=float), "g_s": d["g"].to_numpy(),
-        "temp_k": 300.0,
-    })
+    reads = pd.DataFrame(
+        {
+            "cell": d["addr"].to_numpy(),
+            "level": d["range"].to_numpy(),
+            "target_siemens": (d["range"].to_numpy() + 0.5) / 32 * GMAX,
+            "g0_siemens": d["gi"].to_numpy(),
+            "time_s": d["timept"].to_numpy(dtype=float),
+            "g_siemens": d["g"].to_numpy(),
+            "temp_k": 300.0,
+        }
+    )
     rep = fit_tables(tables_from_frames({"imported": {"reads": reads}}, source="techC"),
                      name="techC")
     return reads, rep
@@ -74,9 +79,9 @@ def test_techc_sigma_per_range_and_time(techc):
     reads, rep = techc
     dm = rep.model
     grp = reads[reads["time_s"] > 0].groupby(["level", "time_s"])
-    meas = grp["g_s"].std()
-    g0 = reads.groupby("level")["g0_s"].mean()
-    target = reads.groupby("level")["target_s"].first()
+    meas = grp["g_siemens"].std()
+    g0 = reads.groupby("level")["g0_siemens"].mean()
+    target = reads.groupby("level")["target_siemens"].first()
     lv = meas.index.get_level_values(0).to_numpy()
     t = meas.index.get_level_values(1).to_numpy()
     del g0
@@ -98,7 +103,7 @@ def test_techc_sigma_per_range_and_time(techc):
     # band: |rel| - 0.15 > 1.96 se(rel), se(rel) = (pred / meas) se(meas) / meas
     rng = np.random.default_rng(7)
     se = np.empty(meas.size)
-    for i, x in enumerate(grp["g_s"].apply(np.asarray)):
+    for i, x in enumerate(grp["g_siemens"].apply(np.asarray)):
         idx = rng.integers(0, x.size, (300, x.size))
         se[i] = x[idx].std(axis=1, ddof=1).std()
     se_rel = (pred / meas.to_numpy()) * se / meas.to_numpy()

@@ -38,8 +38,8 @@ def _relaxation_frame(dm: DeviceModel, seed: int) -> pd.DataFrame:
     for t in TIMES:
         g = g0 if t == 0 else dm.sample_aged(g0, t, dm.retention.t_ref_k, gen)
         rows.append(pd.DataFrame({"cell": np.arange(target.size), "level": np.repeat(
-            np.arange(targets.size), N), "target_s": target, "g0_s": g0, "time_s": t,
-            "g_s": g, "temp_k": dm.retention.t_ref_k}))
+            np.arange(targets.size), N), "target_siemens": target, "g0_siemens": g0, "time_s": t,
+            "g_siemens": g, "temp_k": dm.retention.t_ref_k}))
     return pd.concat(rows, ignore_index=True)
 
 
@@ -84,8 +84,8 @@ def test_bake_against_its_own_truth():
         g1 = dm.sample_aged(g0, 3600.0, temp_k, gen)
         for step, g, tb in ((0, g0, 0.0), (1, g1, 3600.0)):
             frames.append(pd.DataFrame({
-                "cell": np.arange(target.size), "level": levels, "target_s": target,
-                "step": step, "temp_k": temp_k, "bake_time_s": tb, "g_s": g,
+                "cell": np.arange(target.size), "level": levels, "target_siemens": target,
+                "step": step, "temp_k": temp_k, "bake_time_s": tb, "g_siemens": g,
                 "temp_index": j}))
     df = pd.concat(frames, ignore_index=True)
     res = validate(dm, {"bake_retention": {"reads": df}})
@@ -111,9 +111,20 @@ def test_read_noise_series_against_its_own_truth():
     frames = []
     for i, g in enumerate((5e-6, 20e-6, 35e-6)):
         x = g + dm.read_noise.sigma(g) * gen.standard_normal(n)
-        frames.append(pd.DataFrame({"cell": i, "level": i, "target_s": g, "sample": np.arange(n),
-                                    "time_s": np.arange(n) / 400.0, "g_s": x, "fs_hz": 400.0,
-                                    "temp_k": 300.0}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "cell": i,
+                    "level": i,
+                    "target_siemens": g,
+                    "sample": np.arange(n),
+                    "time_s": np.arange(n) / 400.0,
+                    "g_siemens": x,
+                    "fs_hz": 400.0,
+                    "temp_k": 300.0,
+                }
+            )
+        )
     res = validate(dm, {"read_noise_series": {"samples": pd.concat(frames)}})
     cells = res.frame()
     assert len(cells) == 3 and (cells["time_s"] == n / 400.0).all()

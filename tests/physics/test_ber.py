@@ -54,7 +54,7 @@ def test_ber_1t1r_matches_truth_and_paper(big_chip, cond):
         assert truth < paper
     else:
         assert truth == pytest.approx(paper, rel=0.02)
-    assert lrs.median_s > hrs.median_s
+    assert lrs.median_siemens > hrs.median_siemens
 
 
 def test_ber_2t2r_weak(big_chip):

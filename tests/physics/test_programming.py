@@ -18,10 +18,10 @@ def test_single_shot_error_is_about_seven_percent_of_range():
     # paper 000: program error ~0.07 of the range (calibration tolerance +-15%)
     assert 0.06 <= r.sigma_over_range <= 0.08, r.sigma_over_range
     # the mean curve removes the bias: per-level mean error within a few standard errors
-    se = r.sigma_s / np.sqrt(r.n_per_level)
-    assert np.all(np.abs(r.mean_error_s) <= 6 * se + 0.05e-6)
+    se = r.sigma_siemens / np.sqrt(r.n_per_level)
+    assert np.all(np.abs(r.mean_error_siemens) <= 6 * se + 0.05e-6)
     # error grows with level (multiplicative ceiling spread) but stays a few uS
-    assert r.sigma_s[-1] > r.sigma_s[0] and r.sigma_s.max() < 5e-6
+    assert r.sigma_siemens[-1] > r.sigma_siemens[0] and r.sigma_siemens.max() < 5e-6
 
 
 def test_reference_verify_beats_published_figures():
@@ -31,15 +31,15 @@ def test_reference_verify_beats_published_figures():
     rng = np.random.default_rng(1)
     targets = rng.uniform(p.window.g_min, p.window.g_max, ok.size)
     clock = Clock()
-    r = reference_verify(chip, ok, targets, tol_s=1e-6, clock=clock)
+    r = reference_verify(chip, ok, targets, tol_siemens=1e-6, clock=clock)
     # RADAR (published): 99.8% within +-1 uS with ~8.7 pulses per cell
-    n_fail = int(np.sum(np.abs(r.g_true_s - targets) > 1e-6))
+    n_fail = int(np.sum(np.abs(r.g_true_siemens - targets) > 1e-6))
     _, hi = binom_ci(ok.size, 0.002)
     assert n_fail <= hi
     assert r.success_rate >= 0.998
     assert r.mean_pulses < 8.0
     # small pulses give sub-uS steps: the final spread is well inside the band
-    assert np.std(r.g_true_s - targets) < 0.5e-6
+    assert np.std(r.g_true_siemens - targets) < 0.5e-6
     assert np.all(r.energy_j > 0)
 
 

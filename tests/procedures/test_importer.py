@@ -51,17 +51,19 @@ def test_techc_import_counts_and_mapping(techc_store):
     src = raw[keep].sort_values(["range", "addr", "timept"], kind="stable")
     got = reads.sort_values(["level", "cell", "time_s"], kind="stable")
     np.testing.assert_array_equal(got["cell"].to_numpy(), src["addr"].to_numpy())
-    np.testing.assert_array_equal(got["g_s"].to_numpy(), src["g"].to_numpy())
-    np.testing.assert_array_equal(got["g0_s"].to_numpy(), src["gi"].to_numpy())
+    np.testing.assert_array_equal(got["g_siemens"].to_numpy(), src["g"].to_numpy())
+    np.testing.assert_array_equal(got["g0_siemens"].to_numpy(), src["gi"].to_numpy())
     np.testing.assert_array_equal(got["time_s"].to_numpy(), src["timept"].to_numpy())
     np.testing.assert_array_equal(got["time_measured_s"].to_numpy(), src["time"].to_numpy())
     gmax = json.loads((TECHC.parent / "settings.json").read_text())["gmax"]
-    np.testing.assert_allclose(reads["target_s"], (reads["level"] + 0.5) / 32 * gmax)
+    np.testing.assert_allclose(reads["target_siemens"], (reads["level"] + 0.5) / 32 * gmax)
     assert (reads["temp_k"] == 300.0).all()
     assert (outliers["level"] > 31).all()
     # the target is the centre of the verify band: mean after verify within 0.15 uS of it
     t0 = reads[(reads["time_s"] == 0) & reads["level"].between(1, 31)]
-    err = t0.groupby("level").apply(lambda d: (d.g_s - d.target_s).mean(), include_groups=False)
+    err = t0.groupby("level").apply(
+        lambda d: (d.g_siemens - d.target_siemens).mean(), include_groups=False
+    )
     assert np.abs(err).max() < 0.15e-6
 
 
@@ -97,35 +99,42 @@ def test_tidy_import_with_mapping_and_units(tmp_path):
     # rows are written level by level (one committed step each), in file order within a level
     level = np.searchsorted([5, 10, 20], df["target_uS"])
     df = df.iloc[np.argsort(level, kind="stable")].reset_index(drop=True)
-    np.testing.assert_allclose(reads["g_s"], df["G_uS"] * 1e-6)
+    np.testing.assert_allclose(reads["g_siemens"], df["G_uS"] * 1e-6)
     np.testing.assert_allclose(reads["time_s"], df["t_ms"] * 1e-3)
     np.testing.assert_allclose(reads["temp_k"], 358.15)
     np.testing.assert_array_equal(reads["level"], np.searchsorted([5, 10, 20], df["target_uS"]))
     first = df[df["t_ms"] == 0].set_index("addr")["G_uS"] * 1e-6
-    np.testing.assert_allclose(reads["g0_s"], first.loc[df["addr"]].to_numpy())
+    np.testing.assert_allclose(reads["g0_siemens"], first.loc[df["addr"]].to_numpy())
 
 
 def test_tidy_no_header_level_step_tsv(tmp_path):
     src = tmp_path / "plain.tsv"
     src.write_text("3\t2\t0.5\t1.1e-5\n4\t2\t0.5\t0.9e-5\n3\t2\t0\t1.0e-5\n")
-    fmt = TidyFormat(cell="0", level="1", time="2", g="3", header=False, level_step_s=5e-6)
+    fmt = TidyFormat(cell="0", level="1", time="2", g="3", header=False, level_step_siemens=5e-6)
     res = import_tidy(src, tmp_path / "s.h5", fmt)
     with Store.open(tmp_path / "s.h5", "r") as store:
         reads = store.run(res.uid).table("reads")
-    np.testing.assert_allclose(reads["target_s"], 10e-6)
-    np.testing.assert_allclose(reads["g0_s"], [1.0e-5, 0.9e-5, 1.0e-5])
+    np.testing.assert_allclose(reads["target_siemens"], 10e-6)
+    np.testing.assert_allclose(reads["g0_siemens"], [1.0e-5, 0.9e-5, 1.0e-5])
     assert reads["temp_k"].tolist() == [300.0] * 3
 
 
 @pytest.mark.parametrize(
     ("text", "where", "expected"),
     [
-        ("cell,level,time_s,g_s\n1,0,0,1e-6\n2,0,0,abc\n", 'line 3, column "g_s"', "number"),
-        ("cell,level,time_s,g_s\n1,0,0,1e-6\n2,0,,1e-6\n", 'line 3, column "time_s"',
-         "empty field"),
-        ("cell,level,time_s,g_s\n1.5,0,0,1e-6\n", 'line 2, column "cell"', "integer"),
-        ("cell,level,time_s,g_s\n1,0,-1,1e-6\n", 'line 2, column "time_s"', ">= 0"),
-        ("cell,level,time,g_s\n1,0,0,1e-6\n", "column 'time_s'", "--time-col"),
+        (
+            "cell,level,time_s,g_siemens\n1,0,0,1e-6\n2,0,0,abc\n",
+            'line 3, column "g_siemens"',
+            "number",
+        ),
+        (
+            "cell,level,time_s,g_siemens\n1,0,0,1e-6\n2,0,,1e-6\n",
+            'line 3, column "time_s"',
+            "empty field",
+        ),
+        ("cell,level,time_s,g_siemens\n1.5,0,0,1e-6\n", 'line 2, column "cell"', "integer"),
+        ("cell,level,time_s,g_siemens\n1,0,-1,1e-6\n", 'line 2, column "time_s"', ">= 0"),
+        ("cell,level,time,g_siemens\n1,0,0,1e-6\n", "column 'time_s'", "--time-col"),
     ],
 )
 def test_tidy_errors_name_file_line_column_and_write_nothing(tmp_path, text, where, expected):
@@ -133,7 +142,7 @@ def test_tidy_errors_name_file_line_column_and_write_nothing(tmp_path, text, whe
     src.write_text(text)
     store = tmp_path / "s.h5"
     with pytest.raises(ConfigError) as info:
-        import_tidy(src, store, TidyFormat(level_step_s=1e-6))
+        import_tidy(src, store, TidyFormat(level_step_siemens=1e-6))
     msg = str(info.value)
     assert str(src) in msg and where in msg and expected in msg
     assert not store.exists()
@@ -165,16 +174,16 @@ def test_techc_needs_settings(tmp_path):
 
 # --------------------------------------------------------------------------- issue 12 fixes
 def test_missing_level_column_is_named_not_level_step(tmp_path, capsys):
-    """Old code: a file without a 'level' column failed with "field 'level_step_s'"."""
+    """Old code: a file without a 'level' column failed with "field 'level_step_siemens'"."""
     from cimlab.cli.main import main
 
     src = tmp_path / "no_level.csv"
-    src.write_text("cell,time_s,g_s\n1,0,1e-6\n")
+    src.write_text("cell,time_s,g_siemens\n1,0,1e-6\n")
     rc = main(["import", str(src), "--out", str(tmp_path / "s.h5")])
     err = capsys.readouterr().err.strip()
     assert rc == 1 and len(err.splitlines()) == 1
     assert str(src) in err and "column 'level'" in err and "--level-col" in err
-    assert "level_step_s" not in err
+    assert "level_step_siemens" not in err
     assert not (tmp_path / "s.h5").exists()
 
 
@@ -194,16 +203,16 @@ def test_summary_shows_time_points_with_counts_not_every_time(tmp_path):
     rng = np.random.default_rng(3)
     n = 200
     df = pd.DataFrame({"cell": np.arange(n), "level": 0, "time_s": rng.uniform(1, 100, n),
-                       "g_s": 1e-5})
+                       "g_siemens": 1e-5})
     df = pd.concat([df.assign(time_s=0.0), df], ignore_index=True)
     src = tmp_path / "t.csv"
     df.to_csv(src, index=False)
-    res = import_tidy(src, tmp_path / "s.h5", TidyFormat(level_step_s=1e-6))
+    res = import_tidy(src, tmp_path / "s.h5", TidyFormat(level_step_siemens=1e-6))
     text = res.summary()
     assert len(text.splitlines()) <= 5 and "201 distinct times from 0 to" in text
     nominal = df.assign(time_s=np.where(df["time_s"] > 0, 10.0, 0.0))
     nominal.to_csv(src, index=False)
-    res = import_tidy(src, tmp_path / "s2.h5", TidyFormat(level_step_s=1e-6))
+    res = import_tidy(src, tmp_path / "s2.h5", TidyFormat(level_step_siemens=1e-6))
     assert "0 s (200), 10 s (200)" in res.summary()
 
 
@@ -221,12 +230,12 @@ def test_g0_comes_from_the_same_temperature(tmp_path):
     df = df.iloc[::-1]
     src = tmp_path / "two_temps.csv"
     df.to_csv(src, index=False)
-    fmt = TidyFormat(g="g_uS", g_unit="µS", temp="T", temp_unit="C", level_step_s=10e-6)
+    fmt = TidyFormat(g="g_uS", g_unit="µS", temp="T", temp_unit="C", level_step_siemens=10e-6)
     res = import_tidy(src, tmp_path / "s.h5", fmt)
     with Store.open(tmp_path / "s.h5", "r") as store:
         reads = store.run(res.uid).table("reads")
     want = np.where(reads["temp_k"] < 300, 10e-6, 20e-6) + reads["cell"] * 1e-6
-    np.testing.assert_allclose(reads["g0_s"], want)
+    np.testing.assert_allclose(reads["g0_siemens"], want)
 
 
 @pytest.mark.parametrize(("unit", "factor", "resistance"), [
@@ -239,19 +248,21 @@ def test_units_parsed_with_pint(tmp_path, unit, factor, resistance):
     df = pd.DataFrame({"cell": [0, 1, 2], "level": [0, 1, 2], "time_s": 0.0, "x": vals})
     src = tmp_path / "u.csv"
     df.to_csv(src, index=False)
-    res = import_tidy(src, tmp_path / "s.h5", TidyFormat(g="x", g_unit=unit, level_step_s=1e-6))
+    res = import_tidy(
+        src, tmp_path / "s.h5", TidyFormat(g="x", g_unit=unit, level_step_siemens=1e-6)
+    )
     with Store.open(tmp_path / "s.h5", "r") as store:
-        g = store.run(res.uid).table("reads")["g_s"].to_numpy()
+        g = store.run(res.uid).table("reads")["g_siemens"].to_numpy()
     want = 1.0 / (vals * factor) if resistance else vals * factor
     np.testing.assert_allclose(g, want, rtol=1e-12)
 
 
 def test_time_units_with_pint(tmp_path):
-    df = pd.DataFrame({"cell": [0, 0, 0], "level": 0, "t": [0.0, 1.5, 2.0], "g_s": 1e-5})
+    df = pd.DataFrame({"cell": [0, 0, 0], "level": 0, "t": [0.0, 1.5, 2.0], "g_siemens": 1e-5})
     src = tmp_path / "u.csv"
     df.to_csv(src, index=False)
     res = import_tidy(src, tmp_path / "s.h5", TidyFormat(time="t", time_unit="min",
-                                                          level_step_s=1e-6))
+                                                          level_step_siemens=1e-6))
     assert res.time_points == (0.0, 90.0, 120.0)
 
 
@@ -284,8 +295,8 @@ def test_techa_bake_is_a_bake_retention_run(techa_store):
     assert res.rows + res.outlier_rows == len(raw) == 163840
     assert (res.rows, res.outlier_rows, res.outlier_cells) == (162514, 1326, 358)
     # the contract columns of a characterize bake run, in order
-    assert list(reads.columns[:7]) == ["cell", "level", "target_s", "step", "temp_k",
-                                       "bake_time_s", "g_s"]
+    assert list(reads.columns[:7]) == ["cell", "level", "target_siemens", "step", "temp_k",
+                                       "bake_time_s", "g_siemens"]
     assert sorted(reads["level"].unique()) == list(range(32))
     assert sorted(reads["temp_index"].unique()) == [0, 1, 2, 3, 4]
     np.testing.assert_allclose(np.sort(reads["temp_k"].unique()) - 273.15,
@@ -297,12 +308,12 @@ def test_techa_bake_is_a_bake_retention_run(techa_store):
     ref = raw[raw["time"] == 0].set_index(["addr", "temp"])["g"]
     key = pd.MultiIndex.from_arrays([reads["cell"].astype(int),
                                      (reads["temp_k"] - 273.15).round().astype(int)])
-    np.testing.assert_array_equal(reads["g0_s"].to_numpy(), ref.reindex(key).to_numpy())
+    np.testing.assert_array_equal(reads["g0_siemens"].to_numpy(), ref.reindex(key).to_numpy())
     # level: the band of the reference read; target its centre
     step = GMAX_A / 32
-    np.testing.assert_array_equal(reads["level"], np.floor(reads["g0_s"] / step))
-    np.testing.assert_allclose(reads["target_s"], (reads["level"] + 0.5) * step)
-    assert ((outliers["g0_s"] >= GMAX_A) | (outliers["g0_s"] < 0)).all()
+    np.testing.assert_array_equal(reads["level"], np.floor(reads["g0_siemens"] / step))
+    np.testing.assert_allclose(reads["target_siemens"], (reads["level"] + 0.5) * step)
+    assert ((outliers["g0_siemens"] >= GMAX_A) | (outliers["g0_siemens"] < 0)).all()
     # bakes: one segment per temperature, the median bake time of its (kept) reads
     assert len(bakes) == 5 and (bakes["step"] == 1).all()
     med = reads[reads["step"] == 1].groupby("temp_index")["bake_time_s"].median().to_numpy()
@@ -328,7 +339,7 @@ def test_tidy_expresses_the_techa_bake(techa_store, tmp_path):
     src = tmp_path / "bakes.csv"
     tidy.to_csv(src, index=False, float_format="%.17g")
     fmt = TidyFormat(cell="addr", g="R_kohm", g_unit="kohm", bake_time="t_h", time_unit="h",
-                     temp="T_C", temp_unit="C", level=None, level_step_s=GMAX_A / 32,
+                     temp="T_C", temp_unit="C", level=None, level_step_siemens=GMAX_A / 32,
                      n_levels=32)
     out = import_tidy(src, tmp_path / "t.h5", fmt)
     assert out.kind == "bake_retention"
@@ -341,7 +352,7 @@ def test_tidy_expresses_the_techa_bake(techa_store, tmp_path):
     got, want = (d.sort_values(cols).reset_index(drop=True) for d in (got, want))
     for c in ("cell", "level", "step", "temp_index", "repeat"):
         np.testing.assert_array_equal(got[c], want[c], err_msg=c)
-    for c in ("g_s", "g0_s", "target_s", "bake_time_s", "temp_k"):
+    for c in ("g_siemens", "g0_siemens", "target_siemens", "bake_time_s", "temp_k"):
         np.testing.assert_allclose(got[c], want[c], rtol=1e-9, err_msg=c)
 
 
@@ -357,11 +368,11 @@ def test_tidy_bake_reprogrammed_cycles_and_missing_reference(tmp_path):
     src = tmp_path / "cyc.csv"
     df.to_csv(src, index=False)
     fmt = TidyFormat(cell="c", g="g", g_unit="uS", bake_time="tb", time_unit="h", temp="T",
-                     temp_unit="C", cycle="cyc", level=None, level_step_s=5e-6)
+                     temp_unit="C", cycle="cyc", level=None, level_step_siemens=5e-6)
     res = import_tidy(src, tmp_path / "s.h5", fmt)
     with Store.open(tmp_path / "s.h5", "r") as store:
         reads = store.run(res.uid).table("reads")
-    np.testing.assert_allclose(reads["g0_s"], np.where(reads["temp_index"] == 0, 10e-6, 30e-6)
+    np.testing.assert_allclose(reads["g0_siemens"], np.where(reads["temp_index"] == 0, 10e-6, 30e-6)
                                + reads["cell"] * 1e-6)
     np.testing.assert_array_equal(reads["step"], reads["bake_time_s"] / 3600)
     bad = df[~((df["c"] == 2) & (df["cyc"] == 1) & (df["tb"] == 0))]
@@ -391,7 +402,7 @@ def test_techa_time_series(tmp_path):
     for i, row in enumerate(raw):
         s = df[df["cell"] == i].sort_values("sample")
         assert (s["level"] == int(row[0])).all()
-        np.testing.assert_array_equal(s["g_s"].to_numpy(), row[2:])
+        np.testing.assert_array_equal(s["g_siemens"].to_numpy(), row[2:])
         np.testing.assert_allclose(s["time_s"].to_numpy(), np.arange(100000) / 400.0)
     assert sorted(df["level"].unique()) == [0, 8, 16, 24, 31]
     # --fs overrides the settings; a bad sample names its line and field
@@ -460,7 +471,7 @@ def test_killed_bake_import_resumes_to_the_same_tables(tmp_path, monkeypatch):
     src = tmp_path / "b.csv"
     pd.concat(rows).to_csv(src, index=False)
     fmt = TidyFormat(g="g", g_unit="uS", bake_time="tb", temp="T", temp_unit="C", level=None,
-                     level_step_s=4e-6, n_levels=10)
+                     level_step_siemens=4e-6, n_levels=10)
     whole = import_tidy(src, tmp_path / "whole.h5", fmt)
     real_append = Run.append
     calls = []

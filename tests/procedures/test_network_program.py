@@ -23,11 +23,17 @@ def image(geometry, n=512, seed=3):
     rng = np.random.default_rng(seed)
     cells = np.arange(n, dtype=np.uint32)
     target = rng.uniform(4e-6, 36e-6, n)
-    return ChipImage(geometry=geometry, cells=cells, target_s=target,
-                     layer=np.repeat([0, 1], n // 2), parked=np.arange(n, n + 64),
-                     chip_tiles=1, plan={"network": "test image", "n": n},
-                     tables={"placement": {"cell": cells.astype(np.int64), "target_s": target}},
-                     meta={"network": {"name": "test"}})
+    return ChipImage(
+        geometry=geometry,
+        cells=cells,
+        target_siemens=target,
+        layer=np.repeat([0, 1], n // 2),
+        parked=np.arange(n, n + 64),
+        chip_tiles=1,
+        plan={"network": "test image", "n": n},
+        tables={"placement": {"cell": cells.astype(np.int64), "target_siemens": target}},
+        meta={"network": {"name": "test"}},
+    )
 
 
 class FailingArray:
@@ -68,11 +74,11 @@ def test_program_image_verifies_every_cell_and_resumes(tmp_path):
         # what the bench answered: verify reads inside +-1 uS of the targets for every cell
         # the procedure calls a success, and nearly every responsive cell succeeds
         ok = res.success
-        assert np.all(np.abs(res.g_verify_s[ok] - img.target_s[ok]) <= 1e-6)
+        assert np.all(np.abs(res.g_verify_siemens[ok] - img.target_siemens[ok]) <= 1e-6)
         assert res.summary["success_rate_responsive"] > 0.98
         assert res.summary["chip_tiles"] == 1
         assert np.isclose(res.summary["readback_within_tol"],
-                          np.mean(np.abs(res.g_readback_s - img.target_s) <= 1e-6))
+                          np.mean(np.abs(res.g_readback_siemens - img.target_siemens) <= 1e-6))
 
 
 def test_wrong_geometry_and_limits_are_refused_before_anything_is_written(tmp_path):
@@ -88,8 +94,8 @@ def test_wrong_geometry_and_limits_are_refused_before_anything_is_written(tmp_pa
 
 
 def test_image_arrays_must_agree():
-    with pytest.raises(ConfigError, match=r"image\.target_s"):
-        ChipImage(geometry=(1, 4, 4), cells=np.arange(4), target_s=np.ones(3),
+    with pytest.raises(ConfigError, match=r"image\.target_siemens"):
+        ChipImage(geometry=(1, 4, 4), cells=np.arange(4), target_siemens=np.ones(3),
                   layer=np.zeros(4), parked=np.arange(0), chip_tiles=1, plan={})
 
 

@@ -72,8 +72,8 @@ def test_quick_plan_has_the_required_sizes():
         (("repeats = 3", "repeats = 3\nrepeatz = 4"), "experiment[0].repeatz"),
         (("repeats = 3", "repeats = -2"), "experiment[0].repeats"),
         (("repeats = 3", "repeats = 'many'"), "experiment[0].repeats"),
-        (("levels = { levels = 4 }", "levels = { levels = 4, g_min_s = 0.5 }"),
-         "experiment[0].levels.g_min_s"),
+        (("levels = { levels = 4 }", "levels = { levels = 4, g_min_siemens = 0.5 }"),
+         "experiment[0].levels.g_min_siemens"),
         (('kind = "read_fluctuation"', 'kind = "read_fluctuations"'), "experiment[0].kind"),
         (("count = 64", "count = 64, bogus = 1"), "experiment[0].cells.bogus"),
         (("seed = 1", "seed = 1\ncolour = 'red'"), "plan.colour"),
@@ -113,7 +113,7 @@ def test_cell_sets_and_levels():
     assert np.all(np.bincount(idx) == 256)
     assert lv.targets()[0] == 2e-6 and lv.targets()[-1] == 40e-6
     with pytest.raises(ConfigError):
-        LevelSet(g_min_s=40e-6, g_max_s=2e-6)
+        LevelSet(g_min_siemens=40e-6, g_max_siemens=2e-6)
     with pytest.raises(ConfigError):
         ProgrammingErrorExp(modes=("sometimes",))
 

@@ -69,7 +69,7 @@ def test_adaptive_reaches_targets_on_a_reduced_tile(station):
     working = truth == 0
     assert res.success[working].mean() >= 0.998, s
     assert res.pulses[working].mean() < 8.0, s
-    assert np.all(np.abs(res.g_verify_s - target)[res.success] <= 1e-6)
+    assert np.all(np.abs(res.g_verify_siemens - target)[res.success] <= 1e-6)
     # stuck detection: flagged cells are stuck in truth; no working cell is flagged
     assert np.mean(truth[res.stuck] != 0) > 0.95
     assert res.stuck.sum() >= 0.8 * (truth != 0).sum()
@@ -89,7 +89,7 @@ def test_adaptive_needs_fewer_pulses_than_ispp(station):
 
 def test_config_is_validated():
     with pytest.raises(ConfigError):
-        ProgramVerifyConfig(tolerance_s=-1e-6)
+        ProgramVerifyConfig(tolerance_siemens=-1e-6)
     with pytest.raises(ConfigError):
         ProgramVerifyConfig(scheme="magic")
     with pytest.raises(ConfigError):

@@ -48,13 +48,15 @@ def test_programming_error_sigma_per_level_and_mode(tmp_path):
     target = 2 * US + levels * 38 * US / 7
     n = 1500
     truth = {"single_shot": 0.07 * 38 * US, "verify": 0.4 * US}
-    cols = {k: [] for k in ("cell", "level", "target_s", "g_s", "pulses", "mode", "time_s")}
+    cols = {
+        k: [] for k in ("cell", "level", "target_siemens", "g_siemens", "pulses", "mode", "time_s")
+    }
     for mode, sigma in truth.items():
         for lv in levels:
             cols["cell"].append(np.arange(n) + lv * n)
             cols["level"].append(np.full(n, lv))
-            cols["target_s"].append(np.full(n, target[lv]))
-            cols["g_s"].append(target[lv] + rng.normal(0, sigma, n))
+            cols["target_siemens"].append(np.full(n, target[lv]))
+            cols["g_siemens"].append(target[lv] + rng.normal(0, sigma, n))
             cols["pulses"].append(rng.poisson(9 if mode == "verify" else 1, n))
             cols["mode"].append(np.full(n, mode))
             cols["time_s"].append(np.full(n, 1e-3))
@@ -66,9 +68,12 @@ def test_programming_error_sigma_per_level_and_mode(tmp_path):
     for mode, sigma in truth.items():
         s = per_level[per_level["mode"] == mode]
         assert len(s) == 8
-        assert np.all(np.abs(s["sigma_s"] - sigma) < 5 * sigma_se(sigma, n))
-        assert np.all(np.abs(s["mean_error_s"]) < 5 * sigma / np.sqrt(n))
-        assert np.all((s["sigma_lo_s"] < s["sigma_s"]) & (s["sigma_s"] < s["sigma_hi_s"]))
+        assert np.all(np.abs(s["sigma_siemens"] - sigma) < 5 * sigma_se(sigma, n))
+        assert np.all(np.abs(s["mean_error_siemens"]) < 5 * sigma / np.sqrt(n))
+        assert np.all(
+            (s["sigma_lo_siemens"] < s["sigma_siemens"])
+            & (s["sigma_siemens"] < s["sigma_hi_siemens"])
+        )
     pooled = rep.section("programming error per mode (pooled over levels)").frame
     pooled = pooled.set_index("mode")
     assert pooled.loc["single_shot", "sigma_frac"] == pytest.approx(0.07, abs=5 * 0.07 / np.sqrt(
@@ -82,23 +87,23 @@ def test_read_fluctuation_separates_read_noise_from_programming_spread(tmp_path)
     targets = np.array([4, 10, 20, 35]) * US
     rel = np.array([0.04, 0.02, 0.012, 0.008])  # read sigma / g, per level
     cells, repeats = 200, 20
-    cols = {k: [] for k in ("cell", "level", "target_s", "repeat", "time_s", "g_s")}
+    cols = {k: [] for k in ("cell", "level", "target_siemens", "repeat", "time_s", "g_siemens")}
     for lv, (tg, r) in enumerate(zip(targets, rel, strict=True)):
         g_cell = tg + rng.normal(0, 0.1 * US, cells)  # programming spread, removed by the stat
         for k in range(repeats):
             cols["cell"].append(np.arange(cells) + lv * cells)
             cols["level"].append(np.full(cells, lv))
-            cols["target_s"].append(np.full(cells, tg))
+            cols["target_siemens"].append(np.full(cells, tg))
             cols["repeat"].append(np.full(cells, k))
             cols["time_s"].append(np.full(cells, k * 1e-3))
-            cols["g_s"].append(g_cell + rng.normal(0, r * tg, cells))
+            cols["g_siemens"].append(g_cell + rng.normal(0, r * tg, cells))
     path = tmp_path / "rf.h5"
     uid = make_run(path, "read_fluctuation", {"reads": {k: np.concatenate(v)
                                                         for k, v in cols.items()}})
     rep = one_report(path, uid, tmp_path / "plots")
     s = rep.section("read fluctuation per level (array reads)").frame
     tol = 5 / np.sqrt(2 * cells * (repeats - 1))  # relative SE of a pooled sigma
-    np.testing.assert_allclose(s["sigma_s"], rel * targets, rtol=tol)
+    np.testing.assert_allclose(s["sigma_siemens"], rel * targets, rtol=tol)
     np.testing.assert_allclose(s["rel_sigma"], rel, rtol=tol)
     assert (s["cells"] == cells).all() and (s["repeats"] == repeats).all()
     assert len(rep.plots) == 1
@@ -110,7 +115,10 @@ def test_relaxation_sigma_shift_and_variance_slope(tmp_path):
     s0 = 0.35 * US
     k = 1.5 * US**2  # variance growth per decade
     times = np.array([0, 0.01, 0.1, 1, 10, 100, 1000])
-    cols = {c: [] for c in ("cell", "level", "target_s", "g0_s", "time_s", "g_s", "temp_k")}
+    cols = {
+        c: []
+        for c in ("cell", "level", "target_siemens", "g0_siemens", "time_s", "g_siemens", "temp_k")
+    }
     truth = {}
     for lv in range(levels):
         tg = (5 + 7 * lv) * US
@@ -121,11 +129,11 @@ def test_relaxation_sigma_shift_and_variance_slope(tmp_path):
             truth[(lv, t)] = (np.sqrt(s0**2 + var_relax), shift, np.sqrt(var_relax))
             cols["cell"].append(np.arange(n) + lv * n)
             cols["level"].append(np.full(n, lv))
-            cols["target_s"].append(np.full(n, tg))
-            cols["g0_s"].append(g0)
+            cols["target_siemens"].append(np.full(n, tg))
+            cols["g0_siemens"].append(g0)
             # measured times scatter around the nominal point (up to +-5 %)
             cols["time_s"].append(t * rng.uniform(0.95, 1.05, n))
-            cols["g_s"].append(g0 + shift + rng.normal(0, np.sqrt(var_relax), n))
+            cols["g_siemens"].append(g0 + shift + rng.normal(0, np.sqrt(var_relax), n))
             cols["temp_k"].append(np.full(n, 300.0))
     path = tmp_path / "rx.h5"
     uid = make_run(path, "relaxation", {"reads": {c: np.concatenate(v)
@@ -137,13 +145,13 @@ def test_relaxation_sigma_shift_and_variance_slope(tmp_path):
         t = times[np.argmin(np.abs(np.log10(np.maximum(times, 1e-9)) -
                                    np.log10(max(row.time_s, 1e-9))))]
         sigma, shift, sig_r = truth[(row.level, t)]
-        assert abs(row.sigma_s - sigma) < 5 * sigma_se(sigma, n)
-        assert abs(row.mean_shift_s - shift) < 5 * max(sig_r, 1e-12) / np.sqrt(n)
-        assert abs(row.sigma_relax_s - sig_r) < 5 * sigma_se(sig_r, n) + 1e-15
+        assert abs(row.sigma_siemens - sigma) < 5 * sigma_se(sigma, n)
+        assert abs(row.mean_shift_siemens - shift) < 5 * max(sig_r, 1e-12) / np.sqrt(n)
+        assert abs(row.sigma_relax_siemens - sig_r) < 5 * sigma_se(sig_r, n) + 1e-15
     # variance grows by k per decade: least squares over 3 mid levels x 6 times
     slope = rep.figures["variance_slope_s2_per_decade"]
     assert slope == pytest.approx(k, rel=0.08)
-    assert list(rep.figures["sigma_s"]) == [f"{t:g}" for t in
+    assert list(rep.figures["sigma_siemens"]) == [f"{t:g}" for t in
                                             rep.section("relaxation, mid-range levels, per time "
                                                         "point").frame["time_s"]]
 
@@ -162,8 +170,19 @@ def test_time_points_cluster_and_time_index():
 def test_bake_retention_shift_per_step(tmp_path):
     rng = np.random.default_rng(5)
     n, bake_times, temps = 800, [0, 100, 1000, 10000], [423.15, 473.15]
-    cols = {c: [] for c in ("cell", "level", "target_s", "step", "temp_k", "bake_time_s", "g_s",
-                            "temp_index")}
+    cols = {
+        c: []
+        for c in (
+            "cell",
+            "level",
+            "target_siemens",
+            "step",
+            "temp_k",
+            "bake_time_s",
+            "g_siemens",
+            "temp_index",
+        )
+    }
     truth = {}
     for j, tk in enumerate(temps):
         for lv in range(2):
@@ -175,11 +194,13 @@ def test_bake_retention_shift_per_step(tmp_path):
                 truth[(tk, lv, step)] = shift
                 cols["cell"].append(np.arange(n) + lv * n)
                 cols["level"].append(np.full(n, lv))
-                cols["target_s"].append(np.full(n, tg))
+                cols["target_siemens"].append(np.full(n, tg))
                 cols["step"].append(np.full(n, step))
                 cols["temp_k"].append(np.full(n, tk))
                 cols["bake_time_s"].append(np.full(n, float(tb)))
-                cols["g_s"].append(g_prog + shift + rng.normal(0, broad, n) if step else g_prog)
+                cols["g_siemens"].append(
+                    g_prog + shift + rng.normal(0, broad, n) if step else g_prog
+                )
                 cols["temp_index"].append(np.full(n, j))
     path = tmp_path / "bk.h5"
     uid = make_run(path, "bake_retention", {"reads": {c: np.concatenate(v)
@@ -190,10 +211,10 @@ def test_bake_retention_shift_per_step(tmp_path):
     for row in s.itertuples():
         want = truth[(row.temp_k, row.level, row.step)]
         broad = 0.1 * US * np.log10(1 + row.bake_time_s)
-        assert abs(row.mean_shift_s - want) < 5 * broad / np.sqrt(n) + 1e-15
+        assert abs(row.mean_shift_siemens - want) < 5 * broad / np.sqrt(n) + 1e-15
     by_step = rep.section("bake retention per bake step (levels pooled: mean shift averaged, "
                           "sigma RMS)").frame
-    assert len(by_step) == 8 and (by_step.loc[by_step.step == 0, "mean_shift_s"] == 0).all()
+    assert len(by_step) == 8 and (by_step.loc[by_step.step == 0, "mean_shift_siemens"] == 0).all()
     assert rep.plots[0].read_bytes()[:8] == PNG
 
 
@@ -202,7 +223,9 @@ def test_ber_with_exact_intervals_and_energy(tmp_path):
     p = {("600uA", "1T1R"): 0.0, ("55uA", "1T1R"): 2e-3, ("20uA", "1T1R"): 3e-2,
          ("600uA", "2T2R"): 0.0, ("55uA", "2T2R"): 4e-4, ("20uA", "2T2R"): 8e-3}
     n = 40_000
-    cols = {c: [] for c in ("condition", "structure", "cycle", "cell", "bit", "read_bit", "g_s")}
+    cols = {
+        c: [] for c in ("condition", "structure", "cycle", "cell", "bit", "read_bit", "g_siemens")
+    }
     for (cond, st), pe in p.items():
         bit = rng.integers(0, 2, n)
         flip = rng.random(n) < pe
@@ -212,7 +235,7 @@ def test_ber_with_exact_intervals_and_energy(tmp_path):
         cols["cell"].append(np.arange(n) % 1000)
         cols["bit"].append(bit)
         cols["read_bit"].append(np.where(flip, 1 - bit, bit))
-        cols["g_s"].append(np.where(bit == 1, 30 * US, 3 * US))
+        cols["g_siemens"].append(np.where(bit == 1, 30 * US, 3 * US))
     conditions = {"condition": ["600uA", "55uA", "20uA"], "icc_a": [600e-6, 55e-6, 20e-6],
                   "v_reset": [2.5, 2.5, 1.5], "width_s": [1e-6] * 3,
                   "energy_per_bit_j": [135e-12, 12e-12, 4.5e-12]}
@@ -264,10 +287,19 @@ def _ber_bits(rng, n: int, n_on: int, n_off: int, n_unswitchable: int):
     m = kind == 2
     g[m], g_pre[m] = lrs[0][m], lrs[1][m]
     read_bit = (g < 20 * US).astype(np.int8)
-    return {"condition": np.full(n, "c"), "structure": np.full(n, "1T1R"),
-            "cycle": np.zeros(n, int), "cell": cell, "bit": bit, "read_bit": read_bit,
-            "g_s": g, "cell_b": np.full(n, -1), "g_b_s": np.full(n, np.nan), "g_pre_s": g_pre,
-            "g_b_pre_s": np.full(n, np.nan)}, kind
+    return {
+        "condition": np.full(n, "c"),
+        "structure": np.full(n, "1T1R"),
+        "cycle": np.zeros(n, int),
+        "cell": cell,
+        "bit": bit,
+        "read_bit": read_bit,
+        "g_siemens": g,
+        "cell_b": np.full(n, -1),
+        "g_b_siemens": np.full(n, np.nan),
+        "g_pre_siemens": g_pre,
+        "g_b_pre_siemens": np.full(n, np.nan),
+    }, kind
 
 
 def test_ber_on_working_cells_excludes_stuck_cells(tmp_path):
@@ -299,8 +331,8 @@ def test_ber_on_working_cells_excludes_stuck_cells(tmp_path):
     freed = int(np.flatnonzero(kind == 1)[0])
     state[extra], state[freed] = "stuck_on", "ok"
     make_run(path, "fault_map", {"faults": {"cell": cells, "state": state,
-                                            "g_after_set_s": np.zeros(n),
-                                            "g_after_reset_s": np.zeros(n)}})
+                                            "g_after_set_siemens": np.zeros(n),
+                                            "g_after_reset_siemens": np.zeros(n)}})
     reps = report(path, plots=False)
     b = next(x for x in reps if x.kind == "ber")
     r2 = b.sections[0].frame.iloc[0]
@@ -320,8 +352,8 @@ def test_fault_map_fractions(tmp_path):
     path = tmp_path / "fm.h5"
     uid = make_run(path, "fault_map", {"faults": {
         "cell": np.arange(n, dtype=np.uint32), "state": state,
-        "g_after_set_s": np.where(state == "stuck_off", 1 * US, 30 * US),
-        "g_after_reset_s": np.where(state == "stuck_on", 35 * US, 2 * US)}},
+        "g_after_set_siemens": np.where(state == "stuck_off", 1 * US, 30 * US),
+        "g_after_reset_siemens": np.where(state == "stuck_on", 35 * US, 2 * US)}},
         plan={"rows": 256, "cols": 64})
     rep = one_report(path, uid, tmp_path / "plots")
     s = rep.sections[0].frame.set_index("state")
@@ -338,14 +370,14 @@ def test_fault_map_fractions(tmp_path):
 def test_endurance_window(tmp_path):
     rng = np.random.default_rng(8)
     cells, cycles = 300, np.unique(np.round(np.geomspace(1, 1e4, 12)).astype(int))
-    cols = {c: [] for c in ("condition", "cycle", "cell", "g_lrs_s", "g_hrs_s")}
+    cols = {c: [] for c in ("condition", "cycle", "cell", "g_lrs_siemens", "g_hrs_siemens")}
     for cond, slope in (("55uA", 2.0), ("20uA", 4.0)):
         for c in cycles:
             cols["condition"].append(np.full(cells, cond))
             cols["cycle"].append(np.full(cells, c))
             cols["cell"].append(np.arange(cells))
-            cols["g_lrs_s"].append((30 - slope * np.log10(c)) * US + rng.normal(0, US, cells))
-            cols["g_hrs_s"].append(np.full(cells, 3 * US))
+            cols["g_lrs_siemens"].append((30 - slope * np.log10(c)) * US + rng.normal(0, US, cells))
+            cols["g_hrs_siemens"].append(np.full(cells, 3 * US))
     path = tmp_path / "en.h5"
     uid = make_run(path, "endurance", {"cycles": {c: np.concatenate(v)
                                                   for c, v in cols.items()}})
@@ -354,7 +386,7 @@ def test_endurance_window(tmp_path):
     slope = s["condition"].map({"55uA": 2.0, "20uA": 4.0})
     want = (27 - slope * np.log10(s["cycle"])) * US
     se_median = 1.2533 * US / np.sqrt(cells)
-    assert np.all(np.abs(s["median_window_s"] - want) < 5 * se_median)
+    assert np.all(np.abs(s["median_window_siemens"] - want) < 5 * se_median)
     assert rep.plots[0].read_bytes()[:8] == PNG
 
 
@@ -380,14 +412,14 @@ def techc(tmp_path_factory):
 def test_techc_sigma_grows_with_log_time(techc):
     (rep,) = report(techc, plots=False)
     mid = rep.section("relaxation, mid-range levels, per time point").frame
-    sigma_us = dict(zip(mid["time_s"], mid["sigma_s"] / US, strict=True))
+    sigma_us = dict(zip(mid["time_s"], mid["sigma_siemens"] / US, strict=True))
     # published figures (README of the set): ~0.35 uS after verify, ~3-4 uS at 1e5 s
     assert 0.30 < sigma_us[0.0] < 0.40
     assert 0.8 < sigma_us[0.01] < 1.3
     assert 1.4 < sigma_us[0.1] < 2.1
     assert 1.9 < sigma_us[1.0] < 2.6
     assert 3.0 < sigma_us[1e5] < 4.5
-    assert np.all(np.diff(mid["sigma_s"]) > 0)
+    assert np.all(np.diff(mid["sigma_siemens"]) > 0)
     # variance roughly linear in log time: 1.2-2.5 uS^2 per decade
     assert 1.2 < rep.figures["variance_slope_s2_per_decade"] / US**2 < 2.5
     assert any("369 outlier rows (69 cells)" in n for n in rep.notes)
@@ -423,11 +455,14 @@ def test_cli_runs_report_import(tmp_path, capsys, techc):
 def test_report_text_and_unknown_kind(tmp_path):
     path = tmp_path / "x.h5"
     make_run(path, "custom", {"log": {"a": [1, 2, 3]}})
-    make_run(path, "relaxation", {"reads": {"cell": [1], "level": [0], "time_s": [1.0],
-                                            "g_s": [1e-5]}})  # no g0_s, no target_s
+    make_run(
+        path,
+        "relaxation",
+        {"reads": {"cell": [1], "level": [0], "time_s": [1.0], "g_siemens": [1e-5]}},
+    )  # no g0_siemens, no target_siemens
     text = format_report(report(path, tmp_path / "p"))
     assert "kind custom" in text and "log" in text
-    assert "column 'target_s' is missing" in text or "column 'g0_s' is missing" in text
+    assert "column 'target_siemens' is missing" in text or "column 'g0_siemens' is missing" in text
 
 
 # --------------------------------------------------------------------------- stuck cells
@@ -444,8 +479,8 @@ def _faults(cells: np.ndarray, stuck: np.ndarray, g_stuck: np.ndarray) -> dict:
     state = np.full(cells.size, "ok", dtype=object)
     state[np.isin(cells, stuck)] = np.where(g_stuck > 10 * US, "stuck_on", "stuck_off")[
         np.argsort(stuck)][np.searchsorted(np.sort(stuck), cells[np.isin(cells, stuck)])]
-    return {"cell": cells, "state": state.astype(str), "g_after_set_s": np.zeros(cells.size),
-            "g_after_reset_s": np.zeros(cells.size)}
+    return {"cell": cells, "state": state.astype(str), "g_after_set_siemens": np.zeros(cells.size),
+            "g_after_reset_siemens": np.zeros(cells.size)}
 
 
 @pytest.mark.parametrize("with_fault_map", [True, False])
@@ -465,7 +500,7 @@ def test_programming_sigma_leaves_out_stuck_cells(tmp_path, with_fault_map):
     if with_fault_map:
         make_run(path, "fault_map", {"faults": _faults(cell, stuck, g_stuck)})
     make_run(path, "programming_error", {"programmed": {
-        "cell": cell, "level": level, "target_s": target[level], "g_s": g,
+        "cell": cell, "level": level, "target_siemens": target[level], "g_siemens": g,
         "pulses": np.ones(cell.size, int), "mode": np.full(cell.size, "single_shot"),
         "time_s": np.full(cell.size, 1e-3)}})
     rep = next(r for r in report(path, tmp_path / "plots") if r.kind == "programming_error")
@@ -475,27 +510,29 @@ def test_programming_sigma_leaves_out_stuck_cells(tmp_path, with_fault_map):
     # the MAD sigma has ~1/0.37 the variance of a plain std, and a ~1 % bias from 1 % outliers
     se = sigma_se(sigma, ok) if with_fault_map else sigma_se(sigma, ok) / np.sqrt(0.37)
     bias = 0 if with_fault_map else 0.02 * sigma
-    assert abs(pooled.sigma_s - sigma) < 5 * se + bias
+    assert abs(pooled.sigma_siemens - sigma) < 5 * se + bias
     assert pooled.sigma_frac == pytest.approx(0.07, abs=(5 * se + bias) / (38 * US))
-    assert pooled.sigma_raw_s > 1.5 * sigma  # the plain std over all cells: the QA figure
+    assert pooled.sigma_raw_siemens > 1.5 * sigma  # the plain std over all cells: the QA figure
     assert pooled.sigma_frac_raw > 0.1
     assert pooled.excluded == (stuck.size if with_fault_map else 0)
     if with_fault_map:
         assert per_level["excluded"].sum() == stuck.size
         want = pd.Series(g - target[level]).drop(stuck).groupby(level[np.setdiff1d(
             cell, stuck)]).std().to_numpy()
-        np.testing.assert_allclose(per_level["sigma_s"], want, rtol=1e-9)
+        np.testing.assert_allclose(per_level["sigma_siemens"], want, rtol=1e-9)
         assert "stuck cells excluded (flagged by the fault map" in rep.sections[0].note
     else:
         assert "no fault map" in rep.sections[0].note
-    assert rep.figures["single_shot"]["sigma_raw_s"] == pytest.approx(pooled.sigma_raw_s)
+    assert rep.figures["single_shot"]["sigma_raw_siemens"] == pytest.approx(
+        pooled.sigma_raw_siemens
+    )
     text = format_report([rep])
     assert max(len(x) for x in text.splitlines() if not x.startswith("plot: ")) <= 110
 
 
 def test_relaxation_and_bake_sigma_leave_out_stuck_cells(tmp_path):
     """Relaxation and bake sigma per level: stuck cells (~1 %) out by the fault map; the raw
-    std, ~10x larger at a mid level, stays in sigma_raw_s."""
+    std, ~10x larger at a mid level, stays in sigma_raw_siemens."""
     rng = np.random.default_rng(22)
     levels, n, s0 = 4, 1500, 0.4 * US
     cell = np.arange(levels * n)
@@ -507,19 +544,19 @@ def test_relaxation_and_bake_sigma_leave_out_stuck_cells(tmp_path):
     path = tmp_path / "rb.h5"
     make_run(path, "fault_map", {"faults": _faults(cell, stuck, g_stuck)})
     make_run(path, "relaxation", {"reads": {
-        "cell": np.tile(cell, 2), "level": np.tile(level, 2), "target_s": np.tile(target, 2),
-        "g0_s": np.tile(g0, 2), "time_s": np.repeat([0.0, 10.0], cell.size),
-        "g_s": np.concatenate([g0, g0]), "temp_k": 300.0}})
+        "cell": np.tile(cell, 2), "level": np.tile(level, 2), "target_siemens": np.tile(target, 2),
+        "g0_siemens": np.tile(g0, 2), "time_s": np.repeat([0.0, 10.0], cell.size),
+        "g_siemens": np.concatenate([g0, g0]), "temp_k": 300.0}})
     make_run(path, "bake_retention", {"reads": {
-        "cell": cell, "level": level, "target_s": target, "step": 0, "temp_k": 423.15,
-        "bake_time_s": 0.0, "g_s": g0}})
+        "cell": cell, "level": level, "target_siemens": target, "step": 0, "temp_k": 423.15,
+        "bake_time_s": 0.0, "g_siemens": g0}})
     reps = {r.kind: r for r in report(path, tmp_path / "plots")}
     tol = 5 * sigma_se(s0, n)
     rx = reps["relaxation"].section("relaxation per level and time point").frame
     bk = reps["bake_retention"].section("bake retention per bake step and level").frame
     for s in (rx, bk):
-        assert np.all(np.abs(s["sigma_s"] - s0) < tol)
-        assert (s["sigma_raw_s"] > 5 * s0).any()
+        assert np.all(np.abs(s["sigma_siemens"] - s0) < tol)
+        assert (s["sigma_raw_siemens"] > 5 * s0).any()
         assert s["excluded"].sum() in (stuck.size, 2 * stuck.size)
     assert reps["relaxation"].figures["excluded"] == stuck.size
     assert len(reps["relaxation"].plots) == 1 and len(reps["bake_retention"].plots) == 1
@@ -570,14 +607,14 @@ def test_campaign_read_sigma_matches_truth_without_stuck_cells(stuck_campaign):
     ok = reads[~reads["cell"].isin(stuck_cells)]
     raw_off = []
     for row in s.itertuples():
-        per_cell = ok[ok["level"] == row.level].groupby("cell")["g_s"].agg(["mean", "size"])
+        per_cell = ok[ok["level"] == row.level].groupby("cell")["g_siemens"].agg(["mean", "size"])
         var_true = float(np.mean(c["truth"].read_sigma(per_cell["mean"].to_numpy()) ** 2))
         rel = 5 * np.sqrt(2.0 / float((per_cell["size"] - 1).sum()))  # 5 SE of a variance
-        assert abs(row.sigma_s**2 / var_true - 1) < rel, row
-        raw_off.append(abs(row.sigma_raw_s**2 / var_true - 1) > rel)
+        assert abs(row.sigma_siemens**2 / var_true - 1) < rel, row
+        raw_off.append(abs(row.sigma_raw_siemens**2 / var_true - 1) > rel)
     assert any(raw_off)
     pe = reps["programming_error"].section("programming error per mode (pooled over levels)")
     f = pe.frame.set_index("mode")
-    assert (f["excluded"] > 0).all() and (f["sigma_raw_s"] > 1.5 * f["sigma_s"]).all()
+    assert (f["excluded"] > 0).all() and (f["sigma_raw_siemens"] > 1.5 * f["sigma_siemens"]).all()
     assert 0.05 < f.loc["single_shot", "sigma_frac"] < 0.09  # paper 000: ~0.07
-    assert f.loc["verify", "sigma_s"] < 2 * US
+    assert f.loc["verify", "sigma_siemens"] < 2 * US

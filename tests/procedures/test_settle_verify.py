@@ -115,7 +115,7 @@ def test_one_pulse_corrections_do_not_plan_a_deep_reset(station):
     one = ProgramVerifyConfig(max_pulses=1)
     res = program_verify(ops, cells, tgt, one, response=resp, require_pulse=True)
     assert np.all(res.pulses == 1)               # require_pulse: every cell restarted
-    low = np.mean(res.g_verify_s - tgt < -5e-6)
+    low = np.mean(res.g_verify_siemens - tgt < -5e-6)
     assert low < 0.05, low
 
 

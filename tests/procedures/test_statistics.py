@@ -77,8 +77,15 @@ def test_campaign_wrote_every_table(campaign):
     assert set(runs) == {"fault_map", "programming_error", "read_fluctuation", "ber",
                          "relaxation", "bake_retention"}
     prog = runs["programming_error"].table("programmed")
-    assert list(prog.columns)[:7] == ["cell", "level", "target_s", "g_s", "pulses", "mode",
-                                      "time_s"]
+    assert list(prog.columns)[:7] == [
+        "cell",
+        "level",
+        "target_siemens",
+        "g_siemens",
+        "pulses",
+        "mode",
+        "time_s",
+    ]
     assert sorted(prog["mode"].unique()) == ["single_shot", "verify"]
     assert prog["cell"].is_unique and len(prog) == 4096
 
@@ -122,10 +129,10 @@ def test_programming_error_sigma_per_level(campaign, mode):
     df, cells = df[keep], cells[keep]
     g0 = truth["g_prog"][cells]
     t = df["time_s"].to_numpy()
-    tgt = df["target_s"].to_numpy()
+    tgt = df["target_siemens"].to_numpy()
     d = g0 + tr.relaxation_mean(g0, t) - tgt                # deterministic part
     v = tr.relaxation_var(g0, t) + tr.read_sigma(g0) ** 2   # noise variance
-    meas = (df["g_s"].to_numpy() - tgt) ** 2
+    meas = (df["g_siemens"].to_numpy() - tgt) ** 2
     pred = d**2 + v
     sig_meas = []
     for lv in np.unique(df["level"]):
@@ -145,7 +152,7 @@ def test_read_sigma_per_level(campaign):
     df = campaign["runs"]["read_fluctuation"].table("reads")
     cells = df["cell"].to_numpy()
     df = df[_ok(cells, truth)]
-    g = df.groupby("cell")["g_s"]
+    g = df.groupby("cell")["g_siemens"]
     per_cell = g.agg(["var", "mean", "count"])
     level = df.groupby("cell")["level"].first()
     for lv in np.unique(level):
@@ -161,13 +168,15 @@ def test_smu_reads_agree_with_array_reads(campaign):
     runs = campaign["runs"]["read_fluctuation"]
     smu = runs.table("smu_reads")
     reads = runs.table("reads")
-    assert len(smu) == 8 * 5 and set(smu.columns) >= {"cell", "level", "target_s", "repeat",
-                                                        "v", "i_a", "g_s"}
-    assert np.allclose(smu["g_s"], smu["i_a"] / smu["v"])
+    assert len(smu) == 8 * 5 and set(smu.columns) >= {"cell", "level", "target_siemens", "repeat",
+                                                        "v", "i_a", "g_siemens"}
+    assert np.allclose(smu["g_siemens"], smu["i_a"] / smu["v"])
     for cell, grp in smu.groupby("cell"):
-        arr = reads.loc[reads["cell"] == cell, "g_s"]
-        tol = 4 * np.hypot(grp["g_s"].std() / np.sqrt(len(grp)), arr.std() / np.sqrt(len(arr)))
-        assert abs(grp["g_s"].mean() - arr.mean()) <= tol + 0.02 * arr.mean(), cell
+        arr = reads.loc[reads["cell"] == cell, "g_siemens"]
+        tol = 4 * np.hypot(
+            grp["g_siemens"].std() / np.sqrt(len(grp)), arr.std() / np.sqrt(len(arr))
+        )
+        assert abs(grp["g_siemens"].mean() - arr.mean()) <= tol + 0.02 * arr.mean(), cell
 
 
 @pytest.mark.parametrize("structure", ["1T1R", "2T2R"])
@@ -189,7 +198,7 @@ def test_ber_per_condition_matches_truth(campaign, name, structure):
     b = b[ok]
     n = len(b)
     k = int((b["bit"] != b["read_bit"]).sum())
-    g_ref = float(conds.loc[name, "g_ref_s"]) if structure == "1T1R" else None
+    g_ref = float(conds.loc[name, "g_ref_siemens"]) if structure == "1T1R" else None
     p = tr.ber(name, structure, g_ref=g_ref)
     ci = binomtest(k, n).proportion_ci(0.999)
     assert ci.low <= p <= ci.high, (name, structure, k, n, p)
@@ -246,7 +255,7 @@ def test_report_ber_on_working_cells_matches_truth(campaign, structure):
     print()
     for name in ("very_strong", "strong", "weak"):
         r = s.loc[(name, structure)]
-        g_ref = float(tables["conditions"].set_index("condition").loc[name, "g_ref_s"]) \
+        g_ref = float(tables["conditions"].set_index("condition").loc[name, "g_ref_siemens"]) \
             if structure == "1T1R" else None
         p = tr.ber(name, structure, g_ref=g_ref)
         k, n = int(r["errors_working"]), int(r["bits_working"])
@@ -306,7 +315,7 @@ def test_relaxation_mean_and_variance_match_truth(campaign):
     mu = g0 + tr.relaxation_mean(g0, t)
     v = tr.relaxation_var(g0, t)
     expect = _floored_mean(mu, np.sqrt(v), tr.profile.window.g_phys_min)
-    g = reads["g_s"].to_numpy()
+    g = reads["g_siemens"].to_numpy()
     var_growth = []
     for (lv, ti), idx in reads.groupby(["level", "time_index"]).indices.items():
         n = idx.size
@@ -361,13 +370,13 @@ def test_retention_shift_after_150c_bake_matches_arrhenius(campaign):
     s = np.sqrt(tr.relaxation_var(g0, t_eq_pred))
     a = tr.profile.window.g_phys_min
     expect = _floored_mean(mu, s, a)
-    g = final["g_s"].to_numpy()
+    g = final["g_siemens"].to_numpy()
     level = final["level"].to_numpy()
     shifts = []
     for lv in np.unique(level):
         m = level == lv
         se = np.sqrt(np.mean(s[m] ** 2 + tr.read_sigma(expect[m]) ** 2) / m.sum())
         assert abs(g[m].mean() - expect[m].mean()) < 4 * se, (lv, g[m].mean(), expect[m].mean())
-        shifts.append(g[m].mean() - final["target_s"].to_numpy()[m].mean())
+        shifts.append(g[m].mean() - final["target_siemens"].to_numpy()[m].mean())
     # high levels lose conductance, low levels gain (means relax towards mid-window)
     assert shifts[-1] < -1e-6 and shifts[0] > 0

@@ -43,11 +43,11 @@ def test_relative_levels_follow_the_measured_window(tmp_path):
     assert prof.window.g_min / 3 < g_lo < prof.window.g_min * 1.5
     assert prof.window.g_max / 1.3 < g_hi < prof.window.g_max * 1.05
     want = LevelSet(levels=8, relative=True, lo=0.1, hi=0.9).resolve(g_lo, g_hi).targets()
-    np.testing.assert_allclose(np.sort(prog["target_s"].unique()), want, rtol=1e-12)
+    np.testing.assert_allclose(np.sort(prog["target_siemens"].unique()), want, rtol=1e-12)
     ok = prog[prog["success"].astype(bool)]
     assert len(ok) / len(prog) > 0.95
     # verify's +-1 uS tolerance: the recorded verify reads sit inside it for most cells
-    assert float((ok["g_s"] - ok["target_s"]).abs().median()) < 1.0e-6
+    assert float((ok["g_siemens"] - ok["target_siemens"]).abs().median()) < 1.0e-6
 
 
 def test_window_measurement_is_reused_by_a_rerun(tmp_path):
@@ -93,15 +93,15 @@ def test_window_run_killed_after_set_phase_resumes_at_reset(tmp_path):
             Store.open(tmp_path / "s.h5", mode="a") as store:
         first = measure_window(st, store, cells, cfg, "win", icc_a=ICC_TOP)
         run = store.run(first.run_uid)
-        g_set = run.table("window").query("phase == 'set'")["g_s"].to_numpy()
+        g_set = run.table("window").query("phase == 'set'")["g_siemens"].to_numpy()
         # another plan's window run, left as a kill after its SET phase would leave it
         sec_run = store.begin_run("window", dict(run.plan, plan="other"),
                                   snapshot=st.snapshot(), resume=False)
         sec_run.append("window", {"cell": cells, "phase": np.full(cells.size, "set"),
-                                  "g_s": g_set})
+                                  "g_siemens": g_set})
         sec_run.complete_step("set")
         sec_run.append("window", {"cell": cells[:5], "phase": np.full(5, "reset"),
-                                  "g_s": np.zeros(5)})  # torn phase: not committed
+                                  "g_siemens": np.zeros(5)})  # torn phase: not committed
         second = measure_window(st, store, cells, cfg, "other", icc_a=ICC_TOP)
         assert second.run_uid == sec_run.uid
         assert second.g_hi_s == pytest.approx(first.g_hi_s, rel=1e-12)

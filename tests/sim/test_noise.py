@@ -107,8 +107,8 @@ def test_stuck_at_fractions_and_levels():
     p_on, p_off = dm.stuck.p_stuck_on, dm.stuck.p_stuck_off
     assert float((mask > 0).double().mean()) == pytest.approx(p_on, abs=binomial_tol(p_on, n))
     assert float((mask < 0).double().mean()) == pytest.approx(p_off, abs=binomial_tol(p_off, n))
-    assert bool((g[mask > 0] == dm.stuck.g_on_s).all())
-    assert bool((g[mask < 0] == dm.stuck.g_off_s).all())
+    assert bool((g[mask > 0] == dm.stuck.g_on_siemens).all())
+    assert bool((g[mask < 0] == dm.stuck.g_off_siemens).all())
     torch.testing.assert_close(g[mask == 0], layer.g_target[mask == 0])
 
 

@@ -24,7 +24,7 @@ def step_data(k: int, part: int) -> dict[str, np.ndarray]:
         "cell": (k * 1000 + part * 100 + j).astype(np.uint32),
         "level": np.full(ROWS, k % 8, dtype=np.int64),
         "time_s": k + part / 10 + j / 1e4,
-        "g_s": np.sin(k * 1.0 + part + j * 0.01) * 1e-5 + 2e-5,
+        "g_siemens": np.sin(k * 1.0 + part + j * 0.01) * 1e-5 + 2e-5,
         "mode": np.where(j % 2 == 0, "verify", "single_shot").astype(object),
     }
 

@@ -34,7 +34,7 @@ def _write_store(path: Path, *, finish: bool) -> str:
             n = 7 + k
             run.append("reads", {
                 "cell": np.arange(n, dtype=np.uint32) + 100 * k, "level": k,
-                "g_s": gen.uniform(2e-6, 4e-5, n), "time_s": gen.uniform(0, 1e4, n),
+                "g_siemens": gen.uniform(2e-6, 4e-5, n), "time_s": gen.uniform(0, 1e4, n),
                 "temp_k": 300.0, "mode": ["verify", "single_shot"][k % 2],
                 "success": gen.random(n) > 0.3,
             })
@@ -47,7 +47,7 @@ def _write_store(path: Path, *, finish: bool) -> str:
             run.finish("completed")
         else:  # a writer killed mid-step: rows appended, never committed
             run.append("reads", {"cell": np.arange(5, dtype=np.uint32), "level": 9,
-                                 "g_s": 1.0, "time_s": -1.0, "temp_k": 0.0, "mode": "junk",
+                                 "g_siemens": 1.0, "time_s": -1.0, "temp_k": 0.0, "mode": "junk",
                                  "success": False})
         return run.uid
 
@@ -85,7 +85,7 @@ def test_netcdf_opens_with_xarray_and_round_trips_committed_rows(killed_store, t
                 else:
                     assert [str(x) for x in a] == [str(x) for x in b], col
         assert "junk" not in set(ds["reads__mode"].values)
-        assert ds["reads__g_s"].attrs["units"] == "S"
+        assert ds["reads__g_siemens"].attrs["units"] == "S"
         assert ds["reads__time_s"].attrs["units"] == "s"
         assert ds["reads__temp_k"].attrs["units"] == "K"
         assert ds["conditions__icc_a"].attrs["units"] == "A"
@@ -120,7 +120,7 @@ def test_parquet_and_csv_round_trip(killed_store, tmp_path):
     import pyarrow.parquet as papq
 
     schema = papq.read_schema(tmp_path / "pq" / uid / "reads.parquet")
-    assert schema.field("g_s").metadata[b"unit"] == b"S"
+    assert schema.field("g_siemens").metadata[b"unit"] == b"S"
     meta = json.loads(schema.metadata[b"cimlab"])
     assert meta["uid"] == uid and meta["snapshot"] == SNAPSHOT and meta["table"] == "reads"
     record = json.loads((tmp_path / "csv" / uid / "run.json").read_text())
@@ -161,13 +161,32 @@ def test_cli_formats_match_the_library():
     assert exportcmd.FORMATS == ex.FORMATS
 
 
-@pytest.mark.parametrize("name, unit", [
-    ("g_s", "S"), ("g0_s", "S"), ("target_s", "S"), ("g_lrs_s", "S"), ("g_after_set_s", "S"),
-    ("g_b_pre_s", "S"), ("time_s", "s"), ("bake_time_s", "s"), ("width_s", "s"),
-    ("soak_s", "s"), ("temp_k", "K"), ("icc_a", "A"), ("i_a", "A"), ("v", "V"),
-    ("v_reset", "V"), ("energy_j", "J"), ("fs_hz", "Hz"), ("cell", "1"), ("level", "1"),
-    ("at_unix", "s"), ("temp_c", "degC"),
-])
+@pytest.mark.parametrize(
+    "name, unit",
+    [
+        ("g_siemens", "S"),
+        ("g0_siemens", "S"),
+        ("target_siemens", "S"),
+        ("g_lrs_siemens", "S"),
+        ("g_after_set_siemens", "S"),
+        ("g_b_pre_siemens", "S"),
+        ("time_s", "s"),
+        ("bake_time_s", "s"),
+        ("width_s", "s"),
+        ("soak_s", "s"),
+        ("temp_k", "K"),
+        ("icc_a", "A"),
+        ("i_a", "A"),
+        ("v", "V"),
+        ("v_reset", "V"),
+        ("energy_j", "J"),
+        ("fs_hz", "Hz"),
+        ("cell", "1"),
+        ("level", "1"),
+        ("at_unix", "s"),
+        ("temp_c", "degC"),
+    ],
+)
 def test_column_units_follow_the_naming_rule(name, unit):
     assert column_unit(name) == unit
 
@@ -203,7 +222,7 @@ def test_imported_techc_store_round_trips_through_netcdf(tmp_path):
         kind = run.kind
     with xr.open_dataset(nc) as ds:
         assert ds.attrs["kind"] == kind == "imported"
-        assert ds["reads__g0_s"].attrs["units"] == "S"
+        assert ds["reads__g0_siemens"].attrs["units"] == "S"
         assert ds["reads__time_measured_s"].attrs["units"] == "s"
         for name, df in expected.items():
             got = ex.dataset_table(ds, name)

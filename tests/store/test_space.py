@@ -16,8 +16,12 @@ PLAN = {"kind": "test"}
 
 def _rows(step: int, n: int = 5000) -> dict:
     rng = np.random.default_rng(step)
-    return {"cell": np.arange(n, dtype=np.uint32), "step": step, "g_s": rng.normal(1e-5, 1e-6, n),
-            "mode": np.where(np.arange(n) % 2 == 0, "a", "b")}
+    return {
+        "cell": np.arange(n, dtype=np.uint32),
+        "step": step,
+        "g_siemens": rng.normal(1e-5, 1e-6, n),
+        "mode": np.where(np.arange(n) % 2 == 0, "a", "b"),
+    }
 
 
 def _write(path, steps, fail_at: int | None = None, monkeypatch=None) -> None:

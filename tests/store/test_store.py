@@ -21,9 +21,9 @@ def _reads(level: int, n: int = 8, seed: int = 0) -> dict:
     return {
         "cell": np.arange(n, dtype=np.uint32),
         "level": level,
-        "target_s": level * 1e-6,
+        "target_siemens": level * 1e-6,
         "time_s": rng.uniform(0, 1, n),
-        "g_s": rng.normal(level * 1e-6, 1e-7, n),
+        "g_siemens": rng.normal(level * 1e-6, 1e-7, n),
         "mode": np.where(np.arange(n) % 2 == 0, "verify", "single_shot"),
         "ok": np.arange(n) % 3 == 0,
     }
@@ -41,7 +41,7 @@ def test_round_trip_metadata_and_tables(tmp_path):
             run.append("reads", _reads(level))
             run.add_instrument_time(1.25)
             run.complete_step(f"level-{level}")
-        run.set_meta("summary", {"sigma_s": 1e-7})
+        run.set_meta("summary", {"sigma_siemens": 1e-7})
         run.finish()
         uid = run.uid
     with Store.open(path, "r") as store:
@@ -57,12 +57,12 @@ def test_round_trip_metadata_and_tables(tmp_path):
         assert run.plan == PLAN and run.snapshot == SNAP and run.seeds == {"procedure": 7}
         assert run.versions["h5py"] == h5py.__version__ and "cimlab" in run.versions
         assert run.steps == ["level-1", "level-2", "level-3"]
-        assert run.meta == {"summary": {"sigma_s": 1e-7}}
+        assert run.meta == {"summary": {"sigma_siemens": 1e-7}}
         df = run.table("reads")
         want = pd.concat([pd.DataFrame(_reads(lv)) for lv in (1, 2, 3)], ignore_index=True)
         pd.testing.assert_frame_equal(df, want, check_dtype=False)
         assert df.cell.dtype == np.uint32 and df.level.dtype == np.int64
-        assert df.ok.dtype == bool and df.g_s.dtype == np.float64
+        assert df.ok.dtype == bool and df.g_siemens.dtype == np.float64
         assert list(df["mode"].unique()) == ["verify", "single_shot"]
         cat = run.table("reads", categorical=True)
         assert isinstance(cat["mode"].dtype, pd.CategoricalDtype)
@@ -138,14 +138,14 @@ def test_append_validation_writes_nothing(tmp_path):
         run = store.begin_run("read_fluctuation", PLAN)
         run.append("reads", _reads(1))
         bad = [
-            {k: v for k, v in _reads(1).items() if k != "g_s"},  # missing column
+            {k: v for k, v in _reads(1).items() if k != "g_siemens"},  # missing column
             {**_reads(1), "extra": 1.0},  # unknown column
-            {**_reads(1), "g_s": np.zeros(3)},  # unequal length
-            {**_reads(1), "g_s": ["a"] * 8},  # text into a number column
+            {**_reads(1), "g_siemens": np.zeros(3)},  # unequal length
+            {**_reads(1), "g_siemens": ["a"] * 8},  # text into a number column
             {**_reads(1), "level": 1.5},  # non-integral into an int column
             {**_reads(1), "cell": -1},  # negative into uint32
             {**_reads(1), "mode": 3.0},  # number into a label column
-            {**_reads(1), "g_s": np.zeros((8, 2))},  # 2-D
+            {**_reads(1), "g_siemens": np.zeros((8, 2))},  # 2-D
         ]
         for columns in bad:
             with pytest.raises(StoreError) as info:
@@ -290,7 +290,7 @@ def test_damaged_run_inside_a_readable_file(tmp_path):
         bad.finish()
         good_uid, bad_uid = good.uid, bad.uid
     with h5py.File(path, "a") as f:
-        del f[f"runs/{bad_uid}/tables/reads/g_s"]
+        del f[f"runs/{bad_uid}/tables/reads/g_siemens"]
     with Store.open(path, "r") as store:
         runs = store.runs().set_index("uid")
         assert runs.loc[good_uid, "status"] == "completed"

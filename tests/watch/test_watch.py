@@ -44,9 +44,9 @@ def _commit_steps(path: Path, steps: list[int]) -> None:
                 run.complete_step(f"T0-bake-{k:03d}")
             t = 0.0 if k == 0 else SCHEDULE_S[k - 1]
             run.append("reads", {
-                "cell": cells, "level": level, "target_s": target, "step": k,
+                "cell": cells, "level": level, "target_siemens": target, "step": k,
                 "temp_k": 423.15, "bake_time_s": t, "temp_index": 0, "repeat": 0,
-                "g_s": target - 1e-7 * np.log1p(t) + gen.normal(0, 3e-7, N_CELLS)})
+                "g_siemens": target - 1e-7 * np.log1p(t) + gen.normal(0, 3e-7, N_CELLS)})
             run.add_instrument_time(100.0)
             run.complete_step(f"T0-read-{k:03d}")
 
@@ -123,9 +123,9 @@ def test_aborted_run_is_a_warning(tmp_path):
     path = tmp_path / "s.h5"
     with Store.open(path, "a") as store:
         run = store.begin_run("relaxation", {"experiment": "relax"})
-        run.append("reads", {"cell": [1, 2], "g_s": [1e-5, 2e-5]})
+        run.append("reads", {"cell": [1, 2], "g_siemens": [1e-5, 2e-5]})
         run.complete_step("t0")
-        run.append("reads", {"cell": [1, 2], "g_s": [1e-5, 2e-5]})
+        run.append("reads", {"cell": [1, 2], "g_siemens": [1e-5, 2e-5]})
         run.finish("aborted")
     watcher = Watcher(path, poll_s=0.0, plots=False)
     try:
@@ -185,9 +185,9 @@ def _commit_steps_open(run, steps: list[int]) -> None:
         if k == 0:
             run.complete_step("T0-program")
         t = 0.0 if k == 0 else SCHEDULE_S[k - 1]
-        run.append("reads", {"cell": cells, "level": cells % 4, "target_s": 1e-5, "step": k,
+        run.append("reads", {"cell": cells, "level": cells % 4, "target_siemens": 1e-5, "step": k,
                              "temp_k": 423.15, "bake_time_s": t, "temp_index": 0,
-                             "repeat": 0, "g_s": 1e-5 + 1e-8 * cells})
+                             "repeat": 0, "g_siemens": 1e-5 + 1e-8 * cells})
         run.complete_step(f"T0-read-{k:03d}")
 
 

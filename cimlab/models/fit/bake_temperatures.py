@@ -22,23 +22,24 @@ import pandas as pd
 from cimlab.models.effects import K_B_EV, ReadNoise
 from cimlab.models.fit._stats import group_moments
 from cimlab.models.fit.relaxation import PLAUSIBLE, censored, in_level
+from cimlab.units import KELVIN_OFFSET
 
 if TYPE_CHECKING:
     from cimlab.models.fit.retention import RetentionFit
 
-REQUIRED = ("cell", "level", "step", "temp_k", "bake_time_s", "g_s")
+REQUIRED = ("cell", "level", "step", "temp_k", "bake_time_s", "g_siemens")
 
 
 def _reference_g(per: pd.DataFrame, programmed: pd.DataFrame | None) -> np.ndarray | None:
     """Verify read of each (cell, temp_index) from the run's ``programmed`` table (the k-th
     programming of a cell belongs to the k-th temperature it was baked at), or None if it
     cannot be joined."""
-    if programmed is None or programmed.empty or "g_s" not in programmed.columns:
+    if programmed is None or programmed.empty or "g_siemens" not in programmed.columns:
         return None
     keys = ["run", "cell"] if "run" in programmed.columns and "run" in per.columns else ["cell"]
     # the k-th programming of a cell belongs to the k-th temperature it was baked at
     pr = programmed.assign(k=programmed.groupby(keys, sort=False).cumcount())
-    ref = pr.drop_duplicates([*keys, "k"], keep="last").set_index([*keys, "k"])["g_s"]
+    ref = pr.drop_duplicates([*keys, "k"], keep="last").set_index([*keys, "k"])["g_siemens"]
     per = per.assign(k=per.groupby(keys)["temp_index"].rank(method="dense").astype(int) - 1)
     idx = pd.MultiIndex.from_frame(per[[*keys, "k"]])
     g = ref.reindex(idx).to_numpy(dtype=float)
@@ -65,11 +66,11 @@ def bake_groups(reads: pd.DataFrame, g_ref: float, programmed: pd.DataFrame | No
     if "temp_index" not in df.columns:
         df = df.assign(temp_index=df.groupby("temp_k").ngroup())
     lo, hi = PLAUSIBLE
-    g = df["g_s"].to_numpy(dtype=float)
+    g = df["g_siemens"].to_numpy(dtype=float)
     df = df.loc[np.isfinite(g) & (g >= lo * g_ref) & (g <= hi * g_ref)]
     keys = ["run"] if "run" in df.columns else []
     per = df.groupby([*keys, "temp_index", "cell", "step"], sort=False, observed=True).agg(
-        g=("g_s", "mean"), reps=("g_s", "size"), level=("level", "first"),
+        g=("g_siemens", "mean"), reps=("g_siemens", "size"), level=("level", "first"),
         temp_k=("temp_k", "first"), bake_time_s=("bake_time_s", "first"),
     ).reset_index()
     g_ver = _reference_g(per, programmed)
@@ -209,13 +210,19 @@ def temperature_check(fit: RetentionFit, groups: pd.DataFrame,
     sp = np.sqrt(np.maximum(v, 0.0))
     e_m = np.abs(m - live["mean"].to_numpy()) / sm
     e_s = np.abs(sp / sm - 1.0)
-    return {"temp_k": float(groups["bake_temp_k"].max()), "n_groups": float(len(live)),
-            "mean_err_sigma": float(np.median(e_m)), "mean_err_sigma_max": float(np.max(e_m)),
-            "sigma_rel_err": float(np.median(e_s)), "sigma_rel_err_max": float(np.max(e_s)),
-            "within": float(np.mean((e_m <= 0.5) & (e_s <= 0.15))),
-            "measured_mean_s": float(np.mean(live["mean"])), "predicted_mean_s": float(np.mean(m)),
-            "measured_sigma_s": float(np.sqrt(np.mean(live["var"]))),
-            "predicted_sigma_s": float(np.sqrt(np.mean(np.maximum(v, 0.0))))}
+    return {
+        "temp_k": float(groups["bake_temp_k"].max()),
+        "n_groups": float(len(live)),
+        "mean_err_sigma": float(np.median(e_m)),
+        "mean_err_sigma_max": float(np.max(e_m)),
+        "sigma_rel_err": float(np.median(e_s)),
+        "sigma_rel_err_max": float(np.max(e_s)),
+        "within": float(np.mean((e_m <= 0.5) & (e_s <= 0.15))),
+        "measured_mean_siemens": float(np.mean(live["mean"])),
+        "predicted_mean_siemens": float(np.mean(m)),
+        "measured_sigma_siemens": float(np.sqrt(np.mean(live["var"]))),
+        "predicted_sigma_siemens": float(np.sqrt(np.mean(np.maximum(v, 0.0)))),
+    }
 
 
 def finish(out: RetentionFit, cum_all: pd.DataFrame, read_noise: ReadNoise | None,
@@ -234,13 +241,13 @@ def finish(out: RetentionFit, cum_all: pd.DataFrame, read_noise: ReadNoise | Non
             gof[f"T{i}_{k}"] = v
     notes = out.effect.fit.notes
     if excluded:
-        notes = (f"WARNING: bakes at {', '.join(f'{t - 273.15:.0f} C' for t in excluded)} "
+        notes = (f"WARNING: bakes at {', '.join(f'{t - KELVIN_OFFSET:.0f} C' for t in excluded)} "
                  "leave the Arrhenius law of the cooler bakes (held-out prediction off by "
                  + "; ".join(f"{checks[t]['mean_err_sigma']:.2g} sigma in mean, "
                              f"{100 * checks[t]['sigma_rel_err']:.0f} % in spread"
                              for t in excluded)
                  + f"): excluded from Ea; the law is not valid at or above "
-                 f"{t_fail - 273.15:.0f} C (t_fail_k); " + notes)
+                 f"{t_fail - KELVIN_OFFSET:.0f} C (t_fail_k); " + notes)
     fit = dataclasses.replace(out.effect.fit, gof=gof, notes=notes)
     eff = dataclasses.replace(out.effect, fit=fit, t_fail_k=float(t_fail))
     return dataclasses.replace(out, effect=eff, per_temperature_check=pd.DataFrame(rows))

@@ -22,10 +22,12 @@ Per programming condition:
   BER over all bits is kept in ``fit.gof`` (``ber_1t1r_raw``, ...).
 * BER per structure: errors / bits over working cells with a Clopper-Pearson 95 % interval;
   for a structure not measured, the value the fitted lognormals predict (no stderr, noted).
-* ``threshold_s``: the sense reference the campaign used (``conditions.g_ref_s``), else the
+* ``threshold_siemens``: the sense reference the campaign used (``conditions.g_ref_siemens``), else
+the
   geometric mean of the medians. ``energy_per_bit_j``: the campaign's mean energy per bit
   (no stderr: the table holds the mean only).
-* endurance: from ``cycles`` (g_lrs_s, g_hrs_s read at a few, usually log-spaced, cycles).
+* endurance: from ``cycles`` (g_lrs_siemens, g_hrs_siemens read at a few, usually log-spaced,
+cycles).
   Failure is a PERSISTENT window closure, not one low read: a read is "closed" when the cell
   did not switch, ``g_lrs - g_hrs < max(STUCK_WINDOW_S, STUCK_WINDOW_REL * max(g_lrs,
   g_hrs))`` (the shared stuck-cell rule, :func:`cimlab.procedures.cell_states.stuck_cells`; a
@@ -109,11 +111,11 @@ def facing_tail_lognormal(ln_g: np.ndarray, side: str,
 def _states(bits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(ln g LRS, cells LRS, ln g HRS, cells HRS) from a bits table of one condition."""
     bit = bits["bit"].to_numpy()
-    g = bits["g_s"].to_numpy(dtype=float)
+    g = bits["g_siemens"].to_numpy(dtype=float)
     cell = bits["cell"].to_numpy()
     lrs_g, lrs_c, hrs_g, hrs_c = [g[bit == 0]], [cell[bit == 0]], [g[bit == 1]], [cell[bit == 1]]
-    if "g_b_s" in bits.columns:
-        gb = bits["g_b_s"].to_numpy(dtype=float)
+    if "g_b_siemens" in bits.columns:
+        gb = bits["g_b_siemens"].to_numpy(dtype=float)
         cb = bits["cell_b"].to_numpy() if "cell_b" in bits.columns else -np.ones_like(cell)
         pair = np.isfinite(gb)
         # cell b is programmed to the complement of the bit
@@ -150,7 +152,7 @@ def failure_intervals(cycles: pd.DataFrame,
     if k < 1:
         raise ValueError(f"k (consecutive closed reads) must be >= 1, got {k}")
     df = cycles.sort_values(["cell", "cycle"], kind="stable")
-    closed = closed_window(df["g_lrs_s"].to_numpy(), df["g_hrs_s"].to_numpy())
+    closed = closed_window(df["g_lrs_siemens"].to_numpy(), df["g_hrs_siemens"].to_numpy())
     cell = df["cell"].to_numpy()
     cyc = df["cycle"].to_numpy(dtype=float) + 1.0  # cycles completed at the read
     starts = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
@@ -180,7 +182,7 @@ def transient_closure_rate(cycles: pd.DataFrame) -> float:
     """Fraction of reads of working cells that are closed although a later read of the same
     cell is open (cycle-to-cycle spread or a failed RESET, not wear-out)."""
     df = cycles.sort_values(["cell", "cycle"], kind="stable")
-    closed = closed_window(df["g_lrs_s"].to_numpy(), df["g_hrs_s"].to_numpy())
+    closed = closed_window(df["g_lrs_siemens"].to_numpy(), df["g_hrs_siemens"].to_numpy())
     cell = df["cell"].to_numpy()
     # an open read at or after this one, within the same cell (reverse cumulative max)
     rev = pd.Series((~closed)[::-1].astype(int)).groupby(cell[::-1]).cummax().to_numpy()[::-1]
@@ -319,9 +321,9 @@ def fit_binary(
             m = conditions[conditions["condition"].astype(str) == name]
             row = m.iloc[-1] if not m.empty else None
         ln_thr = None
-        if row is not None and "g_ref_s" in row and np.isfinite(row["g_ref_s"]) \
-                and row["g_ref_s"] > 0:
-            ln_thr = math.log(float(row["g_ref_s"]))
+        if row is not None and "g_ref_siemens" in row and np.isfinite(row["g_ref_siemens"]) \
+                and row["g_ref_siemens"] > 0:
+            ln_thr = math.log(float(row["g_ref_siemens"]))
         mu_l, sd_l = facing_tail_lognormal(lnl, "lower", ln_thr)
         mu_h, sd_h = facing_tail_lognormal(lnh, "upper", ln_thr)
         nl = max(np.unique(cl).size, 2)
@@ -334,9 +336,9 @@ def fit_binary(
             # times the full-sample one (one half of the cells informs it)
             se_mu = math.sqrt(math.pi / 2.0) * sd / math.sqrt(n)
             se_sd = sd / math.sqrt(n - 1)
-            vals[f"{key}_median_s"] = math.exp(mu)
-            stderr[f"{key}_median_s"] = math.exp(mu) * se_mu
-            ci[f"{key}_median_s"] = (math.exp(mu - Z95 * se_mu), math.exp(mu + Z95 * se_mu))
+            vals[f"{key}_median_siemens"] = math.exp(mu)
+            stderr[f"{key}_median_siemens"] = math.exp(mu) * se_mu
+            ci[f"{key}_median_siemens"] = (math.exp(mu - Z95 * se_mu), math.exp(mu + Z95 * se_mu))
             vals[f"{key}_sigma_ln"] = sd
             stderr[f"{key}_sigma_ln"] = se_sd
             ci[f"{key}_sigma_ln"] = (sd - Z95 * se_sd, sd + Z95 * se_sd)
@@ -344,8 +346,11 @@ def fit_binary(
         icc = float(row["icc_a"]) if row is not None else (lc.icc_a if lc else 1e-4)
         v_reset = float(row["v_reset"]) if row is not None else (lc.v_reset if lc else 2.5)
         width = float(row["width_s"]) if row is not None else (lc.width_s if lc else 100e-9)
-        thr = float(row["g_ref_s"]) if row is not None and "g_ref_s" in row and np.isfinite(
-            row["g_ref_s"]) else math.sqrt(vals["lrs_median_s"] * vals["hrs_median_s"])
+        thr = (
+            float(row["g_ref_siemens"])
+            if row is not None and "g_ref_siemens" in row and np.isfinite(row["g_ref_siemens"])
+            else math.sqrt(vals["lrs_median_siemens"] * vals["hrs_median_siemens"])
+        )
         energy = float(row["energy_per_bit_j"]) if row is not None else (
             lc.energy_per_bit_j if lc else 0.0)
         src = sorted(set(stuck.loc[stuck["state"].isin(("stuck_on", "stuck_off")),
@@ -355,7 +360,7 @@ def fit_binary(
                                  "lrs_sigma_ln_two_sided": sd2_l,
                                  "hrs_sigma_ln_two_sided": sd2_h}
         probe = BinaryCondition(name=name, icc_a=icc, v_reset=v_reset, width_s=width,
-                                threshold_s=thr, ber_1t1r=0.0, ber_2t2r=0.0, **vals)
+                                threshold_siemens=thr, ber_1t1r=0.0, ber_2t2r=0.0, **vals)
         bers = {}
         for structure in ("1T1R", "2T2R"):
             key = "ber_" + structure.lower()
@@ -413,7 +418,7 @@ def fit_binary(
             notes="; ".join(notes),
         )
         out.append(BinaryCondition(
-            name=name, icc_a=icc, v_reset=v_reset, width_s=width, threshold_s=thr,
+            name=name, icc_a=icc, v_reset=v_reset, width_s=width, threshold_siemens=thr,
             energy_per_bit_j=energy, endurance_cycles=float(endurance), source="fit",
             fit=fit, **vals, **bers,
         ))

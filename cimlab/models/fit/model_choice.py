@@ -44,7 +44,7 @@ def _held_out_errors(fit, reads: pd.DataFrame, retention: Retention | None,
     r = fit.effect
     c = fit.levels.set_index("level")["c_s2"].reindex(cum["level"]).to_numpy(dtype=float)
     c = np.where(np.isfinite(c), c, 0.0)
-    g0 = cum["g0_s"].to_numpy()
+    g0 = cum["g0_siemens"].to_numpy()
     dl = np.asarray(r.decades(cum["t_eq_s"].to_numpy())) - np.asarray(
         r.decades(cum["g0_time_s"].to_numpy()))
     pred = c + np.asarray(r.rate(g0)) * dl

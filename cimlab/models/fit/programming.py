@@ -1,7 +1,8 @@
 """Programming-error fitter: ``programmed`` tables -> one ProgrammingError per mode.
 
 Per programming mode ("single_shot", "verify") and level (target conductance), the error
-``e = g_s - target_s`` gives a robust (10-MAD trimmed) mean and variance. The variance of one
+``e = g_siemens - target_siemens`` gives a robust (10-MAD trimmed) mean and variance. The variance
+of one
 measured read after programming contains the programming spread, one read's noise and the
 relaxation the cells went through before the read (``time_s`` after programming). The read
 noise, when it was measured, is subtracted: ``sigma_prog^2 = var - sigma_read(g)^2``. The
@@ -30,7 +31,7 @@ from cimlab.models.fit._stats import group_moments
 from cimlab.models.fit.sigma import fit_sigma
 from cimlab.models.params import Z95, FitInfo
 
-REQUIRED = ("level", "target_s", "g_s", "mode")
+REQUIRED = ("level", "target_siemens", "g_siemens", "mode")
 
 
 def _valid(mode: str, g_ref: float):
@@ -54,15 +55,15 @@ def fit_programming(
     missing = [c for c in REQUIRED if c not in programmed.columns]
     if missing:
         raise ValueError(f"programmed table lacks columns {missing}")
-    df = programmed.assign(err=programmed["g_s"] - programmed["target_s"])
+    df = programmed.assign(err=programmed["g_siemens"] - programmed["target_siemens"])
     if "time_s" not in df.columns:
         df = df.assign(time_s=0.0)
     out = []
     for mode in sorted(df["mode"].astype(str).unique(), key=lambda m: m != "verify"):
         sub = df[df["mode"].astype(str) == mode]
-        mom = group_moments(sub, ["level"], "err", extra_means=["target_s", "time_s"])
+        mom = group_moments(sub, ["level"], "err", extra_means=["target_siemens", "time_s"])
         mom = mom[mom["n"] >= 3]
-        g = mom["target_s"].to_numpy()
+        g = mom["target_siemens"].to_numpy()
         var = mom["var"].to_numpy()
         n = mom["n"].to_numpy()
         corr = np.zeros_like(var)

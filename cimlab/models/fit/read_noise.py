@@ -24,7 +24,7 @@ from cimlab.models.fit._stats import group_moments, wls
 from cimlab.models.fit.sigma import _model, fit_sigma
 from cimlab.models.params import Z95, FitInfo
 
-REQUIRED = ("cell", "level", "repeat", "g_s")
+REQUIRED = ("cell", "level", "repeat", "g_siemens")
 #: Fewest read pairs in a conductance bin for it to be used.
 MIN_PAIRS = 30
 NO_BIN = -(2**62)
@@ -52,7 +52,7 @@ def read_pairs(reads: pd.DataFrame) -> pd.DataFrame:
         df = df.assign(time_s=np.nan)
     rep = df["repeat"].to_numpy()
     cell = df["cell"].to_numpy()
-    g = df["g_s"].to_numpy(dtype=float)
+    g = df["g_siemens"].to_numpy(dtype=float)
     t = df["time_s"].to_numpy(dtype=float)
     # position of each read among its cell's reads
     first = np.r_[True, cell[1:] != cell[:-1]]

@@ -200,7 +200,7 @@ def fit_read_noise_spectrum(
     f_hi = float(max(s.f_hz[-1] for s in series))
     gof = {"chi2_red_lnA": chi2_a / max(n - 3, 1)}
     for i, s in enumerate(series):
-        gof[f"series{i}_g_s"] = s.g_mean
+        gof[f"series{i}_g_siemens"] = s.g_mean
         gof[f"series{i}_alpha"] = s.alpha
         gof[f"series{i}_alpha_se"] = s.alpha_se
         gof[f"series{i}_chi2_red"] = s.chi2_red

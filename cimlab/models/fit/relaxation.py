@@ -1,10 +1,11 @@
 """Relaxation fitter: reads at times after program-verify -> Relaxation (+ read-noise levels).
 
-Data: ``relaxation`` / ``imported`` ``reads`` tables (cell, level, target_s, g0_s, time_s,
-g_s, temp_k; optional ``g0_time_s``: when the g0 read was taken after the cell's last pulse,
+Data: ``relaxation`` / ``imported`` ``reads`` tables (cell, level, target_siemens, g0_siemens,
+time_s,
+g_siemens, temp_k; optional ``g0_time_s``: when the g0 read was taken after the cell's last pulse,
 0 if absent). Times must be counted from each cell's last programming pulse: relaxation starts
 there and its clock runs in log time from ~ms, so a few-ms error in the pulse or g0 times
-biases t0 (see docs/device-models.md, "Timing"). For each cell ``d = g_s - g0_s`` is its
+biases t0 (see docs/device-models.md, "Timing"). For each cell ``d = g_siemens - g0_siemens`` is its
 change since the verify read; per level and time point the mean and variance of ``d`` are
 taken (not trimmed, see below; their covariance across the time points of a level, which
 share cells, is estimated from the cells and used to whiten the fit). Because the
@@ -18,7 +19,7 @@ spread exactly, and the two reads in ``d`` contribute ``2 sigma_read^2``:
   least squares (soft-L1 loss) with the standard error of each group variance from its
   fourth moment; the form with the lowest BIC wins.
 
-Cells whose verify read ``g0_s`` is not in their level (beyond 10 MAD of the level's median:
+Cells whose verify read ``g0_siemens`` is not in their level (beyond 10 MAD of the level's median:
 stuck cells, failed verifies) are dropped (:func:`in_level`). Groups whose spread reaches zero
 conductance (mean - 3 sd < 0, :func:`censored`) are left
 out: the distribution is truncated there (a conductance cannot be negative), which would
@@ -59,7 +60,7 @@ from cimlab.models.fit._stats import (
 from cimlab.models.params import Z95, FitInfo
 
 _U = 1e-6
-REQUIRED = ("level", "g0_s", "time_s", "g_s")
+REQUIRED = ("level", "g0_siemens", "time_s", "g_siemens")
 MEAN_FORMS = ("linear", "tanh")
 #: Reads (and verify reads) outside this range, in units of g_ref, are dropped as
 #: implausible (mis-reads); nothing else is trimmed: relaxation tails are physics.
@@ -82,8 +83,8 @@ class RelaxationFit:
     """Fitted effect plus the per-level read-noise constants and the grouped data."""
 
     effect: Relaxation
-    levels: pd.DataFrame  # level, g_s, c_s2 (2 sigma_read^2), c_se_s2
-    groups: pd.DataFrame  # level, tkey, n, mean, var, g0_s, time_s, t_eq_s, var_model, ...
+    levels: pd.DataFrame  # level, g_siemens, c_s2 (2 sigma_read^2), c_se_s2
+    groups: pd.DataFrame  # level, tkey, n, mean, var, g0_siemens, time_s, t_eq_s, var_model, ...
 
 
 def _rate(form: str, p: np.ndarray, g: np.ndarray, g_ref_u: float) -> np.ndarray:
@@ -116,8 +117,8 @@ def _group(
     if missing:
         raise ValueError(f"reads table lacks columns {missing}")
     t = reads["time_s"].to_numpy(dtype=float)
-    gs = reads["g_s"].to_numpy(dtype=float)
-    g0 = reads["g0_s"].to_numpy(dtype=float)
+    gs = reads["g_siemens"].to_numpy(dtype=float)
+    g0 = reads["g0_siemens"].to_numpy(dtype=float)
     lo, hi = PLAUSIBLE
     keep = np.isfinite(t) & (t > 0) & np.isfinite(gs) & np.isfinite(g0)
     if "g0_time_s" in reads.columns:  # NaN: the cell's last pulse is unknown
@@ -140,14 +141,14 @@ def _group(
         "cell": df["cell"].to_numpy() if "cell" in df.columns else np.arange(len(df)),
         "run": df["run"].to_numpy() if "run" in df.columns else 0,
         "level": df["level"].to_numpy(), "tkey": tkey,
-        "d": (df["g_s"] - df["g0_s"]).to_numpy(dtype=float),
-        "g0_s": df["g0_s"].to_numpy(dtype=float), "time_s": t, "t_eq_s": t_eq,
+        "d": (df["g_siemens"] - df["g0_siemens"]).to_numpy(dtype=float),
+        "g0_siemens": df["g0_siemens"].to_numpy(dtype=float), "time_s": t, "t_eq_s": t_eq,
         "g0_time_s": (df["g0_time_s"].to_numpy(dtype=float) if "g0_time_s" in df.columns
                       else np.zeros(len(df))),
     })
-    work = work[in_level(work["level"].to_numpy(), work["g0_s"].to_numpy())]
+    work = work[in_level(work["level"].to_numpy(), work["g0_siemens"].to_numpy())]
     cum = group_moments(work, ["level", "tkey"], "d",
-                        extra_means=["g0_s", "time_s", "t_eq_s", "g0_time_s"], trim=None)
+                        extra_means=["g0_siemens", "time_s", "t_eq_s", "g0_time_s"], trim=None)
     work = work.assign(cellkey=work["run"].astype(str) + ":" + work["cell"].astype(str))
     return work, cum[cum["n"] >= 5].reset_index(drop=True)
 
@@ -238,10 +239,10 @@ def fit_relaxation(
         return _fit_once(kept, g_ref, read_noise, forms, W_m, W_v, GroupLogTime(work, kept),
                          mean_forms)
 
-    cut1 = censored(cum["g0_s"] + cum["mean"], cum["var"])
+    cut1 = censored(cum["g0_siemens"] + cum["mean"], cum["var"])
     first = fit_kept(cut1)
     r = first.effect
-    g0 = cum["g0_s"].to_numpy()
+    g0 = cum["g0_siemens"].to_numpy()
     t = cum["t_eq_s"].to_numpy()
     cut2 = censored(g0 + np.asarray(r.mean_shift(g0, t)), np.asarray(r.variance(g0, t)))
     if np.array_equal(cut1, cut2):
@@ -265,7 +266,7 @@ def _fit_once(
     n_lev = levels.size
     if mom["tkey"].nunique() < 2:
         raise ValueError("relaxation fit needs reads at 2 or more time points after programming")
-    g_lvl = mom.groupby("level")["g0_s"].mean().reindex(levels).to_numpy() / _U
+    g_lvl = mom.groupby("level")["g0_siemens"].mean().reindex(levels).to_numpy() / _U
     g = g_lvl[li]
     t = mom["t_eq_s"].to_numpy()
     tp = mom["g0_time_s"].to_numpy()  # when g0 was read after the last pulse (0: at it)
@@ -453,7 +454,7 @@ def _fit_once(
         "sigma_median_rel_err": float(np.median(np.abs(sig_mod - sig_obs) / sig_obs)),
         "mean_chi2_red": mr.chi2_red,
         "mean_r2": r2(cum["mean"].to_numpy() / _U, mean_cum),
-        "mean_rmse_s": float(np.sqrt(np.mean((cum["mean"].to_numpy() / _U - mean_cum) ** 2)))
+        "mean_rmse_siemens": float(np.sqrt(np.mean((cum["mean"].to_numpy() / _U - mean_cum) ** 2)))
         * _U,
         "n_trimmed": float(mom["n_out"].sum()),
     }
@@ -490,9 +491,9 @@ def _fit_once(
         **coeffs, **drift,
     )
     groups = cum.assign(
-        g_level_s=gc_ * _U, var_model=var_cum * _U**2, mean_model=mean_cum * _U,
+        g_level_siemens=gc_ * _U, var_model=var_cum * _U**2, mean_model=mean_cum * _U,
     )
-    lv = pd.DataFrame({"level": levels, "g_s": g_lvl * _U, "c_s2": c_fit * _U**2,
+    lv = pd.DataFrame({"level": levels, "g_siemens": g_lvl * _U, "c_s2": c_fit * _U**2,
                        "c_se_s2": c_se * _U**2})
     return RelaxationFit(eff, lv, groups)
 

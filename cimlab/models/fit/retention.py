@@ -1,6 +1,7 @@
 """Retention fitter: bakes at one or more temperatures -> Retention (Arrhenius Ea, prefactor).
 
-Data: ``bake_retention`` ``reads`` (cell, level, target_s, step, temp_k, bake_time_s, g_s,
+Data: ``bake_retention`` ``reads`` (cell, level, target_siemens, step, temp_k, bake_time_s,
+g_siemens,
 [repeat], [temp_index]). Cells are programmed, read (step 0, at room temperature shortly after
 programming), then baked in cumulative steps at ``temp_k`` and read after each. Reads of the
 same step are averaged per cell; ``d = g(step) - g(step 0)`` per cell. Per (temperature,
@@ -17,7 +18,7 @@ relaxation run when the store has one: then ``log10 t0`` and ``s_k`` get Gaussia
 that fit's uncertainties, so they propagate into Ea). Ea is fitted to the *spread* only: the
 mean drift's form is the least certain part of the relaxation model (on the emulator a
 linear drift is often preferred by BIC over the true tanh), and letting it pull Ea biased
-Ea by ~2 sigma in tests; the drift is reported (``gof.mean_rmse_s``), not fitted. ``c`` is
+Ea by ~2 sigma in tests; the drift is reported (``gof.mean_rmse_siemens``), not fitted. ``c`` is
 the read variance of the two reads in ``d`` (from the read-noise model). ``t_off`` (room time
 from programming to the step-0 read) is a free nuisance. Free: Ea, log10 t_off, log10 t0,
 s_k; weighted least squares (soft-L1), standard errors from the Jacobian. Heating and
@@ -82,6 +83,7 @@ from cimlab.models.fit.relaxation import (
     censored,
 )
 from cimlab.models.params import Z95, FitInfo
+from cimlab.units import KELVIN_OFFSET
 
 _U = 1e-6
 #: What the fit info says about Ea when the store has one bake temperature.
@@ -207,10 +209,11 @@ def fit_retention(
         cum_all, cum = cum, cum[keep_c].reset_index(drop=True)
         inc = inc.reset_index(drop=True)
         warnings.warn(
-            "bake temperatures " + ", ".join(f"{t - 273.15:.0f} C" for t in sorted(excluded))
+            "bake temperatures " + ", ".join(f"{t - KELVIN_OFFSET:.0f} C" for t in sorted(excluded))
             + " leave the Arrhenius law fitted to the cooler bakes (predicted from them: "
-            + "; ".join(f"{t - 273.15:.0f} C mean shift off by {checks[t]['mean_err_sigma']:.2g}"
-                        f" sigma, spread by {100 * checks[t]['sigma_rel_err']:.0f} %"
+            + "; ".join(f"{t - KELVIN_OFFSET:.0f} C mean shift off by "
+                        f"{checks[t]['mean_err_sigma']:.2g} sigma, spread by "
+                        f"{100 * checks[t]['sigma_rel_err']:.0f} %"
                         for t in sorted(excluded))
             + "): a failure mode other than relaxation; excluded from Ea", stacklevel=2)
     else:
@@ -484,7 +487,7 @@ def _fit_once(
                     "ln_af_bake_se": se_ea * abs(x_b), "bake_temp_k": float(T[0])}
         notes.insert(0, f"ea_ev: {EA_PRIOR_NOTE}; kept at {ea_model:g} eV, published range "
                      f"[{ea_lo:g}, {ea_hi:g}] eV (DESIGN.md); fitted instead: the equivalent "
-                     f"time scale at {T[0] - 273.15:.1f} C, ln AF = {ea * x_b:.3g} +- "
+                     f"time scale at {T[0] - KELVIN_OFFSET:.1f} C, ln AF = {ea * x_b:.3g} +- "
                      f"{se_ea * abs(x_b):.2g} (gof.ln_af_bake)")
     # cumulative groups (change from the reference at each step), for quality and plots
     cum = cum[np.isin(cum["level"].to_numpy(), levels)].reset_index(drop=True)
@@ -523,7 +526,7 @@ def _fit_once(
         "sigma_max_rel_err": float(np.max((np.abs(np.sqrt(np.maximum(v_mod, 0)) - np.sqrt(y_c))
                                            / np.sqrt(np.maximum(y_c, 1e-30)))[live]))
         if live.any() else math.nan,
-        "mean_rmse_s": float(np.sqrt(np.mean((cum["mean"].to_numpy()[live] / _U
+        "mean_rmse_siemens": float(np.sqrt(np.mean((cum["mean"].to_numpy()[live] / _U
                                               - m_mod[live]) ** 2))) * _U
         if live.any() else math.nan,
         "t_off_s": 10 ** float(lto),

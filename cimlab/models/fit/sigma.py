@@ -134,7 +134,7 @@ def fit_sigma(
     gof = {
         "chi2_red": res.chi2_red,
         "r2": r2(y, pred),
-        "rmse_s": float(np.sqrt(np.mean((y - pred) ** 2))) * _U,
+        "rmse_siemens": float(np.sqrt(np.mean((y - pred) ** 2))) * _U,
         "max_rel_err": float(np.max(np.abs(pred - y) / np.maximum(y, 1e-30))),
     }
     gof = {k: (v if math.isfinite(v) else math.nan) for k, v in gof.items()}

@@ -9,7 +9,7 @@ concatenated, their levels kept apart), then fitted in dependency order:
 4. read noise again, now subtracting relaxation between paired reads;
 5. programming error per mode (the ``programming_error`` run's ``programmed`` table; a mode it
    lacks from the verify logs of relaxation / read-fluctuation runs; for an imported set, the
-   verify reads ``g0_s`` of its reads), with the measured read noise removed;
+   verify reads ``g0_siemens`` of its reads), with the measured read noise removed;
 6. retention (``bake_retention``) with the relaxation and read-noise models;
 7. binary conditions (``ber`` bits/conditions, ``endurance`` cycles); 8. stuck-at
    (``fault_map``). The wire resistance has no campaign: it keeps the literature value.
@@ -169,8 +169,8 @@ def _targets(ts: TableSet) -> np.ndarray:
     out = []
     for kind, tabs in ts.tables.items():
         for df in tabs.values():
-            if "target_s" in df.columns and kind != "ber":
-                out.append(df["target_s"].to_numpy(dtype=float))
+            if "target_siemens" in df.columns and kind != "ber":
+                out.append(df["target_siemens"].to_numpy(dtype=float))
     return np.concatenate(out) if out else np.empty(0)
 
 
@@ -212,8 +212,8 @@ def _programmed_from_reads(reads: pd.DataFrame) -> pd.DataFrame:
     first = reads.sort_values("time_s").drop_duplicates(["run", "cell"]) if "run" in \
         reads.columns else reads.sort_values("time_s").drop_duplicates("cell")
     return pd.DataFrame({"cell": first["cell"].to_numpy(), "level": first["level"].to_numpy(),
-                         "target_s": first["target_s"].to_numpy(dtype=float),
-                         "g_s": first["g0_s"].to_numpy(dtype=float), "mode": "verify",
+                         "target_siemens": first["target_siemens"].to_numpy(dtype=float),
+                         "g_siemens": first["g0_siemens"].to_numpy(dtype=float), "mode": "verify",
                          "time_s": 0.0})
 
 
@@ -250,9 +250,9 @@ def _fit_spectrum(samples: pd.DataFrame) -> ReadNoiseSpectrum | str:
     keys = ["run", "cell"] if "run" in samples.columns else ["cell"]
     xs, fs, levels = [], [], []
     for _, df in samples.sort_values([*keys, "sample"], kind="stable").groupby(keys, sort=True):
-        xs.append(df["g_s"].to_numpy(dtype=float))
+        xs.append(df["g_siemens"].to_numpy(dtype=float))
         fs.append(float(df["fs_hz"].iloc[0]))
-        levels.append(float(df["g_s"].mean()))
+        levels.append(float(df["g_siemens"].mean()))
     try:
         eff, _ = fit_read_noise_spectrum(xs, fs, levels)
     except ValueError as exc:

@@ -36,10 +36,10 @@ def fit_stuck(faults: pd.DataFrame, default: StuckAt | None = None) -> StuckAt:
     stderr = {"p_stuck_on": binomial_stderr(k_on, n), "p_stuck_off": binomial_stderr(k_off, n)}
     ci = {"p_stuck_on": binomial_ci(k_on, n), "p_stuck_off": binomial_ci(k_off, n)}
     vals = {"p_stuck_on": k_on / n, "p_stuck_off": k_off / n,
-            "g_on_s": default.g_on_s, "g_off_s": default.g_off_s}
+            "g_on_siemens": default.g_on_siemens, "g_off_siemens": default.g_off_siemens}
     notes = []
-    for key, k, col, st in (("g_on_s", k_on, "g_after_reset_s", "stuck_on"),
-                            ("g_off_s", k_off, "g_after_set_s", "stuck_off")):
+    for key, k, col, st in (("g_on_siemens", k_on, "g_after_reset_siemens", "stuck_on"),
+                            ("g_off_siemens", k_off, "g_after_set_siemens", "stuck_off")):
         if k >= 2:
             med, se = _median_se(faults.loc[state == st, col].to_numpy(dtype=float))
             vals[key] = max(med, 0.0)

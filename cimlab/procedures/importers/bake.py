@@ -5,12 +5,12 @@ Input: one row per read with cell, bake temperature [K], bake duration at temper
 programming-cycle index (the cells re-programmed between bakes: one cycle per bake series,
 default one per temperature), a level or a target. Output (docs/architecture.md section 5)::
 
-    reads:  cell, level, target_s, step, temp_k, bake_time_s, g_s,
-            repeat, temp_index, g0_s (this cycle's reference read)
+    reads:  cell, level, target_siemens, step, temp_k, bake_time_s, g_siemens,
+            repeat, temp_index, g0_siemens (this cycle's reference read)
     bakes:  temp_index, step, temp_k, soak_s, bake_time_s (median of the step's reads)
 
 ``step`` numbers a cell's distinct bake times within its cycle (0: the reference read at bake
-time 0); ``temp_index`` is the cycle. The reference read ``g0_s`` of a row is the mean of the
+time 0); ``temp_index`` is the cycle. The reference read ``g0_siemens`` of a row is the mean of the
 bake-time-0 reads of the SAME cell in the SAME cycle: cell ids repeat across temperatures, and
 a reference from another temperature would mix two programmings. Without a level or target,
 ``level = floor(g0 / level_step)`` and ``target = (level + offset) * level_step`` (the centre
@@ -29,14 +29,14 @@ from cimlab.procedures.importers._table import line_of
 from cimlab.units import KELVIN_OFFSET
 
 #: The columns of a bake ``reads`` table, in order (the contract, then the extras).
-BAKE_COLUMNS = ("cell", "level", "target_s", "step", "temp_k", "bake_time_s", "g_s",
-                "repeat", "temp_index", "g0_s")
+BAKE_COLUMNS = ("cell", "level", "target_siemens", "step", "temp_k", "bake_time_s", "g_siemens",
+                "repeat", "temp_index", "g0_siemens")
 
 
 def build_bake(path: Path, cell: np.ndarray, temp_k: np.ndarray, bake_time_s: np.ndarray,
-               g_s: np.ndarray, *, header: bool, names: dict[str, str],
+               g_siemens: np.ndarray, *, header: bool, names: dict[str, str],
                cycle: np.ndarray | None = None, level: np.ndarray | None = None,
-               target_s: np.ndarray | None = None, level_step_s: float | None = None,
+               target_siemens: np.ndarray | None = None, level_step_siemens: float | None = None,
                n_levels: int | None = None, target_offset: float = 0.5,
                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(reads, outliers, bakes) columns; ``names`` maps quantity -> file column for errors."""
@@ -78,7 +78,7 @@ def build_bake(path: Path, cell: np.ndarray, temp_k: np.ndarray, bake_time_s: np
                           f"(cell {cell[i]} at {temp_k[i] - KELVIN_OFFSET:g} C has none; its first "
                           "read is this one)", f"{bake_time_s[i]!r}; {no_ref.size} such cell(s)")
     is_ref = step_sorted == 0
-    sums = np.bincount(group[is_ref], weights=g_s[order][is_ref], minlength=starts.size)
+    sums = np.bincount(group[is_ref], weights=g_siemens[order][is_ref], minlength=starts.size)
     counts = np.bincount(group[is_ref], minlength=starts.size)
     ref_sorted = (sums / counts)[group]
     step = np.empty(n, np.int64)
@@ -88,28 +88,28 @@ def build_bake(path: Path, cell: np.ndarray, temp_k: np.ndarray, bake_time_s: np
     g0 = np.empty(n)
     g0[order] = ref_sorted
     keep = np.ones(n, bool)
-    if level is None and target_s is None:
-        if level_step_s is None:
+    if level is None and target_siemens is None:
+        if level_step_siemens is None:
             raise ConfigError(path, "level", "a level column, a target column, or a level step "
                               "(--level-step) to take levels from the reference reads", None)
-        level = np.floor(g0 / level_step_s)
+        level = np.floor(g0 / level_step_siemens)
         keep = level >= 0
         if n_levels is not None:
             keep &= level < n_levels
         level = level.astype(np.int64)
-        target_s = (level + float(target_offset)) * float(level_step_s)
+        target_siemens = (level + float(target_offset)) * float(level_step_siemens)
     elif level is None:
-        _, level = np.unique(target_s, return_inverse=True)
+        _, level = np.unique(target_siemens, return_inverse=True)
         level = level.reshape(-1).astype(np.int64)
-    elif target_s is None:
-        if level_step_s is None:
-            raise ConfigError(path, "level_step_s", "the conductance step per level "
+    elif target_siemens is None:
+        if level_step_siemens is None:
+            raise ConfigError(path, "level_step_siemens", "the conductance step per level "
                               "(--level-step, e.g. 7.5uS) when there is no target column "
-                              "(target_s = level * step)", None)
-        target_s = level * float(level_step_s)
-    cols = {"cell": cell.astype(np.uint32), "level": level, "target_s": target_s,
-            "step": step, "temp_k": temp_k, "bake_time_s": bake_time_s, "g_s": g_s,
-            "repeat": repeat, "temp_index": cycle.astype(np.int64), "g0_s": g0}
+                              "(target_siemens = level * step)", None)
+        target_siemens = level * float(level_step_siemens)
+    cols = {"cell": cell.astype(np.uint32), "level": level, "target_siemens": target_siemens,
+            "step": step, "temp_k": temp_k, "bake_time_s": bake_time_s, "g_siemens": g_siemens,
+            "repeat": repeat, "temp_index": cycle.astype(np.int64), "g0_siemens": g0}
     by_cycle = np.argsort(cycle, kind="stable")
     cols = {k: np.asarray(v)[by_cycle] for k, v in cols.items()}
     keep = keep[by_cycle]

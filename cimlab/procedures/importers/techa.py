@@ -6,7 +6,7 @@ g, temp``: for each bake temperature (C) the same cells were programmed, read on
 bake (``time`` 0) and once after it (``time`` = s at temperature, per cell). Mapped by
 :func:`cimlab.procedures.importers.bake.build_bake` onto a ``bake_retention`` run: one
 programming cycle per temperature (``temp_index``), ``step`` 0 the reference read, 1 after the
-bake; ``bake_time_s`` the per-cell time; ``g0_s`` the same temperature's reference read.
+bake; ``bake_time_s`` the per-cell time; ``g0_siemens`` the same temperature's reference read.
 Levels: the file has no target. The README of the set says "about round(g0 / (Gmax/32))";
 the reference reads are spread nearly uniformly over 0..Gmax (no gaps between bands), so
 rounding makes 33 levels whose two end ones are half filled. The importer takes the 32
@@ -18,8 +18,8 @@ Gmax (or below 0) go to the table ``outliers``. The ``r`` column is not used (``
 an index offset, then the samples (S) of one cell read continuously at ``fs`` samples/s
 (``settings.json`` field ``fs``, or ``--fs``). Written as a run ``read_noise_series`` with
 table ``samples``: ``cell`` (the series' row number in the file: the set records no address),
-``level`` (the range), ``target_s`` (band centre), ``sample`` (offset + index), ``time_s``
-(sample / fs), ``g_s``, ``fs_hz``, ``temp_k`` (300 K, room temperature, not recorded).
+``level`` (the range), ``target_siemens`` (band centre), ``sample`` (offset + index), ``time_s``
+(sample / fs), ``g_siemens``, ``fs_hz``, ``temp_k`` (300 K, room temperature, not recorded).
 """
 
 from __future__ import annotations
@@ -54,7 +54,16 @@ from cimlab.units import KELVIN_OFFSET
 #: techA bake column names in file order (no header).
 TECHA_BAKE_COLUMNS = ("addr", "time", "r", "g", "temp")
 #: Columns of the ``samples`` table of a ``read_noise_series`` run, in order.
-SERIES_COLUMNS = ("cell", "level", "target_s", "sample", "time_s", "g_s", "fs_hz", "temp_k")
+SERIES_COLUMNS = (
+    "cell",
+    "level",
+    "target_siemens",
+    "sample",
+    "time_s",
+    "g_siemens",
+    "fs_hz",
+    "temp_k",
+)
 SOURCE = "akashlevy/RRAM-Relaxation-Master-Model (MIT), technology A"
 
 
@@ -80,8 +89,8 @@ def read_techa_bake(path: str | Path, settings: str | Path | None = None,
     reads, outliers, bakes = build_bake(
         path, cell, temp_k, t, g, header=h,
         names={"temp": "temp", "bake_time": "time", "cycle": "temp"},
-        level_step_s=step, n_levels=TECHC_RANGES, target_offset=target_offset)
-    info = {"gmax_s": gmax, "ranges": TECHC_RANGES, "level_step_s": step,
+        level_step_siemens=step, n_levels=TECHC_RANGES, target_offset=target_offset)
+    info = {"gmax_siemens": gmax, "ranges": TECHC_RANGES, "level_step_siemens": step,
             "target_offset": float(target_offset), "settings_sha256": sha256_file(settings),
             "outlier_rows": int(outliers["cell"].size),
             "outlier_cells": int(np.unique(outliers["cell"]).size), "source": SOURCE}
@@ -100,7 +109,7 @@ def import_techa_bake(path: str | Path, store: str | Path, *,
     path = Path(path)
     reads, outliers, bakes, info = read_techa_bake(path, settings, target_offset)
     plan = {"format": "techa-bake", "source_name": path.name,
-            "source_sha256": sha256_file(path), "gmax_s": info["gmax_s"],
+            "source_sha256": sha256_file(path), "gmax_siemens": info["gmax_siemens"],
             "target_offset": info["target_offset"],
             "levels": f"floor(g0 / (gmax/{TECHC_RANGES})); g0 outside [0, gmax) -> outliers"}
     return write_import(Path(store), path, plan, BAKE_KIND, bake_chunks(reads, outliers, bakes),
@@ -159,14 +168,14 @@ def read_tsdata(path: str | Path, fs_hz: float | None = None,
                 n = g.size
                 series.append({
                     "cell": np.full(n, len(series), np.uint32), "level": np.full(n, rng),
-                    "target_s": np.full(n, (rng + target_offset) * gmax / TECHC_RANGES),
-                    "sample": sample, "time_s": sample / fs_hz, "g_s": g,
+                    "target_siemens": np.full(n, (rng + target_offset) * gmax / TECHC_RANGES),
+                    "sample": sample, "time_s": sample / fs_hz, "g_siemens": g,
                     "fs_hz": np.full(n, fs_hz), "temp_k": np.full(n, ROOM_TEMPERATURE_K)})
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise ConfigError(path, "file", "a readable (gzip) text file", str(exc)) from None
     if not series:
         raise ConfigError(path, "rows", "at least one time series", "none")
-    info = {"gmax_s": gmax, "fs_hz": fs_hz, "series": len(series),
+    info = {"gmax_siemens": gmax, "fs_hz": fs_hz, "series": len(series),
             "settings_sha256": sha256_file(settings_path), "source": SOURCE}
     return series, info
 
@@ -190,7 +199,7 @@ def import_tsdata(path: str | Path, store: str | Path, *, fs_hz: float | None = 
     path = Path(path)
     series, info = read_tsdata(path, fs_hz, settings)
     plan = {"format": "tsdata", "source_name": path.name, "source_sha256": sha256_file(path),
-            "fs_hz": info["fs_hz"], "gmax_s": info["gmax_s"]}
+            "fs_hz": info["fs_hz"], "gmax_siemens": info["gmax_siemens"]}
     chunks = [(f"series-{i:03d}", SAMPLES, s) for i, s in enumerate(series)]
     return write_import(Path(store), path, plan, SERIES_KIND, chunks, info, t0, force,
                         meta={"fs_hz": info["fs_hz"]})

@@ -4,10 +4,11 @@ RRAM-Relaxation-Master-Model, MIT license; copy in ``data/reference/techC``).
 Tab separated, no header, columns ``addr, time, r, g, gi, range, timept``. 1T1R cells
 program-verified into 32 conductance ranges of width ``gmax/32`` (``gmax`` = 40 uS from
 ``settings.json``), then read at 0, 10 ms, 0.1 s, 1 s, 4 s and 1e5 s at room temperature.
-Mapping: ``cell = addr``, ``level = range``, ``g_s = g``, ``g0_s = gi``, ``time_s = timept``
+Mapping: ``cell = addr``, ``level = range``, ``g_siemens = g``, ``g0_siemens = gi``, ``time_s =
+timept``
 (the nominal time point; the measured time, which scatters by up to 20 % around it, is kept as
 ``time_measured_s``), ``temp_k = 300`` (room temperature, not recorded in the set).
-``target_s = (range + 0.5) / 32 * gmax``: the centre of the verify band. The README of the
+``target_siemens = (range + 0.5) / 32 * gmax``: the centre of the verify band. The README of the
 set says range k "targets about k/32 * Gmax"; the data show the band centre: the mean of
 ``gi`` per range lies within 0.1 uS of (k + 0.5)/32 * gmax for k = 1..31 (0.6 uS away from
 k/32 * gmax), and the 0.35 uS spread after verify is that of a uniform band 1.25 uS wide
@@ -86,14 +87,14 @@ def read_techc(path: str | Path, settings: str | Path | None = None,
     gi = numeric(df, "gi", path, h, "a conductance in S")
     columns = {
         "cell": addr.astype(np.uint32), "level": rng,
-        "target_s": (rng + float(target_offset)) / TECHC_RANGES * gmax,
-        "g0_s": gi, "time_s": timept, "g_s": g,
+        "target_siemens": (rng + float(target_offset)) / TECHC_RANGES * gmax,
+        "g0_siemens": gi, "time_s": timept, "g_siemens": g,
         "temp_k": np.full(addr.size, ROOM_TEMPERATURE_K), "time_measured_s": t_meas,
     }
     keep = rng < TECHC_RANGES
     reads = {k: v[keep] for k, v in columns.items()}
     outliers = {k: v[~keep] for k, v in columns.items()}
-    info = {"gmax_s": gmax, "ranges": TECHC_RANGES, "target_offset": float(target_offset),
+    info = {"gmax_siemens": gmax, "ranges": TECHC_RANGES, "target_offset": float(target_offset),
             "settings_sha256": sha256_file(settings)}
     return reads, outliers, info
 
@@ -102,15 +103,15 @@ def import_techc(path: str | Path, store: str | Path, *, settings: str | Path | 
                  target_offset: float = 0.5, force: bool = False) -> ImportResult:
     """Import the techC relaxation set (``relaxdata.min.tsv.gz``: ``addr, time, r, g, gi,
     range, timept``, no header) into ``store`` as an ``imported`` run, table ``reads``:
-    ``cell = addr``, ``level = range``, ``g0_s = gi``, ``time_s = timept`` (the measured time
-    kept as ``time_measured_s``), ``temp_k = 300``, ``target_s = (range + target_offset) / 32
+    ``cell = addr``, ``level = range``, ``g0_siemens = gi``, ``time_s = timept`` (the measured time
+    kept as ``time_measured_s``), ``temp_k = 300``, ``target_siemens = (range + target_offset) / 32
     * gmax``; rows with range > 31 go to table ``outliers``. Importing the same file again
     resumes the same run."""
     t0 = time.perf_counter()
     path = Path(path)
     reads, outliers, info = read_techc(path, settings, target_offset)
     plan = {"format": "techc", "source_name": path.name, "source_sha256": sha256_file(path),
-            "gmax_s": info["gmax_s"], "target_offset": info["target_offset"],
+            "gmax_siemens": info["gmax_siemens"], "target_offset": info["target_offset"],
             "temp_k": ROOM_TEMPERATURE_K, "outliers": f"range >= {TECHC_RANGES} -> table "
             f"'{OUTLIERS}'"}
     info = {**info, "outlier_rows": int(outliers["cell"].size),

@@ -1,12 +1,13 @@
 """The tidy format: a CSV/TSV with one row per read, mapped column by column, units by name.
 
 Relaxation-like files (no bake-time column) become a run ``imported`` with table ``reads``
-(``cell, level, target_s, g0_s, time_s, g_s, temp_k``, the columns of a ``relaxation`` run).
+(``cell, level, target_siemens, g0_siemens, time_s, g_siemens, temp_k``, the columns of a
+``relaxation`` run).
 Files with a bake-time column become a run ``bake_retention`` with the tables ``characterize``
 writes for bakes (:mod:`cimlab.procedures.importers.bake`). Units are parsed with Pint
 (:mod:`cimlab.procedures.importers.units`): conductance or resistance (``uS``, ``µS``,
 ``kohm``, ``kΩ``...), time, temperature. Nothing is guessed: a level, a target or a level step
-must be given. Without a ``g0`` column, a read's ``g0_s`` is its cell's earliest read at the
+must be given. Without a ``g0`` column, a read's ``g0_siemens`` is its cell's earliest read at the
 same temperature (and cycle): cell ids may repeat across temperatures.
 """
 
@@ -43,7 +44,7 @@ from cimlab.procedures.importers.bake import build_bake
 #: Room temperature assumed where a data set records none [K].
 ROOM_TEMPERATURE_K = 300.0
 #: The columns of the ``reads`` table, in order (the relaxation contract).
-READ_COLUMNS = ("cell", "level", "target_s", "g0_s", "time_s", "g_s", "temp_k")
+READ_COLUMNS = ("cell", "level", "target_siemens", "g0_siemens", "time_s", "g_siemens", "temp_k")
 #: Command-line option that sets each mapping field (error messages name it).
 OPTION = {"cell": "--cell-col", "time": "--time-col", "g": "--g-col", "level": "--level-col",
           "target": "--target-col", "g0": "--g0-col", "temp": "--temp-col",
@@ -56,14 +57,14 @@ class TidyFormat:
 
     Column fields name a header column (or, with ``header=False``, a 0-based column number as
     text, e.g. ``"3"``). ``None`` means the file has no such column. ``bake_time`` set: the file
-    holds bakes (``time`` is then not used). ``level_step_s`` without level and target
+    holds bakes (``time`` is then not used). ``level_step_siemens`` without level and target
     columns: levels from each cell's reference read (floor(g0 / step), target at
     ``(level + target_offset) * step``, ``n_levels`` bands; others are outliers).
     """
 
     cell: str = "cell"
     time: str = "time_s"
-    g: str = "g_s"
+    g: str = "g_siemens"
     level: str | None = "level"
     target: str | None = None
     g0: str | None = None
@@ -74,7 +75,7 @@ class TidyFormat:
     time_unit: str = "s"
     temp_unit: str = "K"
     temp_k: float = ROOM_TEMPERATURE_K
-    level_step_s: float | None = None
+    level_step_siemens: float | None = None
     n_levels: int | None = None
     target_offset: float = 0.5
     sep: str | None = None
@@ -86,11 +87,13 @@ class TidyFormat:
         units.conductance_unit(self.g_unit, src, "g_unit")
         units.time_scale(self.time_unit, src, "time_unit")
         units.check_temperature_unit(self.temp_unit, src, "temp_unit")
-        if self.level is None and self.target is None and self.level_step_s is None:
+        if self.level is None and self.target is None and self.level_step_siemens is None:
             raise ConfigError(src, "level/target", "a level column, a target column, or a "
                               "level step (levels from each cell's first read)", None)
-        if self.level_step_s is not None and not (self.level_step_s > 0):
-            raise ConfigError(src, "level_step_s", "a conductance step > 0 S", self.level_step_s)
+        if self.level_step_siemens is not None and not (self.level_step_siemens > 0):
+            raise ConfigError(
+                src, "level_step_siemens", "a conductance step > 0 S", self.level_step_siemens
+            )
         if self.n_levels is not None and not self.n_levels >= 1:
             raise ConfigError(src, "n_levels", "a number of levels >= 1", self.n_levels)
         if not (np.isfinite(self.temp_k) and self.temp_k > 0):
@@ -140,12 +143,12 @@ def _common(path: Path, fmt: TidyFormat, df, cols) -> dict[str, np.ndarray]:
                 f"in {fmt.g_unit}")
     if gu.resistance:
         check_rows(g > 0, g, path, cols["g"], h, f"a resistance > 0 {fmt.g_unit}")
-    out["g_s"] = gu.to_siemens(g)
+    out["g_siemens"] = gu.to_siemens(g)
     if "target" in cols:
         target = numeric(df, cols["target"], path, h, f"a target in {fmt.g_unit}")
         check_rows(target > 0 if gu.resistance else target >= 0, target, path, cols["target"],
                    h, f"a target >= 0 {fmt.g_unit}")
-        out["target_s"] = gu.to_siemens(target)
+        out["target_siemens"] = gu.to_siemens(target)
     if "level" in cols:
         out["level"] = as_index(numeric(df, cols["level"], path, h, "a level index"), path,
                                 cols["level"], h, "a level index")
@@ -162,7 +165,7 @@ def _common(path: Path, fmt: TidyFormat, df, cols) -> dict[str, np.ndarray]:
                                 cols["cycle"], h, "a programming-cycle index")
     if "g0" in cols:
         g0 = numeric(df, cols["g0"], path, h, f"a conductance in {fmt.g_unit}")
-        out["g0_s"] = gu.to_siemens(g0)
+        out["g0_siemens"] = gu.to_siemens(g0)
     for name, col in fmt.extra.items():
         out[name] = numeric(df, col, path, h, f"a number for '{name}'")
     return out
@@ -182,22 +185,22 @@ def read_tidy(path: str | Path, fmt: TidyFormat) -> dict[str, np.ndarray]:
     check_rows(t >= 0, t, path, cols["time"], h, f"a time since programming >= 0 {tu}")
     out["time_s"] = t * units.time_scale(tu)
     keys = [out["cell"], out["temp_k"]] + ([out["cycle"]] if "cycle" in out else [])
-    first = group_first(keys, out["time_s"], out["g_s"])
-    if "g0_s" not in out:
-        out["g0_s"] = first
-    if "level" not in out and "target_s" not in out:
-        level = np.floor(out["g0_s"] / fmt.level_step_s).astype(np.int64)
+    first = group_first(keys, out["time_s"], out["g_siemens"])
+    if "g0_siemens" not in out:
+        out["g0_siemens"] = first
+    if "level" not in out and "target_siemens" not in out:
+        level = np.floor(out["g0_siemens"] / fmt.level_step_siemens).astype(np.int64)
         out["level"] = level
-        out["target_s"] = (level + fmt.target_offset) * fmt.level_step_s
+        out["target_siemens"] = (level + fmt.target_offset) * fmt.level_step_siemens
     elif "level" not in out:
-        _, level = np.unique(out["target_s"], return_inverse=True)
+        _, level = np.unique(out["target_siemens"], return_inverse=True)
         out["level"] = level.reshape(-1).astype(np.int64)
-    elif "target_s" not in out:
-        if fmt.level_step_s is None:
-            raise ConfigError(path, "level_step_s",
+    elif "target_siemens" not in out:
+        if fmt.level_step_siemens is None:
+            raise ConfigError(path, "level_step_siemens",
                               "the conductance step per level (--level-step, e.g. 1.25uS) when "
-                              "there is no target column (target_s = level * step)", None)
-        out["target_s"] = out["level"] * float(fmt.level_step_s)
+                              "there is no target column (target_siemens = level * step)", None)
+        out["target_siemens"] = out["level"] * float(fmt.level_step_siemens)
     order = [*READ_COLUMNS, *(["cycle"] if "cycle" in out else []), *fmt.extra]
     return {k: out[k] for k in order}
 
@@ -215,10 +218,21 @@ def read_tidy_bake(path: str | Path, fmt: TidyFormat):
     check_rows(t >= 0, t, path, cols["bake_time"], h, f"a bake time >= 0 {tu} (0: the "
                "reference read before the bake)")
     names = {**cols, "cycle": cols.get("cycle", "cycle"), "temp": cols.get("temp", "temp")}
-    return build_bake(path, out["cell"], out["temp_k"], t * units.time_scale(tu), out["g_s"],
-                      header=h, names=names, cycle=out.get("cycle"), level=out.get("level"),
-                      target_s=out.get("target_s"), level_step_s=fmt.level_step_s,
-                      n_levels=fmt.n_levels, target_offset=fmt.target_offset)
+    return build_bake(
+        path,
+        out["cell"],
+        out["temp_k"],
+        t * units.time_scale(tu),
+        out["g_siemens"],
+        header=h,
+        names=names,
+        cycle=out.get("cycle"),
+        level=out.get("level"),
+        target_siemens=out.get("target_siemens"),
+        level_step_siemens=fmt.level_step_siemens,
+        n_levels=fmt.n_levels,
+        target_offset=fmt.target_offset,
+    )
 
 
 def relaxation_chunks(reads: dict[str, np.ndarray]) -> list[tuple[str, str, dict]]:

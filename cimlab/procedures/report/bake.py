@@ -13,7 +13,8 @@ temperature x bake-time tables (bake times binned in log time, not one column pe
 time).
 
 Statistics (see :mod:`cimlab.procedures.report.summaries`): mean shift = mean over cells of
-(g_s - that cell's g_s at the first step of the same temperature), sigma = std of g_s across
+(g_siemens - that cell's g_siemens at the first step of the same temperature), sigma = std of
+g_siemens across
 cells, sigma of the shift (both 1.4826 x MAD on the robust basis), robust sigma, sigma_raw.
 """
 
@@ -68,40 +69,48 @@ def _temp_c(temp_k: Any) -> np.ndarray:
 def summarize_bake(df: pd.DataFrame, flt: CellFilter | None = None
                    ) -> tuple[list[Section], dict]:
     """Sections (per step with levels pooled, per step and level) and figures of one bake run
-    (``reads`` table: cell, level, temp_k, bake_time_s, g_s; optional step, temp_index,
-    target_s)."""
+    (``reads`` table: cell, level, temp_k, bake_time_s, g_siemens; optional step, temp_index,
+    target_siemens)."""
     flt = flt or analog_filter(df["cell"], None)
     temps = temperature_keys(df)
     keys = [*temps, "cell"]
     df = df.assign(step=bake_steps(df).to_numpy())
-    if "target_s" not in df.columns:
-        df = df.assign(target_s=np.nan)
+    if "target_siemens" not in df.columns:
+        df = df.assign(target_siemens=np.nan)
     group2 = [*temps, "step"]
     times = df.groupby(group2)["bake_time_s"].agg(["median", "min", "max"])
     per = df.groupby([*keys, "level", "step"], sort=True).agg(
-        g_s=("g_s", "mean"), bake_time_s=("bake_time_s", "first"), target_s=("target_s", "mean"))
+        g_siemens=("g_siemens", "mean"),
+        bake_time_s=("bake_time_s", "first"),
+        target_siemens=("target_siemens", "mean"),
+    )
     per = per.reset_index()
     # every row of a step carries the step's nominal time (the median over its reads)
     per["bake_time_s"] = times["median"].reindex(
         pd.MultiIndex.from_frame(per[group2])).to_numpy()
-    first = per.loc[per.groupby(keys)["step"].idxmin(), [*keys, "g_s"]]
-    per = per.merge(first.rename(columns={"g_s": "g_first_s"}), on=keys, how="left")
-    per["shift_s"] = per["g_s"] - per["g_first_s"]
+    first = per.loc[per.groupby(keys)["step"].idxmin(), [*keys, "g_siemens"]]
+    per = per.merge(first.rename(columns={"g_siemens": "g_first_siemens"}), on=keys, how="left")
+    per["shift_siemens"] = per["g_siemens"] - per["g_first_siemens"]
     group = [*temps, "step", "level"]
     kept = per[flt.keep(per["cell"])]
     s = kept.groupby(group).agg(
-        bake_time_s=("bake_time_s", "first"), cells=("g_s", "size"), target_s=("target_s", "mean"),
-        mean_g_s=("g_s", "mean"), sigma_s=("g_s", "std"), mean_shift_s=("shift_s", "mean"),
-        sigma_shift_s=("shift_s", "std"))
+        bake_time_s=("bake_time_s", "first"),
+        cells=("g_siemens", "size"),
+        target_siemens=("target_siemens", "mean"),
+        mean_g_siemens=("g_siemens", "mean"),
+        sigma_siemens=("g_siemens", "std"),
+        mean_shift_siemens=("shift_siemens", "mean"),
+        sigma_shift_siemens=("shift_siemens", "std"),
+    )
     s.insert(1, "excluded", (per.groupby(group).size() - s["cells"]).astype(np.int64))
-    sigma_columns(s, kept, per, group, flt, "sigma_shift_s")
+    sigma_columns(s, kept, per, group, flt, "sigma_shift_siemens")
     s = s.reset_index()
     s.insert(s.columns.get_loc("temp_k") + 1, "temp_c", _temp_c(s["temp_k"]))
     by_step = s.groupby(group2).agg(
         bake_time_s=("bake_time_s", "first"), levels=("level", "nunique"),
-        cells=("cells", "sum"), mean_shift_s=("mean_shift_s", "mean"),
-        sigma_s=("sigma_s", _rms), sigma_shift_s=("sigma_shift_s", _rms),
-        sigma_raw_s=("sigma_raw_s", _rms)).reset_index()
+        cells=("cells", "sum"), mean_shift_siemens=("mean_shift_siemens", "mean"),
+        sigma_siemens=("sigma_siemens", _rms), sigma_shift_siemens=("sigma_shift_siemens", _rms),
+        sigma_raw_siemens=("sigma_raw_siemens", _rms)).reset_index()
     by_step.insert(by_step.columns.get_loc("temp_k") + 1, "temp_c", _temp_c(by_step["temp_k"]))
     note = flt.note()
     if (times["max"] > times["min"]).any():  # per-cell bake times (imported data)
@@ -111,12 +120,23 @@ def summarize_bake(df: pd.DataFrame, flt: CellFilter | None = None
         by_step.insert(at + 1, "bake_time_hi_s", rng["max"].to_numpy())
         note = (f"bake times vary per cell within a step: bake_time_s is the step's median, "
                 f"bake_time_lo_s..bake_time_hi_s the range; {note}")
-    cond = ("target_s", "mean_g_s", "sigma_s", "mean_shift_s", "sigma_shift_s", "sigma_robust_s",
-            "sigma_raw_s")
+    cond = (
+        "target_siemens",
+        "mean_g_siemens",
+        "sigma_siemens",
+        "mean_shift_siemens",
+        "sigma_shift_siemens",
+        "sigma_robust_siemens",
+        "sigma_raw_siemens",
+    )
     sections = [
-        Section(BY_STEP_TITLE, by_step, ("mean_shift_s", "sigma_s", "sigma_shift_s",
-                                         "sigma_raw_s"), note,
-                shown=tuple(c for c in by_step.columns if c != "temp_k")),
+        Section(
+            BY_STEP_TITLE,
+            by_step,
+            ("mean_shift_siemens", "sigma_siemens", "sigma_shift_siemens", "sigma_raw_siemens"),
+            note,
+            shown=tuple(c for c in by_step.columns if c != "temp_k"),
+        ),
         Section(BY_LEVEL_TITLE, s, cond, shown=tuple(c for c in s.columns if c != "temp_k")),
     ]
     figures = {"steps": len(by_step), "excluded": int(flt.stuck.size), "basis": flt.basis,
@@ -126,13 +146,14 @@ def summarize_bake(df: pd.DataFrame, flt: CellFilter | None = None
 
 
 def _by_temperature(by_step: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
-    """{"150 C": {"bake_time_s": [...], "mean_shift_s": [...], "sigma_s": [...]}} in time
+    """{"150 C": {"bake_time_s": [...], "mean_shift_siemens": [...], "sigma_siemens": [...]}} in
+    time
     order (a temperature baked twice in one run lists both series, in plan order)."""
     out = {}
     for tc, g in by_step.groupby("temp_c", sort=True):
         g = g.sort_values([c for c in ("temp_index", "bake_time_s") if c in g.columns])
         out[f"{tc:g} C"] = {c: [float(v) for v in g[c]]
-                            for c in ("bake_time_s", "mean_shift_s", "sigma_s")}
+                            for c in ("bake_time_s", "mean_shift_siemens", "sigma_siemens")}
     return out
 
 
@@ -150,13 +171,27 @@ def combine_bake_runs(reports: list[RunReport]) -> RunReport | None:
     bins = cluster_log_times(rows["bake_time_s"].to_numpy(float))
     nominal = rows.groupby(bins)["bake_time_s"].median()
     rows["time_point"] = bins
-    sections = [Section(ALL_RUNS_TITLE, rows, ("mean_shift_s", "sigma_s", "sigma_shift_s",
-                                               "sigma_raw_s"),
-                        f"{len(bakes)} bake runs, "
-                        f"{rows['temp_c'].nunique()} temperatures",
-                        shown=("run", "temp_c", "step", "bake_time_s", "levels", "cells",
-                               "mean_shift_s", "sigma_s", "sigma_shift_s", "sigma_raw_s"))]
-    for col, what in (("mean_shift_s", "mean shift g - g0"), ("sigma_s", "sigma of g")):
+    sections = [
+        Section(
+            ALL_RUNS_TITLE,
+            rows,
+            ("mean_shift_siemens", "sigma_siemens", "sigma_shift_siemens", "sigma_raw_siemens"),
+            f"{len(bakes)} bake runs, {rows['temp_c'].nunique()} temperatures",
+            shown=(
+                "run",
+                "temp_c",
+                "step",
+                "bake_time_s",
+                "levels",
+                "cells",
+                "mean_shift_siemens",
+                "sigma_siemens",
+                "sigma_shift_siemens",
+                "sigma_raw_siemens",
+            ),
+        )
+    ]
+    for col, what in (("mean_shift_siemens", "mean shift g - g0"), ("sigma_siemens", "sigma of g")):
         pv = rows.pivot_table(index="temp_c", columns="time_point", values=col,
                               aggfunc="mean")
         pv.columns = [f"t={nominal[c]:.2g}s" for c in pv.columns]

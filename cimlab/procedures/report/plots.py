@@ -73,9 +73,9 @@ def plot_programming_error(df, secs, out: Path, stem: str, flt: CellFilter | Non
                             ) -> list[Path]:
     flt = flt or analog_filter(df["cell"], None)
     basis = flt.basis
-    d = df.assign(error_s=df["g_s"] - df["target_s"])
+    d = df.assign(error_siemens=df["g_siemens"] - df["target_siemens"])
     d = d[flt.keep(d["cell"])]
-    width = secs[1].frame.groupby("level")["sigma_s"].max() * HIST_SIGMAS * _US
+    width = secs[1].frame.groupby("level")["sigma_siemens"].max() * HIST_SIGMAS * _US
     levels = np.unique(d["level"])
     show = levels if levels.size <= 16 else levels[np.linspace(0, levels.size - 1, 16).astype(int)]
     ncols = min(4, show.size)
@@ -85,11 +85,11 @@ def plot_programming_error(df, secs, out: Path, stem: str, flt: CellFilter | Non
         sub = d[d["level"] == lv]
         lim = float(width.get(lv, np.nan))
         if not np.isfinite(lim) or lim <= 0:
-            lim = float(np.percentile(np.abs(sub["error_s"]), 99.5) * _US) or 1.0
+            lim = float(np.percentile(np.abs(sub["error_siemens"]), 99.5) * _US) or 1.0
         bins = np.linspace(-lim, lim, 41)
         for mode, g in sub.groupby("mode"):
-            ax.hist(g["error_s"] * _US, bins=bins, histtype="step", label=str(mode))
-        beyond = int((np.abs(sub["error_s"] * _US) > lim).sum())
+            ax.hist(g["error_siemens"] * _US, bins=bins, histtype="step", label=str(mode))
+        beyond = int((np.abs(sub["error_siemens"] * _US) > lim).sum())
         ax.set_title(f"level {lv}" + (f" ({beyond} beyond ±{lim:.2g} µS)" if beyond else ""),
                      fontsize=9)
         ax.set_xlabel("g − target [µS]", fontsize=8)
@@ -104,9 +104,9 @@ def plot_programming_error(df, secs, out: Path, stem: str, flt: CellFilter | Non
     fig, axes = _figure()
     ax = axes[0, 0]
     for mode, g in s.groupby("mode"):
-        ax.errorbar(g["target_s"] * _US, g["sigma_s"] * _US,
-                    yerr=[(g["sigma_s"] - g["sigma_lo_s"]) * _US,
-                          (g["sigma_hi_s"] - g["sigma_s"]) * _US], marker="o", ms=3,
+        ax.errorbar(g["target_siemens"] * _US, g["sigma_siemens"] * _US,
+                    yerr=[(g["sigma_siemens"] - g["sigma_lo_siemens"]) * _US,
+                          (g["sigma_hi_siemens"] - g["sigma_siemens"]) * _US], marker="o", ms=3,
                     label=str(mode), capsize=2)
     ax.set_xlabel("target conductance [µS]")
     ax.set_ylabel("σ of g − target [µS]")
@@ -121,12 +121,12 @@ def plot_read_fluctuation(secs, out: Path, stem: str, basis: str = "plain") -> l
     fig, axes = _figure(1, 2, (10, 4))
     for sec in secs:
         s = sec.frame
-        g = (s["sigma_s"] / s["rel_sigma"]).to_numpy()  # the level's centre (mean or median)
+        g = (s["sigma_siemens"] / s["rel_sigma"]).to_numpy()  # the level's centre (mean or median)
         order = np.argsort(g)
         smu = "SMU" in sec.title
         style = "s" if smu else "o-"
         label = "SMU" if smu else "array"
-        axes[0, 0].plot(g[order] * _US, s["sigma_s"].to_numpy()[order] * _US, style, ms=4,
+        axes[0, 0].plot(g[order] * _US, s["sigma_siemens"].to_numpy()[order] * _US, style, ms=4,
                         label=label)
         axes[0, 1].plot(g[order] * _US, s["rel_sigma"].to_numpy()[order] * 100, style, ms=4,
                         label=label)
@@ -197,8 +197,8 @@ def plot_relaxation(stats: pd.DataFrame, out: Path, stem: str) -> list[Path]:
     for lv in levels:
         g = stats[stats["level"] == lv].sort_values("time_s")
         t = np.where(g["time_s"] > 0, g["time_s"], x0)
-        ax.plot(t, g["sigma_s"] * _US, "-", color=colour(lv), lw=0.8)
-    mid = stats[stats["level"].isin(mid_levels(levels))].groupby("time_s")["sigma_s"].mean()
+        ax.plot(t, g["sigma_siemens"] * _US, "-", color=colour(lv), lw=0.8)
+    mid = stats[stats["level"].isin(mid_levels(levels))].groupby("time_s")["sigma_siemens"].mean()
     t = np.where(mid.index > 0, mid.index, x0)
     ax.plot(t, mid.to_numpy() * _US, "k-o", lw=2, label="mid-range levels (mean)")
     ax.set_xlabel("time since programming [s]")
@@ -210,7 +210,7 @@ def plot_relaxation(stats: pd.DataFrame, out: Path, stem: str) -> list[Path]:
     tmap = colormaps["plasma"]
     for i, t in enumerate(times):
         g = stats[stats["time_s"] == t].sort_values("level")
-        ax.plot(g["target_s"] * _US, g["mean_shift_s"] * _US, "o-", ms=2,
+        ax.plot(g["target_siemens"] * _US, g["mean_shift_siemens"] * _US, "o-", ms=2,
                 color=tmap(0.85 * i / max(times.size - 1, 1)), label=time_label(t))
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_xlabel("target conductance [µS]")
@@ -231,8 +231,8 @@ def plot_bake(stats: pd.DataFrame, out: Path, stem: str, basis: str = "plain") -
             g = g.sort_values("bake_time_s")
             t = g["bake_time_s"].to_numpy()
             x = np.where(t > 0, t, x0)
-            y = g["mean_g_s"].to_numpy() * _US
-            e = g["sigma_s"].to_numpy() * _US
+            y = g["mean_g_siemens"].to_numpy() * _US
+            e = g["sigma_siemens"].to_numpy() * _US
             c = colour(lv)
             ax.plot(x[t > 0], y[t > 0], "o-", ms=3, color=c, lw=1)
             ax.plot(x[t == 0], y[t == 0], "o", ms=4, mfc="none", color=c)
@@ -274,8 +274,8 @@ def plot_bake_temperatures(by_step: pd.DataFrame, out: Path, stem: str) -> list[
         c = tmap(0.85 * (tc - float(temps.min())) / span)
         label = None if tc in labelled else f"{tc:g} °C"
         labelled.add(tc)
-        axes[0, 0].plot(x, g["mean_shift_s"] * _US, "o-", ms=3, color=c, label=label)
-        axes[0, 1].plot(x, g["sigma_s"] * _US, "o-", ms=3, color=c, label=label)
+        axes[0, 0].plot(x, g["mean_shift_siemens"] * _US, "o-", ms=3, color=c, label=label)
+        axes[0, 1].plot(x, g["sigma_siemens"] * _US, "o-", ms=3, color=c, label=label)
     axes[0, 0].axhline(0, color="grey", lw=0.5)
     axes[0, 0].set_ylabel("mean shift g − g₀ [µS] (levels averaged)")
     axes[0, 1].set_ylabel("σ of g [µS] (levels RMS)")
@@ -387,9 +387,15 @@ def plot_endurance(s: pd.DataFrame, out: Path, stem: str) -> list[Path]:
     for cond, g in s.groupby("condition", sort=False):
         g = g.sort_values("cycle")
         x = g["cycle"].clip(lower=1)
-        (line,) = ax.plot(x, g["median_window_s"] * _US, "-", label=f"{cond}: median")
-        ax.fill_between(x, g["p10_window_s"] * _US, g["median_window_s"] * _US, alpha=0.2,
-                        color=line.get_color(), label=f"{cond}: 10th percentile to median")
+        (line,) = ax.plot(x, g["median_window_siemens"] * _US, "-", label=f"{cond}: median")
+        ax.fill_between(
+            x,
+            g["p10_window_siemens"] * _US,
+            g["median_window_siemens"] * _US,
+            alpha=0.2,
+            color=line.get_color(),
+            label=f"{cond}: 10th percentile to median",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("cycle (count)")
     ax.set_ylabel("window g_LRS − g_HRS [µS]")

@@ -36,7 +36,7 @@ class Section:
         for col in self.conductance:
             if col in df.columns:
                 df[col] = df[col] * _US
-                rename[col] = (col[:-2] if col.endswith("_s") else col) + "_uS"
+                rename[col] = col.removesuffix("_siemens") + "_uS"
         return df.rename(columns=rename).rename(columns=self.labels)
 
 

@@ -19,7 +19,8 @@ and the plots show ``sigma``.
 Definitions (all per group; ``std`` is the sample standard deviation, ddof = 1):
 
 programming_error (``programmed``)
-    error = g_s - target_s; per mode and level: n (cells used), excluded, mean error, sigma of
+    error = g_siemens - target_siemens; per mode and level: n (cells used), excluded, mean error,
+    sigma of
     the error with its 95 % chi-square interval (robust sigma: with the MAD's effective sample
     size 0.37 n), a robust sigma (1.4826 x median absolute deviation), sigma_raw, sigma and
     sigma_raw as fractions of the programmed range (max - min target), mean pulses, success
@@ -35,9 +36,11 @@ read_fluctuation (``reads``, ``smu_reads``)
 relaxation, imported (``reads``)
     time points: ``time_index`` if the table has it, else reads grouped by time (t = 0 alone;
     times less than 0.1 decade from their neighbour in one point); per level and time point:
-    sigma = std of g_s across cells (the spread of the level), mean shift = mean(g_s - g0_s),
-    sigma of the relaxation alone = std(g_s - g0_s) (both 1.4826 x MAD on the robust basis),
-    robust sigma of g_s, sigma_raw (std of g_s over all cells). Printed: sigma and
+    sigma = std of g_siemens across cells (the spread of the level), mean shift = mean(g_siemens -
+    g0_siemens),
+    sigma of the relaxation alone = std(g_siemens - g0_siemens) (both 1.4826 x MAD on the robust
+    basis),
+    robust sigma of g_siemens, sigma_raw (std of g_siemens over all cells). Printed: sigma and
     mean shift as level x time tables, and the mid-range figures (levels in the middle half of
     the level indices) with the slope of variance vs log10 time (S^2 per decade, least squares
     over the time points > 0).
@@ -45,9 +48,10 @@ relaxation, imported (``reads``)
     point (legend: time, 2 significant digits).
 bake_retention (``reads``)
     per temperature, bake step and level: bake time, mean shift = mean over cells of
-    (g_s - that cell's g_s at step 0 of the same temperature), sigma = std of g_s across cells,
+    (g_siemens - that cell's g_siemens at step 0 of the same temperature), sigma = std of g_siemens
+    across cells,
     sigma of the shift (both 1.4826 x MAD on the robust basis), robust sigma, sigma_raw. Plot:
-    retention curves (mean g_s +- sigma vs cumulative bake time on a log axis, the reads
+    retention curves (mean g_siemens +- sigma vs cumulative bake time on a log axis, the reads
     before the bake at the tick "0"; colour bar: level).
 ber (``bits``, ``conditions``)
     per condition and structure: bits, errors (read_bit != bit), BER with its 95 %
@@ -64,8 +68,10 @@ fault_map (``faults``)
     that are stuck-on. Plot: map of the cells per tile (geometry from the plan or the station
     snapshot, else 256 x 64).
 endurance (``cycles``)
-    window = g_lrs_s - g_hrs_s per cell and cycle; per condition and cycle: cells, median window,
-    10th percentile, fraction of closed windows (window <= 0), mean g_lrs_s and g_hrs_s. Plot:
+    window = g_lrs_siemens - g_hrs_siemens per cell and cycle; per condition and cycle: cells,
+    median window,
+    10th percentile, fraction of closed windows (window <= 0), mean g_lrs_siemens and
+    g_hrs_siemens. Plot:
     window vs cycle (median and 10-90 % band) per condition.
 """
 
@@ -156,13 +162,19 @@ def _pool(sigma: pd.Series, n: pd.Series, by: pd.Series) -> pd.Series:
 def summarize_programming_error(df: pd.DataFrame, flt: CellFilter | None = None
                                 ) -> tuple[list[Section], dict]:
     flt = flt or analog_filter(df["cell"], None)
-    d = df.assign(error_s=df["g_s"] - df["target_s"])
-    span = float(d["target_s"].max() - d["target_s"].min()) or float(d["target_s"].max())
+    d = df.assign(error_siemens=df["g_siemens"] - df["target_siemens"])
+    span = float(d["target_siemens"].max() - d["target_siemens"].min()) or float(
+        d["target_siemens"].max()
+    )
     keep = flt.keep(d["cell"])
     k = d[keep]
     keys = ["mode", "level"]
-    agg = {"n": ("error_s", "size"), "target_s": ("target_s", "mean"),
-           "mean_error_s": ("error_s", "mean"), "sigma_plain_s": ("error_s", "std")}
+    agg = {
+        "n": ("error_siemens", "size"),
+        "target_siemens": ("target_siemens", "mean"),
+        "mean_error_siemens": ("error_siemens", "mean"),
+        "sigma_plain_siemens": ("error_siemens", "std"),
+    }
     if "pulses" in d.columns:
         agg["pulses"] = ("pulses", "mean")
     if "success" in d.columns:
@@ -170,47 +182,80 @@ def summarize_programming_error(df: pd.DataFrame, flt: CellFilter | None = None
     s = k.groupby(keys, sort=True).agg(**agg)
     s.insert(1, "excluded", (d.groupby(keys).size() - s["n"]).reindex(s.index).fillna(0)
              .astype(np.int64))
-    s["sigma_robust_s"] = grouped_robust_sigma(k, keys, "error_s")
-    s["sigma_raw_s"] = d.groupby(keys)["error_s"].std()
+    s["sigma_robust_siemens"] = grouped_robust_sigma(k, keys, "error_siemens")
+    s["sigma_raw_siemens"] = d.groupby(keys)["error_siemens"].std()
     s = s.reset_index()
-    sig, lo, hi = _sigma_with_interval(s["sigma_plain_s"], s["sigma_robust_s"], s["n"],
+    sig, lo, hi = _sigma_with_interval(s["sigma_plain_siemens"], s["sigma_robust_siemens"], s["n"],
                                        flt.basis)
-    at = s.columns.get_loc("mean_error_s") + 1
-    s.insert(at, "sigma_s", sig)
-    s.insert(at + 1, "sigma_lo_s", lo)
-    s.insert(at + 2, "sigma_hi_s", hi)
-    s = s.drop(columns="sigma_plain_s")
-    s["sigma_frac"] = s["sigma_s"] / span
-    s["sigma_frac_raw"] = s["sigma_raw_s"] / span
-    by_mode = k.groupby("mode").agg(n=("error_s", "size"), mean_error_s=("error_s", "mean"))
+    at = s.columns.get_loc("mean_error_siemens") + 1
+    s.insert(at, "sigma_siemens", sig)
+    s.insert(at + 1, "sigma_lo_siemens", lo)
+    s.insert(at + 2, "sigma_hi_siemens", hi)
+    s = s.drop(columns="sigma_plain_siemens")
+    s["sigma_frac"] = s["sigma_siemens"] / span
+    s["sigma_frac_raw"] = s["sigma_raw_siemens"] / span
+    by_mode = k.groupby("mode").agg(
+        n=("error_siemens", "size"), mean_error_siemens=("error_siemens", "mean")
+    )
     by_mode.insert(1, "excluded", s.groupby("mode")["excluded"].sum())
-    for col in ("sigma_s", "sigma_robust_s", "sigma_raw_s"):
+    for col in ("sigma_siemens", "sigma_robust_siemens", "sigma_raw_siemens"):
         by_mode[col] = _pool(s[col], s["n"], s["mode"])
-    by_mode["sigma_frac"] = by_mode["sigma_s"] / span
-    by_mode["sigma_frac_raw"] = by_mode["sigma_raw_s"] / span
+    by_mode["sigma_frac"] = by_mode["sigma_siemens"] / span
+    by_mode["sigma_frac_raw"] = by_mode["sigma_raw_siemens"] / span
     if "pulses" in d.columns:
         by_mode["pulses"] = k.groupby("mode")["pulses"].mean()
     if "success" in d.columns:
         by_mode["success"] = k.groupby("mode")["success"].mean()
     by_mode = by_mode.reset_index()
-    cond = ("target_s", "mean_error_s", "sigma_s", "sigma_lo_s", "sigma_hi_s", "sigma_robust_s",
-            "sigma_raw_s")
+    cond = (
+        "target_siemens",
+        "mean_error_siemens",
+        "sigma_siemens",
+        "sigma_lo_siemens",
+        "sigma_hi_siemens",
+        "sigma_robust_siemens",
+        "sigma_raw_siemens",
+    )
     sections = [
-        Section("programming error per mode (pooled over levels)", by_mode,
-                ("mean_error_s", "sigma_s", "sigma_robust_s", "sigma_raw_s"),
-                f"range (max - min target) = {span * _US:.3g} uS; {flt.note()}",
-                shown=tuple(c for c in by_mode.columns if c != "sigma_robust_s"),
-                labels={"mean_error_uS": "mean_err_uS", "sigma_frac_raw": "frac_raw"}),
-        Section("programming error per level", s, cond,
-                shown=("mode", "level", "n", "excluded", "target_s", "mean_error_s", "sigma_s",
-                       "sigma_lo_s", "sigma_hi_s", "sigma_raw_s", "pulses"),
-                labels={"sigma_lo_uS": "lo_uS", "sigma_hi_uS": "hi_uS",
-                        "mean_error_uS": "mean_err_uS"}),
+        Section(
+            "programming error per mode (pooled over levels)",
+            by_mode,
+            ("mean_error_siemens", "sigma_siemens", "sigma_robust_siemens", "sigma_raw_siemens"),
+            f"range (max - min target) = {span * _US:.3g} uS; {flt.note()}",
+            shown=tuple(c for c in by_mode.columns if c != "sigma_robust_siemens"),
+            labels={"mean_error_uS": "mean_err_uS", "sigma_frac_raw": "frac_raw"},
+        ),
+        Section(
+            "programming error per level",
+            s,
+            cond,
+            shown=(
+                "mode",
+                "level",
+                "n",
+                "excluded",
+                "target_siemens",
+                "mean_error_siemens",
+                "sigma_siemens",
+                "sigma_lo_siemens",
+                "sigma_hi_siemens",
+                "sigma_raw_siemens",
+                "pulses",
+            ),
+            labels={"sigma_lo_uS": "lo_uS", "sigma_hi_uS": "hi_uS", "mean_error_uS": "mean_err_uS"},
+        ),
     ]
-    figures = {m: {"sigma_s": float(r.sigma_s), "sigma_robust_s": float(r.sigma_robust_s),
-                   "sigma_frac": float(r.sigma_frac), "sigma_raw_s": float(r.sigma_raw_s),
-                   "sigma_frac_raw": float(r.sigma_frac_raw), "excluded": int(r.excluded)}
-               for m, r in by_mode.set_index("mode").iterrows()}
+    figures = {
+        m: {
+            "sigma_siemens": float(r.sigma_siemens),
+            "sigma_robust_siemens": float(r.sigma_robust_siemens),
+            "sigma_frac": float(r.sigma_frac),
+            "sigma_raw_siemens": float(r.sigma_raw_siemens),
+            "sigma_frac_raw": float(r.sigma_frac_raw),
+            "excluded": int(r.excluded),
+        }
+        for m, r in by_mode.set_index("mode").iterrows()
+    }
     figures["basis"] = flt.basis
     return sections, figures
 
@@ -218,28 +263,33 @@ def summarize_programming_error(df: pd.DataFrame, flt: CellFilter | None = None
 def _read_sigma(df: pd.DataFrame, flt: CellFilter) -> pd.DataFrame:
     from scipy.stats import chi2
 
-    per_cell = df.groupby(["level", "cell"])["g_s"].agg(["mean", "var", "size"])
+    per_cell = df.groupby(["level", "cell"])["g_siemens"].agg(["mean", "var", "size"])
     per_cell = per_cell[per_cell["size"] > 1]
     cell = per_cell.index.get_level_values("cell")
     kept = per_cell[flt.keep(cell)]
     # median of a sample variance from r reads is sigma^2 chi2.median(r-1)/(r-1)
     kept = kept.assign(var_n=kept["var"] / (chi2.median(kept["size"] - 1) / (kept["size"] - 1)))
-    s = kept.groupby("level").agg(cells=("mean", "size"), repeats=("size", "median"),
-                                  mean_g_s=("mean", "mean"), median_g_s=("mean", "median"),
-                                  var=("var", "mean"), var_med=("var_n", "median"))
+    s = kept.groupby("level").agg(
+        cells=("mean", "size"),
+        repeats=("size", "median"),
+        mean_g_siemens=("mean", "mean"),
+        median_g_siemens=("mean", "median"),
+        var=("var", "mean"),
+        var_med=("var_n", "median"),
+    )
     s.insert(1, "excluded", (per_cell.groupby("level").size() - s["cells"]).astype(np.int64))
     raw = per_cell.groupby("level").agg(g=("mean", "mean"), var=("var", "mean"))
     if flt.basis == "robust":
-        s["sigma_s"] = np.sqrt(s["var_med"])
-        s["rel_sigma"] = s["sigma_s"] / s["median_g_s"]
+        s["sigma_siemens"] = np.sqrt(s["var_med"])
+        s["rel_sigma"] = s["sigma_siemens"] / s["median_g_siemens"]
     else:
-        s["sigma_s"] = np.sqrt(s["var"])
-        s["rel_sigma"] = s["sigma_s"] / s["mean_g_s"]
+        s["sigma_siemens"] = np.sqrt(s["var"])
+        s["rel_sigma"] = s["sigma_siemens"] / s["mean_g_siemens"]
     s = s.drop(columns=["var", "var_med"])
-    s["sigma_raw_s"] = np.sqrt(raw["var"])
-    s["rel_sigma_raw"] = s["sigma_raw_s"] / raw["g"]
-    if "target_s" in df.columns:
-        s.insert(0, "target_s", df.groupby("level")["target_s"].mean())
+    s["sigma_raw_siemens"] = np.sqrt(raw["var"])
+    s["rel_sigma_raw"] = s["sigma_raw_siemens"] / raw["g"]
+    if "target_siemens" in df.columns:
+        s.insert(0, "target_siemens", df.groupby("level")["target_siemens"].mean())
     return s.reset_index()
 
 
@@ -260,13 +310,34 @@ def summarize_read_fluctuation(tables: dict[str, pd.DataFrame],
                 raise InsufficientDataError(
                     f"{name}: one read per cell; a read-fluctuation sigma needs at least 2 "
                     "repeated reads per cell: measure with repeats >= 2")
-            center = "median_g_s" if flt.basis == "robust" else "mean_g_s"
-            sections.append(Section(
-                title, s, ("target_s", "mean_g_s", "median_g_s", "sigma_s", "sigma_raw_s"),
-                f"{flt.note(_READ_ROBUST)}; rel_sigma = sigma / {center[:-2].replace('_', ' ')}; "
-                f"{int(s['repeats'].median())} reads per cell",
-                shown=("level", "target_s", "cells", "excluded", center, "sigma_s",
-                       "rel_sigma", "sigma_raw_s", "rel_sigma_raw")))
+            center = "median_g_siemens" if flt.basis == "robust" else "mean_g_siemens"
+            sections.append(
+                Section(
+                    title,
+                    s,
+                    (
+                        "target_siemens",
+                        "mean_g_siemens",
+                        "median_g_siemens",
+                        "sigma_siemens",
+                        "sigma_raw_siemens",
+                    ),
+                    f"{flt.note(_READ_ROBUST)}; rel_sigma = sigma / "
+                    f"{center.removesuffix('_siemens').replace('_', ' ')}; "
+                    f"{int(s['repeats'].median())} reads per cell",
+                    shown=(
+                        "level",
+                        "target_siemens",
+                        "cells",
+                        "excluded",
+                        center,
+                        "sigma_siemens",
+                        "rel_sigma",
+                        "sigma_raw_siemens",
+                        "rel_sigma_raw",
+                    ),
+                )
+            )
             figures[name] = {"rel_sigma_min": float(s["rel_sigma"].min()),
                              "rel_sigma_max": float(s["rel_sigma"].max()),
                              "excluded": int(flt.stuck.size), "basis": flt.basis}
@@ -275,30 +346,37 @@ def summarize_read_fluctuation(tables: dict[str, pd.DataFrame],
 
 def sigma_columns(s: pd.DataFrame, kept: pd.DataFrame, every: pd.DataFrame, group: list[str],
                    flt: CellFilter, shift_col: str) -> None:
-    """Add ``sigma_robust_s`` and ``sigma_raw_s`` (all cells, stuck ones included) to the
-    per-group table ``s``; where ``flt`` has no fault map for the cells, ``sigma_s`` and
+    """Add ``sigma_robust_siemens`` and ``sigma_raw_siemens`` (all cells, stuck ones included) to
+    the
+    per-group table ``s``; where ``flt`` has no fault map for the cells, ``sigma_siemens`` and
     ``shift_col`` become robust sigmas (stuck cells cannot inflate them)."""
-    s["sigma_robust_s"] = grouped_robust_sigma(kept, group, "g_s")
+    s["sigma_robust_siemens"] = grouped_robust_sigma(kept, group, "g_siemens")
     if flt.basis == "robust":
-        s["sigma_s"] = s["sigma_robust_s"]
-        s[shift_col] = grouped_robust_sigma(kept, group, "shift_s")
-    s["sigma_raw_s"] = every.groupby(group)["g_s"].std()
+        s["sigma_siemens"] = s["sigma_robust_siemens"]
+        s[shift_col] = grouped_robust_sigma(kept, group, "shift_siemens")
+    s["sigma_raw_siemens"] = every.groupby(group)["g_siemens"].std()
 
 
 def relaxation_stats(df: pd.DataFrame, flt: CellFilter | None = None) -> pd.DataFrame:
-    """Per level and time point: n, excluded, time_s, target_s, mean_g_s, sigma_s,
-    mean_shift_s, sigma_relax_s, sigma_robust_s, sigma_raw_s (``flt``: the cells left out
-    and the basis of sigma_s / sigma_relax_s, :func:`analog_filter`)."""
+    """Per level and time point: n, excluded, time_s, target_siemens, mean_g_siemens, sigma_siemens,
+    mean_shift_siemens, sigma_relax_siemens, sigma_robust_siemens, sigma_raw_siemens (``flt``: the
+    cells left out
+    and the basis of sigma_siemens / sigma_relax_siemens, :func:`analog_filter`)."""
     flt = flt or analog_filter(df["cell"], None, "imported")
-    d = df.assign(tp=time_points(df).to_numpy(), shift_s=df["g_s"] - df["g0_s"])
+    d = df.assign(tp=time_points(df).to_numpy(), shift_siemens=df["g_siemens"] - df["g0_siemens"])
     k = d[flt.keep(d["cell"])]
     keys = ["level", "tp"]
     s = k.groupby(keys).agg(
-        n=("g_s", "size"), time_s=("time_s", "median"), target_s=("target_s", "mean"),
-        mean_g_s=("g_s", "mean"), sigma_s=("g_s", "std"), mean_shift_s=("shift_s", "mean"),
-        sigma_relax_s=("shift_s", "std"))
+        n=("g_siemens", "size"),
+        time_s=("time_s", "median"),
+        target_siemens=("target_siemens", "mean"),
+        mean_g_siemens=("g_siemens", "mean"),
+        sigma_siemens=("g_siemens", "std"),
+        mean_shift_siemens=("shift_siemens", "mean"),
+        sigma_relax_siemens=("shift_siemens", "std"),
+    )
     s.insert(1, "excluded", (d.groupby(keys).size() - s["n"]).astype(np.int64))
-    sigma_columns(s, k, d, keys, flt, "sigma_relax_s")
+    sigma_columns(s, k, d, keys, flt, "sigma_relax_siemens")
     # one label per time point (median over all levels), so the pivots line up
     label = d.groupby("tp")["time_s"].median()
     s = s.reset_index()
@@ -306,10 +384,10 @@ def relaxation_stats(df: pd.DataFrame, flt: CellFilter | None = None) -> pd.Data
     return s.drop(columns="tp")
 
 
-def variance_slope(times_s: np.ndarray, sigma_s: np.ndarray) -> float:
+def variance_slope(times_s: np.ndarray, sigma_siemens: np.ndarray) -> float:
     """Least-squares slope of sigma^2 vs log10(t) over t > 0 [S^2 per decade]."""
     t = np.asarray(times_s, float)
-    v = np.asarray(sigma_s, float) ** 2
+    v = np.asarray(sigma_siemens, float) ** 2
     ok = t > 0
     if ok.sum() < 2:
         return float("nan")
@@ -320,33 +398,65 @@ def summarize_relaxation(df: pd.DataFrame, flt: CellFilter | None = None
                          ) -> tuple[list[Section], dict]:
     flt = flt or analog_filter(df["cell"], None, "imported")
     s = relaxation_stats(df, flt)
-    sig = s.pivot(index="level", columns="time_s", values="sigma_s")
-    shift = s.pivot(index="level", columns="time_s", values="mean_shift_s")
+    sig = s.pivot(index="level", columns="time_s", values="sigma_siemens")
+    shift = s.pivot(index="level", columns="time_s", values="mean_shift_siemens")
     sig.columns = [f"t={t:.3g}s" for t in sig.columns]
     shift.columns = [f"t={t:.3g}s" for t in shift.columns]
     mid = mid_levels(s["level"])
-    m = s[s["level"].isin(mid)].groupby("time_s").agg(
-        levels=("level", "nunique"), n=("n", "sum"), sigma_s=("sigma_s", "mean"),
-        mean_shift_s=("mean_shift_s", "mean"), sigma_relax_s=("sigma_relax_s", "mean"),
-        sigma_robust_s=("sigma_robust_s", "mean"), sigma_raw_s=("sigma_raw_s", "mean"))
+    m = (
+        s[s["level"].isin(mid)]
+        .groupby("time_s")
+        .agg(
+            levels=("level", "nunique"),
+            n=("n", "sum"),
+            sigma_siemens=("sigma_siemens", "mean"),
+            mean_shift_siemens=("mean_shift_siemens", "mean"),
+            sigma_relax_siemens=("sigma_relax_siemens", "mean"),
+            sigma_robust_siemens=("sigma_robust_siemens", "mean"),
+            sigma_raw_siemens=("sigma_raw_siemens", "mean"),
+        )
+    )
     m = m.reset_index()
-    slope = variance_slope(m["time_s"], m["sigma_s"])
+    slope = variance_slope(m["time_s"], m["sigma_siemens"])
     note = (f"mid-range levels {mid.min()}..{mid.max()}; variance grows by "
             f"{slope * _US**2:.3g} uS^2 per decade of time (t > 0); {flt.note()}")
     sections = [
-        Section("relaxation, mid-range levels, per time point", m,
-                ("sigma_s", "mean_shift_s", "sigma_relax_s", "sigma_robust_s", "sigma_raw_s"),
-                note),
-        Section("sigma of g per level (rows) and time point (columns)",
-                sig.reset_index(), tuple(sig.columns)),
-        Section("mean shift g - g0 per level and time point", shift.reset_index(),
-                tuple(shift.columns)),
-        Section("relaxation per level and time point", s,
-                ("target_s", "mean_g_s", "sigma_s", "mean_shift_s", "sigma_relax_s",
-                 "sigma_robust_s", "sigma_raw_s")),
+        Section(
+            "relaxation, mid-range levels, per time point",
+            m,
+            (
+                "sigma_siemens",
+                "mean_shift_siemens",
+                "sigma_relax_siemens",
+                "sigma_robust_siemens",
+                "sigma_raw_siemens",
+            ),
+            note,
+        ),
+        Section(
+            "sigma of g per level (rows) and time point (columns)",
+            sig.reset_index(),
+            tuple(sig.columns),
+        ),
+        Section(
+            "mean shift g - g0 per level and time point", shift.reset_index(), tuple(shift.columns)
+        ),
+        Section(
+            "relaxation per level and time point",
+            s,
+            (
+                "target_siemens",
+                "mean_g_siemens",
+                "sigma_siemens",
+                "mean_shift_siemens",
+                "sigma_relax_siemens",
+                "sigma_robust_siemens",
+                "sigma_raw_siemens",
+            ),
+        ),
     ]
     figures = {"mid_levels": [int(mid.min()), int(mid.max())],
-               "sigma_s": {f"{t:g}": float(v) for t, v in zip(m["time_s"], m["sigma_s"],
+               "sigma_siemens": {f"{t:g}": float(v) for t, v in zip(m["time_s"], m["sigma_siemens"],
                                                               strict=True)},
                "variance_slope_s2_per_decade": slope, "excluded": int(flt.stuck.size),
                "basis": flt.basis}
@@ -412,7 +522,7 @@ def summarize_ber(tables: dict[str, pd.DataFrame], faults: pd.DataFrame | None =
         c = c.reset_index(drop=True)
         energy = [k for k in c.columns if k.startswith("energy")]
         sections.append(Section("programming conditions", c,
-                                ("g_ref_s",) if "g_ref_s" in c.columns else (),
+                                ("g_ref_siemens",) if "g_ref_siemens" in c.columns else (),
                                 shown=tuple(k for k in c.columns if k not in energy)))
         if energy:
             sections.append(Section("programming energy per condition [J]", c,
@@ -446,17 +556,29 @@ def summarize_faults(df: pd.DataFrame) -> tuple[list[Section], dict]:
 
 
 def summarize_endurance(df: pd.DataFrame) -> tuple[list[Section], dict]:
-    d = df.assign(window_s=df["g_lrs_s"] - df["g_hrs_s"])
-    s = d.groupby(["condition", "cycle"], sort=True).agg(
-        cells=("window_s", "size"), median_window_s=("window_s", "median"),
-        p10_window_s=("window_s", lambda x: float(np.percentile(x, 10))),
-        closed=("window_s", lambda x: float(np.mean(x <= 0))),
-        mean_g_lrs_s=("g_lrs_s", "mean"), mean_g_hrs_s=("g_hrs_s", "mean")).reset_index()
+    d = df.assign(window_siemens=df["g_lrs_siemens"] - df["g_hrs_siemens"])
+    s = (
+        d.groupby(["condition", "cycle"], sort=True)
+        .agg(
+            cells=("window_siemens", "size"),
+            median_window_siemens=("window_siemens", "median"),
+            p10_window_siemens=("window_siemens", lambda x: float(np.percentile(x, 10))),
+            closed=("window_siemens", lambda x: float(np.mean(x <= 0))),
+            mean_g_lrs_siemens=("g_lrs_siemens", "mean"),
+            mean_g_hrs_siemens=("g_hrs_siemens", "mean"),
+        )
+        .reset_index()
+    )
     shown = []
     for _, g in s.groupby("condition", sort=False):  # at most ~10 cycles per condition printed
         idx = np.unique(np.round(np.geomspace(1, len(g), min(len(g), 10))).astype(int) - 1)
         shown.append(g.iloc[idx])
-    cond = ("median_window_s", "p10_window_s", "mean_g_lrs_s", "mean_g_hrs_s")
+    cond = (
+        "median_window_siemens",
+        "p10_window_siemens",
+        "mean_g_lrs_siemens",
+        "mean_g_hrs_siemens",
+    )
     sections = [Section("memory window vs cycle (log-spaced selection)", pd.concat(shown), cond),
                 Section("memory window per condition and cycle", s, cond)]
     return sections, {}

@@ -26,7 +26,11 @@ from tests.procedures.bench_util import station_file
 TILE = 256 * 64
 N_CELLS = 512
 SCHEDULE_S = [60.0, 3600.0]
-LEVELS = {"levels": 8, "g_min_s": 12e-6, "g_max_s": 36e-6}  # well above the physical floor
+LEVELS = {
+    "levels": 8,
+    "g_min_siemens": 12e-6,
+    "g_max_siemens": 36e-6,
+}  # well above the physical floor
 PLAN = {
     "plan": {"name": "bake-temps", "seed": 3},
     "experiment": [
@@ -130,7 +134,7 @@ def test_mean_shift_per_temperature_and_time_matches_truth(bench_store):
                 m = ok & (level == lv)
                 want.append(shift[m].mean())
                 se2.append(var[m].mean() / m.sum())
-            got = s[(s["temp_c"] == tc) & (s["step"] == k)]["mean_shift_s"].mean()
+            got = s[(s["temp_c"] == tc) & (s["step"] == k)]["mean_shift_siemens"].mean()
             se = np.sqrt(np.sum(se2)) / len(se2)
             assert abs(got - np.mean(want)) < 5 * se, (tc, k, got, np.mean(want), se)
     # hotter bakes age faster (Arrhenius): every cell's equivalent time is longer at 150 C
@@ -157,7 +161,7 @@ def test_store_with_several_bake_runs_gets_a_table_by_temperature(bench_store):
     for row in rows.itertuples():
         ref = per_run[row.run]
         ref = ref[(ref["temp_c"] == row.temp_c) & (ref["step"] == row.step)]
-        assert float(ref["mean_shift_s"].iloc[0]) == row.mean_shift_s
+        assert float(ref["mean_shift_siemens"].iloc[0]) == row.mean_shift_siemens
     assert len(c.plots) == 1 and c.plots[0].exists()
     text = format_report(reps)
     assert "all bake runs" in text and "t=3.6e+03s" in text
@@ -180,7 +184,7 @@ def test_imported_bake_per_cell_times_and_no_step_column():
         g1 = g0 + d + rng.normal(0, sd, n)
         for t, g in ((np.zeros(n), g0), (t1, g1)):
             rows.append({"cell": cell, "level": lv, "temp_k": np.full(n, tk), "bake_time_s": t,
-                         "g_s": g})
+                         "g_siemens": g})
     df = pd.concat([pd.DataFrame(r) for r in rows], ignore_index=True)
     secs, fig = summarize_bake(df)
     by_step = secs[0].frame
@@ -194,7 +198,7 @@ def test_imported_bake_per_cell_times_and_no_step_column():
         assert (row.bake_time_lo_s, row.bake_time_hi_s) == (t1.min(), t1.max())
         # shift of each cell against its read before THIS temperature's bake: sd sqrt(2)
         se = sd * np.sqrt(2) / np.sqrt(n / levels) / np.sqrt(levels)
-        assert abs(row.mean_shift_s - shift_true[tk]) < 5 * se, (tk, row.mean_shift_s)
+        assert abs(row.mean_shift_siemens - shift_true[tk]) < 5 * se, (tk, row.mean_shift_siemens)
     assert "vary per cell" in secs[0].note
     # printed: one row per (temperature, step) and per level, never one per distinct time
     rep = RunReport(uid="x", kind="bake_retention", status="completed", sections=secs)
