@@ -67,5 +67,5 @@ def test_a_conductance_key_spelled_the_old_way_names_its_new_spelling(tmp_path):
     plan.write_text('[plan]\nname = "old"\n\n[[experiment]]\nkind = "programming_error"\n'
                     'cells = {tiles = [0], count = 64}\n'
                     'levels = {levels = 4, g_min_s = 2e-6, g_max_s = 40e-6}\n')
-    with pytest.raises(ConfigError, match="the key 'g_m(in|ax)_siemens' .conductances"):
+    with pytest.raises(ConfigError, match=r"the key 'g_m(in|ax)_siemens' \(conductances"):
         load_plan(plan)
