@@ -86,6 +86,11 @@ log = logging.getLogger(__name__)
 CALIBRATION_TOLERANCE = 0.05
 
 
+class _NoChecks:
+    """No station checks of their own (the discrete bench's matrix and generator are checked
+    by :class:`~cimlab.instruments.discrete_array.DiscreteArray` before they are driven)."""
+
+
 class Station:
     """An open bench: ``array``, ``smu``, ``oven`` (None if absent), ``clock``, ``limits``.
 
@@ -103,6 +108,9 @@ class Station:
         self.smu: LimitedKeithley2450 | None = None
         self.oven: LimitedBakeOven | None = None
         self.clock: VirtualClock | RealClock = None  # type: ignore[assignment]
+        #: discrete topology: the switch matrix and pulse generator drivers (else None)
+        self.switch: Any = None
+        self.pulse_gen: Any = None
         self.addresses: dict[str, str] = {}
         self.idn: dict[str, str] = {}
         self._closed = False
@@ -153,7 +161,6 @@ class Station:
 
     def _open(self) -> None:
         cfg = self.config
-        src = str(self.path)
         if cfg.emulator.start:
             from cimlab.instruments.emulator import EmulatedBench  # only for emulated benches
 
@@ -177,9 +184,22 @@ class Station:
                 "profile": emu.profile, "seed": emu.seed, "station_file": str(self.path),
                 "virtual_time_s": float(bench.world.now_s)}
         self._install_sigterm()
+        if cfg.station.topology == "discrete":
+            self._open_discrete()
+        else:
+            self._open_array()
+        self._open_oven_and_clock()
+        # ready: array drivers on, SMU terminals disconnected
+        self.array.deselect()
+        self.array.enable()
+
+    def _open_array(self) -> None:
+        cfg = self.config
+        src = str(self.path)
         ins = cfg.instruments
         # array controller
         a = ins.array
+        assert a is not None  # StationConfig checks it
         self.addresses["array"] = self._address("array", a)
         acls = driver_class(a, LimitedArrayController, ArrayController,
                              "instruments.array.driver", self.path)
@@ -191,16 +211,55 @@ class Station:
         self._check_compliance_calibration()
         # the station owns the read voltage from here: every read carries it (checked)
         self.array.adopt_board_read_voltage()
-        # SMU
         if ins.smu is not None:
-            s = ins.smu
-            self.addresses["smu"] = self._address("smu", s)
-            scls = driver_class(s, LimitedKeithley2450, Keithley2450,
-                                 "instruments.smu.driver", self.path)
-            self._open_kwargs["smu"] = open_kwargs(s.backend, s.timeout_s)
-            self.smu = open_keithley2450(self.addresses["smu"], s.backend, s.timeout_s, cls=scls)
-            self.smu._attach(cfg.limits, None, src)
-            self.idn["smu"] = self._identify(self.smu, "smu")
+            self._open_smu()
+
+    def _open_smu(self) -> None:
+        cfg = self.config
+        s = cfg.instruments.smu
+        assert s is not None
+        self.addresses["smu"] = self._address("smu", s)
+        scls = driver_class(s, LimitedKeithley2450, Keithley2450,
+                             "instruments.smu.driver", self.path)
+        self._open_kwargs["smu"] = open_kwargs(s.backend, s.timeout_s)
+        self.smu = open_keithley2450(self.addresses["smu"], s.backend, s.timeout_s, cls=scls)
+        self.smu._attach(cfg.limits, None, str(self.path))
+        self.idn["smu"] = self._identify(self.smu, "smu")
+
+    def _open_discrete(self) -> None:
+        """Switch matrix + pulse generator + SMU composed into :class:`DiscreteArray`."""
+        from pymeasure.instruments.agilent import Agilent33500
+        from pymeasure.instruments.keithley import Keithley2750
+
+        from cimlab.instruments.discrete_array import DiscreteArray
+
+        cfg = self.config
+        ins = cfg.instruments
+        disc = cfg.discrete
+        assert disc is not None and ins.switch is not None and ins.pulse_gen is not None
+        self._open_smu()
+        opened: dict[str, Any] = {}
+        for name, inst, default in (("switch", ins.switch, Keithley2750),
+                                    ("pulse_gen", ins.pulse_gen, Agilent33500)):
+            self.addresses[name] = self._address(name, inst)
+            dcls = default if inst.driver == "default" else driver_class(
+                inst, _NoChecks, default, f"instruments.{name}.driver", self.path)
+            self._open_kwargs[name] = open_kwargs(inst.backend, inst.timeout_s)
+            opened[name] = dcls(self.addresses[name], **self._open_kwargs[name])
+            tune_connection(opened[name])
+            self.idn[name] = self._identify(opened[name], name)
+        self.switch, self.pulse_gen = opened["switch"], opened["pulse_gen"]
+        if self.bench is not None and tuple(self.bench.chip.geometry) != tuple(disc.geometry):
+            raise ConfigError(self.path, "discrete.geometry",
+                              f"the emulated chip's geometry {tuple(self.bench.chip.geometry)}",
+                              tuple(disc.geometry))
+        self.array = DiscreteArray(  # type: ignore[assignment]
+            self.switch, self.pulse_gen, self.smu, disc.geometry, cfg.limits,
+            cfg.calibration.transistor, read_voltage=disc.read_voltage_v, source=str(self.path))
+
+    def _open_oven_and_clock(self) -> None:
+        cfg = self.config
+        ins = cfg.instruments
         # oven
         if ins.oven is not None:
             o = ins.oven
@@ -210,7 +269,7 @@ class Station:
             self._open_kwargs["oven"] = open_kwargs(o.backend, o.timeout_s)
             self.oven = ocls(self.addresses["oven"], **self._open_kwargs["oven"])
             tune_connection(self.oven)
-            self.oven._attach(cfg.limits, None, src)
+            self.oven._attach(cfg.limits, None, str(self.path))
             self.idn["oven"] = self._identify(self.oven, "oven")
             _lo, hi = self.oven.setpoint_range_c
             if cfg.limits.oven_temp_max_c > hi:
@@ -229,9 +288,6 @@ class Station:
         else:
             self.clock = RealClock()
             self.idn["clock"] = RealClock.id
-        # ready: array drivers on, SMU terminals disconnected
-        self.array.deselect()
-        self.array.enable()
 
     def _identify(self, inst: Any, name: str) -> str:
         try:
@@ -327,7 +383,9 @@ class Station:
     def instrument_time(self) -> dict[str, float] | None:
         """Instrument time [s] charged so far per instrument (virtual clock), else None."""
         if isinstance(self.clock, VirtualClock):
-            return {name: self.clock.busy(name) for name in ("array", "smu", "oven")}
+            names = ("switch", "pulse_gen", "smu", "oven") if self.switch is not None \
+                else ("array", "smu", "oven")
+            return {name: self.clock.busy(name) for name in names}
         return None
 
     def snapshot(self) -> dict[str, Any]:
@@ -346,9 +404,13 @@ class Station:
                 "read_voltage_v": self.array.read_voltage,
                 "output_enabled": self.array.output_enabled,
                 "routed_cell": self.array.routed_cell,
-                "ranges": self.array.ranges._asdict(),
             }
         }
+        if self.switch is None:
+            settings["array"]["ranges"] = self.array.ranges._asdict()
+        else:
+            settings["array"]["topology"] = "discrete"
+            settings["array"]["round_trips"] = self.array.round_trips
         if self.smu is not None:
             settings["smu"] = {
                 "source_mode": self.smu.source_mode,
@@ -395,7 +457,7 @@ class Station:
         """
         from pymeasure.adapters import VISAAdapter
 
-        for name in ("smu", "array", "oven", "clock"):
+        for name in ("smu", "array", "switch", "pulse_gen", "oven", "clock"):
             inst = getattr(self, name)
             adapter = getattr(inst, "adapter", None)
             if adapter is None or name not in self._open_kwargs:
@@ -431,7 +493,7 @@ class Station:
             except BaseException as exc:  # keep switching the others off
                 log.error("station %s: shutdown of %s failed: %r", self.path, name, exc)
                 errors.append(f"{name}: {exc!r}")
-        for inst in (self.smu, self.array, self.oven, self.clock):
+        for inst in (self.smu, self.array, self.switch, self.pulse_gen, self.oven, self.clock):
             adapter = getattr(inst, "adapter", None)
             if adapter is not None:
                 try:

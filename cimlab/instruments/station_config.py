@@ -60,6 +60,12 @@ class StationInfo:
         "virtual", choices=("virtual", "real"),
         doc="virtual: the emulator's clock instrument; real: time.monotonic/time.sleep",
     )
+    topology: str = param(
+        "integrated", choices=("integrated", "discrete"),
+        doc="integrated: an array controller drives the chip; discrete: a switch matrix, a "
+        "pulse generator and the SMU do ([instruments.switch], [instruments.pulse_gen], "
+        "[discrete])",
+    )
 
     def __post_init__(self) -> None:
         check(self)
@@ -74,6 +80,8 @@ class EmulatorPorts:
     smu: int = param(5026, unit="1", lo=1, hi=65535)
     oven: int = param(5027, unit="1", lo=1, hi=65535)
     clock: int = param(5028, unit="1", lo=1, hi=65535)
+    switch: int = param(5029, unit="1", lo=1, hi=65535)
+    pulse_gen: int = param(5030, unit="1", lo=1, hi=65535)
 
     def __post_init__(self) -> None:
         check(self)
@@ -152,12 +160,39 @@ def _short(text: str, n: int = 80) -> str:
 
 @dataclass(frozen=True)
 class InstrumentsConfig:
-    """``[instruments]``: the array controller is required; the others are optional."""
+    """``[instruments]``: the array controller (integrated topology) or the switch matrix,
+    pulse generator and SMU (discrete topology) are required; the others are optional."""
 
-    array: InstrumentConfig = param()
+    array: InstrumentConfig | None = param(None)
     smu: InstrumentConfig | None = param(None)
     oven: InstrumentConfig | None = param(None)
     clock: InstrumentConfig | None = param(None)
+    # -- discrete topology ([station] topology = "discrete") ---------------------------------
+    switch: InstrumentConfig | None = param(None, doc="switch matrix (Keithley 2750)")
+    pulse_gen: InstrumentConfig | None = param(
+        None, doc="two-channel pulse generator (Keysight 33500B): ch1 pulse, ch2 gate")
+
+    def all(self) -> dict[str, InstrumentConfig]:
+        """The instruments the file names, ``{role: config}``."""
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class DiscreteConfig:
+    """``[discrete]``: the chip as a discrete bench's switch matrix reaches it."""
+
+    geometry: tuple[int, int, int] = param(
+        (1, 1, 1), doc="(n_tiles, rows, cols) of the chip wired to the matrix (an emulated "
+        "chip must have this geometry)")
+    read_voltage_v: float = param(0.2, unit="V", lo=0.0, lo_open=True, hi=5.0,
+                                  doc="SMU read voltage")
+
+    def __post_init__(self) -> None:
+        check(self)
+        g = self.geometry
+        if len(g) != 3 or any(not isinstance(x, int) or x < 1 for x in g):
+            raise ConfigError(None, "geometry", "three integers >= 1 (n_tiles, rows, cols)",
+                              g)
 
 
 @dataclass(frozen=True)
@@ -202,8 +237,21 @@ class StationConfig:
     limits: StationLimits = param()
     calibration: Calibration = param()
     emulator: EmulatorConfig = param(default_factory=EmulatorConfig)
+    discrete: DiscreteConfig | None = param(None)
 
     def __post_init__(self) -> None:
+        ins = self.instruments
+        if self.station.topology == "integrated" and ins.array is None:
+            raise ConfigError(None, "instruments.array",
+                              'an array controller when station.topology = "integrated"')
+        if self.station.topology == "discrete":
+            for role in ("switch", "pulse_gen", "smu"):
+                if getattr(ins, role) is None:
+                    raise ConfigError(None, f"instruments.{role}",
+                                      f'a {role} instrument when station.topology = "discrete"')
+            if self.discrete is None:
+                raise ConfigError(None, "discrete",
+                                  'a [discrete] table when station.topology = "discrete"')
         if self.station.clock == "virtual" and self.instruments.clock is None:
             raise ConfigError(None, "instruments.clock",
                               'a clock instrument when station.clock = "virtual"')
@@ -254,11 +302,8 @@ def load_station_config(path: str | Path) -> tuple[StationConfig, str]:
         cfg = from_dict(StationConfig, data, source=p)
     except RecursionError:
         raise ConfigError(p, "<root>", "tables nested as a station file has them") from None
-    uses_emulator = any(
-        inst is not None and inst.address == EMULATOR_ADDRESS
-        for inst in (cfg.instruments.array, cfg.instruments.smu, cfg.instruments.oven,
-                     cfg.instruments.clock)
-    )
+    uses_emulator = any(inst.address == EMULATOR_ADDRESS
+                        for inst in cfg.instruments.all().values())
     if cfg.emulator.start and not uses_emulator:
         raise ConfigError(p, "emulator.start",
                           'false, or at least one instrument with address = "emulator"', True)
@@ -273,6 +318,7 @@ def load_station_config(path: str | Path) -> tuple[StationConfig, str]:
 __all__ = [
     "EMULATOR_ADDRESS",
     "Calibration",
+    "DiscreteConfig",
     "EmulatorConfig",
     "EmulatorPorts",
     "InstrumentConfig",
