@@ -75,6 +75,7 @@ from cimlab.instruments.station_config import (
     StationInfo,
     TransistorCalibration,
     load_station_config,
+    resolve_station,
 )
 from cimlab.params import to_dict, unit_of
 
@@ -134,7 +135,7 @@ class Station:
         A state made with another profile or seed than the station file names is refused
         (ConfigError); delete the state file to start from a fresh chip.
         """
-        p = Path(path)
+        p = resolve_station(path)
         config, text = load_station_config(p)
         st = cls(config, p, text)
         if emulator_state is not None or config.emulator.state:

@@ -294,9 +294,35 @@ def read_station_text(path: str | Path) -> tuple[dict[str, Any], str]:
     return data, text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+#: folder of the bundled station files (package data): ``emulated``, ``emulated-discrete``
+STATIONS_DIR = Path(__file__).resolve().parent / "stations"
+
+
+def bundled_stations() -> list[str]:
+    """Names of the bundled station files."""
+    return sorted(p.stem for p in STATIONS_DIR.glob("*.toml"))
+
+
+def resolve_station(name_or_path: str | Path) -> Path:
+    """A station file path from ``--station``: an existing file as given, else a bundled
+    station by name (``"emulated"``, ``"emulated-discrete"``, with or without ``.toml``), from
+    any working directory. ConfigError (one line) when neither exists."""
+    p = Path(name_or_path)
+    if p.exists():
+        return p
+    stem = p.name[:-5] if p.name.endswith(".toml") else p.name
+    bundled = STATIONS_DIR / f"{stem}.toml"
+    if (p.parent == Path(".") or str(p.parent).replace("\\", "/") == "instruments") \
+            and bundled.is_file():
+        return bundled
+    raise ConfigError(p, "<file>", "an existing station file, or a bundled station name: "
+                      + ", ".join(bundled_stations()))
+
+
 def load_station_config(path: str | Path) -> tuple[StationConfig, str]:
-    """Parse and validate a station file strictly; returns the config and the file's text."""
-    p = Path(path)
+    """Parse and validate a station file strictly (``path`` through :func:`resolve_station`);
+    returns the config and the file's text."""
+    p = resolve_station(path)
     data, text = read_station_text(p)
     try:
         cfg = from_dict(StationConfig, data, source=p)
@@ -326,7 +352,9 @@ __all__ = [
     "StationConfig",
     "StationInfo",
     "TransistorCalibration",
+    "bundled_stations",
     "is_loopback",
     "load_station_config",
     "read_station_text",
+    "resolve_station",
 ]
