@@ -58,8 +58,10 @@ def register(sub: Any) -> None:
         "*IDN?, the station limits, the clock and the chip geometry, then switch every output "
         "off. Exit status 1 (with the file, field and expected value) if anything is wrong.",
     )
-    check.add_argument("file", nargs="?", default=DEFAULT_STATION,
-                       help=f"station file (default {DEFAULT_STATION})")
+    check.add_argument("file", nargs="?", default=None,
+                       help=f"station file or bundled station name (default {DEFAULT_STATION})")
+    check.add_argument("--station", default=None, metavar="FILE|NAME",
+                       help="the same as FILE (as the other commands spell it)")
     check.set_defaults(func=_check)
     st.set_defaults(func=usage(st))
 
@@ -113,6 +115,11 @@ def _check(args: argparse.Namespace) -> int:
     from cimlab.instruments.station import Station
     from cimlab.params import to_dict, unit_of
 
+    if args.file and args.station and args.file != args.station:
+        print(f"cimlab: error: two station files given ({args.file}, --station "
+              f"{args.station}); give one", file=sys.stderr)
+        return 2
+    args.file = args.station or args.file or DEFAULT_STATION
     with Station.open(args.file) as st:
         print(f"station {st.config.station.name!r} ({args.file})")
         print("instruments:")

@@ -384,9 +384,9 @@ class Station:
     def instrument_time(self) -> dict[str, float] | None:
         """Instrument time [s] charged so far per instrument (virtual clock), else None."""
         if isinstance(self.clock, VirtualClock):
-            names = ("switch", "pulse_gen", "smu", "oven") if self.switch is not None \
-                else ("array", "smu", "oven")
-            return {name: self.clock.busy(name) for name in names}
+            names = {"switch": "switch", "pulse_gen": "pgen", "smu": "smu", "oven": "oven"} \
+                if self.switch is not None else {"array": "array", "smu": "smu", "oven": "oven"}
+            return {name: self.clock.busy(q) for name, q in names.items()}
         return None
 
     def snapshot(self) -> dict[str, Any]:
