@@ -315,8 +315,8 @@ def resolve_station(name_or_path: str | Path) -> Path:
     if (p.parent == Path(".") or str(p.parent).replace("\\", "/") == "instruments") \
             and bundled.is_file():
         return bundled
-    raise ConfigError(p, "<file>", "an existing station file, or a bundled station name: "
-                      + ", ".join(bundled_stations()))
+    raise ConfigError(p, "<file>", "an existing TOML file (a station file), or a bundled "
+                      "station name: " + ", ".join(bundled_stations()))
 
 
 def load_station_config(path: str | Path) -> tuple[StationConfig, str]:
