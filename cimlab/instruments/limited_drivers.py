@@ -211,6 +211,27 @@ class LimitedBakeOven(_Limited, BakeOven):
         return super().bake(temp_c, seconds, clock, **kwargs)
 
 
+def _plugin(name: str, field: str, source: Path) -> Any:
+    """The class registered as entry point ``name`` in group ``cimlab.drivers`` (a lab's
+    installed package: ``[project.entry-points."cimlab.drivers"] mychamber =
+    "mylab.chambers:MyChamber"``); ConfigError naming the field, with the real import error."""
+    from importlib.metadata import entry_points
+
+    from cimlab.instruments.station_config import DRIVER_ENTRY_POINTS
+
+    found = [ep for ep in entry_points(group=DRIVER_ENTRY_POINTS) if ep.name == name]
+    if not found:
+        known = sorted(ep.name for ep in entry_points(group=DRIVER_ENTRY_POINTS))
+        raise ConfigError(source, field, f"an installed driver plug-in (entry points "
+                          f"{DRIVER_ENTRY_POINTS!r}: {', '.join(known) or 'none installed'})",
+                          f"plugin:{name}")
+    try:
+        return found[0].load()
+    except Exception as exc:
+        raise ConfigError(source, field, f"a plug-in that imports (loading {found[0].value} "
+                          f"failed: {type(exc).__name__}: {exc})", f"plugin:{name}") from None
+
+
 def driver_class(cfg: InstrumentConfig, default: type, base: type, field: str,
                  source: Path) -> type:
     """The limit-checking driver class; with ``driver = "pkg.mod:Class"`` (a subclass of
@@ -218,6 +239,12 @@ def driver_class(cfg: InstrumentConfig, default: type, base: type, field: str,
     checked when the file was loaded; an import that fails is reported with its own error."""
     if cfg.driver == "default":
         return default
+    if cfg.driver.startswith("plugin:"):
+        cls = _plugin(cfg.driver[len("plugin:"):], field, source)
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise ConfigError(source, field, f"a plug-in class that subclasses {base.__name__}",
+                              cfg.driver)
+        return type(f"Limited{cls.__name__}", (default, cls), {})
     module, _, name = cfg.driver.partition(":")
     try:
         mod = importlib.import_module(module)

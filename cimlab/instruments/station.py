@@ -43,7 +43,6 @@ from cimlab.instruments.drivers import (
     BakeOven,
     RealClock,
     VirtualClock,
-    open_keithley2450,
     open_kwargs,
 )
 from cimlab.instruments.drivers.visa import tune_connection
@@ -85,6 +84,12 @@ log = logging.getLogger(__name__)
 #: calibration and the array board's own readback (ARR:COMP:GATE?) accepted when a station
 #: opens; beyond it the file is refused (measure the transistor again)
 CALIBRATION_TOLERANCE = 0.05
+
+
+def _open_kwargs_of(inst: InstrumentConfig) -> dict[str, Any]:
+    """PyVISA keyword arguments of a station instrument: backend, terminations and timeout,
+    then the file's ``options`` (which win)."""
+    return {**open_kwargs(inst.backend, inst.timeout_s), **inst.options}
 
 
 class _NoChecks:
@@ -204,7 +209,7 @@ class Station:
         self.addresses["array"] = self._address("array", a)
         acls = driver_class(a, LimitedArrayController, ArrayController,
                              "instruments.array.driver", self.path)
-        self._open_kwargs["array"] = open_kwargs(a.backend, a.timeout_s)
+        self._open_kwargs["array"] = _open_kwargs_of(a)
         self.array = acls(self.addresses["array"], **self._open_kwargs["array"])
         self.array._attach(cfg.limits, cfg.calibration.transistor, src)
         self.idn["array"] = self._identify(self.array, "array")
@@ -222,8 +227,9 @@ class Station:
         self.addresses["smu"] = self._address("smu", s)
         scls = driver_class(s, LimitedKeithley2450, Keithley2450,
                              "instruments.smu.driver", self.path)
-        self._open_kwargs["smu"] = open_kwargs(s.backend, s.timeout_s)
-        self.smu = open_keithley2450(self.addresses["smu"], s.backend, s.timeout_s, cls=scls)
+        self._open_kwargs["smu"] = _open_kwargs_of(s)
+        self.smu = scls(self.addresses["smu"], **self._open_kwargs["smu"])
+        tune_connection(self.smu)
         self.smu._attach(cfg.limits, None, str(self.path))
         self.idn["smu"] = self._identify(self.smu, "smu")
 
@@ -245,7 +251,7 @@ class Station:
             self.addresses[name] = self._address(name, inst)
             dcls = default if inst.driver == "default" else driver_class(
                 inst, _NoChecks, default, f"instruments.{name}.driver", self.path)
-            self._open_kwargs[name] = open_kwargs(inst.backend, inst.timeout_s)
+            self._open_kwargs[name] = _open_kwargs_of(inst)
             opened[name] = dcls(self.addresses[name], **self._open_kwargs[name])
             tune_connection(opened[name])
             self.idn[name] = self._identify(opened[name], name)
@@ -267,7 +273,7 @@ class Station:
             self.addresses["oven"] = self._address("oven", o)
             ocls = driver_class(o, LimitedBakeOven, BakeOven,
                                  "instruments.oven.driver", self.path)
-            self._open_kwargs["oven"] = open_kwargs(o.backend, o.timeout_s)
+            self._open_kwargs["oven"] = _open_kwargs_of(o)
             self.oven = ocls(self.addresses["oven"], **self._open_kwargs["oven"])
             tune_connection(self.oven)
             self.oven._attach(cfg.limits, None, str(self.path))
@@ -282,7 +288,7 @@ class Station:
             c = ins.clock
             assert c is not None  # StationConfig checks it
             self.addresses["clock"] = self._address("clock", c)
-            self._open_kwargs["clock"] = open_kwargs(c.backend, c.timeout_s)
+            self._open_kwargs["clock"] = _open_kwargs_of(c)
             self.clock = VirtualClock(self.addresses["clock"], **self._open_kwargs["clock"])
             tune_connection(self.clock)
             self.idn["clock"] = self._identify(self.clock, "clock")

@@ -12,6 +12,7 @@ are :class:`cimlab.instruments.limits.StationLimits`.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import re
@@ -37,6 +38,19 @@ VISA_BACKENDS = ("@py", "@ivi", "@sim")
 
 #: form of a lab driver: ``package.module:Class`` (checked before anything is imported)
 DRIVER_FORM = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+#: form of a driver plug-in named by its entry point (group :data:`DRIVER_ENTRY_POINTS`)
+DRIVER_PLUGIN_FORM = re.compile(r"plugin:[A-Za-z0-9_.\-]+")
+#: entry-point group of third-party driver plug-ins (``driver = "plugin:<name>"``)
+DRIVER_ENTRY_POINTS = "cimlab.drivers"
+
+#: per-instrument VISA resource options a station file may pass through (``options = {...}``):
+#: PyVISA resource attributes, with the type each takes
+VISA_OPTIONS: dict[str, tuple[type, ...]] = {
+    "read_termination": (str,), "write_termination": (str,), "baud_rate": (int,),
+    "data_bits": (int,), "stop_bits": (int, float), "parity": (int,),
+    "flow_control": (int,), "query_delay": (int, float), "send_end": (bool,),
+    "chunk_size": (int,), "encoding": (str,),
+}
 
 LOOPBACK_NAMES = ("localhost",)
 
@@ -139,19 +153,37 @@ class InstrumentConfig:
     timeout_s: float = param(10.0, unit="s", lo=0.01, hi=600.0, doc="I/O timeout")
     driver: str = param(
         "default",
-        doc='"default" (cimlab\'s driver) or "package.module:Class", a subclass of it',
+        doc='"default" (cimlab\'s driver), "package.module:Class" (a subclass of it), or '
+        '"plugin:<name>" (a class registered under the "cimlab.drivers" entry points)',
+    )
+    options: dict = param(
+        default_factory=dict,
+        doc="VISA resource options passed through when the instrument is opened: "
+        "read_termination, write_termination, baud_rate, data_bits, stop_bits, parity, "
+        "flow_control, query_delay, send_end, chunk_size, encoding",
     )
 
     def __post_init__(self) -> None:
         check(self)
+        for key, value in self.options.items():
+            kinds = VISA_OPTIONS.get(key)
+            if kinds is None:
+                raise ConfigError(None, f"options.{key}", "one of " + ", ".join(VISA_OPTIONS),
+                                  _short(str(key)))
+            if isinstance(value, bool) != (bool in kinds) or not isinstance(value, kinds):
+                raise ConfigError(None, f"options.{key}",
+                                  " or ".join(k.__name__ for k in kinds), value)
         b = self.backend
-        if b not in VISA_BACKENDS and not (b.endswith("@ivi") and Path(b[:-4]).is_file()):
+        if b not in VISA_BACKENDS and not (b.endswith("@ivi")
+                                           and (Path(b[:-4]).is_file()
+                                                or not Path(b[:-4]).is_absolute())):
             raise ConfigError(None, "backend",
                               'a PyVISA backend: "@py", "@ivi", "@sim" or '
                               '"<path to an existing VISA library>@ivi"', _short(b))
-        if self.driver != "default" and not DRIVER_FORM.fullmatch(self.driver):
-            raise ConfigError(None, "driver", '"default" or "package.module:Class"',
-                              _short(self.driver))
+        if self.driver != "default" and not (DRIVER_FORM.fullmatch(self.driver)
+                                             or DRIVER_PLUGIN_FORM.fullmatch(self.driver)):
+            raise ConfigError(None, "driver", '"default", "package.module:Class" or '
+                              '"plugin:<entry point name>"', _short(self.driver))
 
 
 def _short(text: str, n: int = 80) -> str:
@@ -328,6 +360,19 @@ def load_station_config(path: str | Path) -> tuple[StationConfig, str]:
         cfg = from_dict(StationConfig, data, source=p)
     except RecursionError:
         raise ConfigError(p, "<root>", "tables nested as a station file has them") from None
+    fixed: dict[str, InstrumentConfig] = {}
+    for role, inst in cfg.instruments.all().items():  # a VISA library relative to the file
+        b = inst.backend
+        if b not in VISA_BACKENDS:
+            lib = Path(b[:-4])
+            lib = lib if lib.is_absolute() else p.parent / lib
+            if not lib.is_file():
+                raise ConfigError(p, f"instruments.{role}.backend",
+                                  '"@py", "@ivi", "@sim" or "<path to an existing VISA '
+                                  'library>@ivi" (relative to the station file)', _short(b))
+            fixed[role] = dataclasses.replace(inst, backend=f"{lib.resolve()}@ivi")
+    if fixed:
+        cfg = dataclasses.replace(cfg, instruments=dataclasses.replace(cfg.instruments, **fixed))
     uses_emulator = any(inst.address == EMULATOR_ADDRESS
                         for inst in cfg.instruments.all().values())
     if cfg.emulator.start and not uses_emulator:
