@@ -197,14 +197,23 @@ class LimitedKeithley2450(_Limited, Keithley2450):
 class LimitedBakeOven(_Limited, BakeOven):
     """:class:`BakeOven` with the station's temperature limit checked before sending."""
 
+    def _driver_setpoint(self) -> Any:
+        """The driver's own ``setpoint_c`` (the next definition after this class in the MRO:
+        a lab's oven driver may speak another command set than :class:`BakeOven`)."""
+        mro = type(self).__mro__
+        for klass in mro[mro.index(LimitedBakeOven) + 1:]:
+            if "setpoint_c" in vars(klass):
+                return vars(klass)["setpoint_c"]
+        raise AttributeError("setpoint_c")  # pragma: no cover - BakeOven defines it
+
     @property
     def setpoint_c(self) -> float:
-        return BakeOven.setpoint_c.fget(self)
+        return self._driver_setpoint().fget(self)
 
     @setpoint_c.setter
     def setpoint_c(self, value: float) -> None:
         self._check("oven setpoint", float(value), "oven_temp_max_c")
-        BakeOven.setpoint_c.fset(self, value)
+        self._driver_setpoint().fset(self, value)
 
     def bake(self, temp_c: float, seconds: float, clock: Any, **kwargs: Any):
         self._check("bake temperature", float(temp_c), "oven_temp_max_c")

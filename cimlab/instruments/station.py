@@ -73,6 +73,7 @@ from cimlab.instruments.station_config import (
     StationConfig,
     StationInfo,
     TransistorCalibration,
+    emulated_instrument,
     load_station_config,
     resolve_station,
 )
@@ -158,12 +159,23 @@ class Station:
         return st
 
     def _address(self, name: str, inst: InstrumentConfig) -> str:
-        if inst.address != EMULATOR_ADDRESS:
+        which = emulated_instrument(inst.address)
+        if which is None:
             return inst.address
+        which = which or name
         if self.bench is not None:
-            return self.bench.addresses[name]
+            if which not in self.bench.addresses:
+                raise ConfigError(self.path, f"instruments.{name}.address",
+                                  '"emulator" or "emulator:<instrument>" with an emulated '
+                                  "instrument: " + ", ".join(self.bench.addresses), inst.address)
+            return self.bench.addresses[which]
         emu = self.config.emulator
-        return f"TCPIP0::{emu.host}::{getattr(emu.ports, name)}::SOCKET"
+        port = getattr(emu.ports, which, None)
+        if port is None:
+            raise ConfigError(self.path, f"instruments.{name}.address",
+                              "an emulated instrument with a port in [emulator.ports]",
+                              inst.address)
+        return f"TCPIP0::{emu.host}::{port}::SOCKET"
 
     def _open(self) -> None:
         cfg = self.config

@@ -55,6 +55,16 @@ VISA_OPTIONS: dict[str, tuple[type, ...]] = {
 LOOPBACK_NAMES = ("localhost",)
 
 
+def emulated_instrument(address: str) -> str | None:
+    """``"emulator"`` -> ``""`` (the role's own emulated instrument), ``"emulator:chuck"`` ->
+    ``"chuck"`` (a named one: the oven role served by the Lake Shore chuck), else None."""
+    if address == EMULATOR_ADDRESS:
+        return ""
+    if address.startswith(EMULATOR_ADDRESS + ":"):
+        return address[len(EMULATOR_ADDRESS) + 1:]
+    return None
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` is a loopback address (127.0.0.0/8, ::1) or ``localhost``."""
     if host.lower() in LOOPBACK_NAMES:
@@ -96,6 +106,7 @@ class EmulatorPorts:
     clock: int = param(5028, unit="1", lo=1, hi=65535)
     switch: int = param(5029, unit="1", lo=1, hi=65535)
     pulse_gen: int = param(5030, unit="1", lo=1, hi=65535)
+    chuck: int = param(5031, unit="1", lo=1, hi=65535)
 
     def __post_init__(self) -> None:
         check(self)
@@ -145,7 +156,8 @@ class InstrumentConfig:
     """``[instruments.<name>]``: where an instrument is and how to open it."""
 
     address: str = param(
-        doc='VISA resource name, e.g. "TCPIP0::192.168.1.20::5025::SOCKET", or "emulator"'
+        doc='VISA resource name, e.g. "TCPIP0::192.168.1.20::5025::SOCKET", or "emulator" '
+        '(the role\'s emulated instrument), or "emulator:<instrument>" (e.g. "emulator:chuck")'
     )
     backend: str = param(
         "@py", doc='PyVISA backend: "@py" (pyvisa-py), "@ivi" (vendor VISA), "@sim" '
@@ -373,7 +385,7 @@ def load_station_config(path: str | Path) -> tuple[StationConfig, str]:
             fixed[role] = dataclasses.replace(inst, backend=f"{lib.resolve()}@ivi")
     if fixed:
         cfg = dataclasses.replace(cfg, instruments=dataclasses.replace(cfg.instruments, **fixed))
-    uses_emulator = any(inst.address == EMULATOR_ADDRESS
+    uses_emulator = any(emulated_instrument(inst.address) is not None
                         for inst in cfg.instruments.all().values())
     if cfg.emulator.start and not uses_emulator:
         raise ConfigError(p, "emulator.start",
@@ -398,6 +410,7 @@ __all__ = [
     "StationInfo",
     "TransistorCalibration",
     "bundled_stations",
+    "emulated_instrument",
     "is_loopback",
     "load_station_config",
     "read_station_text",

@@ -105,3 +105,41 @@ def test_resolve_station_by_name_from_anywhere(tmp_path, monkeypatch):
     assert resolve_station("emulated-discrete.toml").name == "emulated-discrete.toml"
     with pytest.raises(ConfigError, match="bundled station name"):
         resolve_station("no-such-bench")
+
+
+def test_lakeshore3xx_driver_heats_the_chuck(bench):
+    from pymeasure.instruments.lakeshore import LakeShore3xx
+
+    ls = LakeShore3xx(bench.addresses["chuck"], **TERM)
+    clock = bench.instruments["clock"]
+    try:
+        assert "MODEL335" in ls.id
+        t0 = ls.input_A.kelvin
+        assert t0 == pytest.approx(bench.world.ambient_k, abs=1e-3)
+        ls.output_1.setpoint = 373.15
+        ls.write("RAMP 1,1,30")  # 0.5 K/s
+        ls.output_1.range = "high"
+        assert ls.output_1.setpoint == pytest.approx(373.15)
+        with bench.world.lock:
+            bench.world.advance(60.0)  # one minute: +30 K at 30 K/min
+        assert ls.input_A.kelvin == pytest.approx(t0 + 30.0, abs=0.01)
+        assert ls.input_B.celsius == pytest.approx(t0 + 30.0 - 273.15, abs=0.01)
+        assert 0 < ls.output_1.output <= 100
+        ls.output_1.range = "off"
+        assert ls.output_1.output == 0
+        with bench.world.lock:
+            bench.world.advance(600.0)
+        assert ls.input_A.kelvin == pytest.approx(t0, abs=0.01)  # cooled back to ambient
+    finally:
+        ls.adapter.close()
+        del clock
+
+
+def test_discrete_station_bakes_on_the_chuck():
+    with Station.open("emulated-discrete") as st:
+        assert "MODEL335" in st.idn["oven"]
+        rec = st.oven.bake(80.0, 600.0, st.clock, poll_s=30.0)
+        assert rec.soak_end_s - rec.soak_start_s == pytest.approx(600.0)
+        assert st.oven.temperature_c == pytest.approx(25.0, abs=0.5)
+        with pytest.raises(LimitError):
+            st.oven.setpoint_c = 240.0  # limits.oven_temp_max_c = 200

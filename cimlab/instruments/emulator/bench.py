@@ -28,6 +28,7 @@ from cimlab import __version__
 from cimlab.instruments.emulator.array import ArrayControllerEmulator, ArrayRange
 from cimlab.instruments.emulator.clock import ClockEmulator
 from cimlab.instruments.emulator.funcgen import Agilent33500Emulator
+from cimlab.instruments.emulator.lakeshore import LakeShore335Emulator
 from cimlab.instruments.emulator.oven import OvenEmulator
 from cimlab.instruments.emulator.scpi import Instrument
 from cimlab.instruments.emulator.server import ScpiServer
@@ -36,7 +37,8 @@ from cimlab.instruments.emulator.switch import Keithley2750Emulator
 from cimlab.instruments.emulator.world import OvenRange, Timing, World
 
 #: the instruments of an emulated bench, in start order
-INSTRUMENTS: tuple[str, ...] = ("array", "smu", "oven", "clock", "switch", "pulse_gen")
+INSTRUMENTS: tuple[str, ...] = ("array", "smu", "oven", "clock", "switch", "pulse_gen",
+                                "chuck")
 
 #: ``format`` of a bench state (:meth:`EmulatedBench.state_dict`)
 STATE_FORMAT = "cimlab-emulated-bench"
@@ -91,6 +93,9 @@ class EmulatedBench:
         switch = Keithley2750Emulator(self.world)
         self.instruments["switch"] = switch
         self.instruments["pulse_gen"] = Agilent33500Emulator(self.world, switch)
+        # the heated chuck's temperature controller: drives the same chamber temperature as
+        # the oven (a station uses one of them)
+        self.instruments["chuck"] = LakeShore335Emulator(self.world)
         ports = dict(ports or {})
         unknown = set(ports) - set(INSTRUMENTS)
         if unknown:
