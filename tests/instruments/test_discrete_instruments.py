@@ -143,3 +143,22 @@ def test_discrete_station_bakes_on_the_chuck():
         assert st.oven.temperature_c == pytest.approx(25.0, abs=0.5)
         with pytest.raises(LimitError):
             st.oven.setpoint_c = 240.0  # limits.oven_temp_max_c = 200
+
+
+def test_program_verify_runs_unchanged_on_the_discrete_bench():
+    from cimlab.procedures.program_verify import program_verify
+    from cimlab.procedures.verify_config import ProgramVerifyConfig
+
+    cfg = ProgramVerifyConfig(tolerance_s=1e-6, max_pulses=40)
+    cells = np.arange(300, 364)
+    with Station.open("emulated-discrete") as st:
+        res = program_verify(st.array, cells, 20e-6, cfg, clock=st.clock,
+                             rng=np.random.default_rng(5))
+        truth = st.bench.chip.read(cells, st.bench.world.now_s)
+    ok = np.asarray(res.success, dtype=bool)
+    # most cells converge (stuck cells, ~1 %, cannot); the chip's own conductance of the
+    # converged cells sits at the target: half of them within the tolerance plus read noise.
+    # (Not every one: a discrete bench reads a cell every ~1.2 ms of SMU time, so a cell
+    # relaxes for the rest of the batch after its verify read; docs/instruments.md.)
+    assert ok.mean() >= 0.9
+    assert np.median(np.abs(truth[ok] - 20e-6)) < 1.5e-6
