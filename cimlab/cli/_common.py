@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 #: Station file the bench, campaign and chip commands open by default.
-DEFAULT_STATION = "instruments/emulated.toml"
+#: the default station: a file path, or a bundled station's name (resolved by
+#: :func:`cimlab.instruments.station_config.resolve_station`, from any working directory)
+DEFAULT_STATION = "emulated"
 
 #: Network names of :func:`cimlab.sim.nets.build` (torch-free copy for ``--help``).
 NET_NAMES: tuple[str, ...] = (

@@ -43,7 +43,6 @@ from cimlab.instruments.drivers import (
     BakeOven,
     RealClock,
     VirtualClock,
-    open_keithley2450,
     open_kwargs,
 )
 from cimlab.instruments.drivers.visa import tune_connection
@@ -75,7 +74,9 @@ from cimlab.instruments.station_config import (
     StationConfig,
     StationInfo,
     TransistorCalibration,
+    emulated_instrument,
     load_station_config,
+    resolve_station,
 )
 from cimlab.params import to_dict, unit_of
 
@@ -85,6 +86,17 @@ log = logging.getLogger(__name__)
 #: calibration and the array board's own readback (ARR:COMP:GATE?) accepted when a station
 #: opens; beyond it the file is refused (measure the transistor again)
 CALIBRATION_TOLERANCE = 0.05
+
+
+def _open_kwargs_of(inst: InstrumentConfig) -> dict[str, Any]:
+    """PyVISA keyword arguments of a station instrument: backend, terminations and timeout,
+    then the file's ``options`` (which win)."""
+    return {**open_kwargs(inst.backend, inst.timeout_s), **inst.options}
+
+
+class _NoChecks:
+    """No station checks of their own (the discrete bench's matrix and generator are checked
+    by :class:`~cimlab.instruments.discrete_array.DiscreteArray` before they are driven)."""
 
 
 class Station:
@@ -104,6 +116,9 @@ class Station:
         self.smu: LimitedKeithley2450 | None = None
         self.oven: LimitedBakeOven | None = None
         self.clock: VirtualClock | RealClock = None  # type: ignore[assignment]
+        #: discrete topology: the switch matrix and pulse generator drivers (else None)
+        self.switch: Any = None
+        self.pulse_gen: Any = None
         self.addresses: dict[str, str] = {}
         self.idn: dict[str, str] = {}
         self._closed = False
@@ -129,7 +144,7 @@ class Station:
         A state made with another profile or seed than the station file names is refused
         (ConfigError); delete the state file to start from a fresh chip.
         """
-        p = Path(path)
+        p = resolve_station(path)
         config, text = load_station_config(p)
         st = cls(config, p, text)
         if emulator_state is not None or config.emulator.state:
@@ -147,16 +162,26 @@ class Station:
         return st
 
     def _address(self, name: str, inst: InstrumentConfig) -> str:
-        if inst.address != EMULATOR_ADDRESS:
+        which = emulated_instrument(inst.address)
+        if which is None:
             return inst.address
+        which = which or name
         if self.bench is not None:
-            return self.bench.addresses[name]
+            if which not in self.bench.addresses:
+                raise ConfigError(self.path, f"instruments.{name}.address",
+                                  '"emulator" or "emulator:<instrument>" with an emulated '
+                                  "instrument: " + ", ".join(self.bench.addresses), inst.address)
+            return self.bench.addresses[which]
         emu = self.config.emulator
-        return f"TCPIP0::{emu.host}::{getattr(emu.ports, name)}::SOCKET"
+        port = getattr(emu.ports, which, None)
+        if port is None:
+            raise ConfigError(self.path, f"instruments.{name}.address",
+                              "an emulated instrument with a port in [emulator.ports]",
+                              inst.address)
+        return f"TCPIP0::{emu.host}::{port}::SOCKET"
 
     def _open(self) -> None:
         cfg = self.config
-        src = str(self.path)
         if cfg.emulator.start:
             from cimlab.instruments.emulator import EmulatedBench  # only for emulated benches
 
@@ -183,13 +208,26 @@ class Station:
             if sp is not None:
                 self.checkpoints = EmulatorCheckpoints(bench, sp, bench.checkpoint)
         self._install_sigterm()
+        if cfg.station.topology == "discrete":
+            self._open_discrete()
+        else:
+            self._open_array()
+        self._open_oven_and_clock()
+        # ready: array drivers on, SMU terminals disconnected
+        self.array.deselect()
+        self.array.enable()
+
+    def _open_array(self) -> None:
+        cfg = self.config
+        src = str(self.path)
         ins = cfg.instruments
         # array controller
         a = ins.array
+        assert a is not None  # StationConfig checks it
         self.addresses["array"] = self._address("array", a)
         acls = driver_class(a, LimitedArrayController, ArrayController,
                              "instruments.array.driver", self.path)
-        self._open_kwargs["array"] = open_kwargs(a.backend, a.timeout_s)
+        self._open_kwargs["array"] = _open_kwargs_of(a)
         self.array = acls(self.addresses["array"], **self._open_kwargs["array"])
         self.array._attach(cfg.limits, cfg.calibration.transistor, src)
         self.idn["array"] = self._identify(self.array, "array")
@@ -197,26 +235,66 @@ class Station:
         self._check_compliance_calibration()
         # the station owns the read voltage from here: every read carries it (checked)
         self.array.adopt_board_read_voltage()
-        # SMU
         if ins.smu is not None:
-            s = ins.smu
-            self.addresses["smu"] = self._address("smu", s)
-            scls = driver_class(s, LimitedKeithley2450, Keithley2450,
-                                 "instruments.smu.driver", self.path)
-            self._open_kwargs["smu"] = open_kwargs(s.backend, s.timeout_s)
-            self.smu = open_keithley2450(self.addresses["smu"], s.backend, s.timeout_s, cls=scls)
-            self.smu._attach(cfg.limits, None, src)
-            self.idn["smu"] = self._identify(self.smu, "smu")
+            self._open_smu()
+
+    def _open_smu(self) -> None:
+        cfg = self.config
+        s = cfg.instruments.smu
+        assert s is not None
+        self.addresses["smu"] = self._address("smu", s)
+        scls = driver_class(s, LimitedKeithley2450, Keithley2450,
+                             "instruments.smu.driver", self.path)
+        self._open_kwargs["smu"] = _open_kwargs_of(s)
+        self.smu = scls(self.addresses["smu"], **self._open_kwargs["smu"])
+        tune_connection(self.smu)
+        self.smu._attach(cfg.limits, None, str(self.path))
+        self.idn["smu"] = self._identify(self.smu, "smu")
+
+    def _open_discrete(self) -> None:
+        """Switch matrix + pulse generator + SMU composed into :class:`DiscreteArray`."""
+        from pymeasure.instruments.agilent import Agilent33500
+        from pymeasure.instruments.keithley import Keithley2750
+
+        from cimlab.instruments.discrete_array import DiscreteArray
+
+        cfg = self.config
+        ins = cfg.instruments
+        disc = cfg.discrete
+        assert disc is not None and ins.switch is not None and ins.pulse_gen is not None
+        self._open_smu()
+        opened: dict[str, Any] = {}
+        for name, inst, default in (("switch", ins.switch, Keithley2750),
+                                    ("pulse_gen", ins.pulse_gen, Agilent33500)):
+            self.addresses[name] = self._address(name, inst)
+            dcls = default if inst.driver == "default" else driver_class(
+                inst, _NoChecks, default, f"instruments.{name}.driver", self.path)
+            self._open_kwargs[name] = _open_kwargs_of(inst)
+            opened[name] = dcls(self.addresses[name], **self._open_kwargs[name])
+            tune_connection(opened[name])
+            self.idn[name] = self._identify(opened[name], name)
+        self.switch, self.pulse_gen = opened["switch"], opened["pulse_gen"]
+        if self.bench is not None and tuple(self.bench.chip.geometry) != tuple(disc.geometry):
+            raise ConfigError(self.path, "discrete.geometry",
+                              f"the emulated chip's geometry {tuple(self.bench.chip.geometry)}",
+                              tuple(disc.geometry))
+        self.array = DiscreteArray(  # type: ignore[assignment]
+            self.switch, self.pulse_gen, self.smu, disc.geometry, cfg.limits,
+            cfg.calibration.transistor, read_voltage=disc.read_voltage_v, source=str(self.path))
+
+    def _open_oven_and_clock(self) -> None:
+        cfg = self.config
+        ins = cfg.instruments
         # oven
         if ins.oven is not None:
             o = ins.oven
             self.addresses["oven"] = self._address("oven", o)
             ocls = driver_class(o, LimitedBakeOven, BakeOven,
                                  "instruments.oven.driver", self.path)
-            self._open_kwargs["oven"] = open_kwargs(o.backend, o.timeout_s)
+            self._open_kwargs["oven"] = _open_kwargs_of(o)
             self.oven = ocls(self.addresses["oven"], **self._open_kwargs["oven"])
             tune_connection(self.oven)
-            self.oven._attach(cfg.limits, None, src)
+            self.oven._attach(cfg.limits, None, str(self.path))
             self.idn["oven"] = self._identify(self.oven, "oven")
             _lo, hi = self.oven.setpoint_range_c
             if cfg.limits.oven_temp_max_c > hi:
@@ -228,16 +306,13 @@ class Station:
             c = ins.clock
             assert c is not None  # StationConfig checks it
             self.addresses["clock"] = self._address("clock", c)
-            self._open_kwargs["clock"] = open_kwargs(c.backend, c.timeout_s)
+            self._open_kwargs["clock"] = _open_kwargs_of(c)
             self.clock = VirtualClock(self.addresses["clock"], **self._open_kwargs["clock"])
             tune_connection(self.clock)
             self.idn["clock"] = self._identify(self.clock, "clock")
         else:
             self.clock = RealClock()
             self.idn["clock"] = RealClock.id
-        # ready: array drivers on, SMU terminals disconnected
-        self.array.deselect()
-        self.array.enable()
 
     def _identify(self, inst: Any, name: str) -> str:
         try:
@@ -333,7 +408,9 @@ class Station:
     def instrument_time(self) -> dict[str, float] | None:
         """Instrument time [s] charged so far per instrument (virtual clock), else None."""
         if isinstance(self.clock, VirtualClock):
-            return {name: self.clock.busy(name) for name in ("array", "smu", "oven")}
+            names = {"switch": "switch", "pulse_gen": "pgen", "smu": "smu", "oven": "oven"} \
+                if self.switch is not None else {"array": "array", "smu": "smu", "oven": "oven"}
+            return {name: self.clock.busy(q) for name, q in names.items()}
         return None
 
     def snapshot(self) -> dict[str, Any]:
@@ -352,9 +429,13 @@ class Station:
                 "read_voltage_v": self.array.read_voltage,
                 "output_enabled": self.array.output_enabled,
                 "routed_cell": self.array.routed_cell,
-                "ranges": self.array.ranges._asdict(),
             }
         }
+        if self.switch is None:
+            settings["array"]["ranges"] = self.array.ranges._asdict()
+        else:
+            settings["array"]["topology"] = "discrete"
+            settings["array"]["round_trips"] = self.array.round_trips
         if self.smu is not None:
             settings["smu"] = {
                 "source_mode": self.smu.source_mode,
@@ -401,7 +482,7 @@ class Station:
         """
         from pymeasure.adapters import VISAAdapter
 
-        for name in ("smu", "array", "oven", "clock"):
+        for name in ("smu", "array", "switch", "pulse_gen", "oven", "clock"):
             inst = getattr(self, name)
             adapter = getattr(inst, "adapter", None)
             if adapter is None or name not in self._open_kwargs:
@@ -437,7 +518,7 @@ class Station:
             except BaseException as exc:  # keep switching the others off
                 log.error("station %s: shutdown of %s failed: %r", self.path, name, exc)
                 errors.append(f"{name}: {exc!r}")
-        for inst in (self.smu, self.array, self.oven, self.clock):
+        for inst in (self.smu, self.array, self.switch, self.pulse_gen, self.oven, self.clock):
             adapter = getattr(inst, "adapter", None)
             if adapter is not None:
                 try:

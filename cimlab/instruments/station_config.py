@@ -12,6 +12,7 @@ are :class:`cimlab.instruments.limits.StationLimits`.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import re
@@ -37,8 +38,31 @@ VISA_BACKENDS = ("@py", "@ivi", "@sim")
 
 #: form of a lab driver: ``package.module:Class`` (checked before anything is imported)
 DRIVER_FORM = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+#: form of a driver plug-in named by its entry point (group :data:`DRIVER_ENTRY_POINTS`)
+DRIVER_PLUGIN_FORM = re.compile(r"plugin:[A-Za-z0-9_.\-]+")
+#: entry-point group of third-party driver plug-ins (``driver = "plugin:<name>"``)
+DRIVER_ENTRY_POINTS = "cimlab.drivers"
+
+#: per-instrument VISA resource options a station file may pass through (``options = {...}``):
+#: PyVISA resource attributes, with the type each takes
+VISA_OPTIONS: dict[str, tuple[type, ...]] = {
+    "read_termination": (str,), "write_termination": (str,), "baud_rate": (int,),
+    "data_bits": (int,), "stop_bits": (int, float), "parity": (int,),
+    "flow_control": (int,), "query_delay": (int, float), "send_end": (bool,),
+    "chunk_size": (int,), "encoding": (str,),
+}
 
 LOOPBACK_NAMES = ("localhost",)
+
+
+def emulated_instrument(address: str) -> str | None:
+    """``"emulator"`` -> ``""`` (the role's own emulated instrument), ``"emulator:chuck"`` ->
+    ``"chuck"`` (a named one: the oven role served by the Lake Shore chuck), else None."""
+    if address == EMULATOR_ADDRESS:
+        return ""
+    if address.startswith(EMULATOR_ADDRESS + ":"):
+        return address[len(EMULATOR_ADDRESS) + 1:]
+    return None
 
 
 def is_loopback(host: str) -> bool:
@@ -60,6 +84,12 @@ class StationInfo:
         "virtual", choices=("virtual", "real"),
         doc="virtual: the emulator's clock instrument; real: time.monotonic/time.sleep",
     )
+    topology: str = param(
+        "integrated", choices=("integrated", "discrete"),
+        doc="integrated: an array controller drives the chip; discrete: a switch matrix, a "
+        "pulse generator and the SMU do ([instruments.switch], [instruments.pulse_gen], "
+        "[discrete])",
+    )
 
     def __post_init__(self) -> None:
         check(self)
@@ -74,6 +104,9 @@ class EmulatorPorts:
     smu: int = param(5026, unit="1", lo=1, hi=65535)
     oven: int = param(5027, unit="1", lo=1, hi=65535)
     clock: int = param(5028, unit="1", lo=1, hi=65535)
+    switch: int = param(5029, unit="1", lo=1, hi=65535)
+    pulse_gen: int = param(5030, unit="1", lo=1, hi=65535)
+    chuck: int = param(5031, unit="1", lo=1, hi=65535)
 
     def __post_init__(self) -> None:
         check(self)
@@ -123,7 +156,8 @@ class InstrumentConfig:
     """``[instruments.<name>]``: where an instrument is and how to open it."""
 
     address: str = param(
-        doc='VISA resource name, e.g. "TCPIP0::192.168.1.20::5025::SOCKET", or "emulator"'
+        doc='VISA resource name, e.g. "TCPIP0::192.168.1.20::5025::SOCKET", or "emulator" '
+        '(the role\'s emulated instrument), or "emulator:<instrument>" (e.g. "emulator:chuck")'
     )
     backend: str = param(
         "@py", doc='PyVISA backend: "@py" (pyvisa-py), "@ivi" (vendor VISA), "@sim" '
@@ -131,19 +165,37 @@ class InstrumentConfig:
     timeout_s: float = param(10.0, unit="s", lo=0.01, hi=600.0, doc="I/O timeout")
     driver: str = param(
         "default",
-        doc='"default" (cimlab\'s driver) or "package.module:Class", a subclass of it',
+        doc='"default" (cimlab\'s driver), "package.module:Class" (a subclass of it), or '
+        '"plugin:<name>" (a class registered under the "cimlab.drivers" entry points)',
+    )
+    options: dict = param(
+        default_factory=dict,
+        doc="VISA resource options passed through when the instrument is opened: "
+        "read_termination, write_termination, baud_rate, data_bits, stop_bits, parity, "
+        "flow_control, query_delay, send_end, chunk_size, encoding",
     )
 
     def __post_init__(self) -> None:
         check(self)
+        for key, value in self.options.items():
+            kinds = VISA_OPTIONS.get(key)
+            if kinds is None:
+                raise ConfigError(None, f"options.{key}", "one of " + ", ".join(VISA_OPTIONS),
+                                  _short(str(key)))
+            if isinstance(value, bool) != (bool in kinds) or not isinstance(value, kinds):
+                raise ConfigError(None, f"options.{key}",
+                                  " or ".join(k.__name__ for k in kinds), value)
         b = self.backend
-        if b not in VISA_BACKENDS and not (b.endswith("@ivi") and Path(b[:-4]).is_file()):
+        if b not in VISA_BACKENDS and not (b.endswith("@ivi")
+                                           and (Path(b[:-4]).is_file()
+                                                or not Path(b[:-4]).is_absolute())):
             raise ConfigError(None, "backend",
                               'a PyVISA backend: "@py", "@ivi", "@sim" or '
                               '"<path to an existing VISA library>@ivi"', _short(b))
-        if self.driver != "default" and not DRIVER_FORM.fullmatch(self.driver):
-            raise ConfigError(None, "driver", '"default" or "package.module:Class"',
-                              _short(self.driver))
+        if self.driver != "default" and not (DRIVER_FORM.fullmatch(self.driver)
+                                             or DRIVER_PLUGIN_FORM.fullmatch(self.driver)):
+            raise ConfigError(None, "driver", '"default", "package.module:Class" or '
+                              '"plugin:<entry point name>"', _short(self.driver))
 
 
 def _short(text: str, n: int = 80) -> str:
@@ -152,12 +204,39 @@ def _short(text: str, n: int = 80) -> str:
 
 @dataclass(frozen=True)
 class InstrumentsConfig:
-    """``[instruments]``: the array controller is required; the others are optional."""
+    """``[instruments]``: the array controller (integrated topology) or the switch matrix,
+    pulse generator and SMU (discrete topology) are required; the others are optional."""
 
-    array: InstrumentConfig = param()
+    array: InstrumentConfig | None = param(None)
     smu: InstrumentConfig | None = param(None)
     oven: InstrumentConfig | None = param(None)
     clock: InstrumentConfig | None = param(None)
+    # -- discrete topology ([station] topology = "discrete") ---------------------------------
+    switch: InstrumentConfig | None = param(None, doc="switch matrix (Keithley 2750)")
+    pulse_gen: InstrumentConfig | None = param(
+        None, doc="two-channel pulse generator (Keysight 33500B): ch1 pulse, ch2 gate")
+
+    def all(self) -> dict[str, InstrumentConfig]:
+        """The instruments the file names, ``{role: config}``."""
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class DiscreteConfig:
+    """``[discrete]``: the chip as a discrete bench's switch matrix reaches it."""
+
+    geometry: tuple[int, int, int] = param(
+        (1, 1, 1), doc="(n_tiles, rows, cols) of the chip wired to the matrix (an emulated "
+        "chip must have this geometry)")
+    read_voltage_v: float = param(0.2, unit="V", lo=0.0, lo_open=True, hi=5.0,
+                                  doc="SMU read voltage")
+
+    def __post_init__(self) -> None:
+        check(self)
+        g = self.geometry
+        if len(g) != 3 or any(not isinstance(x, int) or x < 1 for x in g):
+            raise ConfigError(None, "geometry", "three integers >= 1 (n_tiles, rows, cols)",
+                              g)
 
 
 @dataclass(frozen=True)
@@ -202,8 +281,21 @@ class StationConfig:
     limits: StationLimits = param()
     calibration: Calibration = param()
     emulator: EmulatorConfig = param(default_factory=EmulatorConfig)
+    discrete: DiscreteConfig | None = param(None)
 
     def __post_init__(self) -> None:
+        ins = self.instruments
+        if self.station.topology == "integrated" and ins.array is None:
+            raise ConfigError(None, "instruments.array",
+                              'an array controller when station.topology = "integrated"')
+        if self.station.topology == "discrete":
+            for role in ("switch", "pulse_gen", "smu"):
+                if getattr(ins, role) is None:
+                    raise ConfigError(None, f"instruments.{role}",
+                                      f'a {role} instrument when station.topology = "discrete"')
+            if self.discrete is None:
+                raise ConfigError(None, "discrete",
+                                  'a [discrete] table when station.topology = "discrete"')
         if self.station.clock == "virtual" and self.instruments.clock is None:
             raise ConfigError(None, "instruments.clock",
                               'a clock instrument when station.clock = "virtual"')
@@ -246,19 +338,55 @@ def read_station_text(path: str | Path) -> tuple[dict[str, Any], str]:
     return data, text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+#: folder of the bundled station files (package data): ``emulated``, ``emulated-discrete``
+STATIONS_DIR = Path(__file__).resolve().parent / "stations"
+
+
+def bundled_stations() -> list[str]:
+    """Names of the bundled station files."""
+    return sorted(p.stem for p in STATIONS_DIR.glob("*.toml"))
+
+
+def resolve_station(name_or_path: str | Path) -> Path:
+    """A station file path from ``--station``: an existing file as given, else a bundled
+    station by name (``"emulated"``, ``"emulated-discrete"``, with or without ``.toml``), from
+    any working directory. ConfigError (one line) when neither exists."""
+    p = Path(name_or_path)
+    if p.exists():
+        return p
+    stem = p.name[:-5] if p.name.endswith(".toml") else p.name
+    bundled = STATIONS_DIR / f"{stem}.toml"
+    if (p.parent == Path(".") or str(p.parent).replace("\\", "/") == "instruments") \
+            and bundled.is_file():
+        return bundled
+    raise ConfigError(p, "<file>", "an existing TOML file (a station file), or a bundled "
+                      "station name: " + ", ".join(bundled_stations()))
+
+
 def load_station_config(path: str | Path) -> tuple[StationConfig, str]:
-    """Parse and validate a station file strictly; returns the config and the file's text."""
-    p = Path(path)
+    """Parse and validate a station file strictly (``path`` through :func:`resolve_station`);
+    returns the config and the file's text."""
+    p = resolve_station(path)
     data, text = read_station_text(p)
     try:
         cfg = from_dict(StationConfig, data, source=p)
     except RecursionError:
         raise ConfigError(p, "<root>", "tables nested as a station file has them") from None
-    uses_emulator = any(
-        inst is not None and inst.address == EMULATOR_ADDRESS
-        for inst in (cfg.instruments.array, cfg.instruments.smu, cfg.instruments.oven,
-                     cfg.instruments.clock)
-    )
+    fixed: dict[str, InstrumentConfig] = {}
+    for role, inst in cfg.instruments.all().items():  # a VISA library relative to the file
+        b = inst.backend
+        if b not in VISA_BACKENDS:
+            lib = Path(b[:-4])
+            lib = lib if lib.is_absolute() else p.parent / lib
+            if not lib.is_file():
+                raise ConfigError(p, f"instruments.{role}.backend",
+                                  '"@py", "@ivi", "@sim" or "<path to an existing VISA '
+                                  'library>@ivi" (relative to the station file)', _short(b))
+            fixed[role] = dataclasses.replace(inst, backend=f"{lib.resolve()}@ivi")
+    if fixed:
+        cfg = dataclasses.replace(cfg, instruments=dataclasses.replace(cfg.instruments, **fixed))
+    uses_emulator = any(emulated_instrument(inst.address) is not None
+                        for inst in cfg.instruments.all().values())
     if cfg.emulator.start and not uses_emulator:
         raise ConfigError(p, "emulator.start",
                           'false, or at least one instrument with address = "emulator"', True)
@@ -273,6 +401,7 @@ def load_station_config(path: str | Path) -> tuple[StationConfig, str]:
 __all__ = [
     "EMULATOR_ADDRESS",
     "Calibration",
+    "DiscreteConfig",
     "EmulatorConfig",
     "EmulatorPorts",
     "InstrumentConfig",
@@ -280,7 +409,10 @@ __all__ = [
     "StationConfig",
     "StationInfo",
     "TransistorCalibration",
+    "bundled_stations",
+    "emulated_instrument",
     "is_loopback",
     "load_station_config",
     "read_station_text",
+    "resolve_station",
 ]

@@ -47,8 +47,9 @@ class VirtualClock(ErrorCheckingMixin, SCPIMixin, Instrument):
         return float(reply)
 
     def busy(self, instrument: str) -> float:
-        """Instrument time [s] charged so far by ``"array"``, ``"smu"`` or ``"oven"``."""
-        strict_discrete_set(instrument, ("array", "smu", "oven"))
+        """Instrument time [s] charged so far by ``"array"``, ``"smu"``, ``"oven"``, or the
+        discrete bench's ``"switch"`` and ``"pgen"`` (pulse generator)."""
+        strict_discrete_set(instrument, ("array", "smu", "oven", "switch", "pgen"))
         return float(self.ask(f"SYST:BUSY? {instrument.upper()}"))
 
 

@@ -29,14 +29,18 @@ import numpy as np
 from cimlab import __version__
 from cimlab.instruments.emulator.array import ArrayControllerEmulator, ArrayRange
 from cimlab.instruments.emulator.clock import ClockEmulator
+from cimlab.instruments.emulator.funcgen import Agilent33500Emulator
+from cimlab.instruments.emulator.lakeshore import LakeShore335Emulator
 from cimlab.instruments.emulator.oven import OvenEmulator
 from cimlab.instruments.emulator.scpi import Instrument
 from cimlab.instruments.emulator.server import ScpiServer
 from cimlab.instruments.emulator.smu import Keithley2450Emulator
+from cimlab.instruments.emulator.switch import Keithley2750Emulator
 from cimlab.instruments.emulator.world import OvenRange, Timing, World
 
 #: the instruments of an emulated bench, in start order
-INSTRUMENTS: tuple[str, ...] = ("array", "smu", "oven", "clock")
+INSTRUMENTS: tuple[str, ...] = ("array", "smu", "oven", "clock", "switch", "pulse_gen",
+                                "chuck")
 
 #: ``format`` of a bench state (:meth:`EmulatedBench.state_dict`)
 STATE_FORMAT = "cimlab-emulated-bench"
@@ -87,6 +91,15 @@ class EmulatedBench:
             "oven": OvenEmulator(self.world),
             "clock": ClockEmulator(self.world),
         }
+        # discrete-bench instruments over the same world (a station uses either the array
+        # controller or these; their settings are not part of a saved state: a restored
+        # bench starts them with every relay open and the generator after *RST)
+        switch = Keithley2750Emulator(self.world)
+        self.instruments["switch"] = switch
+        self.instruments["pulse_gen"] = Agilent33500Emulator(self.world, switch)
+        # the heated chuck's temperature controller: drives the same chamber temperature as
+        # the oven (a station uses one of them)
+        self.instruments["chuck"] = LakeShore335Emulator(self.world)
         ports = dict(ports or {})
         unknown = set(ports) - set(INSTRUMENTS)
         if unknown:

@@ -48,5 +48,6 @@ class ClockEmulator(Instrument):
 
     def _q_busy(self, p: list[Param]) -> str:
         (name,) = expect(p, 1, "SYST:BUSY?")
-        which = name.choice("ARRay", "SMU", "OVEN").lower()
+        which = name.choice("ARRay", "SMU", "OVEN", "SWITch", "PGENerator").lower()
+        which = {"pgenerator": "pulse_gen"}.get(which, which)  # the discrete bench's generator
         return fmt(self.world.busy_s.get(which, 0.0), "{:.15g}")

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Build a wheel of this repository, install it into a fresh venv outside the repository
+# (reusing the interpreter's site packages for torch & co.), and from $WORK run
+#   cimlab station check --station emulated   (and emulated-discrete)
+#   cimlab characterize <bundled quick plan> --station emulated --out $WORK/x.h5
+# Usage: WORK=/tmp/wheelcheck PYTHON=/path/to/venv/bin/python bash scripts/check_wheel.sh
+set -euo pipefail
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+WORK="${WORK:-$(mktemp -d /tmp/cimlab-wheel.XXXXXX)}"
+PYTHON="${PYTHON:-python3}"
+mkdir -p "$WORK/whl"
+unset PYTHONPATH
+"$PYTHON" -m pip wheel "$REPO" -w "$WORK/whl" --no-deps -q
+"$PYTHON" -m venv "$WORK/venv" --system-site-packages
+"$WORK/venv/bin/pip" install -q --no-deps --force-reinstall "$WORK"/whl/cimlab-*.whl
+cd "$WORK"
+CIMLAB="$WORK/venv/bin/cimlab"
+"$WORK/venv/bin/python" -c "import cimlab, sys; assert '$REPO' not in cimlab.__file__, cimlab.__file__; print('cimlab from', cimlab.__file__)"
+"$CIMLAB" station check --station emulated
+"$CIMLAB" station check --station emulated-discrete
+PLAN="$("$WORK/venv/bin/python" -c 'from cimlab.procedures.plans import bundled_plan; print(bundled_plan("quick"))')"
+"$CIMLAB" characterize "$PLAN" --station emulated --out "$WORK/x.h5" --no-progress
+echo "WHEEL CHECK OK"
