@@ -123,9 +123,11 @@ def hrs_distribution(
                              tuple(caps.ravel()))
 
 
-def _with_read(profile: ChipProfile, d: StateDistribution) -> StateDistribution:
+def with_read_noise(profile: ChipProfile, d: StateDistribution) -> StateDistribution:
+    """``d`` widened by one read's relative noise sigma/g at its median conductance [S]."""
     g = d.median_siemens
     return d.widened(float(profile.read.sigma(g)) / g)
+
 
 
 def optimal_reference(lrs: StateDistribution, hrs: StateDistribution) -> float:
@@ -150,7 +152,7 @@ def distributions(
     if include_read_noise:
         g = hrs.median_siemens
         hrs = hrs_distribution(profile, c.icc_a, c.v_reset, float(profile.read.sigma(g)) / g)
-        lrs = _with_read(profile, lrs)
+        lrs = with_read_noise(profile, lrs)
     return lrs, hrs
 
 

@@ -621,6 +621,12 @@ class ReRAMChip:
         if not isinstance(tile, numbers.Integral) or not 0 <= int(tile) < self.n_tiles:
             raise IndexError(f"tile must be an integer in [0, {self.n_tiles}), got {tile!r}")
 
+    def clear_caches(self) -> None:
+        """Drop the per-tile MVM snapshots (conductances + transfer matrices); the next MVM of
+        each tile takes a fresh one (a new read-noise draw), so results after this differ
+        from a chip that kept its snapshots. The cells themselves are unchanged."""
+        self._tile_cache.clear()
+
     def _tile_state(self, tile: int, rng: np.random.Generator | None = None) -> _TileCache:
         """Cached conductance snapshot and transfer matrix of ``tile``, rebuilt when a cell of
         the tile was pulsed since, or when the relaxation log-time of its youngest cell has

@@ -288,12 +288,14 @@ class ChipLayer(nn.Module):
         psum = psum[..., :out]
         if cfg.adc_bits is not None and self.calibrating != 1:
             q = converter_levels(cfg.adc_bits, True)
-            r = self._adc_ranges(xr, f)  # (nt, S, out)
+            r = self.adc_ranges(xr, f)  # (nt, S, out)
             psum = np.round(np.clip(psum / r[:, None], -1.0, 1.0) * q) * (r[:, None] / q)
         return torch.from_numpy(psum.sum(axis=(0, 2)))
 
-    def _adc_ranges(self, xr: float, f: np.ndarray) -> np.ndarray:
-        """Per (row tile, slice, out) ADC full scale in weight units (simulator's "max")."""
+    def adc_ranges(self, xr: float, f: np.ndarray) -> np.ndarray:
+        """Per (row tile, slice, out) ADC full scale in weight units (simulator's "max") for
+        input range ``xr`` and slice factors ``f`` (``mapping.slice_factors``), shape
+        (row tiles, slices, out); one LSB is this over the ADC's positive levels."""
         lay = self.layout
         full = self._adc_a * xr + self._adc_b  # (nt, S, out) [S]
         nt, s_n, out = full.shape

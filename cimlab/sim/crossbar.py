@@ -252,11 +252,11 @@ class CrossbarState:
         self._buf("g_cells", self._pin(new))
         self._refresh()
 
-    def _set_cells(self, g_unpinned: torch.Tensor) -> None:
+    def set_cells(self, g_unpinned: torch.Tensor) -> None:
         """Install cells (2, S, out, rows) [S] (stuck cells are pinned on a copy) and refresh.
 
-        Used by backends that measure the cells elsewhere (the chip backend's tests install
-        measured conductances in the simulator); the targets and the programmed state stay."""
+        For conductances measured elsewhere (e.g. a chip's read-back installed in the
+        simulator to compare the two); the targets and the programmed state stay."""
         g = g_unpinned.clone() if self.stuck_index is not None else g_unpinned
         self._buf("g_cells", self._pin(g))
         self._refresh()

@@ -37,7 +37,7 @@ class EffectiveArrays:
     def _refresh(self, targets: bool = False) -> None:
         """Precompute what forward needs from the current cells (module docstring), chunk by
         chunk of outputs (cache-sized temporaries). Called at the end of ``program``, ``age``
-        and ``_set_cells``; returns nothing, sets the buffers listed in the module docstring.
+        and ``set_cells``; returns nothing, sets the buffers listed in the module docstring.
         ``targets``: the target cells changed (program), so the worst-case ADC ranges are
         recomputed too.
 

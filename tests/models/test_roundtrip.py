@@ -94,10 +94,10 @@ def roundtrip(request, tmp_path_factory):
 
         truth = {"profile": chip.profile, "g_prog": chip.truth.programmed(np.arange(chip.n_cells)),
                  "faults": chip.truth.fault_codes(),
-                 "binary": {c.name: (binary._with_read(chip.profile,
-                                                       chip.truth.lrs_distribution(c.name)),
-                                     binary._with_read(chip.profile,
-                                                       chip.truth.hrs_distribution(c.name)))
+                 "binary": {c.name: (binary.with_read_noise(chip.profile,
+                                                            chip.truth.lrs_distribution(c.name)),
+                                     binary.with_read_noise(chip.profile,
+                                                            chip.truth.hrs_distribution(c.name)))
                             for c in chip.profile.conditions}}
     rep = fit_store_report(tmp / "store.h5")
     return {"rep": rep, "dm": rep.model, "truth": truth, "tmp": tmp, "profile": profile}

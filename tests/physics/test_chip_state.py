@@ -91,7 +91,7 @@ def test_the_snapshot_matters_for_bit_identity():
     chip = ReRAMChip(small_profile(2), seed=5)
     t = _history(chip)
     twin = ReRAMChip.from_state(chip.state_dict())
-    twin._tile_cache.clear()
+    twin.clear_caches()
     v = np.full(chip.rows, 0.05)
     assert not np.array_equal(chip.mvm(1, v, t + 1), twin.mvm(1, v, t + 1))
 

@@ -72,7 +72,7 @@ def sim_with_cells(net, placement, g, **changes):
         n = lp.cells.size
         gg = torch.as_tensor(g[pos:pos + n], dtype=layer.g_target.dtype)
         gg = gg.reshape(layer.g_target.shape)
-        layer._set_cells(gg)  # white box: install measured cells in the simulator
+        layer.set_cells(gg)  # install the chip's measured cells in the simulator
         pos += n
     return anet
 
@@ -110,7 +110,7 @@ def test_ideal_chip_equals_simulator_with_the_same_cells(ideal_chip, mode):
             a, b = layer(xi).double(), anet.layers[name](xi).double()
         xr = float(xi.abs().max())
         f = layer.mapping.slice_factors(dtype=torch.float64).numpy()
-        lsb = layer._adc_ranges(xr, f).sum(axis=(0, 1)) / 127.0  # per output, all row tiles
+        lsb = layer.adc_ranges(xr, f).sum(axis=(0, 1)) / 127.0  # per output, all row tiles
         shape = (1, -1) + (1,) * (a.dim() - 2)
         bound = torch.as_tensor(lsb).reshape(shape) * 1.01
         d = (a - b).abs()

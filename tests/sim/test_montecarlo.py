@@ -32,15 +32,16 @@ def test_monte_carlo_reproducible_and_worker_independent():
     c = monte_carlo(anet, loader, n_trials=4, seed=124, workers=1)
     np.testing.assert_array_equal(a.accuracies, b.accuracies)
     assert a.seeds == trial_seeds(123, 4) == b.seeds
-    assert len(set(a.accuracies)) > 1  # programmings differ
-    assert not np.array_equal(a.accuracies, c.accuracies)
-    assert "trials" in a.table() and 0 < a.mean <= 1
-    # a trial is one programming: the same seed programs the same chip
-    one = anet.program(torch.Generator().manual_seed(a.seeds[2]))
+    assert c.seeds == trial_seeds(124, 4)
+    assert "trials" in a.table() and a.mean == pytest.approx(float(np.mean(a.accuracies)))
+    # a trial is one programming: each trial's accuracy is that of the chip its seed programs,
+    # evaluated directly (the truth), for both master seeds
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert evaluate(one, loader) == a.accuracies[2]
+        for res in (a, c):
+            for s, acc in zip(res.seeds, res.accuracies, strict=True):
+                assert evaluate(anet.program(torch.Generator().manual_seed(s)), loader) == acc
     finally:
         torch.set_num_threads(threads)
     with pytest.raises(ConfigError):
@@ -58,6 +59,18 @@ def test_nrmse_and_neuron_distribution_plot(tmp_path):
     anet.set_injection(None)
     dists = neuron_distributions(anet, x, ["0"])
     ideal, analog = dists["0"]
-    assert ideal.shape == analog.shape and not np.allclose(ideal, analog)
+    # the ideal side is the trained network's own first layer (bias-free conv) on x
+    with torch.no_grad():
+        digital = trained_cnn()[0](x).flatten().numpy()
+    np.testing.assert_allclose(ideal, digital, rtol=0, atol=1e-6 * float(np.abs(digital).max()))
+    # the analog side carries the layer's error: its NRMSE is the one layer_nrmse reports
+    # (another read-noise draw of the same programming: it moves by a few %, 0.213 vs 0.219
+    # measured with these seeds; 10% allowed)
+    e = float(np.sqrt(np.mean((analog - ideal) ** 2)) / np.std(ideal))
+    assert e == pytest.approx(errs["0"], rel=0.10)
+    anet.set_injection([])
+    i0, a0 = neuron_distributions(anet, x, ["0"])["0"]
+    np.testing.assert_array_equal(i0, a0)  # no error injected: analog equals ideal exactly
+    anet.set_injection(None)
     png = plot_distributions(dists, tmp_path / "dist.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
