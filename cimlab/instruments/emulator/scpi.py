@@ -30,12 +30,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+# The message layer lives in scpi_message; every name is re-exported here so that
+# ``from cimlab.instruments.emulator.scpi import ...`` keeps working for all of them.
 from cimlab.instruments.emulator.scpi_message import (
     _SPECIAL as _SPECIAL,
 )
-
-# The message layer lives in scpi_message; every name is re-exported here so that
-# ``from cimlab.instruments.emulator.scpi import ...`` keeps working for all of them.
 from cimlab.instruments.emulator.scpi_message import (
     ERROR_MESSAGES as ERROR_MESSAGES,
 )
