@@ -140,7 +140,8 @@ def register(sub: Any) -> None:
                    "and no target column, target = level * step; without --level-col and "
                    "--target-col, levels from each cell's first read: floor(g0 / step), "
                    "target at the band centre")
-    u.add_argument("--level-step-s", type=float, default=None, help=argparse.SUPPRESS)
+    u.add_argument("--level-step-s", dest="level_step_siemens", type=float, default=None,
+                   help=argparse.SUPPRESS)  # the old spelling, [S]
     u.add_argument("--n-levels", type=int, default=None,
                    help="with levels from the first read: number of bands (others: outliers)")
     t = imp.add_argument_group("techc, techa-bake and tsdata formats")

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from cimlab.cli.main import build_parser, main
+from cimlab.models.serialization import SCHEMA_VERSION
 from cimlab.store import Store
 from tests.procedures.bench_util import station_file
 
@@ -196,7 +197,7 @@ def test_fit_model_show_extrapolate_plot_json(fitted, tmp_path, capsys):
     assert doc["model"] == str(model) and model.exists()
     assert {e["effect"] for e in doc["effects"]} >= {"relaxation", "retention"}
     assert main(["model", "show", str(model), "--json"]) == 0
-    assert _json(capsys)["schema_version"] == 4
+    assert _json(capsys)["schema_version"] == SCHEMA_VERSION
     assert main(["model", "extrapolate", str(model), "--draws", "200", "--json"]) == 0
     assert _json(capsys)["levels"]
     plots = tmp_path / "plots"
