@@ -169,13 +169,20 @@ def _atomic(path: Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+#: zlib level of the numeric variables of an exported NetCDF file (lossless; the store itself
+#: stays uncompressed for crash safety: docs/export.md, "Compression").
+NETCDF_ZLIB_LEVEL = 4
+
+
 def write_netcdf(run: Run, out_dir: Path) -> Path:
     """Write ``out_dir/<uid>.nc`` (NetCDF-4 through h5netcdf, or netCDF4 if that is what is
-    installed)."""
+    installed), numeric variables compressed with zlib (lossless)."""
     path = out_dir / f"{run.uid}.nc"
     ds = run_dataset(run)
+    encoding = {str(v): {"zlib": True, "complevel": NETCDF_ZLIB_LEVEL}
+                for v in ds.data_vars if ds[v].dtype.kind in "biuf"}
     with _atomic(path) as tmp:
-        ds.to_netcdf(tmp, engine=_netcdf_engine(), format="NETCDF4")
+        ds.to_netcdf(tmp, engine=_netcdf_engine(), format="NETCDF4", encoding=encoding)
     return path
 
 
