@@ -6,26 +6,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tests.procedures.bench_util import station_file
+from tests.procedures.bench_util import free_emulator_ports, station_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _interrupt_when_ready(argv: list[str], ready: str, timeout_s: float = 60.0
@@ -54,8 +44,7 @@ def _interrupt_when_ready(argv: list[str], ready: str, timeout_s: float = 60.0
 
 def test_emulator_serve_exits_130_on_ctrl_c(tmp_path):
     station = station_file(tmp_path, name="served.toml")
-    ports = _free_ports(4)
-    line = "ports = {{ array = {}, smu = {}, oven = {}, clock = {} }}\n".format(*ports)
+    line = free_emulator_ports() + "\n"
     text = station.read_text().replace("seed = 1\n", "seed = 1\n" + line, 1)
     station.write_text(text)
     rc, out = _interrupt_when_ready(["emulator", "serve", "--station", str(station)],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import socket
+import re
 import subprocess
 import sys
 import time
@@ -13,6 +13,7 @@ import pytest
 
 from cimlab.cli.main import main
 from cimlab.instruments import Station
+from tests.procedures.bench_util import free_emulator_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 EMULATED = ROOT / "instruments" / "emulated.toml"
@@ -34,22 +35,12 @@ def test_station_check_bad_file_exit_1(tmp_path, capsys):
     assert "limits.smu_i_max_a" in err and str(p) in err
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 @pytest.mark.slow
 def test_emulator_serve_as_a_process(tmp_path):
-    ports = _free_ports(4)
+    ports_line = free_emulator_ports()
+    ports = [int(p) for p in re.findall(r"= (\d+)", ports_line)]
     text = EMULATED.read_text().replace("start = true", "start = false").replace(
-        "ports = { array = 5025, smu = 5026, oven = 5027, clock = 5028 }",
-        "ports = {{ array = {}, smu = {}, oven = {}, clock = {} }}".format(*ports))
+        "ports = { array = 5025, smu = 5026, oven = 5027, clock = 5028 }", ports_line)
     station_file = tmp_path / "served.toml"
     station_file.write_text(text)
     proc = subprocess.Popen(
@@ -88,10 +79,9 @@ def _serve_until_ready(station_file, *extra):
 
 def test_emulator_serve_keeps_its_chip_in_a_state_file(tmp_path):
     """Ctrl-C writes the state; the next serve continues on the same chip and clock."""
-    ports = _free_ports(4)
+    ports_line = free_emulator_ports()
     text = EMULATED.read_text().replace("start = true", "start = false").replace(
-        "ports = { array = 5025, smu = 5026, oven = 5027, clock = 5028 }",
-        "ports = {{ array = {}, smu = {}, oven = {}, clock = {} }}".format(*ports))
+        "ports = { array = 5025, smu = 5026, oven = 5027, clock = 5028 }", ports_line)
     station_file = tmp_path / "served.toml"
     station_file.write_text(text)
     state = tmp_path / "bench.npz"

@@ -57,3 +57,23 @@ def station_file(tmp_path: Path, *, seed: int = 1, addresses: dict[str, str] | N
     p.write_text(STATION_TEMPLATE.format(start=start, seed=seed, icc_max=icc_max,
                                          oven_max=oven_max, **addr))
     return p
+
+
+def free_emulator_ports() -> str:
+    """A station-file ``ports = {...}`` table giving every emulated instrument a free TCP port
+    on 127.0.0.1 (so a served emulator never collides with one left by another process)."""
+    import dataclasses
+    import socket
+
+    from cimlab.instruments.station_config import EmulatorPorts
+
+    names = [f.name for f in dataclasses.fields(EmulatorPorts)]
+    socks = [socket.socket() for _ in names]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        ports = [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+    return "ports = { " + ", ".join(f"{n} = {p}" for n, p in zip(names, ports, strict=True)) + " }"
