@@ -96,11 +96,11 @@ def _serve(args: argparse.Namespace) -> int:
           f"chip {'x'.join(str(x) for x in bench.chip.geometry)} (tiles x rows x cols)")
     for name, address in bench.addresses.items():
         print(f"  {name:<6} {address}")
-    print("Open a station file with address = \"emulator\" and [emulator] start = false. "
-          "Ctrl-C stops.", flush=True)
     stop = threading.Event()
     interrupted = False
-    try:
+    try:  # "Ctrl-C stops" is printed inside: from then on an interrupt stops and saves cleanly
+        print("Open a station file with address = \"emulator\" and [emulator] start = false. "
+              "Ctrl-C stops.", flush=True)
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:  # the way to stop it, still an interrupt: exit 130

@@ -71,8 +71,8 @@ def _serve(args: argparse.Namespace) -> int:
         watcher.close()
         raise ConfigError("cimlab watch", "--port", "a free port (or --port 0)",
                           f"{args.port}: {exc.strerror or exc}") from None
-    print(f"watching {args.file} at {server.url} (read-only; Ctrl-C stops)", flush=True)
-    try:
+    try:  # "Ctrl-C stops" is printed inside: from then on an interrupt closes cleanly
+        print(f"watching {args.file} at {server.url} (read-only; Ctrl-C stops)", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:  # the way to stop it, still an interrupt: exit 130
         print("stopped")
