@@ -10,8 +10,11 @@ integer and 1 float column; ``--steps`` steps of ``--rows`` rows) into a fresh H
 * ``store_commit``: ``run.append`` + ``run.complete_step`` per step (flush, checksummed commit
   record, fsync): the crash-safe path the procedures use.
 
-Then the read-back time of the table as a DataFrame, and the import of the real techC data set
-(89,115 rows) and its report tables (no plots). Prints a table and, as its last line, one JSON
+Then the read-back time of the table as a DataFrame; ``cimlab compact`` of that store (the
+live store stays uncompressed for crash safety, so its write speed is unchanged; compaction is
+a separate pass once runs have ended): time, size before and after, read-back time of the
+compressed table; and the import of the real techC data set (89,115 rows), its report tables
+(no plots) and its compaction. Prints a table and, as its last line, one JSON
 object with the figures, the ratios to ``h5py_plain`` and the machine.
 Run: ``python benchmarks/store.py [--steps 200 --rows 20000]``.
 """
@@ -106,6 +109,17 @@ def main(argv: list[str] | None = None) -> dict:
             df = store.run("last").table("bits")
         figures["read_table_s"] = time.perf_counter() - t0
         assert len(df) == n_rows
+        from cimlab.store.compact import compact
+
+        t0 = time.perf_counter()
+        res = compact(tmp / "commit.h5")
+        figures["compact_s"] = time.perf_counter() - t0
+        figures["compact_mb"] = res.bytes_after / 1e6
+        t0 = time.perf_counter()
+        with Store.open(tmp / "commit.h5", "r") as store:
+            df2 = store.run("last").table("bits")
+        figures["read_compacted_s"] = time.perf_counter() - t0
+        assert df2.equals(df)
         if TECHC.exists():
             from cimlab.procedures.importer import import_techc
             from cimlab.procedures.report import report
@@ -116,6 +130,9 @@ def main(argv: list[str] | None = None) -> dict:
             t0 = time.perf_counter()
             report(tmp / "techc.h5", plots=False)
             figures["techc_report_s"] = time.perf_counter() - t0
+            res = compact(tmp / "techc.h5")
+            figures["techc_store_mb"] = res.bytes_before / 1e6
+            figures["techc_compact_mb"] = res.bytes_after / 1e6
     base = figures["h5py_plain_s"]
     print(f"{args.steps} steps x {args.rows} rows = {n_rows} rows, 7 columns")
     print(f"{'method':<16}{'time [s]':>10}{'rows/s':>14}{'x h5py_plain':>14}")
@@ -124,15 +141,22 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{key:<16}{t:>10.3f}{n_rows / t:>14.3g}{t / base:>14.2f}")
     print(f"read back as DataFrame: {figures['read_table_s']:.3f} s; "
           f"file {figures['file_mb']:.1f} MB")
+    print(f"compact: {figures['compact_s']:.3f} s, {figures['file_mb']:.1f} -> "
+          f"{figures['compact_mb']:.1f} MB; read back compacted: "
+          f"{figures['read_compacted_s']:.3f} s")
     if "techc_import_s" in figures:
         print(f"techC import (89,115 rows): {figures['techc_import_s']:.2f} s; "
-              f"report tables: {figures['techc_report_s']:.2f} s")
+              f"report tables: {figures['techc_report_s']:.2f} s; store "
+              f"{figures['techc_store_mb']:.2f} MB, compacted {figures['techc_compact_mb']:.2f} MB")
     out = {
         "benchmark": "store", "steps": args.steps, "rows_per_step": args.rows,
         **{k: round(v, 4) for k, v in figures.items()},
         "ratio_append_vs_plain": round(figures["store_append_s"] / base, 3),
         "ratio_commit_vs_plain": round(figures["store_commit_s"] / base, 3),
         "rows_per_s_commit": round(n_rows / figures["store_commit_s"]),
+        "ratio_size_compacted": round(figures["file_mb"] / figures["compact_mb"], 2),
+        "ratio_read_compacted_vs_plain_store": round(figures["read_compacted_s"]
+                                                     / figures["read_table_s"], 2),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
     }

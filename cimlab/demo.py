@@ -19,7 +19,7 @@ For every step the fitted model predicts the accuracy: the simulator with the sa
 (logical tiles of ``rows_per_mvm x 64``, same DAC/ADC, IR drop, output-referred read noise),
 programmed ``mc_trials`` times, aged by the same thermal history (the oven's ramps integrated
 piecewise) and BN-calibrated with the same samples. The run ends with a table (step, chip
-accuracy, predicted mean +- std, predicted range) and PNG plots; everything is written under
+accuracy, predicted mean ± std, predicted range) and PNG plots; everything is written under
 ``out``. The same seed gives the same numbers (the emulated chip, training, program-verify and
 the Monte Carlo are all seeded).
 """
@@ -139,12 +139,12 @@ class DemoResult:
     mc_accuracies: dict[str, list[float]] = field(default_factory=dict)
 
     def table(self) -> str:
-        head = (f"{'step':26s} {'chip':>7s} {'predicted mean +- std':>22s} "
+        head = (f"{'step':26s} {'chip':>7s} {'predicted mean ± std':>22s} "
                 f"{'predicted range':>17s} {'in range':>9s} {'sigma off':>9s}")
         lines = [head, "-" * len(head)]
         for s in self.steps:
             lines.append(
-                f"{s['step']:26s} {s['chip']:7.3f} {s['pred_mean']:14.3f} +- {s['pred_std']:.3f}"
+                f"{s['step']:26s} {s['chip']:7.3f} {s['pred_mean']:14.3f} ± {s['pred_std']:.3f}"
                 f" {s['pred_min']:8.3f} - {s['pred_max']:.3f} "
                 f"{'yes' if s['within_range'] else 'NO':>8s} {s['z']:+9.2f}")
         lines.append("-" * len(head))
@@ -171,7 +171,7 @@ MISMATCH_SIGMA = 1.5
 KNOWN_CAUSE_ABOVE = (
     "known cause (chip above the prediction): the fitted model's spread at the bottom of the "
     "window (the g_min cells, half of all cells) is wider than the chip's (60 s after verify, "
-    "at 2 uS: model ~2.0 uS, chip ~1.6 uS; the model's Gaussian relaxation ignores that the "
+    "at 2 µS: model ~2.0 µS, chip ~1.6 µS; the model's Gaussian relaxation ignores that the "
     "chip's distribution is bounded near 0 S), so it predicts too much damage; the "
     "simulator fed with the chip's read-back conductances reproduces the chip (0.92 vs 0.92 "
     "after BN cal.), see docs/network-on-chip.md")
@@ -525,7 +525,7 @@ def _plots(out: Path, result: DemoResult, placement: Any, g_maps: dict[str, np.n
                    color="0.65", zorder=1, label="simulated chips" if i == 0 else None)
     ax.errorbar(xs, [s["pred_mean"] for s in result.steps],
                 yerr=[s["pred_std"] for s in result.steps], fmt="s", color="tab:blue",
-                capsize=5, label="predicted mean +- std (fitted model)", zorder=2)
+                capsize=5, label="predicted mean ± std (fitted model)", zorder=2)
     ax.plot(xs, [s["chip"] for s in result.steps], "o-", color="tab:red", ms=8,
             label="emulated chip (measured)", zorder=3)
     ax.axhline(result.digital_accuracy, color="k", ls=":", lw=1, label="digital network")
@@ -549,7 +549,7 @@ def _plots(out: Path, result: DemoResult, placement: Any, g_maps: dict[str, np.n
         ax.set_title(f"chip tile {t} (bottom {rl} rows)", fontsize=8)
         ax.set_xlabel("column")
         ax.set_ylabel("row in group")
-    fig.colorbar(im, ax=axes[-2], label="G [uS]")
+    fig.colorbar(im, ax=axes[-2], label="G [µS]")
     fig.suptitle(f"read-back conductance of the {len(tiles)} fullest of the "
                  f"{len(placement.used_tiles())} chip tiles the network uses", fontsize=9)
     tgt = placement.all_targets()
@@ -561,8 +561,8 @@ def _plots(out: Path, result: DemoResult, placement: Any, g_maps: dict[str, np.n
                 label={"programmed": "last verify read", "as programmed": "read-back",
                        "after bake": "after bake"}[key])
     ax.set_yscale("log")
-    ax.set_xlabel("G - target [uS]")
-    ax.set_ylabel("cells per 0.25 uS bin")
+    ax.set_xlabel("G − target [µS]")
+    ax.set_ylabel("cells per 0.25 µS bin")
     ax.set_title(f"error of the network's {tgt.size} cells", fontsize=8)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,
               frameon=False)

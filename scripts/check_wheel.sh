@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build a wheel of this repository, install it into a fresh venv outside the repository
-# (reusing the interpreter's site packages for torch & co.), and from $WORK run
+# (reusing the site packages of $PYTHON's environment for torch & co.: a .pth file in the new
+# venv points at them, since `venv --system-site-packages` of a venv's python would only see
+# the base interpreter's), and from $WORK run
 #   cimlab station check --station emulated   (and emulated-discrete)
 #   cimlab characterize <bundled quick plan> --station emulated --out $WORK/x.h5
 # Usage: WORK=/tmp/wheelcheck PYTHON=/path/to/venv/bin/python bash scripts/check_wheel.sh
@@ -11,7 +13,11 @@ PYTHON="${PYTHON:-python3}"
 mkdir -p "$WORK/whl"
 unset PYTHONPATH
 "$PYTHON" -m pip wheel "$REPO" -w "$WORK/whl" --no-deps -q
-"$PYTHON" -m venv "$WORK/venv" --system-site-packages
+PARENT_SITE="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+"$PYTHON" -m venv "$WORK/venv"
+NEW_SITE="$("$WORK/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+# a path line only: .pth files inside PARENT_SITE (an editable cimlab) are not processed
+echo "$PARENT_SITE" > "$NEW_SITE/zz_parent_site.pth"
 "$WORK/venv/bin/pip" install -q --no-deps --force-reinstall "$WORK"/whl/cimlab-*.whl
 cd "$WORK"
 CIMLAB="$WORK/venv/bin/cimlab"

@@ -62,7 +62,7 @@ def register(sub: Any) -> None:
         help="place a trained network on the chip and program every cell with verify",
         description="Place NET.pt's Linear/Conv2d layers on the station's chip (differential "
         "pairs, logical tiles of --rows-per-mvm rows, one per chip tile when they fit) and "
-        "program every weight cell with program-verify (adaptive, +-1 uS), all cells in one "
+        "program every weight cell with program-verify (adaptive, ±1 µS), all cells in one "
         "vectorised loop. Writes a 'network_program' run into STORE.h5 (placement, targets, "
         "verify reads, read-back, the network itself); re-running resumes an interrupted run.",
         epilog="Example: cimlab train --net paper000-cnn --width 0.0625 --out cnn.pt ; "

@@ -1,4 +1,4 @@
-"""``cimlab runs``, ``cimlab report`` and ``cimlab import``: the store commands.
+"""``cimlab runs``, ``report``, ``import`` and ``compact``: the store commands.
 
 Heavy imports (h5py, pandas, matplotlib) happen inside the handlers; torch is never imported.
 """
@@ -24,7 +24,7 @@ _DATA_DIR = Path("data")
 
 
 def register(sub: Any) -> None:
-    """Add ``runs``, ``report`` and ``import`` to the ``cimlab`` command."""
+    """Add ``runs``, ``report``, ``import`` and ``compact`` to the ``cimlab`` command."""
     runs = sub.add_parser(
         "runs",
         help="list the runs in a store",
@@ -155,6 +155,25 @@ def register(sub: Any) -> None:
                    help="tsdata: sample rate in samples/s (default: settings.json 'fs')")
     add_output_flags(imp, quiet=False)
     imp.set_defaults(func=_import)
+
+    com = sub.add_parser(
+        "compact",
+        help="compress a finished store (smaller file, same data)",
+        description="Write a copy of a store whose table columns are deflate-compressed "
+        "(with byte shuffle; any HDF5 reader opens it), check that every dataset and attribute "
+        "of the copy equals the original, fsync it and rename it over the store (or write it "
+        "to --out). A store being written stays uncompressed so that a killed writer cannot "
+        "corrupt a compressed chunk; compact it once its runs have ended. Refused while a run "
+        "is running or aborted (it could still be resumed) or another process has the store "
+        "open for writing. A kill during compaction leaves the store as it was. See "
+        "docs/data-format.md.",
+    )
+    com.add_argument("file", type=file_path, help="store file")
+    com.add_argument("--out", type=Path, default=None, metavar="STORE.h5",
+                     help="write the compacted copy here instead of replacing the store "
+                     "(must not exist)")
+    add_output_flags(com, quiet=False)
+    com.set_defaults(func=_compact)
 
 
 def _runs(args: argparse.Namespace) -> int:
@@ -294,6 +313,19 @@ def _import(args: argparse.Namespace) -> int:
     emit(args, {"file": str(args.file), "format": args.format, "store": str(out),
                 "run": _jsonable_result(result)},
          f"{result.summary()}\nnext: cimlab report {out}")
+    return 0
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from cimlab.store.compact import compact
+
+    r = compact(args.file, args.out)
+    emit(args, {"file": str(r.source), "written": str(r.written),
+                "bytes_before": r.bytes_before, "bytes_after": r.bytes_after,
+                "ratio": r.ratio, "columns_compressed": r.columns_compressed},
+         f"{r.written}: {r.bytes_before / 1e6:.2f} MB -> {r.bytes_after / 1e6:.2f} MB "
+         f"({r.ratio:.1f}x smaller, {r.columns_compressed} columns compressed, values checked "
+         "equal)")
     return 0
 
 

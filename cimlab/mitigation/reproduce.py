@@ -204,7 +204,7 @@ def _paper001(out: Path, quick: bool, seed: int, progress: bool):
         ax[2].errorbar(g["sigma_frac"] * 100, g["acc"], g["acc_std"], marker="o", capsize=3,
                        label=f"level {lv}")  # fmt: skip
     ax[2].set_xlabel("programming variation [% of range]")
-    ax[2].set_ylabel(f"accuracy (mean +- std, {n_map} mappings)")
+    ax[2].set_ylabel(f"accuracy (mean ± std, {n_map} mappings)")
     ax[2].set_title("variation-aware A vs B (Fig. 9/10)")
     ax[2].legend(fontsize=8)
     files.append(figures.save(fig, out / "paper001.png", dpi=110))
@@ -393,7 +393,7 @@ def _paper004(out: Path, quick: bool, seed: int, progress: bool):
         f"layer_duplication: duplicating each layer in turn on the same {n_inst} chips; the "
         f"paper's gradient sensitivity picks {top_layer[0]} (its |dE/dw| is largest next to "
         f"the loss), the best layer to duplicate is {best['layer']} (gain "
-        f"{best['acc_gain']:+.4f} +- {best['acc_gain_se']:.4f} s.e., area "
+        f"{best['acc_gain']:+.4f} ± {best['acc_gain_se']:.4f} s.e., area "
         f"{best['area_overhead_%']:+.1f} %); Taylor saliency ranks it "
         f"{int(best['taylor_rank'])} of {len(layer_tab)}")
     return {"remeco": table, "fraction_sweep": sweep, "sensitivity": sens_tab,

@@ -72,7 +72,7 @@ class Extrapolation:
             f"equivalent room-temperature time: {self.t_equivalent_s:.4g} s "
             f"[{self.t_equivalent_ci95[0]:.3g}, {self.t_equivalent_ci95[1]:.3g}]",
             "",
-            f"{'level [uS]':>10} {'mean shift [uS]':>26} {'sigma of a read [uS]':>26}",
+            f"{'level [µS]':>10} {'mean shift [µS]':>26} {'sigma of a read [µS]':>26}",
         ]
         for i, g in enumerate(self.g_siemens):
             ms, (mlo, mhi) = self.mean_shift_siemens[i] * 1e6, self.mean_shift_ci95[i] * 1e6

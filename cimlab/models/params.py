@@ -43,7 +43,7 @@ class Fitted:
         return self.ci95 is not None and self.ci95[0] <= truth <= self.ci95[1]
 
     def text(self) -> str:
-        """Readable one-liner, e.g. ``2.31e-06 +- 4.1e-08 S  [2.23e-06, 2.39e-06]``."""
+        """Readable one-liner, e.g. ``2.31e-06 ± 4.1e-08 S  [2.23e-06, 2.39e-06]``."""
         unit = "" if self.unit in ("", "1") else f" {self.unit}"
         if self.stderr is None and self.ci95 is not None:
             lo, hi = self.ci95
@@ -51,7 +51,7 @@ class Fitted:
         if self.stderr is None:
             return f"{self.value:.4g}{unit}  (fixed / literature)"
         lo, hi = self.ci95 if self.ci95 is not None else (math.nan, math.nan)
-        return f"{self.value:.4g} +- {self.stderr:.2g}{unit}  95% CI [{lo:.4g}, {hi:.4g}]"
+        return f"{self.value:.4g} ± {self.stderr:.2g}{unit}  95% CI [{lo:.4g}, {hi:.4g}]"
 
 
 @dataclass(frozen=True)

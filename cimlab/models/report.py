@@ -72,10 +72,10 @@ def temperature_table(gof: dict) -> list[str]:
         status = "EXCLUDED: off the Arrhenius law" if g.get("excluded") else "fitted"
         lines.append(
             f"    {g['temp_k'] - KELVIN_OFFSET:>6.0f} {g.get('n_groups', 0):>6.0f} "
-            f"{g['measured_mean_siemens'] * 1e6:>8.3g}uS "
-            f"{g['predicted_mean_siemens'] * 1e6:>8.3g}uS "
-            f"{g['measured_sigma_siemens'] * 1e6:>7.3g}uS "
-            f"{g['predicted_sigma_siemens'] * 1e6:>7.3g}uS "
+            f"{g['measured_mean_siemens'] * 1e6:>8.3g}µS "
+            f"{g['predicted_mean_siemens'] * 1e6:>8.3g}µS "
+            f"{g['measured_sigma_siemens'] * 1e6:>7.3g}µS "
+            f"{g['predicted_sigma_siemens'] * 1e6:>7.3g}µS "
             f"{g['mean_err_sigma']:>11.2f} {100 * g['sigma_rel_err']:>7.0f}% "
             f"{100 * g.get('within', 0):>5.0f}%  {status}"
         )

@@ -434,7 +434,7 @@ def test_cli_runs_report_import(tmp_path, capsys, techc):
     plots = tmp_path / "plots"
     assert main(["report", str(techc), "--out", str(plots)]) == 0
     out = capsys.readouterr().out
-    assert "sigma_uS" in out and "uS^2 per decade" in out
+    assert "sigma_uS" in out and "µS² per decade" in out
     assert len(list(plots.glob("*.png"))) == 1
     src = tmp_path / "lab.csv"
     src.write_text("addr,t,G\n1,0,10\n1,1,11\n2,0,20\n2,1,19\n")

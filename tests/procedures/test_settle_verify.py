@@ -14,7 +14,11 @@ from cimlab.procedures.program_verify import (
     measure_pulse_response,
     program_verify,
 )
-from cimlab.procedures.settle_verify import SettleConfig, program_settle_verify
+from cimlab.procedures.settle_verify import (
+    SettleConfig,
+    bake_equivalent_s,
+    program_settle_verify,
+)
 from tests.procedures.bench_util import station_file
 
 TILE = 256 * 64
@@ -41,11 +45,20 @@ def _truth(st):
 
 
 def test_settle_config_validates_and_waits_sum():
-    w = SettleConfig(rounds=5, first_wait_s=2.0, total_wait_s=1000.0).waits_s()
+    w = SettleConfig(schedule="geometric", rounds=5, first_wait_s=2.0,
+                     total_wait_s=1000.0).waits_s()
     assert w[0] == pytest.approx(2.0) and w.sum() == pytest.approx(1000.0, rel=1e-6)
     assert np.all(np.diff(w) > 0)
+    # densest near the end: the time left shrinks 2x from check to check down to 10 s
+    end = SettleConfig(check_ratio=2.0, last_gap_s=10.0, total_wait_s=1000.0)
+    w = end.waits_s()
+    left = 1000.0 - np.cumsum(w)
+    assert w.sum() == pytest.approx(1000.0, rel=1e-9)
+    np.testing.assert_allclose(left[:-1], 1000.0 / 2.0 ** np.arange(1, 7))
+    assert left[-2] >= 10.0 and left[-1] == pytest.approx(0.0, abs=1e-9)
+    assert SettleConfig(total_wait_s=0.5).waits_s().tolist() == [0.5]
     with pytest.raises(ConfigError):
-        SettleConfig(first_wait_s=10.0, total_wait_s=5.0)
+        SettleConfig(schedule="geometric", first_wait_s=10.0, total_wait_s=5.0)
     with pytest.raises(ConfigError):
         SettleConfig(bake_temp_c=20.0)
     # 150 C with Ea 1.1 eV: ~3e5 x (docs/physics.md)
@@ -143,3 +156,37 @@ def test_settle_follows_a_differently_shaped_pulse_response(tmp_path):
                                    finished_at_s=sres.finished_at_s, delays_s=(3600.0,),
                                    truth=_truth(st)).truth
     assert held["3600"] > base["3600"] + 2 * _binomial_margin(0.4, N, z=2.0)
+
+
+def test_bake_equivalent_time_counts_the_ramps(station):
+    """The room-temperature-equivalent time of a bake through the oven (ramps, soak,
+    cool-down) agrees with the emulator's Arrhenius clock; the ramps, not the soak, dominate
+    at 150 C (the first version counted the soak only: ~18x too little for 30 s)."""
+    chip = station.bench.chip
+    ea, room = chip.profile.retention.ea_ev, 25.0
+    chip.truth.conductance(np.arange(1, dtype=np.uint32), station.clock.now())
+    e0 = chip.equivalent_time_s
+    ambient = float(station.oven.temperature_c)
+    rec = station.oven.bake(150.0, 30.0, station.clock)
+    chip.truth.conductance(np.arange(1, dtype=np.uint32), station.clock.now())
+    truth = chip.equivalent_time_s - e0
+    got = bake_equivalent_s(rec, 150.0, ambient, ea, room)
+    assert got == pytest.approx(truth, rel=0.05)
+    soak_only = 30.0 * SettleConfig(bake_temp_c=150.0, ea_ev=ea).acceleration()
+    assert truth > 10 * soak_only
+
+
+def test_mean_pulse_budget_caps_the_tile(station):
+    """With a mean budget, every pulse of the tile (calibration sweep, first verify and
+    re-pulses) stays within it."""
+    cells = np.arange(7 * TILE, 7 * TILE + N, dtype=np.uint32)
+    tgt = _targets(N, 3)
+    cfg = ProgramVerifyConfig()
+    resp = measure_pulse_response(ArrayOps(station.array), cells[:256], cfg,
+                                  np.random.default_rng(0))
+    ops = ArrayOps(station.array)
+    sc = SettleConfig(total_wait_s=3600.0 * 6, mean_pulse_budget=7.0)
+    res = program_settle_verify(ops, cells, tgt, cfg, sc, clock=station.clock, response=resp)
+    assert res.calibration_pulses == 0 and ops.pulses_sent == res.pulses.sum()
+    assert 6.5 <= ops.pulses_sent / N <= 7.0       # the cap binds, and holds
+    assert res.redo_rounds.sum() > 0

@@ -143,5 +143,5 @@ def series_summary(df: Any) -> list[str]:
     for (cell, level), d in df.groupby(["cell", "level"], sort=True):
         fs = float(d["fs_hz"].iloc[0])
         lines.append(f"cell {cell}, level {level}: {len(d)} samples at {fs:g} Hz "
-                     f"({len(d) / fs:g} s), mean {d['g_siemens'].mean() * 1e6:.2f} uS")
+                     f"({len(d) / fs:g} s), mean {d['g_siemens'].mean() * 1e6:.2f} µS")
     return lines

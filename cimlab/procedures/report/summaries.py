@@ -221,7 +221,7 @@ def summarize_programming_error(df: pd.DataFrame, flt: CellFilter | None = None
             "programming error per mode (pooled over levels)",
             by_mode,
             ("mean_error_siemens", "sigma_siemens", "sigma_robust_siemens", "sigma_raw_siemens"),
-            f"range (max - min target) = {span * _US:.3g} uS; {flt.note()}",
+            f"range (max - min target) = {span * _US:.3g} µS; {flt.note()}",
             shown=tuple(c for c in by_mode.columns if c != "sigma_robust_siemens"),
             labels={"mean_error_uS": "mean_err_uS", "sigma_frac_raw": "frac_raw"},
         ),
@@ -419,7 +419,7 @@ def summarize_relaxation(df: pd.DataFrame, flt: CellFilter | None = None
     m = m.reset_index()
     slope = variance_slope(m["time_s"], m["sigma_siemens"])
     note = (f"mid-range levels {mid.min()}..{mid.max()}; variance grows by "
-            f"{slope * _US**2:.3g} uS^2 per decade of time (t > 0); {flt.note()}")
+            f"{slope * _US**2:.3g} µS² per decade of time (t > 0); {flt.note()}")
     sections = [
         Section(
             "relaxation, mid-range levels, per time point",
