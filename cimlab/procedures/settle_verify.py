@@ -18,9 +18,11 @@ settle (:func:`program_settle_verify`) works with that law instead of against it
    after the tile is finished) if left alone, ``P_keep`` (its present error carried forward
    by the drift and spread of the decades still to come), against the probability that a
    fresh pulse aimed at the drift-compensated target ends within tolerance, ``P_redo``
-   (the spread of all decades from the pulse to the use); cells with ``P_keep < P_redo``
-   are re-pulsed (each at least once, :func:`program_verify` ``require_pulse``), aimed at
-   ``target - m L(remaining + use)``, within a per-cell pulse budget;
+   (the spread of all decades from the pulse to the use); cells with
+   ``P_keep < redo_factor * P_redo`` are re-pulsed (each at least once, :func:`program_verify`
+   ``require_pulse``), aimed at ``target - m L(remaining + use) - c``, within a per-cell and
+   (optionally) a tile-mean pulse budget; ``c`` is the learned mean miss of earlier aims per
+   level (the re-pulsed cells' projected error at use, integral control);
 5. repeat, with the checks densest near the end (schedule ``"end"``, the default): the time
    left after check ``j`` is ``total_wait_s / check_ratio**j``, down to ``last_gap_s``, then a
    last check when the tile is finished. A cell kept at a check then ages from ``A`` to about
@@ -28,8 +30,8 @@ settle (:func:`program_settle_verify`) works with that law instead of against it
    log-time, so every check is as informative as the last and re-pulsed cells still get a
    long settle; the time left when a cell is used changes its log-time little. Growing waits
    (schedule ``"geometric"``, dense at the start: the first version) spend the checks where
-   every cell still moves by several uS before use: on the default profile 44 % of the cells
-   within +-1 uS a minute after the tile was finished against 79 % with the end-dense
+   every cell still moves by several uS before use: on the default profile 46.9 % of the cells
+   within +-1 uS a minute after the tile was finished against 77.6 % with the end-dense
    schedule (docs/procedures.md, benchmarks/program_verify.py).
 
 The result reports every pulse (calibration sweep included), instrument time and waiting
