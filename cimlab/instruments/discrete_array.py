@@ -205,8 +205,16 @@ class DiscreteArray:
         self.smu.enable_source()
         self._smu_ready = True
 
-    def select(self, cell: int | None) -> None:
-        """Route one cell to the SMU (``None``: open every relay)."""
+    def select(self, cell: int | None, v_gate: float | None = None) -> None:
+        """Route one cell to the SMU (``None``: open every relay), its word line at the
+        RESET word-line level (fully on). A word-line voltage ``v_gate`` for the routed cell
+        is not offered here (InstrumentError): gate-set sweeps need an integrated station."""
+        if v_gate is not None:
+            raise InstrumentError(
+                f"{self._source}: a discrete bench routes a cell to the SMU with its word line "
+                "fully on; a routed word-line voltage (quasi-static 1T1R sweeps, gate "
+                "calibration) needs a station with an array controller (topology = "
+                "\"integrated\")")
         if cell is None:
             self.deselect()
             return

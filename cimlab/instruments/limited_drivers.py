@@ -22,10 +22,20 @@ from typing import Any
 import numpy as np
 from pymeasure.instruments.keithley import Keithley2450
 
-from cimlab.errors import ConfigError
+from cimlab.errors import ConfigError, InstrumentError
 from cimlab.instruments.drivers import ArrayController, BakeOven
-from cimlab.instruments.limits import GateCalibration, StationLimits, check_limit, check_pulse
+from cimlab.instruments.limits import (
+    GateCalibration,
+    StationLimits,
+    check_limit,
+    check_pulse,
+    check_set_gate,
+)
 from cimlab.instruments.station_config import InstrumentConfig
+
+#: the "source limited" bit of a 2450 reading's SOURSTATus element (reference manual,
+#: ":TRACe:DATA?" buffer elements)
+_SOURSTAT_LIMITED = 0x08
 
 
 def _max_abs(x: Any) -> float:
@@ -65,6 +75,17 @@ class LimitedArrayController(_Limited, ArrayController):
                     calibration=self._calibration, v_gate_at_icc_max=self.v_gate_at_icc_max,
                     station=self._source)
         return super().pulse(cells, polarity, v_pulse, v_gate, width_s)
+
+    def select(self, cell: int, v_gate: float | None = None) -> None:
+        """Route ``cell`` to the SMU; a word-line voltage ``v_gate`` [V] is checked as a SET
+        word line (``set_wl_max_v``, and its compliance current against ``set_icc_max_a``
+        with the calibration and the board's readback) before it is sent."""
+        if v_gate is not None:
+            check_set_gate(self._limits, float(v_gate), calibration=self._calibration,
+                           v_gate_at_icc_max=self.v_gate_at_icc_max,
+                           what="word-line voltage of the cell routed to the SMU",
+                           station=self._source)
+        super().select(cell, v_gate)
 
     def mvm(self, tile: int, v_rows: Any) -> np.ndarray:
         self._check("MVM input voltage", _max_abs(v_rows), "mvm_v_max_v")
@@ -176,6 +197,47 @@ class LimitedKeithley2450(_Limited, Keithley2450):
                         pause: float = 20e-3) -> None:
         self._i("SMU ramp target current", target_current)
         super().ramp_to_current(target_current, steps, pause)
+
+    def voltage_list_sweep(self, levels: Any, compliance_current: float, *, nplc: float = 1.0,
+                           delay_s: float | None = None, buffer: str = "defbuffer1"
+                           ) -> dict[str, np.ndarray]:
+        """One voltage staircase ``levels`` [V] as a 2450 list sweep, read back in one transfer.
+
+        Checks ``max|levels|`` against ``smu_v_max_v`` and ``compliance_current`` [A] against
+        ``smu_i_max_a`` before anything is sent, then (2450 reference manual, "Sweep
+        operation"): current measurement at ``nplc`` with autorange, voltage source with the
+        current limit ``compliance_current``, ``:SOUR:LIST:VOLT`` + ``:SOUR:SWE:VOLT:LIST``
+        (source delay ``delay_s``, None: auto; failAbort off, so a step in compliance is
+        recorded and the sweep goes on), ``:INIT``, ``*WAI`` and one ``:TRAC:DATA?`` of the
+        buffer's readings with their source value, relative time and source status. The sweep
+        turns the output on and off itself. Returns ``v`` (source readback [V]), ``i_a`` [A],
+        ``time_s`` (since the first reading) and ``limited`` (the source was in its limit).
+        """
+        lv = np.asarray(levels, dtype=float).reshape(-1)
+        if lv.size < 1 or lv.size > 100_000:
+            raise ValueError(f"a list sweep needs 1 to 100000 levels, got {lv.size}")
+        if not np.all(np.isfinite(lv)):
+            raise ValueError("sweep levels must be finite")
+        self._v("SMU sweep level", float(np.max(np.abs(lv))))
+        self._i("SMU current compliance", compliance_current)
+        if not (compliance_current > 0 and 0.01 <= nplc <= 10):
+            raise ValueError(f"compliance_current must be > 0 A and nplc in [0.01, 10], got "
+                             f"{compliance_current!r}, {nplc!r}")
+        delay = -1.0 if delay_s is None else float(delay_s)
+        self.write(':SENS:FUNC "CURR";:SENS:CURR:RANG:AUTO ON;'
+                   f':SENS:CURR:NPLC {float(nplc):.6g};:SOUR:FUNC VOLT;'
+                   f':SOUR:VOLT:ILIM {float(compliance_current):.9g}')
+        self.write(":SOUR:LIST:VOLT " + ",".join(f"{x:.9g}" for x in lv))
+        self.write(f':SOUR:SWE:VOLT:LIST 1, {delay:.9g}, 1, OFF, "{buffer}"')
+        self.write(":INIT;*WAI")
+        n = int(float(self.ask(f':TRAC:ACT? "{buffer}"')))
+        if n < 1:
+            raise InstrumentError(f"{self._source}: the SMU's sweep stored no reading")
+        raw = self.ask(f':TRAC:DATA? 1, {n}, "{buffer}", SOUR, READ, REL, SOURSTAT')
+        vals = np.asarray([float(x) for x in raw.strip().split(",")]).reshape(n, 4)
+        self.check_errors()
+        return {"v": vals[:, 0], "i_a": vals[:, 1], "time_s": vals[:, 2],
+                "limited": (vals[:, 3].astype(np.int64) & _SOURSTAT_LIMITED) != 0}
 
     def safe_shutdown(self) -> None:
         """PyMeasure's shutdown (ramp to 0, abort, output off), without the 0.6 s ramp when the

@@ -267,9 +267,35 @@ class TransistorCalibration:
 
 @dataclass(frozen=True)
 class Calibration:
-    """``[calibration]``."""
+    """``[calibration]``: the transistor calibration inline (``[calibration.transistor]``) or
+    in a calibration file (``file = "transistor.toml"``, relative to the station file: a TOML
+    file with a ``[calibration.transistor]`` table, as the ``gate_calibration`` procedure
+    writes it), never both."""
 
     transistor: TransistorCalibration = param()
+    file: str = param("", doc="calibration file holding [calibration.transistor] (relative "
+                      "to the station file); the station's own table is then left out")
+
+
+def _calibration_from_file(station: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with ``calibration.transistor`` read from ``calibration.file`` when given."""
+    cal = data.get("calibration")
+    if not isinstance(cal, dict) or "file" not in cal:
+        return data
+    name = cal["file"]
+    if not isinstance(name, str) or not name:
+        raise ConfigError(station, "calibration.file", "a non-empty path to a TOML file", name)
+    if "transistor" in cal:
+        raise ConfigError(station, "calibration.transistor",
+                          "no inline table when calibration.file is given (one source)")
+    f = Path(name) if Path(name).is_absolute() else station.parent / name
+    fdata, _ = read_station_text(f)
+    tr = fdata.get("calibration", {}).get("transistor") if isinstance(
+        fdata.get("calibration"), dict) else None
+    if not isinstance(tr, dict):
+        raise ConfigError(f, "calibration.transistor", "a [calibration.transistor] table")
+    from_dict(TransistorCalibration, tr, source=f, prefix="calibration.transistor.")
+    return {**data, "calibration": {**cal, "transistor": tr}}
 
 
 @dataclass(frozen=True)
@@ -368,6 +394,7 @@ def load_station_config(path: str | Path) -> tuple[StationConfig, str]:
     returns the config and the file's text."""
     p = resolve_station(path)
     data, text = read_station_text(p)
+    data = _calibration_from_file(p, data)
     try:
         cfg = from_dict(StationConfig, data, source=p)
     except RecursionError:

@@ -258,13 +258,17 @@ class ReRAMChip(ChipStateMixin):
         v_gate: Any,
         width_s: Any,
         now_s: float,
+        *,
+        icc_a: Any = None,
     ) -> np.ndarray:
         """Apply one programming pulse to each of ``cells`` (unique flat indices).
 
         ``polarity`` "set" or "reset"; ``v_pulse`` [V] pulse amplitude (>= 0, bit line for SET,
         source line for RESET), ``v_gate`` [V] word-line voltage (sets the compliance
         ``I_cc = profile.transistor.icc(v_gate)``), ``width_s`` [s] (> 0); each a scalar or one
-        value per cell. Returns the energy drawn per cell [J].
+        value per cell. ``icc_a`` [A]: the compliance current itself (scalar or per cell),
+        replacing the transistor's at ``v_gate`` (a DC bias through an SMU with its own current
+        limit, :meth:`dc_bias`). Returns the energy drawn per cell [J].
         """
         if polarity not in POLARITIES:
             raise ValueError(f"polarity must be 'set' or 'reset', got {polarity!r}")
@@ -282,9 +286,13 @@ class ReRAMChip(ChipStateMixin):
         rng = self._rng
         d2d = self.d2d
         g = self._observe(idx, rng)
-        tr = p.transistor
-        ov_t = np.maximum(vg - tr.v_th - d2d["transistor_dv_th"][idx], 0.0)
-        icc = 0.5 * tr.k_a_per_v2 * ov_t * ov_t
+        if icc_a is None:
+            tr = p.transistor
+            ov_t = np.maximum(vg - tr.v_th - d2d["transistor_dv_th"][idx], 0.0)
+            icc = 0.5 * tr.k_a_per_v2 * ov_t * ov_t
+        else:
+            icc = np.broadcast_to(np.asarray(self._per_cell(icc_a, n, "icc_a", lo=0.0)),
+                                  (n,)).astype(float)
         z_target = rng.standard_normal(n)
         if polarity == "set":
             sw = p.set
@@ -418,6 +426,58 @@ class ReRAMChip(ChipStateMixin):
             g_draw = g_draw + float(self._flicker(idx, np.array([g]))[0])
         i = self.profile.iv.current(g_draw, va)
         return float(i) if np.ndim(i) == 0 else i
+
+    def dc_bias(self, cell: int, v: float, dwell_s: float, now_s: float, *,
+                v_gate: float | None = None, i_limit_a: float = np.inf
+                ) -> tuple[float, float, bool]:
+        """Hold the DC voltage ``v`` [V] across one routed 1T1R cell for ``dwell_s`` [s] (one
+        step of a quasi-static SMU sweep) and measure it: ``(v_terminal, i, limited)``.
+
+        The cell switches as under a pulse of width ``dwell_s`` (:meth:`pulse`: the same
+        thresholds, kinetics, SET ceiling and RESET floor, so DC sweeps and pulses agree):
+        SET for ``v > 0``, RESET for ``v < 0``, at the cell voltage, which the compliance
+        ``I_cap = min(I_tr, i_limit_a)`` lowers when the cell would draw more (the voltage then
+        drops over the transistor or the SMU backs off). ``I_tr`` is the access transistor's
+        saturation current at ``v_gate`` [V] (None: word line fully on, no transistor limit);
+        with the bit line negative the transistor's source is the bit-line node, so its
+        gate-source voltage is ``v_gate + |v|`` (1T1R RESET polarity; body effect and the
+        linear region are not modelled). Below the cell's threshold nothing switches and no
+        random number is drawn beyond the measurement's, so low-voltage SMU reads are those of
+        :meth:`cell_current`. The measured current is :meth:`cell_current` capped at ``I_tr``
+        (transistor saturation); beyond ``i_limit_a`` the SMU is in compliance: it returns the
+        limit, the backed-off terminal voltage and ``limited`` True.
+        """
+        if not isinstance(cell, numbers.Integral):
+            raise TypeError(f"cell must be one integer index, got {cell!r}")
+        idx = self._cells(np.array([int(cell)]))
+        c = int(idx[0])
+        v = float(v)
+        if not (np.isfinite(v) and dwell_s >= 0 and i_limit_a > 0):
+            raise ValueError(f"dc_bias needs a finite v, dwell_s >= 0 and i_limit_a > 0; got "
+                             f"{v!r}, {dwell_s!r}, {i_limit_a!r}")
+        p = self.profile
+        if v_gate is None:
+            i_tr = np.inf
+        else:
+            vgs = float(v_gate) + (abs(v) if v < 0 else 0.0)
+            i_tr = float(p.transistor.icc(vgs, float(self.d2d["transistor_dv_th"][c])))
+        cap = min(i_tr, float(i_limit_a))
+        thr = float(self.d2d["set_v_th"][c] if v > 0 else self.d2d["reset_v_th"][c])
+        if dwell_s > 0 and v != 0.0 and abs(v) > thr and cap > 0:
+            self._now(now_s)
+            g = float(self._observe(idx, self._rng)[0])
+            i_free = abs(float(p.iv.current(g, abs(v))))
+            v_cell = abs(v) * min(1.0, cap / i_free) if i_free > 0 else abs(v)
+            if v_cell > thr:
+                self.pulse(idx, "set" if v > 0 else "reset", v_cell, 0.0, dwell_s, now_s,
+                           icc_a=cap)
+        i = float(self.cell_current(c, v, now_s))
+        a = abs(i)
+        if a > i_tr:  # the transistor saturates: the excess voltage drops across it
+            i, a = float(np.sign(i)) * i_tr, i_tr
+        if a > i_limit_a:  # in compliance: the SMU backs its voltage off to the limit
+            return v * i_limit_a / a, float(np.sign(i)) * float(i_limit_a), True
+        return v, i, False
 
     # ------------------------------------------------------------------ crossbar
     def wires(self, tile: int) -> tuple[np.ndarray, np.ndarray]:

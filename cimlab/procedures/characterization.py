@@ -31,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cimlab.procedures.binary_switching import ber, endurance, fault_map, sense_reference
+from cimlab.procedures.gate_calibration import gate_calibration
+from cimlab.procedures.iv_sweep import iv_sweep
 from cimlab.procedures.programming import programming_error
 from cimlab.procedures.read_noise import read_fluctuation, smu_precision_reads
 from cimlab.procedures.retention import ROOM_TEMPERATURE_K, bake_retention, relaxation
@@ -44,10 +46,13 @@ PROCEDURES: dict[str, Callable[..., ProcedureResult]] = {
     "ber": ber,
     "fault_map": fault_map,
     "endurance": endurance,
+    "iv_sweep": iv_sweep,
+    "gate_calibration": gate_calibration,
 }
 
 
 __all__ = ["PROCEDURES", "ROOM_TEMPERATURE_K", "ProcedureResult", "ProcedureRun",
-           "bake_retention", "ber", "endurance", "fault_map", "plan_section",
+           "bake_retention", "ber", "endurance", "fault_map", "gate_calibration", "iv_sweep",
+           "plan_section",
            "programming_error", "read_fluctuation", "relaxation", "sense_reference",
            "smu_precision_reads"]

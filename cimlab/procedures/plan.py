@@ -42,6 +42,8 @@ from cimlab.procedures.plan_experiments import (
     EnduranceExp,
     Experiment,
     FaultMapExp,
+    GateCalibrationExp,
+    IVSweepExp,
     ProgrammingErrorExp,
     ReadFluctuationExp,
     RelaxationExp,
@@ -66,6 +68,8 @@ __all__ = [
     "EnduranceExp",
     "Experiment",
     "FaultMapExp",
+    "GateCalibrationExp",
+    "IVSweepExp",
     "LevelSet",
     "Plan",
     "PlanHeader",
@@ -181,6 +185,16 @@ class Plan:
             if isinstance(exp, BakeRetentionExp):
                 up("oven_temp_max_c", max(exp.temps_c),
                    f"{e}.temps_c[{list(exp.temps_c).index(max(exp.temps_c))}]")
+            if isinstance(exp, (IVSweepExp, GateCalibrationExp)):
+                top = max(exp.v_set_max, exp.v_reset_max)
+                up("smu_v_max_v", top, f"{e}.v_{'set' if top == exp.v_set_max else 'reset'}"
+                   "_max")
+                up("smu_i_max_a", exp.smu_limit_a, f"{e}.smu_limit_a")
+            if isinstance(exp, IVSweepExp):
+                up("set_icc_max_a", exp.compliance_a, f"{e}.compliance_a")
+            if isinstance(exp, GateCalibrationExp):
+                up("set_icc_max_a", exp.lrs_compliance_a, f"{e}.lrs_compliance_a")
+                up("set_wl_max_v", max(exp.v_gates), f"{e}.v_gates")
             if isinstance(exp, ReadFluctuationExp) and exp.smu_cells:
                 up("smu_v_max_v", exp.smu_v, f"{e}.smu_v")
                 up("smu_i_max_a", exp.smu_compliance_a, f"{e}.smu_compliance_a")
@@ -220,6 +234,19 @@ class Plan:
                                                            (-math.inf, ""))[0]:
                     req["reset_wl_max_v"] = (vg, f"{f}.icc_a (the RESET word line follows "
                                              "the SET one when v_gate_reset is not set)")
+        for i, exp in enumerate(self.experiments):
+            icc_f = {IVSweepExp: "compliance_a", GateCalibrationExp: "lrs_compliance_a"}.get(
+                type(exp))
+            if icc_f is None:
+                continue
+            try:
+                vg = float(station.gate_voltage_for(getattr(exp, icc_f)))
+            except LimitError as exc:
+                raise LimitError(f"{self.source}: field 'experiment[{i}].{icc_f}' = "
+                                 f"{getattr(exp, icc_f):g} A: {exc}") from None
+            if vg > req.get("set_wl_max_v", (-math.inf, ""))[0]:
+                req["set_wl_max_v"] = (vg, f"experiment[{i}].{icc_f} (word-line voltage for "
+                                       "that compliance)")
         icc_fn = getattr(getattr(getattr(station, "calibration", None), "transistor", None),
                          "icc", None)
         if icc_fn is not None:

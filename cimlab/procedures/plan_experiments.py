@@ -278,6 +278,105 @@ class EnduranceExp(_Experiment):
         return pts
 
 
+@dataclass(frozen=True)
+class IVSweepExp(_Experiment):
+    """Quasi-static I-V: per cell, ``cycles`` SET/RESET loops, each one SMU list sweep
+    0 -> +v_set_max -> 0 -> -v_reset_max -> 0 in steps of ``v_step``.
+
+    Each cell is routed to the SMU with its word line at the gate voltage that gives the SET
+    compliance ``compliance_a`` (the station's transistor calibration); the SMU's current
+    limit ``smu_limit_a`` bounds every step (a step in the limit is recorded as limited). A
+    switching voltage is found per loop: SET where ``I/V`` first rises by ``set_ratio`` over
+    its largest earlier value on the rising positive branch (with at least half the
+    compliance current), RESET where it first falls by
+    ``reset_drop`` below its largest earlier value on the falling negative branch.
+    """
+
+    kind: str = param("iv_sweep", choices=("iv_sweep",))
+    cells: CellSet = param(default_factory=lambda: CellSet(count=8))
+    cycles: int = param(3, unit="1", lo=1, hi=10_000, doc="SET/RESET loops per cell")
+    v_set_max: float = param(1.3, unit="V", lo=0.0, lo_open=True, hi=20.0,
+                             doc="top of the positive (SET) branch")
+    v_reset_max: float = param(1.8, unit="V", lo=0.0, lo_open=True, hi=20.0,
+                               doc="magnitude of the bottom of the negative (RESET) branch")
+    v_step: float = param(0.05, unit="V", lo=1e-3, hi=1.0, doc="staircase step")
+    compliance_a: float = param(30e-6, unit="A", lo=0.0, lo_open=True, hi=5e-3,
+                                doc="SET compliance current (set by the word-line voltage)")
+    smu_limit_a: float = param(1e-3, unit="A", lo=0.0, lo_open=True, hi=1.05,
+                               doc="SMU current limit of the sweep (at least compliance_a)")
+    nplc: float = param(1.0, unit="1", lo=0.01, hi=10.0, doc="SMU integration per step")
+    v_read: float = param(0.2, unit="V", lo=0.0, lo_open=True, hi=1.0,
+                          doc="bias at which the HRS/LRS conductances I/V are taken")
+    set_ratio: float = param(2.0, unit="1", lo=1.05, hi=1e6,
+                             doc="rise of I/V that marks the SET")
+    reset_drop: float = param(0.1, unit="1", lo=0.01, hi=0.99,
+                              doc="fractional fall of I/V that marks the RESET onset")
+
+    def __post_init__(self) -> None:
+        check(self)
+        if self.smu_limit_a < self.compliance_a:
+            raise ConfigError(None, "smu_limit_a", f"at least compliance_a = "
+                              f"{self.compliance_a:g} A", self.smu_limit_a)
+        if self.v_step >= min(self.v_set_max, self.v_reset_max):
+            raise ConfigError(None, "v_step", "a step below v_set_max and v_reset_max",
+                              self.v_step)
+        if self.v_read > min(self.v_set_max, self.v_reset_max):
+            raise ConfigError(None, "v_read", "at most v_set_max and v_reset_max", self.v_read)
+
+
+def _default_gates() -> tuple[float, ...]:
+    return tuple(round(0.6 + 0.1 * k, 10) for k in range(9))
+
+
+@dataclass(frozen=True)
+class GateCalibrationExp(_Experiment):
+    """Access-transistor calibration: compliance current versus word-line voltage.
+
+    Each cell is put into a deep low-resistance state (one SET sweep to ``v_set_max`` at the
+    compliance ``lrs_compliance_a``), so that at the drain bias ``v_drain`` the cell would
+    conduct far more than the transistor: the current measured with the word line at each of
+    ``v_gates`` is then the transistor's saturation current. ``repeats`` SMU readings per gate
+    voltage (one list sweep, one transfer). A RESET sweep to ``-v_reset_max`` leaves the cell
+    in a high-resistance state. The square law ``I = k/2 (V - V_th)^2`` is fitted per cell to
+    the points above ``min_current_a`` (``sqrt(I)`` linear in ``V``); ``k`` and ``V_th`` are the
+    means over cells with their standard errors. ``write_calibration``: a TOML file to write
+    the fitted ``[calibration.transistor]`` into (a station file points to it with
+    ``[calibration] file = ...``); empty: none.
+    """
+
+    kind: str = param("gate_calibration", choices=("gate_calibration",))
+    cells: CellSet = param(default_factory=lambda: CellSet(count=16))
+    v_gates: tuple[float, ...] = param(default_factory=_default_gates, unit="V", lo=0.0,
+                                       hi=20.0, doc="word-line voltages (ascending)")
+    v_drain: float = param(0.6, unit="V", lo=0.0, lo_open=True, hi=20.0,
+                           doc="SMU bias while the gate steps (below the SET threshold)")
+    repeats: int = param(3, unit="1", lo=1, hi=10_000, doc="readings per gate voltage")
+    lrs_compliance_a: float = param(300e-6, unit="A", lo=0.0, lo_open=True, hi=5e-3,
+                                    doc="SET compliance of the deep LRS before the gate steps")
+    v_set_max: float = param(1.3, unit="V", lo=0.0, lo_open=True, hi=20.0,
+                             doc="top of the SET sweep")
+    v_reset_max: float = param(1.8, unit="V", lo=0.0, lo_open=True, hi=20.0,
+                               doc="magnitude of the final RESET sweep")
+    v_step: float = param(0.05, unit="V", lo=1e-3, hi=1.0, doc="SET/RESET staircase step")
+    smu_limit_a: float = param(1e-3, unit="A", lo=0.0, lo_open=True, hi=1.05,
+                               doc="SMU current limit")
+    nplc: float = param(1.0, unit="1", lo=0.01, hi=10.0, doc="SMU integration per reading")
+    min_current_a: float = param(1e-6, unit="A", lo=0.0, hi=1.0,
+                                 doc="points below are left out of the fit (near threshold)")
+    write_calibration: str = param("", doc="TOML file for the fitted calibration ('' none)")
+
+    def __post_init__(self) -> None:
+        check(self)
+        g = list(self.v_gates)
+        if len(g) < 3 or g != sorted(set(g)):
+            raise ConfigError(None, "v_gates", "at least 3 strictly ascending voltages", g)
+        if self.smu_limit_a < self.lrs_compliance_a:
+            raise ConfigError(None, "smu_limit_a", "at least lrs_compliance_a",
+                              self.smu_limit_a)
+        if self.v_drain >= self.v_set_max:
+            raise ConfigError(None, "v_drain", "below v_set_max", self.v_drain)
+
+
 EXPERIMENT_KINDS: dict[str, type[_Experiment]] = {
     "programming_error": ProgrammingErrorExp,
     "read_fluctuation": ReadFluctuationExp,
@@ -286,7 +385,9 @@ EXPERIMENT_KINDS: dict[str, type[_Experiment]] = {
     "ber": BerExp,
     "fault_map": FaultMapExp,
     "endurance": EnduranceExp,
+    "iv_sweep": IVSweepExp,
+    "gate_calibration": GateCalibrationExp,
 }
 
 Experiment = (ProgrammingErrorExp | ReadFluctuationExp | RelaxationExp | BakeRetentionExp
-              | BerExp | FaultMapExp | EnduranceExp)
+              | BerExp | FaultMapExp | EnduranceExp | IVSweepExp | GateCalibrationExp)

@@ -47,8 +47,10 @@ class CellArray(Protocol):
         """Matrix-vector multiply on ``tile``: row voltages [V] in, column currents [A] out."""
         ...
 
-    def select(self, cell: int) -> None:
-        """Route one cell to the SMU (precision reads)."""
+    def select(self, cell: int, v_gate: float | None = None) -> None:
+        """Route one cell to the SMU (precision reads, quasi-static sweeps), its word line
+        fully on or at ``v_gate`` [V] (the access transistor then limits the current);
+        a ``v_gate`` beyond the station's limits raises before anything is sent."""
         ...
 
     def deselect(self) -> None:

@@ -32,7 +32,7 @@ set_icc_max_a = {icc_max}
 pulse_width_max_s = 1e-3
 read_v_max_v = 0.5
 mvm_v_max_v = 0.5
-smu_v_max_v = 0.5
+smu_v_max_v = {smu_v_max}
 smu_i_max_a = 1e-3
 oven_temp_max_c = {oven_max}
 
@@ -45,7 +45,7 @@ v_th_v = 0.5
 
 def station_file(tmp_path: Path, *, seed: int = 1, addresses: dict[str, str] | None = None,
                  icc_max: float = 700e-6, oven_max: float = 200.0,
-                 name: str = "station.toml") -> Path:
+                 name: str = "station.toml", smu_v_max: float = 0.5) -> Path:
     """A station file: in-process emulator (``addresses`` None) or an external bench."""
     if addresses is None:
         addr = {k: "emulator" for k in ("array", "smu", "oven", "clock")}
@@ -55,7 +55,7 @@ def station_file(tmp_path: Path, *, seed: int = 1, addresses: dict[str, str] | N
         start = "false"
     p = tmp_path / name
     p.write_text(STATION_TEMPLATE.format(start=start, seed=seed, icc_max=icc_max,
-                                         oven_max=oven_max, **addr))
+                                         oven_max=oven_max, smu_v_max=smu_v_max, **addr))
     return p
 
 

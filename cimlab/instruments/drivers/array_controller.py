@@ -258,13 +258,15 @@ class ArrayController(ErrorCheckingMixin, SCPIMixin, Instrument):
         return values
 
     # -- routing and output ------------------------------------------------------------------
-    def select(self, cell: int) -> None:
-        """Route ``cell`` to the SMU terminals (bit line to HI, source line to LO, word line on)."""
+    def select(self, cell: int, v_gate: float | None = None) -> None:
+        """Route ``cell`` to the SMU terminals (bit line to HI, source line to LO), its word
+        line fully on or, with ``v_gate`` [V], at that voltage (protocol 1.2)."""
         cell = int(cell)
         if cell < 0:
             raise ValueError("cell must be >= 0")
-        self.write(f"ROUT:CELL {cell}")
-        raise_errors(self, f"ROUT:CELL {cell}")
+        cmd = f"ROUT:CELL {cell}" if v_gate is None else f"ROUT:CELL {cell},{float(v_gate):.9g}"
+        self.write(cmd)
+        raise_errors(self, cmd)
 
     def deselect(self) -> None:
         """Disconnect the SMU terminals from the array."""

@@ -72,6 +72,7 @@ class ArrayControllerEmulator(Instrument):
         c("ARRay:COMPliance:GATE", query=self._q_compliance_gate)
         c("ARRay:ITIMe", query=lambda p: fmt(self.world.busy_s.get(self.NAME, 0.0), "{:.12g}"))
         c("ROUTe:CELL", write=self._w_route, query=self._q_route)
+        c("ROUTe:GATE", query=self._q_gate)
         c("ROUTe:OPEN", write=self._w_open)
         c("OUTPut[:STATe]", write=self._w_output, query=lambda p: "1" if self.output else "0")
 
@@ -82,6 +83,7 @@ class ArrayControllerEmulator(Instrument):
         self.output = False
         self.v_read = self.range.v_read_default_v
         self.world.routed_cell = None
+        self.world.routed_gate_v = None
 
     # -- state (EmulatedBench.save_state) ------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -207,8 +209,22 @@ class ArrayControllerEmulator(Instrument):
         return fmt(self.world.chip.profile.transistor.v_gate_for_icc(icc), "{:.17g}")
 
     def _w_route(self, p: list[Param]) -> None:
-        (c,) = expect(p, 1, "ROUT:CELL")
+        """``ROUT:CELL <cell>[,<v_gate>]``: route ``cell`` to the SMU terminals with its word
+        line at ``v_gate`` [V] (the access transistor then limits the current, as in a SET
+        pulse), or fully on without it (protocol 1.2)."""
+        if len(p) == 2:
+            c, g = p
+            gate: float | None = g.number(lo=0.0, hi=self.range.v_gate_max_v)
+        else:
+            (c,) = expect(p, 1, "ROUT:CELL")
+            gate = None
         self.world.routed_cell = c.integer(lo=0, hi=self.n_cells - 1)
+        self.world.routed_gate_v = gate
+
+    def _q_gate(self, p: list[Param]) -> str:
+        expect(p, 0, "ROUT:GATE?")
+        g = self.world.routed_gate_v
+        return "-1" if g is None else fmt(g)
 
     def _q_route(self, p: list[Param]) -> str:
         expect(p, 0, "ROUT:CELL?")
@@ -218,6 +234,7 @@ class ArrayControllerEmulator(Instrument):
     def _w_open(self, p: list[Param]) -> None:
         expect(p, 0, "ROUT:OPEN")
         self.world.routed_cell = None
+        self.world.routed_gate_v = None
 
     def _w_output(self, p: list[Param]) -> None:
         (s,) = expect(p, 1, "OUTP")

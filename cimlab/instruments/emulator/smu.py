@@ -405,18 +405,24 @@ class Keithley2450Emulator(Instrument):
         self.world.charge(self.NAME, 2 * self.nplc[self.sense_func] / self.world.timing.smu_line_hz)
 
     # -- measuring ---------------------------------------------------------------------------
-    def _terminal_state(self) -> tuple[float, float, bool]:
-        """(voltage across the terminals [V], current through them [A], limit tripped)."""
+    def _terminal_state(self, dwell_s: float = 0.0) -> tuple[float, float, bool]:
+        """(voltage across the terminals [V], current through them [A], limit tripped).
+
+        Sourcing voltage into a routed cell for ``dwell_s`` [s] (the reading's source delay,
+        integration and overhead) is a DC bias of the 1T1R cell
+        (:meth:`ReRAMChip.dc_bias`): above its threshold the cell switches as under a pulse
+        of that width, limited by the current limit and the routed word-line voltage."""
         w = self.world
         cell = w.routed_cell
         if not self.output:
             return 0.0, 0.0, False
         if self.source_func == "VOLT":
             v = self.level["VOLT"]
-            i = 0.0 if cell is None else float(w.chip.cell_current(cell, v, w.now_s))
-            if abs(i) > self.ilim:  # in compliance: the source backs off to the limit
-                return v * self.ilim / abs(i), float(np.sign(i)) * self.ilim, True
-            return v, i, False
+            if cell is None:
+                return v, 0.0, False
+            vt, i, tripped = w.chip.dc_bias(cell, v, dwell_s, w.now_s,
+                                            v_gate=w.routed_gate_v, i_limit_a=self.ilim)
+            return float(vt), float(i), bool(tripped)
         i = self.level["CURR"]
         if cell is None:
             return (float(np.sign(i)) * self.vlim, 0.0, True) if i else (0.0, 0.0, False)
@@ -436,8 +442,9 @@ class Keithley2450Emulator(Instrument):
         src = self.source_func
         delay = AUTO_DELAY_S if self.delay_auto[src] else self.delay[src]
         integration = self.nplc[func] / t.smu_line_hz
-        v, i, tripped = self._terminal_state()
-        w.charge(self.NAME, delay + extra_delay_s + integration + t.smu_overhead_s)
+        dwell = delay + extra_delay_s + integration + t.smu_overhead_s
+        v, i, tripped = self._terminal_state(dwell)
+        w.charge(self.NAME, dwell)
         self.tripped = tripped
         value = {"CURR": i, "VOLT": v}.get(func, OVERFLOW if i == 0 else v / i)
         status = STAT_TERMINAL_FRONT if self.terminals == "FRON" else 0

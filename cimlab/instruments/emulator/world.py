@@ -105,6 +105,9 @@ class World:
         self.oven_rate_k_per_s = self.oven_range.default_rate_k_per_s
         # array routing: the cell connected to the SMU terminals, or None
         self.routed_cell: int | None = None
+        #: word-line voltage [V] of the routed cell (``ROUT:CELL <cell>,<v_gate>``), or None:
+        #: word line fully on, the access transistor does not limit the SMU's current
+        self.routed_gate_v: float | None = None
 
     # -- time --------------------------------------------------------------------------------
     @property
@@ -161,6 +164,8 @@ class World:
                 "world.oven_temp_k": float(self.oven_temp_k),
                 "world.oven_rate_k_per_s": float(self.oven_rate_k_per_s),
                 "world.routed_cell": -1 if self.routed_cell is None else int(self.routed_cell),
+                "world.routed_gate_v": (-1.0 if self.routed_gate_v is None
+                                        else float(self.routed_gate_v)),
                 "world.timing": json.dumps(to_dict(self.timing)),
                 "world.oven_range": json.dumps(to_dict(self.oven_range)),
             }
@@ -201,6 +206,10 @@ class World:
                               out[key])
         cell = r.integer("world.routed_cell", lo=-1, hi=n_cells - 1)
         out["routed_cell"] = None if cell < 0 else cell
+        out["routed_gate_v"] = None
+        if reader.has("world.routed_gate_v"):  # states written before gates were routed lack it
+            gate = reader.number("world.routed_gate_v", lo=-1.0)
+            out["routed_gate_v"] = None if gate < 0 or cell < 0 else gate
         return out
 
     def apply_state(self, values: dict[str, Any]) -> None:
