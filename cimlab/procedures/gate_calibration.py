@@ -8,7 +8,8 @@ law ``I = k/2 (V - V_th)^2`` (Shichman & Hodges, IEEE JSSC 3, 285 (1968);
 :mod:`cimlab.transistor`) is a straight line in ``sqrt(I)``: slope ``sqrt(k/2)``, intercept
 ``-sqrt(k/2) V_th``, fitted by least squares to the points above ``min_current_a``. The chip's
 values are the means over cells, with standard errors from the spread between cells
-(``std / sqrt(n)``: the device-to-device threshold mismatch is what the cells differ by).
+(``std / sqrt(n)``: the device-to-device threshold mismatch is what the cells differ by);
+a cell whose fit lies far from the others (a stuck cell: :func:`usable`) is left out.
 
 Tables: ``gate_iv`` (cell, v_gate, repeat, v, i_a) and ``gate_fit`` (one row per cell:
 k_a_per_v2, v_th_v, points, rms_sqrt_a); the chip fit is in the run metadata
@@ -32,6 +33,7 @@ from cimlab.procedures.iv_sweep import loop_levels, precheck, smu_sweep
 from cimlab.procedures.plan_experiments import GateCalibrationExp
 from cimlab.procedures.protocols import Bench, RunStore
 from cimlab.procedures.run import ProcedureResult, ProcedureRun
+from cimlab.stats import robust_sigma
 
 
 def fit_cell(v_gate: np.ndarray, i_a: np.ndarray, min_current_a: float
@@ -50,10 +52,29 @@ def fit_cell(v_gate: np.ndarray, i_a: np.ndarray, min_current_a: float
     return float(2.0 * b * b), float(-a / b), n, rms
 
 
+#: a cell's fit further than this many robust sigmas from the median (in k or V_th) is left
+#: out of the chip values: a stuck or unformed cell never conducts more than the transistor,
+#: so its "saturation" curve is the cell's own ohmic current
+OUTLIER_SIGMAS = 5.0
+
+
+def usable(k: np.ndarray, v_th: np.ndarray) -> np.ndarray:
+    """Cells whose fit enters the chip values: finite, and within :data:`OUTLIER_SIGMAS`
+    robust sigmas (floor: 0.1 % of the median) of the median in both ``k`` and ``V_th``."""
+    ok = np.isfinite(k) & np.isfinite(v_th)
+    for x in (k, v_th):
+        if ok.sum() < 3:
+            break
+        med = float(np.median(x[ok]))
+        scale = max(float(robust_sigma(x[ok])), 1e-3 * abs(med))
+        ok &= np.abs(np.nan_to_num(x, nan=np.inf) - med) <= OUTLIER_SIGMAS * scale
+    return ok
+
+
 def combine(k: np.ndarray, v_th: np.ndarray) -> dict[str, float]:
     """Chip values from per-cell fits: means and standard errors (std/sqrt(n)) of ``k`` and
-    ``V_th``; InsufficientDataError with fewer than 2 fitted cells."""
-    ok = np.isfinite(k) & np.isfinite(v_th)
+    ``V_th`` over the :func:`usable` cells; InsufficientDataError with fewer than 2."""
+    ok = usable(k, v_th)
     n = int(ok.sum())
     if n < 2:
         raise InsufficientDataError(f"gate calibration: {n} cell(s) gave a square-law fit; "
@@ -62,7 +83,7 @@ def combine(k: np.ndarray, v_th: np.ndarray) -> dict[str, float]:
     kk, vv = k[ok], v_th[ok]
     return {"k_a_per_v2": float(kk.mean()), "k_a_per_v2_se": float(kk.std(ddof=1) / math.sqrt(n)),
             "v_th_v": float(vv.mean()), "v_th_v_se": float(vv.std(ddof=1) / math.sqrt(n)),
-            "cells": n}
+            "cells": n, "cells_left_out": int(ok.size - n)}
 
 
 def write_calibration_file(path: str | Path, fit: dict[str, Any], *, run_uid: str = "",
@@ -156,4 +177,5 @@ def gate_calibration(station: Bench, store: RunStore, exp: GateCalibrationExp,
         return ctx.finish(**fit, calibration_file=written)
 
 
-__all__ = ["combine", "fit_cell", "gate_calibration", "write_calibration_file"]
+__all__ = ["OUTLIER_SIGMAS", "combine", "fit_cell", "gate_calibration", "usable",
+           "write_calibration_file"]
