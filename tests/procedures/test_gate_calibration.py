@@ -72,3 +72,17 @@ def test_a_calibration_file_and_an_inline_table_are_refused(tmp_path):
                                        '[calibration]\nfile = "x.toml"\n[calibration.transistor]'))
     with pytest.raises(ConfigError, match=r"calibration\.transistor"):
         Station.open(p)
+
+
+def test_gate_report_has_the_chip_fit_and_a_plot(tmp_path):
+    from cimlab.procedures.report import report
+
+    exp = GateCalibrationExp(cells=CellSet(count=3), v_gates=(0.7, 0.9, 1.1, 1.3))
+    with Station.open(station_file(tmp_path, smu_v_max=3.0)) as st, \
+            Store.open(tmp_path / "g.h5", "a") as store:
+        res = gate_calibration(st, store, exp, CELLS[:3], seed=2, progress=False)
+    (rep,) = report(tmp_path / "g.h5", tmp_path / "rep")
+    chip = rep.section("transistor calibration (chip)").frame
+    assert chip["k_a_per_v2"].iloc[0] == res.figures["k_a_per_v2"]
+    assert len(rep.section("square-law fit per cell").frame) == 3
+    assert rep.plots and rep.plots[0].name.endswith("_gate.png")

@@ -106,3 +106,22 @@ def test_iv_sweep_resumes_after_an_abort(tmp_path, monkeypatch):
         assert len(runs) == 1 and runs[0].status == "completed"
         sw = runs[0].table("switching")
     assert sorted(sw["cell"].tolist()) == sorted(np.repeat(CELLS, exp.cycles).tolist())
+
+
+def test_iv_report_summarizes_the_switching_voltages(tmp_path):
+    from cimlab.procedures.report import report
+
+    exp = _exp()
+    with Station.open(station_file(tmp_path, smu_v_max=3.0)) as st, \
+            Store.open(tmp_path / "iv.h5", "a") as store:
+        iv_sweep(st, store, exp, CELLS[:2], seed=1, progress=False)
+        sw = next(iter(store)).table("switching")
+    (rep,) = report(tmp_path / "iv.h5", tmp_path / "rep")
+    per_cell = rep.section("switching voltages per cell").frame
+    assert per_cell["cell"].tolist() == sorted(CELLS[:2].tolist())
+    for _, row in per_cell.iterrows():
+        s = sw[sw["cell"] == row["cell"]]
+        assert row["v_set_median"] == pytest.approx(float(np.median(s["v_set"])))
+        assert row["sets_found"] == exp.cycles
+    assert [p.name for p in rep.plots] == [f"{rep.uid}_iv_sweep_iv.png"]
+    assert rep.plots[0].stat().st_size > 1000

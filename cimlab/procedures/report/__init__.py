@@ -32,6 +32,7 @@ from cimlab.procedures.cell_states import (
     stuck_cells,
     working_bits,
 )
+from cimlab.procedures.report import first
 from cimlab.procedures.report import plots as plotting
 from cimlab.procedures.report.bake import ALL_RUNS_KIND, combine_bake_runs, summarize_bake
 from cimlab.procedures.report.sections import TEXT_WIDTH, RunReport, Section, format_report
@@ -131,6 +132,18 @@ def _summarize_kind(rep: RunReport, run: Any, tables: dict[str, pd.DataFrame],
 
         def plot():
             return plotting.plot_endurance(s, out_dir, stem)
+    elif kind == "iv_sweep":
+        rep.sections, rep.figures = first.summarize_iv(tables["switching"])
+        iv = tables["iv"]
+
+        def plot():
+            return first.plot_iv(iv, out_dir, stem)
+    elif kind == "gate_calibration":
+        rep.sections, rep.figures = first.summarize_gate(tables["gate_fit"], run.meta)
+        giv, fit = tables["gate_iv"], rep.figures
+
+        def plot():
+            return first.plot_gate(giv, fit, out_dir, stem)
     return plot
 
 
@@ -168,7 +181,9 @@ def summarize_run(run: Any, out_dir: Path | None = None,
     kind = run.kind
     needed = {"programming_error": ["programmed"], "read_fluctuation": ["reads"],
               "relaxation": ["reads"], "imported": ["reads"], "bake_retention": ["reads"],
-              "ber": ["bits"], "fault_map": ["faults"], "endurance": ["cycles"]}.get(kind)
+              "ber": ["bits"], "fault_map": ["faults"], "endurance": ["cycles"],
+              "iv_sweep": ["iv", "switching"],
+              "gate_calibration": ["gate_iv", "gate_fit"]}.get(kind)
     missing = [t for t in (needed or []) if t not in tables or len(tables[t]) == 0]
     if needed is None or missing:
         if missing:
