@@ -22,6 +22,7 @@ the level, Ielmini 2011; used here only as a measured, monotone gate -> level cu
 
 from __future__ import annotations
 
+import base64
 import itertools
 from dataclasses import dataclass
 from typing import Any
@@ -142,14 +143,42 @@ class TabulatedResponse:
             return (k // na) * na + np.minimum(k % na + boost, na - 1)
         return np.minimum(k + boost, self.reset_v.size - 1)
 
+    def __post_init__(self) -> None:
+        # tables held at float32 precision (~1e-7 relative, far below any read noise), so
+        # to_dict() can write them compactly (run metadata < 60 kB) and from_dict() gives
+        # back exactly this model (a resumed run plans as the uninterrupted one)
+        for name in _TABLES:
+            object.__setattr__(self, name, _f32(getattr(self, name)))
+
     def to_dict(self) -> dict[str, Any]:
-        return {k: (v.tolist() if isinstance(v, np.ndarray) else v)
-                for k, v in self.__dict__.items()}
+        """Plain JSON-able mapping; the two tables as base64 of little-endian float32 with
+        their shapes (``{"f32_b64": ..., "shape": [...]}``)."""
+        out: dict[str, Any] = {}
+        for k, v in self.__dict__.items():
+            if k in _TABLES:
+                out[k] = {"f32_b64": base64.b64encode(v.astype("<f4").tobytes()).decode(),
+                          "shape": list(v.shape)}
+            else:
+                out[k] = v.tolist() if isinstance(v, np.ndarray) else v
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TabulatedResponse:
-        return cls(**{k: np.asarray(v, dtype=float) if isinstance(v, list) else v
-                      for k, v in d.items()})
+        kw: dict[str, Any] = {}
+        for k, v in d.items():
+            if isinstance(v, dict) and "f32_b64" in v:
+                a = np.frombuffer(base64.b64decode(v["f32_b64"]), dtype="<f4")
+                kw[k] = a.astype(float).reshape(v["shape"])
+            else:
+                kw[k] = np.asarray(v, dtype=float) if isinstance(v, list) else v
+        return cls(**kw)
+
+
+_TABLES = ("set_mean", "reset_mean")
+
+
+def _f32(a: np.ndarray) -> np.ndarray:
+    return np.asarray(a, dtype=float).astype(np.float32).astype(float)
 
 
 # -------------------------------------------------------------------- fitting
@@ -215,13 +244,17 @@ def _fit_table(keys: np.ndarray, n_settings: int, g0: np.ndarray, g1: np.ndarray
 
 def _monotone(table: np.ndarray, w: np.ndarray, axes: list[tuple[int, bool]],
               nodes: np.ndarray, direction: int, passes: int = 4) -> np.ndarray:
-    """Alternating isotonic projections along ``axes`` (axis, increasing) and the polarity
-    bound (SET: after >= before; RESET: after <= before)."""
+    """Alternating isotonic projections along ``axes`` (axis, increasing), a final running
+    max / min that makes every axis exactly monotone, and the polarity bound (SET: after >=
+    before; RESET: after <= before)."""
     for _ in range(passes):
         for ax, inc in axes:
             table = _isotonic_along(table, w, ax, inc)
-        table = np.maximum(table, nodes) if direction == SET else np.minimum(table, nodes)
-    return table
+    # exact in every axis at once: a running max (min) along one axis keeps the monotonicity
+    # along the others (a max of non-decreasing functions is non-decreasing)
+    for ax, inc in axes:
+        table = (np.maximum if inc else np.minimum).accumulate(table, axis=ax)
+    return np.maximum(table, nodes) if direction == SET else np.minimum(table, nodes)
 
 
 def _spread_curve(step: np.ndarray, resid: np.ndarray, bins: int = 12
