@@ -125,12 +125,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--station", default=str(ROOT / "instruments" / "emulated.toml"))
     ap.add_argument("--profile", default="default",
                     help="chip profile of the emulated bench (default, techb, techa, narrow, "
-                    "shaped or a TOML path)")
+                    "shaped, stateful or a TOML path)")
     ap.add_argument("--tile", type=int, default=5)
     ap.add_argument("--rows", type=int, default=0, help="rows of the tile to use (0: all)")
     ap.add_argument("--levels", type=int, default=16)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--schemes", default=",".join(SCHEMES))
+    ap.add_argument("--response-model", default="tabulated", choices=("tabulated", "parametric"),
+                    help="pulse-response model of adaptive and settle (default: tabulated)")
     args = ap.parse_args(argv)
 
     from cimlab.instruments.station import Station
@@ -178,7 +180,8 @@ def main(argv: list[str] | None = None) -> dict:
             cfg = ProgramVerifyConfig(scheme="adaptive" if scheme.startswith("settle")
                                       else scheme, tolerance_siemens=tol,
                                       v_gate_set=max(1.0, round(vg_top, 3)),
-                                      v_gate_max=max(1.2, round(vg_hi, 3)))
+                                      v_gate_max=max(1.2, round(vg_hi, 3)),
+                                      response_model=args.response_model)
             st.array.pulse(cells, "reset", cfg.v_reset_max, cfg.v_gate_reset, cfg.width_s)
             ops = ArrayOps(st.array)
             t_start = st.clock.now()
@@ -286,6 +289,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = {
         "benchmark": "program_verify",
         "profile": args.profile,
+        "response_model": args.response_model,
         "cells": int(cells.size),
         "responsive_cells": int(working.sum()),
         "levels": args.levels,

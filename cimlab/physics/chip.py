@@ -15,7 +15,8 @@ Pulse model (one pulse, cell at true conductance ``g``, see profile.SetSwitching
   A SET never lowers ``g``, a RESET never raises it.
 * drive ``D = rate0 * k_cell * width * (exp((v - v_th_cell)/v0) - 1)`` above threshold, else 0
   (``((v - v_th_cell)/v0)^drive_power`` instead of ``exp - 1`` when the profile sets
-  ``drive_power`` > 0: the 'shaped' profile);
+  ``drive_power`` > 0: the 'shaped' profile), times ``(g / state_g_ref)^state_power`` when
+  the profile sets ``state_power`` (the 'stateful' profile);
   fraction ``f = 1 - exp(-D)``.
 * ``g' = g + f (g_t - g) + sqrt(q f (1 - f) |g_t - g|) z``: the defects between ``g`` and
   ``g_t`` (units of ``q``) each move with probability ``f`` (binomial, normal approximation), so
@@ -315,7 +316,7 @@ class ReRAMChip(ChipStateMixin):
             gap = np.where(icc > 0.0, gap, 0.0)
             sign = -1.0
         over = np.maximum(v - v_th, 0.0)
-        drive = sw.rate0 * k * w * sw.drive_shape(over)
+        drive = sw.rate0 * k * w * sw.drive_shape(over) * sw.state_factor(g)
         f = -np.expm1(-drive)
         noise_var = p.step_noise.q * f * (1.0 - f) * gap
         step = f * gap + np.sqrt(noise_var) * rng.standard_normal(n)

@@ -136,6 +136,15 @@ class SetSwitching:
         "response has another shape; the 'shaped' profile, issue 13)",
     )
 
+    state_power: float = param(
+        0.0, unit="1", lo=-5.0, hi=5.0,
+        doc="state dependence of the drive: D is multiplied by (g / state_g_ref)^state_power "
+        "(0: none, the default; > 0 a SET that speeds up as the filament conducts more, "
+        "Joule-heating-assisted; the 'stateful' test profile, issue 13)",
+    )
+    state_g_ref: float = param(10e-6, unit="S", lo=0.0, lo_open=True,
+                               doc="conductance at which the state factor is 1")
+
     def drive_shape(self, overdrive_v: Any) -> Any:
         """Voltage factor of the drive for ``overdrive_v = v - v_th`` [V] (>= 0)."""
         x = np.asarray(overdrive_v, dtype=float) / self.v0
@@ -143,6 +152,12 @@ class SetSwitching:
 
     def __post_init__(self) -> None:
         check(self)
+    def state_factor(self, g: Any) -> Any:
+        """State factor of the drive at present conductance ``g`` [S] (1 when
+        ``state_power`` is 0)."""
+        if self.state_power == 0.0:
+            return 1.0
+        return (np.asarray(g, dtype=float) / self.state_g_ref) ** self.state_power
 
 
 @dataclass(frozen=True)
@@ -200,6 +215,15 @@ class ResetSwitching:
         "response has another shape; the 'shaped' profile, issue 13)",
     )
 
+    state_power: float = param(
+        0.0, unit="1", lo=-5.0, hi=5.0,
+        doc="state dependence of the drive: D is multiplied by (g / state_g_ref)^state_power "
+        "(0: none, the default; < 0 a RESET whose fraction falls as the filament "
+        "thickens; the 'stateful' test profile, issue 13)",
+    )
+    state_g_ref: float = param(10e-6, unit="S", lo=0.0, lo_open=True,
+                               doc="conductance at which the state factor is 1")
+
     def drive_shape(self, overdrive_v: Any) -> Any:
         """Voltage factor of the drive for ``overdrive_v = v - v_th`` [V] (>= 0)."""
         x = np.asarray(overdrive_v, dtype=float) / self.v0
@@ -207,6 +231,13 @@ class ResetSwitching:
 
     def __post_init__(self) -> None:
         check(self)
+    def state_factor(self, g: Any) -> Any:
+        """State factor of the drive at present conductance ``g`` [S] (1 when
+        ``state_power`` is 0)."""
+        if self.state_power == 0.0:
+            return 1.0
+        return (np.asarray(g, dtype=float) / self.state_g_ref) ** self.state_power
+
 
     def g_floor(self, v_reset: Any) -> Any:
         """Median floor conductance [S] at RESET amplitude ``v_reset`` [V]."""
@@ -518,7 +549,8 @@ class ChipProfile:
 
 
 #: Profiles shipped with cimlab (files in cimlab/physics/profiles/).
-BUNDLED_PROFILES: tuple[str, ...] = ("default", "techb", "techa", "narrow", "shaped")
+BUNDLED_PROFILES: tuple[str, ...] = ("default", "techb", "techa", "narrow", "shaped",
+                                     "stateful")
 
 
 def profile_path(name: str) -> Path:

@@ -52,6 +52,7 @@ _EXPORTS: dict[str, str] = {
     "ProgramVerifyConfig": "program_verify",
     "ProgramVerifyResult": "program_verify",
     "PulseResponse": "program_verify",
+    "TabulatedResponse": "program_verify",
     "program_single_shot": "program_verify",
     "measure_pulse_response": "program_verify",
     "measure_gate_curve": "program_verify",

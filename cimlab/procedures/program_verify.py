@@ -51,7 +51,12 @@ from scipy.special import ndtr
 
 from cimlab.procedures.array_ops import ArrayOps
 from cimlab.procedures.protocols import CellArray, Clock
-from cimlab.procedures.pulse_response import PulseResponse, measure_pulse_response
+from cimlab.procedures.pulse_response import (
+    PulseResponse,
+    ResponseModel,
+    measure_pulse_response,
+)
+from cimlab.procedures.pulse_table import TabulatedResponse
 from cimlab.procedures.single_shot import GateCurve, measure_gate_curve, program_single_shot
 from cimlab.procedures.verify_config import RESET, SET, ProgramVerifyConfig
 from cimlab.procedures.verify_result import ProgramVerifyResult, format_report
@@ -64,7 +69,7 @@ def program_verify(
     cfg: ProgramVerifyConfig,
     *,
     clock: Clock | None = None,
-    response: PulseResponse | None = None,
+    response: ResponseModel | None = None,
     rng: np.random.Generator | None = None,
     progress: bool = False,
     final_read: bool = False,
@@ -147,7 +152,7 @@ class _VerifyLoop:
     """State of a program-verify run; :meth:`iterate` is one pulse command + one read."""
 
     def __init__(self, ops: ArrayOps, cells: np.ndarray, target: np.ndarray,
-                 cfg: ProgramVerifyConfig, response: PulseResponse | None,
+                 cfg: ProgramVerifyConfig, response: ResponseModel | None,
                  clock: Clock | None = None, require_pulse: bool = False):
         self.require_pulse = require_pulse
         self.ops, self.cells, self.target, self.cfg, self.resp = ops, cells, target, cfg, response
@@ -270,40 +275,32 @@ class _VerifyLoop:
             vg_land = np.where(land_ok, vg_land, r.gate_v[-1])
             sd_land = np.hypot(tgt * k_sd, read_sd)
             p_land = np.where(land_ok, 2 * ndtr(tol / sd_land) - 1, 0.0)
-            # candidates 1..k: partial SET at amplitude v toward a ceiling above the target
-            c_hi = np.maximum(tgt + 4 * tol, 1.25 * tgt)
-            vg_hi = r.gate_for_ceiling(c_hi / kappa)
-            vg_hi = np.where(np.isfinite(vg_hi), vg_hi, r.gate_v[-1])
-            gap = np.maximum(kappa * r.ceiling_at(vg_hi) - g, 0.0)        # (n,)
-            f = np.minimum(r.set_frac[None, :] * self.gain_set[sel, None], 1.0)   # (n, k)
-            step = f * gap[:, None]
-            s_sd = (r.set_rel_sd / np.sqrt(1.0 + self.n_set_obs[sel]))[:, None]
-            sd = np.sqrt((s_sd * step) ** 2 + 0.1e-6 * step + (0.03 * step) ** 2
-                         + read_sd[:, None] ** 2)
+            # candidates 1..k: partial SETs (the model's settings)
+            vps, vgs, step, s_sd = r.set_candidates(g, tgt, kappa, self.gain_set[sel],
+                                                    self.n_set_obs[sel], tol)
+            sd = np.sqrt(s_sd ** 2 + read_sd[:, None] ** 2)
             mu = g[:, None] + step - tgt[:, None]
             p = ndtr((tol - mu) / sd) - ndtr((-tol - mu) / sd)
             k = p.argmax(axis=1)
-            p_part = p[np.arange(sel.size), k]
+            rows = np.arange(sel.size)
+            p_part = p[rows, k]
             use_land = p_land >= p_part
-            k = np.minimum(k + self.boost_set[sel], r.set_v.size - 1)
+            k = r.bump(SET, k, self.boost_set[sel])
             # far below the target: land (one big move) unless a partial step is clearly better
-            vp = np.where(use_land, r.v_set_sat, r.set_v[k])
-            vg = np.where(use_land, vg_land, vg_hi)
+            vp = np.where(use_land, r.v_set_sat, vps[rows, k])
+            vg = np.where(use_land, vg_land, vgs[rows, k])
             pred_step = np.where(use_land, np.maximum(kappa * r.ceiling_at(vg_land) - g, 0.0),
-                                 step[np.arange(sel.size), k])
+                                 step[rows, k])
             strong = use_land & (tgt - g > 3 * tol)
             return vp, vg, {"step": pred_step, "land": use_land}, strong
-        # RESET: partial steps toward the floor at each amplitude, or a deep RESET below target
-        fl = r.reset_floor_siemens[None, :]
-        f = np.minimum(r.reset_frac[None, :] * self.gain_reset[sel, None], 1.0)
-        step = -f * np.maximum(g[:, None] - fl, 0.0)
-        s_sd = (r.reset_rel_sd / np.sqrt(1.0 + self.n_reset_obs[sel]))[:, None]
-        sd = np.sqrt((s_sd * step) ** 2 + 0.1e-6 * np.abs(step) + (0.03 * step) ** 2
-                     + read_sd[:, None] ** 2 + (f * fl * r.floor_log_sd) ** 2)
+        # RESET: partial steps at each amplitude, or a deep RESET below the target
+        amps, step, s_sd = r.reset_candidates(g, self.gain_reset[sel], self.n_reset_obs[sel])
+        sd = np.sqrt(s_sd ** 2 + read_sd[:, None] ** 2)
         mu = g[:, None] + step - tgt[:, None]
         p = ndtr((tol - mu) / sd) - ndtr((-tol - mu) / sd)
         k = p.argmax(axis=1)
-        p_best = p[np.arange(sel.size), k]
+        rows = np.arange(sel.size)
+        p_best = p[rows, k]
         # deep RESET: land well below the target, the next SET lands at the target's ceiling.
         # Worth it when no partial step is likely to hit and the landing precision is good.
         land_sd = np.hypot(tgt * r.ceiling_rel_sd / np.sqrt(1.0 + self.kappa_n[sel]),
@@ -314,10 +311,10 @@ class _VerifyLoop:
         # would leave the cell far below its target (issue 13: one-pulse corrections landed
         # > 5 uS low ~25 % of the time)
         deep &= self.pulses[sel] + 1 < cfg.max_pulses
-        k = np.minimum(k + self.boost_reset[sel], r.reset_v.size - 1)
-        vp = np.where(deep, r.reset_v[-1], r.reset_v[k])
-        pred_step = np.where(deep, -np.maximum(g - r.reset_floor_siemens[-1], 0.0),
-                             step[np.arange(sel.size), k])
+        k = r.bump(RESET, k, self.boost_reset[sel])
+        v_deep, deep_step = r.deep_reset(g)
+        vp = np.where(deep, v_deep, amps[k])
+        pred_step = np.where(deep, deep_step, step[rows, k])
         vg = np.full(sel.size, cfg.v_gate_reset)
         strong = deep & (g - tgt > 3 * tol)
         return vp, vg, {"step": pred_step, "land": deep}, strong
@@ -363,5 +360,6 @@ class _VerifyLoop:
 
 
 __all__ = ["RESET", "SET", "ArrayOps", "GateCurve", "ProgramVerifyConfig", "ProgramVerifyResult",
-           "PulseResponse", "format_report", "measure_gate_curve", "measure_pulse_response",
-           "program_single_shot", "program_verify"]
+           "PulseResponse", "ResponseModel", "TabulatedResponse", "format_report",
+           "measure_gate_curve", "measure_pulse_response", "program_single_shot",
+           "program_verify"]

@@ -1,6 +1,13 @@
-"""The chip's mean pulse response that adaptive program-verify plans with: what it is
-(:class:`PulseResponse`) and the short batched sweep that measures it
-(:func:`measure_pulse_response`)."""
+"""The pulse-response models adaptive program-verify plans with and the sweeps that measure
+them (:func:`measure_pulse_response` picks one by ``ProgramVerifyConfig.response_model``).
+
+:class:`PulseResponse` (``"parametric"``) assumes a functional form: a SET moves a fraction
+``set_frac(v)`` of the way from G to a gate-dependent ceiling, a RESET a fraction
+``reset_frac(v)`` of the way down to a floor. That form is the emulator's own pulse law
+(cimlab.physics.chip: ``g' = g + f (g_t - g)``), so a planner built on it knows the physics;
+it is kept for comparison. The default is the generic, measured table
+(:class:`~cimlab.procedures.pulse_table.TabulatedResponse`, ``"tabulated"``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from cimlab.procedures.array_ops import ArrayOps
+from cimlab.procedures.pulse_table import TabulatedResponse, measure_tabulated_response
 from cimlab.procedures.verify_config import RESET, SET, ProgramVerifyConfig, _grid
 from cimlab.stats import robust_sigma
 
@@ -40,6 +48,7 @@ class PulseResponse:
     floor_log_sd: float
     n_cells: int = 0
     round_trips: int = 0
+    kind: str = "parametric"
 
     def gate_for_ceiling(self, g: np.ndarray) -> np.ndarray:
         """Word-line voltage whose mean ceiling is ``g`` [S] (monotone interpolation; NaN
@@ -51,9 +60,51 @@ class PulseResponse:
     def ceiling_at(self, v_gate: np.ndarray) -> np.ndarray:
         return np.interp(v_gate, self.gate_v, np.maximum.accumulate(self.ceiling_siemens))
 
+    # ---------------------------------------------------------------- loop interface
+    def set_candidates(self, g: np.ndarray, tgt: np.ndarray, kappa: np.ndarray,
+                       gain: np.ndarray, n_obs: np.ndarray, tol: float
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+        """Partial SETs at each amplitude towards a ceiling above the target: amplitudes,
+        gates, mean steps and spreads (n, amps) (spreads without the read noise)."""
+        c_hi = np.maximum(tgt + 4 * tol, 1.25 * tgt)
+        vg_hi = self.gate_for_ceiling(c_hi / kappa)
+        vg_hi = np.where(np.isfinite(vg_hi), vg_hi, self.gate_v[-1])
+        gap = np.maximum(kappa * self.ceiling_at(vg_hi) - g, 0.0)
+        f = np.minimum(self.set_frac[None, :] * gain[:, None], 1.0)
+        step = f * gap[:, None]
+        s_sd = (self.set_rel_sd / np.sqrt(1.0 + n_obs))[:, None]
+        sd = np.sqrt((s_sd * step) ** 2 + 0.1e-6 * step + (0.03 * step) ** 2)
+        return (np.broadcast_to(self.set_v, step.shape),
+                np.broadcast_to(vg_hi[:, None], step.shape), step, sd)
+
+    def reset_candidates(self, g: np.ndarray, gain: np.ndarray, n_obs: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+        """Partial RESETs: amplitudes (k,), mean steps and spreads (n, k)."""
+        fl = self.reset_floor_siemens[None, :]
+        f = np.minimum(self.reset_frac[None, :] * gain[:, None], 1.0)
+        step = -f * np.maximum(g[:, None] - fl, 0.0)
+        s_sd = (self.reset_rel_sd / np.sqrt(1.0 + n_obs))[:, None]
+        sd = np.sqrt((s_sd * step) ** 2 + 0.1e-6 * np.abs(step) + (0.03 * step) ** 2
+                     + (f * fl * self.floor_log_sd) ** 2)
+        return self.reset_v, step, sd
+
+    def deep_reset(self, g: np.ndarray) -> tuple[float, np.ndarray]:
+        """The strongest RESET: amplitude [V] and mean step [S] (n,)."""
+        return float(self.reset_v[-1]), -np.maximum(g - self.reset_floor_siemens[-1], 0.0)
+
+    def bump(self, direction: int, k: np.ndarray, boost: np.ndarray) -> np.ndarray:
+        """Candidate index ``boost`` amplitude steps above ``k``."""
+        amps = self.set_v if direction == SET else self.reset_v
+        return np.minimum(k + boost, amps.size - 1)
+
     def to_dict(self) -> dict[str, Any]:
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v)
                 for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PulseResponse:
+        return cls(**{k: np.asarray(v, dtype=float) if isinstance(v, list) else v
+                      for k, v in d.items()})
 
 
 def _robust_median(x: np.ndarray) -> float:
@@ -69,9 +120,31 @@ def _robust_rel_sd(x: np.ndarray) -> float:
     return robust_sigma(x) / max(abs(float(np.median(x))), 1e-30)
 
 
+#: the models the adaptive loop can plan with (``ProgramVerifyConfig.response_model``)
+ResponseModel = PulseResponse | TabulatedResponse
+
+
 def measure_pulse_response(ops: ArrayOps, cells: np.ndarray, cfg: ProgramVerifyConfig,
-                           rng: np.random.Generator) -> PulseResponse:
-    """Fit the adaptive scheme's pulse response with a short batched sweep on ``cells``.
+                           rng: np.random.Generator) -> ResponseModel:
+    """Measure the adaptive scheme's pulse-response model with a short batched sweep on
+    ``cells``: ``cfg.response_model`` "tabulated" (the default: generic, measured, no
+    physical form; :func:`~cimlab.procedures.pulse_table.measure_tabulated_response`) or
+    "parametric" (:func:`measure_parametric_response`)."""
+    if cfg.response_model == "tabulated":
+        return measure_tabulated_response(ops, cells, cfg, rng)
+    return measure_parametric_response(ops, cells, cfg, rng)
+
+
+def response_from_dict(d: dict[str, Any]) -> ResponseModel:
+    """A response model back from its ``to_dict()`` (checkpoints, store metadata)."""
+    if d.get("kind", "parametric") == "tabulated":
+        return TabulatedResponse.from_dict(d)
+    return PulseResponse.from_dict(d)
+
+
+def measure_parametric_response(ops: ArrayOps, cells: np.ndarray, cfg: ProgramVerifyConfig,
+                                rng: np.random.Generator) -> PulseResponse:
+    """Fit the parametric pulse response with a short batched sweep on ``cells``.
 
     Three sweeps, each ``cfg.calibration_rounds`` rounds over all ``cells`` with a random
     setting per cell (per-cell amplitudes and gate voltages in one command):

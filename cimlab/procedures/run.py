@@ -40,7 +40,11 @@ from cimlab.params import to_dict
 from cimlab.procedures.array_ops import ArrayOps
 from cimlab.procedures.program_verify import program_verify
 from cimlab.procedures.protocols import Bench, RunStore
-from cimlab.procedures.pulse_response import PulseResponse, measure_pulse_response
+from cimlab.procedures.pulse_response import (
+    ResponseModel,
+    measure_pulse_response,
+    response_from_dict,
+)
 from cimlab.procedures.verify_config import ProgramVerifyConfig
 from cimlab.procedures.verify_result import ProgramVerifyResult
 
@@ -104,7 +108,7 @@ class ProcedureRun:
         self.clock = station.clock
         self.progress = progress
         self.other_ops = 0        # cell operations outside the array ops (SMU reads)
-        self.response: PulseResponse | None = None
+        self.response: ResponseModel | None = None
         self.run = store.begin_run(kind=kind, plan=plan, snapshot=station.snapshot(),
                                    seeds=seeds if seeds is not None
                                    else {"procedure": self.seed}, resume=resume)
@@ -160,9 +164,7 @@ class ProcedureRun:
             if rec.get("rng") is not None:
                 self.rng.bit_generator.state = rec["rng"]
             if rec.get("response") is not None:
-                self.response = PulseResponse(**{
-                    k: np.asarray(v, dtype=float) if isinstance(v, list) else v
-                    for k, v in rec["response"].items()})
+                self.response = response_from_dict(rec["response"])
         ck.uncommitted = True
 
     def _checkpoint_record(self, steps: int, finished: bool = False) -> dict[str, Any]:

@@ -57,7 +57,7 @@ from cimlab.procedures.protocols import (
     Clock,
     TemperatureChamber,
 )
-from cimlab.procedures.pulse_response import PulseResponse, measure_pulse_response
+from cimlab.procedures.pulse_response import ResponseModel, measure_pulse_response
 from cimlab.procedures.verify_config import ProgramVerifyConfig
 from cimlab.units import KELVIN_OFFSET
 
@@ -245,7 +245,7 @@ def program_settle_verify(
     *,
     clock: Clock,
     oven: TemperatureChamber | None = None,
-    response: PulseResponse | None = None,
+    response: ResponseModel | None = None,
     rng: np.random.Generator | None = None,
     read_rel_sd: float = 0.01,
     read_floor_s: float = 0.1e-6,
