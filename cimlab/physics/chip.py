@@ -167,13 +167,14 @@ class ReRAMChip(ChipStateMixin):
 
     def _read_sigma(self, idx: np.ndarray, g: Any) -> Any:
         """White read-noise std [S] of cells ``idx`` at true conductance ``g`` [S]: the
-        profile's ``sqrt(floor^2 + (rel g)^2)``; an unformed cell (no filament, so none of the
-        filament's fluctuation floor) only ``rel g``."""
+        profile's ``sqrt(floor^2 + (rel g)^2)``; a pristine chip's cell without a filament
+        (unformed, or never forming) has none of the filament's fluctuation floor: ``rel g``."""
         rd = self.profile.read
         sigma = rd.sigma(g)
         if self._unformed is None:
             return sigma
-        return np.where(self._unformed[idx], rd.rel * np.asarray(g, dtype=float), sigma)
+        bare = self._unformed[idx] | np.isposinf(self._v_form[idx])
+        return np.where(bare, rd.rel * np.asarray(g, dtype=float), sigma)
 
     def _set_profile(self, profile: ChipProfile) -> None:
         self.profile: ChipProfile = profile
