@@ -15,10 +15,12 @@ of Lanza et al., Adv. Electron. Mater. 5, 1800143 (2019), Sec. 3 (ramped voltage
 under a current compliance, the compliance set by the 1T1R transistor).
 
 Tables: ``forming_ramp`` (every step: cell, step, level_v, v, i_a, limited, time_s) and
-``forming`` (one row per cell: v_form, i_at_form_a, i_before_a, steps, aborted, formed,
-g_after_siemens, v_gate); a cell whose ramp reached ``v_max`` without the limit has
-``aborted`` False, ``formed`` False and ``v_form`` NaN: it never formed (reported, with the
-cells listed in the run's ``forming`` metadata and the result).
+``forming`` (one row per cell: v_form, i_at_form_a, i_before_a, steps, aborted, shorted,
+formed, g_after_siemens, v_gate); a cell whose ramp reached ``v_max`` without the limit has
+``aborted`` False, ``formed`` False and ``v_form`` NaN: it never formed (reported: the
+``never_formed`` figures and the report's list). A cell at the limit from the first step on
+(``shorted``: conducting before any forming, e.g. an over-formed stuck-on cell) is neither
+formed by the ramp nor counted as never formed; its ``v_form`` is NaN.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def precheck(station: Bench, exp: FormingExp) -> float:
     return float(station.gate_voltage_for(exp.compliance_a))
 
 
-_CELL_COLS = ("v_form", "i_at_form_a", "i_before_a", "steps", "aborted", "formed",
+_CELL_COLS = ("v_form", "i_at_form_a", "i_before_a", "steps", "aborted", "shorted", "formed",
               "g_after_siemens")
 
 
@@ -78,11 +80,12 @@ def _form_cell(station: Bench, exp: FormingExp, levels: np.ndarray, cell: int,
     k = forming_step(r["i_a"], r["limited"], exp.abort_current_a)
     g_after = float(np.median(rd["i_a"] / exp.v_read))
     aborted = k >= 0
-    row = {"v_form": float(levels[k]) if aborted else np.nan,
+    shorted = k == 0  # at the limit from the first step on: conducting before any forming
+    row = {"v_form": float(levels[k]) if k >= 1 else np.nan,
            "i_at_form_a": float(r["i_a"][k]) if aborted else np.nan,
            "i_before_a": float(r["i_a"][k - 1]) if k >= 1 else np.nan,
-           "steps": n, "aborted": aborted,
-           "formed": bool(aborted and g_after >= exp.formed_min_siemens),
+           "steps": n, "aborted": aborted, "shorted": shorted,
+           "formed": bool(k >= 1 and g_after >= exp.formed_min_siemens),
            "g_after_siemens": g_after}
     ramp = {"step": np.arange(n), "level_v": levels[:n], "v": r["v"], "i_a": r["i_a"],
             "limited": r["limited"], "time_s": r["time_s"]}
@@ -134,8 +137,8 @@ def forming(station: Bench, store: RunStore, exp: FormingExp, cells: np.ndarray,
 
 
 def summary(table: Any) -> dict[str, Any]:
-    """Figures of a ``forming`` table: cells, formed_fraction, never_formed (count) and
-    never_formed_cells, v_form_median, v_form_std, v_form_min, v_form_max [V] and
+    """Figures of a ``forming`` table: cells, formed_fraction, shorted (count), never_formed
+    (count) and never_formed_cells, v_form_median, v_form_std, v_form_min, v_form_max [V] and
     g_after_median [S] over the formed cells (NaN without any)."""
     formed = np.asarray(table["formed"], dtype=bool)
     vf = np.asarray(table["v_form"], dtype=float)[formed]
@@ -145,9 +148,10 @@ def summary(table: Any) -> dict[str, Any]:
     def stat(f: Any, x: np.ndarray) -> float:
         return float(f(x)) if x.size else float("nan")
 
-    never = np.asarray(table["cell"])[~formed]
+    shorted = np.asarray(table["shorted"], dtype=bool)
+    never = np.asarray(table["cell"])[~formed & ~shorted]
     return {"cells": n, "formed_fraction": float(formed.mean()) if n else float("nan"),
-            "never_formed": int(never.size),
+            "shorted": int(shorted.sum()), "never_formed": int(never.size),
             "never_formed_cells": [int(c) for c in np.sort(never)],
             "v_form_median": stat(np.median, vf),
             "v_form_std": stat(lambda x: np.std(x, ddof=1) if x.size > 1 else np.nan, vf),

@@ -103,9 +103,10 @@ def summarize_forming(table: pd.DataFrame) -> tuple[list[Section], dict[str, Any
     fig["v_form_robust_sigma"] = float(robust_sigma(vf)) if vf.size > 1 else np.nan
     never = fig.pop("never_formed_cells")
     summ = pd.DataFrame([{k: fig[k] for k in (
-        "cells", "formed_fraction", "never_formed", "v_form_median", "v_form_std",
+        "cells", "formed_fraction", "never_formed", "shorted", "v_form_median", "v_form_std",
         "v_form_robust_sigma", "v_form_min", "v_form_max", "g_after_median")}])
-    never_rows = table[~formed][["cell", "steps", "aborted", "g_after_siemens"]]
+    never_rows = table[~formed & ~table["shorted"].to_numpy(bool)][
+        ["cell", "steps", "aborted", "g_after_siemens"]]
     return [Section("forming summary", summ, conductance=("g_after_median",),
                     note="V_form statistics [V] over the formed cells"),
             Section("cells that never formed", never_rows.reset_index(drop=True),
