@@ -199,19 +199,21 @@ class LimitedKeithley2450(_Limited, Keithley2450):
         super().ramp_to_current(target_current, steps, pause)
 
     def voltage_list_sweep(self, levels: Any, compliance_current: float, *, nplc: float = 1.0,
-                           delay_s: float | None = None, buffer: str = "defbuffer1"
-                           ) -> dict[str, np.ndarray]:
+                           delay_s: float | None = None, buffer: str = "defbuffer1",
+                           fail_abort: bool = False) -> dict[str, np.ndarray]:
         """One voltage staircase ``levels`` [V] as a 2450 list sweep, read back in one transfer.
 
         Checks ``max|levels|`` against ``smu_v_max_v`` and ``compliance_current`` [A] against
         ``smu_i_max_a`` before anything is sent, then (2450 reference manual, "Sweep
         operation"): current measurement at ``nplc`` with autorange, voltage source with the
         current limit ``compliance_current``, ``:SOUR:LIST:VOLT`` + ``:SOUR:SWE:VOLT:LIST``
-        (source delay ``delay_s``, None: auto; failAbort off, so a step in compliance is
-        recorded and the sweep goes on), ``:INIT``, ``*WAI`` and one ``:TRAC:DATA?`` of the
-        buffer's readings with their source value, relative time and source status. The sweep
-        turns the output on and off itself. Returns ``v`` (source readback [V]), ``i_a`` [A],
-        ``time_s`` (since the first reading) and ``limited`` (the source was in its limit).
+        (source delay ``delay_s``, None: auto; failAbort off by default, so a step in
+        compliance is recorded and the sweep goes on; ``fail_abort``: the first reading in the
+        limit ends the sweep, it is the last one in the buffer), ``:INIT``, ``*WAI`` and one
+        ``:TRAC:DATA?`` of the buffer's readings with their source value, relative time and
+        source status. The sweep turns the output on and off itself. Returns ``v`` (source
+        readback [V]), ``i_a`` [A], ``time_s`` (since the first reading) and ``limited`` (the
+        source was in its limit).
         """
         lv = np.asarray(levels, dtype=float).reshape(-1)
         if lv.size < 1 or lv.size > 100_000:
@@ -228,7 +230,8 @@ class LimitedKeithley2450(_Limited, Keithley2450):
                    f':SENS:CURR:NPLC {float(nplc):.6g};:SOUR:FUNC VOLT;'
                    f':SOUR:VOLT:ILIM {float(compliance_current):.9g}')
         self.write(":SOUR:LIST:VOLT " + ",".join(f"{x:.9g}" for x in lv))
-        self.write(f':SOUR:SWE:VOLT:LIST 1, {delay:.9g}, 1, OFF, "{buffer}"')
+        fa = "ON" if fail_abort else "OFF"
+        self.write(f':SOUR:SWE:VOLT:LIST 1, {delay:.9g}, 1, {fa}, "{buffer}"')
         self.write(":INIT;*WAI")
         n = int(float(self.ask(f':TRAC:ACT? "{buffer}"')))
         if n < 1:

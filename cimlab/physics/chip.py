@@ -28,6 +28,10 @@ Pulse model (one pulse, cell at true conductance ``g``, see profile.SetSwitching
   present conductance and adds wear (profile.Endurance); stuck and worn cells ignore pulses
   (they still conduct and cost energy).
 
+Pristine chips (``profile.forming.pristine``, off by default): cells start unformed (the
+stuck-off conductance, no switching, no relaxation) until a SET-polarity pulse or DC bias
+above the cell's forming voltage forms them (:meth:`ReRAMChip._form`, profile.Forming).
+
 State: :meth:`ReRAMChip.state_dict` / :meth:`ReRAMChip.from_state` (and ``save`` / ``load``
 to a compressed ``.npz``, :mod:`cimlab.physics.state`; implemented in
 :mod:`cimlab.physics.chip_state`) capture everything a chip is, so a restored chip continues
@@ -97,6 +101,12 @@ class ReRAMChip(ChipStateMixin):
         g0 = p.reset.g_floor_ref * self.d2d["floor_factor"] * np.exp(
             0.5 * rng.standard_normal(n))
         g0 = np.where(code != faults.OK, g_stuck, g0)
+        # pristine chips (profile.forming): forming voltages and unformed cells, from a stream
+        # of their own, so that a chip without the option draws exactly what it always did
+        self._v_form: np.ndarray | None = None
+        self._unformed: np.ndarray | None = None
+        if p.forming.pristine:
+            g0 = self._draw_pristine(code, g0)
         # per-cell state
         self._g_prog = g0.astype(np.float64)
         self._e_prog_rel = np.zeros(n)
@@ -119,6 +129,53 @@ class ReRAMChip(ChipStateMixin):
         from cimlab.physics.truth import ChipTruth
 
         self.truth = ChipTruth(self)
+
+    def _draw_pristine(self, code: np.ndarray, g0: np.ndarray) -> np.ndarray:
+        """Per-cell forming voltages and the unformed state of a pristine chip (updates the
+        fault codes ``code`` in place: cells that never form become stuck-off); returns the
+        initial conductances [S]. V_form: ``N(v_form, v_form_sigma^2)`` [V], ``+inf`` for
+        cells that never form (``p_never`` and the manufacturing stuck-off cells), NaN for the
+        stuck-on (over-formed) cells, which need no forming. Pristine conductance: the
+        unformed level ``faults.g_off`` with the lognormal spread ``faults.sigma``."""
+        fm, ft = self.profile.forming, self.profile.faults
+        ss = np.random.SeedSequence(self._seedseq.entropy,
+                                    spawn_key=(*self._seedseq.spawn_key, 2000))
+        rng = np.random.Generator(np.random.PCG64(ss))
+        n = self.n_cells
+        v_form = fm.v_form + fm.v_form_sigma * rng.standard_normal(n)
+        never = (rng.random(n) < fm.p_never) & (code == faults.OK)
+        g_pristine = ft.g_off * np.exp(ft.sigma * rng.standard_normal(n))
+        code[never] = faults.STUCK_OFF
+        v_form = np.where(code == faults.STUCK_OFF, np.inf, v_form)
+        self._v_form = np.where(code == faults.STUCK_ON, np.nan, v_form)
+        self._unformed = code == faults.OK
+        return np.where(self._unformed | never, g_pristine, g0)
+
+    def _form(self, idx: np.ndarray, polarity: str, v: Any, icc: np.ndarray,
+              free: np.ndarray) -> np.ndarray:
+        """Form the unformed cells among ``idx`` that a SET-polarity bias ``v`` [V] above their
+        forming voltage reaches with current flowing (``icc`` > 0); returns ``free`` with the
+        cells still unformed taken out (they ignore the pulse, like stuck cells)."""
+        u = self._unformed[idx]
+        if not u.any():
+            return free
+        if polarity == "set":
+            forms = u & (np.asarray(v) > self._v_form[idx]) & (icc > 0.0)
+            if forms.any():
+                self._unformed[idx[forms]] = False
+                u = u & ~forms
+        return free & ~u
+
+    def _read_sigma(self, idx: np.ndarray, g: Any) -> Any:
+        """White read-noise std [S] of cells ``idx`` at true conductance ``g`` [S]: the
+        profile's ``sqrt(floor^2 + (rel g)^2)``; a pristine chip's cell without a filament
+        (unformed, or never forming) has none of the filament's fluctuation floor: ``rel g``."""
+        rd = self.profile.read
+        sigma = rd.sigma(g)
+        if self._unformed is None:
+            return sigma
+        bare = self._unformed[idx] | np.isposinf(self._v_form[idx])
+        return np.where(bare, rd.rel * np.asarray(g, dtype=float), sigma)
 
     def _set_profile(self, profile: ChipProfile) -> None:
         self.profile: ChipProfile = profile
@@ -217,6 +274,8 @@ class ReRAMChip(ChipStateMixin):
         rel = self.profile.relaxation
         g0 = self._g_prog[idx]
         ok = self._fault[idx] == faults.OK
+        if self._unformed is not None:
+            ok &= ~self._unformed[idx]
         self._rate_mean[idx] = np.where(ok, rel.mean_rate(g0), 0.0)
         self._rate_var[idx] = np.where(ok, rel.var_rate(g0), 0.0)
 
@@ -323,6 +382,8 @@ class ReRAMChip(ChipStateMixin):
         g_new = np.maximum(g + sign * step, p.window.g_phys_min)
         code = self._fault[idx]
         free = code == faults.OK
+        if self._unformed is not None:
+            free = self._form(idx, polarity, v, icc, free)
         # a pulse that switches anything (above threshold, room to move) restarts relaxation;
         # the others leave the cell's relaxation process untouched
         moved = free & (f * gap > 0.0)
@@ -377,7 +438,7 @@ class ReRAMChip(ChipStateMixin):
             return np.zeros(0)
         g = self._observe(idx, self._rng)
         rd = self.profile.read
-        sigma = np.sqrt(rd.sigma_floor**2 + (rd.rel * g) ** 2)
+        sigma = self._read_sigma(idx, g)
         g_read = g + sigma * self._rng.standard_normal(idx.size)
         if rd.flicker_psd_peak > 0.0:
             g_read += self._flicker(idx, g)
@@ -421,7 +482,8 @@ class ReRAMChip(ChipStateMixin):
             raise ValueError("v must be finite")
         self._now(now_s)
         g = float(self._observe(idx, self._rng)[0])
-        sigma = float(self.profile.read.sigma(g))
+        sigma = float(self._read_sigma(idx, g)[0]) if self._unformed is not None else float(
+            self.profile.read.sigma(g))
         g_draw = g + sigma * self._rng.standard_normal(va.shape)
         if self.profile.read.flicker_psd_peak > 0.0:
             g_draw = g_draw + float(self._flicker(idx, np.array([g]))[0])
@@ -446,7 +508,9 @@ class ReRAMChip(ChipStateMixin):
         random number is drawn beyond the measurement's, so low-voltage SMU reads are those of
         :meth:`cell_current`. The measured current is :meth:`cell_current` capped at ``I_tr``
         (transistor saturation); beyond ``i_limit_a`` the SMU is in compliance: it returns the
-        limit, the backed-off terminal voltage and ``limited`` True.
+        limit, the backed-off terminal voltage and ``limited`` True. An unformed cell of a
+        pristine chip switches only at a positive ``v`` above its forming voltage: it forms
+        (:meth:`_form`) and SETs to the transistor-limited ceiling in that step.
         """
         if not isinstance(cell, numbers.Integral):
             raise TypeError(f"cell must be one integer index, got {cell!r}")
@@ -464,6 +528,14 @@ class ReRAMChip(ChipStateMixin):
             i_tr = float(p.transistor.icc(vgs, float(self.d2d["transistor_dv_th"][c])))
         cap = min(i_tr, float(i_limit_a))
         thr = float(self.d2d["set_v_th"][c] if v > 0 else self.d2d["reset_v_th"][c])
+        if self._unformed is not None and self._unformed[c]:
+            # a pristine cell: only a positive bias above its forming voltage does anything;
+            # the forming transient (ns) is faster than the SMU's limit loop (us), so the
+            # filament grows to the transistor's current, not the SMU limit (Tirano et al.,
+            # Microelectron. Eng. 88, 1129 (2011): forming overshoot without a transistor)
+            thr = float(self._v_form[c]) if v > 0 else np.inf
+            if v_gate is not None:
+                cap = i_tr
         if dwell_s > 0 and v != 0.0 and abs(v) > thr and cap > 0:
             self._now(now_s)
             g = float(self._observe(idx, self._rng)[0])

@@ -104,6 +104,9 @@ class ChipStateMixin:
         for key in _D2D_KEYS:
             st["d2d." + key] = self.d2d[key].copy()
         st["tiles.version"] = self._tile_version.copy()
+        if self._v_form is not None:  # a pristine chip (profile.forming); others lack the keys
+            st["forming.v_form"] = self._v_form.copy()
+            st["forming.unformed"] = self._unformed.copy()
         if self._flk_z is not None:
             st["flicker.z"] = self._flk_z.copy()
             st["flicker.t"] = self._flk_t.copy()
@@ -159,6 +162,19 @@ class ChipStateMixin:
             raise r.error("cells.fault", "fault codes 0, 1, -1, 2", "other values")
         d2d = {key: r.array("d2d." + key, np.float32, (n,), finite=True) for key in _D2D_KEYS}
         tile_version = r.array("tiles.version", np.int64, (n_tiles,))
+        v_form = unformed = None
+        if r.has("forming.v_form") or profile.forming.pristine:
+            # states of chips without the pristine option (and those written before it
+            # existed) have no forming keys: every cell formed
+            v_form = r.array("forming.v_form", np.float64, (n,))
+            if np.any(np.isneginf(v_form)):
+                raise r.error("forming.v_form", "forming voltages [V], +inf (never) or NaN "
+                              "(no forming needed)", "-inf")
+            unformed = r.array("forming.unformed", np.bool_, (n,))
+            if np.any(unformed & ~np.isfinite(v_form)) or np.any(
+                    unformed & (cells["fault"] != faults.OK)):
+                raise r.error("forming.unformed", "unformed cells only among fault-free "
+                              "cells with a finite forming voltage")
         flk_z = flk_t = None
         if r.has("flicker.z"):
             k = flicker.corner_frequencies(profile.read).size
@@ -193,6 +209,7 @@ class ChipStateMixin:
         self._clock = clock
         self._flk_z, self._flk_t = flk_z, flk_t
         self._tile_version = tile_version
+        self._v_form, self._unformed = v_form, unformed
         read = profile.read
         self._tile_cache = {
             int(t): _TileCache(int(c_version[i]), float(c_e_snap[i]), float(c_e_prog[i]),

@@ -17,6 +17,10 @@ fields it changes. Sources:
 * Menzel et al., Adv. Funct. Mater. 25, 6306 (2015): switching kinetics exponential in
   voltage ("voltage-time dilemma").
 * Fantini et al., IMW 2013: LRS variability set by the number of defects (Poisson-like).
+* Sharath et al., Appl. Phys. Lett. 105, 073505 (2014): the forming voltage of stoichiometric
+  HfO2 grows linearly with thickness, ~3 V for a few nm; Ielmini, Semicond. Sci. Technol. 31,
+  063002 (2016), Sec. 2: forming (soft breakdown under a current compliance) of HfOx 1T1R
+  cells at ~2-3.5 V, above the SET voltages (the pristine state, :class:`Forming`).
 """
 
 from __future__ import annotations
@@ -465,6 +469,36 @@ class Faults:
 
 
 @dataclass(frozen=True)
+class Forming:
+    """The pristine (unformed) state, opt-in (``pristine = true``; off: every cell starts
+    formed, as delivered before this option existed, bit for bit).
+
+    A pristine cell conducts like an unformed (stuck-off) cell, ``faults.g_off`` with the
+    lognormal spread ``faults.sigma``, does not switch at SET/RESET voltages and does not
+    relax. A positive (SET-polarity) bias above its forming voltage ``V_form`` (a pulse, or
+    one step of an SMU sweep) forms it: the filament grows as under a SET of that bias, to
+    the compliance-limited LRS ``I_cc / v_c``; the cell is then an ordinary cell. ``V_form``
+    is drawn per cell, normal ``N(v_form, v_form_sigma^2)``: few-nm HfO2 forms at ~2-3.5 V
+    (Sharath et al., APL 105, 073505 (2014): ~3 V, linear in thickness; Ielmini, SST 31,
+    063002 (2016)); the defaults (2.6 V, 0.25 V) put 99.7 % of cells in 1.85-3.35 V. A fraction
+    ``p_never`` never forms at any voltage (they become stuck-off cells, with the profile's
+    manufacturing stuck-off cells, which never form either): an assumed forming yield, of
+    the order of the stuck-cell rate of paper 004 (1 %).
+    """
+
+    pristine: bool = param(False, doc="cells start unformed (off: formed, as before)")
+    v_form: float = param(2.6, unit="V", lo=0.0, lo_open=True, hi=20.0,
+                          doc="median forming voltage (HfO2 few nm: ~2-3.5 V)")
+    v_form_sigma: float = param(0.25, unit="V", lo=0.0, hi=5.0,
+                                doc="device-to-device std of the forming voltage (normal)")
+    p_never: float = param(0.01, unit="1", lo=0.0, hi=1.0,
+                           doc="fraction of cells that never form (stuck off)")
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+@dataclass(frozen=True)
 class Wires:
     """Crossbar wire resistance per cell segment (paper 004: N(mu=2, sigma^2=0.5) ohm)."""
 
@@ -531,6 +565,7 @@ class ChipProfile:
     endurance: Endurance = param(default_factory=Endurance)
     faults: Faults = param(default_factory=Faults)
     wires: Wires = param(default_factory=Wires)
+    forming: Forming = param(default_factory=Forming)
     conditions: tuple[BinaryCondition, ...] = param(default_factory=_default_conditions)
 
     def __post_init__(self) -> None:
@@ -550,7 +585,7 @@ class ChipProfile:
 
 #: Profiles shipped with cimlab (files in cimlab/physics/profiles/).
 BUNDLED_PROFILES: tuple[str, ...] = ("default", "techb", "techa", "narrow", "shaped",
-                                     "stateful")
+                                     "stateful", "pristine")
 
 
 def profile_path(name: str) -> Path:

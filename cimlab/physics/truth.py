@@ -111,6 +111,25 @@ class ChipTruth:
         w = self.profile.window
         return faults.stuck_mask(self._chip._fault, self._chip._g_prog, 0.5 * (w.g_min + w.g_max))
 
+    def forming_voltage(self, cells: Any = None) -> np.ndarray:
+        """Per-cell forming voltage [V] of a pristine chip (profile.forming; copy): ``+inf``
+        for cells that never form (stuck off), NaN for stuck-on cells (no forming needed);
+        all NaN on a chip without the pristine option (every cell formed)."""
+        chip = self._chip
+        idx = np.arange(chip.n_cells) if cells is None else chip._cells(cells)
+        if chip._v_form is None:
+            return np.full(idx.size, np.nan)
+        return chip._v_form[idx].copy()
+
+    def unformed(self, cells: Any = None) -> np.ndarray:
+        """Per-cell bool: still in the pristine (unformed) state (all False without the
+        option)."""
+        chip = self._chip
+        idx = np.arange(chip.n_cells) if cells is None else chip._cells(cells)
+        if chip._unformed is None:
+            return np.zeros(idx.size, dtype=bool)
+        return chip._unformed[idx].copy()
+
     def cycles(self) -> np.ndarray:
         """Per-cell count of SET pulses that switched more than half way (copy)."""
         return self._chip._cycles.copy()

@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cimlab.procedures.binary_switching import ber, endurance, fault_map, sense_reference
+from cimlab.procedures.forming import forming
 from cimlab.procedures.gate_calibration import gate_calibration
 from cimlab.procedures.iv_sweep import iv_sweep
 from cimlab.procedures.programming import programming_error
@@ -48,11 +49,13 @@ PROCEDURES: dict[str, Callable[..., ProcedureResult]] = {
     "endurance": endurance,
     "iv_sweep": iv_sweep,
     "gate_calibration": gate_calibration,
+    "forming": forming,
 }
 
 
 __all__ = ["PROCEDURES", "ROOM_TEMPERATURE_K", "ProcedureResult", "ProcedureRun",
-           "bake_retention", "ber", "endurance", "fault_map", "gate_calibration", "iv_sweep",
+           "bake_retention", "ber", "endurance", "fault_map", "forming", "gate_calibration",
+           "iv_sweep",
            "plan_section",
            "programming_error", "read_fluctuation", "relaxation", "sense_reference",
            "smu_precision_reads"]

@@ -82,14 +82,17 @@ def switching_voltages(levels: np.ndarray, n_set: int, i_a: np.ndarray, *, v_rea
     return out
 
 
-def smu_sweep(station: Bench, levels: np.ndarray, limit_a: float, nplc: float
-              ) -> dict[str, np.ndarray]:
-    """One list sweep on the station's SMU (limits checked by the station's driver first)."""
+def smu_sweep(station: Bench, levels: np.ndarray, limit_a: float, nplc: float, *,
+              fail_abort: bool = False) -> dict[str, np.ndarray]:
+    """One list sweep on the station's SMU (limits checked by the station's driver first);
+    ``fail_abort``: the first reading in the current limit ends the sweep."""
     sweep = getattr(station.smu, "voltage_list_sweep", None)
     if sweep is None:
         raise ConfigError(getattr(station, "path", None), "instruments.smu.driver",
                           "an SMU driver with voltage_list_sweep (the station's Keithley "
                           "2450 driver) for quasi-static sweeps")
+    if fail_abort:
+        return sweep(levels, limit_a, nplc=nplc, fail_abort=True)
     return sweep(levels, limit_a, nplc=nplc)
 
 

@@ -42,6 +42,7 @@ from cimlab.procedures.plan_experiments import (
     EnduranceExp,
     Experiment,
     FaultMapExp,
+    FormingExp,
     GateCalibrationExp,
     IVSweepExp,
     ProgrammingErrorExp,
@@ -68,6 +69,7 @@ __all__ = [
     "EnduranceExp",
     "Experiment",
     "FaultMapExp",
+    "FormingExp",
     "GateCalibrationExp",
     "IVSweepExp",
     "LevelSet",
@@ -195,6 +197,10 @@ class Plan:
             if isinstance(exp, GateCalibrationExp):
                 up("set_icc_max_a", exp.lrs_compliance_a, f"{e}.lrs_compliance_a")
                 up("set_wl_max_v", max(exp.v_gates), f"{e}.v_gates")
+            if isinstance(exp, FormingExp):
+                up("smu_v_max_v", exp.v_max, f"{e}.v_max")
+                up("smu_i_max_a", exp.read_limit_a, f"{e}.read_limit_a")
+                up("set_icc_max_a", exp.compliance_a, f"{e}.compliance_a")
             if isinstance(exp, ReadFluctuationExp) and exp.smu_cells:
                 up("smu_v_max_v", exp.smu_v, f"{e}.smu_v")
                 up("smu_i_max_a", exp.smu_compliance_a, f"{e}.smu_compliance_a")
@@ -235,8 +241,8 @@ class Plan:
                     req["reset_wl_max_v"] = (vg, f"{f}.icc_a (the RESET word line follows "
                                              "the SET one when v_gate_reset is not set)")
         for i, exp in enumerate(self.experiments):
-            icc_f = {IVSweepExp: "compliance_a", GateCalibrationExp: "lrs_compliance_a"}.get(
-                type(exp))
+            icc_f = {IVSweepExp: "compliance_a", GateCalibrationExp: "lrs_compliance_a",
+                     FormingExp: "compliance_a"}.get(type(exp))
             if icc_f is None:
                 continue
             try:

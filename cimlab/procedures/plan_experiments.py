@@ -377,6 +377,62 @@ class GateCalibrationExp(_Experiment):
             raise ConfigError(None, "v_drain", "below v_set_max", self.v_drain)
 
 
+@dataclass(frozen=True)
+class FormingExp(_Experiment):
+    """Forming of pristine cells: per cell a voltage ramp through the SMU (a staircase list
+    sweep ``v_start, v_start + v_step, ... <= v_max``), then a verify read.
+
+    Each cell is routed to the SMU with its word line at the gate voltage of the forming
+    compliance ``compliance_a`` (the station's transistor calibration): the transistor limits
+    the forming current. The SMU's current limit is ``abort_current_a`` with the 2450's
+    failAbort on: the first step whose current reaches it (the forming jump) ends the ramp
+    in the instrument, so no further voltage reaches the formed cell; that step's level is
+    the cell's forming voltage. ``abort_current_a`` must lie above the pristine leakage at
+    ``v_max`` and below ``compliance_a``. The verify read: ``reads`` SMU readings at
+    ``v_read`` with the limit ``read_limit_a``; a cell counts as formed when its ramp was
+    aborted and its conductance then is at least ``formed_min_siemens``. ``batch`` cells per
+    committed step.
+    """
+
+    kind: str = param("forming", choices=("forming",))
+    cells: CellSet = param(default_factory=lambda: CellSet(count=64))
+    v_start: float = param(1.0, unit="V", lo=0.0, lo_open=True, hi=20.0,
+                           doc="first step of the ramp (below the lowest forming voltage)")
+    v_max: float = param(3.5, unit="V", lo=0.0, lo_open=True, hi=20.0,
+                         doc="last step of the ramp (cells not formed by then never form)")
+    v_step: float = param(0.02, unit="V", lo=1e-3, hi=1.0, doc="ramp step (the resolution)")
+    compliance_a: float = param(100e-6, unit="A", lo=0.0, lo_open=True, hi=5e-3,
+                                doc="forming compliance current (set by the word line)")
+    abort_current_a: float = param(10e-6, unit="A", lo=0.0, lo_open=True, hi=1.05,
+                                   doc="SMU current limit of the ramp: reaching it ends it")
+    nplc: float = param(1.0, unit="1", lo=0.01, hi=10.0, doc="SMU integration per step")
+    v_read: float = param(0.2, unit="V", lo=0.0, lo_open=True, hi=1.0,
+                          doc="bias of the verify read (conductance I/V)")
+    reads: int = param(3, unit="1", lo=1, hi=1000, doc="SMU readings of the verify read")
+    read_limit_a: float = param(1e-3, unit="A", lo=0.0, lo_open=True, hi=1.05,
+                                doc="SMU current limit of the verify read")
+    formed_min_siemens: float = param(1e-6, unit="S", lo=0.0, lo_open=True, hi=1.0,
+                                      doc="least conductance after forming of a formed cell")
+    batch: int = param(8, unit="1", lo=1, hi=100_000, doc="cells per committed step")
+
+    def __post_init__(self) -> None:
+        check(self)
+        if self.v_start + self.v_step > self.v_max:
+            raise ConfigError(None, "v_max", f"above v_start + v_step = "
+                              f"{self.v_start + self.v_step:g} V (a ramp of 2 or more steps)",
+                              self.v_max)
+        if (self.v_max - self.v_start) / self.v_step > 99_999:
+            raise ConfigError(None, "v_step", "at most 100000 ramp steps", self.v_step)
+        if self.abort_current_a >= self.compliance_a:
+            raise ConfigError(None, "abort_current_a", f"below compliance_a = "
+                              f"{self.compliance_a:g} A (the formed cell's current must "
+                              "reach it)", self.abort_current_a)
+        if self.read_limit_a < self.compliance_a:
+            raise ConfigError(None, "read_limit_a", f"at least compliance_a = "
+                              f"{self.compliance_a:g} A (a formed cell's read current)",
+                              self.read_limit_a)
+
+
 EXPERIMENT_KINDS: dict[str, type[_Experiment]] = {
     "programming_error": ProgrammingErrorExp,
     "read_fluctuation": ReadFluctuationExp,
@@ -387,7 +443,9 @@ EXPERIMENT_KINDS: dict[str, type[_Experiment]] = {
     "endurance": EnduranceExp,
     "iv_sweep": IVSweepExp,
     "gate_calibration": GateCalibrationExp,
+    "forming": FormingExp,
 }
 
 Experiment = (ProgrammingErrorExp | ReadFluctuationExp | RelaxationExp | BakeRetentionExp
-              | BerExp | FaultMapExp | EnduranceExp | IVSweepExp | GateCalibrationExp)
+              | BerExp | FaultMapExp | EnduranceExp | IVSweepExp | GateCalibrationExp
+              | FormingExp)

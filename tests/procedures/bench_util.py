@@ -11,7 +11,7 @@ clock = "virtual"
 
 [emulator]
 start = {start}
-profile = "default"
+profile = "{profile}"
 seed = {seed}
 
 [instruments.array]
@@ -45,7 +45,8 @@ v_th_v = 0.5
 
 def station_file(tmp_path: Path, *, seed: int = 1, addresses: dict[str, str] | None = None,
                  icc_max: float = 700e-6, oven_max: float = 200.0,
-                 name: str = "station.toml", smu_v_max: float = 0.5) -> Path:
+                 name: str = "station.toml", smu_v_max: float = 0.5,
+                 profile: str = "default") -> Path:
     """A station file: in-process emulator (``addresses`` None) or an external bench."""
     if addresses is None:
         addr = {k: "emulator" for k in ("array", "smu", "oven", "clock")}
@@ -55,7 +56,8 @@ def station_file(tmp_path: Path, *, seed: int = 1, addresses: dict[str, str] | N
         start = "false"
     p = tmp_path / name
     p.write_text(STATION_TEMPLATE.format(start=start, seed=seed, icc_max=icc_max,
-                                         oven_max=oven_max, smu_v_max=smu_v_max, **addr))
+                                         oven_max=oven_max, smu_v_max=smu_v_max, profile=profile,
+                                         **addr))
     return p
 
 

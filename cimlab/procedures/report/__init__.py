@@ -138,6 +138,12 @@ def _summarize_kind(rep: RunReport, run: Any, tables: dict[str, pd.DataFrame],
 
         def plot():
             return first.plot_iv(iv, out_dir, stem)
+    elif kind == "forming":
+        rep.sections, rep.figures = first.summarize_forming(tables["forming"])
+        ft = tables["forming"]
+
+        def plot():
+            return first.plot_forming(ft, out_dir, stem)
     elif kind == "gate_calibration":
         rep.sections, rep.figures = first.summarize_gate(tables["gate_fit"], run.meta)
         giv, fit = tables["gate_iv"], rep.figures
@@ -183,7 +189,8 @@ def summarize_run(run: Any, out_dir: Path | None = None,
               "relaxation": ["reads"], "imported": ["reads"], "bake_retention": ["reads"],
               "ber": ["bits"], "fault_map": ["faults"], "endurance": ["cycles"],
               "iv_sweep": ["iv", "switching"],
-              "gate_calibration": ["gate_iv", "gate_fit"]}.get(kind)
+              "gate_calibration": ["gate_iv", "gate_fit"],
+              "forming": ["forming"]}.get(kind)
     missing = [t for t in (needed or []) if t not in tables or len(tables[t]) == 0]
     if needed is None or missing:
         if missing:

@@ -1,5 +1,6 @@
-"""Report recipes of the first procedures: quasi-static I-V loops (``iv_sweep``) and the gate
-calibration (``gate_calibration``): summary sections and PNG plots."""
+"""Report recipes of the first procedures: quasi-static I-V loops (``iv_sweep``), the gate
+calibration (``gate_calibration``) and forming (``forming``): summary sections and PNG
+plots."""
 
 from __future__ import annotations
 
@@ -90,4 +91,53 @@ def plot_gate(gate_iv: pd.DataFrame, fit: dict[str, Any], out: Path, stem: str) 
     return [_save(fig, out / f"{stem}_gate.png")]
 
 
-__all__ = ["plot_gate", "plot_iv", "summarize_gate", "summarize_iv"]
+def summarize_forming(table: pd.DataFrame) -> tuple[list[Section], dict[str, Any]]:
+    """Forming summary (formed fraction, V_form median / std / robust sigma / range over the
+    formed cells, median conductance after forming), the cells that never formed, and the
+    per-cell rows; the figures are the summary's values."""
+    from cimlab.procedures.forming import summary
+
+    fig = summary(table)
+    formed = table["formed"].to_numpy(bool)
+    vf = table["v_form"].to_numpy(float)[formed]
+    fig["v_form_robust_sigma"] = float(robust_sigma(vf)) if vf.size > 1 else np.nan
+    never = fig.pop("never_formed_cells")
+    summ = pd.DataFrame([{k: fig[k] for k in (
+        "cells", "formed_fraction", "never_formed", "shorted", "v_form_median", "v_form_std",
+        "v_form_robust_sigma", "v_form_min", "v_form_max", "g_after_median")}])
+    never_rows = table[~formed & ~table["shorted"].to_numpy(bool)][
+        ["cell", "steps", "aborted", "g_after_siemens"]]
+    return [Section("forming summary", summ, conductance=("g_after_median",),
+                    note="V_form statistics [V] over the formed cells"),
+            Section("cells that never formed", never_rows.reset_index(drop=True),
+                    conductance=("g_after_siemens",),
+                    note=f"{len(never)} cell(s): no step of the ramp reached the abort "
+                    "current, or too low a conductance after it"),
+            Section("forming per cell", table.drop(columns=["v_gate"]).reset_index(drop=True),
+                    conductance=("g_after_siemens",))], fig
+
+
+def plot_forming(table: pd.DataFrame, out: Path, stem: str) -> list[Path]:
+    """The forming-voltage distribution of the formed cells: histogram and empirical CDF."""
+    from cimlab.procedures.report.plots import _figure, _save
+
+    fig, ax = _figure(1, 2, size=(9.0, 3.8))
+    vf = np.sort(table.loc[table["formed"].to_numpy(bool), "v_form"].to_numpy(float))
+    h, c = ax[0, 0], ax[0, 1]
+    if vf.size:
+        h.hist(vf, bins=max(5, min(40, int(np.sqrt(vf.size)) + 3)), color="C0")
+        c.step(vf, np.arange(1, vf.size + 1) / len(table), where="post", color="C0")
+    frac = vf.size / max(len(table), 1)
+    h.set_xlabel("forming voltage [V]")
+    h.set_ylabel("cells")
+    h.set_title(f"{vf.size} of {len(table)} cells formed")
+    c.set_xlabel("forming voltage [V]")
+    c.set_ylabel("cumulative fraction of cells")
+    c.set_ylim(0, 1)
+    c.axhline(frac, color="k", lw=0.6, ls="--", label=f"formed fraction {frac:.3f}")
+    c.legend(fontsize=7)
+    return [_save(fig, out / f"{stem}_vform.png")]
+
+
+__all__ = ["plot_forming", "plot_gate", "plot_iv", "summarize_forming", "summarize_gate",
+           "summarize_iv"]
