@@ -30,8 +30,8 @@ settle (:func:`program_settle_verify`) works with that law instead of against it
    log-time, so every check is as informative as the last and re-pulsed cells still get a
    long settle; the time left when a cell is used changes its log-time little. Growing waits
    (schedule ``"geometric"``, dense at the start: the first version) spend the checks where
-   every cell still moves by several uS before use: on the default profile 46.9 % of the cells
-   within +-1 uS a minute after the tile was finished against 77.6 % with the end-dense
+   every cell still moves by several uS before use: on the default profile 46.8 % of the cells
+   within +-1 uS a minute after the tile was finished against 79.4 % with the end-dense
    schedule (docs/procedures.md, benchmarks/program_verify.py).
 
 The result reports every pulse (calibration sweep included), instrument time and waiting
