@@ -15,7 +15,9 @@ noise with a 1/f part"):
   time since programming, ``t_eq_s``) have not had the time to move the cell away from its
   programmed level;
 * per forward: the white part and the faster flicker vary from one forward call to the next,
-  variance ``sigma_w(g)^2 + int_{f_T}^{B} A(g) f^-alpha(g) df``.
+  variance ``sigma_w(g)^2 + int_{f_T}^{B} A(g) f^-alpha(g) df`` (from ``f_lo_hz`` when an
+  evaluation lasts longer than ``1 / f_lo_hz``: the spectrum is not extrapolated below the
+  frequencies it was fitted on).
 
 The integrals are in closed form, ``int_{f1}^{f2} f^-a df = f1^(1-a) expm1((1-a) ln(f2/f1)) /
 (1-a)`` (``ln(f2/f1)`` at ``a = 1``). The functions here work on cell tensors of any device;
@@ -47,10 +49,9 @@ def bands(spec: ReadNoiseSpectrum, eval_duration_s: float, age_s: float
         raise ValueError(f"eval_duration_s must be > 0 s, got {eval_duration_s!r}")
     f_hi = float(spec.bandwidth_hz)
     f_t = min(1.0 / float(eval_duration_s), f_hi)
-    f_min = float(spec.f_lo_hz) if age_s > 0 else math.inf
-    if age_s > 0:
-        f_min = max(f_min, 1.0 / float(age_s))
-    return (f_min, f_t), (f_t, f_hi)
+    f_lo = float(spec.f_lo_hz)
+    f_min = max(f_lo, 1.0 / float(age_s)) if age_s > 0 else math.inf
+    return (f_min, f_t), (max(f_t, f_lo), f_hi)
 
 
 def band_integral(alpha: float | torch.Tensor, f1: float, f2: float) -> float | torch.Tensor:

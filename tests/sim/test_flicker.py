@@ -83,6 +83,13 @@ def test_band_integrals_match_quadrature():
         got = flicker.band_integral(torch.tensor([a], dtype=torch.float64), 0.15, 37.0)
         assert float(got[0]) == pytest.approx(want, rel=1e-10)
     assert flicker.band_integral(1.1, 2.0, 1.0) == 0.0
+    # the bands of an evaluation: frozen from max(f_lo, 1/t) to 1/T, per forward up to B
+    s = TECHA_SPECTRUM
+    assert flicker.bands(s, 1.0, 3600.0) == ((0.15, 1.0), (1.0, 200.0))
+    assert flicker.bands(s, 1.0, 2.0) == ((0.5, 1.0), (1.0, 200.0))
+    assert flicker.bands(s, 1.0, 0.0)[0][0] == math.inf  # just programmed: nothing frozen
+    assert flicker.bands(s, 100.0, 3600.0) == ((0.15, 0.01), (0.15, 200.0))
+    assert flicker.bands(s, 1e-3, 3600.0) == ((0.15, 200.0), (200.0, 200.0))
     # a level-dependent exponent: every cell its own integral
     spec = dataclasses.replace(TECHA_SPECTRUM, alpha0=0.9, alpha1=0.4)
     g = torch.tensor([[9e-6, 85e-6], [134e-6, 240e-6]], dtype=torch.float64)
