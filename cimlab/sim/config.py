@@ -16,6 +16,13 @@ Sources of the defaults:
 * bit slicing over cells of ``levels`` levels (paper 004: 4-bit cells, 2 columns per weight);
 * binarized mode with the bit error rate of a programming condition (paper 003).
 
+With a 1/f read-noise spectrum (``dm.read_noise_spectrum.a_peak > 0``) the read noise splits
+at ``1 / eval_duration_s`` into a per-cell offset frozen during an evaluation and a part that
+varies from forward to forward (:mod:`cimlab.sim.flicker`). ``eval_duration_s = 1 s``: one
+pass over a 10,000-sample test set at ~100 us per inference (a few layers of us-scale array
+reads and conversions) takes about a second; 1 Hz is also inside the band the techA spectrum
+was fitted on (0.15-160 Hz), so both parts are integrals over measured frequencies.
+
 IR drop is off by default: at the device model's 2 ohm per segment (paper 004) a full 256 x 64
 tile of 2-40 uS cells loses up to ~90 % of its column current (measured against
 cimlab.physics' nodal solution, tests/sim/test_irdrop.py), which no uncompensated network
@@ -67,6 +74,10 @@ class AnalogConfig:
     )  # fmt: skip
     programming_error: bool = True
     read_noise: str | None = "weight"
+    eval_duration_s: float = param(
+        1.0, unit="s", lo=0.0, lo_open=True,
+        doc="duration of one evaluation: 1/f read noise slower than 1/T is frozen during it",
+    )  # fmt: skip
     stuck: bool = True
     ir_drop: bool = False
     binary_condition: str = param("strong", doc="programming condition name (binary mode)")

@@ -7,7 +7,11 @@ pass needs, once per ``program()`` / ``age()`` (``_refresh``), never per call:
   correction (:func:`cimlab.sim.irdrop.cell_drop_factors`), with the bias row scaled by
   ``bias_s``;
 * the read-noise standard deviations (``"weight"`` mode) or variances (``"output"`` mode) of
-  the same entries, from the device model's ``read_noise.sigma`` of each cell;
+  the same entries, from the device model's ``read_noise.sigma`` of each cell, or, when the
+  model's read-noise spectrum has a 1/f part, from the spectrum's per-forward part (white +
+  flicker faster than ``1 / eval_duration_s``); the slower flicker is then a per-cell offset
+  drawn here (a new time point: ``program``, ``age``, ``set_cells``) and added to the
+  effective weights (:mod:`cimlab.sim.flicker`);
 * with ADCs: all of it in the geometry's per-tile arrangement (``w_tiles``, ``sd_tiles`` /
   ``var_tiles``, ``b_slices``, ``sd_b_slices`` / ``var_b_slices``) so that one batched
   matmul or one grouped convolution gives every tile's partial sums, and the worst-case ADC
@@ -17,8 +21,9 @@ pass needs, once per ``program()`` / ``age()`` (``_refresh``), never per call:
   ``sd_fast`` / ``var_fast``, ``sd_b_fast`` / ``var_b_fast``).
 
 ``slice_f`` holds the weight per siemens of each slice. The mixin expects from its host the
-crossbar state (``g_cells``, ``g_target``, ``mapping``, ``layout``, ``bias_s``), ``config``,
-``base``, ``_buf``, ``_chunks`` and the geometry hooks ``_tiles_shape``, ``_arrange_into``
+crossbar state (``g_cells``, ``g_target``, ``mapping``, ``layout``, ``bias_s``, ``t_eq_s``),
+``config``, ``base``, ``_buf``, ``_chunks``, the noise generators ``_gen``/``_streams`` and the
+geometry hooks ``_tiles_shape``, ``_arrange_into``
 and ``_from_tiles_layout``.
 """
 
@@ -26,8 +31,10 @@ from __future__ import annotations
 
 import torch
 
+from cimlab.sim import flicker
 from cimlab.sim.inplace import read_variance_pair
 from cimlab.sim.irdrop import cell_drop_factors
+from cimlab.sim.periphery import fill_standard_normal
 
 
 class EffectiveArrays:
@@ -59,6 +66,15 @@ class EffectiveArrays:
         r_seg = float(dm.wire.r_segment_ohm)
         adc = cfg.adc_bits is not None
         rn_model = dm.read_noise
+        spec = dm.read_noise_spectrum
+        # 1/f read noise (flicker.py): per-forward part from the spectrum, slow part frozen
+        flick = rn is not None and flicker.has_flicker(spec)
+        z_frozen = None
+        if flick:
+            frozen, fast = flicker.bands(spec, cfg.eval_duration_s, self.t_eq_s)
+            if frozen[1] > frozen[0]:  # one normal per pair (only G+ - G- is read)
+                z_frozen = torch.empty(g_all.shape[1:], device=dev, dtype=dt)
+                fill_standard_normal(z_frozen, self._gen(dev), self._streams)
         nt = lay.n_tiles_total
         if adc:
             w_t = self._reuse("w_tiles", self._tiles_shape(S, out), dev, dt)
@@ -82,10 +98,15 @@ class EffectiveArrays:
             else:
                 g_eff = g
             w_s = torch.sub(g_eff[0], g_eff[1])  # (S, co, rows) [S]
-            w_s = w_s.mul_(f_list[0]) if S == 1 else w_s.mul_(fs)  # weight units
             var_s = None
-            if rn:
+            if flick:
+                var_s, var_frozen = flicker.pair_variances(spec, g[0], g[1], frozen, fast)
+                if z_frozen is not None:
+                    w_s.addcmul_(var_frozen.sqrt_(), z_frozen[:, o0:o1])
+            elif rn:
                 var_s = read_variance_pair(rn_model, g[0], g[1])
+            w_s = w_s.mul_(f_list[0]) if S == 1 else w_s.mul_(fs)  # weight units
+            if rn:
                 var_s = var_s.mul_(f_list[0] ** 2) if S == 1 else var_s.mul_(fs**2)
                 if rn == "weight" and adc:
                     var_s.sqrt_()  # the forward pass needs the standard deviation
