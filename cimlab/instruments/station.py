@@ -45,7 +45,7 @@ from cimlab.instruments.drivers import (
     VirtualClock,
     open_kwargs,
 )
-from cimlab.instruments.drivers.visa import tune_connection
+from cimlab.instruments.drivers.visa import log_traffic, tune_connection
 from cimlab.instruments.limited_drivers import (
     LimitedArrayController,
     LimitedBakeOven,
@@ -159,6 +159,8 @@ class Station:
         except BaseException:
             st.close(_quiet=True, _abnormal=True)
             raise
+        for name, idn in st.idn.items():
+            log.info("station %s: %s at %s: %s", p, name, st.addresses.get(name, "-"), idn)
         return st
 
     def _address(self, name: str, inst: InstrumentConfig) -> str:
@@ -315,6 +317,7 @@ class Station:
             self.idn["clock"] = RealClock.id
 
     def _identify(self, inst: Any, name: str) -> str:
+        log_traffic(inst, name)  # from *IDN? on, when the SCPI log is on (DEBUG)
         try:
             return str(inst.id)
         except Exception as exc:
@@ -494,6 +497,7 @@ class Station:
             try:
                 inst.adapter = VISAAdapter(self.addresses[name], **self._open_kwargs[name])
                 tune_connection(inst)
+                log_traffic(inst, name)
             except Exception as exc:
                 log.error("station %s: cannot reconnect to %s: %r", self.path, name, exc)
 
@@ -504,6 +508,8 @@ class Station:
             return
         self._closed = True
         if _abnormal:
+            log.info("station %s: closing after an error or interrupt: reconnecting to "
+                     "switch the outputs off", self.path)
             self._reconnect()
         errors: list[str] = []
         steps = (
