@@ -163,23 +163,25 @@ class Station:
             log.info("station %s: %s at %s: %s", p, name, st.addresses.get(name, "-"), idn)
         return st
 
-    def _address(self, name: str, inst: InstrumentConfig) -> str:
-        which = emulated_instrument(inst.address)
+    def _address(self, name: str, inst: InstrumentConfig, address: str | None = None) -> str:
+        """The VISA resource of ``address`` (default ``inst.address``) of role ``name``."""
+        address = inst.address if address is None else address
+        which = emulated_instrument(address)
         if which is None:
-            return inst.address
+            return address
         which = which or name
         if self.bench is not None:
             if which not in self.bench.addresses:
                 raise ConfigError(self.path, f"instruments.{name}.address",
                                   '"emulator" or "emulator:<instrument>" with an emulated '
-                                  "instrument: " + ", ".join(self.bench.addresses), inst.address)
+                                  "instrument: " + ", ".join(self.bench.addresses), address)
             return self.bench.addresses[which]
         emu = self.config.emulator
         port = getattr(emu.ports, which, None)
         if port is None:
             raise ConfigError(self.path, f"instruments.{name}.address",
                               "an emulated instrument with a port in [emulator.ports]",
-                              inst.address)
+                              address)
         return f"TCPIP0::{emu.host}::{port}::SOCKET"
 
     def _open(self) -> None:
@@ -226,13 +228,10 @@ class Station:
         # array controller
         a = ins.array
         assert a is not None  # StationConfig checks it
-        self.addresses["array"] = self._address("array", a)
         acls = driver_class(a, LimitedArrayController, ArrayController,
                              "instruments.array.driver", self.path)
-        self._open_kwargs["array"] = _open_kwargs_of(a)
-        self.array = acls(self.addresses["array"], **self._open_kwargs["array"])
+        self.array = self._connect("array", a, acls, tune=False)
         self.array._attach(cfg.limits, cfg.calibration.transistor, src)
-        self.idn["array"] = self._identify(self.array, "array")
         self._check_array_ranges()
         self._check_compliance_calibration()
         # the station owns the read voltage from here: every read carries it (checked)
@@ -244,14 +243,10 @@ class Station:
         cfg = self.config
         s = cfg.instruments.smu
         assert s is not None
-        self.addresses["smu"] = self._address("smu", s)
         scls = driver_class(s, LimitedKeithley2450, Keithley2450,
                              "instruments.smu.driver", self.path)
-        self._open_kwargs["smu"] = _open_kwargs_of(s)
-        self.smu = scls(self.addresses["smu"], **self._open_kwargs["smu"])
-        tune_connection(self.smu)
+        self.smu = self._connect("smu", s, scls)
         self.smu._attach(cfg.limits, None, str(self.path))
-        self.idn["smu"] = self._identify(self.smu, "smu")
 
     def _open_discrete(self) -> None:
         """Switch matrix + pulse generator + SMU composed into :class:`DiscreteArray`."""
@@ -268,13 +263,9 @@ class Station:
         opened: dict[str, Any] = {}
         for name, inst, default in (("switch", ins.switch, Keithley2750),
                                     ("pulse_gen", ins.pulse_gen, Agilent33500)):
-            self.addresses[name] = self._address(name, inst)
             dcls = default if inst.driver == "default" else driver_class(
                 inst, _NoChecks, default, f"instruments.{name}.driver", self.path)
-            self._open_kwargs[name] = _open_kwargs_of(inst)
-            opened[name] = dcls(self.addresses[name], **self._open_kwargs[name])
-            tune_connection(opened[name])
-            self.idn[name] = self._identify(opened[name], name)
+            opened[name] = self._connect(name, inst, dcls)
         self.switch, self.pulse_gen = opened["switch"], opened["pulse_gen"]
         if self.bench is not None and tuple(self.bench.chip.geometry) != tuple(disc.geometry):
             raise ConfigError(self.path, "discrete.geometry",
@@ -290,14 +281,10 @@ class Station:
         # oven
         if ins.oven is not None:
             o = ins.oven
-            self.addresses["oven"] = self._address("oven", o)
             ocls = driver_class(o, LimitedBakeOven, BakeOven,
                                  "instruments.oven.driver", self.path)
-            self._open_kwargs["oven"] = _open_kwargs_of(o)
-            self.oven = ocls(self.addresses["oven"], **self._open_kwargs["oven"])
-            tune_connection(self.oven)
+            self.oven = self._connect("oven", o, ocls)
             self.oven._attach(cfg.limits, None, str(self.path))
-            self.idn["oven"] = self._identify(self.oven, "oven")
             _lo, hi = self.oven.setpoint_range_c
             if cfg.limits.oven_temp_max_c > hi:
                 raise ConfigError(self.path, "limits.oven_temp_max_c",
@@ -307,14 +294,49 @@ class Station:
         if cfg.station.clock == "virtual":
             c = ins.clock
             assert c is not None  # StationConfig checks it
-            self.addresses["clock"] = self._address("clock", c)
-            self._open_kwargs["clock"] = _open_kwargs_of(c)
-            self.clock = VirtualClock(self.addresses["clock"], **self._open_kwargs["clock"])
-            tune_connection(self.clock)
-            self.idn["clock"] = self._identify(self.clock, "clock")
+            self.clock = self._connect("clock", c, VirtualClock)
         else:
             self.clock = RealClock()
             self.idn["clock"] = RealClock.id
+
+    def _connect(self, name: str, inst: InstrumentConfig, cls: type, tune: bool = True) -> Any:
+        """Open role ``name`` with driver ``cls`` at its ``address``, or else at each of its
+        ``alternatives`` in order: the first that opens and answers ``*IDN?`` is used (its
+        address lands in ``addresses`` and the snapshot). InstrumentError naming every
+        address tried and why when none answers."""
+        self._open_kwargs[name] = _open_kwargs_of(inst)
+        candidates = (inst.address, *inst.alternatives)
+        tried: list[str] = []
+        for i, candidate in enumerate(candidates):
+            self.addresses[name] = self._address(name, inst, candidate)
+            last = i == len(candidates) - 1
+            device = None
+            try:
+                device = cls(self.addresses[name], **self._open_kwargs[name])
+                if tune:
+                    tune_connection(device)
+                self.idn[name] = self._identify(device, name)
+            except Exception as exc:
+                if device is not None and getattr(device, "adapter", None) is not None:
+                    try:
+                        device.adapter.close()
+                    except Exception as close_exc:
+                        log.debug("closing %s: %r", name, close_exc)
+                if not tried and last:
+                    raise  # one address: its own error, as it always was
+                tried.append(f"{self.addresses[name]} ({type(exc).__name__}: {exc})")
+                if last:
+                    raise InstrumentError(
+                        f"{self.path}: instruments.{name}: none of its {len(candidates)} "
+                        "addresses (address, then alternatives) answered *IDN?: "
+                        + "; ".join(tried)) from exc
+                log.info("station %s: instruments.%s: %s", self.path, name, tried[-1])
+                continue
+            if tried:
+                log.warning("station %s: instruments.%s answered at alternative %s (not at %s)",
+                            self.path, name, self.addresses[name], ", ".join(tried))
+            return device
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _identify(self, inst: Any, name: str) -> str:
         log_traffic(inst, name)  # from *IDN? on, when the SCPI log is on (DEBUG)

@@ -159,6 +159,10 @@ class InstrumentConfig:
         doc='VISA resource name, e.g. "TCPIP0::192.168.1.20::5025::SOCKET", or "emulator" '
         '(the role\'s emulated instrument), or "emulator:<instrument>" (e.g. "emulator:chuck")'
     )
+    alternatives: tuple[str, ...] = param(
+        (), doc="other VISA resource names of the same role, tried in order when the one "
+        "before does not open or answer *IDN? (a USB or serial address that moves, a spare "
+        'instrument); also written as address = ["first", "second", ...]')
     backend: str = param(
         "@py", doc='PyVISA backend: "@py" (pyvisa-py), "@ivi" (vendor VISA), "@sim" '
         '(pyvisa-sim), or "<path to a VISA library>@ivi"')
@@ -177,6 +181,16 @@ class InstrumentConfig:
 
     def __post_init__(self) -> None:
         check(self)
+        seen = {self.address}
+        for i, alt in enumerate(self.alternatives):
+            if not alt.strip() or alt in seen:
+                raise ConfigError(None, f"alternatives[{i}]",
+                                  "a VISA resource name given once (not empty, not a repeat "
+                                  "of the address or of another alternative)", _short(alt))
+            seen.add(alt)
+        if not self.address.strip():
+            raise ConfigError(None, "address", "a VISA resource name, \"emulator\" or a "
+                              "non-empty list of VISA resource names", self.address)
         for key, value in self.options.items():
             kinds = VISA_OPTIONS.get(key)
             if kinds is None:
@@ -363,11 +377,33 @@ def resolve_station(name_or_path: str | Path) -> Path:
                       "station name: " + ", ".join(bundled_stations()))
 
 
+def _address_lists(data: dict[str, Any], path: Path) -> None:
+    """``address = ["A", "B", ...]`` of a role, in place: ``address = "A"``, ``alternatives =
+    ["B", ...]`` (ConfigError for an empty list, or with ``alternatives`` given too)."""
+    instruments = data.get("instruments")
+    if not isinstance(instruments, dict):
+        return
+    for role, table in instruments.items():
+        if not isinstance(table, dict) or not isinstance(table.get("address"), list):
+            continue
+        addresses = table["address"]
+        field = f"instruments.{role}.address"
+        if not addresses or not all(isinstance(a, str) for a in addresses):
+            raise ConfigError(path, field, "a VISA resource name or a non-empty list of them "
+                              "(strings), tried in order", addresses)
+        if "alternatives" in table:
+            raise ConfigError(path, f"instruments.{role}.alternatives",
+                              "no alternatives when address is a list (the list's other "
+                              "entries are the alternatives)", table["alternatives"])
+        table["address"], table["alternatives"] = addresses[0], list(addresses[1:])
+
+
 def load_station_config(path: str | Path) -> tuple[StationConfig, str]:
     """Parse and validate a station file strictly (``path`` through :func:`resolve_station`);
     returns the config and the file's text."""
     p = resolve_station(path)
     data, text = read_station_text(p)
+    _address_lists(data, p)
     try:
         cfg = from_dict(StationConfig, data, source=p)
     except RecursionError:
@@ -385,8 +421,9 @@ def load_station_config(path: str | Path) -> tuple[StationConfig, str]:
             fixed[role] = dataclasses.replace(inst, backend=f"{lib.resolve()}@ivi")
     if fixed:
         cfg = dataclasses.replace(cfg, instruments=dataclasses.replace(cfg.instruments, **fixed))
-    uses_emulator = any(emulated_instrument(inst.address) is not None
-                        for inst in cfg.instruments.all().values())
+    uses_emulator = any(emulated_instrument(address) is not None
+                        for inst in cfg.instruments.all().values()
+                        for address in (inst.address, *inst.alternatives))
     if cfg.emulator.start and not uses_emulator:
         raise ConfigError(p, "emulator.start",
                           'false, or at least one instrument with address = "emulator"', True)
