@@ -119,6 +119,8 @@ class Station:
         #: discrete topology: the switch matrix and pulse generator drivers (else None)
         self.switch: Any = None
         self.pulse_gen: Any = None
+        #: ``[instruments.extra.<name>]``: more instruments of a role (a second SMU), limited
+        self.extra: dict[str, Any] = {}
         self.addresses: dict[str, str] = {}
         self.idn: dict[str, str] = {}
         self._closed = False
@@ -217,6 +219,13 @@ class Station:
         else:
             self._open_array()
         self._open_oven_and_clock()
+        for name, inst in cfg.instruments.extra.items():  # a second SMU, a second chamber
+            default, base = ((LimitedKeithley2450, Keithley2450) if inst.role == "smu"
+                             else (LimitedBakeOven, BakeOven))
+            cls = driver_class(inst, default, base, f"instruments.extra.{name}.driver",
+                               self.path)
+            self.extra[name] = self._connect(f"extra.{name}", inst, cls)
+            self.extra[name]._attach(cfg.limits, None, str(self.path))
         # ready: array drivers on, SMU terminals disconnected
         self.array.deselect()
         self.array.enable()
@@ -507,8 +516,9 @@ class Station:
         """
         from pymeasure.adapters import VISAAdapter
 
-        for name in ("smu", "array", "switch", "pulse_gen", "oven", "clock"):
-            inst = getattr(self, name)
+        named = [(name, getattr(self, name)) for name in ("smu", "array", "switch",
+                                                          "pulse_gen", "oven", "clock")]
+        for name, inst in [*named, *((f"extra.{k}", v) for k, v in self.extra.items())]:
             adapter = getattr(inst, "adapter", None)
             if adapter is None or name not in self._open_kwargs:
                 continue
@@ -539,6 +549,8 @@ class Station:
             ("array", lambda: self.array.shutdown() if self.array is not None else None),
             ("oven", lambda: self.oven.shutdown() if self.oven is not None else None),
             ("clock", lambda: self.clock.shutdown() if self.clock is not None else None),
+            *((f"extra.{k}", v.safe_shutdown if hasattr(v, "safe_shutdown") else v.shutdown)
+              for k, v in self.extra.items()),
         )
         for name, step in steps:
             try:
@@ -546,7 +558,8 @@ class Station:
             except BaseException as exc:  # keep switching the others off
                 log.error("station %s: shutdown of %s failed: %r", self.path, name, exc)
                 errors.append(f"{name}: {exc!r}")
-        for inst in (self.smu, self.array, self.switch, self.pulse_gen, self.oven, self.clock):
+        for inst in (self.smu, self.array, self.switch, self.pulse_gen, self.oven, self.clock,
+                     *self.extra.values()):
             adapter = getattr(inst, "adapter", None)
             if adapter is not None:
                 try:

@@ -230,9 +230,40 @@ class InstrumentsConfig:
     pulse_gen: InstrumentConfig | None = param(
         None, doc="two-channel pulse generator (Keysight 33500B): ch1 pulse, ch2 gate")
 
+    extra: dict = param(
+        default_factory=dict,
+        doc="more instruments of a role, e.g. a second SMU: [instruments.extra.<name>] with "
+        "role = \"smu\" or \"oven\" and the keys of any instrument; opened with the role's "
+        "limit-checking driver as Station.extra[<name>]")
+
+    def __post_init__(self) -> None:
+        extra: dict[str, ExtraInstrumentConfig] = {}
+        for name, table in self.extra.items():
+            if not re.fullmatch(r"[A-Za-z_]\w{0,39}", str(name)) or name in ROLES:
+                raise ConfigError(None, f"extra.{_short(str(name))}",
+                                  "a name of at most 40 letters, digits and _ that is not a "
+                                  "role (" + ", ".join(ROLES) + ")")
+            extra[name] = from_dict(ExtraInstrumentConfig, table, source=None,
+                                    prefix=f"extra.{name}.")
+        object.__setattr__(self, "extra", extra)
+
     def all(self) -> dict[str, InstrumentConfig]:
-        """The instruments the file names, ``{role: config}``."""
-        return {k: v for k, v in vars(self).items() if v is not None}
+        """The instruments the file names for its roles, ``{role: config}`` (not ``extra``)."""
+        return {k: v for k, v in vars(self).items() if v is not None and k != "extra"}
+
+
+#: the roles of ``[instruments]``
+ROLES = ("array", "smu", "oven", "clock", "switch", "pulse_gen")
+#: roles an extra instrument may play (``[instruments.extra.<name>] role = ...``)
+EXTRA_ROLES = ("smu", "oven")
+
+
+@dataclass(frozen=True)
+class ExtraInstrumentConfig(InstrumentConfig):
+    """``[instruments.extra.<name>]``: one more instrument of a role (a second SMU, a second
+    chamber), with the station's limits of that role."""
+
+    role: str = param("", choices=EXTRA_ROLES, doc='"smu" or "oven"')
 
 
 @dataclass(frozen=True)
@@ -383,7 +414,10 @@ def _address_lists(data: dict[str, Any], path: Path) -> None:
     instruments = data.get("instruments")
     if not isinstance(instruments, dict):
         return
-    for role, table in instruments.items():
+    tables = [(role, t) for role, t in instruments.items() if role != "extra"]
+    if isinstance(instruments.get("extra"), dict):
+        tables += [(f"extra.{name}", t) for name, t in instruments["extra"].items()]
+    for role, table in tables:
         if not isinstance(table, dict) or not isinstance(table.get("address"), list):
             continue
         addresses = table["address"]
@@ -422,7 +456,8 @@ def load_station_config(path: str | Path) -> tuple[StationConfig, str]:
     if fixed:
         cfg = dataclasses.replace(cfg, instruments=dataclasses.replace(cfg.instruments, **fixed))
     uses_emulator = any(emulated_instrument(address) is not None
-                        for inst in cfg.instruments.all().values()
+                        for inst in (*cfg.instruments.all().values(),
+                                     *cfg.instruments.extra.values())
                         for address in (inst.address, *inst.alternatives))
     if cfg.emulator.start and not uses_emulator:
         raise ConfigError(p, "emulator.start",
@@ -441,6 +476,7 @@ __all__ = [
     "DiscreteConfig",
     "EmulatorConfig",
     "EmulatorPorts",
+    "ExtraInstrumentConfig",
     "InstrumentConfig",
     "InstrumentsConfig",
     "StationConfig",

@@ -80,3 +80,45 @@ def test_malformed_address_lists_are_one_line(tmp_path, table, field, expected):
     msg = str(err.value)
     assert str(p) in msg and repr(field) in msg and expected in msg, msg
     assert "\n" not in msg
+
+
+def _with_extra(tmp_path, table: str):
+    p = station_file(tmp_path, seed=1)
+    p.write_text(p.read_text().replace("[limits]", f"{table}\n\n[limits]"))
+    return p
+
+
+def test_second_smu_opens_limited_and_recorded(tmp_path):
+    p = _with_extra(tmp_path, '[instruments.extra.smu2]\nrole = "smu"\n'
+                    f'address = ["{_dead_address()}", "emulator:smu"]\ntimeout_s = 2.0')
+    with Station.open(p) as st:
+        smu2 = st.extra["smu2"]
+        assert "2450" in st.idn["extra.smu2"]
+        assert st.snapshot()["addresses"]["extra.smu2"] == st.addresses["extra.smu2"]
+        smu2.source_voltage = 0.2
+        assert smu2.source_voltage == pytest.approx(0.2)
+        with pytest.raises(Exception, match="smu_v_max_v"):  # the station's SMU limits
+            smu2.source_voltage = 1.0
+        smu2.enable_source()
+    assert st._closed  # closed cleanly: outputs of both SMUs switched off without error
+
+
+@pytest.mark.parametrize(("table", "field", "expected"), [
+    ('[instruments.extra.smu2]\naddress = "emulator:smu"', "instruments.extra.smu2.role",
+     "smu"),
+    ('[instruments.extra.smu2]\nrole = "array"\naddress = "emulator:smu"',
+     "instruments.extra.smu2.role", "smu"),
+    ('[instruments.extra.smu]\nrole = "smu"\naddress = "emulator:smu"',
+     "instruments.extra.smu", "not a role"),
+    ('[instruments.extra.smu2]\nrole = "smu"\naddress = []', "instruments.extra.smu2.address",
+     "non-empty list"),
+    ('[instruments.extra.smu2]\nrole = "smu"\naddres = "x"', "instruments.extra.smu2.addres",
+     "no such key"),
+])
+def test_malformed_extra_instruments_are_one_line(tmp_path, table, field, expected):
+    p = _with_extra(tmp_path, table)
+    with pytest.raises(ConfigError) as err:
+        load_station_config(p)
+    msg = str(err.value)
+    assert str(p) in msg and repr(field) in msg and expected in msg, msg
+    assert "\n" not in msg
