@@ -25,10 +25,8 @@ installed while the station is open raises ``SystemExit`` so the block unwinds).
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import math
-import platform
 import signal
 import threading
 from pathlib import Path
@@ -36,7 +34,6 @@ from typing import Any
 
 from pymeasure.instruments.keithley import Keithley2450
 
-from cimlab import __version__
 from cimlab.errors import ConfigError, InstrumentError
 from cimlab.instruments.drivers import (
     ArrayController,
@@ -78,7 +75,7 @@ from cimlab.instruments.station_config import (
     load_station_config,
     resolve_station,
 )
-from cimlab.params import to_dict, unit_of
+from cimlab.params import unit_of
 
 log = logging.getLogger(__name__)
 
@@ -448,62 +445,11 @@ class Station:
         return None
 
     def snapshot(self) -> dict[str, Any]:
-        """Provenance of a run: IDNs, settings, limits, versions and the station file text."""
-        from importlib import metadata
+        """Provenance of a run: IDNs, settings, limits, versions and the station file text
+        (:func:`cimlab.instruments.snapshot.station_snapshot`)."""
+        from cimlab.instruments.snapshot import station_snapshot
 
-        def version(pkg: str) -> str:
-            try:
-                return metadata.version(pkg)
-            except metadata.PackageNotFoundError:
-                return "not installed"
-
-        settings: dict[str, Any] = {
-            "array": {
-                "geometry": list(self.array.geometry),
-                "read_voltage_v": self.array.read_voltage,
-                "output_enabled": self.array.output_enabled,
-                "routed_cell": self.array.routed_cell,
-            }
-        }
-        if self.switch is None:
-            settings["array"]["ranges"] = self.array.ranges._asdict()
-        else:
-            settings["array"]["topology"] = "discrete"
-            settings["array"]["round_trips"] = self.array.round_trips
-        if self.smu is not None:
-            settings["smu"] = {
-                "source_mode": self.smu.source_mode,
-                "source_voltage_v": self.smu.source_voltage,
-                "compliance_current_a": self.smu.compliance_current,
-                "source_enabled": bool(self.smu.source_enabled),
-            }
-        if self.oven is not None:
-            settings["oven"] = {
-                "setpoint_c": self.oven.setpoint_c,
-                "temperature_c": self.oven.temperature_c,
-                "ramp_rate_k_per_s": self.oven.ramp_rate_k_per_s,
-                "heater_enabled": self.oven.heater_enabled,
-            }
-        return {
-            "station": self.config.station.name,
-            "station_file": str(self.path),
-            "station_file_text": self.text,
-            "clock": {"kind": self.config.station.clock, "now_s": self.clock.now()},
-            "host_time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-            "addresses": dict(self.addresses),
-            "idn": dict(self.idn),
-            "settings": settings,
-            "instrument_time_s": self.instrument_time(),
-            "limits": to_dict(self.limits),
-            "calibration": to_dict(self.calibration),
-            "emulator": (to_dict(self.config.emulator) if self.bench is not None else None),
-            "emulator_state": self.emulator_state,
-            "versions": {
-                "cimlab": __version__,
-                "python": platform.python_version(),
-                **{pkg: version(pkg) for pkg in ("numpy", "pyvisa", "pyvisa-py", "pymeasure")},
-            },
-        }
+        return station_snapshot(self)
 
     # -- closing -----------------------------------------------------------------------------
     def _reconnect(self) -> None:

@@ -97,6 +97,8 @@ def test_second_smu_opens_limited_and_recorded(tmp_path):
         assert st.snapshot()["addresses"]["extra.smu2"] == st.addresses["extra.smu2"]
         smu2.source_voltage = 0.2
         assert smu2.source_voltage == pytest.approx(0.2)
+        settings = st.snapshot()["settings"]["extra.smu2"]
+        assert settings["role"] == "smu" and settings["source_voltage_v"] == pytest.approx(0.2)
         with pytest.raises(Exception, match="smu_v_max_v"):  # the station's SMU limits
             smu2.source_voltage = 1.0
         smu2.enable_source()
