@@ -206,6 +206,9 @@ def _many_chips(args: argparse.Namespace, plan_name: str) -> int:
 
     if args.check or args.only:
         raise ConfigError(None, "--chips", "no --check/--only with several chips", args.chips)
+    if args.log is not None:
+        raise ConfigError("command line", "--log", "no --log with several chips (each chip "
+                          "runs in its own worker; see docs/scale-out.md)", str(args.log))
     out = Path(args.out) if args.out else Path("data") / f"{plan_name}-chips"
     with engine_for(args.workers, args.cluster) as engine:
         chips = run_plan_on_chips(args.plan, args.station, out, args.chips, args.chip_seed,

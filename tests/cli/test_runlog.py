@@ -190,3 +190,12 @@ def test_no_log_writes_nothing(tmp_path):
     with run_log(A(), tmp_path / "x.h5.log") as path:
         logging.getLogger("cimlab.test").warning("not logged to a file")
     assert path is None and list(tmp_path.iterdir()) == []
+
+
+def test_log_refused_with_several_chips(files, tmp_path, capsys):
+    st, plan = files
+    assert main(["characterize", str(plan), "--station", str(st), "--chips", "2",
+                 "--out", str(tmp_path / "chips"), "--log", str(tmp_path / "x.log")]) == 1
+    err = capsys.readouterr().err
+    assert "'--log'" in err and "several chips" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "chips").exists()
