@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cimlab.cli._common import DEFAULT_STATION, add_output_flags, emit, seed_int
+from cimlab.cli._runlog import add_log_flags, default_log_path, run_log
 
 #: program-verify parameters set from the command line: field -> (flag, SI -> flag unit, unit).
 _PV_FLAGS: dict[str, tuple[str, float, str]] = {
@@ -65,6 +66,7 @@ def register(sub: Any) -> None:
         help="validate the plan against the station and exit (nothing is sent)",
     )
     add_output_flags(p)
+    add_log_flags(p, "STORE.log next to the store")
     g = p.add_argument_group(
         "chip identity and many chips (docs/scale-out.md)",
         "--wafer/--die/--chip-id land in every run's metadata (run.meta['chip']). --chips N "
@@ -139,6 +141,7 @@ def register(sub: Any) -> None:
         "(default: %(default)s)",
     )
     add_output_flags(q)
+    add_log_flags(q, "OUT/tile<T>-seed<S>.log next to the results")
     q.set_defaults(func=_program_verify)
 
 
@@ -169,7 +172,8 @@ def _characterize(args: argparse.Namespace) -> int:
     fresh = not out.exists() and not state.exists()
     reconcile_checkpoint(state, out)
     try:
-        with open_station(args.station, state) as st:
+        with run_log(args, default_log_path(out), keep_if=out), \
+                open_station(args.station, state) as st:
             result = run_plan(plan, st, out, progress=not args.quiet, only=args.only)
     except BaseException:
         if fresh and not out.exists():  # a plan refused before the store: nothing written
@@ -187,6 +191,8 @@ def _characterize(args: argparse.Namespace) -> int:
                 "experiments": [dataclasses.asdict(r) for r in result.results],
                 "skipped": list(result.skipped), "host_time_s": result.host_time_s,
                 "instrument_time_s": result.instrument_time_s,
+                "recorded_instrument_time_s": result.recorded_instrument_time_s,
+                "recorded_instrument_s": result.recorded_instrument_s,
                 "round_trips": result.round_trips,
                 "cell_operations": result.cell_operations},
          f"{result.table()}\nstore: {out}")
@@ -200,6 +206,9 @@ def _many_chips(args: argparse.Namespace, plan_name: str) -> int:
 
     if args.check or args.only:
         raise ConfigError(None, "--chips", "no --check/--only with several chips", args.chips)
+    if args.log is not None:
+        raise ConfigError("command line", "--log", "no --log with several chips (each chip "
+                          "runs in its own worker; see docs/scale-out.md)", str(args.log))
     out = Path(args.out) if args.out else Path("data") / f"{plan_name}-chips"
     with engine_for(args.workers, args.cluster) as engine:
         chips = run_plan_on_chips(args.plan, args.station, out, args.chips, args.chip_seed,
@@ -244,7 +253,8 @@ def _program_verify(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise _in_flag_terms(exc, args) from None
     results = []
-    with Station.open(args.station) as st:
+    with run_log(args, Path(args.out) / f"tile{args.tile}-seed{args.seed}.log"), \
+            Station.open(args.station) as st:
         n_tiles, rows, cols = st.array.geometry
         if not 0 <= args.tile < n_tiles:
             raise ConfigError("command line", "--tile", f"a tile in 0..{n_tiles - 1}", args.tile)

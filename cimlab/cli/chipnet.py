@@ -27,6 +27,7 @@ from cimlab.cli._common import (
     positive_int,
     seed_int,
 )
+from cimlab.cli._runlog import add_log_flags, default_log_path, run_log
 
 
 def register(sub: Any) -> None:
@@ -81,6 +82,7 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=seed_int, default=0,
                    help="program-verify seed (default %(default)s)")
     add_output_flags(p)
+    add_log_flags(p, "STORE.log next to the store")
     p.set_defaults(func=_program_net)
 
     e = sub.add_parser(
@@ -105,6 +107,7 @@ def register(sub: Any) -> None:
     e.add_argument("--batch-size", type=positive_int, default=150,
                    help="images per MVM batch (default %(default)s)")
     add_output_flags(e)
+    add_log_flags(e, "STORE.log next to the store")
     e.set_defaults(func=_evaluate)
 
     b = sub.add_parser(
@@ -124,6 +127,7 @@ def register(sub: Any) -> None:
     b.add_argument("--station", default=None,
                    help="station file (default: the one recorded in the store)")
     add_output_flags(b)
+    add_log_flags(b, "STORE.log next to the store")
     b.set_defaults(func=_bn_calibrate)
 
 
@@ -183,7 +187,8 @@ def _program_net(args: argparse.Namespace) -> int:
 
     geometry = planned_geometry(args.station)  # in-process emulator: known without starting
     placement = place(geometry) if geometry is not None else None
-    with open_station(args.station, state_path_for(args.out)) as st:
+    with run_log(args, default_log_path(args.out), keep_if=args.out), \
+            open_station(args.station, state_path_for(args.out)) as st:
         if placement is None:  # served emulator or real bench: ask the chip
             placement = place(tuple(int(g) for g in st.array.geometry))
         check_program(st, placement, pv)
@@ -268,7 +273,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         n = args.samples or len(ds.y_test)
         loader = DataLoader(TensorDataset(ds.x_test[:n], ds.y_test[:n]),
                             batch_size=args.batch_size)
-        with open_station(station, state, require_state=True, how_to_fix=how) as st:
+        with run_log(args, default_log_path(args.store)), \
+                open_station(station, state, require_state=True, how_to_fix=how) as st:
             chip = ChipNetwork(stored.net, stored.placement, st.array)
             chip.read_back()
             t0 = st.clock.now()
@@ -362,7 +368,8 @@ def _bn_calibrate(args: argparse.Namespace) -> int:
         run_np = store.run(stored.run_uid)
         apply_bn_calibration(store, stored.net, after_unix=run_np.started_unix)
         ds = _dataset(args, stored.meta)
-        with open_station(station, state, require_state=True, how_to_fix=how) as st:
+        with run_log(args, default_log_path(args.store)), \
+                open_station(station, state, require_state=True, how_to_fix=how) as st:
             chip = ChipNetwork(stored.net, stored.placement, st.array)
             rep = calibrate_bn_with_progress(chip, ds.x_train[: args.samples],
                                              batch_size=args.samples,

@@ -109,6 +109,7 @@ def _install_exit_interrupt_handler() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args._argv = list(sys.argv[1:] if argv is None else argv)  # for the run log's first line
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

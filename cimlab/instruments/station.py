@@ -25,10 +25,8 @@ installed while the station is open raises ``SystemExit`` so the block unwinds).
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import math
-import platform
 import signal
 import threading
 from pathlib import Path
@@ -36,7 +34,6 @@ from typing import Any
 
 from pymeasure.instruments.keithley import Keithley2450
 
-from cimlab import __version__
 from cimlab.errors import ConfigError, InstrumentError
 from cimlab.instruments.drivers import (
     ArrayController,
@@ -45,7 +42,7 @@ from cimlab.instruments.drivers import (
     VirtualClock,
     open_kwargs,
 )
-from cimlab.instruments.drivers.visa import tune_connection
+from cimlab.instruments.drivers.visa import log_traffic, tune_connection
 from cimlab.instruments.limited_drivers import (
     LimitedArrayController,
     LimitedBakeOven,
@@ -78,7 +75,7 @@ from cimlab.instruments.station_config import (
     load_station_config,
     resolve_station,
 )
-from cimlab.params import to_dict, unit_of
+from cimlab.params import unit_of
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +116,8 @@ class Station:
         #: discrete topology: the switch matrix and pulse generator drivers (else None)
         self.switch: Any = None
         self.pulse_gen: Any = None
+        #: ``[instruments.extra.<name>]``: more instruments of a role (a second SMU), limited
+        self.extra: dict[str, Any] = {}
         self.addresses: dict[str, str] = {}
         self.idn: dict[str, str] = {}
         self._closed = False
@@ -159,25 +158,29 @@ class Station:
         except BaseException:
             st.close(_quiet=True, _abnormal=True)
             raise
+        for name, idn in st.idn.items():
+            log.info("station %s: %s at %s: %s", p, name, st.addresses.get(name, "-"), idn)
         return st
 
-    def _address(self, name: str, inst: InstrumentConfig) -> str:
-        which = emulated_instrument(inst.address)
+    def _address(self, name: str, inst: InstrumentConfig, address: str | None = None) -> str:
+        """The VISA resource of ``address`` (default ``inst.address``) of role ``name``."""
+        address = inst.address if address is None else address
+        which = emulated_instrument(address)
         if which is None:
-            return inst.address
+            return address
         which = which or name
         if self.bench is not None:
             if which not in self.bench.addresses:
                 raise ConfigError(self.path, f"instruments.{name}.address",
                                   '"emulator" or "emulator:<instrument>" with an emulated '
-                                  "instrument: " + ", ".join(self.bench.addresses), inst.address)
+                                  "instrument: " + ", ".join(self.bench.addresses), address)
             return self.bench.addresses[which]
         emu = self.config.emulator
         port = getattr(emu.ports, which, None)
         if port is None:
             raise ConfigError(self.path, f"instruments.{name}.address",
                               "an emulated instrument with a port in [emulator.ports]",
-                              inst.address)
+                              address)
         return f"TCPIP0::{emu.host}::{port}::SOCKET"
 
     def _open(self) -> None:
@@ -213,6 +216,13 @@ class Station:
         else:
             self._open_array()
         self._open_oven_and_clock()
+        for name, inst in cfg.instruments.extra.items():  # a second SMU, a second chamber
+            default, base = ((LimitedKeithley2450, Keithley2450) if inst.role == "smu"
+                             else (LimitedBakeOven, BakeOven))
+            cls = driver_class(inst, default, base, f"instruments.extra.{name}.driver",
+                               self.path)
+            self.extra[name] = self._connect(f"extra.{name}", inst, cls)
+            self.extra[name]._attach(cfg.limits, None, str(self.path))
         # ready: array drivers on, SMU terminals disconnected
         self.array.deselect()
         self.array.enable()
@@ -224,13 +234,10 @@ class Station:
         # array controller
         a = ins.array
         assert a is not None  # StationConfig checks it
-        self.addresses["array"] = self._address("array", a)
         acls = driver_class(a, LimitedArrayController, ArrayController,
                              "instruments.array.driver", self.path)
-        self._open_kwargs["array"] = _open_kwargs_of(a)
-        self.array = acls(self.addresses["array"], **self._open_kwargs["array"])
+        self.array = self._connect("array", a, acls, tune=False)
         self.array._attach(cfg.limits, cfg.calibration.transistor, src)
-        self.idn["array"] = self._identify(self.array, "array")
         self._check_array_ranges()
         self._check_compliance_calibration()
         # the station owns the read voltage from here: every read carries it (checked)
@@ -242,14 +249,10 @@ class Station:
         cfg = self.config
         s = cfg.instruments.smu
         assert s is not None
-        self.addresses["smu"] = self._address("smu", s)
         scls = driver_class(s, LimitedKeithley2450, Keithley2450,
                              "instruments.smu.driver", self.path)
-        self._open_kwargs["smu"] = _open_kwargs_of(s)
-        self.smu = scls(self.addresses["smu"], **self._open_kwargs["smu"])
-        tune_connection(self.smu)
+        self.smu = self._connect("smu", s, scls)
         self.smu._attach(cfg.limits, None, str(self.path))
-        self.idn["smu"] = self._identify(self.smu, "smu")
 
     def _open_discrete(self) -> None:
         """Switch matrix + pulse generator + SMU composed into :class:`DiscreteArray`."""
@@ -266,13 +269,9 @@ class Station:
         opened: dict[str, Any] = {}
         for name, inst, default in (("switch", ins.switch, Keithley2750),
                                     ("pulse_gen", ins.pulse_gen, Agilent33500)):
-            self.addresses[name] = self._address(name, inst)
             dcls = default if inst.driver == "default" else driver_class(
                 inst, _NoChecks, default, f"instruments.{name}.driver", self.path)
-            self._open_kwargs[name] = _open_kwargs_of(inst)
-            opened[name] = dcls(self.addresses[name], **self._open_kwargs[name])
-            tune_connection(opened[name])
-            self.idn[name] = self._identify(opened[name], name)
+            opened[name] = self._connect(name, inst, dcls)
         self.switch, self.pulse_gen = opened["switch"], opened["pulse_gen"]
         if self.bench is not None and tuple(self.bench.chip.geometry) != tuple(disc.geometry):
             raise ConfigError(self.path, "discrete.geometry",
@@ -288,14 +287,10 @@ class Station:
         # oven
         if ins.oven is not None:
             o = ins.oven
-            self.addresses["oven"] = self._address("oven", o)
             ocls = driver_class(o, LimitedBakeOven, BakeOven,
                                  "instruments.oven.driver", self.path)
-            self._open_kwargs["oven"] = _open_kwargs_of(o)
-            self.oven = ocls(self.addresses["oven"], **self._open_kwargs["oven"])
-            tune_connection(self.oven)
+            self.oven = self._connect("oven", o, ocls)
             self.oven._attach(cfg.limits, None, str(self.path))
-            self.idn["oven"] = self._identify(self.oven, "oven")
             _lo, hi = self.oven.setpoint_range_c
             if cfg.limits.oven_temp_max_c > hi:
                 raise ConfigError(self.path, "limits.oven_temp_max_c",
@@ -305,16 +300,52 @@ class Station:
         if cfg.station.clock == "virtual":
             c = ins.clock
             assert c is not None  # StationConfig checks it
-            self.addresses["clock"] = self._address("clock", c)
-            self._open_kwargs["clock"] = _open_kwargs_of(c)
-            self.clock = VirtualClock(self.addresses["clock"], **self._open_kwargs["clock"])
-            tune_connection(self.clock)
-            self.idn["clock"] = self._identify(self.clock, "clock")
+            self.clock = self._connect("clock", c, VirtualClock)
         else:
             self.clock = RealClock()
             self.idn["clock"] = RealClock.id
 
+    def _connect(self, name: str, inst: InstrumentConfig, cls: type, tune: bool = True) -> Any:
+        """Open role ``name`` with driver ``cls`` at its ``address``, or else at each of its
+        ``alternatives`` in order: the first that opens and answers ``*IDN?`` is used (its
+        address lands in ``addresses`` and the snapshot). InstrumentError naming every
+        address tried and why when none answers."""
+        self._open_kwargs[name] = _open_kwargs_of(inst)
+        candidates = (inst.address, *inst.alternatives)
+        tried: list[str] = []
+        for i, candidate in enumerate(candidates):
+            self.addresses[name] = self._address(name, inst, candidate)
+            last = i == len(candidates) - 1
+            device = None
+            try:
+                device = cls(self.addresses[name], **self._open_kwargs[name])
+                if tune:
+                    tune_connection(device)
+                self.idn[name] = self._identify(device, name)
+            except Exception as exc:
+                if device is not None and getattr(device, "adapter", None) is not None:
+                    try:
+                        device.adapter.close()
+                    except Exception as close_exc:
+                        log.debug("closing %s: %r", name, close_exc)
+                if not tried and last:
+                    raise  # one address: its own error, as it always was
+                tried.append(f"{self.addresses[name]} ({type(exc).__name__}: {exc})")
+                if last:
+                    raise InstrumentError(
+                        f"{self.path}: instruments.{name}: none of its {len(candidates)} "
+                        "addresses (address, then alternatives) answered *IDN?: "
+                        + "; ".join(tried)) from exc
+                log.info("station %s: instruments.%s: %s", self.path, name, tried[-1])
+                continue
+            if tried:
+                log.warning("station %s: instruments.%s answered at alternative %s (not at %s)",
+                            self.path, name, self.addresses[name], ", ".join(tried))
+            return device
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _identify(self, inst: Any, name: str) -> str:
+        log_traffic(inst, name)  # from *IDN? on, when the SCPI log is on (DEBUG)
         try:
             return str(inst.id)
         except Exception as exc:
@@ -414,62 +445,11 @@ class Station:
         return None
 
     def snapshot(self) -> dict[str, Any]:
-        """Provenance of a run: IDNs, settings, limits, versions and the station file text."""
-        from importlib import metadata
+        """Provenance of a run: IDNs, settings, limits, versions and the station file text
+        (:func:`cimlab.instruments.snapshot.station_snapshot`)."""
+        from cimlab.instruments.snapshot import station_snapshot
 
-        def version(pkg: str) -> str:
-            try:
-                return metadata.version(pkg)
-            except metadata.PackageNotFoundError:
-                return "not installed"
-
-        settings: dict[str, Any] = {
-            "array": {
-                "geometry": list(self.array.geometry),
-                "read_voltage_v": self.array.read_voltage,
-                "output_enabled": self.array.output_enabled,
-                "routed_cell": self.array.routed_cell,
-            }
-        }
-        if self.switch is None:
-            settings["array"]["ranges"] = self.array.ranges._asdict()
-        else:
-            settings["array"]["topology"] = "discrete"
-            settings["array"]["round_trips"] = self.array.round_trips
-        if self.smu is not None:
-            settings["smu"] = {
-                "source_mode": self.smu.source_mode,
-                "source_voltage_v": self.smu.source_voltage,
-                "compliance_current_a": self.smu.compliance_current,
-                "source_enabled": bool(self.smu.source_enabled),
-            }
-        if self.oven is not None:
-            settings["oven"] = {
-                "setpoint_c": self.oven.setpoint_c,
-                "temperature_c": self.oven.temperature_c,
-                "ramp_rate_k_per_s": self.oven.ramp_rate_k_per_s,
-                "heater_enabled": self.oven.heater_enabled,
-            }
-        return {
-            "station": self.config.station.name,
-            "station_file": str(self.path),
-            "station_file_text": self.text,
-            "clock": {"kind": self.config.station.clock, "now_s": self.clock.now()},
-            "host_time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-            "addresses": dict(self.addresses),
-            "idn": dict(self.idn),
-            "settings": settings,
-            "instrument_time_s": self.instrument_time(),
-            "limits": to_dict(self.limits),
-            "calibration": to_dict(self.calibration),
-            "emulator": (to_dict(self.config.emulator) if self.bench is not None else None),
-            "emulator_state": self.emulator_state,
-            "versions": {
-                "cimlab": __version__,
-                "python": platform.python_version(),
-                **{pkg: version(pkg) for pkg in ("numpy", "pyvisa", "pyvisa-py", "pymeasure")},
-            },
-        }
+        return station_snapshot(self)
 
     # -- closing -----------------------------------------------------------------------------
     def _reconnect(self) -> None:
@@ -482,8 +462,9 @@ class Station:
         """
         from pymeasure.adapters import VISAAdapter
 
-        for name in ("smu", "array", "switch", "pulse_gen", "oven", "clock"):
-            inst = getattr(self, name)
+        named = [(name, getattr(self, name)) for name in ("smu", "array", "switch",
+                                                          "pulse_gen", "oven", "clock")]
+        for name, inst in [*named, *((f"extra.{k}", v) for k, v in self.extra.items())]:
             adapter = getattr(inst, "adapter", None)
             if adapter is None or name not in self._open_kwargs:
                 continue
@@ -494,6 +475,7 @@ class Station:
             try:
                 inst.adapter = VISAAdapter(self.addresses[name], **self._open_kwargs[name])
                 tune_connection(inst)
+                log_traffic(inst, name)
             except Exception as exc:
                 log.error("station %s: cannot reconnect to %s: %r", self.path, name, exc)
 
@@ -504,6 +486,8 @@ class Station:
             return
         self._closed = True
         if _abnormal:
+            log.info("station %s: closing after an error or interrupt: reconnecting to "
+                     "switch the outputs off", self.path)
             self._reconnect()
         errors: list[str] = []
         steps = (
@@ -511,6 +495,8 @@ class Station:
             ("array", lambda: self.array.shutdown() if self.array is not None else None),
             ("oven", lambda: self.oven.shutdown() if self.oven is not None else None),
             ("clock", lambda: self.clock.shutdown() if self.clock is not None else None),
+            *((f"extra.{k}", v.safe_shutdown if hasattr(v, "safe_shutdown") else v.shutdown)
+              for k, v in self.extra.items()),
         )
         for name, step in steps:
             try:
@@ -518,7 +504,8 @@ class Station:
             except BaseException as exc:  # keep switching the others off
                 log.error("station %s: shutdown of %s failed: %r", self.path, name, exc)
                 errors.append(f"{name}: {exc!r}")
-        for inst in (self.smu, self.array, self.switch, self.pulse_gen, self.oven, self.clock):
+        for inst in (self.smu, self.array, self.switch, self.pulse_gen, self.oven, self.clock,
+                     *self.extra.values()):
             adapter = getattr(inst, "adapter", None)
             if adapter is not None:
                 try:

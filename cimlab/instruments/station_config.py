@@ -159,6 +159,10 @@ class InstrumentConfig:
         doc='VISA resource name, e.g. "TCPIP0::192.168.1.20::5025::SOCKET", or "emulator" '
         '(the role\'s emulated instrument), or "emulator:<instrument>" (e.g. "emulator:chuck")'
     )
+    alternatives: tuple[str, ...] = param(
+        (), doc="other VISA resource names of the same role, tried in order when the one "
+        "before does not open or answer *IDN? (a USB or serial address that moves, a spare "
+        'instrument); also written as address = ["first", "second", ...]')
     backend: str = param(
         "@py", doc='PyVISA backend: "@py" (pyvisa-py), "@ivi" (vendor VISA), "@sim" '
         '(pyvisa-sim), or "<path to a VISA library>@ivi"')
@@ -177,6 +181,16 @@ class InstrumentConfig:
 
     def __post_init__(self) -> None:
         check(self)
+        seen = {self.address}
+        for i, alt in enumerate(self.alternatives):
+            if not alt.strip() or alt in seen:
+                raise ConfigError(None, f"alternatives[{i}]",
+                                  "a VISA resource name given once (not empty, not a repeat "
+                                  "of the address or of another alternative)", _short(alt))
+            seen.add(alt)
+        if not self.address.strip():
+            raise ConfigError(None, "address", "a VISA resource name, \"emulator\" or a "
+                              "non-empty list of VISA resource names", self.address)
         for key, value in self.options.items():
             kinds = VISA_OPTIONS.get(key)
             if kinds is None:
@@ -216,9 +230,40 @@ class InstrumentsConfig:
     pulse_gen: InstrumentConfig | None = param(
         None, doc="two-channel pulse generator (Keysight 33500B): ch1 pulse, ch2 gate")
 
+    extra: dict = param(
+        default_factory=dict,
+        doc="more instruments of a role, e.g. a second SMU: [instruments.extra.<name>] with "
+        "role = \"smu\" or \"oven\" and the keys of any instrument; opened with the role's "
+        "limit-checking driver as Station.extra[<name>]")
+
+    def __post_init__(self) -> None:
+        extra: dict[str, ExtraInstrumentConfig] = {}
+        for name, table in self.extra.items():
+            if not re.fullmatch(r"[A-Za-z_]\w{0,39}", str(name)) or name in ROLES:
+                raise ConfigError(None, f"extra.{_short(str(name))}",
+                                  "a name of at most 40 letters, digits and _ that is not a "
+                                  "role (" + ", ".join(ROLES) + ")")
+            extra[name] = from_dict(ExtraInstrumentConfig, table, source=None,
+                                    prefix=f"extra.{name}.")
+        object.__setattr__(self, "extra", extra)
+
     def all(self) -> dict[str, InstrumentConfig]:
-        """The instruments the file names, ``{role: config}``."""
-        return {k: v for k, v in vars(self).items() if v is not None}
+        """The instruments the file names for its roles, ``{role: config}`` (not ``extra``)."""
+        return {k: v for k, v in vars(self).items() if v is not None and k != "extra"}
+
+
+#: the roles of ``[instruments]``
+ROLES = ("array", "smu", "oven", "clock", "switch", "pulse_gen")
+#: roles an extra instrument may play (``[instruments.extra.<name>] role = ...``)
+EXTRA_ROLES = ("smu", "oven")
+
+
+@dataclass(frozen=True)
+class ExtraInstrumentConfig(InstrumentConfig):
+    """``[instruments.extra.<name>]``: one more instrument of a role (a second SMU, a second
+    chamber), with the station's limits of that role."""
+
+    role: str = param("", choices=EXTRA_ROLES, doc='"smu" or "oven"')
 
 
 @dataclass(frozen=True)
@@ -389,12 +434,37 @@ def resolve_station(name_or_path: str | Path) -> Path:
                       "station name: " + ", ".join(bundled_stations()))
 
 
+def _address_lists(data: dict[str, Any], path: Path) -> None:
+    """``address = ["A", "B", ...]`` of a role, in place: ``address = "A"``, ``alternatives =
+    ["B", ...]`` (ConfigError for an empty list, or with ``alternatives`` given too)."""
+    instruments = data.get("instruments")
+    if not isinstance(instruments, dict):
+        return
+    tables = [(role, t) for role, t in instruments.items() if role != "extra"]
+    if isinstance(instruments.get("extra"), dict):
+        tables += [(f"extra.{name}", t) for name, t in instruments["extra"].items()]
+    for role, table in tables:
+        if not isinstance(table, dict) or not isinstance(table.get("address"), list):
+            continue
+        addresses = table["address"]
+        field = f"instruments.{role}.address"
+        if not addresses or not all(isinstance(a, str) for a in addresses):
+            raise ConfigError(path, field, "a VISA resource name or a non-empty list of them "
+                              "(strings), tried in order", addresses)
+        if "alternatives" in table:
+            raise ConfigError(path, f"instruments.{role}.alternatives",
+                              "no alternatives when address is a list (the list's other "
+                              "entries are the alternatives)", table["alternatives"])
+        table["address"], table["alternatives"] = addresses[0], list(addresses[1:])
+
+
 def load_station_config(path: str | Path) -> tuple[StationConfig, str]:
     """Parse and validate a station file strictly (``path`` through :func:`resolve_station`);
     returns the config and the file's text."""
     p = resolve_station(path)
     data, text = read_station_text(p)
     data = _calibration_from_file(p, data)
+    _address_lists(data, p)
     try:
         cfg = from_dict(StationConfig, data, source=p)
     except RecursionError:
@@ -412,8 +482,10 @@ def load_station_config(path: str | Path) -> tuple[StationConfig, str]:
             fixed[role] = dataclasses.replace(inst, backend=f"{lib.resolve()}@ivi")
     if fixed:
         cfg = dataclasses.replace(cfg, instruments=dataclasses.replace(cfg.instruments, **fixed))
-    uses_emulator = any(emulated_instrument(inst.address) is not None
-                        for inst in cfg.instruments.all().values())
+    uses_emulator = any(emulated_instrument(address) is not None
+                        for inst in (*cfg.instruments.all().values(),
+                                     *cfg.instruments.extra.values())
+                        for address in (inst.address, *inst.alternatives))
     if cfg.emulator.start and not uses_emulator:
         raise ConfigError(p, "emulator.start",
                           'false, or at least one instrument with address = "emulator"', True)
@@ -431,6 +503,7 @@ __all__ = [
     "DiscreteConfig",
     "EmulatorConfig",
     "EmulatorPorts",
+    "ExtraInstrumentConfig",
     "InstrumentConfig",
     "InstrumentsConfig",
     "StationConfig",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +22,11 @@ import numpy as np
 
 from cimlab.procedures.characterization import PROCEDURES
 from cimlab.procedures.plan import Plan
+from cimlab.procedures.progress import duration
 from cimlab.procedures.protocols import Bench, RunStore
 from cimlab.procedures.run import ProcedureResult, plan_section
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,6 +39,14 @@ class CampaignResult:
     skipped: list[str] = field(default_factory=list)
     host_time_s: float = 0.0
     instrument_time_s: float = 0.0
+    #: instrument time [s] recorded in the store per experiment, over every call that ran it
+    #: (an experiment resumed or skipped now counts its earlier calls too)
+    recorded_instrument_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def recorded_instrument_time_s(self) -> float:
+        """Instrument time [s] the store records for the plan's experiments, all calls."""
+        return float(sum(self.recorded_instrument_s.values()))
 
     @property
     def round_trips(self) -> int:
@@ -47,16 +59,21 @@ class CampaignResult:
     def table(self) -> str:
         """Readable summary: one line per experiment."""
         head = (f"{'experiment':24s} {'kind':18s} {'run':28s} {'steps':>7s} {'round trips':>11s}"
-                f" {'cell ops':>10s} {'instr. s':>10s} {'host s':>8s}")
+                f" {'cell ops':>10s} {'instr. s':>10s} {'all calls':>10s} {'host s':>8s}")
         lines = [head, "-" * len(head)]
+        rec = self.recorded_instrument_s
         for r in self.results:
             steps = f"{r.steps_run}" + (f"+{r.steps_skipped}r" if r.steps_skipped else "")
             lines.append(f"{r.name:24s} {r.kind:18s} {r.run_uid:28s} {steps:>7s} "
                          f"{r.round_trips:11d} {r.cell_operations:10d} "
-                         f"{r.instrument_time_s:10.1f} {r.host_time_s:8.2f}")
+                         f"{r.instrument_time_s:10.1f} {rec.get(r.name, float('nan')):10.1f} "
+                         f"{r.host_time_s:8.2f}")
         for name in self.skipped:
-            lines.append(f"{name:24s} {'(completed before: skipped)':18s}")
+            lines.append(f"{name:24s} {'(completed before: skipped)':47s} {'':7s} {'':11s} "
+                         f"{'':10s} {0.0:10.1f} {rec.get(name, float('nan')):10.1f}")
         lines.append("-" * len(head))
+        lines.append("instr. s: instrument time of this call; all calls: recorded in the store "
+                     "for the experiment over every call that ran it (resumed or skipped)")
         if any(r.steps_skipped for r in self.results):
             lines.append("steps N+Mr: N steps measured now, M steps completed by an earlier, "
                          "interrupted run of the experiment (resumed, not measured again)")
@@ -64,7 +81,9 @@ class CampaignResult:
                   "cell operation)" if self.cell_operations else
                   " (nothing left to measure: every step was done before)")
         lines.append(f"total: host {self.host_time_s:.2f} s, instrument "
-                     f"{self.instrument_time_s:.1f} s, {self.round_trips} round trips, "
+                     f"{self.instrument_time_s:.1f} s ({duration(self.instrument_time_s)}; "
+                     f"all calls {duration(self.recorded_instrument_time_s)}), "
+                     f"{self.round_trips} round trips, "
                      f"{self.cell_operations} cell operations{per_op}")
         return "\n".join(lines)
 
@@ -136,18 +155,27 @@ def run_plan(plan: Plan, station: Bench, store: RunStore | str | Path, *, progre
             seed = plan.seed_of(i)
             exp = _resolve_levels(exp, station, store, cells_per_exp[i], plan.header.name)
             section = plan_section(plan.header.name, exp, cells_per_exp[i])
-            if _completed_before(store, exp.kind, section):
+            before = _completed_before(store, exp.kind, section)
+            if before:
                 result.skipped.append(exp.label)
+                result.recorded_instrument_s[exp.label] = store.run(before).instrument_time_s
+                log.info("%s: completed before (run %s): skipped", exp.label, before)
                 continue
             proc = PROCEDURES[exp.kind]
-            result.results.append(proc(station, store, exp, cells_per_exp[i], seed,
-                                       plan_name=plan.header.name, progress=progress))
+            r = proc(station, store, exp, cells_per_exp[i], seed, plan_name=plan.header.name,
+                     progress=progress)
+            result.results.append(r)
+            result.recorded_instrument_s[exp.label] = store.run(r.run_uid).instrument_time_s
     finally:
         result.host_time_s = time.perf_counter() - t_host
         try:
             result.instrument_time_s = float(station.clock.now()) - t_inst
         except Exception:  # the station may be going down after an error
             pass
+        log.info("campaign %s: instrument time %s in this call, %s recorded for its "
+                 "experiments over all calls; host time %.1f s", plan.header.name,
+                 duration(result.instrument_time_s),
+                 duration(result.recorded_instrument_time_s), result.host_time_s)
         if own_store:
             store.close()
     return result

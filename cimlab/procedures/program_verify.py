@@ -114,11 +114,11 @@ def program_verify(
     iter_times: list[float] = []
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from cimlab.procedures.progress import Progress
 
-        # disable=None: tqdm switches itself off when stderr is not a terminal (a log file)
-        bar = tqdm(total=cells.size, desc=f"program-verify ({cfg.scheme})", unit="cell",
-                   leave=False, disable=None)
+        # tqdm on a terminal; periodic lines when configured (cimlab.procedures.progress)
+        bar = Progress(cells.size, f"program-verify ({cfg.scheme})", unit="cell",
+                       status=lambda: {"iterations": loop.it})
     try:
         loop.start()
         if bar is not None:

@@ -173,6 +173,11 @@ class RunRecord(Protocol):
     @property
     def started_unix(self) -> float: ...
 
+    @property
+    def instrument_time_s(self) -> float:
+        """Instrument time charged to the run so far, over every call that resumed it [s]."""
+        ...
+
     def table(self, name: str) -> Any:
         """The committed rows of table ``name`` as a pandas DataFrame."""
         ...

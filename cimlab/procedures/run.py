@@ -17,7 +17,10 @@ in the store and gives the procedure:
   and host time;
 * batched array access counting round trips (``pulse``, ``read``, ``ops``: an
   :class:`~cimlab.procedures.array_ops.ArrayOps`), the clock, a seeded generator ``rng``
-  and tqdm progress bars (``bar``: on a terminal only).
+  and progress bars (``bar``: :class:`~cimlab.procedures.progress.Progress`: tqdm on a
+  terminal, periodic lines on stderr when configured, the same lines in the log);
+* a log (``cimlab.procedures.run``, INFO): the run begun or resumed (with its committed
+  steps), each step started and committed (rows, instrument time), finished or aborted.
 
 A run is found again for resuming by its kind and plan record: for an experiment the plan
 section (:func:`plan_section`: plan name, settings, the resolved cells' hash).
@@ -26,6 +29,7 @@ section (:func:`plan_section`: plan name, settings, the resolved cells' hash).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -39,6 +43,7 @@ from cimlab.instruments.limits import check_pulse_extremes
 from cimlab.params import to_dict
 from cimlab.procedures.array_ops import ArrayOps
 from cimlab.procedures.program_verify import program_verify
+from cimlab.procedures.progress import Progress, duration
 from cimlab.procedures.protocols import Bench, RunStore
 from cimlab.procedures.pulse_response import (
     ResponseModel,
@@ -47,6 +52,8 @@ from cimlab.procedures.pulse_response import (
 )
 from cimlab.procedures.verify_config import ProgramVerifyConfig
 from cimlab.procedures.verify_result import ProgramVerifyResult
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -129,7 +136,18 @@ class ProcedureRun:
         self._t_host = time.perf_counter()
         self._t_inst = self.clock.now()
         self._t_charged = self._t_inst  # instrument time up to here is charged to the run
+        self._t_step = self._t_inst
         self._bars: list[Any] = []
+        self.rows = 0               # rows appended by this call
+        self._step_rows = 0         # rows appended since the last commit
+        if self.resumed_steps:
+            log.info("%s: resuming run %s (%s) after %d committed steps (last %s); instrument "
+                     "time so far %s", label, self.run.uid, kind, len(self.resumed_steps),
+                     self.run.steps[-1] if self.run.steps else "-",
+                     duration(self.run.instrument_time_s))
+        else:
+            log.info("%s: run %s (%s) begins on %d cells, seed %d", label, self.run.uid, kind,
+                     self.cells.size, self.seed)
 
     @classmethod
     def for_experiment(cls, station: Bench, store: RunStore, exp: Any, cells: np.ndarray,
@@ -216,6 +234,9 @@ class ProcedureRun:
         for bar in self._bars:
             bar.close()
         if exc_type is not None:
+            log.warning("%s: run %s stopped by %s: %s (committed steps are kept; the same "
+                        "call resumes it)", self.label, self.run.uid, exc_type.__name__, exc,
+                        extra={"stderr": False})  # the command says it on stderr itself
             self.abort()
 
     def abort(self) -> None:
@@ -233,6 +254,7 @@ class ProcedureRun:
         if step in self.done:
             self.result.steps_skipped += 1
             return True
+        log.info("%s: step %s starts", self.label, step)
         return False
 
     def complete(self, step: str) -> None:
@@ -248,10 +270,19 @@ class ProcedureRun:
             self.run.complete_step(step)
         self.done.add(step)
         self.result.steps_run += 1
+        log.info("%s: step %s committed (%d rows, step instrument time %s, run total %s)",
+                 self.label, step, self._step_rows, duration(now - self._t_step),
+                 duration(self.run.instrument_time_s))
+        self._step_rows = 0
+        self._t_step = now
 
     def append(self, table: str, columns: dict[str, Any]) -> None:
         """Append rows to ``table`` of the run (flushed; committed with the next step)."""
-        self.run.append(table, {k: np.asarray(v) for k, v in columns.items()})
+        arrays = {k: np.asarray(v) for k, v in columns.items()}
+        self.run.append(table, arrays)
+        n = max((a.shape[0] if a.ndim else 1 for a in arrays.values()), default=0)
+        self.rows += n
+        self._step_rows += n
 
     def has_rows(self, table: str, **match: Any) -> bool:
         """True when the run's (committed) ``table`` holds rows matching ``match``."""
@@ -302,15 +333,18 @@ class ProcedureRun:
         """The bench clock [s]."""
         return float(self.clock.now())
 
-    def bar(self, total: int, desc: str) -> Any:
-        """A tqdm progress bar (closed with the run; off when stderr is not a terminal)."""
-        from tqdm.auto import tqdm
-
-        # disable=None: tqdm switches itself off when stderr is not a terminal (a log file)
-        bar = tqdm(total=total, desc=f"{self.label}: {desc}",
-                   disable=None if self.progress else True, leave=False)
+    def bar(self, total: int, desc: str) -> Progress:
+        """A progress bar (closed with the run): tqdm on a terminal, periodic lines with the
+        steps committed, rows and instrument time (:mod:`cimlab.procedures.progress`)."""
+        bar = Progress(total, f"{self.label}: {desc}", enabled=self.progress,
+                       status=self._status)
         self._bars.append(bar)
         return bar
+
+    def _status(self) -> dict[str, Any]:
+        """Fields of a progress line, from what this run already knows (no round trip)."""
+        return {"steps committed": len(self.done), "rows": self.rows,
+                "instrument": duration(self._t_charged - self._t_inst)}
 
     def finish(self, **figures: Any) -> ProcedureResult:
         """Close the run "completed"; the result with ``figures`` added."""
@@ -327,6 +361,9 @@ class ProcedureRun:
         r.host_time_s = time.perf_counter() - self._t_host
         r.instrument_time_s = self.now() - self._t_inst
         r.figures.update(figures)
+        log.info("%s: run %s completed: %d steps now (%d before), %d rows, instrument time %s "
+                 "(run total %s)", self.label, self.run.uid, r.steps_run, r.steps_skipped,
+                 self.rows, duration(r.instrument_time_s), duration(self.run.instrument_time_s))
         return r
 
 

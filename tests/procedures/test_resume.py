@@ -9,6 +9,7 @@ while the oven is ramping for the third bake segment.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -100,10 +101,16 @@ def test_sigkill_mid_bake_then_rerun_equals_uninterrupted(tmp_path):
         mid = _tables(killed_store)
         assert mid["status"] == "running"
         assert "T0-read-002" in mid["steps"] and "T0-bake-003" not in mid["steps"]
+        # the killed run's log (STORE.log) holds every line written before the kill
+        log_text = (tmp_path / "killed.h5.log").read_text()
+        assert "step T0-read-002 committed" in log_text and "cimlab.scpi: " in log_text
         # re-run the same command: resumes and completes
         proc = _characterize(plan, station, killed_store)
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, out.decode(errors="replace")
+        log_text = (tmp_path / "killed.h5.log").read_text()
+        assert re.search(r"resuming run \S+ \(bake_retention\) after \d+ committed steps "
+                         r"\(last T0-read-002\)", log_text), log_text[-3000:]
     finally:
         bench.stop()
     # the same campaign, never interrupted, on a fresh bench with the same chip seed

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,13 @@ from pyvisa.errors import VisaIOError
 from cimlab.errors import InstrumentError
 
 log = logging.getLogger(__name__)
+
+#: the SCPI traffic log (DEBUG): every write and read with the instrument's role and its time
+scpi_log = logging.getLogger("cimlab.scpi")
+
+#: characters (or bytes) of a message kept in the traffic log; a longer one is cut there and
+#: its length given (a binary block of a whole tile is ~100 kB)
+LOG_MESSAGE_MAX = 120
 
 #: bytes per low-level read for big blocks (pyvisa's default chunk is 20 kB; pyvisa-py's socket
 #: session receives at most 4 kB per recv() by default)
@@ -73,6 +81,62 @@ def tune_connection(instrument: Any) -> None:
             conn.set_visa_attribute(constants.VI_ATTR_TCPIP_NODELAY, constants.VI_TRUE)
     except (AttributeError, KeyError, TypeError, NotImplementedError, VisaIOError, OSError):
         log.debug("cannot tune %r", conn)
+
+
+def shown(message: Any, limit: int = LOG_MESSAGE_MAX) -> str:
+    """``message`` (str or bytes) as the log shows it: its repr, cut after ``limit``
+    characters or bytes with the full length added (``'ARR:PULS #41024...'... (4120 bytes)``)."""
+    n = len(message)
+    if n <= limit:
+        return repr(message)
+    unit = "characters" if isinstance(message, str) else "bytes"
+    return f"{message[:limit]!r}... ({n} {unit})"
+
+
+class TrafficLog:
+    """A PyMeasure adapter that logs every message it carries to :data:`scpi_log` at DEBUG:
+    the instrument's role, the direction, the message (:func:`shown`: long ones cut, with
+    their length) and the time the call took [ms] (for a read: the wait for the answer).
+    Everything else is the wrapped adapter's (attributes are forwarded)."""
+
+    def __init__(self, adapter: Any, role: str):
+        self._adapter = adapter
+        self._role = role
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._adapter, name)
+
+    def _timed(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        result = call(*args, **kwargs)
+        ms = (time.perf_counter() - t0) * 1e3
+        message = args[0] if what.startswith("write") else result
+        scpi_log.debug("%s %s %s %.3f ms", self._role, what, shown(message), ms)
+        return result
+
+    def write(self, command: str, **kwargs: Any) -> None:
+        self._timed("write", self._adapter.write, command, **kwargs)
+
+    def write_bytes(self, content: bytes, **kwargs: Any) -> None:
+        self._timed("write", self._adapter.write_bytes, content, **kwargs)
+
+    def read(self, **kwargs: Any) -> str:
+        return self._timed("read", self._adapter.read, **kwargs)
+
+    def read_bytes(self, count: int = -1, break_on_termchar: bool = False,
+                   **kwargs: Any) -> bytes:
+        return self._timed("read", self._adapter.read_bytes, count, break_on_termchar,
+                           **kwargs)
+
+
+def log_traffic(instrument: Any, role: str) -> None:
+    """Log ``instrument``'s traffic (:class:`TrafficLog`) when :data:`scpi_log` is enabled
+    for DEBUG; otherwise leave its adapter as it is, so the hot path pays nothing."""
+    adapter = getattr(instrument, "adapter", None)
+    if (adapter is None or isinstance(adapter, TrafficLog)
+            or not scpi_log.isEnabledFor(logging.DEBUG)):
+        return
+    instrument.adapter = TrafficLog(adapter, role)
 
 
 def _visa_resource(instrument: Any) -> Any:
