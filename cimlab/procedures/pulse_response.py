@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from cimlab.procedures.array_ops import ArrayOps
+from cimlab.procedures.ceiling_sweep import finite_median, measure_ceilings, robust_rel_sd
 from cimlab.procedures.pulse_table import TabulatedResponse, measure_tabulated_response
 from cimlab.procedures.verify_config import RESET, SET, ProgramVerifyConfig, _grid
 from cimlab.stats import robust_sigma
@@ -107,19 +108,6 @@ class PulseResponse:
                       for k, v in d.items()})
 
 
-def _robust_median(x: np.ndarray) -> float:
-    x = x[np.isfinite(x)]
-    return float(np.median(x)) if x.size else np.nan
-
-
-def _robust_rel_sd(x: np.ndarray) -> float:
-    """1.4826 * MAD / median (robust relative spread; stuck cells do not inflate it)."""
-    x = x[np.isfinite(x)]
-    if x.size < 3:
-        return np.nan
-    return robust_sigma(x) / max(abs(float(np.median(x))), 1e-30)
-
-
 #: the models the adaptive loop can plan with (``ProgramVerifyConfig.response_model``)
 ResponseModel = PulseResponse | TabulatedResponse
 
@@ -160,21 +148,9 @@ def measure_parametric_response(ops: ArrayOps, cells: np.ndarray, cfg: ProgramVe
     cells = np.asarray(cells, dtype=np.uint32)
     n = cells.size
     R = cfg.calibration_rounds
-    gates = _grid(cfg.v_gate_min, cfg.v_gate_max, 0.025)
     # 1. ceiling per gate voltage
-    vg_s, g_siemens = [], []
-    for _ in range(R):
-        ops.pulse(cells, RESET, cfg.v_reset_max, cfg.v_gate_reset, cfg.width_s)
-        vg = rng.choice(gates, n)
-        ops.pulse(cells, SET, cfg.v_set_max, vg, cfg.width_s)
-        vg_s.append(vg)
-        g_siemens.append(ops.read(cells))
-    vg_all, g_all = np.concatenate(vg_s), np.concatenate(g_siemens)
-    ceiling = np.array([_robust_median(g_all[vg_all == v]) for v in gates])
-    rel = np.array([_robust_rel_sd(g_all[vg_all == v]) for v in gates])
-    ok = np.isfinite(ceiling)
-    gates, ceiling = gates[ok], ceiling[ok]
-    ceiling_rel_sd = float(np.nanmedian(rel[ok][ceiling > 5e-6])) if np.any(ceiling > 5e-6) \
+    gates, ceiling, rel = measure_ceilings(ops, cells, cfg, rng)
+    ceiling_rel_sd = float(np.nanmedian(rel[ceiling > 5e-6])) if np.any(ceiling > 5e-6) \
         else float(np.nanmedian(rel))
     # 2. SET kinetics at a gate giving a ceiling near the top of the window
     c_mono = np.maximum.accumulate(ceiling)
@@ -195,11 +171,11 @@ def measure_parametric_response(ops: ArrayOps, cells: np.ndarray, cfg: ProgramVe
         fv.append(v[good])
         ff.append((g1[good] - g0[good]) / gap[good])
     fv_all, ff_all = np.concatenate(fv), np.concatenate(ff)
-    set_frac = np.array([_robust_median(ff_all[fv_all == v]) for v in set_v])
+    set_frac = np.array([finite_median(ff_all[fv_all == v]) for v in set_v])
     set_frac = np.clip(np.nan_to_num(set_frac, nan=0.0), 0.0, 1.0)
     set_frac = np.maximum.accumulate(set_frac)
     mid = (set_frac > 0.05) & (set_frac < 0.7)
-    set_rel_sd = float(np.nanmedian([_robust_rel_sd(ff_all[fv_all == v])
+    set_rel_sd = float(np.nanmedian([robust_rel_sd(ff_all[fv_all == v])
                                      for v in set_v[mid]])) if mid.any() else 0.5
     # 3. RESET kinetics from spread starting points
     reset_v = _grid(cfg.v_reset_start, cfg.v_reset_max, cfg.fine_step_v)
@@ -231,7 +207,7 @@ def measure_parametric_response(ops: ArrayOps, cells: np.ndarray, cfg: ProgramVe
             floor[i] = max(-b_i / f_i, 1e-9)
             pred = f_i * (x - floor[i])
             if 0.05 < f_i < 0.7:
-                rel_sd.append(_robust_rel_sd(y / np.where(pred > 0, pred, np.nan)))
+                rel_sd.append(robust_rel_sd(y / np.where(pred > 0, pred, np.nan)))
         else:
             floor[i] = np.nan
     frac = np.maximum.accumulate(frac)

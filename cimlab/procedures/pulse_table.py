@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from cimlab.procedures.array_ops import ArrayOps
+from cimlab.procedures.ceiling_sweep import measure_ceilings
 from cimlab.procedures.verify_config import RESET, SET, ProgramVerifyConfig, _grid
 from cimlab.stats import robust_sigma
 
@@ -292,19 +293,7 @@ def measure_tabulated_response(ops: ArrayOps, cells: np.ndarray, cfg: ProgramVer
     cells = np.asarray(cells, dtype=np.uint32)
     n = cells.size
     R = cfg.calibration_rounds
-    gates = _grid(cfg.v_gate_min, cfg.v_gate_max, 0.025)
-    vg_s, g_s = [], []
-    for _ in range(R):
-        ops.pulse(cells, RESET, cfg.v_reset_max, cfg.v_gate_reset, cfg.width_s)
-        vg = rng.choice(gates, n)
-        ops.pulse(cells, SET, cfg.v_set_max, vg, cfg.width_s)
-        vg_s.append(vg)
-        g_s.append(ops.read(cells))
-    vg_all, g_all = np.concatenate(vg_s), np.concatenate(g_s)
-    ceiling = np.array([_median(g_all[vg_all == v]) for v in gates])
-    rel = np.array([_rel_sd(g_all[vg_all == v]) for v in gates])
-    ok = np.isfinite(ceiling)
-    gates, ceiling, rel = gates[ok], ceiling[ok], rel[ok]
+    gates, ceiling, rel = measure_ceilings(ops, cells, cfg, rng)
     c_mono = np.maximum.accumulate(ceiling)
     top = float(c_mono[-1])
     big = ceiling > 0.1 * top
@@ -370,13 +359,3 @@ def _replace(m: TabulatedResponse, **kw: Any) -> TabulatedResponse:
     return TabulatedResponse(**d)
 
 
-def _median(x: np.ndarray) -> float:
-    x = x[np.isfinite(x)]
-    return float(np.median(x)) if x.size else np.nan
-
-
-def _rel_sd(x: np.ndarray) -> float:
-    x = x[np.isfinite(x)]
-    if x.size < 3:
-        return np.nan
-    return robust_sigma(x) / max(abs(float(np.median(x))), 1e-30)
