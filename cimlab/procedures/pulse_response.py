@@ -115,7 +115,7 @@ ResponseModel = PulseResponse | TabulatedResponse
 def measure_pulse_response(ops: ArrayOps, cells: np.ndarray, cfg: ProgramVerifyConfig,
                            rng: np.random.Generator) -> ResponseModel:
     """Measure the adaptive scheme's pulse-response model with a short batched sweep on
-    ``cells``: ``cfg.response_model`` "tabulated" (the default: generic, measured, no
+    ``cells``: ``cfg.response_model`` "tabulated" (generic, measured, no
     physical form; :func:`~cimlab.procedures.pulse_table.measure_tabulated_response`) or
     "parametric" (:func:`measure_parametric_response`)."""
     if cfg.response_model == "tabulated":

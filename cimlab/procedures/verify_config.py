@@ -61,10 +61,11 @@ class ProgramVerifyConfig:
                                     doc="rounds of each pulse-response sweep (adaptive)")
     calibration_cells: int = param(1024, unit="1", lo=16, doc="cells in the response sweep")
     response_model: str = param(
-        "tabulated", choices=("tabulated", "parametric"),
-        doc="pulse-response model of the adaptive scheme: 'tabulated' (measured mean response "
-        "per setting and conductance, monotone, no physical form) or 'parametric' (fraction "
-        "of the way to a ceiling / floor: the emulator's own form)")
+        "parametric", choices=("tabulated", "parametric"),
+        doc="pulse-response model of the adaptive scheme: 'parametric' (default: fraction of "
+        "the way to a ceiling / floor, the emulator's own form) or 'tabulated' (measured mean "
+        "response per setting and conductance, monotone, no physical form; docs/procedures.md "
+        "says why it is not yet the default)")
 
     def __post_init__(self) -> None:
         check(self)

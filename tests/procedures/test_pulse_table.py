@@ -36,14 +36,14 @@ def _station(tmp_path, profile: str, seed: int = 7):
 def fitted(tmp_path_factory):
     """A station on the default profile and a tabulated model fitted on 1024 cells."""
     with _station(tmp_path_factory.mktemp("pt"), "default") as st:
-        cfg = ProgramVerifyConfig()
+        cfg = ProgramVerifyConfig(response_model="tabulated")
         ops = ArrayOps(st.array)
         cells = np.arange(TILE, TILE + 1024, dtype=np.uint32)
         model = measure_pulse_response(ops, cells, cfg, np.random.default_rng(0))
         yield st, cfg, model
 
 
-def test_default_model_is_the_tabulated_one_and_round_trips(fitted):
+def test_tabulated_model_round_trips(fitted):
     _st, cfg, model = fitted
     assert cfg.response_model == "tabulated"
     assert isinstance(model, TabulatedResponse)
@@ -134,7 +134,7 @@ def test_adaptive_verifies_on_differently_shaped_chips(tmp_path, profile):
         assert prof.set.drive_power == 3.0 if profile == "shaped" else prof.set.state_power > 0
         cells = np.arange(2 * TILE, 2 * TILE + 2048, dtype=np.uint32)
         tgt = LEVELS[np.random.default_rng(2).permutation(np.arange(cells.size) % 16)]
-        cfg = ProgramVerifyConfig(calibration_cells=512)
+        cfg = ProgramVerifyConfig(calibration_cells=512, response_model="tabulated")
         res = program_verify(st.array, cells, tgt, cfg, rng=np.random.default_rng(1))
         working = st.bench.chip.truth.fault_codes()[cells] == 0
     assert res.success[working].mean() >= 0.97
