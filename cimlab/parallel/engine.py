@@ -83,6 +83,25 @@ class SerialEngine:
         self.close()
 
 
+#: Environment variables Dask's nanny sets in worker processes that cimlab drops: glibc's
+#: ``MALLOC_TRIM_THRESHOLD_`` (distributed sets it to 65536) also freezes the mmap threshold
+#: at 128 KiB, so every activation tensor of a simulated network is a fresh mmap whose pages
+#: fault in: a Monte Carlo trial took 1.7 s of CPU in a worker against 0.84-0.89 s in the main
+#: process or in a worker without it (paper000-cnn, 450 digits; docs/scale-out.md).
+DROPPED_WORKER_ENV = ("MALLOC_TRIM_THRESHOLD_",)
+
+
+def worker_environ() -> dict[str, Any]:
+    """Dask's pre-spawn environment for worker processes without :data:`DROPPED_WORKER_ENV`
+    (``OMP_NUM_THREADS=1`` and the others stay)."""
+    import dask
+
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    for key in DROPPED_WORKER_ENV:
+        env.pop(key, None)
+    return env
+
+
 class DaskEngine:
     """Tasks on Dask distributed workers.
 
@@ -105,8 +124,11 @@ class DaskEngine:
         if address is None:
             if int(workers) < 1:
                 raise ConfigError(None, "workers", "an integer >= 1", workers)
-            self._cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1,
-                                         processes=processes, dashboard_address=None)
+            import dask
+
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+                self._cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1,
+                                             processes=processes, dashboard_address=None)
             self.client = Client(self._cluster)
             kind = "processes" if processes else "threads"
             self.description = f"dask local {int(workers)} worker {kind}"

@@ -72,3 +72,14 @@ def test_monte_carlo_on_the_cluster_equals_serial(cluster):
     b = monte_carlo(anet, loader, n_trials=3, seed=5, engine=cluster)
     np.testing.assert_array_equal(a.accuracies, b.accuracies)
     assert b.seeds == a.seeds and b.info["engine"] == cluster.description
+
+
+def test_local_workers_run_without_dask_malloc_trim(cluster):
+    """Dask's MALLOC_TRIM_THRESHOLD_ (which freezes glibc's mmap threshold and doubled the CPU
+    time of a simulated trial) is not in the workers' environment; OMP_NUM_THREADS=1 is."""
+    import os
+
+    env = cluster.client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+                                      os.environ.get("OMP_NUM_THREADS")))
+    assert len(env) == 2
+    assert all(v == (None, "1") for v in env.values()), env
