@@ -75,6 +75,17 @@ positive_int = bounded_int(1)
 seed_int = bounded_int(0, SEED_MAX)
 
 
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text[:40]!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text[:40]}")
+    return value
+
+
 def file_path(text: str) -> Path:
     """An argparse type: a path that is not a directory (a file is expected there; whether it
     exists is the loader's check, with its own one-line error)."""

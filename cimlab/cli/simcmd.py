@@ -12,6 +12,7 @@ from cimlab.cli._common import (
     bounded_int,
     emit,
     figure_options,
+    positive_float,
     positive_int,
     seed_int,
 )
@@ -70,6 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slices", type=int, default=1, help="cells per weight (bit slicing)")
     p.add_argument("--read-noise", choices=("weight", "output", "off"), default="weight",
                    help="read-noise model (default: %(default)s; docs/simulator.md)")
+    p.add_argument("--eval-duration", type=positive_float, default=1.0, metavar="SECONDS",
+                   help="how long one evaluation of the test set takes on the chip [s]: with a "
+                        "model that has a 1/f read-noise spectrum, fluctuations slower than "
+                        "1/SECONDS are frozen per cell for the evaluation, faster ones vary per "
+                        "forward (default: %(default)s; docs/simulator.md)")  # fmt: skip
     p.add_argument("--no-programming-error", action="store_true")
     p.add_argument("--no-stuck", action="store_true", help="no stuck-at faults")
     p.add_argument("--ir-drop", action="store_true",
@@ -160,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         adc_range=args.adc_range,
         slices=args.slices,
         read_noise=None if args.read_noise == "off" else args.read_noise,
+        eval_duration_s=args.eval_duration,
         programming_error=not args.no_programming_error,
         stuck=not args.no_stuck,
         ir_drop=args.ir_drop,

@@ -287,3 +287,26 @@ def test_demo_json(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--json", "-q"]) == 0
     doc = _json(capsys)
     assert doc["steps"] and doc["program_verify"]["cells"] > 0
+
+
+def test_simulate_eval_duration_reaches_the_config(tmp_path, capsys, monkeypatch):
+    import cimlab.sim as sim
+
+    seen = []
+    real_convert = sim.convert
+
+    def spy(net, cfg, **kw):
+        seen.append(cfg.eval_duration_s)
+        return real_convert(net, cfg, **kw)
+
+    monkeypatch.setattr(sim, "convert", spy)
+    ckpt = _checkpoint(tmp_path)
+    assert main(["simulate", "--net", str(ckpt), "--trials", "1", "--test-samples", "30",
+                 "--eval-duration", "3600", "--out", str(tmp_path / "s"), "--json", "-q"]) == 0
+    assert seen == [3600.0]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "--net", str(ckpt), "--eval-duration", "0"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--eval-duration" in err and "> 0" in err
