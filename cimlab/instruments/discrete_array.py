@@ -44,6 +44,16 @@ log = logging.getLogger(__name__)
 #: SMU integration time for a cell read [power-line cycles] (the 2450's fastest, 0.01 PLC)
 READ_NPLC = 0.01
 
+#: Cells per program-verify batch on this bench. Each cell operation takes ~1.2 ms of
+#: instrument time here (relays settle, 0.01 PLC read; measured by
+#: ``benchmarks/discrete_bench.py``), so a 16-cell verify iteration (pulse + read) lasts
+#: ~40 ms and a cell's verify read follows its pulse by ~20-80 ms, as on an array controller
+#: verifying 4096 cells at once (~25-30 ms). With 4096-cell batches it was ~10 s, long enough
+#: for relaxation to move cells out of tolerance between pulse and check, so the verify
+#: selected already-relaxed cells and the fitted programming error described the bench's
+#: timing, not the device (docs/instruments.md).
+VERIFY_BATCH_CELLS = 16
+
 
 class DiscreteArray:
     """CellArray over a switch matrix, a two-channel pulse generator and an SMU.
@@ -56,6 +66,9 @@ class DiscreteArray:
     :param read_voltage: read voltage [V] (checked against ``read_v_max_v`` and
         ``smu_v_max_v``)
     """
+
+    #: most cells per program-verify batch (see :data:`VERIFY_BATCH_CELLS`)
+    verify_batch_cells = VERIFY_BATCH_CELLS
 
     def __init__(self, switch: Any, pulse_gen: Any, smu: Any, geometry: tuple[int, int, int],
                  limits: Any, calibration: Any, *, read_voltage: float = 0.2,

@@ -69,6 +69,15 @@ def pulse_record(ctx: ProcedureRun, res: ProgramVerifyResult | None
             df["time_s"].reindex(idx).to_numpy(dtype=float))
 
 
+def timing_batch(array: Any, batch: int) -> int:
+    """Cells per program-and-read-back batch: the plan's ``batch``, capped by the array's
+    ``verify_batch_cells`` where it has one (a bench that works cell by cell, whose verify
+    read would otherwise come seconds after the pulse: :data:`cimlab.instruments.
+    discrete_array.VERIFY_BATCH_CELLS`)."""
+    cap = getattr(array, "verify_batch_cells", None)
+    return min(int(batch), int(cap)) if isinstance(cap, int) and cap > 0 else int(batch)
+
+
 def program_time(ctx: ProcedureRun) -> float:
     """Clock time at the end of programming, stored so a resumed run keeps its time origin."""
     if "t-programmed" in ctx.done or ctx.has_rows("clock", what="programmed"):
@@ -108,8 +117,8 @@ def programming_error(station: Bench, store: RunStore, exp: ProgrammingErrorExp,
         parts = np.array_split(np.arange(ctx.cells.size), len(modes))
         for mode, idx in zip(modes, parts, strict=True):
             c, lv, tg = ctx.cells[idx], level[idx], target[idx]
-            batches = [np.arange(i, min(i + exp.batch, c.size))
-                       for i in range(0, c.size, exp.batch)]
+            nb = timing_batch(ctx.ops.array, exp.batch)
+            batches = [np.arange(i, min(i + nb, c.size)) for i in range(0, c.size, nb)]
             curve = None
             if mode == "single_shot":
                 curve = _gate_curve(ctx, exp, c)
@@ -135,7 +144,8 @@ def programming_error(station: Bench, store: RunStore, exp: ProgrammingErrorExp,
                         "success": np.abs(g - tg[sel]) <= exp.verify.tolerance_siemens,
                         "energy_j": res.energy_j, "pulse_time_s": res.last_pulse_time_s})
                 else:
-                    res = ctx.program(c[sel], tg[sel], exp.verify)
+                    res = ctx.program(c[sel], tg[sel], exp.verify, calibration_pool=c,
+                                      progress=ctx.progress and len(batches) == 1)
                     ctx.clock.sleep(exp.read_delay_s)
                     t_read = ctx.now()
                     g = ctx.read(c[sel])

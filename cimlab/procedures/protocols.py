@@ -23,7 +23,11 @@ import numpy as np
 class CellArray(Protocol):
     """The ReRAM array as procedures see it: batched operations over flat cell indices.
 
-    A cell index is ``(tile * rows + row) * cols + col`` over the chip ``geometry``."""
+    A cell index is ``(tile * rows + row) * cols + col`` over the chip ``geometry``.
+    Optional: ``verify_batch_cells`` (int), the most cells an array should program-verify
+    and read back in one batch so that a cell's verify read follows its pulse within tens of
+    ms (a bench that works cell by cell); procedures read it with
+    :func:`cimlab.procedures.programming.timing_batch`."""
 
     @property
     def geometry(self) -> tuple[int, int, int]:

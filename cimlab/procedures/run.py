@@ -310,11 +310,17 @@ class ProcedureRun:
         """One batched read of ``cells`` (``n_reads`` averaged) [S]."""
         return self.ops.read(np.asarray(cells, dtype=np.uint32), n_reads)
 
-    def program(self, cells: np.ndarray, target: np.ndarray, cfg: ProgramVerifyConfig
+    def program(self, cells: np.ndarray, target: np.ndarray, cfg: ProgramVerifyConfig,
+                calibration_pool: np.ndarray | None = None, progress: bool | None = None
                 ) -> ProgramVerifyResult:
-        """Program-verify ``cells``; the adaptive pulse response is measured once per run.
+        """Program-verify ``cells``; the adaptive pulse response is measured once per run, on
+        ``cfg.calibration_cells`` cells drawn from ``cells`` or, when this batch has fewer,
+        from ``calibration_pool`` (the cells the run programs with this configuration: a plan
+        with small batches would otherwise calibrate on its first batch alone).
         The scheme's whole pulse schedule (the ISPP staircase up to its maximum, the adaptive
-        candidates, the deep RESET) is checked against the station's limits first."""
+        candidates, the deep RESET) is checked against the station's limits first.
+        ``progress``: a bar for this verify (default: the run's setting; a procedure that
+        shows a bar over many batches passes False)."""
         limits = getattr(self.station, "limits", None)
         if limits is not None:
             check_pulse_extremes(
@@ -322,12 +328,16 @@ class ProcedureRun:
                 calibration=getattr(getattr(self.station, "calibration", None), "transistor",
                                     None), station=getattr(self.station, "path", None))
         if cfg.scheme == "adaptive" and self.response is None:
-            sub = cells if cells.size <= cfg.calibration_cells else np.sort(
-                self.rng.choice(cells, cfg.calibration_cells, replace=False))
+            pool = cells
+            if calibration_pool is not None and cells.size < cfg.calibration_cells:
+                pool = np.asarray(calibration_pool)
+            sub = pool if pool.size <= cfg.calibration_cells else np.sort(
+                self.rng.choice(pool, cfg.calibration_cells, replace=False))
             self.response = measure_pulse_response(self.ops, sub, cfg, self.rng)
             self.run.set_meta("pulse_response", self.response.to_dict())
         return program_verify(self.ops, cells, target, cfg, clock=self.clock, rng=self.rng,
-                              progress=self.progress, response=self.response, timestamps=True)
+                              progress=self.progress if progress is None else progress,
+                              response=self.response, timestamps=True)
 
     def now(self) -> float:
         """The bench clock [s]."""

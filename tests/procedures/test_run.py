@@ -136,3 +136,24 @@ def test_a_pending_checkpoint_is_kept_only_when_its_step_is_committed(tmp_path, 
     with np.load(state) as z:
         got = json.loads(str(z["checkpoint"]))
     assert got["steps"] == (record["steps"] if kept else 1)
+
+
+def test_small_batches_calibrate_on_the_whole_pool(tmp_path):
+    """A plan whose batches are smaller than ``calibration_cells`` used to measure the pulse
+    response on its first batch alone (16 cells: 7.5 pulses per cell and 91 % success on the
+    quick plan's programming error, against 3.1 and 99 % with one batch); with the pool the
+    response is measured on ``calibration_cells`` cells of the run."""
+    from cimlab.procedures.verify_config import ProgramVerifyConfig
+
+    pool = np.arange(4096, 4096 + 512, dtype=np.uint32)
+    cfg = ProgramVerifyConfig(scheme="adaptive", calibration_cells=128)
+    with Station.open(station_file(tmp_path)) as st, Store.open(tmp_path / "s.h5", "a") as s:
+        for with_pool in (False, True):
+            with ProcedureRun(st, s, kind="test_procedure", label="test",
+                              plan={**PLAN, "pool": with_pool}, cells=pool, seed=7,
+                              progress=False) as run:
+                run.program(pool[:16], np.full(16, 20e-6), cfg,
+                            calibration_pool=pool if with_pool else None)
+                assert run.response is not None
+                assert run.response.n_cells == (128 if with_pool else 16)
+                run.finish()
