@@ -39,10 +39,15 @@ def assign_levels(exp: Any, cells: np.ndarray, seed: int) -> tuple[np.ndarray, n
 def verify_program_and_log(ctx: ProcedureRun, cells: np.ndarray, level: np.ndarray,
                            target: np.ndarray, cfg: ProgramVerifyConfig, step: str
                            ) -> ProgramVerifyResult | None:
-    """Program-verify ``cells`` (one step) and log it in the ``programmed`` table."""
+    """Program-verify ``cells`` (one step) and log it in the ``programmed`` table; on an
+    array with ``verify_batch_cells`` (:func:`timing_batch`) batch by batch."""
     if ctx.skip(step):
         return None
-    res = ctx.program(cells, target, cfg)
+    nb = max(1, timing_batch(ctx.ops.array, cells.size))
+    parts = [ctx.program(cells[i:i + nb], target[i:i + nb], cfg, calibration_pool=cells,
+                         progress=ctx.progress and nb == cells.size)
+             for i in range(0, cells.size, nb)]
+    res = ProgramVerifyResult.concatenate(parts)
     ctx.append("programmed", {
         "cell": cells, "level": level, "target_siemens": target, "g_siemens": res.g_verify_siemens,
         "pulses": res.pulses, "mode": np.full(cells.size, "verify"),

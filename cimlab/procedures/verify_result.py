@@ -37,6 +37,36 @@ class ProgramVerifyResult:
     #: clock time [s] of the read behind ``g_verify_siemens`` (start of its batched read command)
     verify_read_time_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
+    @classmethod
+    def concatenate(cls, parts: list[ProgramVerifyResult]) -> ProgramVerifyResult:
+        """One result for consecutive runs over disjoint cell batches (same scheme): per-cell
+        arrays joined in order, counts and times summed, iteration times joined."""
+        if not parts:
+            raise ValueError("no program-verify results to join")
+        if len(parts) == 1:
+            return parts[0]
+
+        def cat(name: str) -> np.ndarray:
+            return np.concatenate([np.asarray(getattr(p, name)) for p in parts])
+
+        finals = [p.g_final_siemens for p in parts]
+        return cls(
+            scheme=parts[0].scheme, cells=cat("cells"), target_siemens=cat("target_siemens"),
+            g_verify_siemens=cat("g_verify_siemens"), pulses=cat("pulses"),
+            energy_j=cat("energy_j"), success=cat("success"),
+            tolerance_siemens=parts[0].tolerance_siemens,
+            iterations=sum(int(p.iterations) for p in parts),
+            round_trips=sum(int(p.round_trips) for p in parts),
+            instrument_time_s=sum(float(p.instrument_time_s) for p in parts),
+            host_time_s=sum(float(p.host_time_s) for p in parts),
+            stuck=cat("stuck"), alternations=cat("alternations"),
+            last_pulse_iteration=cat("last_pulse_iteration"),
+            iteration_times_s=cat("iteration_times_s"),
+            g_final_siemens=None if any(f is None for f in finals) else cat("g_final_siemens"),
+            calibration_round_trips=sum(int(p.calibration_round_trips) for p in parts),
+            last_pulse_time_s=cat("last_pulse_time_s"),
+            verify_read_time_s=cat("verify_read_time_s"))
+
     def g0_time_s(self) -> np.ndarray:
         """Time [s] of each cell's verify read after its last pulse (NaN: no pulse)."""
         return self.verify_read_time_s - self.last_pulse_time_s
