@@ -612,10 +612,14 @@ class ReRAMChip(ChipStateMixin):
 
         Exact nodal solution with the tile's wire resistances (``ir_drop=False``: ideal wires,
         ``I = v @ G``) plus output-referred read noise with variance
-        ``sum_i (sigma_G_ij v_i)^2`` (``read_noise=False``: none). Cells are treated as linear
-        at the read bias. The tile's conductances are sampled when its cache is (re)built
-        (see :meth:`_tile_state`), so repeated MVMs within ``mvm_dlog`` see the same
-        conductances (plus fresh read noise)."""
+        ``sum_i (sigma_G_ij v_i)^2`` (``read_noise=False``: none). With a 1/f read-noise
+        profile (``profile.read.flicker_psd_peak > 0``) every cell of the tile also carries
+        its 1/f value at this instant, the same OU bank state that :meth:`read` advances
+        (one value per cell for the whole batch, which is one instant), added as
+        ``v @ F`` (first order: the flicker offsets are not fed through the IR-drop
+        solution). Cells are treated as linear at the read bias. The tile's conductances are
+        sampled when its cache is (re)built (see :meth:`_tile_state`), so repeated MVMs
+        within ``mvm_dlog`` see the same conductances (plus fresh read noise)."""
         self._check_tile(tile)
         v = np.asarray(v_rows, dtype=float)
         if v.shape[-1:] != (self.rows,) or v.ndim not in (1, 2):
@@ -629,10 +633,18 @@ class ReRAMChip(ChipStateMixin):
         # rows held at 0 V on every vector add no current and no noise: leave them out of the
         # products (a network layer drives rows_per_mvm of the tile's rows)
         active = np.flatnonzero(np.any(v != 0.0, axis=0) if v.ndim == 2 else v != 0.0)
+        flicker_on = read_noise and self.profile.read.flicker_psd_peak > 0.0
+        f = None
+        if flicker_on:
+            idx = np.arange(tile * self.tile_size, (tile + 1) * self.tile_size)
+            f = self._flicker(idx, g.reshape(-1)).reshape(self.rows, self.cols)
         if active.size < self.rows:
             v, t, g, s2 = v[..., active], t[:, active], g[active], s2[active]
+            f = None if f is None else f[active]
         i = v @ t.T if ir_drop else v @ g
         if read_noise:
             sd = np.sqrt((v * v) @ s2)
             i = i + sd * self._rng.standard_normal(sd.shape)
+        if f is not None:
+            i = i + v @ f
         return i

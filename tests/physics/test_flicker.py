@@ -113,3 +113,38 @@ def test_default_profile_has_no_flicker_state():
     chip = ReRAMChip(replace(load_profile("default"), geometry=Geometry(1, 16, 16)), seed=1)
     chip.read(np.arange(10), 1.0)
     assert "flicker.z" not in chip.state_dict()
+
+
+def test_mvm_carries_the_cells_flicker_at_that_instant():
+    """MVM on a 1/f profile: the column currents carry each cell's 1/f value (the state reads
+    advance), common to every vector of the batch and to a second MVM at the same instant;
+    only the white part differs between them."""
+    chip = ReRAMChip(_techa(), seed=13)
+    rn = chip.profile.read
+    _program(chip, rn.flicker_g_peak, 64 * 64)
+    now = chip.time_s + 1e-3
+    v_read = 0.2
+    v = v_read * np.eye(chip.rows)            # one row per vector: I[r, c] = v (G + F) + white
+    a = chip.mvm(0, v, now, ir_drop=False) / v_read
+    b = chip.mvm(0, v, now, ir_drop=False) / v_read
+    cells = np.arange(chip.rows * chip.cols)
+    ok = (chip.truth.stuck_mask()[cells] == 0).reshape(chip.rows, chip.cols)
+    g1 = chip.truth.conductance(cells, now)
+    shape = (chip.rows, chip.cols)
+    g = g1.reshape(shape)
+    white = (chip.truth.read_sigma(g1) ** 2).reshape(shape)
+    total = white + (chip.truth.flicker_sigma(g1) ** 2).reshape(shape)
+    lo, hi = var_ratio_ci(int(ok.sum()))
+    z = ((a - g) / np.sqrt(total))[ok]
+    assert lo <= z.var() <= hi
+    # the second MVM at the same instant differs by the white part only
+    d = ((a - b) / np.sqrt(2 * white))[ok]
+    assert lo <= d.var() <= hi
+    # and the 1/f part is there: white alone would give var(z) ~ white / total << 1
+    assert np.median(white / total) < 0.1
+
+
+def test_mvm_without_flicker_draws_no_flicker_state():
+    chip = ReRAMChip(replace(load_profile("default"), geometry=Geometry(1, 16, 16)), seed=1)
+    chip.mvm(0, np.full(16, 0.1), 1.0)
+    assert "flicker.z" not in chip.state_dict()
