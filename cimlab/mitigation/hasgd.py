@@ -49,6 +49,7 @@ from cimlab.mitigation.curves import save_accuracy_plot, summarize_seeds
 from cimlab.params import check, param
 from cimlab.sim import figures
 from cimlab.sim.binary_layers import BinaryLayerMixin
+from cimlab.sim.flicker import has_flicker, one_read_variance
 from cimlab.sim.mapping import Mapping, bias_scale
 
 PAPER = "paper 002 (HA-SGD poster, Algorithm 1)"
@@ -114,7 +115,8 @@ class DeviceNoise:
 
     device: Any
     scale: float = param(1.0, unit="1", lo=0.0, hi=100.0, doc="multiplier of the device sigma")
-    read: bool = param(False, doc="add one read's noise (dm.read_noise) in quadrature")
+    read: bool = param(False, doc="add one read's noise in quadrature (dm.read_noise, or the "
+                       "white + 1/f variance of dm.read_noise_spectrum when it has a 1/f part)")
     include_mean: bool = param(True, doc="use dm.programming.mean_offset as the noise mean")
 
     def __post_init__(self) -> None:
@@ -135,7 +137,11 @@ class DeviceNoise:
         """Std [S] of a cell programmed to ``g`` [S] (times ``scale``)."""
         var = torch.as_tensor(self.device.programming.sigma(g), dtype=g.dtype) ** 2
         if self.read:
-            var = var + torch.as_tensor(self.device.read_noise.sigma(g), dtype=g.dtype) ** 2
+            spec = getattr(self.device, "read_noise_spectrum", None)
+            if spec is not None and has_flicker(spec):
+                var = var + one_read_variance(spec, g)
+            else:
+                var = var + torch.as_tensor(self.device.read_noise.sigma(g), dtype=g.dtype) ** 2
         return self.scale * var.sqrt()
 
     def weight_sigma(self, layer: nn.Module) -> torch.Tensor:

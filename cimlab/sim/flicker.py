@@ -93,6 +93,14 @@ def white_variance(spec: ReadNoiseSpectrum, g: torch.Tensor) -> torch.Tensor:
     return torch.mul(g, spec.s1 / spec.g_ref).square_().add_(spec.s0**2)
 
 
+def one_read_variance(spec: ReadNoiseSpectrum, g: torch.Tensor) -> torch.Tensor:
+    """Variance [S^2] of one read of cells ``g`` [S] at an arbitrary instant: the white part
+    plus the whole fitted 1/f band ``f_lo_hz .. bandwidth_hz`` (what a read taken at a random
+    time sees, frozen and per-forward parts together)."""
+    band = (float(spec.f_lo_hz), float(spec.bandwidth_hz))
+    return white_variance(spec, g).add_(band_variance(spec, g, band))
+
+
 def pair_variances(spec: ReadNoiseSpectrum, g_pos: torch.Tensor, g_neg: torch.Tensor,
                    frozen: tuple[float, float], fast: tuple[float, float]
                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -114,4 +122,4 @@ def pair_variances(spec: ReadNoiseSpectrum, g_pos: torch.Tensor, g_neg: torch.Te
 
 
 __all__ = ["band_integral", "band_variance", "bands", "flicker_amplitude", "has_flicker",
-           "pair_variances", "white_variance"]
+           "one_read_variance", "pair_variances", "white_variance"]

@@ -249,3 +249,37 @@ def test_eval_duration_validated():
     with pytest.raises(ConfigError, match="eval_duration_s"):
         AnalogConfig(eval_duration_s=0.0)
     assert np.isclose(AnalogConfig().eval_duration_s, 1.0)
+
+
+def test_one_read_variance_is_white_plus_the_whole_band():
+    """One read at a random instant sees the white part and the whole fitted 1/f band
+    (numerical integral of the PSD over f_lo .. B)."""
+    spec = TECHA_SPECTRUM
+    g = torch.tensor([20e-6, 126e-6, 230e-6], dtype=torch.float64)
+    got = flicker.one_read_variance(spec, g)
+    for gi, v in zip(g.tolist(), got.tolist(), strict=True):
+        a = spec.a_peak * math.exp(-0.5 * ((gi - spec.g_peak) / spec.g_width) ** 2)
+        band, _ = integrate.quad(lambda f, a=a: a * f ** -spec.alpha0, spec.f_lo_hz,
+                                 spec.bandwidth_hz)
+        white = spec.s0**2 + (spec.s1 * gi / spec.g_ref) ** 2
+        assert v == pytest.approx(white + band, rel=1e-9)
+
+
+def test_hasgd_read_noise_uses_the_spectrum():
+    """HA-SGD's read=True adds one read's variance from the spectrum when it has a 1/f part
+    (techA at its peak: ~1.1 uS of flicker against 0.2 uS white); without one, dm.read_noise
+    as before."""
+    from cimlab.mitigation.hasgd import DeviceNoise
+
+    g = torch.tensor([126e-6], dtype=torch.float64)
+    dm = techa_model()
+    prog = torch.as_tensor(dm.programming.sigma(g)) ** 2
+    with_spec = DeviceNoise(dm, read=True).cell_sigma(g) ** 2
+    assert with_spec.item() == pytest.approx(
+        (prog + flicker.one_read_variance(TECHA_SPECTRUM, g)).item(), rel=1e-12)
+    white_only = techa_model(dataclasses.replace(TECHA_SPECTRUM, a_peak=0.0))
+    plain = DeviceNoise(white_only, read=True).cell_sigma(g) ** 2
+    assert plain.item() == pytest.approx(
+        (prog + torch.as_tensor(white_only.read_noise.sigma(g)) ** 2).item(), rel=1e-12)
+    # the 1/f band dominates the spectrum's white part at the peak level
+    assert with_spec.item() - prog.item() > 10 * flicker.white_variance(TECHA_SPECTRUM, g).item()
