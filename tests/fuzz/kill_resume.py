@@ -87,7 +87,33 @@ cycles = 60
 read_points = 5
 conditions = [{ name = "strong", icc_a = 55e-6, v_reset = 2.5, width_s = 1e-7 }]
 """,
+    # the first procedures a lab runs (per cell through the SMU): one committed step per cell
+    # (per batch for forming)
+    "forming": """
+[[experiment]]
+kind = "forming"
+cells = { start = 0, count = 24 }
+v_step = 0.05
+batch = 4
+""",
+    "iv_sweep": """
+[[experiment]]
+kind = "iv_sweep"
+cells = { start = 100, count = 4 }
+cycles = 2
+v_step = 0.1
+compliance_a = 30e-6
+""",
+    "gate_calibration": """
+[[experiment]]
+kind = "gate_calibration"
+cells = { start = 200, count = 4 }
+repeats = 2
+""",
 }
+
+#: chip profile per kind (default: the default profile on 2 tiles); forming needs a pristine chip
+PROFILES: dict[str, str] = {"forming": "pristine"}
 
 STATION = """
 [station]
@@ -114,7 +140,7 @@ set_icc_max_a = 700e-6
 pulse_width_max_s = 1e-3
 read_v_max_v = 0.5
 mvm_v_max_v = 0.5
-smu_v_max_v = 0.5
+smu_v_max_v = 3.5
 smu_i_max_a = 1e-3
 oven_temp_max_c = 200.0
 [calibration.transistor]
@@ -124,14 +150,16 @@ v_th_v = 0.5
 """
 
 
-def small_profile(folder: Path) -> Path:
-    """The default chip profile with 2 tiles (32,768 cells)."""
+def small_profile(folder: Path, name: str = "default") -> Path:
+    """The bundled profile ``name`` with 2 tiles (32,768 cells)."""
     from cimlab.physics.profile import profile_path
 
-    text = Path(profile_path("default")).read_text()
+    text = Path(profile_path(name)).read_text()
     lines = [("n_tiles = 2" if ln.strip().startswith("n_tiles") else ln)
              for ln in text.splitlines()]
-    p = folder / "small.toml"
+    if not any(ln.strip().startswith("n_tiles") for ln in lines):
+        lines += ["", "[geometry]", "n_tiles = 2"]
+    p = folder / f"small-{name}.toml"
     p.write_text("\n".join(lines) + "\n")
     return p
 
@@ -141,9 +169,10 @@ def setup(folder: Path, kind: str, seed: int = 11) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     plan = folder / f"{kind}.toml"
     plan.write_text(f'[plan]\nname = "{kind}"\nseed = {seed}\n' + PLANS[kind])
-    station = folder / "station.toml"
+    profile = PROFILES.get(kind, "default")
+    station = folder / f"station-{profile}.toml"
     if not station.exists():
-        station.write_text(STATION.format(profile=small_profile(folder), seed=seed))
+        station.write_text(STATION.format(profile=small_profile(folder, profile), seed=seed))
     return plan, station
 
 
