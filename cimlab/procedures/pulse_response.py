@@ -175,8 +175,10 @@ def measure_parametric_response(ops: ArrayOps, cells: np.ndarray, cfg: ProgramVe
     set_frac = np.clip(np.nan_to_num(set_frac, nan=0.0), 0.0, 1.0)
     set_frac = np.maximum.accumulate(set_frac)
     mid = (set_frac > 0.05) & (set_frac < 0.7)
-    set_rel_sd = float(np.nanmedian([robust_rel_sd(ff_all[fv_all == v])
-                                     for v in set_v[mid]])) if mid.any() else 0.5
+    sds = [robust_rel_sd(ff_all[fv_all == v]) for v in set_v[mid]]
+    sds = [x for x in sds if np.isfinite(x)]
+    # no partial-SET amplitude with a measurable spread (a small calibration set): 0.5
+    set_rel_sd = float(np.median(sds)) if sds else 0.5
     # 3. RESET kinetics from spread starting points
     reset_v = _grid(cfg.v_reset_start, cfg.v_reset_max, cfg.fine_step_v)
     rv, r0, r1 = [], [], []
@@ -217,10 +219,15 @@ def measure_parametric_response(ops: ArrayOps, cells: np.ndarray, cfg: ProgramVe
         k, b0 = np.polyfit(reset_v[full], np.log(floor[full]), 1)
         floor_fit = np.exp(b0 + k * reset_v)
         fl = [np.log(np.maximum(r1_all[(rv_all == v)], 1e-9)) for v in reset_v[frac > 0.95]]
-        floor_log_sd = (float(np.nanmedian([robust_sigma(a) for a in fl if a.size > 5]))
-                        if fl else 0.9)
+        lsd = [x for x in (robust_sigma(a) for a in fl if a.size > 5) if np.isfinite(x)]
+        floor_log_sd = float(np.median(lsd)) if lsd else 0.9
     else:
-        floor_fit = np.where(np.isfinite(floor), floor, np.nanmin(floor))
+        # too few amplitudes with a measurable floor (a small calibration set): the measured
+        # floor where there is one, else the lowest conductance any RESET left
+        known = np.isfinite(floor)
+        fallback = (float(np.min(floor[known])) if known.any()
+                    else max(float(np.min(r1_all)), 1e-9))
+        floor_fit = np.where(known, floor, fallback)
         floor_log_sd = 0.9
     return PulseResponse(
         gate_v=gates, ceiling_siemens=ceiling, ceiling_rel_sd=float(ceiling_rel_sd),

@@ -114,3 +114,24 @@ def test_cli_program_verify_prints_the_report(tmp_path, capsys):
     assert figures["single_shot"]["success_rate"] < figures["adaptive"]["success_rate"]
     with pytest.raises(SystemExit):
         main(["program-verify", "--scheme", "magic"])
+
+
+def test_small_calibration_set_gives_a_finite_pulse_response(tmp_path):
+    """32 calibration cells leave some partial-SET amplitudes and RESET floors unmeasured; the
+    response falls back to stated defaults instead of carrying NaN into every prediction
+    (before: NaN SET spread and RESET floors, with All-NaN RuntimeWarnings)."""
+    import warnings
+
+    from cimlab.instruments.station import Station
+    from cimlab.procedures.array_ops import ArrayOps
+    from cimlab.procedures.pulse_response import measure_pulse_response
+    from cimlab.procedures.verify_config import ProgramVerifyConfig
+    from tests.procedures.bench_util import station_file
+
+    cfg = ProgramVerifyConfig(scheme="adaptive", calibration_cells=32, calibration_rounds=1)
+    with Station.open(station_file(tmp_path, seed=11)) as st, warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        resp = measure_pulse_response(ArrayOps(st.array), np.arange(32, dtype=np.uint32), cfg,
+                                      np.random.default_rng(11))
+    assert np.isfinite(resp.set_rel_sd) and np.isfinite(resp.reset_rel_sd)
+    assert np.all(np.isfinite(resp.reset_floor_siemens)) and np.all(resp.reset_floor_siemens > 0)
