@@ -633,18 +633,15 @@ class ReRAMChip(ChipStateMixin):
         # rows held at 0 V on every vector add no current and no noise: leave them out of the
         # products (a network layer drives rows_per_mvm of the tile's rows)
         active = np.flatnonzero(np.any(v != 0.0, axis=0) if v.ndim == 2 else v != 0.0)
-        flicker_on = read_noise and self.profile.read.flicker_psd_peak > 0.0
-        f = None
-        if flicker_on:
-            idx = np.arange(tile * self.tile_size, (tile + 1) * self.tile_size)
-            f = self._flicker(idx, g.reshape(-1)).reshape(self.rows, self.cols)
+        rows = np.arange(self.rows)
         if active.size < self.rows:
-            v, t, g, s2 = v[..., active], t[:, active], g[active], s2[active]
-            f = None if f is None else f[active]
+            v, t, g, s2, rows = v[..., active], t[:, active], g[active], s2[active], active
         i = v @ t.T if ir_drop else v @ g
         if read_noise:
             sd = np.sqrt((v * v) @ s2)
             i = i + sd * self._rng.standard_normal(sd.shape)
-        if f is not None:
-            i = i + v @ f
+            if self.profile.read.flicker_psd_peak > 0.0:  # the driven rows' 1/f values now
+                idx = ((tile * self.rows + rows)[:, None] * self.cols
+                       + np.arange(self.cols)).reshape(-1)
+                i = i + v @ self._flicker(idx, g.reshape(-1)).reshape(g.shape)
         return i
