@@ -102,14 +102,17 @@ class TemperatureChamber(Protocol):
 
     temperature_c: float
     heater_enabled: bool
+    ramp_rate_k_per_s: float
 
     def wait_until(self, clock: Clock, temp_c: float, tolerance_k: float = 0.5,
                    poll_s: float = 10.0, timeout_s: float = 24 * 3600.0) -> float:
         """Wait (on ``clock``) until the chamber is at ``temp_c`` [degC]; the clock time [s]."""
         ...
 
-    def bake(self, temp_c: float, seconds: float, clock: Clock) -> BakeRecordLike:
-        """Ramp to ``temp_c``, soak ``seconds`` [s], return to ambient; what happened when."""
+    def bake(self, temp_c: float, seconds: float, clock: Clock, *,
+             poll_s: float = 10.0) -> BakeRecordLike:
+        """Ramp to ``temp_c``, soak ``seconds`` [s] (from the first poll, every ``poll_s``
+        [s], at temperature), return to ambient; what happened when."""
         ...
 
 

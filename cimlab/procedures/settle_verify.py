@@ -34,6 +34,22 @@ settle (:func:`program_settle_verify`) works with that law instead of against it
    within +-1 uS a minute after the tile was finished against 79.4 % with the end-dense
    schedule (docs/procedures.md, benchmarks/program_verify.py).
 
+Tempered bakes (``bake_soak_s`` > 0, issue 13's accelerated settle). Relaxation is
+thermally activated (Arrhenius, ``ea_ev`` of the fitted model), so the same end-dense schedule
+can run over far more room-temperature-equivalent time than a day: every wait longer than
+``room_wait_max_s`` is a bake whose ramps (at ``bake_ramp_k_per_s``) and ``bake_soak_s`` soak
+give exactly that wait, at the coolest temperature that does (:meth:`SettleConfig.bake_plan`;
+at most ``bake_temp_c``; a hot bake's ramps alone are ~1e7 s at 150 C and 0.5 K/s, so short
+waits need cool bakes), the last waits at room temperature; each check reads the cooled tile.
+A cell kept after ~1e8 s of equivalent time has a log-time past 10 decades and barely moves in
+the hour after the tile is finished, so the 1 h figure no longer falls with the last re-pulses
+of a one-day settle: on the default profile 85.9 % / 83.3 % of the cells within +-1 uS at 60 s
+/ 1 h with ISPP's pulses (13.58) and 4.7 h of clock time (1e8 s equivalent), against 79.4 % /
+68.0 % after a one-day room-temperature settle (benchmarks/program_verify.py). Each cell has
+aged ~3 years-equivalent when used; the chip has seen up to 150 C (paper 000's bake
+temperature), which a technology with a high-temperature failure mode (techA above 180 C)
+must not exceed.
+
 The result reports every pulse (calibration sweep included), instrument time and waiting
 time; what the cells hold is measured afterwards by
 :func:`cimlab.procedures.delayed_tolerance.within_tolerance_at`.
@@ -63,6 +79,9 @@ from cimlab.units import KELVIN_OFFSET
 
 #: Boltzmann constant [eV/K] (CODATA 2018)
 K_B_EV = 8.617333262e-5
+#: Oven poll interval of a tempered bake [s]: the soak starts at the first poll within
+#: 0.5 K of the setpoint, so a poll of 1 s at a 0.5 K/s ramp overshoots the plan by <= 1 s
+BAKE_POLL_S = 1.0
 #: Cells a level's aim correction counts as prior weight at 0 (a level seen in fewer re-pulsed
 #: cells than this moves its aim less than its mean miss).
 AIM_SHRINK_CELLS = 20.0
@@ -93,6 +112,10 @@ class SettleConfig:
                                   doc="most pulses per re-pulsed cell and round (a re-pulse "
                                   "lands within ~1 uS; relaxation then spreads it by several "
                                   "uS, so pulses buy more as attempts than as precision)")
+    first_max_pulses: int = param(0, unit="1", lo=0, hi=1000,
+                                  doc="most pulses of the first verify pass (0: the verify "
+                                  "config's max_pulses); a long first settle spreads every cell "
+                                  "by several uS, so the first pass's precision is mostly lost")
     n_reads: int = param(8, unit="1", lo=1, hi=64, doc="reads averaged per check")
     pulse_budget: int = param(40, unit="1", lo=1, hi=10_000,
                               doc="a cell is re-pulsed only while its pulses (first verify "
@@ -107,7 +130,19 @@ class SettleConfig:
                                doc="onset time of the log-time law (fitted model, techC)")
     bake_temp_c: float = param(0.0, unit="C", lo=0.0, hi=300.0,
                                doc="bake temperature of an accelerated settle (0: room "
-                               "temperature, waits by clock.sleep)")
+                               "temperature, waits by clock.sleep); with bake_soak_s > 0 the "
+                               "hottest bake, each bake as cool as its wait allows")
+    bake_soak_s: float = param(0.0, unit="s", lo=0.0,
+                               doc="0: every wait is a bake at bake_temp_c (the soak makes up "
+                               "what the ramps do not give); > 0: each bake soaks this long at "
+                               "the temperature (<= bake_temp_c) whose ramps + soak equal the "
+                               "wait (module docstring, 'tempered bakes')")
+    room_wait_max_s: float = param(0.0, unit="s", lo=0.0,
+                                   doc="with a bake: waits up to this long (room-temperature "
+                                   "time) are slept at room temperature, not baked")
+    bake_ramp_k_per_s: float = param(0.0, unit="K/s", lo=0.0, hi=10.0,
+                                     doc="oven ramp rate set before the first bake (0: leave "
+                                     "the chamber's rate as it is)")
     ea_ev: float = param(1.1, unit="eV", lo=0.1, hi=4.0,
                          doc="activation energy of relaxation for the bake equivalence "
                          "(fitted Arrhenius law; HfOx 1.1-2.25 eV, DESIGN.md)")
@@ -143,6 +178,32 @@ class SettleConfig:
         if self.bake_temp_c <= 0.0:
             return 1.0
         return float(arrhenius_factor(self.bake_temp_c, self.ea_ev, self.room_c))
+
+    def bake_plan(self, wait_eq_s: float, ambient_c: float, rate_k_per_s: float
+                  ) -> tuple[float, float] | None:
+        """How to spend ``wait_eq_s`` of room-temperature time with tempered bakes: (bake
+        temperature [C], soak [s]) whose ramps (linear at ``rate_k_per_s`` up from and back to
+        ``ambient_c``) and soak give it, or None for a room-temperature wait (a short wait,
+        or one the ramps of the coolest useful bake, 1 K above ambient, would overshoot)."""
+        if self.bake_temp_c <= 0.0 or wait_eq_s <= self.room_wait_max_s:
+            return None
+
+        def eq(temp_c: float, soak_s: float) -> float:
+            return (ramp_equivalent_s(temp_c, ambient_c, rate_k_per_s, self.ea_ev, self.room_c)
+                    + soak_s * float(arrhenius_factor(temp_c, self.ea_ev, self.room_c)))
+
+        soak = self.bake_soak_s
+        hot = self.bake_temp_c
+        if eq(hot, soak) <= wait_eq_s:          # hottest bake, longer soak
+            extra = wait_eq_s - eq(hot, soak)
+            return hot, soak + extra / float(arrhenius_factor(hot, self.ea_ev, self.room_c))
+        lo = ambient_c + 1.0
+        if lo >= hot or eq(lo, soak) >= wait_eq_s:
+            return None
+        for _ in range(60):                      # eq is increasing in the temperature
+            mid = 0.5 * (lo + hot)
+            lo, hot = (mid, hot) if eq(mid, soak) < wait_eq_s else (lo, mid)
+        return 0.5 * (lo + hot), soak
 
 
 def _geometric_ratio(first: float, total: float, n: int) -> float:
@@ -193,15 +254,28 @@ def arrhenius_factor(temp_c: float | np.ndarray, ea_ev: float, room_c: float):
     return np.exp(ea_ev / K_B_EV * (1.0 / (room_c + KELVIN_OFFSET) - 1.0 / t))
 
 
+def _mean_ramp_factor(temp_c: float, ambient_c: float, ea_ev: float, room_c: float) -> float:
+    """Mean Arrhenius factor over a linear ramp between ``ambient_c`` and ``temp_c``."""
+    f = arrhenius_factor(ambient_c + (temp_c - ambient_c) * np.linspace(0.0, 1.0, 401),
+                         ea_ev, room_c)
+    return float(np.mean(0.5 * (f[1:] + f[:-1])))          # trapezoid rule on [0, 1]
+
+
+def ramp_equivalent_s(temp_c: float, ambient_c: float, rate_k_per_s: float, ea_ev: float,
+                      room_c: float) -> float:
+    """Room-temperature-equivalent seconds [s] of a linear ramp from ``ambient_c`` to
+    ``temp_c`` and back at ``rate_k_per_s`` (no soak)."""
+    return (2.0 * abs(temp_c - ambient_c) / rate_k_per_s
+            * _mean_ramp_factor(temp_c, ambient_c, ea_ev, room_c))
+
+
 def bake_equivalent_s(record: BakeRecordLike, temp_c: float, ambient_c: float, ea_ev: float,
                       room_c: float) -> float:
     """Room-temperature-equivalent seconds of one bake [s]: the soak at ``temp_c`` plus the
     ramp up from ``ambient_c`` and the cool-down back to it, each taken as linear in time
     between the record's clock times (how chamber controllers ramp; a passive exponential
     cool-down is slower at the bottom, where it adds little)."""
-    f = arrhenius_factor(ambient_c + (temp_c - ambient_c) * np.linspace(0.0, 1.0, 401),
-                         ea_ev, room_c)
-    mean_ramp = float(np.mean(0.5 * (f[1:] + f[:-1])))          # trapezoid rule on [0, 1]
+    mean_ramp = _mean_ramp_factor(temp_c, ambient_c, ea_ev, room_c)
     ramps = (record.soak_start_s - record.start_s) + (record.end_s - record.soak_end_s)
     soak = record.soak_end_s - record.soak_start_s
     return float(ramps * mean_ramp + soak * arrhenius_factor(temp_c, ea_ev, room_c))
@@ -276,7 +350,9 @@ def program_settle_verify(
     tol = cfg.tolerance_siemens
     levels, level_of = np.unique(target, return_inverse=True)
 
-    res = program_verify(ops, cells, target, cfg, clock=clock, response=response, rng=rng,
+    first_cfg = (replace(cfg, max_pulses=settle.first_max_pulses)
+                 if settle.first_max_pulses > 0 else cfg)
+    res = program_verify(ops, cells, target, first_cfg, clock=clock, response=response, rng=rng,
                          timestamps=True)
     verify_success = float(res.success.mean())
     pulses = res.pulses.astype(np.int64)
@@ -298,9 +374,29 @@ def program_settle_verify(
     aim_bias = np.zeros(levels.size)
     ramp_eq = 0.0           # equivalent time the last bake's ramps gave [s]
     eq_waited = 0.0
+    tempered = settle.bake_temp_c > 0 and settle.bake_soak_s > 0
+    if settle.bake_temp_c > 0 and settle.bake_ramp_k_per_s > 0:
+        assert oven is not None
+        oven.ramp_rate_k_per_s = settle.bake_ramp_k_per_s
+    checks_eq = np.cumsum(waits)
     for k, w_eq in enumerate(waits):
         tw = clock.now()
-        if settle.bake_temp_c > 0:
+        if tempered:
+            assert oven is not None
+            # catch up with the schedule (a bake's last poll overshoots a little)
+            want = max(float(checks_eq[k]) - eq_waited, 0.0)
+            ambient_c = float(oven.temperature_c)
+            plan = settle.bake_plan(want, ambient_c, float(oven.ramp_rate_k_per_s))
+            if plan is None:
+                if want > 0:
+                    clock.sleep(want)
+                eq_waited += want
+            else:
+                rec = oven.bake(plan[0], plan[1], clock, poll_s=BAKE_POLL_S)
+                got = bake_equivalent_s(rec, plan[0], ambient_c, settle.ea_ev, settle.room_c)
+                eq_extra += got - (clock.now() - tw)
+                eq_waited += got
+        elif settle.bake_temp_c > 0:
             assert oven is not None
             ambient_c = float(oven.temperature_c)
             # the ramps age the cells too (at 150 C with a 0.1 K/s oven, far more than the
@@ -331,7 +427,8 @@ def program_settle_verify(
         m = (m * n_learn + m_k * n_k) / np.maximum(n_learn + n_k, 1.0)
         b = (b * n_learn + b_k * n_k) / np.maximum(n_learn + n_k, 1.0)
         n_learn = n_learn + n_k
-        remaining = float(np.maximum(waits[k + 1:], ramp_eq).sum())
+        remaining = (max(float(checks_eq[-1]) - eq_waited, 0.0) if tempered
+                     else float(np.maximum(waits[k + 1:], ramp_eq).sum()))
         l_use = _log_time(age + remaining + settle.use_delay_s, settle.relax_tau_s)
         m_c, b_c = m[level_of], b[level_of]
         dl = l_use - l_now
