@@ -17,8 +17,9 @@ counted) on the same emulated chip, through the full VISA stack:
 * ``settle_bake``: the end-dense settle over 1e8 s of room-temperature-equivalent time
   (Arrhenius, Ea 1.1 eV), in under 5 h of clock time: each wait over 1 h is a "tempered" bake
   (<= 150 C, 60 s soak, 0.5 K/s ramps, the temperature chosen so that ramps + soak equal the
-  wait), the last hour at room temperature; first pass of at most 2 pulses, 512 calibration
-  cells, re-pulse rule 0.4 (``BAKE_SETTLE_KW``). Every check reads the cooled tile.
+  wait), the last hour at room temperature; first pass of at most 3 pulses, 512 calibration
+  cells, re-pulse rule 0.4 (``cimlab.procedures.settle_verify.tempered_bake_settle``).
+  Every check reads the cooled tile.
 
 The figure of merit (issue 13) is the fraction of responsive cells (the emulator's truth
 fault map: stuck cells, paper 004, cannot be programmed by any scheme) within tolerance at
@@ -60,16 +61,6 @@ from _common import machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 DELAYS = (0.0, 1.0, 60.0, 3600.0, 86400.0)
-#: the tempered-bake settle (issue 13's "accelerated settle"): end-dense checks over 1e8 s of
-#: room-temperature-equivalent time (about 3.2 years); waits over 1 h are bakes (<= 150 C, 60 s
-#: soak, 0.5 K/s ramps) as cool as the wait allows, shorter ones room temperature. A cheap first
-#: pass (3 pulses: the first bake spreads every cell by ~4 uS anyway), a smaller calibration
-#: sweep (512 cells) and a stricter re-pulse rule (0.4) leave the pulses for re-pulses after
-#: the long waits, where they decide what the cells hold.
-BAKE_SETTLE_KW = dict(total_wait_s=1e8, bake_temp_c=150.0, bake_soak_s=60.0,
-                      room_wait_max_s=3600.0, bake_ramp_k_per_s=0.5,
-                      redo_factor=0.4, first_max_pulses=3)
-BAKE_SETTLE_CALIBRATION_CELLS = 512
 SCHEMES = ("single_shot", "ispp", "adaptive", "settle", "settle_geometric", "settle_bake")
 
 
@@ -157,7 +148,12 @@ def main(argv: list[str] | None = None) -> dict:
         program_single_shot,
         program_verify,
     )
-    from cimlab.procedures.settle_verify import SettleConfig, program_settle_verify
+    from cimlab.procedures.settle_verify import (
+        TEMPERED_BAKE_CALIBRATION_CELLS,
+        SettleConfig,
+        program_settle_verify,
+        tempered_bake_settle,
+    )
 
     schemes = [s for s in args.schemes.split(",") if s]
     rows_out: dict[str, dict] = {}
@@ -190,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
             from cimlab.models import DeviceModel
 
             ea = DeviceModel.load(ROOT / "models" / "default.json").retention.ea_ev
-        bake_settle_cfg = SettleConfig(**BAKE_SETTLE_KW, ea_ev=ea)
+        bake_settle_cfg = tempered_bake_settle(ea_ev=ea)
         # word-line voltages that reach the window's top (LRS hold voltage ~0.5 V, Ielmini
         # 2011) through the station's transistor calibration: a wider window (techa, 240 uS)
         # needs more compliance than the defaults give
@@ -202,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
                                       v_gate_set=max(1.0, round(vg_top, 3)),
                                       v_gate_max=max(1.2, round(vg_hi, 3)),
                                       response_model=args.response_model,
-                                      calibration_cells=BAKE_SETTLE_CALIBRATION_CELLS
+                                      calibration_cells=TEMPERED_BAKE_CALIBRATION_CELLS
                                       if scheme == "settle_bake" else 1024)
             st.array.pulse(cells, "reset", cfg.v_reset_max, cfg.v_gate_reset, cfg.width_s)
             ops = ArrayOps(st.array)

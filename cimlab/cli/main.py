@@ -21,7 +21,8 @@ from cimlab.errors import CimlabError
 #: Modules under cimlab.cli that contribute sub-commands, in --help order.
 TOPICS: tuple[str, ...] = (
     "bench",  # emulator serve, station check
-    "campaign",  # characterize, program-verify
+    "campaign",  # characterize
+    "pvcmd",  # program-verify
     "storecmd",  # runs, report, import
     "modelcmd",  # fit, model show/plot
     "chipvarcmd",  # fit-chips

@@ -92,3 +92,22 @@ def within_tolerance_at(
         measured[delay_key(d)] = float(np.mean(np.abs(g - target)[sel] <= tol[sel]))
     return DelayedTolerance(tuple(sorted(float(x) for x in delays_s)), measured, true_frac,
                             reads)
+
+
+def format_held(summaries: list[dict]) -> str:
+    """Rows "held @ <delay>" (percent of the responsive cells within tolerance, from each
+    summary's ``held_within_tol_at_s``), one column per scheme; empty without holds."""
+    if not any("held_within_tol_at_s" in s for s in summaries):
+        return ""
+    keys: list[str] = []
+    for s in summaries:
+        for k in s.get("held_within_tol_at_s", {}):
+            if k not in keys:
+                keys.append(k)
+    lines = ["what the cells hold (responsive cells within tolerance, 8 reads averaged):"]
+    for k in sorted(keys, key=float):
+        row = "".join(f"{100 * s['held_within_tol_at_s'][k]:>14.2f}"
+                      if k in s.get("held_within_tol_at_s", {}) else f"{'-':>14s}"
+                      for s in summaries)
+        lines.append(f"{'held @ ' + k + ' s [%]':27s}" + row)
+    return "\n".join(lines)

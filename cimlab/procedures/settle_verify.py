@@ -206,6 +206,24 @@ class SettleConfig:
         return 0.5 * (lo + hot), soak
 
 
+#: Calibration cells of the tempered-bake settle's pulse-response sweep: the pulses saved
+#: against the default 1024 pay for re-pulses after the long waits (benchmarks/program_verify.py)
+TEMPERED_BAKE_CALIBRATION_CELLS = 512
+
+
+def tempered_bake_settle(ea_ev: float = 1.1, **overrides) -> SettleConfig:
+    """The tempered-bake settle of the module docstring, as measured in
+    ``benchmarks/program_verify.py``: end-dense checks over 1e8 s of room-temperature-
+    equivalent time (~3.2 years), waits over 1 h baked (<= 150 C, 60 s soak, 0.5 K/s ramps,
+    as cool as each wait allows), a first pass of at most 3 pulses, re-pulse rule 0.4.
+    ``ea_ev`` [eV]: the fitted model's activation energy; ``overrides``: any other field."""
+    kw: dict = dict(total_wait_s=1e8, bake_temp_c=150.0, bake_soak_s=60.0,
+                    room_wait_max_s=3600.0, bake_ramp_k_per_s=0.5, redo_factor=0.4,
+                    first_max_pulses=3, ea_ev=ea_ev)
+    kw.update(overrides)
+    return SettleConfig(**kw)
+
+
 def _geometric_ratio(first: float, total: float, n: int) -> float:
     """r with first (1 + r + ... + r^(n-1)) = total (bisection; r >= 1 when total >= n first)."""
     lo, hi = 1e-6, 1e6
@@ -238,6 +256,7 @@ class SettleResult:
     host_time_s: float
     verify_read_success: float
     history: list[dict] = field(default_factory=list)
+    scheme: str = "settle"
 
     def pulses_per_cell(self) -> float:
         """All pulses (calibration sweep included) per programmed cell."""
@@ -246,6 +265,30 @@ class SettleResult:
     def energy_per_cell_j(self) -> float:
         return float((self.energy_j.sum() + self.calibration_energy_j)
                      / max(self.cells.size, 1))
+
+    def summary(self) -> dict:
+        """Figures for the report table (keys as :meth:`ProgramVerifyResult.summary` where
+        they mean the same; ``success_rate`` is the first pass's verify read, the loop's
+        stopping rule, not what the cells hold)."""
+        resp = ~self.stuck
+        return {
+            "scheme": self.scheme, "cells": int(self.cells.size),
+            "success_rate": self.verify_read_success,
+            "stuck_detected": int(self.stuck.sum()),
+            "pulses_mean": float(self.pulses.mean()) if self.pulses.size else 0.0,
+            "pulses_mean_responsive": float(self.pulses[resp].mean()) if resp.any() else 0.0,
+            "pulses_median": float(np.median(self.pulses)) if self.pulses.size else 0.0,
+            "pulses_max": int(self.pulses.max()) if self.pulses.size else 0,
+            "calibration_pulses": int(self.calibration_pulses),
+            "energy_per_cell_j": self.energy_per_cell_j(),
+            "energy_total_j": float(self.energy_j.sum() + self.calibration_energy_j),
+            "redo_rounds_mean": float(self.redo_rounds.mean()) if self.redo_rounds.size else 0.0,
+            "checks": len(self.history),
+            "instrument_time_s": float(self.instrument_time_s),
+            "wait_time_s": float(self.wait_time_s),
+            "equivalent_wait_s": float(self.equivalent_wait_s),
+            "host_time_s": float(self.host_time_s),
+        }
 
 
 def arrhenius_factor(temp_c: float | np.ndarray, ea_ev: float, room_c: float):

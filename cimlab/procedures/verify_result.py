@@ -111,22 +111,28 @@ class ProgramVerifyResult:
         return {int(v): int(c) for v, c in zip(vals, counts, strict=True)}
 
     def pulse_distribution(self) -> str:
-        """One line: share of cells per pulse-count bin (0, 1, 2-3, 4-7, 8-15, 16-31, 32+)."""
-        edges = [0, 1, 2, 4, 8, 16, 32, np.iinfo(np.int64).max]
-        labels = ["0", "1", "2-3", "4-7", "8-15", "16-31", "32+"]
-        n = max(self.pulses.size, 1)
-        parts = []
-        for lo, hi, lab in zip(edges[:-1], edges[1:], labels, strict=True):
-            share = np.count_nonzero((self.pulses >= lo) & (self.pulses < hi)) / n
-            parts.append(f"{lab}: {100 * share:.1f}%")
-        return f"{self.scheme} pulses/cell: " + ", ".join(parts)
+        """One line: share of cells per pulse-count bin (:func:`pulse_distribution`)."""
+        return pulse_distribution(self.scheme, self.pulses)
+
+
+def pulse_distribution(scheme: str, pulses: np.ndarray) -> str:
+    """One line: share of cells per pulse-count bin (0, 1, 2-3, 4-7, 8-15, 16-31, 32+)."""
+    edges = [0, 1, 2, 4, 8, 16, 32, np.iinfo(np.int64).max]
+    labels = ["0", "1", "2-3", "4-7", "8-15", "16-31", "32+"]
+    n = max(pulses.size, 1)
+    parts = []
+    for lo, hi, lab in zip(edges[:-1], edges[1:], labels, strict=True):
+        share = np.count_nonzero((pulses >= lo) & (pulses < hi)) / n
+        parts.append(f"{lab}: {100 * share:.1f}%")
+    return f"{scheme} pulses/cell: " + ", ".join(parts)
 
 
 _REPORT_ROWS = [
     ("cells", "{:.0f}", "cells", 1.0),
-    ("success within tol [%]", "{:.3f}", "success_rate", 100.0),
+    ("verify read in band [%]", "{:.3f}", "success_rate", 100.0),
     ("stuck cells detected", "{:.0f}", "stuck_detected", 1.0),
-    ("success, responsive [%]", "{:.3f}", "success_rate_responsive", 100.0),
+    ("verify in band, resp. [%]", "{:.3f}", "success_rate_responsive", 100.0),
+    ("pulses/cell, all (+calib.)", "{:.2f}", "pulses_per_cell_all", 1.0),
     ("pulses/cell mean", "{:.2f}", "pulses_mean", 1.0),
     ("pulses/cell mean, resp.", "{:.2f}", "pulses_mean_responsive", 1.0),
     ("pulses/cell median", "{:.1f}", "pulses_median", 1.0),
@@ -141,6 +147,8 @@ _REPORT_ROWS = [
     ("iterations", "{:.0f}", "iterations", 1.0),
     ("round trips (+calib.)", "{:.0f}", "round_trips", 1.0),
     ("instrument time [s]", "{:.4f}", "instrument_time_s", 1.0),
+    ("of it waiting [s]", "{:.0f}", "wait_time_s", 1.0),
+    ("equivalent wait [s]", "{:.3g}", "equivalent_wait_s", 1.0),
     ("host time [s]", "{:.3f}", "host_time_s", 1.0),
 ]
 

@@ -45,3 +45,17 @@ def test_schedule_within_the_limits_runs(tmp_path, bench, capsys):
                "--max-pulses", "2", "--quiet"])
     assert rc == 0, capsys.readouterr().err
     assert _pulses(bench) > 0
+
+
+def test_settle_bake_beyond_the_oven_limit_is_refused_before_any_pulse(tmp_path, bench,
+                                                                        capsys):
+    station = station_file(tmp_path, addresses=bench.addresses)
+    station.write_text(station.read_text().replace("oven_temp_max_c = 200.0",
+                                                   "oven_temp_max_c = 120.0"))
+    rc = main(["program-verify", "--station", str(station), "--scheme", "adaptive",
+               "--scheme", "settle-bake", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "oven_temp_max_c" in err and "settle-bake" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert _pulses(bench) == 0
