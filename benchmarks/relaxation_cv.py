@@ -13,7 +13,8 @@ perfect model misses 15 % often there. So the out-of-fold predictions are also p
 cell is standardised by the model that did not see it, ``z = (g - mu_oof) / sigma_oof``, and
 a (range, time) cell passes when the std of its pooled z (all its cells) is within 15 % of 1
 (the same sampling error as the in-sample figure, every prediction held out).
-Goal: >= 90 % of (range, time) cells within 15 % under 5-fold CV.
+Goal: >= 90 % of (range, time) cells within 15 % under 5-fold CV. Also printed: the noise
+ceiling (:func:`noise_ceiling`), what a model equal to the truth would score on this data.
 
     python benchmarks/relaxation_cv.py [--folds 5] [--seed 0]
 
@@ -66,6 +67,27 @@ def score(dm, reads: pd.DataFrame, tol: float = 0.15) -> tuple[int, int, float]:
     return int((rel <= tol).sum()), int(rel.size), float(np.median(rel))
 
 
+def noise_ceiling(reads: pd.DataFrame, tol: float = 0.15, n_boot: int = 400,
+                  seed: int = 0, share: float = 1.0) -> tuple[float, float]:
+    """(expected number, median relative s.e.) of (range, time) cells whose measured sigma a
+    model EQUAL TO THE TRUTH would match within ``tol``: per cell the bootstrap distribution
+    of the sigma estimate (cells resampled) around the measured one stands for its sampling
+    distribution around the truth; the expectation sums P(|s*/s - 1| <= tol) over cells.
+    No model can expect more: it bounds every (range, time) criterion on this data.
+    ``share`` < 1: the sigma measured on that share of the cells (a held-out fold)."""
+    rng = np.random.default_rng(seed)
+    p, se = [], []
+    for _, grp in reads[reads["time_s"] > 0].groupby(["level", "time_s"]):
+        g = grp["g_siemens"].to_numpy()
+        sd = g.std(ddof=1)
+        m = max(int(round(share * g.size)), 2)
+        boot = np.array([g[rng.integers(0, g.size, m)].std(ddof=1)
+                         for _ in range(n_boot)]) / sd - 1.0
+        p.append(float(np.mean(np.abs(boot) <= tol)))
+        se.append(float(boot.std()))
+    return float(np.sum(p)), float(np.median(se))
+
+
 def main(argv: list[str] | None = None) -> int:
     from cimlab.models.fit import fit_tables, tables_from_frames
 
@@ -104,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     pooled = int((np.abs(zs - 1.0) <= 0.15).sum())
     print(f"pooled out-of-fold: {pooled}/{zs.size} (range, time) cells with std(z) within 15 % "
           f"of 1; median |std(z) - 1| {float(np.median(np.abs(zs - 1.0))):.3f}")
+    ceil, se_med = noise_ceiling(reads)
+    ceil_fold, _ = noise_ceiling(reads, share=1.0 / a.folds)
+    print(f"noise ceiling: a model equal to the truth matches {ceil:.1f}/{zs.size} "
+          f"({100 * ceil / zs.size:.1f} %) on expectation (median relative s.e. of a measured "
+          f"sigma {100 * se_med:.1f} %, bootstrap over cells); on one held-out fold "
+          f"{ceil_fold:.1f}/{zs.size} ({100 * ceil_fold / zs.size:.1f} %)")
     within, total = int(tab["within"].sum()), int(tab["cells"].sum())
     print(f"in-sample: {ins[0]}/{ins[1]} (range, time) cells within 15 %; "
           f"{a.folds}-fold CV over cells: {within}/{total} = {within / total:.3f}")
@@ -114,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
                       "oof_pooled_within": pooled, "oof_pooled_cells": int(zs.size),
                       "oof_pooled_fraction": round(pooled / zs.size, 4),
                       "cv_median_rel_err": round(float(tab["median_rel_err"].median()), 4),
+                      "noise_ceiling_expected_within": round(ceil, 1),
+                      "noise_ceiling_fraction": round(ceil / zs.size, 4),
+                      "noise_ceiling_fold_fraction": round(ceil_fold / zs.size, 4),
                       "seconds": round(time.perf_counter() - t_start, 1)}))
     return 0
 

@@ -30,7 +30,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent.parent / "shared" / "reference-data" / "rram-levy-techA" / "bake.tsv.gz"
+DATA = ROOT / "data" / "reference" / "techA" / "bake.tsv.gz"   # shipped copy (MIT)
 GMAX = 240e-6  # settings.json "gmax"
 LEVELS = 32
 

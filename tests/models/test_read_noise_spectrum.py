@@ -17,10 +17,9 @@ from cimlab.physics.profile import Geometry
 
 ALPHA = 1e-4
 Z = float(stats.norm.ppf(1 - ALPHA / 2))
-TECHA_TS = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference-data" / \
-    "rram-levy-techA" / "tsdata.min.tsv.gz"
-TECHA_TS = TECHA_TS if TECHA_TS.exists() else \
-    Path("/work/shared/reference-data/rram-levy-techA/tsdata.min.tsv.gz")
+#: the shipped copy of the techA read-noise series (MIT, data/reference/techA/README.md)
+TECHA_TS = Path(__file__).resolve().parents[2] / "data" / "reference" / "techA" / \
+    "tsdata.min.tsv.gz"
 
 
 def load_techa_series(path: Path = TECHA_TS) -> tuple[np.ndarray, list[np.ndarray]]:
