@@ -252,7 +252,8 @@ def _program_verify(args: argparse.Namespace) -> int:
                 sc = (tempered_bake_settle(args.ea_ev, mean_pulse_budget=args.pulse_budget)
                       if bake else SettleConfig(mean_pulse_budget=args.pulse_budget))
                 res = program_settle_verify(ops, cells, target, cfg, sc, clock=st.clock,
-                                            oven=st.oven if bake else None, rng=rng)
+                                            oven=st.oven if bake else None, rng=rng,
+                                            progress=not args.quiet)
                 res.scheme = name
             else:
                 res = program_verify(

@@ -366,6 +366,7 @@ def program_settle_verify(
     rng: np.random.Generator | None = None,
     read_rel_sd: float = 0.01,
     read_floor_s: float = 0.1e-6,
+    progress: bool = False,
 ) -> SettleResult:
     """Program ``cells`` to ``target_siemens`` [S] with the monitored settle (module docstring).
 
@@ -373,6 +374,9 @@ def program_settle_verify(
     ``read_floor_s`` [S] describe one read's noise (the station's measured read noise) for the
     keep rule. The adaptive pulse response is measured first on up to
     ``cfg.calibration_cells`` cells unless ``response`` is given; its pulses count.
+    ``progress``: a bar over the checks (tqdm on a terminal, periodic lines when configured,
+    :mod:`cimlab.procedures.progress`) with the last check's within-tolerance fraction and
+    the waiting so far: on a real bench the settle takes hours.
     """
     if cfg.scheme != "adaptive":
         raise ValueError("the monitored settle uses the adaptive verify loop (scheme='adaptive')")
@@ -422,7 +426,19 @@ def program_settle_verify(
         assert oven is not None
         oven.ramp_rate_k_per_s = settle.bake_ramp_k_per_s
     checks_eq = np.cumsum(waits)
+    bar = None
+    if progress:
+        from cimlab.procedures.progress import Progress, duration
+
+        bar = Progress(len(waits), "settle" + (" (tempered bakes)" if tempered else ""),
+                       unit="check", status=lambda: {
+                           "within tol": f"{100 * history[-1]['within_tol']:.1f} %"
+                           if history else "-",
+                           "waited": duration(wait_time),
+                           "equivalent": duration(eq_waited)})
     for k, w_eq in enumerate(waits):
+        if bar is not None and k:
+            bar.update(1)
         tw = clock.now()
         if tempered:
             assert oven is not None
@@ -530,6 +546,9 @@ def program_settle_verify(
         )
         entry["landing_err_mean_siemens"] = float(np.mean(r2.g_verify_siemens - aim))
         entry["pulses_mean"] = float(r2.pulses.mean())
+    if bar is not None:
+        bar.update(1)
+        bar.close()
     finished = clock.now()
     return SettleResult(
         cells=cells, target_siemens=target, pulses=pulses, energy_j=energy, g_check_s=g,
