@@ -80,7 +80,7 @@ def noise_ceiling(reads: pd.DataFrame, tol: float = 0.15, n_boot: int = 400,
     for _, grp in reads[reads["time_s"] > 0].groupby(["level", "time_s"]):
         g = grp["g_siemens"].to_numpy()
         sd = g.std(ddof=1)
-        m = max(int(round(share * g.size)), 2)
+        m = max(round(share * g.size), 2)
         boot = np.array([g[rng.integers(0, g.size, m)].std(ddof=1)
                          for _ in range(n_boot)]) / sd - 1.0
         p.append(float(np.mean(np.abs(boot) <= tol)))
