@@ -54,7 +54,7 @@ def main() -> dict:
 
     from cimlab.demo import station_text
     from cimlab.instruments.session import open_station
-    from cimlab.sim.chip_backend import ChipNetwork
+    from cimlab.sim.chip_backend import ChipConfig, ChipNetwork
     from cimlab.sim.convert import convert
     from cimlab.sim.data import load_dataset
     from cimlab.sim.evaluate import evaluate
@@ -86,7 +86,7 @@ def main() -> dict:
             t_prog = time.perf_counter() - t0
             st.clock.sleep(3600.0)
             chip = ChipNetwork(net, placement, st.array)
-            chip.read_back()
+            g_back = chip.read_back()
             t0 = time.perf_counter()
             evaluate(chip, test)  # tile caches rebuilt after programming
             t_cold = time.perf_counter() - t0
@@ -95,6 +95,14 @@ def main() -> dict:
             evaluate(chip, test)
             t_warm = time.perf_counter() - t0
             rt, vec = chip.round_trips - rt0, chip.backend.vectors - v0
+            # the same evaluation with full-width vectors (ARR:MVM?, protocol 1.2): what
+            # sending only the driven rows (ARR:MVM:ROWS?) saves
+            chip_full = ChipNetwork(net, placement, st.array, ChipConfig(row_windows=False))
+            chip_full.set_conductances(g_back)
+            evaluate(chip_full, test)  # its own warm-up, as the windowed chip had
+            t0 = time.perf_counter()
+            evaluate(chip_full, test)
+            t_full = time.perf_counter() - t0
     cfg = analog_config_for(None, placement.config, 64, read_noise="output")
     anet = convert(net, cfg)
     anet.program(torch.Generator().manual_seed(0))
@@ -107,6 +115,8 @@ def main() -> dict:
         "cells": placement.n_cells, "chip_tiles": len(placement.used_tiles()),
         "images": n, "round_trips_per_eval": rt, "mvm_vectors_per_eval": vec,
         "chip_eval_warm_s": t_warm, "chip_eval_cold_s": t_cold, "sim_eval_s": t_sim,
+        "chip_eval_warm_full_width_s": t_full,
+        "ratio_chip_warm_full_width_vs_sim": t_full / t_sim,
         "ratio_chip_warm_vs_sim": t_warm / t_sim, "ratio_chip_cold_vs_sim": t_cold / t_sim,
         "mvm_vectors_per_s_warm": vec / t_warm, "program_verify_host_s": t_prog,
         "program_verify_cells_per_s": placement.n_cells / t_prog,
@@ -126,6 +136,8 @@ def main() -> dict:
             (f"chip eval, {n} images, caches rebuilt [s]", f"{t_cold:.2f}"),
             (f"simulator eval, {n} images [s]", f"{t_sim:.3f}"),
             ("chip (warm) / simulator", f"{t_warm / t_sim:.1f}x"),
+            ("chip eval warm, full-width ARR:MVM? [s]", f"{t_full:.2f}"),
+            ("  full-width (warm) / simulator", f"{t_full / t_sim:.1f}x"),
             ("MVM round trips per eval", f"{rt}"),
             ("MVM vectors per eval", f"{vec}"),
             ("MVM vectors per second (warm)", f"{vec / t_warm:.0f}"),

@@ -91,6 +91,11 @@ class LimitedArrayController(_Limited, ArrayController):
         self._check("MVM input voltage", _max_abs(v_rows), "mvm_v_max_v")
         return super().mvm(tile, v_rows)
 
+    def mvm_windows(self, tile: int, windows: list[tuple[int, Any]]) -> list[np.ndarray]:
+        self._check("MVM input voltage", max((_max_abs(v) for _, v in windows), default=0.0),
+                    "mvm_v_max_v")
+        return super().mvm_windows(tile, windows)
+
     def read(self, cells: Any = None, **kwargs: Any) -> Any:
         """Conductance [S] of each cell at the station's read voltage (checked against
         ``limits.read_v_max_v``, then sent with the read: one round trip)."""

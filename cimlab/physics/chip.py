@@ -606,9 +606,13 @@ class ReRAMChip(ChipStateMixin):
         *,
         ir_drop: bool = True,
         read_noise: bool = True,
+        first_row: int | None = None,
     ) -> np.ndarray:
         """Column currents [A] of ``tile`` for row voltages ``v_rows`` [V], shape ``(rows,)``
-        or ``(batch, rows)`` -> ``(cols,)`` or ``(batch, cols)``.
+        or ``(batch, rows)`` -> ``(cols,)`` or ``(batch, cols)``. With ``first_row``,
+        ``v_rows`` (shape ``(n,)`` or ``(batch, n)``) drives the window of rows
+        ``first_row .. first_row + n - 1`` (every other row at 0 V): the same currents as the
+        full vector with zeros elsewhere.
 
         Exact nodal solution with the tile's wire resistances (``ir_drop=False``: ideal wires,
         ``I = v @ G``) plus output-referred read noise with variance
@@ -622,20 +626,33 @@ class ReRAMChip(ChipStateMixin):
         within ``mvm_dlog`` see the same conductances (plus fresh read noise)."""
         self._check_tile(tile)
         v = np.asarray(v_rows, dtype=float)
-        if v.shape[-1:] != (self.rows,) or v.ndim not in (1, 2):
-            raise ValueError(f"v_rows must have shape ({self.rows},) or (batch, {self.rows}), "
-                             f"got {v.shape}")
+        n = v.shape[-1] if v.ndim in (1, 2) else -1
+        if first_row is None:
+            first = 0
+            if n != self.rows:
+                raise ValueError(f"v_rows must have shape ({self.rows},) or (batch, "
+                                 f"{self.rows}), got {v.shape}")
+        else:
+            first = int(first_row)
+            if v.ndim not in (1, 2) or not (0 <= first and 1 <= n <= self.rows - first):
+                raise ValueError(f"v_rows must have shape (n,) or (batch, n) with 1 <= n <= "
+                                 f"{self.rows} - first_row, first_row >= 0; got {v.shape} "
+                                 f"and first_row {first_row}")
         if not np.all(np.isfinite(v)):
             raise ValueError("v_rows must be finite")
         self._now(now_s)
         c = self._tile_state(int(tile))
         t, g, s2 = c.t, c.g, c.s2
+        rows = np.arange(self.rows)
+        if n < self.rows:  # a window of rows: the others are at 0 V
+            sl = slice(first, first + n)
+            t, g, s2, rows = t[:, sl], g[sl], s2[sl], rows[sl]
         # rows held at 0 V on every vector add no current and no noise: leave them out of the
         # products (a network layer drives rows_per_mvm of the tile's rows)
         active = np.flatnonzero(np.any(v != 0.0, axis=0) if v.ndim == 2 else v != 0.0)
-        rows = np.arange(self.rows)
-        if active.size < self.rows:
-            v, t, g, s2, rows = v[..., active], t[:, active], g[active], s2[active], active
+        if active.size < rows.size:
+            v, t, g, s2, rows = (v[..., active], t[:, active], g[active], s2[active],
+                                 rows[active])
         i = v @ t.T if ir_drop else v @ g
         if read_noise:
             sd = np.sqrt((v * v) @ s2)

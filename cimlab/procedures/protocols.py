@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -85,6 +85,19 @@ class SourceMeter(Protocol):
 
     def disable_source(self) -> None:
         """Output off."""
+        ...
+
+
+@runtime_checkable
+class RowWindowMVM(Protocol):
+    """An array that drives row windows only in its MVMs (protocol 1.3, ``ARR:MVM:ROWS?``):
+    only the driven rows' voltages travel. Optional: chip-in-the-loop falls back to
+    :meth:`CellArray.mvm` with full-width vectors without it."""
+
+    last_round_trips: int
+
+    def mvm_windows(self, tile: int, windows: list[tuple[int, Any]]) -> list[np.ndarray]:
+        """Column currents [A] per window ``(first_row, v (vectors, n) [V])``."""
         ...
 
 

@@ -15,9 +15,11 @@ A layer's forward (the same signal chain as the simulator's tiled forward, paper
    ``2**(bits-1) - 1`` steps per polarity, unsigned ``2**bits - 1``), exactly as
    :class:`cimlab.sim.layers.AnalogLayer`; code ``u`` in [-1, 1] becomes ``u * v_fs`` volts.
    Convolutions are unrolled into patches (``F.unfold``: one input vector per output pixel).
-2. Per chip tile, ONE ``ARR:MVM?`` round trip per forward batch: the vectors of every logical
+2. Per chip tile, ONE MVM round trip per forward batch: the vectors of every logical
    tile (row group) of this layer on that chip tile are stacked in one batch, each driving only
-   its group's ``rows_per_mvm`` rows (all other rows at 0 V). Negative inputs: ``two_phase``
+   its group's ``rows_per_mvm`` rows (all other rows at 0 V); with ``ARR:MVM:ROWS?``
+   (protocol 1.3, ``ChipConfig.row_windows``) only those rows' voltages travel, else
+   full-width ``ARR:MVM?`` vectors. Negative inputs: ``two_phase``
    (default) applies the positive parts and the magnitudes of the negative parts as two
    vectors of non-negative voltages in the same batch (unipolar row drivers, as most 1T1R
    macros); the column integrator accumulates the first and subtracts the second before one
@@ -55,7 +57,7 @@ from torch.nn import functional as F
 
 from cimlab.errors import ConfigError
 from cimlab.params import check, param
-from cimlab.procedures.protocols import CellArray
+from cimlab.procedures.protocols import CellArray, RowWindowMVM
 from cimlab.sim.layer_tree import enable_only, layers_of, replace_submodule
 from cimlab.sim.layers import converter_levels
 from cimlab.sim.placement import LayerPlacement, NetworkPlacement
@@ -75,6 +77,9 @@ class ChipConfig:
                             doc="negative inputs: two non-negative phases, or bipolar rows")
     max_vectors: int = param(1 << 17, unit="1", lo=1,
                              doc="largest MVM batch per command (bigger batches are split)")
+    row_windows: bool = param(True, doc="send only the driven rows of each logical tile "
+                              "(ARR:MVM:ROWS?, protocol 1.3) when the array supports it; "
+                              "False: full-width vectors (ARR:MVM?)")
 
     def __post_init__(self) -> None:
         check(self)
@@ -103,6 +108,24 @@ class ChipBackend:
             if self.keep_log:
                 self.log.append((layer, int(tile), min(step, v.shape[0] - i)))
         return np.concatenate(out, axis=0) if len(out) > 1 else out[0]
+
+    @property
+    def windows(self) -> bool:
+        """The array drives row windows (``ARR:MVM:ROWS?``) and the config allows it."""
+        return self.config.row_windows and isinstance(self.array, RowWindowMVM)
+
+    def mvm_windows(self, tile: int, windows: list[tuple[int, np.ndarray]],
+                    layer: str = "") -> list[np.ndarray]:
+        """Column currents [A] of chip ``tile`` per row window ``(first_row, v)`` [V]: only the
+        driven rows travel (protocol 1.3); one round trip per message-sized part."""
+        assert isinstance(self.array, RowWindowMVM)
+        out = self.array.mvm_windows(int(tile), windows)
+        n = sum(v.shape[0] for _, v in windows)
+        self.round_trips += int(self.array.last_round_trips)
+        self.vectors += n
+        if self.keep_log:
+            self.log.append((layer, int(tile), n))
+        return [np.asarray(o, dtype=np.float64) for o in out]
 
 
 class ChipLayer(nn.Module):
@@ -251,8 +274,10 @@ class ChipLayer(nn.Module):
             v[:, row0:row0 + rl] = src[:, idx] * cfg.v_fs
             return v
 
+        windowed = self.backend.windows
         for tile, groups in self._groups.items():
             blocks, spans = [], []
+            wins: list[tuple[int, np.ndarray]] = []
             for rt, ct, row0 in groups:
                 idx = self._row_index[rt]
                 with_bias = lay.has_bias and rt == lay.bias_tile
@@ -261,17 +286,30 @@ class ChipLayer(nn.Module):
                     src = unit_bias if bias_extra else aug[:1]
                 else:
                     src = aug
-                v = volts(src, idx, row0)
-                if two and not only_bias:
-                    blocks += [np.maximum(v, 0.0), np.maximum(-v, 0.0)]
+                if windowed:  # only the rows this logical tile uses (not its empty tail)
+                    n_used = int(np.flatnonzero(idx != k + 1).max(initial=-1)) + 1
+                    v = src[:, idx[:n_used]] * cfg.v_fs
                 else:
-                    blocks.append(v)
+                    v = volts(src, idx, row0)
+                group = []
+                if two and not only_bias:
+                    group += [np.maximum(v, 0.0), np.maximum(-v, 0.0)]
+                else:
+                    group.append(v)
                 extra = with_bias and bias_extra and not only_bias
                 if extra:
-                    blocks.append(volts(unit_bias, idx, row0))
+                    group.append(unit_bias[:, idx[:v.shape[1]]] * cfg.v_fs if windowed
+                                 else volts(unit_bias, idx, row0))
+                if windowed:
+                    wins.append((row0, np.concatenate(group, axis=0)))
+                else:
+                    blocks += group
                 spans.append((rt, ct, src.shape[0], two and not only_bias, extra,
                               bias_u if (bias_extra and only_bias) else 1.0))
-            cur = self.backend.mvm(tile, np.concatenate(blocks, axis=0), self.layer_name)
+            if windowed:
+                cur = np.concatenate(self.backend.mvm_windows(tile, wins, self.layer_name))
+            else:
+                cur = self.backend.mvm(tile, np.concatenate(blocks, axis=0), self.layer_name)
             pos = 0
             for rt, ct, nv, is_two, extra, scale in spans:
                 i_t = cur[pos:pos + nv] * scale

@@ -80,6 +80,37 @@ def test_mvm_batch_over_the_message_limit_is_split(bench, array, clock, monkeypa
     assert np.allclose(i, exact, rtol=0.05, atol=5e-7)
 
 
+def test_mvm_row_windows_through_visa_match_exact_physics(bench, array, clock, monkeypatch):
+    """ARR:MVM:ROWS? (protocol 1.3): each window's currents are the exact physics of the
+    full-width vector with 0 V elsewhere; split at the message limit like ARR:MVM?, one MVM
+    time per vector; malformed windows are refused with the protocol's errors."""
+    from cimlab.instruments.drivers import array_controller
+
+    array.enable()
+    _, rows, cols = array.geometry
+    rng = np.random.default_rng(6)
+    wins = [(0, rng.uniform(0, 0.2, (3, 10))), (64, rng.uniform(0, 0.2, (5, 64))),
+            (250, rng.uniform(0, 0.2, (2, 6)))]
+    monkeypatch.setattr(array_controller, "MAX_MESSAGE_BYTES",
+                        array_controller._MESSAGE_OVERHEAD + 4 * 4 * 64)  # 4 x 64 values
+    t0 = clock.now()
+    out = array.mvm_windows(1, wins)
+    t = bench.world.timing
+    assert array.last_round_trips == 2  # (3x10 + 3x64) and (2x64 + 2x6) values
+    assert clock.now() - t0 == pytest.approx(array.last_round_trips * t.command_s + 10 * t.mvm_s)
+    for (first, v), i in zip(wins, out, strict=True):
+        full = np.zeros((v.shape[0], rows))
+        full[:, first:first + v.shape[1]] = v.astype(np.float32)
+        assert i.shape == (v.shape[0], cols)
+        exact = bench.chip.truth.mvm_exact(1, full)
+        assert np.allclose(i, exact, rtol=0.05, atol=5e-7)
+    for bad, code in [(b"#14" + np.array([250], "<u4").tobytes(), "-220"),      # not 3 values
+                      (b"#212" + np.array([250, 10, 1], "<u4").tobytes(), "-222")]:  # past row 255
+        array.write_bytes(b"ARR:MVM:ROWS? 0," + bad + b",#14" + b"\x00" * 4 + b"\n")
+        assert array.read() == "#10"           # an empty block answers a refused query
+        assert array.ask("SYST:ERR?").startswith(code)
+
+
 def test_timing_is_charged(bench, array, clock):
     array.enable()
     t = bench.world.timing

@@ -152,6 +152,24 @@ def test_array_mvm_single_and_batch():
     np.testing.assert_allclose(out[1], np.array([3, 4, 5]) * 1e-6, rtol=1e-6)
 
 
+def test_array_mvm_windows_send_only_the_driven_rows():
+    """ARR:MVM:ROWS? (protocol 1.3): one u32 block of (first row, rows, vectors) per window,
+    one f32 block of the windows' voltages, one reply split back per window."""
+    wa = np.array([[0.1, 0.2, 0.3]])                    # 1 vector on rows 4..6
+    wb = np.array([[0.05], [0.0]])                      # 2 vectors on row 200
+    spec = u4([4, 3, 1, 200, 1, 2])
+    volts = f4(np.r_[wa.ravel(), wb.ravel()])
+    with expected_protocol(
+        ArrayController,
+        [(b"ARR:MVM:ROWS? 2," + spec + b"," + volts + b"\n",
+          f4(np.arange(6) * 1e-6) + b"\n")],
+    ) as arr:
+        a, b = arr.mvm_windows(2, [(4, wa), (200, wb)])
+        assert arr.last_round_trips == 1
+    assert a.shape == (1, 2) and b.shape == (2, 2)
+    np.testing.assert_allclose(b[1], [4e-6, 5e-6], rtol=1e-6)
+
+
 def test_array_select_deselect_shutdown():
     ok = ("SYST:ERR?", '0,"No error"')
     with expected_protocol(

@@ -150,3 +150,21 @@ def test_mvm_argument_errors(chip4, ticker):
         chip4.mvm(0, np.zeros(5), ticker())
     with pytest.raises(IndexError):
         chip4.mvm(99, np.zeros(chip4.rows), ticker())
+
+
+def test_mvm_row_window_equals_the_full_vector_with_zeros(chip4, ticker):
+    """A window of rows (first_row) gives exactly the currents of the full-width vector with
+    0 V elsewhere, read noise included (the same draws from the same generator state)."""
+    import copy
+
+    rng = np.random.default_rng(5)
+    v = rng.uniform(0.0, 0.1, (7, 3))
+    full = np.zeros((7, chip4.rows))
+    full[:, 2:5] = v
+    now = ticker()
+    twin = copy.deepcopy(chip4)
+    a = chip4.mvm(1, v, now, first_row=2)
+    b = twin.mvm(1, full, now)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="first_row"):
+        chip4.mvm(1, v, now, first_row=chip4.rows - 2)

@@ -63,6 +63,8 @@ class ArrayController(ErrorCheckingMixin, SCPIMixin, Instrument):
     def __init__(self, adapter: Any, name: str = "array controller", **kwargs: Any):
         super().__init__(adapter, name, **kwargs)
         tune_connection(self)
+        #: round trips of the last :meth:`mvm_windows` call
+        self.last_round_trips = 0
 
     @classmethod
     def open(cls, address: str, backend: str = "@py", timeout_s: float = 10.0,
@@ -239,6 +241,62 @@ class ArrayController(ErrorCheckingMixin, SCPIMixin, Instrument):
         parts = [self._mvm_message(tile, v[i:i + per_message])
                  for i in range(0, v.shape[0], per_message)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def mvm_windows(self, tile: int, windows: list[tuple[int, Any]]) -> list[np.ndarray]:
+        """Column currents [A] of ``tile`` for inputs that drive row windows only (every
+        other row at 0 V): ``windows`` is a list of ``(first_row, v)`` with ``v`` of shape
+        ``(vectors, n)`` [V] for rows ``first_row .. first_row + n - 1``; returns one
+        ``(vectors, cols)`` array per window. ``ARR:MVM:ROWS?`` (protocol 1.3): one round
+        trip for all windows, or one per message-sized part; only the driven rows travel,
+        so a layer that drives 10 of 256 rows sends 10 voltages per vector, not 256."""
+        tile = int(tile)
+        if tile < 0:
+            raise ValueError("tile must be >= 0")
+        items: list[tuple[int, np.ndarray]] = []
+        for first, v_w in windows:
+            v = np.asarray(v_w, dtype=float)
+            if v.ndim != 2 or v.shape[0] == 0 or v.shape[1] == 0 or int(first) < 0:
+                raise ValueError("each window needs first_row >= 0 and v of shape "
+                                 "(vectors, rows) with both > 0")
+            if not np.all(np.isfinite(v)):
+                raise ValueError("window voltages must be finite")
+            items.append((int(first), v))
+        if not items:
+            return []
+        budget = (MAX_MESSAGE_BYTES - _MESSAGE_OVERHEAD) // np.dtype(VALUE_DTYPE).itemsize
+        # message-sized parts: windows split by vectors where one alone is too big
+        parts: list[list[tuple[int, int, np.ndarray]]] = [[]]   # (window, first, v)
+        used = 0
+        for w_i, (first, v) in enumerate(items):
+            per = max(1, budget // v.shape[1] - 1)
+            for a in range(0, v.shape[0], per):
+                chunk = v[a:a + per]
+                if parts[-1] and used + chunk.size + 3 > budget:
+                    parts.append([])
+                    used = 0
+                parts[-1].append((w_i, first, chunk))
+                used += chunk.size + 3
+        out: list[list[np.ndarray]] = [[] for _ in items]
+        for part in parts:
+            spec = np.array([[f, c.shape[1], c.shape[0]] for _, f, c in part], dtype=np.int64)
+            command = f"ARR:MVM:ROWS? {tile},<{len(part)} windows>,<voltages>"
+            self._last_command = command
+            self.write_bytes(f"ARR:MVM:ROWS? {tile},".encode()
+                             + block(spec.reshape(-1), CELL_DTYPE) + b","
+                             + block(np.concatenate([c.reshape(-1) for _, _, c in part]),
+                                     VALUE_DTYPE) + b"\n")
+            i = read_block(self, VALUE_DTYPE, command).astype(float)
+            n_vec = int(spec[:, 2].sum())
+            if n_vec == 0 or i.size % n_vec:
+                raise InstrumentError(f"{self.name}: {command}: {i.size} currents for "
+                                      f"{n_vec} inputs")
+            i = i.reshape(n_vec, -1)
+            pos = 0
+            for w_i, _, c in part:
+                out[w_i].append(i[pos:pos + c.shape[0]])
+                pos += c.shape[0]
+        self.last_round_trips = len(parts)
+        return [o[0] if len(o) == 1 else np.concatenate(o) for o in out]
 
     def _mvm_message(self, tile: int, v: np.ndarray) -> np.ndarray:
         """One ``ARR:MVM?`` round trip for the ``(batch, rows)`` inputs ``v``."""

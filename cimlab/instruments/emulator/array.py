@@ -28,6 +28,8 @@ from cimlab.params import check, from_dict, param, to_dict
 
 CELL_DTYPE = "<u4"
 VALUE_DTYPE = "<f4"
+#: most row windows in one ``ARR:MVM:ROWS?`` (protocol 1.3; more: -223)
+MAX_MVM_WINDOWS = 4096
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class ArrayControllerEmulator(Instrument):
         c("ARRay:PULSe", query=self._q_pulse, block_reply=True)
         c("ARRay:READ", query=self._q_read, block_reply=True)
         c("ARRay:MVM", query=self._q_mvm, block_reply=True)
+        c("ARRay:MVM:ROWS", query=self._q_mvm_rows, block_reply=True)
         c("ARRay:VREad", write=self._w_vread, query=lambda p: fmt(self.v_read))
         c("ARRay:COMPliance:GATE", query=self._q_compliance_gate)
         c("ARRay:ITIMe", query=lambda p: fmt(self.world.busy_s.get(self.NAME, 0.0), "{:.12g}"))
@@ -187,6 +190,39 @@ class ArrayControllerEmulator(Instrument):
         currents = w.chip.mvm(tile, v.reshape(batch, self.rows).astype(np.float64), w.now_s)
         w.charge(self.NAME, w.timing.command_s + batch * w.timing.mvm_s)
         return encode_block(np.asarray(currents, dtype=VALUE_DTYPE).reshape(-1))
+
+    def _q_mvm_rows(self, p: list[Param]) -> bytes:
+        """``ARR:MVM:ROWS? <tile>,<windows>,<v_in>`` (protocol 1.3): MVMs driving row windows
+        only (every other row at 0 V). ``<windows>``: u32 block of (first row, rows, vectors)
+        per window; ``<v_in>``: f32 block, window after window, ``vectors x rows`` each."""
+        tile_p, win_p, v_p = expect(p, 3, "ARR:MVM:ROWS?")
+        tile = tile_p.integer(lo=0, hi=self.n_tiles - 1)
+        win = win_p.array(CELL_DTYPE).astype(np.int64)
+        if win.size == 0 or win.size % 3:
+            raise ScpiError(-220, "windows: (first row, rows, vectors) per window, "
+                            f"a multiple of 3 values; got {win.size}")
+        if win.size // 3 > MAX_MVM_WINDOWS:
+            raise ScpiError(-223, f"{win.size // 3} windows (at most {MAX_MVM_WINDOWS})")
+        win = win.reshape(-1, 3)
+        first, count, nvec = win[:, 0], win[:, 1], win[:, 2]
+        if np.any(count < 1) or np.any(nvec < 1) or np.any(first + count > self.rows):
+            raise ScpiError(-222, f"a window outside rows 0..{self.rows - 1} or empty")
+        v = v_p.array(VALUE_DTYPE)
+        need = int(np.sum(count * nvec))
+        if v.size != need:
+            raise ScpiError(-220, f"{v.size} input voltages for windows of {need}")
+        lim = self.range.v_mvm_max_v
+        if not np.all(np.isfinite(v)) or np.abs(v).max() > lim:
+            raise ScpiError(-222, f"input voltage outside [-{lim:g}, {lim:g}]")
+        self._need_output()
+        w = self.world
+        out, pos = [], 0
+        for f, n_rows, n_vec in win:  # one instant: the chip's clock does not move between
+            block = v[pos:pos + n_rows * n_vec].reshape(n_vec, n_rows).astype(np.float64)
+            pos += n_rows * n_vec
+            out.append(w.chip.mvm(tile, block, w.now_s, first_row=int(f)))
+        w.charge(self.NAME, w.timing.command_s + int(nvec.sum()) * w.timing.mvm_s)
+        return encode_block(np.concatenate(out).astype(VALUE_DTYPE).reshape(-1))
 
     def _read_voltage(self, v: Param) -> float:
         value = v.number(lo=0.0, hi=self.range.v_read_max_v)
