@@ -156,6 +156,9 @@ class SettleConfig:
         if 0.0 < self.bake_temp_c <= self.room_c:
             raise ConfigError(None, "bake_temp_c", f"0 or > room_c = {self.room_c:g} C",
                               self.bake_temp_c)
+        if self.bake_soak_s > 0 and self.bake_temp_c <= 0:
+            raise ConfigError(None, "bake_soak_s", "0 without a bake (bake_temp_c = 0)",
+                              self.bake_soak_s)
 
     def waits_s(self) -> np.ndarray:
         """The waits [s] before each check, summing to ``total_wait_s``: 'end' (time left

@@ -104,3 +104,12 @@ def test_program_verify_flag_errors_use_the_flag_and_its_unit(capsys, flags, wan
         assert w in err
     for si in ("g_max_siemens", "g_min_siemens", "tolerance_siemens", "n_reads", "0.004"):
         assert si not in err
+
+
+@pytest.mark.parametrize("hold", ["1,abc", "-5", "inf"])
+def test_program_verify_hold_delays_are_checked_before_the_bench(capsys, hold):
+    with pytest.raises(SystemExit) as exc:
+        main(["program-verify", "--hold", hold])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--hold" in err and ("seconds separated by commas" in err or "delays >= 0" in err)

@@ -216,6 +216,8 @@ def test_bake_plan_gives_each_wait_by_its_ramps_and_soak():
     assert sc.bake_plan(1e10, amb, rate)[1] > 60.0          # hottest bake, longer soak
     with pytest.raises(ConfigError):
         SettleConfig(bake_temp_c=20.0, bake_soak_s=60.0)
+    with pytest.raises(ConfigError, match="bake_soak_s"):
+        SettleConfig(bake_soak_s=60.0)                      # tempered bakes need an oven
 
 
 def test_tempered_bake_settle_ages_as_planned_and_holds_after_use(station):
