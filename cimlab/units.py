@@ -10,6 +10,10 @@ from __future__ import annotations
 #: Celsius scale (BIPM, The International System of Units, 9th ed., 2019, section 2.3.1).
 KELVIN_OFFSET = 273.15
 
+#: Boltzmann constant [eV/K], exact since the 2019 SI redefinition (CODATA 2018): the one
+#: value of every Arrhenius factor (chip physics, device model, settle bakes).
+K_B_EV = 8.617333262e-5
+
 
 def c_to_k(temp_c: float) -> float:
     """Degrees Celsius to kelvin [K]."""

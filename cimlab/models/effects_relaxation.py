@@ -27,9 +27,7 @@ from cimlab.models.effects_forms import (
 )
 from cimlab.models.params import FitInfo
 from cimlab.params import check, param
-
-#: Boltzmann constant [eV/K] (CODATA 2018, exact).
-K_B_EV = 8.617333262e-5
+from cimlab.units import K_B_EV
 
 
 @dataclass(frozen=True)

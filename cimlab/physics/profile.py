@@ -36,9 +36,7 @@ import numpy as np
 from cimlab.errors import ConfigError
 from cimlab.params import check, from_dict, load_toml, param
 from cimlab.transistor import square_law_current, square_law_gate_voltage
-
-#: Boltzmann constant [eV/K] (CODATA 2018, exact).
-K_B_EV = 8.617333262e-5
+from cimlab.units import K_B_EV
 
 
 @dataclass(frozen=True)

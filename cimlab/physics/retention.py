@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 
-from cimlab.physics.profile import K_B_EV, Retention
+from cimlab.physics.profile import Retention
+from cimlab.units import K_B_EV
 
 
 def acceleration(retention: Retention, temperature_k: float, t_room_k: float) -> float:

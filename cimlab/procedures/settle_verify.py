@@ -75,10 +75,8 @@ from cimlab.procedures.protocols import (
 )
 from cimlab.procedures.pulse_response import ResponseModel, measure_pulse_response
 from cimlab.procedures.verify_config import ProgramVerifyConfig
-from cimlab.units import KELVIN_OFFSET
+from cimlab.units import K_B_EV, KELVIN_OFFSET
 
-#: Boltzmann constant [eV/K] (CODATA 2018)
-K_B_EV = 8.617333262e-5
 #: Oven poll interval of a tempered bake [s]: the soak starts at the first poll within
 #: 0.5 K of the setpoint, so a poll of 1 s at a 0.5 K/s ramp overshoots the plan by <= 1 s
 BAKE_POLL_S = 1.0
