@@ -181,9 +181,7 @@ class ArrayControllerEmulator(Instrument):
         v = v_p.array(VALUE_DTYPE)
         if v.size == 0 or v.size % self.rows:
             raise ScpiError(-220, f"{v.size} input voltages is not a multiple of {self.rows} rows")
-        lim = self.range.v_mvm_max_v
-        if not np.all(np.isfinite(v)) or np.abs(v).max() > lim:
-            raise ScpiError(-222, f"input voltage outside [-{lim:g}, {lim:g}]")
+        self._check_mvm_voltages(v)
         self._need_output()
         batch = v.size // self.rows
         w = self.world
@@ -211,9 +209,7 @@ class ArrayControllerEmulator(Instrument):
         need = int(np.sum(count * nvec))
         if v.size != need:
             raise ScpiError(-220, f"{v.size} input voltages for windows of {need}")
-        lim = self.range.v_mvm_max_v
-        if not np.all(np.isfinite(v)) or np.abs(v).max() > lim:
-            raise ScpiError(-222, f"input voltage outside [-{lim:g}, {lim:g}]")
+        self._check_mvm_voltages(v)
         self._need_output()
         w = self.world
         out, pos = [], 0
@@ -223,6 +219,12 @@ class ArrayControllerEmulator(Instrument):
             out.append(w.chip.mvm(tile, block, w.now_s, first_row=int(f)))
         w.charge(self.NAME, w.timing.command_s + int(nvec.sum()) * w.timing.mvm_s)
         return encode_block(np.concatenate(out).astype(VALUE_DTYPE).reshape(-1))
+
+    def _check_mvm_voltages(self, v: np.ndarray) -> None:
+        """-222 unless every MVM input voltage is finite and within the board's range."""
+        lim = self.range.v_mvm_max_v
+        if not np.all(np.isfinite(v)) or np.abs(v).max() > lim:
+            raise ScpiError(-222, f"input voltage outside [-{lim:g}, {lim:g}]")
 
     def _read_voltage(self, v: Param) -> float:
         value = v.number(lo=0.0, hi=self.range.v_read_max_v)
