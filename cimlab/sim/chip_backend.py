@@ -114,17 +114,27 @@ class ChipBackend:
         """The array drives row windows (``ARR:MVM:ROWS?``) and the config allows it."""
         return self.config.row_windows and isinstance(self.array, RowWindowMVM)
 
-    def mvm_windows(self, tile: int, windows: list[tuple[int, np.ndarray]],
+    def mvm_windows(self, tile: int, windows: list[tuple[int, np.ndarray]], rows: int,
                     layer: str = "") -> list[np.ndarray]:
-        """Column currents [A] of chip ``tile`` per row window ``(first_row, v)`` [V]: only the
-        driven rows travel (protocol 1.3); one round trip per message-sized part."""
+        """Column currents [A] of chip ``tile`` (``rows`` rows) per row window
+        ``(first_row, v (vectors, n))`` [V], every other row at 0 V. With :attr:`windows` only
+        the driven rows travel (``ARR:MVM:ROWS?``, protocol 1.3; one round trip per
+        message-sized part); otherwise the windows go out as full-width vectors in one
+        :meth:`mvm` (``ARR:MVM?``)."""
+        n = [v.shape[0] for _, v in windows]
+        if not self.windows:
+            full = np.zeros((sum(n), int(rows)))
+            pos = 0
+            for (first, v), k in zip(windows, n, strict=True):
+                full[pos:pos + k, first:first + v.shape[1]] = v
+                pos += k
+            return np.split(self.mvm(tile, full, layer), np.cumsum(n)[:-1])
         assert isinstance(self.array, RowWindowMVM)
         out = self.array.mvm_windows(int(tile), windows)
-        n = sum(v.shape[0] for _, v in windows)
         self.round_trips += int(self.array.last_round_trips)
-        self.vectors += n
+        self.vectors += sum(n)
         if self.keep_log:
-            self.log.append((layer, int(tile), n))
+            self.log.append((layer, int(tile), sum(n)))
         return [np.asarray(o, dtype=np.float64) for o in out]
 
 
@@ -247,7 +257,6 @@ class ChipLayer(nn.Module):
         lp, lay = self.placement, self.layout
         m_vec = u.shape[0]
         k = lay.k
-        rl = lay.rows
         s_n, out = lp.slices, lp.out
         per_col = lay.per_col
         n_rows_chip = self.chip_rows
@@ -269,15 +278,9 @@ class ChipLayer(nn.Module):
         psum = np.zeros((nt, m_vec, s_n, lay.n_col_tiles * per_col))
         used = 2 * s_n * per_col
 
-        def volts(src: np.ndarray, idx: np.ndarray, row0: int) -> np.ndarray:
-            v = np.zeros((src.shape[0], n_rows_chip))
-            v[:, row0:row0 + rl] = src[:, idx] * cfg.v_fs
-            return v
-
-        windowed = self.backend.windows
         for tile, groups in self._groups.items():
-            blocks, spans = [], []
             wins: list[tuple[int, np.ndarray]] = []
+            spans = []
             for rt, ct, row0 in groups:
                 idx = self._row_index[rt]
                 with_bias = lay.has_bias and rt == lay.bias_tile
@@ -286,30 +289,19 @@ class ChipLayer(nn.Module):
                     src = unit_bias if bias_extra else aug[:1]
                 else:
                     src = aug
-                if windowed:  # only the rows this logical tile uses (not its empty tail)
-                    n_used = int(np.flatnonzero(idx != k + 1).max(initial=-1)) + 1
-                    v = src[:, idx[:n_used]] * cfg.v_fs
-                else:
-                    v = volts(src, idx, row0)
-                group = []
-                if two and not only_bias:
-                    group += [np.maximum(v, 0.0), np.maximum(-v, 0.0)]
-                else:
-                    group.append(v)
+                # the rows this logical tile uses (not its empty tail); all others at 0 V
+                rows_used = idx[:int(np.flatnonzero(idx != k + 1).max(initial=-1)) + 1]
+                v = src[:, rows_used] * cfg.v_fs
+                group = ([np.maximum(v, 0.0), np.maximum(-v, 0.0)] if two and not only_bias
+                         else [v])
                 extra = with_bias and bias_extra and not only_bias
                 if extra:
-                    group.append(unit_bias[:, idx[:v.shape[1]]] * cfg.v_fs if windowed
-                                 else volts(unit_bias, idx, row0))
-                if windowed:
-                    wins.append((row0, np.concatenate(group, axis=0)))
-                else:
-                    blocks += group
+                    group.append(unit_bias[:, rows_used] * cfg.v_fs)
+                wins.append((row0, np.concatenate(group, axis=0)))
                 spans.append((rt, ct, src.shape[0], two and not only_bias, extra,
                               bias_u if (bias_extra and only_bias) else 1.0))
-            if windowed:
-                cur = np.concatenate(self.backend.mvm_windows(tile, wins, self.layer_name))
-            else:
-                cur = self.backend.mvm(tile, np.concatenate(blocks, axis=0), self.layer_name)
+            cur = np.concatenate(self.backend.mvm_windows(tile, wins, n_rows_chip,
+                                                          self.layer_name))
             pos = 0
             for rt, ct, nv, is_two, extra, scale in spans:
                 i_t = cur[pos:pos + nv] * scale
