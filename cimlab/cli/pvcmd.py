@@ -272,7 +272,7 @@ def _program_verify(args: argparse.Namespace) -> int:
             summary.setdefault("round_trips", ops.round_trips)
             if args.hold:
                 held = within_tolerance_at(ops, st.clock, cells, target, cfg.tolerance_siemens,
-                                           delays_s=args.hold, mask=~_stuck(res, cells.size))
+                                           delays_s=args.hold, mask=~res.detected_stuck())
                 summary["held_within_tol_at_s"] = held.measured
             results.append(res)
             summaries.append(summary)
@@ -303,13 +303,6 @@ def _program_verify(args: argparse.Namespace) -> int:
                 "files": [str(f) for f in files]}, text)
     return 0
 
-
-def _stuck(res: Any, n: int) -> Any:
-    """The cells a scheme detected as stuck (none when it does not detect them)."""
-    import numpy as np
-
-    stuck = getattr(res, "stuck", None)
-    return stuck if stuck is not None and stuck.size == n else np.zeros(n, dtype=bool)
 
 
 def _save_program_verify(out: Path, stem: str, settings: dict[str, Any],

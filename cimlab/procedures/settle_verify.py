@@ -267,6 +267,10 @@ class SettleResult:
         return float((self.energy_j.sum() + self.calibration_energy_j)
                      / max(self.cells.size, 1))
 
+    def detected_stuck(self) -> np.ndarray:
+        """Per cell: detected stuck by the verify loop."""
+        return self.stuck
+
     def summary(self) -> dict:
         """Figures for the report table (keys as :meth:`ProgramVerifyResult.summary` where
         they mean the same; ``success_rate`` is the first pass's verify read, the loop's

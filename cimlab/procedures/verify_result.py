@@ -71,11 +71,16 @@ class ProgramVerifyResult:
         """Time [s] of each cell's verify read after its last pulse (NaN: no pulse)."""
         return self.verify_read_time_s - self.last_pulse_time_s
 
+    def detected_stuck(self) -> np.ndarray:
+        """Per cell: detected stuck (all False for a scheme that does not detect them)."""
+        return (self.stuck if self.stuck.size == self.cells.size
+                else np.zeros(self.cells.size, bool))
+
     def summary(self) -> dict[str, Any]:
         """Figures for the report table and the benchmark JSON."""
         err = self.g_verify_siemens - self.target_siemens
         p = self.pulses
-        stuck = self.stuck if self.stuck.size == self.cells.size else np.zeros(p.size, bool)
+        stuck = self.detected_stuck()
         resp = ~stuck
         out: dict[str, Any] = {
             "scheme": self.scheme,
