@@ -127,3 +127,40 @@ def test_fit_tables_provenance_and_hash():
     assert ts2.sha256 == hash_tables([("programming_error", "programmed", df2)])
     assert ts2.sha256 != ts.sha256
     assert dm.window.levels == 10 and dm.window.g_max == pytest.approx(40e-6)
+
+
+def test_read_noise_cis_cover_truth_on_synthetic_pairs():
+    """The read-noise estimator's 95 % CIs are calibrated: 80 data sets the size of the
+    round-trip plan's read fluctuation (1536 cells in 12 levels of 2-40 uS, 16 reads each,
+    white noise sqrt(s0^2 + (s1 g / g_ref)^2) with the default profile's s0 0.075 uS and s1
+    0.4 uS), fitted as `cimlab fit` does. Quadrature (the truth's form) must be chosen in
+    most fits and, where it is, its CIs must cover s0 and s1 at the nominal rate within
+    three binomial standard errors. (Fixed seed; the estimator, not the bench: see
+    benchmarks/fit_coverage.py for the round trip through the emulated instruments.)"""
+    from cimlab.models.fit.read_noise import fit_read_noise
+
+    rng = np.random.default_rng(7)
+    s0, s1 = 0.075e-6, 0.4e-6
+    levels = np.linspace(2e-6, 40e-6, 12)
+    n_cells, reps = 1536, 16
+    cell = np.repeat(np.arange(n_cells), reps)
+    level = cell // (n_cells // levels.size)
+    trials, quad, covered = 80, 0, {"s0": 0, "s1": 0}
+    for _ in range(trials):
+        g_cell = levels[level[::reps]] + 1e-6 * rng.standard_normal(n_cells)
+        g = g_cell[cell]
+        sigma = np.sqrt(s0**2 + (s1 * g / G_REF) ** 2)
+        reads = pd.DataFrame({"cell": cell, "level": level, "repeat": np.tile(np.arange(reps),
+                                                                               n_cells),
+                              "g_siemens": g + sigma * rng.standard_normal(g.size)})
+        rn = fit_read_noise(reads, G_REF)
+        if rn.form != "quadrature":
+            continue
+        quad += 1
+        for name, truth in (("s0", s0), ("s1", s1)):
+            lo, hi = rn.fit.ci95[name]
+            covered[name] += int(lo <= truth <= hi)
+    assert quad >= 0.85 * trials, quad
+    floor = 0.95 - 3.0 * math.sqrt(0.95 * 0.05 / quad)
+    for name, c in covered.items():
+        assert c / quad >= floor, (name, c, quad)
