@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--splits", type=int, default=8,
                     help="random half splits of the cells (seeds seed .. seed+N-1)")
     a = ap.parse_args(argv)
+    if a.splits < 1:
+        ap.error(f"--splits: expected a whole number >= 1, got {a.splits}")
     t_start = time.perf_counter()
     reads = load(a.data)
     splits = [one_split(reads, a.seed + k) for k in range(a.splits)]
