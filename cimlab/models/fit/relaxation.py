@@ -58,6 +58,7 @@ from cimlab.models.fit._stats import (
     wls,
 )
 from cimlab.models.params import Z95, FitInfo
+from cimlab.params import bounds_of
 
 _U = 1e-6
 REQUIRED = ("level", "g0_siemens", "time_s", "g_siemens")
@@ -74,6 +75,18 @@ ROOM_TOLERANCE_K = 5.0
 TABLE_SMOOTH = 0.5
 #: The drift's centre (where means relax to) is fitted inside 0 .. GC_MAX g_ref.
 GC_MAX = 1.5
+
+
+def drift_amplitude_bounds_u() -> tuple[float, float]:
+    """Bounds [uS per decade] of a fitted drift amplitude ``m_max``: the model's own range
+    (:class:`Relaxation`'s ``m_max``), so every fitted drift can be written as a model. A
+    tanh drift whose width is far wider than the measured levels is a straight line there:
+    only ``m_max / g_width`` is determined and the amplitude runs off; bounded, it stops at
+    the range with the same slope instead of failing the whole fit."""
+    lo, hi = bounds_of(Relaxation, "m_max")
+    return lo / _U, hi / _U
+
+
 #: Groups closer than this many standard deviations to zero conductance are censored.
 CENSOR_SIGMAS = 3.0
 
@@ -398,15 +411,17 @@ def _fit_once(
     # sign below the measured levels; a form whose centre ends at this bound is not taken
     gc_lo, gc_hi = 0.0, GC_MAX * g_ref_u
     gc0 = float(np.clip(gc_lin, gc_lo + 1e-3 * g_ref_u, gc_hi - 1e-3 * g_ref_u))
+    m_lo, m_hi = drift_amplitude_bounds_u()
     at_bound: list[str] = []
     for mform in mean_forms:
         if mform == "linear":
             p0 = [m_lin, gc0]
-            lo, hi = [-np.inf, gc_lo], [np.inf, gc_hi]
+            lo, hi = [m_lo, gc_lo], [m_hi, gc_hi]
         else:
             amp = float(np.max(np.abs(slopes))) * (1.0 if m_lin >= 0 else -1.0)
             p0 = [amp, gc0, max(0.25 * float(np.ptp(g_lvl)), 0.1)]
-            lo, hi = [-np.inf, gc_lo, 1e-3], [np.inf, gc_hi, 10 * g_ref_u]
+            lo, hi = [m_lo, gc_lo, 1e-3], [m_hi, gc_hi, 10 * g_ref_u]
+        p0[0] = float(np.clip(p0[0], 0.5 * m_lo, 0.5 * m_hi))
 
         def mres(p, mform=mform):
             b = p[:n_lev]

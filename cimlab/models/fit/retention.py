@@ -81,6 +81,7 @@ from cimlab.models.fit.relaxation import (
     _rate,
     _scale,
     censored,
+    drift_amplitude_bounds_u,
 )
 from cimlab.models.params import Z95, FitInfo
 from cimlab.units import KELVIN_OFFSET
@@ -124,6 +125,7 @@ def _fit_drift(cum: pd.DataFrame, g_u: np.ndarray, L: np.ndarray, g_ref_u: float
     0 .. 1.5 g_ref (see :data:`cimlab.models.fit.relaxation.GC_MAX`)."""
     y = cum["mean"].to_numpy() / _U
     se = np.sqrt(np.maximum(cum["var"].to_numpy(), 1e-30) / cum["n"].to_numpy()) / _U
+    m_lo, m_hi = drift_amplitude_bounds_u()
     ok = np.isfinite(y) & (L > 0)
     slope = np.where(ok, y / np.where(L > 0, L, 1.0), 0.0)
     best = None
@@ -132,14 +134,14 @@ def _fit_drift(cum: pd.DataFrame, g_u: np.ndarray, L: np.ndarray, g_ref_u: float
             amp = float(np.median(np.abs(slope[ok]))) if ok.any() else 1.0
             below = ok & (g_u < gc0)
             sign = -1.0 if below.any() and np.mean(slope[below]) < 0 else 1.0
-            p0 = [sign * max(amp, 1e-6), gc0, w0 * g_ref_u]
+            p0 = [float(np.clip(sign * max(amp, 1e-6), 0.5 * m_lo, 0.5 * m_hi)), gc0,
+                  w0 * g_ref_u]
             r = ((y - _drift("tanh", np.asarray(p0), g_u, g_ref_u) * L) / se)[ok]
             c2 = float(r @ r)
             if best is None or c2 < best[0]:
                 best = (c2, p0)
     return wls(lambda p: ((y - _drift("tanh", np.asarray(p), g_u, g_ref_u) * L) / se)[ok],
-               best[1], bounds=([-np.inf, 0.0, 1e-3], [np.inf, GC_MAX * g_ref_u,
-                                                        10 * g_ref_u]))
+               best[1], bounds=([m_lo, 0.0, 1e-3], [m_hi, GC_MAX * g_ref_u, 10 * g_ref_u]))
 
 
 def _first_rel_se(r: Relaxation, names: tuple[str, ...]) -> float | None:
@@ -517,6 +519,9 @@ def _fit_once(
         drift_fit = _fit_drift(cum, g_c / _U, Lc, g_ref_u)
         m_mod = _drift("tanh", drift_fit.params, g_c / _U, g_ref_u) * Lc
         notes.append("mean shift: drift law (tanh towards g_center) fitted to the bake means")
+        if np.any(np.isclose(drift_fit.params[0], drift_amplitude_bounds_u(), rtol=1e-6)):
+            notes.append("drift amplitude m_max at the model's bound: the tanh is straight "
+                         "over the measured levels (only m_max / g_width is determined)")
     else:
         m_mod = np.asarray(relaxation.drift(g_c)) / _U * Lc
     y_c = cum["var"].to_numpy() / _U**2
