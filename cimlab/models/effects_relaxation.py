@@ -56,7 +56,7 @@ class Relaxation:
 
     form: str = param("constant", choices=tuple(RATE_FORMS), doc="k(g) model form")
     g_ref: float = param(40e-6, unit="S", lo=0.0, lo_open=True, doc="normalising conductance")
-    t0_s: float = param(1.5e-3, unit="s", lo=1e-12, hi=1e6, doc="onset time of relaxation")
+    t0_s: float = param(1.5e-3, unit="s", lo=1e-12, hi=1e12, doc="onset time of relaxation")
     k0: float = param(1.83e-12, unit="S^2", lo=-1e-6, hi=1e-6, doc="variance per decade: const")
     k1: float = param(0.0, unit="S^2", lo=-1e-6, hi=1e-6, doc="variance per decade: x term")
     k2: float = param(0.0, unit="S^2", lo=-1e-6, hi=1e-6, doc="variance per decade: x^2 term")

@@ -84,6 +84,7 @@ from cimlab.models.fit.relaxation import (
     drift_amplitude_bounds_u,
 )
 from cimlab.models.params import Z95, FitInfo
+from cimlab.params import bounds_of
 from cimlab.units import KELVIN_OFFSET
 
 _U = 1e-6
@@ -220,12 +221,32 @@ def fit_retention(
             + "): a failure mode other than relaxation; excluded from Ea", stacklevel=2)
     else:
         t_fail, cum_all = 0.0, cum
-    out = _fit_temps(inc, cum, args)
+    n_kept = int(np.unique(np.round(cum["bake_temp_k"].to_numpy(), 3)).size)
+    bakes_only = relaxation.fit is None
+    if bakes_only and n_kept == 1:
+        out = _fit_temps(inc, cum, args, ea_fixed=prior[0])
+    else:
+        out = _fit_temps(inc, cum, args)
+        if bakes_only and not _ea_identified(out, prior[1]):
+            out = _fit_temps(inc, cum, args, ea_fixed=prior[0])
     return finish(out, cum_all, read_noise, t_fail, excluded, checks)
 
 
-def _fit_temps(inc: pd.DataFrame, cum: pd.DataFrame, args: tuple) -> RetentionFit:
-    """The joint fit of the given bake groups, censoring in two passes."""
+def _ea_identified(fit: RetentionFit, prior_range: tuple[float, float]) -> bool:
+    """Whether the bakes determine Ea: its 95 % interval is narrower than the published
+    range. Bakes alone (no room-temperature relaxation run) with one duration per temperature
+    fix the spread per level up to a trade between Ea and the relaxation onset time (docs/
+    device-models.md, "Why Ea is not identified"); with two temperatures the fitted Ea then
+    comes with an interval of thousands of eV, or none (a singular fit: zero width)."""
+    lo, hi = fit.effect.fit.ci95.get("ea_ev", (-math.inf, math.inf))
+    return bool(np.isfinite(lo) and np.isfinite(hi)
+                and 0.0 < hi - lo < prior_range[1] - prior_range[0])
+
+
+def _fit_temps(inc: pd.DataFrame, cum: pd.DataFrame, args: tuple,
+               ea_fixed: float | None = None) -> RetentionFit:
+    """The joint fit of the given bake groups, censoring in two passes (``ea_fixed``: Ea
+    held at that value, see :func:`_fit_once`)."""
 
     def keep(cut):
         bad = set(zip(cum.loc[cut, "temp_index"], cum.loc[cut, "level"], cum.loc[cut, "step"],
@@ -235,30 +256,36 @@ def _fit_temps(inc: pd.DataFrame, cum: pd.DataFrame, args: tuple) -> RetentionFi
         return inc[m].reset_index(drop=True)
 
     cut1 = censored(cum["g0"] + cum["mean"], cum["var"])
-    first = _fit_guarded(keep(cut1), cum, *args)
+    first = _fit_guarded(keep(cut1), cum, *args, ea_fixed=ea_fixed)
     cut2 = censored(cum["g0"].to_numpy() + cum["mean"].to_numpy(), first.model_variance(cum))
     if np.array_equal(cut1, cut2):
         return first
-    return _fit_guarded(keep(cut2), cum, *args)
+    return _fit_guarded(keep(cut2), cum, *args, ea_fixed=ea_fixed)
 
 
 #: Least-squares starts of the retention fit (the best points of its start grid).
 N_STARTS = 3
+#: Width [eV] of the bound interval that holds Ea at a value it cannot be fitted to.
+EA_PIN_EV = 1e-9
+#: Upper bound [log10 s] of the onset and pre-bake room times when Ea is held: the model's
+#: own bound on the onset time (a technology that barely relaxes at room temperature).
+PINNED_LOG10_TIME_MAX = math.log10(bounds_of(Relaxation, "t0_s")[1])
 
 
 class _InvalidLaw(Exception):
     """The relaxation law floated inside the retention fit left its valid range."""
 
 
-def _fit_guarded(mom: pd.DataFrame, cum: pd.DataFrame, *args) -> RetentionFit:
+def _fit_guarded(mom: pd.DataFrame, cum: pd.DataFrame, *args,
+                 ea_fixed: float | None = None) -> RetentionFit:
     """:func:`_fit_once`; if floating the relaxation law with its prior makes the variance
     rate negative somewhere in 0 <= g/g_ref <= 1.5 (a polynomial k(g) extrapolated past the
     measured levels), refit with the law's shape held at the room-temperature fit (only its
     onset time and scale free) and say so in the notes, instead of failing the whole fit."""
     try:
-        return _fit_once(mom, cum, *args)
+        return _fit_once(mom, cum, *args, ea_fixed=ea_fixed)
     except _InvalidLaw as exc:
-        return _fit_once(mom, cum, *args, no_prior=str(exc))
+        return _fit_once(mom, cum, *args, no_prior=str(exc), ea_fixed=ea_fixed)
 
 
 def _fit_once(
@@ -270,6 +297,7 @@ def _fit_once(
     ea_guess: float,
     prior: tuple[float, tuple[float, float]],
     no_prior: str | None = None,
+    ea_fixed: float | None = None,
 ) -> RetentionFit:
     verify_ref = bool(len(mom)) and mom["reference"].iloc[0] == "verify"
     levels = np.unique(mom["level"].to_numpy())
@@ -329,7 +357,7 @@ def _fit_once(
         chol = np.linalg.cholesky(prec)
         notes.append("relaxation onset and rate law floated with the relaxation fit's "
                      "covariance as a prior (its uncertainty propagates into Ea)")
-    elif n_temps >= 3 and levels.size >= 4 and fit_r is None and no_prior is None:
+    elif levels.size >= 4 and fit_r is None and no_prior is None:
         # bakes only (no room-temperature relaxation run): the level dependence of the rate
         # comes from the bakes themselves, in the peaked form (a rate that vanishes at 0 S,
         # peaks at g_peak; g_peak at many g_ref is a rising power law)
@@ -370,6 +398,13 @@ def _fit_once(
     else:
         p0 = np.array([ea_guess, 0.0])
         lo, hi = np.array([0.05, -4.0]), np.array([5.0, 6.0])
+    if ea_fixed is not None:  # not identifiable from these bakes: held (pinned by its bounds)
+        p0[0], lo[0], hi[0] = ea_fixed, ea_fixed, ea_fixed + EA_PIN_EV
+        # the onset and pre-bake room time then absorb the prior's acceleration (e.g. x7e3
+        # for 1.1 eV instead of 0.3 eV at 140 C): room for it, up to the model's bound
+        hi[1] = max(hi[1], PINNED_LOG10_TIME_MAX)
+        if mode in ("shape", "scale"):
+            hi[2] = max(hi[2], PINNED_LOG10_TIME_MAX)
     n_prior = theta0.size if mode == "prior" else 0
     pairs, inv = np.unique(np.stack([T, amb], axis=1), axis=0, return_inverse=True)
     inv = inv.ravel()
@@ -406,8 +441,13 @@ def _fit_once(
     # 0.12 eV, chi2_red 122, shape at its bound) while Ea pinned at 0.3 eV gives chi2_red 5.2
     grid = []
     lt0_starts = (p0[2], -1.0, 1.0, 3.0) if mode in ("shape", "scale") else (None,)
-    for ea0 in np.linspace(0.3, 3.0, 28):
-        for lto0 in (-2.0, 0.0, 2.0):
+    lto_starts = (-2.0, 0.0, 2.0)
+    if ea_fixed is not None:  # the held Ea moves both times by many decades
+        lto_starts = tuple(np.arange(-2.0, PINNED_LOG10_TIME_MAX, 2.0))
+        if mode in ("shape", "scale"):
+            lt0_starts = (p0[2], *np.arange(-1.0, PINNED_LOG10_TIME_MAX, 2.0))
+    for ea0 in (np.linspace(0.3, 3.0, 28) if ea_fixed is None else (ea_fixed,)):
+        for lto0 in lto_starts:
             for lt00 in lt0_starts:
                 pp = p0.copy()
                 pp[0], pp[1] = ea0, lto0
@@ -433,12 +473,12 @@ def _fit_once(
                                             "log10_rate_scale"][: res.params.size]
     span = np.where(np.isfinite(hi - lo), hi - lo, np.maximum(np.abs(res.params), 1.0))
     at_bound = [n for n, v, a, b, w in zip(p_names, res.params, lo, hi, span, strict=True)
-                if min(v - a, b - v) <= 1e-6 * w]
+                if min(v - a, b - v) <= 1e-6 * w and not (n == "ea_ev" and ea_fixed is not None)]
     if at_bound:
         notes.insert(0, "WARNING: parameters at a bound of the fit (not determined by these "
                      "bakes; their uncertainty is not a CI): " + ", ".join(at_bound))
     ea, lto, lt0, k_fit = unpack(res.params)
-    ea, lt0 = float(ea), float(lt0)
+    ea, lt0 = (float(ea) if ea_fixed is None else float(ea_fixed)), float(lt0)
     cov = res.cov
     se_ea = math.sqrt(max(cov[0, 0], 0.0))
     # ln tau0 = ln(10) lt0 - Ea / (kB T_ref)
@@ -459,10 +499,10 @@ def _fit_once(
                      math.exp(min(ln_tau0 + Z95 * se_lt, 700.0)))}
     ea_model = ea
     one_temp = {}
-    if n_temps == 1:
+    if n_temps == 1 or ea_fixed is not None:
         # Ea not identifiable: keep the prior, report what one temperature identifies
         x_b = float(x_T[0])
-        ea_model, (ea_lo, ea_hi) = prior
+        ea_model, (ea_lo, ea_hi) = (ea, prior[1]) if ea_fixed is not None else prior
         # variance of ln t0 at room temperature (the relaxation onset), in ln units
         if mode != "fixed":
             var_lt0 = math.log(10.0) ** 2 * max(float(cov[2, 2]), 0.0)
@@ -485,12 +525,28 @@ def _fit_once(
         ci = {"ea_ev": (ea_lo, ea_hi),
               "tau0_s": (math.exp(max(ln_t0 + b * ea_hi - Z95 * se_t0, -700.0)),
                          math.exp(min(ln_t0 + b * ea_lo + Z95 * se_t0, 700.0)))}
-        one_temp = {"ea_ev_prior": 1.0, "ln_af_bake": ea * x_b,
-                    "ln_af_bake_se": se_ea * abs(x_b), "bake_temp_k": float(T[0])}
-        notes.insert(0, f"ea_ev: {EA_PRIOR_NOTE}; kept at {ea_model:g} eV, published range "
-                     f"[{ea_lo:g}, {ea_hi:g}] eV (DESIGN.md); fitted instead: the equivalent "
-                     f"time scale at {T[0] - KELVIN_OFFSET:.1f} C, ln AF = {ea * x_b:.3g} +- "
-                     f"{se_ea * abs(x_b):.2g} (gof.ln_af_bake)")
+        if ea_fixed is None:
+            one_temp = {"ea_ev_prior": 1.0, "ln_af_bake": ea * x_b,
+                        "ln_af_bake_se": se_ea * abs(x_b), "bake_temp_k": float(T[0])}
+            notes.insert(0, f"ea_ev: {EA_PRIOR_NOTE}; kept at {ea_model:g} eV, published "
+                         f"range [{ea_lo:g}, {ea_hi:g}] eV (DESIGN.md); fitted instead: the "
+                         f"equivalent time scale at {T[0] - KELVIN_OFFSET:.1f} C, ln AF = "
+                         f"{ea * x_b:.3g} +- {se_ea * abs(x_b):.2g} (gof.ln_af_bake)")
+        else:
+            # bakes only: the onset time and the room time before the bake are fitted with
+            # Ea held, so they carry the prior's acceleration (the bakes are reproduced)
+            one_temp = {"ea_ev_prior": 1.0}
+            if n_temps == 1:
+                one_temp["bake_temp_k"] = float(T[0])
+            why = (EA_PRIOR_NOTE if n_temps == 1 else
+                   f"not identified by bakes alone at {n_temps} temperatures (its 95 % interval "
+                   f"was wider than the published range)")
+            notes.insert(0, f"ea_ev: {why}; kept at {ea_model:g} eV, published range "
+                         f"[{ea_lo:g}, {ea_hi:g}] eV (DESIGN.md); no room-temperature "
+                         "relaxation run, so the onset time and the room time before the bake "
+                         "are fitted with Ea held there: they reproduce the bakes and scale "
+                         "with the prior (a relaxation run of the same chips would separate "
+                         "them)")
     # cumulative groups (change from the reference at each step), for quality and plots
     cum = cum[np.isin(cum["level"].to_numpy(), levels)].reset_index(drop=True)
     cl = np.searchsorted(levels, cum["level"].to_numpy())
@@ -569,7 +625,9 @@ def _fit_once(
         f"{', '.join(f'{t:.2f}' for t in sorted(set(np.round(T, 2))))}",
     )
     eff = Retention(ea_ev=ea_model, t_ref_k=t_ref_k, tau0_s=tau0,
-                    source="fit" if n_temps >= 2 else "fit (Ea: prior, one bake temperature)",
+                    source=("fit" if n_temps >= 2 and ea_fixed is None else
+                            "fit (Ea: prior, one bake temperature)" if n_temps == 1 else
+                            "fit (Ea: prior, not identified by the bakes)"),
                     fit=fit)
     groups = cum.assign(var_model=v_mod * _U**2, mean_model=m_mod * _U, censored=~live)
     if mode == "shape":
