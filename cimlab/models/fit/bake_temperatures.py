@@ -20,12 +20,22 @@ import numpy as np
 import pandas as pd
 
 from cimlab.models.effects import K_B_EV, ReadNoise
-from cimlab.models.fit._stats import group_moments
-from cimlab.models.fit.relaxation import PLAUSIBLE, censored, in_level
+from cimlab.models.fit._stats import group_moments, wls
+from cimlab.models.fit.relaxation import (
+    GC_MAX,
+    PLAUSIBLE,
+    _drift,
+    censored,
+    drift_amplitude_bounds_u,
+    in_level,
+)
 from cimlab.units import KELVIN_OFFSET
 
 if TYPE_CHECKING:
     from cimlab.models.fit.retention import RetentionFit
+
+#: The drift fit works in uS.
+_U = 1e-6
 
 REQUIRED = ("cell", "level", "step", "temp_k", "bake_time_s", "g_siemens")
 
@@ -251,3 +261,28 @@ def finish(out: RetentionFit, cum_all: pd.DataFrame, read_noise: ReadNoise | Non
     fit = dataclasses.replace(out.effect.fit, gof=gof, notes=notes)
     eff = dataclasses.replace(out.effect, fit=fit, t_fail_k=float(t_fail))
     return dataclasses.replace(out, effect=eff, per_temperature_check=pd.DataFrame(rows))
+
+
+def fit_bake_drift(cum: pd.DataFrame, g_u: np.ndarray, L: np.ndarray, g_ref_u: float):
+    """Tanh drift ``m tanh((gc - g)/w)`` per decade (uS units) fitted to the bake means
+    ``mean_d = drift(g) L`` (weights: standard error of each group mean); centre inside
+    0 .. 1.5 g_ref (see :data:`cimlab.models.fit.relaxation.GC_MAX`)."""
+    y = cum["mean"].to_numpy() / _U
+    se = np.sqrt(np.maximum(cum["var"].to_numpy(), 1e-30) / cum["n"].to_numpy()) / _U
+    m_lo, m_hi = drift_amplitude_bounds_u()
+    ok = np.isfinite(y) & (L > 0)
+    slope = np.where(ok, y / np.where(L > 0, L, 1.0), 0.0)
+    best = None
+    for gc0 in np.linspace(0.05, 1.4, 10) * g_ref_u:
+        for w0 in (0.05, 0.2, 0.6):
+            amp = float(np.median(np.abs(slope[ok]))) if ok.any() else 1.0
+            below = ok & (g_u < gc0)
+            sign = -1.0 if below.any() and np.mean(slope[below]) < 0 else 1.0
+            p0 = [float(np.clip(sign * max(amp, 1e-6), 0.5 * m_lo, 0.5 * m_hi)), gc0,
+                  w0 * g_ref_u]
+            r = ((y - _drift("tanh", np.asarray(p0), g_u, g_ref_u) * L) / se)[ok]
+            c2 = float(r @ r)
+            if best is None or c2 < best[0]:
+                best = (c2, p0)
+    return wls(lambda p: ((y - _drift("tanh", np.asarray(p), g_u, g_ref_u) * L) / se)[ok],
+               best[1], bounds=([m_lo, 0.0, 1e-3], [m_hi, GC_MAX * g_ref_u, 10 * g_ref_u]))

@@ -42,6 +42,15 @@ the low end of the published HfOx range) with the published range
 exported covariance gives Ea the variance of a uniform draw over the range, and
 :func:`cimlab.models.extrapolate.extrapolate_retention` propagates the whole range (with a
 warning).
+
+**Bakes only** (no room-temperature relaxation run of the same chips): the rate's level
+dependence (peaked form), its onset time and the room time before the bake all come from
+the bakes, at any number of temperatures. With one duration per temperature the bakes fix
+the spread per level up to a trade between Ea and the onset time, so where Ea is not
+identifiable (one temperature, or a fitted 95 % interval wider than the published range, as
+with two) Ea is held at the prior and the onset and pre-bake room time are fitted with it
+held: the model then reproduces the bakes it was fitted on, and its room-temperature onset
+is what the prior implies (notes say so).
 """
 
 from __future__ import annotations
@@ -72,11 +81,11 @@ from cimlab.models.fit.bake_temperatures import (  # noqa: F401 (re-exported)
     bake_groups,
     fails,
     finish,
+    fit_bake_drift,
     predict_groups,
     temperature_check,
 )
 from cimlab.models.fit.relaxation import (
-    GC_MAX,
     _drift,
     _rate,
     _scale,
@@ -118,41 +127,6 @@ class RetentionFit:
         teq = _t_eq(ea, self.t_off_s, groups["soak_cum_s"].to_numpy(),
                     groups["ramp_cum_s"].to_numpy(), T, amb, ret.t_ref_k)
         return np.asarray(r.variance(groups["g0"].to_numpy(), teq))
-
-
-def _fit_drift(cum: pd.DataFrame, g_u: np.ndarray, L: np.ndarray, g_ref_u: float):
-    """Tanh drift ``m tanh((gc - g)/w)`` per decade (uS units) fitted to the bake means
-    ``mean_d = drift(g) L`` (weights: standard error of each group mean); centre inside
-    0 .. 1.5 g_ref (see :data:`cimlab.models.fit.relaxation.GC_MAX`)."""
-    y = cum["mean"].to_numpy() / _U
-    se = np.sqrt(np.maximum(cum["var"].to_numpy(), 1e-30) / cum["n"].to_numpy()) / _U
-    m_lo, m_hi = drift_amplitude_bounds_u()
-    ok = np.isfinite(y) & (L > 0)
-    slope = np.where(ok, y / np.where(L > 0, L, 1.0), 0.0)
-    best = None
-    for gc0 in np.linspace(0.05, 1.4, 10) * g_ref_u:
-        for w0 in (0.05, 0.2, 0.6):
-            amp = float(np.median(np.abs(slope[ok]))) if ok.any() else 1.0
-            below = ok & (g_u < gc0)
-            sign = -1.0 if below.any() and np.mean(slope[below]) < 0 else 1.0
-            p0 = [float(np.clip(sign * max(amp, 1e-6), 0.5 * m_lo, 0.5 * m_hi)), gc0,
-                  w0 * g_ref_u]
-            r = ((y - _drift("tanh", np.asarray(p0), g_u, g_ref_u) * L) / se)[ok]
-            c2 = float(r @ r)
-            if best is None or c2 < best[0]:
-                best = (c2, p0)
-    return wls(lambda p: ((y - _drift("tanh", np.asarray(p), g_u, g_ref_u) * L) / se)[ok],
-               best[1], bounds=([m_lo, 0.0, 1e-3], [m_hi, GC_MAX * g_ref_u, 10 * g_ref_u]))
-
-
-def _first_rel_se(r: Relaxation, names: tuple[str, ...]) -> float | None:
-    if r.fit is None:
-        return None
-    for n in names:
-        v = getattr(r, n)
-        if v != 0 and n in r.fit.stderr and math.isfinite(r.fit.stderr[n]):
-            return abs(r.fit.stderr[n] / v)
-    return None
 
 
 def fit_retention(
@@ -360,7 +334,9 @@ def _fit_once(
     elif levels.size >= 4 and fit_r is None and no_prior is None:
         # bakes only (no room-temperature relaxation run): the level dependence of the rate
         # comes from the bakes themselves, in the peaked form (a rate that vanishes at 0 S,
-        # peaks at g_peak; g_peak at many g_ref is a rising power law)
+        # peaks at g_peak; g_peak at many g_ref is a rising power law), at any number of
+        # temperatures (the literature default's flat rate misses a 240 uS technology's
+        # spread, which falls 10x over its levels, by ~70 %)
         mode = "shape"
         form = "peaked"
         names = list(RATE_FORMS[form])
@@ -572,7 +548,7 @@ def _fit_once(
     v_mod = c_c + rel_fit_k * Lc
     drift_fit = None
     if mode == "shape":
-        drift_fit = _fit_drift(cum, g_c / _U, Lc, g_ref_u)
+        drift_fit = fit_bake_drift(cum, g_c / _U, Lc, g_ref_u)
         m_mod = _drift("tanh", drift_fit.params, g_c / _U, g_ref_u) * Lc
         notes.append("mean shift: drift law (tanh towards g_center) fitted to the bake means")
         if np.any(np.isclose(drift_fit.params[0], drift_amplitude_bounds_u(), rtol=1e-6)):
