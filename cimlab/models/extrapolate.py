@@ -148,14 +148,23 @@ def extrapolate_retention(
         raise ValueError(f"the use temperature must be above {MIN_TEMP_C} C (absolute zero) "
                          f"and at most {MAX_TEMP_C:g} C, got {temp_c} C")
     temp_k = temp_c + KELVIN_OFFSET
-    ret, rel = dm.retention, dm.relaxation
+    ret = dm.retention
     if ret.t_fail_k > 0 and temp_k >= ret.t_fail_k:
         raise ValueError(
             f"the model's bakes left the Arrhenius law at {ret.t_fail_k - KELVIN_OFFSET:.0f} C and "
             f"above (another failure mode; see 'cimlab model show'), so it cannot project to "
             f"{temp_c:g} C; use a temperature below {ret.t_fail_k - KELVIN_OFFSET:.0f} C")
     g = np.asarray(dm.window.level_conductances() if g_siemens is None else g_siemens, dtype=float)
-    t_use = years * SECONDS_PER_YEAR
+    # parameter draws that leave floating point (an Ea or onset the bakes did not identify)
+    # end in the refusal below, not in NumPy warnings on the way
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        return _project(dm, g, years * SECONDS_PER_YEAR, temp_k, n_draws, seed)
+
+
+def _project(dm: DeviceModel, g: np.ndarray, t_use: float, temp_k: float, n_draws: int,
+             seed: int) -> Extrapolation:
+    """The Monte-Carlo projection of :func:`extrapolate_retention` (arguments checked)."""
+    ret, rel = dm.retention, dm.relaxation
     rng = np.random.default_rng(seed)
     fixed = []
     warnings: list[str] = []
