@@ -36,6 +36,10 @@ def _plan(profile: str) -> dict:
     conds = [{"name": c.name, "icc_a": c.icc_a, "v_reset": c.v_reset, "width_s": c.width_s}
              for c in p.conditions]
     bits = 1536
+    # the single-shot gate curve must reach the window's top: SET ends near icc / v_c, so
+    # a gate giving 1.25 g_max v_c (the experiment's default 1.05 V reaches ~120 uS, short of
+    # techa's 240 uS window; unchanged for the 25-40 uS profiles)
+    v_gate_max = max(1.05, float(p.transistor.v_gate_for_icc(1.25 * w.g_max * p.set.v_c)))
     sizes = {"fault_map": 2048, "programming_error": 3072, "read_fluctuation": 1536,
              "relaxation": 3072, "ber": 3 * 3 * bits, "bake_retention": 3072}
     start, cells = 0, {}
@@ -47,7 +51,8 @@ def _plan(profile: str) -> dict:
         "experiment": [
             {"kind": "fault_map", "cells": cells["fault_map"]},
             {"kind": "programming_error", "cells": cells["programming_error"],
-             "levels": levels, "calibration_cells": 256, "calibration_points": 26},
+             "levels": levels, "calibration_cells": 256, "calibration_points": 26,
+             "v_gate_max": v_gate_max},
             {"kind": "read_fluctuation", "cells": cells["read_fluctuation"],
              "levels": levels, "repeats": 16, "settle_s": 1e4, "smu_cells": 0},
             {"kind": "relaxation", "cells": cells["relaxation"],
