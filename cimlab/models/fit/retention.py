@@ -206,32 +206,6 @@ def fit_retention(
     return finish(out, cum_all, read_noise, t_fail, excluded, checks)
 
 
-def _joint_law_fit(fit: FitInfo, names: list[str], theta: np.ndarray, cov: np.ndarray
-                   ) -> FitInfo:
-    """The relaxation law's fit info with the uncertainties of the joint fit with the bakes
-    (the room-temperature fit's covariance was its prior): the exported onset and rate law
-    are the joint optimum, so their intervals must be the joint fit's too (the prior's were
-    centred elsewhere: on techa the onset's interval then missed its own value).
-    ``theta``: [log10 t0, rate-law parameters in fit units]; ``cov`` their covariance."""
-    scale = np.array([1.0, *[_scale(n) for n in names]])
-    se = np.sqrt(np.clip(np.diag(cov), 0.0, np.inf))
-    stderr, ci = dict(fit.stderr), dict(fit.ci95)
-    lt0 = float(theta[0])
-    stderr["t0_s"] = 10**lt0 * math.log(10.0) * float(se[0])
-    ci["t0_s"] = (10 ** (lt0 - Z95 * float(se[0])), 10 ** (lt0 + Z95 * float(se[0])))
-    for i, n in enumerate(names, start=1):
-        v, e = float(theta[i] * scale[i]), float(se[i] * scale[i])
-        stderr[n], ci[n] = e, (v - Z95 * e, v + Z95 * e)
-    covariance = fit.covariance
-    if covariance is not None:
-        cn = list(covariance["names"])
-        m = np.asarray(covariance["matrix"], dtype=float).copy()
-        ix = [cn.index(n) for n in ["log10_t0_s", *names]]
-        m[np.ix_(ix, ix)] = cov * np.outer(scale, scale)
-        covariance = {"names": cn, "matrix": m.tolist()}
-    return dataclasses.replace(fit, stderr=stderr, ci95=ci, covariance=covariance)
-
-
 def _ea_identified(fit: RetentionFit, prior_range: tuple[float, float]) -> bool:
     """Whether the bakes determine Ea: its 95 % interval is narrower than the published
     range. Bakes alone (no room-temperature relaxation run) with one duration per temperature
@@ -643,8 +617,7 @@ def _fit_once(
         try:
             relax_fit = dataclasses.replace(
                 relaxation, t0_s=10**lt0,
-                **{n: float(v) * _scale(n) for n, v in zip(names, res.params[3:], strict=True)},
-                fit=_joint_law_fit(relaxation.fit, names, res.params[2:], res.cov[2:, 2:]))
+                **{n: float(v) * _scale(n) for n, v in zip(names, res.params[3:], strict=True)})
         except ConfigError as exc:
             raise _InvalidLaw(f"{exc.field}: {exc.expected}") from None
     elif mode == "scale":

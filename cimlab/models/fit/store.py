@@ -392,7 +392,7 @@ def fit_tables(
                 changes["relaxation"] = dataclasses.replace(law, fit=dataclasses.replace(
                     law.fit, notes=law.fit.notes + "; t0 and rate law at the joint optimum "
                     "with the bakes (retention fit, the room-temperature fit's covariance as "
-                    "prior), with that joint fit's uncertainties"))
+                    "prior); uncertainties from the room-temperature fit"))
     else:
         rep.skipped["retention"] = "no bake_retention run"
         if relaxation is not None:
