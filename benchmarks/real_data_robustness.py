@@ -20,7 +20,7 @@ median error, and Ea with how it was obtained.
 
     python benchmarks/real_data_robustness.py
 
-Prints a table; the last line is one JSON object with the figures. ~1 min on 2 cores.
+Prints a table; the last line is one JSON object with the figures. ~15 s on 2 cores.
 """
 
 from __future__ import annotations

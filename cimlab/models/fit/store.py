@@ -388,6 +388,7 @@ def fit_tables(
             if relaxation is None:
                 changes["relaxation"] = law
                 rep.fitted.append("relaxation (from the bakes)")
+                rep.skipped.pop("relaxation", None)  # not a literature value any more
             elif law.fit is not None:
                 changes["relaxation"] = dataclasses.replace(law, fit=dataclasses.replace(
                     law.fit, notes=law.fit.notes + "; t0 and rate law at the joint optimum "
