@@ -22,6 +22,7 @@ import pandas as pd
 from cimlab.models.effects import K_B_EV, ReadNoise
 from cimlab.models.fit._stats import group_moments, wls
 from cimlab.models.fit.relaxation import (
+    _U,
     GC_MAX,
     PLAUSIBLE,
     _drift,
@@ -34,8 +35,6 @@ from cimlab.units import KELVIN_OFFSET
 if TYPE_CHECKING:
     from cimlab.models.fit.retention import RetentionFit
 
-#: The drift fit works in uS.
-_U = 1e-6
 
 REQUIRED = ("cell", "level", "step", "temp_k", "bake_time_s", "g_siemens")
 
