@@ -499,7 +499,10 @@ def _fit_once(
            + ", ".join(at_bound) if at_bound and mform not in at_bound else "")
         + ("; WARNING: drift centre g_center ended at its bound (means relax towards a "
            "level outside the measured range; drift below the lowest level is uncertain)"
-           if mform in at_bound else ""),
+           if mform in at_bound else "")
+        + ("; drift amplitude m_max at the model's bound: the drift is straight over the "
+           "measured levels (only m_max / g_width is determined)"
+           if np.any(np.isclose(mp[0], (m_lo, m_hi), rtol=1e-6)) else ""),
     )
     eff = Relaxation(
         form=form, g_ref=g_ref, t0_s=t0, mean_form=mform, source="fit", fit=fit,
