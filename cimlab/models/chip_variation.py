@@ -96,6 +96,7 @@ class ChipVariation:
     chips: tuple[str, ...]
     parameters: tuple[ParameterVariation, ...]
     skipped: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def get(self, effect: str, name: str) -> ParameterVariation:
         for p in self.parameters:
@@ -113,6 +114,8 @@ class ChipVariation:
             lines.append(f"{p.effect + '.' + p.name:28s} {p.unit:>5s} {p.mean:11.4g} "
                          f"{p.sd_between:16.3g} {f'[{lo:.3g}, {hi:.3g}]':>23s} "
                          f"{p.se_within:11.3g}")
+        if self.notes:
+            lines.append("common forms: " + "; ".join(self.notes))
         if self.skipped:
             lines.append("not combined: " + "; ".join(self.skipped))
         return "\n".join(lines)
@@ -179,9 +182,37 @@ def variation_from_models(models: Sequence[DeviceModel], chips: Sequence[str]
     return ChipVariation(tuple(chips), tuple(params), tuple(skipped))
 
 
+#: Effects whose sigma(g) form BIC picks per chip; when the chips' picks differ the chips
+#: are refitted with one common form (:func:`common_sigma_forms`) so that they combine.
+SIGMA_EFFECTS = ("read_noise", "programming")
+
+
+def common_sigma_forms(models: Sequence[DeviceModel]) -> dict[str, str]:
+    """Per effect of :data:`SIGMA_EFFECTS` whose fitted form differs between ``models``: the
+    form with the lowest BIC summed over the chips (among forms fitted and valid on every
+    chip), i.e. the one form the whole set prefers. Effects already agreeing are absent."""
+    out = {}
+    for effect in SIGMA_EFFECTS:
+        fits = [getattr(getattr(m, effect), "fit", None) for m in models]
+        if any(f is None for f in fits):
+            continue
+        if len({getattr(getattr(m, effect), "form", "") for m in models}) < 2:
+            continue
+        common = set.intersection(*[
+            {k for k, c in f.candidates.items() if c.get("valid", 1.0) and "bic" in c}
+            for f in fits])
+        if common:
+            out[effect] = min(sorted(common),
+                              key=lambda k: sum(f.candidates[k]["bic"] for f in fits))
+    return out
+
+
 def fit_chip_variation(stores: Sequence[str | Path], *,
                        progress: Callable[[str], None] | None = None) -> ChipVariation:
-    """Fit each store (one chip each) and combine the chips (module docstring)."""
+    """Fit each store (one chip each) and combine the chips (module docstring). Where BIC
+    picked different sigma(g) forms on different chips (a close call on one chip flips it),
+    the chips that differ are refitted with the form the set prefers
+    (:func:`common_sigma_forms`); the table says so."""
     from cimlab.models.fit.store import fit_store
 
     stores = [Path(s) for s in stores]
@@ -193,4 +224,18 @@ def fit_chip_variation(stores: Sequence[str | Path], *,
             progress(f"fitting {s}")
         models.append(fit_store(s))
         chips.append(chip_label(s))
-    return variation_from_models(models, chips)
+    common = common_sigma_forms(models)
+    notes = []
+    if common:
+        forced = {effect: (form,) for effect, form in common.items()}
+        redo = [i for i, m in enumerate(models)
+                if any(getattr(m, e).form != f for e, f in common.items())]
+        for i in redo:
+            if progress is not None:
+                progress(f"refitting {stores[i]} with the common form")
+            models[i] = fit_store(stores[i], sigma_forms=forced)
+        notes = [f"{effect}: form '{form}' on every chip (lowest BIC summed over the chips; "
+                 f"refitted: {', '.join(chips[i] for i in redo)})"
+                 for effect, form in common.items()]
+    cv = variation_from_models(models, chips)
+    return dataclasses.replace(cv, notes=tuple(notes)) if notes else cv

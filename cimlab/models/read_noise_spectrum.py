@@ -29,6 +29,16 @@ from cimlab.errors import ConfigError
 from cimlab.models.params import FitInfo
 from cimlab.params import check, param
 
+#: Frequency grid of :meth:`ReadNoiseSpectrum.flicker_pair_variance`: points per decade, and
+#: the ``f dt`` above which ``1 - cos(2 pi f dt)`` is taken at its mean 1 (the grid's step,
+#: 1.2 % of f, no longer resolves the oscillation there; the error is a few % of the part
+#: above, which the falling 1/f spectrum makes small)
+PAIR_POINTS_PER_DECADE, PAIR_RESOLVED = 200, 5.0
+#: Upper frequency [Hz] of the 1/f part in a read pair's difference when the spectrum was
+#: fitted below it: a read averages over ~5 ms, so faster noise is its white part (the
+#: techA reads' bandwidth, 200 Hz sampling; emulator profiles: flicker_f_hi_hz = 100 Hz)
+PAIR_F_HI_HZ = 100.0
+
 
 @dataclass(frozen=True)
 class ReadNoiseSpectrum:
@@ -106,5 +116,32 @@ class ReadNoiseSpectrum:
         flick = float(np.sum(0.5 * (s[1:] + s[:-1]) * np.diff(f)))
         return math.sqrt(white + flick)
 
+    def flicker_pair_variance(self, g: Any, dt_s: Any) -> np.ndarray:
+        """Variance [S^2] that the 1/f part adds to the difference of two reads of a cell at
+        ``g`` [S] taken ``dt_s`` [s] apart (broadcast): the structure function
+        ``2 int A(g) f^-alpha(g) (1 - cos 2 pi f dt) df`` from ``f_lo_hz`` to
+        ``max(f_hi_hz, PAIR_F_HI_HZ)``. It grows with ``dt`` and levels off beyond ~1/f_lo:
+        two reads seconds apart share their slow 1/f offset, reads hours apart do not. Slower
+        fluctuations than ``f_lo_hz`` are not counted: the series did not see them, and over
+        such times they are part of what a relaxation fit measures. Above a slow series'
+        band (a read every 20 s sees up to 0.02 Hz) the power law is taken to go on up to
+        :data:`PAIR_F_HI_HZ`: 1/f noise spans decades, and that part (half the variance
+        on techa) differs between two reads as much as the slow part."""
+        g, dt = np.broadcast_arrays(np.asarray(g, dtype=float), np.asarray(dt_s, dtype=float))
+        a = self.flicker_amplitude(g)
+        out = np.zeros(g.shape)
+        use = (a > 0.0) & (dt > 0.0)
+        if not np.any(use):
+            return out
+        f_hi = max(self.f_hi_hz, PAIR_F_HI_HZ)
+        n_f = math.ceil(math.log10(f_hi / self.f_lo_hz) * PAIR_POINTS_PER_DECADE) + 1
+        f = np.logspace(math.log10(self.f_lo_hz), math.log10(f_hi), n_f)
+        ft = f[None, :] * dt[use][:, None]
+        # (1 - cos) averages to 1 where the grid no longer resolves its oscillation
+        w = np.where(ft < PAIR_RESOLVED, 1.0 - np.cos(2.0 * np.pi * ft), 1.0)
+        s = a[use][:, None] * f[None, :] ** -np.asarray(self.alpha(g[use]))[:, None] * w
+        out[use] = 2.0 * np.sum(0.5 * (s[:, 1:] + s[:, :-1]) * np.diff(f)[None, :], axis=1)
+        return out
 
-__all__ = ["ReadNoiseSpectrum"]
+
+__all__ = ["PAIR_F_HI_HZ", "PAIR_POINTS_PER_DECADE", "PAIR_RESOLVED", "ReadNoiseSpectrum"]

@@ -44,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "ProcedureResult": "run",
     "programming_error": "characterization",
     "read_fluctuation": "characterization",
+    "read_noise_series": "characterization",
     "relaxation": "characterization",
     "bake_retention": "characterization",
     "ber": "characterization",

@@ -35,13 +35,18 @@ from cimlab.procedures.forming import forming
 from cimlab.procedures.gate_calibration import gate_calibration
 from cimlab.procedures.iv_sweep import iv_sweep
 from cimlab.procedures.programming import programming_error
-from cimlab.procedures.read_noise import read_fluctuation, smu_precision_reads
+from cimlab.procedures.read_noise import (
+    read_fluctuation,
+    read_noise_series,
+    smu_precision_reads,
+)
 from cimlab.procedures.retention import ROOM_TEMPERATURE_K, bake_retention, relaxation
 from cimlab.procedures.run import ProcedureResult, ProcedureRun, plan_section
 
 PROCEDURES: dict[str, Callable[..., ProcedureResult]] = {
     "programming_error": programming_error,
     "read_fluctuation": read_fluctuation,
+    "read_noise_series": read_noise_series,
     "relaxation": relaxation,
     "bake_retention": bake_retention,
     "ber": ber,
@@ -57,5 +62,6 @@ __all__ = ["PROCEDURES", "ROOM_TEMPERATURE_K", "ProcedureResult", "ProcedureRun"
            "bake_retention", "ber", "endurance", "fault_map", "forming", "gate_calibration",
            "iv_sweep",
            "plan_section",
-           "programming_error", "read_fluctuation", "relaxation", "sense_reference",
+           "programming_error", "read_fluctuation", "read_noise_series", "relaxation",
+           "sense_reference",
            "smu_precision_reads"]

@@ -47,6 +47,7 @@ from cimlab.procedures.plan_experiments import (
     IVSweepExp,
     ProgrammingErrorExp,
     ReadFluctuationExp,
+    ReadNoiseSeriesExp,
     RelaxationExp,
     _short,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "PlanHeader",
     "ProgrammingErrorExp",
     "ReadFluctuationExp",
+    "ReadNoiseSeriesExp",
     "RelaxationExp",
     "load_plan",
     "plan_from_mapping",

@@ -149,6 +149,31 @@ class ReadFluctuationExp(_Experiment):
 
 
 @dataclass(frozen=True)
+class ReadNoiseSeriesExp(_Experiment):
+    """Read-noise time series: program levels (verify), wait ``settle_s``, then read every
+    cell ``fs_hz`` times a second for ``duration_s`` (one batched read per sample). Table
+    ``samples`` has the layout of an imported series (``cimlab import --format tsdata``), so
+    ``cimlab fit`` fits its white + 1/f spectrum (:class:`cimlab.models.ReadNoiseSpectrum`)
+    from either. The spectrum reaches down to ~``fs_hz`` / 8192 (the fit's segment length):
+    a long series at a low rate sees the slow 1/f part that reads hours apart differ by.
+    Few cells (one or two per level): each read of all cells must fit in 1 / ``fs_hz``."""
+
+    kind: str = param("read_noise_series", choices=("read_noise_series",))
+    levels: LevelSet = param(default_factory=LevelSet)
+    verify: ProgramVerifyConfig = param(default_factory=ProgramVerifyConfig)
+    fs_hz: float = param(1.0, unit="Hz", lo=0.0, lo_open=True, hi=1e4, doc="sample rate")
+    duration_s: float = param(20000.0, unit="s", lo=0.0, lo_open=True, hi=1e7,
+                              doc="length of the series")
+    settle_s: float = param(100.0, unit="s", lo=0.0, hi=1e7,
+                            doc="wait after programming before the first sample")
+
+    @property
+    def samples(self) -> int:
+        """Samples per cell: ``round(duration_s * fs_hz)``."""
+        return max(1, round(self.duration_s * self.fs_hz))
+
+
+@dataclass(frozen=True)
 class RelaxationExp(_Experiment):
     """Relaxation right after programming: reads at ``times_s`` after program-verify ends."""
 
@@ -436,6 +461,7 @@ class FormingExp(_Experiment):
 EXPERIMENT_KINDS: dict[str, type[_Experiment]] = {
     "programming_error": ProgrammingErrorExp,
     "read_fluctuation": ReadFluctuationExp,
+    "read_noise_series": ReadNoiseSeriesExp,
     "relaxation": RelaxationExp,
     "bake_retention": BakeRetentionExp,
     "ber": BerExp,
@@ -446,6 +472,6 @@ EXPERIMENT_KINDS: dict[str, type[_Experiment]] = {
     "forming": FormingExp,
 }
 
-Experiment = (ProgrammingErrorExp | ReadFluctuationExp | RelaxationExp | BakeRetentionExp
-              | BerExp | FaultMapExp | EnduranceExp | IVSweepExp | GateCalibrationExp
-              | FormingExp)
+Experiment = (ProgrammingErrorExp | ReadFluctuationExp | ReadNoiseSeriesExp | RelaxationExp
+              | BakeRetentionExp | BerExp | FaultMapExp | EnduranceExp | IVSweepExp
+              | GateCalibrationExp | FormingExp)

@@ -1,11 +1,13 @@
 """Read-fluctuation experiment: repeated batched reads per level as a time series, and
-SMU precision reads of single routed cells."""
+SMU precision reads of single routed cells; read-noise time series at a fixed sample rate
+(the spectrum's data)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from cimlab.procedures.plan import ReadFluctuationExp
+from cimlab.procedures.importers.techa import SERIES_COLUMNS
+from cimlab.procedures.plan import ReadFluctuationExp, ReadNoiseSeriesExp
 from cimlab.procedures.programming import (
     assign_levels,
     program_time,
@@ -14,7 +16,15 @@ from cimlab.procedures.programming import (
     verify_program_and_log,
 )
 from cimlab.procedures.protocols import Bench, CellArray, RunStore
+from cimlab.procedures.retention import ambient_k
 from cimlab.procedures.run import ProcedureResult, ProcedureRun
+
+#: Samples written (and committed) per step of a read-noise series: a killed run loses at
+#: most this many and resumes on the same sample schedule.
+SERIES_CHUNK = 2048
+#: A sample read later than this fraction of the sample period after its scheduled time
+#: stops the run: the series would not be evenly spaced, which its spectrum assumes.
+SERIES_LATE = 0.5
 
 
 # =========================================================================== read fluctuation
@@ -126,3 +136,57 @@ def _deselect(array: CellArray) -> None:
         pass
 
 
+
+
+# =========================================================================== read-noise series
+def read_noise_series(station: Bench, store: RunStore, exp: ReadNoiseSeriesExp,
+                      cells: np.ndarray, seed: int, *, plan_name: str = "",
+                      progress: bool = True) -> ProcedureResult:
+    """Program-verify the cells, wait ``settle_s``, then read all of them at ``fs_hz`` for
+    ``duration_s``: sample ``i`` at ``start + i / fs_hz`` on the station clock (``start``
+    stored, so a resumed run keeps the schedule). Table ``samples``
+    (:data:`~cimlab.procedures.importers.techa.SERIES_COLUMNS`: cell, level,
+    target_siemens, sample, time_s since the cell's last pulse, g_siemens, fs_hz, temp_k),
+    the layout ``cimlab import --format tsdata`` writes. A read that cannot keep up with the
+    rate (more than half a period late) stops the run with the figures to change."""
+    with ProcedureRun.for_experiment(station, store, exp, cells, seed, plan_name=plan_name,
+                                     progress=progress) as ctx:
+        level, target = assign_levels(exp, ctx.cells, seed)
+        res = verify_program_and_log(ctx, ctx.cells, level, target, exp.verify, "program")
+        t_prog = program_time(ctx)
+        t_pulse, _ = pulse_record(ctx, res)
+        start = t_prog + exp.settle_s
+        period = 1.0 / exp.fs_hz
+        temp_k = ambient_k(station)
+        n_samples, n = exp.samples, ctx.cells.size
+        bar = ctx.bar(n_samples, "samples")
+        for s0 in range(0, n_samples, SERIES_CHUNK):
+            s1 = min(n_samples, s0 + SERIES_CHUNK)
+            step = f"samples-{s0:08d}"
+            if ctx.skip(step):
+                bar.update(s1 - s0)
+                continue
+            gs, ts = [], []
+            for i in range(s0, s1):
+                due = start + i * period
+                wait = due - ctx.now()
+                if wait > 0:
+                    ctx.clock.sleep(wait)
+                elif -wait > SERIES_LATE * period:
+                    raise RuntimeError(
+                        f"read_noise_series: sample {i} came {-wait:.3g} s late at "
+                        f"fs_hz = {exp.fs_hz:g} ({n} cells per read): lower fs_hz or read "
+                        "fewer cells, so that one read of all cells fits in 1 / fs_hz")
+                ts.append(since(ctx.now(), t_pulse))
+                gs.append(ctx.read(ctx.cells))
+                bar.update(1)
+            m = s1 - s0
+            cols = {"cell": np.tile(ctx.cells, m), "level": np.tile(level, m),
+                    "target_siemens": np.tile(target, m),
+                    "sample": np.repeat(np.arange(s0, s1), n),
+                    "time_s": np.concatenate(ts), "g_siemens": np.concatenate(gs),
+                    "fs_hz": np.full(n * m, exp.fs_hz), "temp_k": np.full(n * m, temp_k)}
+            ctx.append("samples", {k: cols[k] for k in SERIES_COLUMNS})
+            ctx.complete(step)
+        bar.close()
+        return ctx.finish()

@@ -42,7 +42,7 @@ def relaxation(station: Bench, store: RunStore, exp: RelaxationExp, cells: np.nd
         t_prog = program_time(ctx)
         t_pulse, g0_time = pulse_record(ctx, res)
         g0 = res.g_verify_siemens if res is not None else programmed_g(ctx)
-        temp_k = _ambient_k(station)
+        temp_k = ambient_k(station)
         bar = ctx.bar(len(exp.times_s), "relaxation")
         for i, t in enumerate(exp.times_s):
             step = f"t-{i:03d}"
@@ -75,7 +75,9 @@ def relaxation(station: Bench, store: RunStore, exp: RelaxationExp, cells: np.nd
         return ctx.finish()
 
 
-def _ambient_k(station: Bench) -> float:
+def ambient_k(station: Bench) -> float:
+    """Temperature [K] of reads outside a bake: the oven's reading (a chamber at ambient),
+    else :data:`ROOM_TEMPERATURE_K`."""
     oven = getattr(station, "oven", None)
     for name in ("ambient_k", "temperature_k"):
         v = getattr(oven, name, None)

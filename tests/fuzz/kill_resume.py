@@ -53,6 +53,16 @@ smu_cells = 2
 smu_repeats = 2
 verify = { scheme = "ispp", max_pulses = 6 }
 """,
+    "read_noise_series": """
+[[experiment]]
+kind = "read_noise_series"
+cells = { start = 0, count = 8 }
+levels = { levels = 4 }
+fs_hz = 10.0
+duration_s = 250.0
+settle_s = 1.0
+verify = { scheme = "ispp", max_pulses = 6 }
+""",
     "relaxation": """
 [[experiment]]
 kind = "relaxation"

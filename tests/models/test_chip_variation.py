@@ -14,6 +14,7 @@ import pytest
 from cimlab.errors import ConfigError
 from cimlab.models import DeviceModel
 from cimlab.models.chip_variation import (
+    common_sigma_forms,
     fit_chip_variation,
     parameter_variation,
     variation_from_models,
@@ -34,6 +35,27 @@ def _chips(rng, k, mu, tau, se):
         rn = dataclasses.replace(base.read_noise, s1=float(v), fit=fit)
         out.append(dataclasses.replace(base, read_noise=rn))
     return out
+
+
+def _with_form(base, form, bics, valid=()):
+    """``base`` with a read-noise fit of ``form`` and candidate BICs ``{form: bic}``."""
+    cands = {k: {"bic": b, "k": 2.0, **({"valid": 0.0} if k in valid else {})}
+             for k, b in bics.items()}
+    fit = FitInfo(method="synthetic", n=100, form=form, candidates=cands)
+    rn = dataclasses.replace(base.read_noise, fit=fit, form=form,
+                             s2=0.0, **({"s0": 0.0} if form == "proportional" else {}))
+    return dataclasses.replace(base, read_noise=rn)
+
+
+def test_common_sigma_form_is_the_one_the_chips_prefer_together():
+    base = DeviceModel.default()
+    a = _with_form(base, "linear", {"linear": 10.0, "quadrature": 10.5, "constant": 40.0})
+    b = _with_form(base, "quadrature", {"linear": 12.0, "quadrature": 11.0, "constant": 9.0},
+                   valid=("constant",))
+    # summed BIC: linear 22.0, quadrature 21.5; constant is invalid on chip b
+    assert common_sigma_forms([a, b]) == {"read_noise": "quadrature"}
+    assert common_sigma_forms([a, a]) == {}  # forms agree: nothing to refit
+    assert common_sigma_forms([a, base]) == {}  # not fitted on every chip
 
 
 def test_random_effects_estimators_cover_the_truth():

@@ -129,6 +129,19 @@ def test_fit_tables_provenance_and_hash():
     assert dm.window.levels == 10 and dm.window.g_max == pytest.approx(40e-6)
 
 
+def test_fit_tables_sigma_forms_restrict_the_choice():
+    rng = np.random.default_rng(3)
+    df = _programmed(rng, lambda g: 0.5e-6 + 0.05 * g, n_per=400)
+    ts = tables_from_frames({"programming_error": {"programmed": df}})
+    assert fit_tables(ts).model.programming.form == "linear"
+    forced = fit_tables(ts, sigma_forms={"programming": ("proportional",)}).model.programming
+    assert forced.form == "proportional" and set(forced.fit.candidates) == {"proportional"}
+    with pytest.raises(ValueError, match="unknown effect 'relaxation'"):
+        fit_tables(ts, sigma_forms={"relaxation": ("peaked",)})
+    with pytest.raises(ValueError, match=r"sigma_forms\['programming'\]: expected forms"):
+        fit_tables(ts, sigma_forms={"programming": ("cubic",)})
+
+
 def test_read_noise_cis_cover_truth_on_synthetic_pairs():
     """The read-noise estimator's 95 % CIs are calibrated: 80 data sets the size of the
     round-trip plan's read fluctuation (1536 cells in 12 levels of 2-40 uS, 16 reads each,

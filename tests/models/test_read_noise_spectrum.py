@@ -132,3 +132,32 @@ def test_fit_store_fits_the_spectrum_of_a_series_run(tmp_path):
     for name in ("s0", "s1", "a_peak", "g_peak", "alpha0"):
         assert getattr(eff, name) == pytest.approx(getattr(direct, name), rel=1e-9)
     assert eff.fit.stderr["alpha0"] > 0
+
+
+def test_pair_variance_is_the_structure_function_of_the_emulators_1_over_f():
+    """What the 1/f part adds to the difference of two reads ``dt`` apart, from the model
+    spectrum (power law from f_lo to f_hi), against the exact structure function of the
+    techa profile's bank of Ornstein-Uhlenbeck processes, ``2 sum_k v_k (1 - exp(-dt /
+    tau_k))``: within 20 % from 0.1 s to 1e5 s (the bank's lowest and highest Lorentzians
+    reach beyond the band: +16 % at saturation), rising with dt up to ~1/f_lo and level
+    beyond (the sharp cutoff at f_lo rings by a few %), and nothing without 1/f."""
+    from cimlab.models.read_noise_spectrum import ReadNoiseSpectrum
+    from cimlab.physics.read_noise import component_variances, corner_frequencies
+
+    rn = load_profile("techa").read
+    sp = ReadNoiseSpectrum(g_ref=240e-6, a_peak=rn.flicker_psd_peak, g_peak=rn.flicker_g_peak,
+                           g_width=rn.flicker_g_width, alpha0=rn.flicker_alpha,
+                           f_lo_hz=rn.flicker_f_lo_hz, f_hi_hz=rn.flicker_f_hi_hz)
+    g = np.array([30e-6, 126e-6, 240e-6])
+    dt = np.logspace(-1, 5, 13)
+    tau = 1.0 / (2.0 * np.pi * corner_frequencies(rn))
+    v = component_variances(rn, g)
+    exact = 2.0 * (v[:, None, :] * (1.0 - np.exp(-dt[None, :, None] / tau))).sum(axis=2)
+    model = sp.flicker_pair_variance(g[:, None], dt[None, :])
+    ratio = model / exact
+    assert np.all((ratio > 0.8) & (ratio < 1.05)), ratio
+    rising = dt <= 0.1 / rn.flicker_f_lo_hz
+    assert np.all(np.diff(model[:, rising], axis=1) > 0.0)
+    assert np.all(np.abs(model[:, ~rising] / model[:, ~rising].max(axis=1, keepdims=True) - 1)
+                  < 0.1)
+    assert np.all(replace(sp, a_peak=0.0).flicker_pair_variance(g, 1e4) == 0.0)

@@ -42,13 +42,24 @@ def _plan(profile: str) -> dict:
     v_gate_max = max(1.05, float(p.transistor.v_gate_for_icc(1.25 * w.g_max * p.set.v_c)))
     sizes = {"fault_map": 2048, "programming_error": 3072, "read_fluctuation": 1536,
              "relaxation": 3072, "ber": 3 * 3 * bits, "bake_retention": 3072}
+    # a profile with 1/f read noise: its spectrum is measured too (2 cells per level, one
+    # read every 20 s for 2.3 days: the fit then reaches 1e-4 Hz), so that the relaxation
+    # and bake fits count the slow noise between two reads instead of taking it for
+    # relaxation
+    flicker = p.read.flicker_psd_peak > 0.0
+    if flicker:
+        sizes["read_noise_series"] = 24
     start, cells = 0, {}
     for kind, n in sizes.items():  # consecutive blocks of fresh cells (26624 in all)
         cells[kind] = {"start": start, "count": n}
         start += n
+    series = [{"kind": "read_noise_series", "cells": cells["read_noise_series"],
+               "levels": levels, "fs_hz": 0.05, "duration_s": 2e5, "settle_s": 100.0}
+              ] if flicker else []
     return {
         "plan": {"name": f"roundtrip-{Path(profile).stem}", "seed": 3},
         "experiment": [
+            *series,
             {"kind": "fault_map", "cells": cells["fault_map"]},
             {"kind": "programming_error", "cells": cells["programming_error"],
              "levels": levels, "calibration_cells": 256, "calibration_points": 26,

@@ -75,3 +75,28 @@ def test_switching_pulse_restarts_relaxation(chip4, ticker):
     g_after = chip4.truth.programmed(cells)
     assert np.all(g_after[moved] < g_now[moved] + 1e-6)
     assert np.array_equal(g_after[~moved], g0[~moved])
+
+
+def test_a_pulse_that_drives_current_restarts_relaxation_even_at_the_ceiling(chip4, ticker):
+    """A SET pulse above threshold that finds the cell at (or above) its ceiling changes
+    nothing but still restarts the relaxation clock (docs/physics.md: only a sub-threshold
+    pulse leaves it running). Before, such a pulse left the old clock running, so a verify's
+    last pulse was not the start of the cell's relaxation (techa: 25 % of the cells)."""
+    cells, _, t_prog = _program(chip4, ticker, n=4096)
+    truth = chip4.truth
+    p = chip4.profile
+    # a strong SET at low compliance: every cell that is above that ceiling stays where it is
+    t_again = t_prog + 10.0
+    low_gate = p.transistor.v_gate_for_icc(0.5 * p.window.g_min * p.set.v_c)
+    g_before = truth.conductance(cells, t_again)
+    chip4.pulse(cells, "set", 2.0, low_gate, 1e-6, t_again)
+    above = g_before > p.window.g_min
+    assert above.sum() > 1000
+    # unchanged conductance (no room to move up) ...
+    assert np.allclose(truth.programmed(cells)[above], g_before[above], rtol=0, atol=1e-15)
+    # ... but a new clock
+    assert np.all(truth.programmed_time(cells)[above] == chip4.equivalent_time_s)
+    # a sub-threshold pulse does not restart it
+    t_sub = t_again + 10.0
+    chip4.pulse(cells, "set", 0.01, 3.0, 1e-6, t_sub)
+    assert np.all(truth.programmed_time(cells)[above] < chip4.equivalent_time_s)

@@ -21,6 +21,7 @@ import pandas as pd
 
 from cimlab.models.effects import RATE_FORMS, ReadNoise, Retention
 from cimlab.models.fit.relaxation import _group, censored, fit_relaxation
+from cimlab.models.read_noise_spectrum import ReadNoiseSpectrum
 
 #: Relative sigma error counted as "within" in the reported figure.
 WITHIN = 0.15
@@ -61,8 +62,10 @@ def choose_relaxation_form(
     forms: tuple[str, ...] = tuple(RATE_FORMS),
     folds: int = 5,
     seed: int = 0,
+    spectrum: ReadNoiseSpectrum | None = None,
 ) -> FormChoice:
-    """The variance form that best predicts held-out cells (see module docstring)."""
+    """The variance form that best predicts held-out cells (see module docstring;
+    ``spectrum``: as in :func:`~cimlab.models.fit.relaxation.fit_relaxation`)."""
     if folds < 2:
         raise ValueError(f"k-fold validation needs at least 2 folds, got {folds}")
     key = reads["cell"].astype(str)
@@ -83,7 +86,7 @@ def choose_relaxation_form(
         try:
             for k in range(folds):
                 fit = fit_relaxation(reads[f != k], g_ref, retention=retention,
-                                     read_noise=read_noise, forms=(form,))
+                                     read_noise=read_noise, forms=(form,), spectrum=spectrum)
                 errs.append(_held_out_errors(fit, reads[f == k], retention, g_ref))
         except ValueError as exc:
             failed[form] = str(exc)

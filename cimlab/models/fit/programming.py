@@ -21,12 +21,13 @@ included; noted), so do not add the literature read noise on top when comparing 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from cimlab.errors import ConfigError
-from cimlab.models.effects import ProgrammingError, ReadNoise, Relaxation
+from cimlab.models.effects import SIGMA_FORMS, ProgrammingError, ReadNoise, Relaxation
 from cimlab.models.fit._stats import group_moments
 from cimlab.models.fit.sigma import fit_sigma
 from cimlab.models.params import Z95, FitInfo
@@ -50,8 +51,10 @@ def fit_programming(
     g_ref: float,
     read_noise: ReadNoise | None = None,
     relaxation: Relaxation | None = None,
+    forms: Sequence[str] = tuple(SIGMA_FORMS),
 ) -> list[ProgrammingError]:
-    """One :class:`ProgrammingError` per mode found in ``programmed`` (verify first)."""
+    """One :class:`ProgrammingError` per mode found in ``programmed`` (verify first; BIC
+    chooses each sigma(g) form among ``forms``)."""
     missing = [c for c in REQUIRED if c not in programmed.columns]
     if missing:
         raise ValueError(f"programmed table lacks columns {missing}")
@@ -87,7 +90,8 @@ def fit_programming(
         sig = np.sqrt(v_prog)
         se_var = var * np.sqrt(2.0 / np.maximum(n - 1, 1))
         se = se_var / (2.0 * sig)
-        sf = fit_sigma(g, sig, se, g_ref, validate=_valid(mode, g_ref), rel_se=se / sig)
+        sf = fit_sigma(g, sig, se, g_ref, forms=forms, validate=_valid(mode, g_ref),
+                       rel_se=se / sig)
         # pooled mean error
         N = float(n.sum())
         offset = float(np.sum(n * mom["mean"].to_numpy()) / N)

@@ -14,6 +14,7 @@ BIC. When the pairs span at least one decade of time after programming, a time d
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -72,9 +73,11 @@ def read_pairs(reads: pd.DataFrame) -> pd.DataFrame:
 
 
 def fit_read_noise(
-    reads: pd.DataFrame, g_ref: float, relaxation: Relaxation | None = None
+    reads: pd.DataFrame, g_ref: float, relaxation: Relaxation | None = None,
+    forms: Sequence[str] = tuple(SIGMA_FORMS),
 ) -> ReadNoise:
-    """Fit :class:`ReadNoise` from a ``read_fluctuation`` ``reads`` table."""
+    """Fit :class:`ReadNoise` from a ``read_fluctuation`` ``reads`` table (BIC chooses the
+    sigma(g) form among ``forms``)."""
     pairs = read_pairs(reads)
     if pairs.empty:
         raise ValueError("reads table has no cell read twice: read noise needs repeats >= 2")
@@ -106,7 +109,7 @@ def fit_read_noise(
             return False
         return True
 
-    sf = fit_sigma(g, sig, se, g_ref, validate=valid,
+    sf = fit_sigma(g, sig, se, g_ref, forms=forms, validate=valid,
                    rel_se=1.0 / np.sqrt(2.0 * np.maximum(n - 1, 1)))
     coeffs, stderr, ci = dict(sf.coeffs), dict(sf.stderr), dict(sf.ci95)
     time_slope, candidates = 0.0, dict(sf.candidates)

@@ -86,12 +86,38 @@ def binned_psd(samples: np.ndarray, fs_hz: float, nperseg: int = 8192,
     return np.array(fc), np.array(mean), np.array(se), n_seg
 
 
-def fit_series(samples: np.ndarray, fs_hz: float, *, nperseg: int = 8192,
-               f_min_hz: float = 0.1, bins_per_decade: int = 10) -> SeriesSpectrum:
-    """Fit ``S(f) = W + A f^-alpha`` to one time series (``samples`` [S] at ``fs_hz``)."""
+#: Longest Welch segment [samples] and the fewest segments a series is cut into when the
+#: segment length is not given: techA's 1e5-sample series get 8192 (0.05 s bins at 400 Hz)
+NPERSEG_MAX, MIN_SEGMENTS = 8192, 4
+#: Lowest frequency fitted when not given: 0.1 Hz (techA's drift below it is not read
+#: noise), or 4 frequency bins above DC where the segments are too short to reach 0.1 Hz
+F_MIN_DEFAULT_HZ, F_MIN_BINS = 0.1, 4
+
+
+def segment_plan(n_samples: int, fs_hz: float, nperseg: int | None = None,
+                 f_min_hz: float | None = None) -> tuple[int, float]:
+    """``(nperseg, f_min_hz)`` for a series of ``n_samples`` at ``fs_hz``: the given values,
+    else the longest power-of-two segment (<= :data:`NPERSEG_MAX`) that cuts the series into
+    >= :data:`MIN_SEGMENTS`, and ``min(0.1 Hz, 4 fs / nperseg)``. A slow series (a lab's
+    hours-long record at ~1 Hz) thus reaches the low frequencies it holds, techA's does
+    not change."""
+    if nperseg is None:
+        nperseg = NPERSEG_MAX
+        while nperseg > 16 and n_samples < MIN_SEGMENTS * nperseg:
+            nperseg //= 2
+    if f_min_hz is None:
+        f_min_hz = min(F_MIN_DEFAULT_HZ, F_MIN_BINS * fs_hz / nperseg)
+    return int(nperseg), float(f_min_hz)
+
+
+def fit_series(samples: np.ndarray, fs_hz: float, *, nperseg: int | None = None,
+               f_min_hz: float | None = None, bins_per_decade: int = 10) -> SeriesSpectrum:
+    """Fit ``S(f) = W + A f^-alpha`` to one time series (``samples`` [S] at ``fs_hz``;
+    segment length and lowest frequency by default from :func:`segment_plan`)."""
     from scipy.optimize import least_squares
 
     x = np.asarray(samples, dtype=float)
+    nperseg, f_min_hz = segment_plan(x.size, fs_hz, nperseg, f_min_hz)
     f, s, se, n_seg = binned_psd(x, fs_hz, nperseg, bins_per_decade, f_min_hz)
     rel = np.maximum(se / s, 1e-3)
     ls = np.log(s)
@@ -136,15 +162,16 @@ def _wls(res, p0, bounds=None):
 def fit_read_noise_spectrum(
     samples: Sequence[np.ndarray], fs_hz: float | Sequence[float],
     levels_s: Sequence[float] | None = None, *, g_ref: float | None = None,
-    nperseg: int = 8192, f_min_hz: float = 0.1,
+    nperseg: int | None = None, f_min_hz: float | None = None,
 ) -> tuple[ReadNoiseSpectrum, list[SeriesSpectrum]]:
     """Fit :class:`ReadNoiseSpectrum` to time series of reads, one cell per series.
 
     ``samples``: one 1-D array of conductances [S] per series; ``fs_hz``: sample rate(s)
     [Hz]; ``levels_s``: the conductance [S] each series stands for (default: its mean);
     ``g_ref``: normalising conductance (default: the largest level). Needs >= 3 series (for
-    the level dependence). Returns the effect and the per-series fits (slope and its error
-    per level)."""
+    the level dependence). ``nperseg`` / ``f_min_hz``: Welch segment length and lowest
+    frequency (default per series: :func:`segment_plan`). Returns the effect and the
+    per-series fits (slope and its error per level)."""
     n = len(samples)
     if n < 3:
         raise ValueError(f"the level dependence needs >= 3 series (levels), got {n}")
@@ -204,13 +231,14 @@ def fit_read_noise_spectrum(
         gof[f"series{i}_alpha"] = s.alpha
         gof[f"series{i}_alpha_se"] = s.alpha_se
         gof[f"series{i}_chi2_red"] = s.chi2_red
+    nseg0 = segment_plan(np.asarray(samples[0]).size, float(fs[0]), nperseg)[0]
     fit = FitInfo(
         method="Welch (non-overlapping Hann segments, log-binned, errors over segments); "
         "W + A f^-alpha per series by WLS in log S; level dependence by WLS",
         n=int(sum(np.asarray(x).size for x in samples)), form=form, gof=gof,
         candidates=candidates, stderr=stderr,
         ci95={k: (params[k] - Z95 * v, params[k] + Z95 * v) for k, v in stderr.items()},
-        notes=f"{n} series, nperseg={nperseg}, f {f_lo:.3g}-{f_hi:.3g} Hz")
+        notes=f"{n} series, nperseg={nseg0}, f {f_lo:.3g}-{f_hi:.3g} Hz")
     eff = ReadNoiseSpectrum(
         g_ref=g_ref, bandwidth_hz=float(fs.min()) / 2.0, f_lo_hz=f_lo, f_hi_hz=f_hi,
         source="fit", fit=fit, **params)

@@ -58,6 +58,7 @@ from cimlab.models.fit._stats import (
     wls,
 )
 from cimlab.models.params import Z95, FitInfo
+from cimlab.models.read_noise_spectrum import ReadNoiseSpectrum
 from cimlab.params import bounds_of
 
 _U = 1e-6
@@ -198,6 +199,18 @@ class GroupLogTime:
         self.n = len(groups)
         self.wsum = np.bincount(self.gid, self.w, minlength=self.n)
 
+    def flicker(self, spectrum: ReadNoiseSpectrum, g_group: np.ndarray,
+                lag_s: float = 0.0) -> np.ndarray:
+        """Group means [S^2] of the variance the 1/f read noise adds to ``d`` (two reads
+        ``t - tp`` apart, :meth:`ReadNoiseSpectrum.flicker_pair_variance`) for groups at
+        conductance ``g_group`` [S], beyond what a read-noise model measured on pairs
+        ``lag_s`` apart already holds."""
+        gg = np.asarray(g_group, dtype=float)[self.gid]
+        v = np.maximum(spectrum.flicker_pair_variance(gg, np.maximum(self.t - self.tp, 0.0))
+                       - spectrum.flicker_pair_variance(gg, lag_s), 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.bincount(self.gid, self.w * v, minlength=self.n) / self.wsum
+
     def __call__(self, log10_t0: float) -> np.ndarray:
         t0 = 10.0 ** float(log10_t0)
         v = np.log10(1.0 + self.t / t0) - np.log10(1.0 + self.tp / t0)
@@ -233,8 +246,16 @@ def fit_relaxation(
     read_noise: ReadNoise | None = None,
     forms: tuple[str, ...] = tuple(RATE_FORMS),
     mean_forms: tuple[str, ...] = MEAN_FORMS,
+    spectrum: ReadNoiseSpectrum | None = None,
+    read_lag_s: float = 0.0,
 ) -> RelaxationFit:
     """Fit :class:`Relaxation` to a relaxation ``reads`` table (see module docstring).
+
+    ``spectrum`` (a measured read-noise spectrum with a 1/f part): the two reads of each
+    change ``d``, ``t - tp`` apart, then also differ by the 1/f noise between them
+    (:meth:`ReadNoiseSpectrum.flicker_pair_variance`), which grows with ``t`` like
+    relaxation does; it is added to the intercept instead of being fitted as relaxation,
+    less the part ``read_noise`` already holds (its pairs were ``read_lag_s`` apart).
 
     ``forms`` / ``mean_forms`` restrict the candidate variance-rate and drift forms (BIC
     picks among them; a single one fits that form, e.g. the physics' form in tests).
@@ -242,15 +263,29 @@ def fit_relaxation(
     Two passes: the first leaves out the groups whose *observed* spread reaches zero
     conductance; the second decides the censoring from the first fit's *model* (so that the
     choice does not depend on each group's own noise, which would bias the rate low at the
-    lowest levels) and refits.
+    lowest levels) and refits. A last fit takes the groups' weights at the model's variances
+    instead of the observed ones (:func:`block_whiteners` ``var_model``), which removes a
+    downward bias of the rate.
     """
     work, cum = _group(reads, retention, g_ref)
 
-    def fit_kept(cut):
+    def fit_kept(cut, model=None):
         kept = cum[~cut].sort_values(["level", "tkey"]).reset_index(drop=True)
-        W_m, W_v = block_whiteners(work, "level", "tkey", "cellkey", "d", kept, scale=_U)
-        return _fit_once(kept, g_ref, read_noise, forms, W_m, W_v, GroupLogTime(work, kept),
-                         mean_forms)
+        var_model = None
+        if model is not None:  # weights from the model's variances, not the observed ones
+            key = pd.MultiIndex.from_frame(kept[["level", "tkey"]])
+            vm = model.groups.set_index(["level", "tkey"])["var_model"]
+            var_model = vm.reindex(key).to_numpy(dtype=float) / _U**2
+            var_model = np.where(np.isfinite(var_model), var_model,
+                                 kept["var"].to_numpy(dtype=float) / _U**2)
+        W_m, W_v = block_whiteners(work, "level", "tkey", "cellkey", "d", kept, scale=_U,
+                                   var_model=var_model)
+        dlog = GroupLogTime(work, kept)
+        c_extra = None
+        if spectrum is not None and spectrum.a_peak > 0.0:
+            c_extra = dlog.flicker(spectrum, kept["g0_siemens"].to_numpy(),
+                                   read_lag_s) / _U**2
+        return _fit_once(kept, g_ref, read_noise, forms, W_m, W_v, dlog, mean_forms, c_extra)
 
     cut1 = censored(cum["g0_siemens"] + cum["mean"], cum["var"])
     first = fit_kept(cut1)
@@ -258,9 +293,9 @@ def fit_relaxation(
     g0 = cum["g0_siemens"].to_numpy()
     t = cum["t_eq_s"].to_numpy()
     cut2 = censored(g0 + np.asarray(r.mean_shift(g0, t)), np.asarray(r.variance(g0, t)))
-    if np.array_equal(cut1, cut2):
-        return first
-    return fit_kept(cut2)
+    if not np.array_equal(cut1, cut2):
+        first = fit_kept(cut2)
+    return fit_kept(cut2, model=first)
 
 
 def _fit_once(
@@ -272,6 +307,7 @@ def _fit_once(
     W_v: np.ndarray,
     dlog: GroupLogTime,
     mean_forms: tuple[str, ...] = MEAN_FORMS,
+    c_extra: np.ndarray | None = None,
 ) -> RelaxationFit:
     cum = mom
     levels = np.unique(mom["level"].to_numpy())
@@ -310,6 +346,8 @@ def _fit_once(
     else:
         c_fixed = np.zeros_like(y)
         intercepts = ("none", "per_level")
+    c_flick = np.zeros_like(y) if c_extra is None else np.nan_to_num(np.asarray(c_extra))
+    c_fixed = c_fixed + c_flick
     candidates: dict[str, dict[str, float]] = {}
     fits: dict[tuple[str, str], tuple[LsqResult, int, int]] = {}
     for form in forms:
@@ -340,7 +378,7 @@ def _fit_once(
 
             def resid(p, form=form, kf=kf, nc=nc, n_pen=n_pen, s_pen=s_pen):
                 k = _rate(form, np.asarray(p[1: 1 + kf]), g, g_ref_u)
-                c = p[1 + kf: 1 + kf + nc][li] if nc else c_fixed
+                c = p[1 + kf: 1 + kf + nc][li] + c_flick if nc else c_fixed
                 r = W_v @ (y - c - k * dlog(p[0]))
                 if n_pen:  # smoothness of the table: second differences as a prior
                     r = np.r_[r, np.diff(np.asarray(p[1: 1 + kf]), 2) / s_pen]
@@ -386,7 +424,7 @@ def _fit_once(
         c_fit = res.params[1 + kf: 1 + kf + nc]
         c_se = res.stderr[1 + kf: 1 + kf + nc]
     else:
-        c_fit = np.array([c_fixed[li == j].mean() if np.any(li == j) else 0.0
+        c_fit = np.array([(c_fixed - c_flick)[li == j].mean() if np.any(li == j) else 0.0
                           for j in range(n_lev)])
         c_se = np.zeros(n_lev)
 
@@ -457,7 +495,7 @@ def _fit_once(
     Lc = L[ok]
     c_cum = c_fit[cl] if nc else (2.0 * np.asarray(read_noise.sigma(gc_ * _U)) ** 2 / _U**2
                                   if read_noise is not None else np.zeros(len(cum)))
-    var_cum = c_cum + _rate(form, kp, gc_, g_ref_u) * Lc
+    var_cum = c_cum + c_flick[ok] + _rate(form, kp, gc_, g_ref_u) * Lc
     mean_cum = mr.params[:n_lev][cl] + _drift(mform, mp, gc_, g_ref_u) * Lc
     y_cum = cum["var"].to_numpy() / _U**2
     sig_obs = np.sqrt(y_cum)

@@ -93,6 +93,7 @@ from cimlab.models.fit.relaxation import (
     drift_amplitude_bounds_u,
 )
 from cimlab.models.params import Z95, FitInfo
+from cimlab.models.read_noise_spectrum import ReadNoiseSpectrum
 from cimlab.params import bounds_of
 from cimlab.units import KELVIN_OFFSET
 
@@ -140,8 +141,18 @@ def fit_retention(
     bakes: pd.DataFrame | None = None,
     ea_prior: float | None = None,
     ea_prior_range: tuple[float, float] = EA_PRIOR_RANGE_EV,
+    spectrum: ReadNoiseSpectrum | None = None,
+    read_lag_s: float = 0.0,
 ) -> RetentionFit:
     """Fit :class:`Retention` (see module docstring).
+
+    ``spectrum`` (a measured read-noise spectrum with a 1/f part): each change's two reads,
+    a bake apart, also differ by the slow 1/f noise between them
+    (:meth:`ReadNoiseSpectrum.flicker_pair_variance`, at the bake's soak + ramp time); it is
+    added to the read variance ``c`` (less what ``read_noise``, measured on pairs
+    ``read_lag_s`` apart, holds). Without it that variance is taken for relaxation, and
+    since it is the same at every temperature it flattens the Arrhenius line (techa: Ea
+    0.45-0.54 eV for a true 1.1 eV).
 
     ``ea_prior`` [eV] (default: :class:`Retention`'s default, the low end of
     ``ea_prior_range``) and ``ea_prior_range`` are used only when the bakes are at one
@@ -157,7 +168,7 @@ def fit_retention(
              tuple(map(float, ea_prior_range)))
     if not prior[1][0] <= prior[0] <= prior[1][1]:
         raise ValueError(f"ea_prior {prior[0]} eV lies outside ea_prior_range {prior[1]}")
-    args = (relaxation, read_noise, t_ref_k, ea_guess, prior)
+    args = (relaxation, read_noise, t_ref_k, ea_guess, prior, spectrum, read_lag_s)
 
     # temperatures off the Arrhenius law: from the hottest down, predict each from a fit to
     # the cooler ones; one the law cannot predict is flagged and left out (>= 2 stay)
@@ -270,6 +281,8 @@ def _fit_once(
     t_ref_k: float,
     ea_guess: float,
     prior: tuple[float, tuple[float, float]],
+    spectrum: ReadNoiseSpectrum | None = None,
+    read_lag_s: float = 0.0,
     no_prior: str | None = None,
     ea_fixed: float | None = None,
 ) -> RetentionFit:
@@ -298,6 +311,14 @@ def _fit_once(
     else:
         c = np.zeros_like(y_v)
         notes.append("no read-noise model: read variance neglected")
+    if spectrum is not None and spectrum.a_peak > 0.0:
+        # the two reads of a change are a bake apart: the slow 1/f noise between them adds
+        # (real time: soak and ramps; the room time around them is not known here)
+        dt_real = soak + ramp - np.where(step_p < 0, 0.0, soak_p + ramp_p)
+        c = c + np.maximum(spectrum.flicker_pair_variance(g, np.maximum(dt_real, 0.0))
+                           - spectrum.flicker_pair_variance(g, read_lag_s), 0.0) / _U**2
+        notes.append("1/f read noise between the two reads of each change from the measured "
+                     "spectrum")
     notes.append("change measured from the verify read" if verify_ref else
                  "change measured from the step-0 read (no programmed table)")
     has_ramps = bool(np.any(ramp > 0))

@@ -26,7 +26,7 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,11 +35,11 @@ import numpy as np
 import pandas as pd
 
 from cimlab.models.device_model import DeviceModel, Provenance
-from cimlab.models.effects import K_B_EV, ConductanceWindow
+from cimlab.models.effects import K_B_EV, SIGMA_FORMS, ConductanceWindow
 from cimlab.models.fit.binary import fit_binary
 from cimlab.models.fit.model_choice import choose_relaxation_form
 from cimlab.models.fit.programming import fit_programming
-from cimlab.models.fit.read_noise import fit_read_noise
+from cimlab.models.fit.read_noise import fit_read_noise, read_pairs
 from cimlab.models.fit.read_noise_spectrum import fit_read_noise_spectrum
 from cimlab.models.fit.relaxation import RelaxationFit, fit_relaxation
 from cimlab.models.fit.retention import RetentionFit, fit_retention
@@ -265,14 +265,19 @@ def fit_tables(
     name: str = "fitted",
     progress: Callable[[str], None] | None = None,
     select: str = "bic",
+    sigma_forms: Mapping[str, Sequence[str]] | None = None,
 ) -> FitReport:
     """Fit every effect ``ts`` has data for (see module docstring).
 
     ``select``: how the relaxation variance form is chosen: "bic" (on the fitted cells) or
     "cv" (5-fold validation over cells, :func:`~cimlab.models.fit.model_choice.
-    choose_relaxation_form`; about 5 x the relaxation fit's time per form)."""
+    choose_relaxation_form`; about 5 x the relaxation fit's time per form).
+    ``sigma_forms``: the sigma(g) forms (:data:`~cimlab.models.effects.SIGMA_FORMS`) BIC may
+    choose from, per effect ("read_noise", "programming"); default all (e.g. one common form
+    for several chips, :mod:`cimlab.models.chip_variation`)."""
     if select not in ("bic", "cv"):
         raise ValueError(f"select must be 'bic' or 'cv', got {select!r}")
+    forms_of = _sigma_forms(sigma_forms)
     from cimlab import __version__
 
     say = progress or (lambda _msg: None)
@@ -290,7 +295,23 @@ def fit_tables(
     read_noise = None
     if rf is not None:
         say("read noise")
-        read_noise = fit_read_noise(_relevel(rf), g_ref)
+        read_noise = fit_read_noise(_relevel(rf), g_ref, forms=forms_of["read_noise"])
+    # the read-noise spectrum first: with a 1/f part, the relaxation and retention fits
+    # count the slow noise between the two reads of each change (not as relaxation)
+    series = ts.get("read_noise_series", "samples")
+    spectrum: ReadNoiseSpectrum | None = None
+    if series is not None and not series.empty:
+        say("read-noise spectrum")
+        fitted = _fit_spectrum(series)
+        if isinstance(fitted, str):
+            rep.skipped["read_noise_spectrum"] = fitted
+        else:
+            spectrum = fitted
+            changes["read_noise_spectrum"] = spectrum
+            rep.fitted.append("read_noise_spectrum")
+    else:
+        rep.skipped["read_noise_spectrum"] = "no read_noise_series run; white model kept"
+    read_lag = _read_pair_lag(rf) if rf is not None else 0.0
     relax_frames = [df for df in (_with_pulse_offset(ts.get("relaxation", "reads"),
                                                      ts.get("relaxation", "programmed")),
                                   ts.get("imported", "reads")) if df is not None]
@@ -303,9 +324,10 @@ def fit_tables(
         if select == "cv":
             say("relaxation form (5-fold validation over cells)")
             choice = choose_relaxation_form(reads, g_ref, retention=dm.retention,
-                                            read_noise=read_noise)
+                                            read_noise=read_noise, spectrum=spectrum)
         rep.relaxation = fit_relaxation(reads, g_ref, retention=dm.retention,
-                                        read_noise=read_noise,
+                                        read_noise=read_noise, spectrum=spectrum,
+                                        read_lag_s=read_lag,
                                         **({"forms": (choice.form,)} if choice else {}))
         if choice is not None:
             r_ = rep.relaxation.effect
@@ -321,21 +343,12 @@ def fit_tables(
     else:
         rep.skipped["relaxation"] = "no relaxation or imported run"
     if rf is not None:
-        read_noise = fit_read_noise(_relevel(rf), g_ref, relaxation=relaxation)
+        read_noise = fit_read_noise(_relevel(rf), g_ref, relaxation=relaxation,
+                                    forms=forms_of["read_noise"])
         changes["read_noise"] = read_noise
         rep.fitted.append("read_noise")
     else:
         rep.skipped["read_noise"] = "no read_fluctuation run (literature value kept)"
-    series = ts.get("read_noise_series", "samples")
-    if series is not None and not series.empty:
-        spectrum = _fit_spectrum(series)
-        if isinstance(spectrum, str):
-            rep.skipped["read_noise_spectrum"] = spectrum
-        else:
-            changes["read_noise_spectrum"] = spectrum
-            rep.fitted.append("read_noise_spectrum")
-    else:
-        rep.skipped["read_noise_spectrum"] = "no read_noise_series run; white model kept"
 
     # programming error
     # the programming_error campaign measures the programming error on purpose (reads at a
@@ -357,7 +370,7 @@ def fit_tables(
     if prog:
         say("programming error")
         pe = fit_programming(_relevel(pd.concat(prog, ignore_index=True)), g_ref,
-                             read_noise=read_noise)
+                             read_noise=read_noise, forms=forms_of["programming"])
         if read_noise is None:  # nothing to subtract: sigma holds one read's noise
             pe = [dataclasses.replace(p, read_noise="included") for p in pe]
         # the simulator's default: single-shot if measured (paper 000's scenario), else verify
@@ -377,7 +390,8 @@ def fit_tables(
                                       read_noise=read_noise, t_ref_k=dm.retention.t_ref_k,
                                       ea_guess=dm.retention.ea_ev,
                                       programmed=ts.get("bake_retention", "programmed"),
-                                      bakes=ts.get("bake_retention", "bakes"))
+                                      bakes=ts.get("bake_retention", "bakes"),
+                                      spectrum=spectrum, read_lag_s=read_lag)
         changes["retention"] = rep.retention.effect
         rep.fitted.append("retention")
         # the relaxation law the retention fit used (floated with its prior, or, without a
@@ -437,15 +451,43 @@ def fit_tables(
     return rep
 
 
+def _read_pair_lag(reads: pd.DataFrame) -> float:
+    """Median time [s] between the two reads of the read-noise fit's pairs (0 if untimed):
+    the model's sigma holds the 1/f noise up to that lag, so the relaxation and bake fits
+    add only the part beyond it."""
+    pairs = read_pairs(_relevel(reads))
+    lag = (pairs["t1"] - pairs["t0"]).to_numpy(dtype=float)
+    lag = lag[np.isfinite(lag) & (lag > 0)]
+    return float(np.median(lag)) if lag.size else 0.0
+
+
+def _sigma_forms(sigma_forms: Mapping[str, Sequence[str]] | None
+                 ) -> dict[str, tuple[str, ...]]:
+    """Allowed sigma(g) forms per effect, checked: unknown effects or forms raise."""
+    out = {"read_noise": tuple(SIGMA_FORMS), "programming": tuple(SIGMA_FORMS)}
+    for effect, forms in (sigma_forms or {}).items():
+        if effect not in out:
+            raise ValueError(f"sigma_forms: unknown effect {effect!r} (expected one of "
+                             f"{', '.join(out)})")
+        bad = [f for f in forms if f not in SIGMA_FORMS]
+        if bad or not forms:
+            raise ValueError(f"sigma_forms[{effect!r}]: expected forms among "
+                             f"{', '.join(SIGMA_FORMS)}, got {list(forms)}")
+        out[effect] = tuple(forms)
+    return out
+
+
 def fit_store(
     store: Any,
     name: str | None = None,
     include_unfinished: bool = False,
     progress: Callable[[str], None] | None = None,
     select: str = "bic",
+    sigma_forms: Mapping[str, Sequence[str]] | None = None,
 ) -> DeviceModel:
     """Fit a :class:`DeviceModel` to every run in ``store`` (an open Store or a path)."""
-    return fit_store_report(store, name, include_unfinished, progress, select).model
+    return fit_store_report(store, name, include_unfinished, progress, select,
+                            sigma_forms).model
 
 
 def fit_store_report(
@@ -454,6 +496,7 @@ def fit_store_report(
     include_unfinished: bool = False,
     progress: Callable[[str], None] | None = None,
     select: str = "bic",
+    sigma_forms: Mapping[str, Sequence[str]] | None = None,
 ) -> FitReport:
     """Like :func:`fit_store`, returning the :class:`FitReport` (intermediate fits too)."""
     if isinstance(store, (str, Path)):
@@ -462,9 +505,10 @@ def fit_store_report(
         with Store.open(store, mode="r") as s:
             ts = collect(s, include_unfinished)
             ts.source = str(store)
-        return fit_tables(ts, name or Path(store).stem, progress, select)
+        return fit_tables(ts, name or Path(store).stem, progress, select, sigma_forms)
     ts = collect(store, include_unfinished)
-    return fit_tables(ts, name or Path(ts.source or "store").stem, progress, select)
+    return fit_tables(ts, name or Path(ts.source or "store").stem, progress, select,
+                      sigma_forms)
 
 
 __all__ = ["USED_TABLES", "FitReport", "TableSet", "collect", "fit_store",
