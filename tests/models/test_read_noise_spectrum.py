@@ -136,11 +136,11 @@ def test_fit_store_fits_the_spectrum_of_a_series_run(tmp_path):
 
 def test_pair_variance_is_the_structure_function_of_the_emulators_1_over_f():
     """What the 1/f part adds to the difference of two reads ``dt`` apart, from the model
-    spectrum (power law from f_lo to f_hi), against the exact structure function of the
-    techa profile's bank of Ornstein-Uhlenbeck processes, ``2 sum_k v_k (1 - exp(-dt /
-    tau_k))``: within 20 % from 0.1 s to 1e5 s (the bank's lowest and highest Lorentzians
-    reach beyond the band: +16 % at saturation), rising with dt up to ~1/f_lo and level
-    beyond (the sharp cutoff at f_lo rings by a few %), and nothing without 1/f."""
+    spectrum (power law from f_lo to f_hi, flat below f_lo), against the exact structure
+    function of the techa profile's bank of Ornstein-Uhlenbeck processes, ``2 sum_k v_k (1 -
+    exp(-dt / tau_k))``: within 20 % from 0.1 s to 1e5 s (0.85 at 0.1 s, where the bank's
+    highest Lorentzian reaches beyond f_hi; 0.97 at saturation, 0.84 without the flat part),
+    rising with dt up to ~1/f_lo and level beyond (within a few %), and nothing without 1/f."""
     from cimlab.models.read_noise_spectrum import ReadNoiseSpectrum
     from cimlab.physics.read_noise import component_variances, corner_frequencies
 
