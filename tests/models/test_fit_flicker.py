@@ -47,6 +47,7 @@ def test_ea_with_the_measured_spectrum_covers_the_truth_and_without_it_does_not(
     lo, hi = with_series.retention.fit.ci95["ea_ev"]
     assert lo <= ea <= hi, (lo, with_series.retention.ea_ev, hi)
     assert "1/f read noise" in with_series.retention.fit.notes
+    assert "1/f read noise" in with_series.relaxation.fit.notes
     without = dataclasses.replace(
         ts, tables={k: v for k, v in ts.tables.items() if k != "read_noise_series"})
     blind = fit_tables(without).model

@@ -533,6 +533,8 @@ def _fit_once(
         + "intercept of var(g - g0): "
         + {"none": "none (BIC)", "per_level": "free per level (BIC)",
            "read_noise": "2 sigma_read^2 from the read-noise model"}[icpt]
+        + (" + the 1/f read noise between the two reads (measured spectrum)"
+           if c_extra is not None else "")
         + (f"; drift forms with their centre at a bound (0 or {GC_MAX:g} g_ref) not taken: "
            + ", ".join(at_bound) if at_bound and mform not in at_bound else "")
         + ("; WARNING: drift centre g_center ended at its bound (means relax towards a "
