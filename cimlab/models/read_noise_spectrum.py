@@ -151,5 +151,12 @@ class ReadNoiseSpectrum:
         out[use] += 2.0 * s0 * (f0 - np.sin(2.0 * np.pi * f0 * d) / (2.0 * np.pi * d))
         return out
 
+    def excess_pair_variance(self, g: Any, dt_s: Any, lag_s: float) -> np.ndarray:
+        """What the 1/f part adds [S^2] to a read pair ``dt_s`` apart beyond what a
+        read-noise sigma measured on pairs ``lag_s`` [s] apart already holds (never
+        negative): the variance a relaxation or bake fit adds to its read intercept."""
+        return np.maximum(self.flicker_pair_variance(g, dt_s)
+                          - self.flicker_pair_variance(g, lag_s), 0.0)
+
 
 __all__ = ["PAIR_F_HI_HZ", "PAIR_POINTS_PER_DECADE", "PAIR_RESOLVED", "ReadNoiseSpectrum"]

@@ -154,8 +154,10 @@ class ReadNoiseSeriesExp(_Experiment):
     cell ``fs_hz`` times a second for ``duration_s`` (one batched read per sample). Table
     ``samples`` has the layout of an imported series (``cimlab import --format tsdata``), so
     ``cimlab fit`` fits its white + 1/f spectrum (:class:`cimlab.models.ReadNoiseSpectrum`)
-    from either. The spectrum reaches down to ~``fs_hz`` / 8192 (the fit's segment length):
-    a long series at a low rate sees the slow 1/f part that reads hours apart differ by.
+    from either. The spectrum reaches down to ~16 / ``duration_s`` (4 frequency bins of a
+    Welch segment a quarter of the series long, at most 8192 samples:
+    :func:`cimlab.models.fit.read_noise_spectrum.segment_plan`): a long series at a low rate
+    sees the slow 1/f part that reads hours apart differ by.
     Few cells (one or two per level): each read of all cells must fit in 1 / ``fs_hz``."""
 
     kind: str = param("read_noise_series", choices=("read_noise_series",))

@@ -136,8 +136,6 @@ def _deselect(array: CellArray) -> None:
         pass
 
 
-
-
 # =========================================================================== read-noise series
 def read_noise_series(station: Bench, store: RunStore, exp: ReadNoiseSeriesExp,
                       cells: np.ndarray, seed: int, *, plan_name: str = "",

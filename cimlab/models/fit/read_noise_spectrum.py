@@ -86,9 +86,10 @@ def binned_psd(samples: np.ndarray, fs_hz: float, nperseg: int = 8192,
     return np.array(fc), np.array(mean), np.array(se), n_seg
 
 
-#: Longest Welch segment [samples] and the fewest segments a series is cut into when the
-#: segment length is not given: techA's 1e5-sample series get 8192 (0.05 s bins at 400 Hz)
-NPERSEG_MAX, MIN_SEGMENTS = 8192, 4
+#: Longest and shortest Welch segment [samples] and the fewest segments a series is cut
+#: into when the segment length is not given: techA's 1e5-sample series get 8192 (0.05 Hz
+#: bins at 400 Hz)
+NPERSEG_MAX, NPERSEG_MIN, MIN_SEGMENTS = 8192, 16, 4
 #: Lowest frequency fitted when not given: 0.1 Hz (techA's drift below it is not read
 #: noise), or 4 frequency bins above DC where the segments are too short to reach 0.1 Hz
 F_MIN_DEFAULT_HZ, F_MIN_BINS = 0.1, 4
@@ -103,7 +104,7 @@ def segment_plan(n_samples: int, fs_hz: float, nperseg: int | None = None,
     not change."""
     if nperseg is None:
         nperseg = NPERSEG_MAX
-        while nperseg > 16 and n_samples < MIN_SEGMENTS * nperseg:
+        while nperseg > NPERSEG_MIN and n_samples < MIN_SEGMENTS * nperseg:
             nperseg //= 2
     if f_min_hz is None:
         f_min_hz = min(F_MIN_DEFAULT_HZ, F_MIN_BINS * fs_hz / nperseg)

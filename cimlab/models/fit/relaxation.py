@@ -205,9 +205,8 @@ class GroupLogTime:
         ``t - tp`` apart, :meth:`ReadNoiseSpectrum.flicker_pair_variance`) for groups at
         conductance ``g_group`` [S], beyond what a read-noise model measured on pairs
         ``lag_s`` apart already holds."""
-        gg = np.asarray(g_group, dtype=float)[self.gid]
-        v = np.maximum(spectrum.flicker_pair_variance(gg, np.maximum(self.t - self.tp, 0.0))
-                       - spectrum.flicker_pair_variance(gg, lag_s), 0.0)
+        v = spectrum.excess_pair_variance(np.asarray(g_group, dtype=float)[self.gid],
+                                          np.maximum(self.t - self.tp, 0.0), lag_s)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.bincount(self.gid, self.w * v, minlength=self.n) / self.wsum
 
@@ -341,13 +340,13 @@ def _fit_once(
     k_lvl = np.maximum(coef[n_lev:], 1e-6)
 
     if read_noise is not None:
-        c_fixed = 2.0 * np.asarray(read_noise.sigma(g * _U)) ** 2 / _U**2
+        c_read = 2.0 * np.asarray(read_noise.sigma(g * _U)) ** 2 / _U**2
         intercepts = ("read_noise",)
     else:
-        c_fixed = np.zeros_like(y)
+        c_read = np.zeros_like(y)
         intercepts = ("none", "per_level")
     c_flick = np.zeros_like(y) if c_extra is None else np.nan_to_num(np.asarray(c_extra))
-    c_fixed = c_fixed + c_flick
+    c_fixed = c_read + c_flick
     candidates: dict[str, dict[str, float]] = {}
     fits: dict[tuple[str, str], tuple[LsqResult, int, int]] = {}
     for form in forms:
@@ -424,7 +423,7 @@ def _fit_once(
         c_fit = res.params[1 + kf: 1 + kf + nc]
         c_se = res.stderr[1 + kf: 1 + kf + nc]
     else:
-        c_fit = np.array([(c_fixed - c_flick)[li == j].mean() if np.any(li == j) else 0.0
+        c_fit = np.array([c_read[li == j].mean() if np.any(li == j) else 0.0
                           for j in range(n_lev)])
         c_se = np.zeros(n_lev)
 

@@ -315,8 +315,8 @@ def _fit_once(
         # the two reads of a change are a bake apart: the slow 1/f noise between them adds
         # (real time: soak and ramps; the room time around them is not known here)
         dt_real = soak + ramp - np.where(step_p < 0, 0.0, soak_p + ramp_p)
-        c = c + np.maximum(spectrum.flicker_pair_variance(g, np.maximum(dt_real, 0.0))
-                           - spectrum.flicker_pair_variance(g, read_lag_s), 0.0) / _U**2
+        c = c + spectrum.excess_pair_variance(g, np.maximum(dt_real, 0.0),
+                                              read_lag_s) / _U**2
         notes.append("1/f read noise between the two reads of each change from the measured "
                      "spectrum")
     notes.append("change measured from the verify read" if verify_ref else
