@@ -5,7 +5,7 @@ See :mod:`cimlab.procedures.characterization` for what every procedure guarantee
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -93,6 +93,32 @@ def program_time(ctx: ProcedureRun) -> float:
     ctx.append("clock", {"what": np.array(["programmed"]), "time_s": np.array([t])})
     ctx.complete("t-programmed")
     return t
+
+
+class ProgrammedLevels(NamedTuple):
+    """What :func:`program_levels` did: per cell its level index, target [S], the
+    program-verify result (None on resume: the step was done), and the clock times [s] of the
+    end of programming and of each cell's last pulse, with its verify read's time after that
+    pulse (NaN where the verify needed no pulse)."""
+
+    level: np.ndarray
+    target: np.ndarray
+    result: ProgramVerifyResult | None
+    t_prog: float
+    t_pulse: np.ndarray
+    g0_time: np.ndarray
+
+
+def program_levels(ctx: ProcedureRun, exp: Any, seed: int) -> ProgrammedLevels:
+    """The start the relaxation, read-fluctuation and read-noise-series experiments share:
+    assign ``exp.levels`` to the run's cells, program-verify them (step "program"), store the
+    end of programming (:func:`program_time`) and each cell's last pulse
+    (:func:`pulse_record`), so a resumed run keeps its time origin."""
+    level, target = assign_levels(exp, ctx.cells, seed)
+    res = verify_program_and_log(ctx, ctx.cells, level, target, exp.verify, "program")
+    t_prog = program_time(ctx)
+    t_pulse, g0_time = pulse_record(ctx, res)
+    return ProgrammedLevels(level, target, res, t_prog, t_pulse, g0_time)
 
 
 def programmed_g(ctx: ProcedureRun) -> np.ndarray:

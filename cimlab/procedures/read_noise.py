@@ -8,13 +8,7 @@ import numpy as np
 
 from cimlab.procedures.importers.techa import SERIES_COLUMNS
 from cimlab.procedures.plan import ReadFluctuationExp, ReadNoiseSeriesExp
-from cimlab.procedures.programming import (
-    assign_levels,
-    program_time,
-    pulse_record,
-    since,
-    verify_program_and_log,
-)
+from cimlab.procedures.programming import program_levels, since
 from cimlab.procedures.protocols import Bench, CellArray, RunStore
 from cimlab.procedures.retention import ambient_k
 from cimlab.procedures.run import ProcedureResult, ProcedureRun
@@ -42,10 +36,7 @@ def read_fluctuation(station: Bench, store: RunStore, exp: ReadFluctuationExp, c
     """
     with ProcedureRun.for_experiment(station, store, exp, cells, seed, plan_name=plan_name,
                                      progress=progress) as ctx:
-        level, target = assign_levels(exp, ctx.cells, seed)
-        res = verify_program_and_log(ctx, ctx.cells, level, target, exp.verify, "program")
-        program_time(ctx)
-        t_pulse, _ = pulse_record(ctx, res)
+        level, target, _, _, t_pulse, _ = program_levels(ctx, exp, seed)
         chunk = max(1, min(exp.repeats, 200_000 // max(ctx.cells.size, 1) or 1))
         bar = ctx.bar(exp.repeats, "reads")
         if "settled" not in ctx.done:
@@ -149,10 +140,7 @@ def read_noise_series(station: Bench, store: RunStore, exp: ReadNoiseSeriesExp,
     rate (more than half a period late) stops the run with the figures to change."""
     with ProcedureRun.for_experiment(station, store, exp, cells, seed, plan_name=plan_name,
                                      progress=progress) as ctx:
-        level, target = assign_levels(exp, ctx.cells, seed)
-        res = verify_program_and_log(ctx, ctx.cells, level, target, exp.verify, "program")
-        t_prog = program_time(ctx)
-        t_pulse, _ = pulse_record(ctx, res)
+        level, target, _, t_prog, t_pulse, _ = program_levels(ctx, exp, seed)
         start = t_prog + exp.settle_s
         period = 1.0 / exp.fs_hz
         temp_k = ambient_k(station)

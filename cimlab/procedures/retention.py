@@ -10,7 +10,7 @@ import numpy as np
 from cimlab.procedures.plan import BakeRetentionExp, RelaxationExp
 from cimlab.procedures.programming import (
     assign_levels,
-    program_time,
+    program_levels,
     programmed_g,
     pulse_record,
     since,
@@ -37,10 +37,7 @@ def relaxation(station: Bench, store: RunStore, exp: RelaxationExp, cells: np.nd
     """
     with ProcedureRun.for_experiment(station, store, exp, cells, seed, plan_name=plan_name,
                                      progress=progress) as ctx:
-        level, target = assign_levels(exp, ctx.cells, seed)
-        res = verify_program_and_log(ctx, ctx.cells, level, target, exp.verify, "program")
-        t_prog = program_time(ctx)
-        t_pulse, g0_time = pulse_record(ctx, res)
+        level, target, res, t_prog, t_pulse, g0_time = program_levels(ctx, exp, seed)
         g0 = res.g_verify_siemens if res is not None else programmed_g(ctx)
         temp_k = ambient_k(station)
         bar = ctx.bar(len(exp.times_s), "relaxation")
