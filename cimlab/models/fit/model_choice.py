@@ -63,9 +63,10 @@ def choose_relaxation_form(
     folds: int = 5,
     seed: int = 0,
     spectrum: ReadNoiseSpectrum | None = None,
+    read_lag_s: float = 0.0,
 ) -> FormChoice:
     """The variance form that best predicts held-out cells (see module docstring;
-    ``spectrum``: as in :func:`~cimlab.models.fit.relaxation.fit_relaxation`)."""
+    ``spectrum``, ``read_lag_s``: as in :func:`~cimlab.models.fit.relaxation.fit_relaxation`)."""
     if folds < 2:
         raise ValueError(f"k-fold validation needs at least 2 folds, got {folds}")
     key = reads["cell"].astype(str)
@@ -86,7 +87,8 @@ def choose_relaxation_form(
         try:
             for k in range(folds):
                 fit = fit_relaxation(reads[f != k], g_ref, retention=retention,
-                                     read_noise=read_noise, forms=(form,), spectrum=spectrum)
+                                     read_noise=read_noise, forms=(form,), spectrum=spectrum,
+                                     read_lag_s=read_lag_s)
                 errs.append(_held_out_errors(fit, reads[f == k], retention, g_ref))
         except ValueError as exc:
             failed[form] = str(exc)

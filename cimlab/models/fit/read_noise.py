@@ -9,6 +9,11 @@ or mis-programmed cells count at the conductance they have); per bin the 10-MAD-
 variance of ``d`` gives ``sigma``, and ``sigma(g)`` is fitted in every form and chosen by
 BIC. When the pairs span at least one decade of time after programming, a time dependence
 ``sigma (1 + time_slope log10(1 + t / 1 s))`` is also tried and kept if BIC prefers it.
+
+With a measured read-noise spectrum that has a 1/f part, the 1/f variance between the two
+reads of each pair (:meth:`ReadNoiseSpectrum.flicker_pair_variance` at the pair's lag) is
+subtracted as well, and ``sigma`` is the white part alone: at techA's 1/f peak the 1/f part
+is ~90 % of a pair 3 ms apart, and its Gaussian dependence on g is no sigma(g) form's.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from cimlab.models.effects import SIGMA_FORMS, ReadNoise, Relaxation
 from cimlab.models.fit._stats import group_moments, wls
 from cimlab.models.fit.sigma import _model, fit_sigma
 from cimlab.models.params import Z95, FitInfo
+from cimlab.models.read_noise_spectrum import ReadNoiseSpectrum
 
 REQUIRED = ("cell", "level", "repeat", "g_siemens")
 #: Fewest read pairs in a conductance bin for it to be used.
@@ -75,9 +81,11 @@ def read_pairs(reads: pd.DataFrame) -> pd.DataFrame:
 def fit_read_noise(
     reads: pd.DataFrame, g_ref: float, relaxation: Relaxation | None = None,
     forms: Sequence[str] = tuple(SIGMA_FORMS),
+    spectrum: ReadNoiseSpectrum | None = None,
 ) -> ReadNoise:
     """Fit :class:`ReadNoise` from a ``read_fluctuation`` ``reads`` table (BIC chooses the
-    sigma(g) form among ``forms``)."""
+    sigma(g) form among ``forms``). ``spectrum`` (with a 1/f part): fit the white part
+    alone (module docstring); pairs without read times are then left out."""
     pairs = read_pairs(reads)
     if pairs.empty:
         raise ValueError("reads table has no cell read twice: read noise needs repeats >= 2")
@@ -92,6 +100,16 @@ def fit_read_noise(
         corr = np.asarray(relaxation.rate(pairs["g"].to_numpy())) * (
             np.asarray(relaxation.decades(t1)) - np.asarray(relaxation.decades(t0)))
         notes.append("relaxation between the two reads of a pair subtracted")
+    if spectrum is not None and spectrum.a_peak > 0.0:
+        if not timed.any():
+            raise ValueError("read pairs without read times: the 1/f part between the two "
+                             "reads of a pair needs their time_s")
+        pairs, corr = pairs[timed].reset_index(drop=True), corr[timed]
+        lag = (pairs["t1"] - pairs["t0"]).to_numpy(dtype=float)
+        corr = corr + spectrum.flicker_pair_variance(pairs["g"].to_numpy(), lag)
+        notes.append("1/f part between the two reads (measured spectrum) subtracted: sigma is "
+                     "the white part" + (f" ({int((~timed).sum())} untimed pairs left out)"
+                                         if not timed.all() else ""))
     pairs = pairs.assign(corr=corr, gbin=conductance_bins(pairs["g"].to_numpy()))
     mom = group_moments(pairs, ["gbin"], "d", extra_means=["g", "corr", "t0"])
     mom = mom[(mom["n"] >= MIN_PAIRS) & (mom["gbin"] != NO_BIN)]

@@ -76,6 +76,12 @@ ROOM_TOLERANCE_K = 5.0
 TABLE_SMOOTH = 0.5
 #: The drift's centre (where means relax to) is fitted inside 0 .. GC_MAX g_ref.
 GC_MAX = 1.5
+#: Range of the fitted scale of the measured spectrum's 1/f variance between the two reads of
+#: a change (1: as the spectrum says). The spectrum of a slow series (a read every 20 s) is
+#: extrapolated ~4 decades up to the ms-scale lags of the first changes: a fixed term would
+#: pass that error into t0 unseen (techa round trip: onset 11 % high, its 95 % interval
+#: covering 25 of 30 seeds; fitted: 28 of 30, scale 0.4-1.7 on seeds 0-29).
+FLICKER_SCALE_BOUNDS = (0.0, 10.0)
 
 
 def drift_amplitude_bounds_u() -> tuple[float, float]:
@@ -254,7 +260,10 @@ def fit_relaxation(
     change ``d``, ``t - tp`` apart, then also differ by the 1/f noise between them
     (:meth:`ReadNoiseSpectrum.flicker_pair_variance`), which grows with ``t`` like
     relaxation does; it is added to the intercept instead of being fitted as relaxation,
-    less the part ``read_noise`` already holds (its pairs were ``read_lag_s`` apart).
+    less the part ``read_noise`` already holds (its pairs were ``read_lag_s`` apart; 0 when
+    ``read_noise`` was fitted with the spectrum, i.e. holds no 1/f). Its scale is fitted
+    (``gof.flicker_scale``, :data:`FLICKER_SCALE_BOUNDS`), so the spectrum's error at short
+    lags widens the intervals instead of biasing t0 and the rate.
 
     ``forms`` / ``mean_forms`` restrict the candidate variance-rate and drift forms (BIC
     picks among them; a single one fits that form, e.g. the physics' form in tests).
@@ -346,7 +355,9 @@ def _fit_once(
         c_read = np.zeros_like(y)
         intercepts = ("none", "per_level")
     c_flick = np.zeros_like(y) if c_extra is None else np.nan_to_num(np.asarray(c_extra))
-    c_fixed = c_read + c_flick
+    # the 1/f term's scale is fitted (FLICKER_SCALE_BOUNDS): the spectrum it comes from is
+    # measured on a slow series and extrapolated decades up to the ms between two reads
+    nl = int(bool(np.any(c_flick > 0.0)))
     candidates: dict[str, dict[str, float]] = {}
     fits: dict[tuple[str, str], tuple[LsqResult, int, int]] = {}
     for form in forms:
@@ -375,17 +386,18 @@ def _fit_once(
             n_pen = kf - 2 if form == "table" else 0
             s_pen = TABLE_SMOOTH * max(float(np.median(k_lvl)), 1e-6)
 
-            def resid(p, form=form, kf=kf, nc=nc, n_pen=n_pen, s_pen=s_pen):
+            def resid(p, form=form, kf=kf, nc=nc, n_pen=n_pen, s_pen=s_pen, nl=nl):
                 k = _rate(form, np.asarray(p[1: 1 + kf]), g, g_ref_u)
-                c = p[1 + kf: 1 + kf + nc][li] + c_flick if nc else c_fixed
+                lam = p[-1] if nl else 1.0
+                c = (p[1 + kf: 1 + kf + nc][li] if nc else c_read) + lam * c_flick
                 r = W_v @ (y - c - k * dlog(p[0]))
                 if n_pen:  # smoothness of the table: second differences as a prior
                     r = np.r_[r, np.diff(np.asarray(p[1: 1 + kf]), 2) / s_pen]
                 return r
 
-            x0 = [lt0_init, *p0, *(c_init if nc else [])]
-            lb = [-9.0, *lo, *([0.0] * nc)]
-            ub = [4.0, *hi, *([np.inf] * nc)]
+            x0 = [lt0_init, *p0, *(c_init if nc else []), *([1.0] * nl)]
+            lb = [-9.0, *lo, *([0.0] * nc), *([FLICKER_SCALE_BOUNDS[0]] * nl)]
+            ub = [4.0, *hi, *([np.inf] * nc), *([FLICKER_SCALE_BOUNDS[1]] * nl)]
             res = wls(resid, x0, bounds=(lb, ub), n_prior=n_pen)
             key = f"{form}+{icpt}"
             coeff = _coeffs(form, res.params[1: 1 + kf], g_ref)
@@ -494,7 +506,8 @@ def _fit_once(
     Lc = L[ok]
     c_cum = c_fit[cl] if nc else (2.0 * np.asarray(read_noise.sigma(gc_ * _U)) ** 2 / _U**2
                                   if read_noise is not None else np.zeros(len(cum)))
-    var_cum = c_cum + c_flick[ok] + _rate(form, kp, gc_, g_ref_u) * Lc
+    lam = float(res.params[-1]) if nl else 1.0
+    var_cum = c_cum + lam * c_flick[ok] + _rate(form, kp, gc_, g_ref_u) * Lc
     mean_cum = mr.params[:n_lev][cl] + _drift(mform, mp, gc_, g_ref_u) * Lc
     y_cum = cum["var"].to_numpy() / _U**2
     sig_obs = np.sqrt(y_cum)
@@ -512,6 +525,9 @@ def _fit_once(
     }
     if tau:
         gof["g0_time_s_mean"] = tau
+    if nl:
+        gof["flicker_scale"] = lam
+        gof["flicker_scale_se"] = float(res.stderr[-1])
     # covariance (SI units; log10_t0_s dimensionless): variance-law block, drift block
     v_names = ["log10_t0_s", *names]
     v_scale = np.array([1.0, *[_scale(nm) for nm in names]])
@@ -532,8 +548,9 @@ def _fit_once(
         + "intercept of var(g - g0): "
         + {"none": "none (BIC)", "per_level": "free per level (BIC)",
            "read_noise": "2 sigma_read^2 from the read-noise model"}[icpt]
-        + (" + the 1/f read noise between the two reads (measured spectrum)"
-           if c_extra is not None else "")
+        + (f" + the 1/f read noise between the two reads (measured spectrum, its scale "
+           f"fitted: {lam:.2f} +- {float(res.stderr[-1]):.2f}, gof.flicker_scale)"
+           if nl else "")
         + (f"; drift forms with their centre at a bound (0 or {GC_MAX:g} g_ref) not taken: "
            + ", ".join(at_bound) if at_bound and mform not in at_bound else "")
         + ("; WARNING: drift centre g_center ended at its bound (means relax towards a "

@@ -311,7 +311,18 @@ def fit_tables(
             rep.fitted.append("read_noise_spectrum")
     else:
         rep.skipped["read_noise_spectrum"] = "no read_noise_series run; white model kept"
+    # the read noise the relaxation and bake fits add to each change: with a measured 1/f
+    # part, the white part (pairs less their own 1/f) plus the 1/f over the change's own
+    # interval; else the read-noise model (whose pairs, read_lag apart, hold the 1/f up to
+    # that lag) plus the 1/f beyond it. A sigma(g) form cannot follow the 1/f part's peak in
+    # g (techA: 90 % of a 3 ms pair at mid levels), so the first keeps it out of the form.
     read_lag = _read_pair_lag(rf) if rf is not None else 0.0
+    rn_changes = read_noise
+    white = spectrum is not None and rf is not None and _timed(rf)
+    if white:
+        rn_changes = fit_read_noise(_relevel(rf), g_ref, forms=forms_of["read_noise"],
+                                    spectrum=spectrum)
+        read_lag = 0.0
     relax_frames = [df for df in (_with_pulse_offset(ts.get("relaxation", "reads"),
                                                      ts.get("relaxation", "programmed")),
                                   ts.get("imported", "reads")) if df is not None]
@@ -324,9 +335,10 @@ def fit_tables(
         if select == "cv":
             say("relaxation form (5-fold validation over cells)")
             choice = choose_relaxation_form(reads, g_ref, retention=dm.retention,
-                                            read_noise=read_noise, spectrum=spectrum)
+                                            read_noise=rn_changes, spectrum=spectrum,
+                                            read_lag_s=read_lag)
         rep.relaxation = fit_relaxation(reads, g_ref, retention=dm.retention,
-                                        read_noise=read_noise, spectrum=spectrum,
+                                        read_noise=rn_changes, spectrum=spectrum,
                                         read_lag_s=read_lag,
                                         **({"forms": (choice.form,)} if choice else {}))
         if choice is not None:
@@ -347,6 +359,10 @@ def fit_tables(
                                     forms=forms_of["read_noise"])
         changes["read_noise"] = read_noise
         rep.fitted.append("read_noise")
+        rn_changes = read_noise
+        if white:
+            rn_changes = fit_read_noise(_relevel(rf), g_ref, relaxation=relaxation,
+                                        forms=forms_of["read_noise"], spectrum=spectrum)
     else:
         rep.skipped["read_noise"] = "no read_fluctuation run (literature value kept)"
 
@@ -387,7 +403,7 @@ def fit_tables(
         say("retention")
         rep.retention = fit_retention(_relevel(bake), relaxation or dataclasses.replace(
                                           dm.relaxation, g_ref=g_ref), g_ref,
-                                      read_noise=read_noise, t_ref_k=dm.retention.t_ref_k,
+                                      read_noise=rn_changes, t_ref_k=dm.retention.t_ref_k,
                                       ea_guess=dm.retention.ea_ev,
                                       programmed=ts.get("bake_retention", "programmed"),
                                       bakes=ts.get("bake_retention", "bakes"),
@@ -449,6 +465,12 @@ def fit_tables(
             changes[k] = drop_degenerate_intervals(v)
     rep.model = dm.replace(name=name, provenance=prov, **changes)
     return rep
+
+
+def _timed(reads: pd.DataFrame) -> bool:
+    """Most reads of ``reads`` (>= 90 %) have a finite ``time_s``."""
+    return "time_s" in reads.columns and bool(np.mean(np.isfinite(
+        reads["time_s"].to_numpy(dtype=float))) >= 0.9)
 
 
 def _read_pair_lag(reads: pd.DataFrame) -> float:
