@@ -209,7 +209,7 @@ def test_read_noise_with_a_spectrum_fits_the_white_part():
     for name, truth in (("s0", s0), ("s1", s1)):
         lo, hi = rn.fit.ci95[name]
         assert lo <= truth <= hi, (name, lo, truth, hi)
-    assert "white part" in rn.fit.notes
+    assert "beyond it" in rn.fit.notes
     total = fit_read_noise(reads, g_ref)
     w_peak = math.sqrt(s0**2 + (s1 * 126e-6 / g_ref) ** 2)
     assert float(total.sigma(126e-6)) > 1.5 * w_peak, float(total.sigma(126e-6))

@@ -12,8 +12,9 @@ BIC. When the pairs span at least one decade of time after programming, a time d
 
 With a measured read-noise spectrum that has a 1/f part, the 1/f variance between the two
 reads of each pair (:meth:`ReadNoiseSpectrum.flicker_pair_variance` at the pair's lag) is
-subtracted as well, and ``sigma`` is the white part alone: at techA's 1/f peak the 1/f part
-is ~90 % of a pair 3 ms apart, and its Gaussian dependence on g is no sigma(g) form's.
+subtracted as well, and ``sigma`` is the read noise beyond the spectrum's 1/f (the white part
+when the spectrum holds all the 1/f at the pairs' lag): at techA's 1/f peak the 1/f part is
+~90 % of a pair 3 ms apart, and its Gaussian dependence on g is no sigma(g) form's.
 """
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ def fit_read_noise(
     spectrum: ReadNoiseSpectrum | None = None,
 ) -> ReadNoise:
     """Fit :class:`ReadNoise` from a ``read_fluctuation`` ``reads`` table (BIC chooses the
-    sigma(g) form among ``forms``). ``spectrum`` (with a 1/f part): fit the white part
-    alone (module docstring); pairs without read times are then left out."""
+    sigma(g) form among ``forms``). ``spectrum`` (with a 1/f part): fit what is left
+    beyond its 1/f (module docstring); pairs without read times are then left out."""
     pairs = read_pairs(reads)
     if pairs.empty:
         raise ValueError("reads table has no cell read twice: read noise needs repeats >= 2")
@@ -107,9 +108,10 @@ def fit_read_noise(
         pairs, corr = pairs[timed].reset_index(drop=True), corr[timed]
         lag = (pairs["t1"] - pairs["t0"]).to_numpy(dtype=float)
         corr = corr + spectrum.flicker_pair_variance(pairs["g"].to_numpy(), lag)
+        left = int((~timed).sum())
         notes.append("1/f part between the two reads (measured spectrum) subtracted: sigma is "
-                     "the white part" + (f" ({int((~timed).sum())} untimed pairs left out)"
-                                         if not timed.all() else ""))
+                     "the read noise beyond it"
+                     + (f" ({left} untimed pairs left out)" if left else ""))
     pairs = pairs.assign(corr=corr, gbin=conductance_bins(pairs["g"].to_numpy()))
     mom = group_moments(pairs, ["gbin"], "d", extra_means=["g", "corr", "t0"])
     mom = mom[(mom["n"] >= MIN_PAIRS) & (mom["gbin"] != NO_BIN)]
