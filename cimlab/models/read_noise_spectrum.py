@@ -29,11 +29,10 @@ from cimlab.errors import ConfigError
 from cimlab.models.params import FitInfo
 from cimlab.params import check, param
 
-#: Frequency grid of :meth:`ReadNoiseSpectrum.flicker_pair_variance`: points per decade, and
-#: the ``f dt`` above which ``1 - cos(2 pi f dt)`` is taken at its mean 1 (the grid's step,
-#: 1.2 % of f, no longer resolves the oscillation there; the error is a few % of the part
-#: above, which the falling 1/f spectrum makes small)
-PAIR_POINTS_PER_DECADE, PAIR_RESOLVED = 200, 5.0
+#: Corner-frequency grid of :meth:`ReadNoiseSpectrum.flicker_pair_variance` [points per
+#: decade]: the integrand is smooth in log f (each Lorentzian's ``1 - exp``), 50 points per
+#: decade integrate it to better than 0.1 %
+PAIR_POINTS_PER_DECADE = 50
 #: Upper frequency [Hz] of the 1/f part in a read pair's difference when the spectrum was
 #: fitted below it: a read averages over ~5 ms, so faster noise is its white part (the
 #: techA reads' bandwidth, 200 Hz sampling; emulator profiles: flicker_f_hi_hz = 100 Hz)
@@ -118,19 +117,25 @@ class ReadNoiseSpectrum:
 
     def flicker_pair_variance(self, g: Any, dt_s: Any) -> np.ndarray:
         """Variance [S^2] that the 1/f part adds to the difference of two reads of a cell at
-        ``g`` [S] taken ``dt_s`` [s] apart (broadcast): the structure function
-        ``2 int S(f) (1 - cos 2 pi f dt) df`` with ``S = A(g) f^-alpha(g)`` from ``f_lo_hz``
-        to ``max(f_hi_hz, PAIR_F_HI_HZ)`` and flat at ``S(f_lo)`` below ``f_lo_hz``. It grows
-        with ``dt`` and levels off beyond ~1/f_lo: two reads seconds apart share their slow
-        1/f offset, reads hours apart do not. Below the lowest frequency the series saw the
-        spectrum is taken flat (a 1/f part must roll off somewhere; flat at the level last
-        seen is the least it can hold there, the shape of a trap ensemble without slower
-        traps): on the emulator's techa bank, 9.5 of its 9.8 uS^2 at saturation, 8.2 without
-        that part, which a relaxation fit then took for relaxation (its onset 6-9 ms for
-        5 ms). Above a slow series' band (a read every 20 s sees up to 0.02 Hz) the power law
-        is taken to go on up to :data:`PAIR_F_HI_HZ`: 1/f noise spans decades, and that
-        part (half the variance on techa) differs between two reads as much as the slow
-        part."""
+        ``g`` [S] taken ``dt_s`` [s] apart (broadcast). It grows with ``dt`` and levels off
+        beyond ~1/f_lo: two reads seconds apart share their slow 1/f offset, reads hours
+        apart do not.
+
+        The 1/f part is taken as what it physically is, a superposition of Lorentzians (traps
+        with log-uniformly distributed corner frequencies, McWhorter; Hooge & Bobbert, Physica
+        B 239, 223 (1997)) with corners from ``f_lo_hz`` to ``max(f_hi_hz, PAIR_F_HI_HZ)``
+        and variance density ``A(g) sin(pi alpha / 2) f_c^(1 - alpha)`` per unit ``ln f_c``,
+        which gives ``A f^-alpha`` inside that band; one Lorentzian adds ``2 v (1 - exp(-2 pi
+        f_c dt))`` to a pair. Above the band the spectrum then falls as f^-2 instead of
+        stopping: the fastest traps still differ between two reads a few ms apart (techa
+        round trip: the relaxation onset's interval covered 53 of 60 seeds with the power law
+        cut at 100 Hz, 56 of 60 with this). Below the band the spectrum is continued flat at
+        ``S(f_lo)`` (a 1/f part must roll off somewhere; flat at the level last seen is the
+        least it can hold there), ``2 S(f_lo) int_0^f_lo (1 - cos 2 pi f dt) df`` in closed
+        form: without it a bake fit took that part for relaxation (techa's onset 6-9 ms for
+        5 ms). Above a slow series' band (a read every 20 s sees up to 0.02 Hz) the 1/f is
+        taken to go on up to :data:`PAIR_F_HI_HZ`: 1/f noise spans decades, and that part
+        (half the variance on techa) differs between two reads as much as the slow part."""
         g, dt = np.broadcast_arrays(np.asarray(g, dtype=float), np.asarray(dt_s, dtype=float))
         a = self.flicker_amplitude(g)
         out = np.zeros(g.shape)
@@ -139,12 +144,12 @@ class ReadNoiseSpectrum:
             return out
         f_hi = max(self.f_hi_hz, PAIR_F_HI_HZ)
         n_f = math.ceil(math.log10(f_hi / self.f_lo_hz) * PAIR_POINTS_PER_DECADE) + 1
-        f = np.logspace(math.log10(self.f_lo_hz), math.log10(f_hi), n_f)
-        ft = f[None, :] * dt[use][:, None]
-        # (1 - cos) averages to 1 where the grid no longer resolves its oscillation
-        w = np.where(ft < PAIR_RESOLVED, 1.0 - np.cos(2.0 * np.pi * ft), 1.0)
-        s = a[use][:, None] * f[None, :] ** -np.asarray(self.alpha(g[use]))[:, None] * w
-        out[use] = 2.0 * np.sum(0.5 * (s[:, 1:] + s[:, :-1]) * np.diff(f)[None, :], axis=1)
+        ln_fc = np.linspace(math.log(self.f_lo_hz), math.log(f_hi), n_f)
+        fc = np.exp(ln_fc)[None, :]
+        alpha = np.asarray(self.alpha(g[use]))[:, None]
+        density = a[use][:, None] * np.sin(0.5 * np.pi * alpha) * fc ** (1.0 - alpha)
+        s = density * -np.expm1(-2.0 * np.pi * fc * dt[use][:, None])
+        out[use] = 2.0 * np.sum(0.5 * (s[:, 1:] + s[:, :-1]) * np.diff(ln_fc)[None, :], axis=1)
         # flat below f_lo: 2 S(f_lo) int_0^f_lo (1 - cos 2 pi f dt) df, in closed form
         f0, d = self.f_lo_hz, dt[use]
         s0 = a[use] * f0 ** -np.asarray(self.alpha(g[use]))
@@ -159,4 +164,4 @@ class ReadNoiseSpectrum:
                           - self.flicker_pair_variance(g, lag_s), 0.0)
 
 
-__all__ = ["PAIR_F_HI_HZ", "PAIR_POINTS_PER_DECADE", "PAIR_RESOLVED", "ReadNoiseSpectrum"]
+__all__ = ["PAIR_F_HI_HZ", "PAIR_POINTS_PER_DECADE", "ReadNoiseSpectrum"]

@@ -136,11 +136,13 @@ def test_fit_store_fits_the_spectrum_of_a_series_run(tmp_path):
 
 def test_pair_variance_is_the_structure_function_of_the_emulators_1_over_f():
     """What the 1/f part adds to the difference of two reads ``dt`` apart, from the model
-    spectrum (power law from f_lo to f_hi, flat below f_lo), against the exact structure
-    function of the techa profile's bank of Ornstein-Uhlenbeck processes, ``2 sum_k v_k (1 -
-    exp(-dt / tau_k))``: within 20 % from 0.1 s to 1e5 s (0.85 at 0.1 s, where the bank's
-    highest Lorentzian reaches beyond f_hi; 0.97 at saturation, 0.84 without the flat part),
-    rising with dt up to ~1/f_lo and level beyond (within a few %), and nothing without 1/f."""
+    spectrum (a continuous superposition of Lorentzians with corners from f_lo to f_hi, flat
+    below f_lo), against the exact structure function of the techa profile's bank of
+    Ornstein-Uhlenbeck processes, ``2 sum_k v_k (1 - exp(-dt / tau_k))``: within 20 % from
+    0.1 s to 1e5 s (0.87 at 0.1 s, 0.95 at saturation), at least 0.45 of it down to 1 ms
+    (0.49 there: the bank's end components, one per decade at full weight, reach half a
+    decade beyond f_hi; a power law cut at f_hi gave 0.08), rising with dt up to ~1/f_lo and
+    level beyond (within a few %), and nothing without 1/f."""
     from cimlab.models.read_noise_spectrum import ReadNoiseSpectrum
     from cimlab.physics.read_noise import component_variances, corner_frequencies
 
@@ -149,13 +151,14 @@ def test_pair_variance_is_the_structure_function_of_the_emulators_1_over_f():
                            g_width=rn.flicker_g_width, alpha0=rn.flicker_alpha,
                            f_lo_hz=rn.flicker_f_lo_hz, f_hi_hz=rn.flicker_f_hi_hz)
     g = np.array([30e-6, 126e-6, 240e-6])
-    dt = np.logspace(-1, 5, 13)
+    dt = np.logspace(-3, 5, 17)
     tau = 1.0 / (2.0 * np.pi * corner_frequencies(rn))
     v = component_variances(rn, g)
     exact = 2.0 * (v[:, None, :] * (1.0 - np.exp(-dt[None, :, None] / tau))).sum(axis=2)
     model = sp.flicker_pair_variance(g[:, None], dt[None, :])
     ratio = model / exact
-    assert np.all((ratio > 0.8) & (ratio < 1.05)), ratio
+    assert np.all(ratio < 1.05) and np.all(ratio > 0.45), ratio
+    assert np.all(ratio[:, dt >= 0.1] > 0.8), ratio
     rising = dt <= 0.1 / rn.flicker_f_lo_hz
     assert np.all(np.diff(model[:, rising], axis=1) > 0.0)
     assert np.all(np.abs(model[:, ~rising] / model[:, ~rising].max(axis=1, keepdims=True) - 1)

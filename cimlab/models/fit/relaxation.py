@@ -79,8 +79,9 @@ GC_MAX = 1.5
 #: Range of the fitted scale of the measured spectrum's 1/f variance between the two reads of
 #: a change (1: as the spectrum says). The spectrum of a slow series (a read every 20 s) is
 #: extrapolated ~4 decades up to the ms-scale lags of the first changes: a fixed term would
-#: pass that error into t0 unseen (techa round trip, seeds 0-29: onset ~11 % high, its 95 %
-#: interval covering 25 of 30; fitted: 27 of 30, scales 0-1.7, 11 of them at the bound 0).
+#: pass that error into t0 unseen (techa round trip, seeds 0-29, with the power-law
+#: structure function of stop 21: onset ~11 % high, its 95 % interval covering 25 of 30;
+#: fitted: 27 of 30; with the Lorentzian one now 28 of 30, scales 0-1.9, 12 at the bound 0).
 FLICKER_SCALE_BOUNDS = (0.0, 10.0)
 
 
