@@ -13,7 +13,7 @@ BIC. When the pairs span at least one decade of time after programming, a time d
 With a measured read-noise spectrum that has a 1/f part, the 1/f variance between the two
 reads of each pair (:meth:`ReadNoiseSpectrum.flicker_pair_variance` at the pair's lag) is
 subtracted as well, and ``sigma`` is the read noise beyond the spectrum's 1/f (the white part
-when the spectrum holds all the 1/f at the pairs' lag): at techA's 1/f peak the 1/f part is
+when the spectrum holds all the 1/f at the pairs' lag): at the techa profile's 1/f peak it is
 ~90 % of a pair 3 ms apart, and its Gaussian dependence on g is no sigma(g) form's.
 """
 

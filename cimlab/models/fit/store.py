@@ -315,7 +315,7 @@ def fit_tables(
     # part, the white part (pairs less their own 1/f) plus the 1/f over the change's own
     # interval; else the read-noise model (whose pairs, read_lag apart, hold the 1/f up to
     # that lag) plus the 1/f beyond it. A sigma(g) form cannot follow the 1/f part's peak in
-    # g (techA: 90 % of a 3 ms pair at mid levels), so the first keeps it out of the form.
+    # g (techa profile: 90 % of a 3 ms pair at mid levels), so the first keeps it out of the form.
     read_lag = _read_pair_lag(rf) if rf is not None else 0.0
     rn_changes = read_noise
     white = spectrum is not None and rf is not None and _timed(rf)
