@@ -48,6 +48,8 @@ def test_ea_with_the_measured_spectrum_covers_the_truth_and_without_it_does_not(
     assert lo <= ea <= hi, (lo, with_series.retention.ea_ev, hi)
     assert "1/f read noise" in with_series.retention.fit.notes
     assert "1/f read noise" in with_series.relaxation.fit.notes
+    assert "less the spectrum's 1/f" in with_series.relaxation.fit.notes
+    assert "flicker_scale" in with_series.relaxation.fit.gof
     without = dataclasses.replace(
         ts, tables={k: v for k, v in ts.tables.items() if k != "read_noise_series"})
     blind = fit_tables(without).model

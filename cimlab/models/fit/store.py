@@ -349,6 +349,11 @@ def fit_tables(
                 r_.fit, gof=gof, notes=r_.fit.notes + f"; variance form '{choice.form}' "
                 f"chosen by {choice.folds}-fold validation over cells (cv_score_*: mean "
                 "squared log variance ratio on held-out cells)"))
+        if white:  # the intercept's read noise is not the exported model: say which
+            r_ = rep.relaxation.effect
+            rep.relaxation.effect = dataclasses.replace(r_, fit=dataclasses.replace(
+                r_.fit, notes=r_.fit.notes + "; sigma_read there: the read pairs less the "
+                "spectrum's 1/f at their lag (not the exported read_noise, which holds it)"))
         relaxation = rep.relaxation.effect
         changes["relaxation"] = relaxation
         rep.fitted.append("relaxation")
