@@ -507,7 +507,7 @@ def _fit_once(
     Lc = L[ok]
     c_cum = c_fit[cl] if nc else (2.0 * np.asarray(read_noise.sigma(gc_ * _U)) ** 2 / _U**2
                                   if read_noise is not None else np.zeros(len(cum)))
-    lam = float(res.params[-1]) if nl else 1.0
+    lam, lam_se = (float(res.params[-1]), float(res.stderr[-1])) if nl else (1.0, 0.0)
     var_cum = c_cum + lam * c_flick[ok] + _rate(form, kp, gc_, g_ref_u) * Lc
     mean_cum = mr.params[:n_lev][cl] + _drift(mform, mp, gc_, g_ref_u) * Lc
     y_cum = cum["var"].to_numpy() / _U**2
@@ -528,7 +528,7 @@ def _fit_once(
         gof["g0_time_s_mean"] = tau
     if nl:
         gof["flicker_scale"] = lam
-        gof["flicker_scale_se"] = float(res.stderr[-1])
+        gof["flicker_scale_se"] = lam_se
     # covariance (SI units; log10_t0_s dimensionless): variance-law block, drift block
     v_names = ["log10_t0_s", *names]
     v_scale = np.array([1.0, *[_scale(nm) for nm in names]])
@@ -550,7 +550,7 @@ def _fit_once(
         + {"none": "none (BIC)", "per_level": "free per level (BIC)",
            "read_noise": "2 sigma_read^2 from the read-noise model"}[icpt]
         + (f" + the 1/f read noise between the two reads (measured spectrum, its scale "
-           f"fitted: {lam:.2f} +- {float(res.stderr[-1]):.2f}, gof.flicker_scale)"
+           f"fitted: {lam:.2f} +- {lam_se:.2f}, gof.flicker_scale)"
            if nl else "")
         + (f"; drift forms with their centre at a bound (0 or {GC_MAX:g} g_ref) not taken: "
            + ", ".join(at_bound) if at_bound and mform not in at_bound else "")

@@ -61,6 +61,10 @@ USED_TABLES: dict[str, tuple[str, ...]] = {
     "fault_map": ("faults",),
     "read_noise_series": ("samples",),
 }
+#: Fraction of the read-fluctuation reads that must carry a read time for the read noise to
+#: be fitted less the spectrum's 1/f at each pair's lag (the rest of the pairs is left out;
+#: below it the read-noise model and its median pair lag are used instead).
+MIN_TIMED_FRACTION = 0.9
 
 
 @dataclass
@@ -312,17 +316,17 @@ def fit_tables(
     else:
         rep.skipped["read_noise_spectrum"] = "no read_noise_series run; white model kept"
     # the read noise the relaxation and bake fits add to each change: with a measured 1/f
-    # part, the white part (pairs less their own 1/f) plus the 1/f over the change's own
-    # interval; else the read-noise model (whose pairs, read_lag apart, hold the 1/f up to
-    # that lag) plus the 1/f beyond it. A sigma(g) form cannot follow the 1/f part's peak in
-    # g (techa profile: 90 % of a 3 ms pair at mid levels), so the first keeps it out of the form.
-    read_lag = _read_pair_lag(rf) if rf is not None else 0.0
-    rn_changes = read_noise
+    # part, the read pairs less their own 1/f plus the 1/f over the change's own interval
+    # (read_lag 0); else the read-noise model (whose pairs, read_lag apart, hold the 1/f up
+    # to that lag) plus the 1/f beyond it. A sigma(g) form cannot follow the 1/f part's peak
+    # in g (techa profile: 90 % of a 3 ms pair at mid levels); the first keeps it out of it.
     white = spectrum is not None and rf is not None and _timed(rf)
+    rn_changes, read_lag = read_noise, 0.0
     if white:
         rn_changes = fit_read_noise(_relevel(rf), g_ref, forms=forms_of["read_noise"],
                                     spectrum=spectrum)
-        read_lag = 0.0
+    elif rf is not None:
+        read_lag = _read_pair_lag(rf)
     relax_frames = [df for df in (_with_pulse_offset(ts.get("relaxation", "reads"),
                                                      ts.get("relaxation", "programmed")),
                                   ts.get("imported", "reads")) if df is not None]
@@ -473,9 +477,9 @@ def fit_tables(
 
 
 def _timed(reads: pd.DataFrame) -> bool:
-    """Most reads of ``reads`` (>= 90 %) have a finite ``time_s``."""
+    """At least :data:`MIN_TIMED_FRACTION` of ``reads`` have a finite ``time_s``."""
     return "time_s" in reads.columns and bool(np.mean(np.isfinite(
-        reads["time_s"].to_numpy(dtype=float))) >= 0.9)
+        reads["time_s"].to_numpy(dtype=float))) >= MIN_TIMED_FRACTION)
 
 
 def _read_pair_lag(reads: pd.DataFrame) -> float:
