@@ -55,12 +55,8 @@ def read_fluctuation(station: Bench, store: RunStore, exp: ReadFluctuationExp, c
                 ts.append(since(ctx.now(), t_pulse))
                 gs.append(ctx.read(ctx.cells))
                 bar.update(1)
-            n = ctx.cells.size
-            ctx.append("reads", {
-                "cell": np.tile(ctx.cells, r1 - r0), "level": np.tile(level, r1 - r0),
-                "target_siemens": np.tile(target, r1 - r0),
-                "repeat": np.repeat(np.arange(r0, r1), n),
-                "time_s": np.concatenate(ts), "g_siemens": np.concatenate(gs)})
+            ctx.append("reads", _batch_reads(ctx.cells, level, target, "repeat", r0, r1,
+                                             ts, gs))
             ctx.complete(step)
         bar.close()
         if exp.smu_cells and not ctx.skip("smu"):
@@ -79,6 +75,18 @@ def read_fluctuation(station: Bench, store: RunStore, exp: ReadFluctuationExp, c
             )
             ctx.complete("smu")
         return ctx.finish()
+
+
+def _batch_reads(cells: np.ndarray, level: np.ndarray, target: np.ndarray, index: str,
+                 i0: int, i1: int, ts: list[np.ndarray], gs: list[np.ndarray]
+                 ) -> dict[str, np.ndarray]:
+    """Columns of reads ``i0 .. i1-1`` of all ``cells`` (one read of every cell each; ``ts``
+    [s] and ``gs`` [S] per read): cell, level, target_siemens, ``index`` (the read's number),
+    time_s, g_siemens, cell-fastest."""
+    m, n = i1 - i0, cells.size
+    return {"cell": np.tile(cells, m), "level": np.tile(level, m),
+            "target_siemens": np.tile(target, m), index: np.repeat(np.arange(i0, i1), n),
+            "time_s": np.concatenate(ts), "g_siemens": np.concatenate(gs)}
 
 
 def smu_precision_reads(ctx: ProcedureRun, cells: np.ndarray, repeats: int, v: float,
@@ -167,11 +175,8 @@ def read_noise_series(station: Bench, store: RunStore, exp: ReadNoiseSeriesExp,
                 gs.append(ctx.read(ctx.cells))
                 bar.update(1)
             m = s1 - s0
-            cols = {"cell": np.tile(ctx.cells, m), "level": np.tile(level, m),
-                    "target_siemens": np.tile(target, m),
-                    "sample": np.repeat(np.arange(s0, s1), n),
-                    "time_s": np.concatenate(ts), "g_siemens": np.concatenate(gs),
-                    "fs_hz": np.full(n * m, exp.fs_hz), "temp_k": np.full(n * m, temp_k)}
+            cols = _batch_reads(ctx.cells, level, target, "sample", s0, s1, ts, gs)
+            cols.update(fs_hz=np.full(n * m, exp.fs_hz), temp_k=np.full(n * m, temp_k))
             ctx.append("samples", {k: cols[k] for k in SERIES_COLUMNS})
             ctx.complete(step)
         bar.close()
