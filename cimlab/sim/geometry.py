@@ -234,8 +234,8 @@ class ConvGeometry(TileGeometry):
             xp[:, : x.shape[1]] = x
             xp[:, x.shape[1] :] = 0.0
             x = xp
-        elif c_pad > x.shape[1]:
-            x = F.pad(x, (0, 0, 0, 0, 0, c_pad - x.shape[1]))
+        elif c_pad > x.shape[1]:  # one row tile: its unused rows are 0 S, leave them out
+            wt = wt[:, : x.shape[1]]
         y = F.conv2d(x, wt, None, b.stride, b.padding, b.dilation, lay.n_row_tiles)
         # partial sums as (N, H, W, n_tiles, S*out): contiguous for NHWC output, so the ADC
         # steps and the sum over tiles run along memory

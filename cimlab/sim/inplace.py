@@ -39,7 +39,7 @@ def read_variance_pair(rn: ReadNoise, g_pos: torch.Tensor, g_neg: torch.Tensor) 
 
 def add_drift(rel: Relaxation, g: torch.Tensor, dst: torch.Tensor, scale: float) -> torch.Tensor:
     """``dst += scale * rel.drift(g)`` in place (``g`` [S], drift [S] per decade)."""
-    if rel.mean_form == "tanh":
-        u = torch.mul(g, -1.0 / rel.g_width).add_(rel.g_center / rel.g_width).tanh_()
-        return dst.add_(u, alpha=scale * rel.m_max)
+    if rel.mean_form == "tanh":  # tanh(u) = 2 sigmoid(2 u) - 1 (sigmoid: ~4x cheaper on CPU)
+        u = torch.mul(g, -2.0 / rel.g_width).add_(2.0 * rel.g_center / rel.g_width).sigmoid_()
+        return dst.add_(u, alpha=2.0 * scale * rel.m_max).sub_(scale * rel.m_max)
     return dst.add_(rel.drift(g), alpha=scale)

@@ -54,51 +54,99 @@ def cell_drop_factors(g: torch.Tensor, layout: TileLayout) -> torch.Tensor:
 
     ``layout`` is the layer's :class:`cimlab.sim.mapping.TileLayout`; the ``co`` outputs must
     start at a column-tile boundary. Equal to ``drop_factors`` of ``to_tiles(g)`` mapped back
-    with ``from_tiles`` (tested), in the cell layout:
+    with ``from_tiles`` (tested), in the cell layout, with no transposed copy:
 
-    * ``A`` (word line): physical columns of a column tile are ``(output, slice, +/-)``, so the
-      cells, transposed to ``(rows, co, S, 2)``, are one contiguous run per tile row;
-    * ``B`` (bit line): with ``P_k`` the current accumulated down to tile position ``k``,
-      ``B_i = sum_{k=p_i}^{R-1} P_k``: weight rows sit at positions ``0 .. stride-1`` of their
+    * ``A`` (word line): :func:`_word_line_into`;
+    * ``B`` (bit line): with ``P_q`` the current accumulated down to tile position ``q``,
+      ``B_i = sum_{q=p_i}^{R-1} P_q``: weight rows sit at positions ``0 .. stride-1`` of their
       row tile (positions ``stride .. R-1`` carry ``P_total``), the bias row at ``bias_pos``
       after every weight row of ``bias_tile`` adds ``G_b (R - bias_pos)`` to their ``B`` and
       has ``B_b = (R - bias_pos) (P_total + G_b)``.
     """
     two, S, co, kk = g.shape
     lay = layout
-    k, R, st, nrt, per = lay.k, lay.rows, lay.stride, lay.n_row_tiles, lay.per_col
+    k, R, st, nrt = lay.k, lay.rows, lay.stride, lay.n_row_tiles
     has_b = kk == k + 1
-    # A: along the physical columns of each column tile (pad outputs to whole tiles)
-    co_pad = -(-co // per) * per
-    gt = g.new_zeros(kk, co_pad, S, two) if co_pad > co else g.new_empty(kk, co_pad, S, two)
-    gt[:, :co] = g.permute(3, 2, 1, 0)
-    gt = gt.view(kk, co_pad // per, per * S * two)
-    a = (gt.sum(-1, keepdim=True) - gt.cumsum(-1)).add_(gt).cumsum_(-1)
-    a = a.view(kk, co_pad, S, two)[:, :co].permute(3, 2, 1, 0)  # (2, S, co, kk) view
-    # B: along the rows of each row tile
+    d = g.new_empty(two, S, co, kk)
+    _word_line_into(g, lay.per_col, d)
+    # B along the rows of each row tile (pad the last tile's missing rows with 0 S)
     n_main = nrt * st
-    if n_main == k and not has_b:
-        gm = g.reshape(two, S, co, nrt, st)
+    if n_main == k:
+        p = g[..., :k].reshape(two, S, co, nrt, st).cumsum(-1)
     else:
         gm = g.new_zeros(two, S, co, n_main)
         gm[..., :k] = g[..., :k]
-        gm = gm.view(two, S, co, nrt, st)
-    p = gm.cumsum_(-1) if gm.data_ptr() != g.data_ptr() else gm.cumsum(-1)
-    p_tot = p[..., -1:]
-    b = (p.sum(-1, keepdim=True) - p.cumsum(-1)).add_(p)
+        p = gm.view(two, S, co, nrt, st).cumsum_(-1)
+    p_tot = p[..., -1:].clone()
+    # sum_{q >= pos} P_q = sum_q P_q - cumsum(P)_pos + P_pos, plus (R - stride) P_total
+    p_sum = p.sum(-1, keepdim=True)
     if R > st:
-        b.add_(p_tot, alpha=float(R - st))
-    d = g.new_empty(two, S, co, kk)
+        p_sum.add_(p_tot, alpha=float(R - st))
+    pos_b = float(R - lay.bias_pos)
+    if has_b and lay.bias_tile < nrt:
+        p_sum[..., lay.bias_tile, :].add_(g[..., k, None], alpha=pos_b)
+    v = p.cumsum(-1)
+    if n_main == k:  # add in place on d's weight rows (a view split into row tiles)
+        d[..., :k].view(two, S, co, nrt, st).add_(p).sub_(v).add_(p_sum)
+    else:
+        p.sub_(v).add_(p_sum)
+        d[..., :k].add_(p.view(two, S, co, n_main)[..., :k])
     if has_b:
         g_b = g[..., k]
-        pos = float(R - lay.bias_pos)
         if lay.bias_tile < nrt:
-            b[..., lay.bias_tile, :].add_(g_b[..., None], alpha=pos)
-            d[..., k] = (p_tot[..., lay.bias_tile, 0] + g_b) * pos
+            d[..., k].add_((p_tot[..., lay.bias_tile, 0] + g_b) * pos_b)
         else:
-            d[..., k] = g_b * pos
-    d[..., :k] = b.view(two, S, co, n_main)[..., :k]
-    return d.add_(a)
+            d[..., k].add_(g_b * pos_b)
+    return d
+
+
+def _word_line_into(g: torch.Tensor, per_col: int, out: torch.Tensor) -> None:
+    """Word-line factors ``A_ij = sum_j' G_ij' (min(j, j') + 1)`` [S] of cells ``g`` (2, S,
+    co, rows) [S] written into ``out`` (same shape).
+
+    The physical columns of a column tile are ``j = (o S + s) 2 + pm`` (output ``o`` of the
+    tile, slice ``s``, G+/G- ``pm``), so ``A_j = C1_j + (j + 1) (T - P_j)`` with ``P_j =
+    sum_{j' <= j} G_j'``, ``C1_j = sum_{j' <= j} (j' + 1) G_j'`` and ``T`` the row's total:
+    per output the ``2 S`` columns are summed first, the sums accumulated over the tile's
+    outputs (a product with a lower-triangular matrix of ones, i.e. a prefix sum along the
+    outputs, vectorised over the rows), then each column's ``P_j`` and ``C1_j`` are those
+    totals less the columns after it in its output's block.
+    """
+    _, S, co, kk = g.shape
+    m = 2 * S
+    n_full = co // per_col
+    parts = [(0, n_full * per_col, n_full, per_col)] if n_full else []
+    if co > n_full * per_col:  # a last, partial column tile (its missing outputs are 0 S)
+        parts.append((n_full * per_col, co, 1, co - n_full * per_col))
+    for a, b, nct, pc in parts:
+        cols = [g[c % 2, c // 2, a:b].view(nct, pc, kk) for c in range(m)]  # column order
+        o_m = torch.arange(pc, dtype=g.dtype, device=g.device).mul_(m).view(1, pc, 1)
+        q = cols[0].clone()  # per output: sum of its columns ...
+        h = cols[0].clone()  # ... and sum of (c + 1) G_c
+        for c in range(1, m):
+            q.add_(cols[c])
+            h.add_(cols[c], alpha=float(c + 1))
+        h.addcmul_(q, o_m)  # sum_c (o m + c + 1) G_c
+        tri = torch.ones(pc, pc, dtype=g.dtype, device=g.device).tril_()
+        p_inc = torch.matmul(tri, q)  # P after each output's last column
+        c1_inc = torch.matmul(tri, h)  # C1 after each output's last column
+        total = p_inc[:, -1:, :]
+        p_after = c1_after = None  # the block's columns after c
+        for c in range(m - 1, -1, -1):
+            dst = out[c % 2, c // 2, a:b].view(nct, pc, kk)
+            w = o_m + float(c + 1)  # j + 1
+            torch.sub(total, p_inc, out=dst)
+            if p_after is not None:
+                dst.add_(p_after)
+            dst.mul_(w).add_(c1_inc)
+            if c1_after is not None:
+                dst.sub_(c1_after)
+            if c > 0:
+                if p_after is None:
+                    p_after, c1_after = cols[c].clone(), cols[c] * w
+                else:
+                    p_after.add_(cols[c])
+                    c1_after.addcmul_(cols[c], w)
 
 
 def effective_conductance(

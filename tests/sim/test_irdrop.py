@@ -98,6 +98,7 @@ def test_layer_ir_drop_matches_physics_per_tile():
     (37, 11, True, (16, 8), 1, 1), (32, 5, True, (16, 8), 2, 1), (30, 9, False, (16, 12), 2, 1),
     (45, 7, True, (20, 8), 1, 9), (36, 7, True, (20, 8), 1, 9),   # bias at position == stride
     (500, 33, True, (256, 64), 1, 1), (20, 5, True, (21, 64), 1, 1),
+    (40, 10, True, (16, 24), 3, 1), (512, 70, False, (256, 64), 1, 1),  # 3 slices; k = tiles
 ])  # fmt: skip
 def test_cell_layout_drop_factors_equal_the_tile_computation(k, out, has_b, tile, slices, kernel):
     """``cell_drop_factors`` (used by the layers) == drop_factors on the physical tiles, also

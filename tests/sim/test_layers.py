@@ -129,17 +129,18 @@ def test_tiled_adc_linear_matches_reference_loop(tile, slices, levels):
     torch.testing.assert_close(anet(x), _reference_linear(layer, x, 5, 4), rtol=1e-9, atol=1e-9)
 
 
-def test_tiled_adc_conv_matches_reference_loop():
+@pytest.mark.parametrize("c_in,row_tiles", [(5, 3), (1, 1)])  # (1, 1): fewer channels than
+def test_tiled_adc_conv_matches_reference_loop(c_in, row_tiles):  # the tile holds
     with torch.random.fork_rng():
         torch.manual_seed(6)
-        net = nn.Sequential(nn.Conv2d(5, 7, 3, padding=1)).double()
+        net = nn.Sequential(nn.Conv2d(c_in, 7, 3, padding=1)).double()
     cfg = AnalogConfig.ideal(dm_default(), tile=(20, 8), adc_bits=6, dac_bits=5,
                              programming_error=True)  # fmt: skip
     anet = convert(net, cfg).program(torch.Generator().manual_seed(2))
     layer = anet.layers["0"]
     lay = layer.layout
-    assert lay.stride == 18 and lay.n_row_tiles == 3  # two whole 3x3 kernels per 20-row tile
-    x = torch.randn(3, 5, 6, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    assert lay.stride == 18 and lay.n_row_tiles == row_tiles  # two 3x3 kernels per 20-row tile
+    x = torch.randn(3, c_in, 6, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     cols = F.unfold(x, 3, padding=1)  # (N, 45, L), rows in (c, kh, kw) order like the weights
     n, rows, L = cols.shape
     flat = cols.transpose(1, 2).reshape(n * L, rows)
