@@ -26,9 +26,16 @@ A *validation cell* is one (effect, level, time, temperature) group of measureme
     var(mean_i)``. ``t_a``: the median ``time_s`` of the step-0 reads (since the cell's last
     pulse) where the run has it, else the retention fit's ``gof["t_off_s"]``, else 0.
 ``read_noise`` (runs ``read_noise_series``: ``samples``; ``read_fluctuation``: ``reads``)
-    The spread of repeated reads of a cell around its own mean (series: the samples of one
-    series, ``time_s`` = its duration; read fluctuation: pooled over the level's cells).
-    Predicted: ``read_noise.sigma(g)`` at the measured mean. The read-noise law has no mean:
+    Series: per series and lag ``tau`` (:data:`SERIES_LAGS` samples; ``time_s`` = ``tau``),
+    the spread of the difference of two reads ``tau`` apart, as one read's sigma
+    ``sqrt(mean((g(t + tau) - g(t))^2) / 2)`` (a drift over the series does not enter, as it
+    would in the s.d. around the series' mean). Predicted: ``sqrt(sigma_w^2 + F(g, tau) / 2)``
+    with the model's read-noise spectrum (white part ``sigma_w`` and its 1/f structure
+    function ``F``, :meth:`ReadNoiseSpectrum.flicker_pair_variance`) when the spectrum was
+    fitted or has a 1/f part, only at lags inside its fitted band (``tau <= 1 / f_lo_hz``),
+    else ``read_noise.sigma(g)`` (white noise: the same at every lag). Read fluctuation: the
+    spread of repeated reads of a cell around its own mean, pooled over the level's cells,
+    against ``read_noise.sigma(g)``. At the measured mean; the read-noise law has no mean:
     ``predicted_mean`` and ``mean_err_in_sigma`` are NaN (``null`` in JSON).
 
 Per cell: ``sigma_rel_err = predicted_sigma / measured_sigma - 1``, ``mean_err_in_sigma =
@@ -75,6 +82,11 @@ VALIDATED_TABLES: dict[str, tuple[str, ...]] = {
     "read_fluctuation": ("reads",), "read_noise_series": ("samples",),
 }
 EFFECTS = ("relaxation", "bake_retention", "read_noise")
+#: Lags [samples] at which a read-noise series is validated (decades: the white part at one
+#: sample, the 1/f part growing with the lag); a lag needs at least SERIES_MIN_SPANS of itself
+#: in the series.
+SERIES_LAGS = (1, 10, 100, 1000)
+SERIES_MIN_SPANS = 10
 CELL_FIELDS = ("effect", "level", "time_s", "temp_c", "n", "measured_mean", "predicted_mean",
                "measured_sigma", "predicted_sigma", "sigma_rel_err", "mean_err_in_sigma")
 
@@ -375,17 +387,35 @@ def _bake_cells(model: DeviceModel, df: pd.DataFrame) -> list[ValidationCell]:
 
 
 def _series_cells(model: DeviceModel, df: pd.DataFrame) -> list[ValidationCell]:
+    spec = model.read_noise_spectrum
+    use_spec = spec.fit is not None or spec.a_peak > 0.0
     out = []
     for (_, _, level), d in df.groupby(["run", "cell", "level"], sort=True):
+        d = d.sort_values("sample" if "sample" in d.columns else "time_s")
         g = d["g_siemens"].to_numpy(dtype=float)
         if g.size < MIN_N:
             continue
-        dur = float(g.size / d["fs_hz"].iloc[0]) if "fs_hz" in d.columns else float(
-            np.ptp(d["time_s"]))
+        if "fs_hz" in d.columns:
+            dt = 1.0 / float(d["fs_hz"].iloc[0])
+        else:
+            dt = float(np.median(np.diff(d["time_s"].to_numpy(dtype=float))))
+        if not dt > 0:
+            continue
         mean = float(g.mean())
-        out.append(_cell("read_noise", level, dur, float(d["temp_k"].mean()) - KELVIN_OFFSET
-                         if "temp_k" in d.columns else 25.0, g.size, mean, math.nan,
-                         float(g.std(ddof=1)), float(model.read_noise.sigma(mean))))
+        temp_c = float(d["temp_k"].mean()) - KELVIN_OFFSET if "temp_k" in d.columns else 25.0
+        for k in SERIES_LAGS:
+            tau = k * dt
+            if g.size < SERIES_MIN_SPANS * k or (use_spec and tau > 1.0 / spec.f_lo_hz):
+                continue
+            diff = g[k:] - g[:-k]
+            measured = math.sqrt(float(np.mean(diff * diff)) / 2.0)
+            if use_spec:
+                pred = math.sqrt(float(spec.white_sigma(mean)) ** 2
+                                 + float(spec.flicker_pair_variance(mean, tau)) / 2.0)
+            else:
+                pred = float(model.read_noise.sigma(mean))
+            out.append(_cell("read_noise", level, tau, temp_c, diff.size, mean, math.nan,
+                             measured, pred))
     return out
 
 

@@ -104,35 +104,76 @@ def test_bake_against_its_own_truth():
     assert (bad["sigma_rel_err"] > 0.2).all()
 
 
+def _series_frame(series: list[np.ndarray], levels: list[float], fs: float) -> pd.DataFrame:
+    n = series[0].size
+    return pd.concat([
+        pd.DataFrame({"cell": i, "level": i, "target_siemens": g, "sample": np.arange(n),
+                      "time_s": np.arange(n) / fs, "g_siemens": x, "fs_hz": fs,
+                      "temp_k": 300.0})
+        for i, (g, x) in enumerate(zip(levels, series, strict=True))])
+
+
 def test_read_noise_series_against_its_own_truth():
+    """White read noise on a slow drift: validated per lag from the difference of two reads,
+    so the drift (2 sigma over the series: the s.d. around the mean would be 15 % high) does
+    not enter; the tolerance is 5 standard errors of the estimate."""
     dm = DeviceModel.default()
     gen = np.random.default_rng(2)
-    n = 20000
-    frames = []
-    for i, g in enumerate((5e-6, 20e-6, 35e-6)):
-        x = g + dm.read_noise.sigma(g) * gen.standard_normal(n)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "cell": i,
-                    "level": i,
-                    "target_siemens": g,
-                    "sample": np.arange(n),
-                    "time_s": np.arange(n) / 400.0,
-                    "g_siemens": x,
-                    "fs_hz": 400.0,
-                    "temp_k": 300.0,
-                }
-            )
-        )
-    res = validate(dm, {"read_noise_series": {"samples": pd.concat(frames)}})
+    n, fs = 20000, 400.0
+    levels = [5e-6, 20e-6, 35e-6]
+    ramp = np.linspace(-1.0, 1.0, n)
+    series = [g + dm.read_noise.sigma(g) * (gen.standard_normal(n) + ramp) for g in levels]
+    res = validate(dm, {"read_noise_series": {"samples": _series_frame(series, levels, fs)}})
     cells = res.frame()
-    assert len(cells) == 3 and (cells["time_s"] == n / 400.0).all()
-    assert cells["sigma_rel_err"].abs().max() < 5 / np.sqrt(2 * (n - 1))
+    assert len(cells) == 3 * 4
+    assert set(cells["time_s"]) == {k / fs for k in (1, 10, 100, 1000)}
+    # mean of (x(t + k) - x(t))^2: variance 12 sigma^4 / n for white noise (neighbouring pairs
+    # k apart share a read), so one read's sigma has a relative s.e. of sqrt(3 / n) / 2
+    assert cells["sigma_rel_err"].abs().max() < 5 * np.sqrt(3 / (n - 1000)) / 2
     assert cells["predicted_mean"].isna().all()  # the read-noise law has no mean
     s = res.to_json_dict()
     assert s["cells"][0]["predicted_mean"] is None
     json.dumps(s, allow_nan=False)
+
+
+def test_read_noise_series_with_1f_against_the_spectrum():
+    """Series of white + 1/f noise drawn as what the spectrum describes (Lorentzians with
+    log-uniform corners, f_lo .. 200 Hz, McWhorter): each lag's spread is predicted by the
+    spectrum's structure function within 5 %; without the 1/f part, or with a third of it,
+    the long lags fail. Lags beyond 1 / f_lo are not validated."""
+    from scipy.signal import lfilter
+
+    from cimlab.models.read_noise_spectrum import ReadNoiseSpectrum
+
+    fs, n, f_lo, f_hi = 400.0, 40000, 0.5, 200.0
+    spec = ReadNoiseSpectrum(g_ref=40e-6, bandwidth_hz=fs / 2, s0=0.2e-6, s1=0.0,
+                             a_peak=3e-14, g_peak=20e-6, g_width=20e-6, alpha0=1.0,
+                             f_lo_hz=f_lo, f_hi_hz=f_hi)  # fmt: skip
+    dm = DeviceModel.default().replace(read_noise_spectrum=spec)
+    gen = np.random.default_rng(5)
+    ln_fc = np.linspace(np.log(f_lo), np.log(f_hi), 61)
+    levels = [15e-6, 20e-6, 25e-6]
+    series = []
+    for g in levels:
+        # alpha = 1: variance density A per unit ln f_c (the spectrum's docstring)
+        v = float(spec.flicker_amplitude(g)) * np.diff(ln_fc)[0]
+        x = g + float(spec.white_sigma(g)) * gen.standard_normal(n)
+        for fc in np.exp(ln_fc):
+            phi = np.exp(-2 * np.pi * fc / fs)
+            e = gen.standard_normal(n) * np.sqrt(v * (1 - phi**2))
+            x += lfilter([1.0], [1.0, -phi], e, zi=[phi * np.sqrt(v) * gen.standard_normal()])[0]
+        series.append(x)
+    tables = {"read_noise_series": {"samples": _series_frame(series, levels, fs)}}
+    cells = validate(dm, tables).frame()
+    assert set(cells["time_s"]) == {k / fs for k in (1, 10, 100)}  # 1000 samples > 1 / f_lo
+    # 100 s of series, slowest corner 0.5 Hz: a few % s.e. at the longest lag (seen: <= 1.4 %)
+    assert cells["sigma_rel_err"].abs().max() < 0.05
+    weak = dm.replace(read_noise_spectrum=dataclasses.replace(spec, a_peak=spec.a_peak / 3))
+    bad = validate(weak, tables).frame()
+    assert (bad.loc[bad["time_s"] == 100 / fs, "sigma_rel_err"] < -0.15).all()
+    white = dm.replace(read_noise_spectrum=ReadNoiseSpectrum())  # default: no fit, no 1/f
+    bad = validate(white, tables).frame()  # the model's white read noise at every lag
+    assert (bad.loc[bad["time_s"] == 100 / fs, "sigma_rel_err"] < -0.15).all()
 
 
 def test_kfold_cells_partition_and_subset():
