@@ -10,6 +10,8 @@ round-trip plan's relaxation experiment, without the bench.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -93,3 +95,21 @@ def test_scale_of_the_1_over_f_term_is_fitted():
     sem = ratio.std(ddof=1) / np.sqrt(ratio.size)
     assert abs(ratio.mean() - 1.0) < 3.0 * sem, (ratio, sem)
     assert covered >= 6 and t0_cov >= 6, (covered, t0_cov, ratio)
+
+
+def test_a_scale_at_its_bound_is_flagged():
+    """Reads with no 1/f part at all fitted with a spectrum that claims a large one: the
+    scale ends at its lower bound 0, and the notes say so (its interval is one-sided); the
+    same reads with the 1/f part drawn in are not flagged."""
+    rng = np.random.default_rng(11)
+    reads = _reads(rng)
+    loud = dataclasses.replace(SPECTRUM, a_peak=20 * SPECTRUM.a_peak)
+    r = fit_relaxation(reads, G_REF, read_noise=READ, forms=("peaked",), spectrum=loud).effect
+    assert r.fit.gof["flicker_scale"] < 1e-6
+    assert "at its bound 0" in r.fit.notes
+    g = reads["g0_siemens"].to_numpy()
+    extra = loud.flicker_pair_variance(g, reads["time_s"].to_numpy())
+    reads["g_siemens"] += np.sqrt(extra) * rng.standard_normal(len(reads))
+    r = fit_relaxation(reads, G_REF, read_noise=READ, forms=("peaked",), spectrum=loud).effect
+    assert r.fit.gof["flicker_scale"] > 0.5
+    assert "at its bound" not in r.fit.notes

@@ -83,6 +83,8 @@ GC_MAX = 1.5
 #: structure function of stop 21: onset ~11 % high, its 95 % interval covering 25 of 30;
 #: fitted: 27 of 30; with the Lorentzian one now 28 of 30, scales 0-1.9, 12 at the bound 0).
 FLICKER_SCALE_BOUNDS = (0.0, 10.0)
+#: A fitted scale this close to a bound is reported as at it (the optimiser stops ~1e-12 off).
+FLICKER_SCALE_AT_BOUND = 1e-6
 
 
 def drift_amplitude_bounds_u() -> tuple[float, float]:
@@ -529,6 +531,8 @@ def _fit_once(
     if nl:
         gof["flicker_scale"] = lam
         gof["flicker_scale_se"] = lam_se
+    lam_at = (nl and lam <= FLICKER_SCALE_BOUNDS[0] + FLICKER_SCALE_AT_BOUND,
+              nl and lam >= FLICKER_SCALE_BOUNDS[1] - FLICKER_SCALE_AT_BOUND)
     # covariance (SI units; log10_t0_s dimensionless): variance-law block, drift block
     v_names = ["log10_t0_s", *names]
     v_scale = np.array([1.0, *[_scale(nm) for nm in names]])
@@ -550,7 +554,10 @@ def _fit_once(
         + {"none": "none (BIC)", "per_level": "free per level (BIC)",
            "read_noise": "2 sigma_read^2 from the read-noise model"}[icpt]
         + (f" + the 1/f read noise between the two reads (measured spectrum, its scale "
-           f"fitted: {lam:.2f} +- {lam_se:.2f}, gof.flicker_scale)"
+           f"fitted: {lam:.2f} +- {lam_se:.2f}, gof.flicker_scale"
+           + ("; at its bound 0: the changes hold no 1/f beyond the intercept, the "
+              "interval is one-sided" if lam_at[0] else "")
+           + ("; WARNING: at its upper bound" if lam_at[1] else "") + ")"
            if nl else "")
         + (f"; drift forms with their centre at a bound (0 or {GC_MAX:g} g_ref) not taken: "
            + ", ".join(at_bound) if at_bound and mform not in at_bound else "")
