@@ -20,6 +20,10 @@ from cimlab.params import bounds_of, doc_of, unit_of
 
 #: Two-sided 95 % normal quantile used for Wald intervals (value +- 1.959964 * stderr).
 Z95 = 1.959963984540054
+#: A positive parameter whose 95 % CI spans more than this ratio (hi / lo: 100 decades,
+#: e.g. a retention prefactor that bakes of one duration per temperature do not fix)
+#: is shown as not determined instead of as value +- stderr.
+UNBOUNDED_CI_RATIO = 1e100
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,9 @@ class Fitted:
         if self.stderr is None:
             return f"{self.value:.4g}{unit}  (fixed / literature)"
         lo, hi = self.ci95 if self.ci95 is not None else (math.nan, math.nan)
+        if self.ci95 is not None and lo > 0 and hi > 0 and hi / lo > UNBOUNDED_CI_RATIO:
+            return (f"{self.value:.4g}{unit}  95% CI [{lo:.3g}, {hi:.3g}]: not determined by "
+                    "these data")
         return f"{self.value:.4g} ± {self.stderr:.2g}{unit}  95% CI [{lo:.4g}, {hi:.4g}]"
 
 

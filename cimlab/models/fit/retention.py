@@ -633,7 +633,8 @@ def _fit_once(
             **{n: float(v) * _scale(n) for n, v in zip(names, res.params[3:], strict=True)},
             mean_form="tanh", m_max=float(drift_fit.params[0]) * _U,
             g_center=float(drift_fit.params[1]) * _U, g_width=float(drift_fit.params[2]) * _U,
-            source="fit (bakes: rate law and onset from the retention fit)")
+            source="fit (bakes: rate law and onset from the retention fit)",
+            fit=_bakes_law_fit(res, drift_fit, names, lt0, at_bound, ea_fixed, notes))
     elif mode == "prior":
         try:
             relax_fit = dataclasses.replace(
@@ -648,3 +649,39 @@ def _fit_once(
     else:
         relax_fit = relaxation
     return RetentionFit(eff, groups, per_t, relax_fit, 10 ** float(lto), ea_bake_ev=ea)
+
+
+def _bakes_law_fit(res, drift_fit, names: list[str], lt0: float, at_bound: list[str],
+                   ea_fixed: float | None, notes: list[str]) -> FitInfo:
+    """The FitInfo of a relaxation law fitted to the bakes alone (no relaxation run): the
+    onset and rate law's standard errors from the retention fit's covariance (with Ea held
+    at its prior they are conditional on it), the drift's from the bake-mean fit. Parameters
+    that ended at a bound of the fit get no interval (they are not determined)."""
+    se = np.sqrt(np.maximum(np.diag(res.cov), 0.0))
+    err: dict[str, float] = {}
+    ci: dict[str, tuple[float, float]] = {}
+    if "log10_t0_s" not in at_bound:
+        err["t0_s"] = 10**lt0 * math.log(10.0) * float(se[2])
+        w = Z95 * float(se[2])  # decades; the interval kept inside floating point
+        ci["t0_s"] = (10 ** max(lt0 - w, -300.0), 10 ** min(lt0 + w, 300.0))
+    for i, n in enumerate(names):
+        if n not in at_bound:
+            v, e = float(res.params[3 + i]) * _scale(n), float(se[3 + i]) * _scale(n)
+            err[n], ci[n] = e, (v - Z95 * e, v + Z95 * e)
+    d_lo, d_hi = drift_amplitude_bounds_u()
+    for i, n in enumerate(("m_max", "g_center", "g_width")):
+        v, e = float(drift_fit.params[i]) * _U, float(drift_fit.stderr[i]) * _U
+        if n == "m_max" and np.any(np.isclose(drift_fit.params[0], (d_lo, d_hi), rtol=1e-6)):
+            continue  # at the model's bound: only m_max / g_width is determined
+        err[n], ci[n] = e, (v - Z95 * e, v + Z95 * e)
+    held = (f"; with Ea held at its prior ({ea_fixed:g} eV) the onset's interval is "
+            "conditional on it" if ea_fixed is not None else "")
+    return FitInfo(
+        method="fitted inside the retention fit (bakes only: rate law k(g) peaked, onset "
+        "time and the room time before the bake from the bake spreads; drift from the bake "
+        "means)", n=int(res.n), form="peaked/tanh", stderr=err, ci95=ci,
+        notes="no room-temperature relaxation run: every parameter of this law comes from "
+        "the bakes (uncertainties from the retention fit's Jacobian)" + held
+        + ("; not determined (at a bound of the fit): " + ", ".join(at_bound)
+           if at_bound else "") + ("; " + "; ".join(n for n in notes if "WARNING" in n)
+                                   if any("WARNING" in n for n in notes) else ""))
