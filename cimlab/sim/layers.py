@@ -163,8 +163,7 @@ class AnalogLayer(CrossbarState, EffectiveArrays, Periphery, TileGeometry, nn.Mo
         if mode == "output":
             var = self._op(x * x, self.var_fast.to(x.dtype),
                            None if self.var_b_fast is None else self.var_b_fast.to(x.dtype))
-            z = torch.randn(y.shape, generator=self._gen(y.device), device=y.device,
-                            dtype=y.dtype)  # fmt: skip
+            z = self._normals(y.shape, y.dtype, y.device, self._gen(y.device), "out")
             y = y + var.clamp_(min=0.0).sqrt_().mul_(z)
         return y
 
@@ -205,8 +204,9 @@ class AnalogLayer(CrossbarState, EffectiveArrays, Periphery, TileGeometry, nn.Mo
             psum = self._tile_psums(xc, wt)  # (nt, n_c, S*out, ...) tile dim first
             if mode == "output":
                 var = self._tile_psums(xc * xc, self.var_tiles.to(x.dtype))
-                z = torch.randn(psum.shape, generator=gen, device=psum.device, dtype=psum.dtype)
-                psum = psum + var.clamp_(min=0.0).sqrt_().mul_(z)
+                z = self._normals(psum.shape, psum.dtype, psum.device, gen, "psum")
+                sd = var.clamp_(min=0.0).sqrt_()
+                psum = psum + sd.mul_(z) if psum.requires_grad else psum.addcmul_(sd, z)
             if pb is not None and lay.bias_tile < lay.n_row_tiles:
                 tile = self._tile(psum, lay.bias_tile)
                 tile += self._psum_view(pb, tile)

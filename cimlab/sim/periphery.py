@@ -20,6 +20,8 @@ and shot noise of the column current at the sense bandwidth are orders of magnit
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -98,13 +100,22 @@ class Periphery:
         multiply-add). Large CPU draws are split over :data:`NOISE_STREAMS` fixed generators
         (seeded from the layer's noise seed) that run on the intra-op threads: the numbers
         depend only on the seed, never on the thread count."""
-        ws = self.__dict__.setdefault("_workspace", {})
-        buf = ws.get(key)
-        if buf is None or buf.shape != w.shape or buf.device != w.device or buf.dtype != w.dtype:
-            buf = torch.empty(w.shape, dtype=w.dtype, device=w.device)
-            ws[key] = buf
-        fill_standard_normal(buf, gen, self._streams)
+        buf = self._normals(w.shape, w.dtype, w.device, gen, key)
         return torch.addcmul(w, buf, sd, out=buf)
+
+    def _normals(self, shape, dtype: torch.dtype, device: torch.device,
+                 gen: torch.Generator, key: str) -> torch.Tensor:
+        """Fresh standard normals of ``shape`` in a workspace reused between calls (keyed by
+        ``key``; a flat buffer that grows to the largest shape asked for, so the last, smaller
+        chunk of a batch does not reallocate), drawn as :func:`fill_standard_normal` draws.
+        The tensor is overwritten by the next call with the same key."""
+        ws = self.__dict__.setdefault("_workspace", {})
+        n = math.prod(shape)
+        buf = ws.get(key)
+        if buf is None or buf.numel() < n or buf.device != device or buf.dtype != dtype:
+            buf = torch.empty(n, dtype=dtype, device=device)
+            ws[key] = buf
+        return fill_standard_normal(buf[:n].view(shape), gen, self._streams)
 
     def _streams(self) -> list[torch.Generator]:
         """The CPU noise streams of large draws (seeded at program time)."""

@@ -227,21 +227,25 @@ def test_tiled_read_noise_variance_matches_analytic(monkeypatch):
     assert float((ratio - 1).abs().max()) < 5 * se
 
 
-def test_split_noise_draws_do_not_depend_on_thread_count(monkeypatch):
+@pytest.mark.parametrize("mode", ["weight", "output"])
+@pytest.mark.parametrize("adc_bits", [8, None], ids=["tiles-adc", "dense"])
+def test_split_noise_draws_do_not_depend_on_thread_count(monkeypatch, mode, adc_bits):
     from cimlab.sim import periphery
 
     monkeypatch.setattr(periphery, "NOISE_SPLIT", 256)
     with torch.random.fork_rng():
         torch.manual_seed(9)
         net = nn.Sequential(nn.Linear(40, 64)).double()
-    cfg = AnalogConfig(device=dm_default(), tile=(16, 16))
+    cfg = AnalogConfig(device=dm_default(), tile=(16, 16), read_noise=mode, adc_bits=adc_bits)
     x = torch.rand(3, 40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     threads = torch.get_num_threads()
     ys = []
     try:
         for n in (1, 2):
             torch.set_num_threads(n)
-            ys.append(convert(net, cfg).program(5)(x))
+            anet = convert(net, cfg).program(5)
+            ys.append(torch.cat([anet(x), anet(x[:2])]))  # two calls: the workspace reused
     finally:
         torch.set_num_threads(threads)
     torch.testing.assert_close(ys[0], ys[1], rtol=0.0, atol=0.0)
+    assert not torch.equal(ys[0][:2], ys[0][3:])  # fresh draws on every call
