@@ -21,7 +21,8 @@ def register(sub: Any) -> None:
         "measurements, compare the measured mean and spread with the model's prediction: "
         "relaxation (relaxation and imported runs: the level's conductances at each time), "
         "bake retention (per bake temperature: the change of each cell since its reference "
-        "read before the bake), read noise (read-noise time series and read-fluctuation "
+        "read before the bake), read noise (read-noise time series: per lag of 1, 10, 100, "
+        "1000 samples, the time column, against the model's spectrum; read-fluctuation "
         "runs). A cell is within when |predicted sigma / measured sigma - 1| <= --tolerance. "
         "Prints a table (conductances in uS) and a summary; --json prints one JSON object "
         '{"cells": [...], "summary": {...}} in SI units. This is how to decide whether to '

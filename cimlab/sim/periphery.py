@@ -21,7 +21,6 @@ and shot noise of the column current at the sense bandwidth are orders of magnit
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
