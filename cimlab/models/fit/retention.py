@@ -92,7 +92,7 @@ from cimlab.models.fit.relaxation import (
     censored,
     drift_amplitude_bounds_u,
 )
-from cimlab.models.params import Z95, FitInfo
+from cimlab.models.params import Z95, FitInfo, wald_ci
 from cimlab.models.read_noise_spectrum import ReadNoiseSpectrum
 from cimlab.params import bounds_of
 from cimlab.units import KELVIN_OFFSET
@@ -567,12 +567,14 @@ def _fit_once(
     else:
         c_c = np.zeros(len(cum))
     v_mod = c_c + rel_fit_k * Lc
-    drift_fit = None
+    drift_fit, m_at_bound = None, False
     if mode == "shape":
         drift_fit = fit_bake_drift(cum, g_c / _U, Lc, g_ref_u)
         m_mod = _drift("tanh", drift_fit.params, g_c / _U, g_ref_u) * Lc
         notes.append("mean shift: drift law (tanh towards g_center) fitted to the bake means")
-        if np.any(np.isclose(drift_fit.params[0], drift_amplitude_bounds_u(), rtol=1e-6)):
+        m_at_bound = bool(np.any(np.isclose(drift_fit.params[0], drift_amplitude_bounds_u(),
+                                            rtol=1e-6)))
+        if m_at_bound:
             notes.append("drift amplitude m_max at the model's bound: the tanh is straight "
                          "over the measured levels (only m_max / g_width is determined)")
     else:
@@ -634,7 +636,8 @@ def _fit_once(
             mean_form="tanh", m_max=float(drift_fit.params[0]) * _U,
             g_center=float(drift_fit.params[1]) * _U, g_width=float(drift_fit.params[2]) * _U,
             source="fit (bakes: rate law and onset from the retention fit)",
-            fit=_bakes_law_fit(res, drift_fit, names, lt0, at_bound, ea_fixed, notes))
+            fit=_bakes_law_fit(res, drift_fit, names, lt0, at_bound, m_at_bound, ea_fixed,
+                               notes))
     elif mode == "prior":
         try:
             relax_fit = dataclasses.replace(
@@ -652,7 +655,7 @@ def _fit_once(
 
 
 def _bakes_law_fit(res, drift_fit, names: list[str], lt0: float, at_bound: list[str],
-                   ea_fixed: float | None, notes: list[str]) -> FitInfo:
+                   m_at_bound: bool, ea_fixed: float | None, notes: list[str]) -> FitInfo:
     """The FitInfo of a relaxation law fitted to the bakes alone (no relaxation run): the
     onset and rate law's standard errors from the retention fit's covariance (with Ea held
     at its prior they are conditional on it), the drift's from the bake-mean fit. Parameters
@@ -667,13 +670,13 @@ def _bakes_law_fit(res, drift_fit, names: list[str], lt0: float, at_bound: list[
     for i, n in enumerate(names):
         if n not in at_bound:
             v, e = float(res.params[3 + i]) * _scale(n), float(se[3 + i]) * _scale(n)
-            err[n], ci[n] = e, (v - Z95 * e, v + Z95 * e)
-    d_lo, d_hi = drift_amplitude_bounds_u()
+            err[n], ci[n] = e, wald_ci(v, e)
     for i, n in enumerate(("m_max", "g_center", "g_width")):
-        v, e = float(drift_fit.params[i]) * _U, float(drift_fit.stderr[i]) * _U
-        if n == "m_max" and np.any(np.isclose(drift_fit.params[0], (d_lo, d_hi), rtol=1e-6)):
+        if n == "m_max" and m_at_bound:
             continue  # at the model's bound: only m_max / g_width is determined
-        err[n], ci[n] = e, (v - Z95 * e, v + Z95 * e)
+        v, e = float(drift_fit.params[i]) * _U, float(drift_fit.stderr[i]) * _U
+        err[n], ci[n] = e, wald_ci(v, e)
+    warn = [n for n in notes if "WARNING" in n]
     held = (f"; with Ea held at its prior ({ea_fixed:g} eV) the onset's interval is "
             "conditional on it" if ea_fixed is not None else "")
     return FitInfo(
@@ -683,5 +686,4 @@ def _bakes_law_fit(res, drift_fit, names: list[str], lt0: float, at_bound: list[
         notes="no room-temperature relaxation run: every parameter of this law comes from "
         "the bakes (uncertainties from the retention fit's Jacobian)" + held
         + ("; not determined (at a bound of the fit): " + ", ".join(at_bound)
-           if at_bound else "") + ("; " + "; ".join(n for n in notes if "WARNING" in n)
-                                   if any("WARNING" in n for n in notes) else ""))
+           if at_bound else "") + ("; " + "; ".join(warn) if warn else ""))
