@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
+
+from tests.fuzz.tally import TALLY
 
 #: torch's intra-op thread count when the session started (set in pytest_configure)
 _DEFAULT_TORCH_THREADS: list[int] = []
@@ -20,6 +23,42 @@ def pytest_configure(config: object) -> None:
     import torch
 
     _DEFAULT_TORCH_THREADS.append(torch.get_num_threads())  # before any fixture sets it
+    if config.pluginmanager.hasplugin("xdist"):  # type: ignore[attr-defined]
+        config.pluginmanager.register(_WorkerTallies(), "cimlab-fuzz-tallies")  # type: ignore[attr-defined]
+
+
+class _WorkerTallies:
+    """pytest-xdist (``-n 2``): each worker sends its fuzz tally when it finishes
+    (``pytest_sessionfinish`` below), the controller sums them for the summary."""
+
+    def pytest_testnodedown(self, node, error) -> None:  # type: ignore[no-untyped-def]
+        TALLY.merge(getattr(node, "workeroutput", {}).get("fuzz_tally"))
+
+
+def pytest_sessionfinish(session) -> None:  # type: ignore[no-untyped-def]
+    out = getattr(session.config, "workeroutput", None)
+    if out is not None:  # a pytest-xdist worker
+        out["fuzz_tally"] = TALLY.as_dict()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    if TALLY.n_tried:
+        terminalreporter.write_sep("-", "fuzz/fault suite: inputs tried / handled")
+        for line in TALLY.lines():
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment():
+    """Every test ends with ``os.environ`` as it started: a command run in-process may set a
+    variable for its own process (``cimlab watch`` sets HDF5_USE_FILE_LOCKING=FALSE), which
+    every later subprocess of the session would inherit (a writer started by a later test
+    then takes no lock, and a reader cannot see that it is live)."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @pytest.fixture(autouse=True)

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from cimlab.cli._common import jsonable
 from cimlab.cli.main import main
 from cimlab.demo import (
     KNOWN_CAUSE_ABOVE,
@@ -23,13 +24,30 @@ from cimlab.demo import (
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
+    """``cimlab demo --quick --json -q`` run once for the module: (out dir, the DemoResult
+    that ``run_demo`` returned inside the command, the command's stdout)."""
+    import contextlib
+    import io
+
+    import cimlab.demo
+
     out = tmp_path_factory.mktemp("demo")
-    return out, run_demo(DemoConfig.make(seed=0, quick=True), out=out, progress=False,
-                         log=lambda _m: None)
+    results = []
+
+    def spy(*args, **kwargs):
+        results.append(run_demo(*args, **kwargs))
+        return results[-1]
+
+    stdout = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout):
+        mp.setattr(cimlab.demo, "run_demo", spy)
+        assert main(["demo", "--quick", "--out", str(out), "--json", "-q"]) == 0
+    assert len(results) == 1
+    return out, results[0], stdout.getvalue()
 
 
 def test_quick_demo_programs_bakes_and_recovers(quick):
-    out, res = quick
+    out, res, _ = quick
     acc = {s["step"]: s["chip"] for s in res.steps}
     assert [s["step"] for s in res.steps] == list(STEPS)
     pv = res.program_verify
@@ -49,6 +67,17 @@ def test_quick_demo_programs_bakes_and_recovers(quick):
     assert len(summary["mc_accuracies"][STEPS[0]]) == 10
     assert "|" not in res.table() and "after bake + BN cal" in res.table()
     _check_prediction_at_every_step(res)
+
+
+def test_cli_json_is_the_result(quick):
+    """``--json`` prints one line, one object: the result, numbers as the API returns them."""
+    out, res, stdout = quick
+    assert stdout.count("\n") == 1
+    doc = json.loads(stdout)
+    assert doc["out"] == str(out)
+    assert doc["steps"] == jsonable(res.steps)
+    assert doc["program_verify"]["cells"] == res.program_verify["cells"] > 0
+    assert doc["mc_accuracies"] == res.mc_accuracies
 
 
 def _check_prediction_at_every_step(res):
@@ -99,7 +128,7 @@ def _net_weights(out):
 
 @pytest.mark.slow
 def test_same_seed_same_numbers(quick, tmp_path):
-    _, first = quick
+    _, first, _ = quick
     second = run_demo(DemoConfig.make(seed=0, quick=True), out=tmp_path, progress=False,
                       log=lambda _m: None)
     assert [s["chip"] for s in second.steps] == [s["chip"] for s in first.steps]

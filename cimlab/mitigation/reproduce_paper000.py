@@ -208,12 +208,16 @@ def _mapping_study000(net: nn.Module, ds, dm, quick: bool, seed: int, progress: 
     from cimlab.sim.data import load_dataset
 
     epochs, n_prog = (10, 2) if quick else (15, 3)
+    # quick (tests): the first conv, one conv fed by a ReLU and all of them; no 36 s bake
+    convs = [n for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+    targets = [[convs[0]], [convs[1]], convs] if quick else None
+    bake_s = (0.0, 3600.0) if quick else (0.0, 36.0, 3600.0)
     raw = load_dataset("digits", seed=seed, standardize=False)
     nets = {"standardized": (net, ds),
             "raw [0, 1]": (_trained("paper000-cnn", raw, epochs, seed, progress), raw)}
     frames = []
     for inputs, (m, d) in nets.items():
-        df = layer_study(m, d, dm, bake_s=(0.0, 36.0, 3600.0), n_programs=n_prog,
+        df = layer_study(m, d, dm, targets=targets, bake_s=bake_s, n_programs=n_prog,
                          calib_x=d.x_train[:512], seed=seed)  # fmt: skip
         df.insert(0, "inputs", inputs)
         frames.append(df)

@@ -283,34 +283,6 @@ def test_reproduce_json(tmp_path, capsys):
     assert any(f.endswith(".svg") for f in doc["files"])
 
 
-@pytest.mark.slow
-def test_program_net_evaluate_bn_calibrate_json(tmp_path, capsys):
-    from cimlab.demo import station_text
-    from cimlab.sim.training import save_checkpoint
-    from tests.sim.test_program_net import tiny_net  # a small net with BN layers
-
-    st = tmp_path / "station.toml"
-    st.write_text(station_text(3))
-    ckpt = save_checkpoint(tmp_path / "tiny.pt", tiny_net(),
-                           {"name": "digits", "image_size": None}, 0.0)
-    store = tmp_path / "net.h5"
-    assert main(["program-net", str(ckpt), "--station", str(st), "--out", str(store),
-                 "--json", "-q"]) == 0
-    doc = _json(capsys)
-    assert doc["store"] == str(store) and doc["summary"]["success_rate"] > 0.9
-    assert main(["evaluate", str(store), "--samples", "60", "--json", "-q"]) == 0
-    assert 0 <= _json(capsys)["accuracy"] <= 1
-    assert main(["bn-calibrate", str(store), "--samples", "32", "--json", "-q"]) == 0
-    assert _json(capsys)["samples"] == 32
-
-
-@pytest.mark.slow
-def test_demo_json(tmp_path, capsys):
-    assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--json", "-q"]) == 0
-    doc = _json(capsys)
-    assert doc["steps"] and doc["program_verify"]["cells"] > 0
-
-
 def test_simulate_eval_duration_reaches_the_config(tmp_path, capsys, monkeypatch):
     import cimlab.sim as sim
 
