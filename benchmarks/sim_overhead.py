@@ -10,11 +10,13 @@ Linear layer (4096 x 4096). Configurations:
 * ``full-output``: the same with output-referred read noise (independent per sample);
 * ``full-flicker``: ``full`` with a 1/f read-noise spectrum (techA's fitted spectrum,
   docs/physics.md, its 1/f peak moved to the middle of the default window): the frozen offset
-  is drawn in ``program()``/``age()`` and folded into the effective weights, the per-forward
-  sigmas come from the spectrum (docs/simulator.md, "Read noise with a 1/f part").
+  is drawn with the derived arrays (after program()/age()) and folded into the effective
+  weights, the per-forward sigmas come from the spectrum (docs/simulator.md, "Read noise
+  with a 1/f part").
 
-Also ``program()`` + ``age()`` time for the CNN (the Linear with ``--nets linear``), scaled
-to 10 M weights, with and without the 1/f spectrum, and the read-noise
+Also ``program()`` + ``age()`` time for the CNN (the Linear with ``--nets linear``), with
+``prepare()`` (the arrays the forward pass reads, which program() and age() leave to the
+first forward), scaled to 10 M weights, with and without the 1/f spectrum, and the read-noise
 floor: the time of one fresh standard-normal draw per cell of the Linear (what the ``weight``
 mode must draw per call), relative to the plain forward. Where aihwkit is importable, the
 same networks through aihwkit's inference tile (optional). Ratios are measured in one run
@@ -147,7 +149,9 @@ def main(argv: list[str] | None = None) -> dict:
     n_weights = sum(p.numel() for n, p in pa_net.named_parameters() if n.endswith("weight"))
     per10 = 1e7 / n_weights
     for key, cname in (("program_age", "full"), ("program_age_flicker", "full-flicker")):
-        t_prog = c_prog = t_age = c_age = float("inf")
+        # program() and age() leave the derived arrays (IR-drop corrected weights, noise
+        # arrays, ADC ranges) to the first forward: prepare() computes them, and is counted
+        t_prog = c_prog = t_age = c_age = t_prep = c_prep = float("inf")
         for _ in range(args.repeats):  # best of the repeats (a shared machine's noise)
             anet = convert(pa_net, configs[cname])
             t0, c0 = time.perf_counter(), time.process_time()
@@ -160,10 +164,16 @@ def main(argv: list[str] | None = None) -> dict:
             _sync()
             t_age = min(t_age, time.perf_counter() - t0)
             c_age = min(c_age, time.process_time() - c0)
+            t0, c0 = time.perf_counter(), time.process_time()
+            anet.prepare()
+            _sync()
+            t_prep = min(t_prep, time.perf_counter() - t0)
+            c_prep = min(c_prep, time.process_time() - c0)
         result[key] = {"network": pa_name, "weights": n_weights, "program_s": t_prog,
-                       "age_s": t_age, "program_cpu_s": c_prog, "age_cpu_s": c_age,
-                       "per_10M_weights_s": (t_prog + t_age) * per10,
-                       "per_10M_weights_cpu_s": (c_prog + c_age) * per10}  # fmt: skip
+                       "age_s": t_age, "prepare_s": t_prep, "program_cpu_s": c_prog,
+                       "age_cpu_s": c_age, "prepare_cpu_s": c_prep,
+                       "per_10M_weights_s": (t_prog + t_age + t_prep) * per10,
+                       "per_10M_weights_cpu_s": (c_prog + c_age + c_prep) * per10}  # fmt: skip
     result["machine"]["load_1min_after"] = os.getloadavg()[0]
 
     print(f"{'network':<14} {'config':<11} {'plain ms':>9} {'analog ms':>10} {'ratio':>6} "
@@ -174,7 +184,8 @@ def main(argv: list[str] | None = None) -> dict:
     for key in ("program_age", "program_age_flicker"):
         pa = result[key]
         print(f"{key}: program() {pa['program_s']:.2f} s (cpu {pa['program_cpu_s']:.2f} s) + "
-              f"age() {pa['age_s']:.2f} s (cpu {pa['age_cpu_s']:.2f} s) for "
+              f"age() {pa['age_s']:.2f} s (cpu {pa['age_cpu_s']:.2f} s) + prepare() "
+              f"{pa['prepare_s']:.2f} s (cpu {pa['prepare_cpu_s']:.2f} s) for "
               f"{n_weights / 1e6:.2f} M weights ({pa_name}, all on): "
               f"{pa['per_10M_weights_s']:.2f} s (cpu {pa['per_10M_weights_cpu_s']:.2f} s) "
               "per 10 M")  # fmt: skip

@@ -83,6 +83,16 @@ class AnalogNetwork(nn.Module):
         return self
 
     @torch.no_grad()
+    def prepare(self) -> AnalogNetwork:
+        """Compute what the forward pass reads from the cells now (IR-drop corrected weights,
+        read-noise arrays, ADC ranges). ``program()`` and ``age()`` leave it to the first
+        forward after them (one computation for any number of changes); call this to time
+        it apart or before a latency-sensitive forward. Returns self."""
+        for layer in self.layers.values():
+            layer._ensure_fresh()
+        return self
+
+    @torch.no_grad()
     def calibrate(self, batches: Iterable[Any], max_batches: int | None = None) -> AnalogNetwork:
         """Fix converter ranges from data (after ``program``): each layer's DAC full scale
         becomes the max |input| seen (unipolar if no input was negative); with

@@ -16,12 +16,13 @@ State (non-persistent buffers, they follow ``.to(device)``): ``g_target`` (desig
 ``g_programmed`` (after programming error, stuck cells pinned), ``g_cells`` (now: aged, stuck
 pinned), ``stuck_index`` / ``stuck_on`` (flat cell indices and polarity of the stuck cells);
 binary layers hold ``w_binary`` and ``flip_mask`` instead. Every change of ``g_cells`` ends
-with ``self._refresh()`` (provided by :class:`~cimlab.sim.effective.EffectiveArrays`).
+with ``self._invalidate()`` (provided by :class:`~cimlab.sim.effective.EffectiveArrays`: the
+derived arrays are recomputed when next read).
 
 The mixin expects from its host: ``base`` (the trained layer), ``config``
 (:class:`~cimlab.sim.config.AnalogConfig`), ``layer_name``, ``binary``, ``_buf`` (set a
 non-persistent buffer), ``_gen`` (the per-layer noise generator), ``_matrix``/``_kernel``
-(geometry hooks) and ``_refresh``.
+(geometry hooks) and ``_invalidate``.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ class CrossbarState:
         Receives the chip's ``generator`` (it may live on any device: draws are made on its
         device and moved to the layer's, so a CPU generator programs the same chip on CPU and
         CUDA). Sets ``mapping``, ``layout``, ``bias_s``, the cell buffers and the layer's noise
-        seed, resets the retention clock, then calls ``_refresh(targets=True)``.
+        seed, resets the retention clock, then marks the derived arrays stale
+        (``_invalidate(targets=True)``: recomputed when next read).
         """
         dev = self.base.weight.device
         seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
@@ -123,7 +125,7 @@ class CrossbarState:
         self._adc_cal = None
         self.programmed = True
         self._buf("g_cells", g_c)
-        self._refresh(targets=True)
+        self._invalidate(targets=True)
 
     def _draw_stuck(self, n: int, generator: torch.Generator, dev) -> None:
         """Stuck-at faults of ``n`` cells (flat indices and on/off), exactly i.i.d. Bernoulli.
@@ -250,16 +252,17 @@ class CrossbarState:
             torch.add(old[:, :, o0:o1], z, out=new[:, :, o0:o1]).clamp_(min=0.0)
         self.t_eq_s = t2
         self._buf("g_cells", self._pin(new))
-        self._refresh()
+        self._invalidate()
 
     def set_cells(self, g_unpinned: torch.Tensor) -> None:
-        """Install cells (2, S, out, rows) [S] (stuck cells are pinned on a copy) and refresh.
+        """Install cells (2, S, out, rows) [S] (stuck cells are pinned on a copy); the derived
+        arrays follow when next read.
 
         For conductances measured elsewhere (e.g. a chip's read-back installed in the
         simulator to compare the two); the targets and the programmed state stay."""
         g = g_unpinned.clone() if self.stuck_index is not None else g_unpinned
         self._buf("g_cells", self._pin(g))
-        self._refresh()
+        self._invalidate()
 
     def _require_programmed(self) -> None:
         """Raise a RuntimeError saying how to program the layer if it is not programmed."""

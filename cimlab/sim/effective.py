@@ -1,7 +1,10 @@
 """The arrays an analog layer's forward pass reads, derived from its crossbar state.
 
 :class:`EffectiveArrays` turns the cells (:mod:`cimlab.sim.crossbar`) into what the forward
-pass needs, once per ``program()`` / ``age()`` (``_refresh``), never per call:
+pass needs, once per change of the cells (``_refresh``), never per call. A change
+(``program()``, ``age()``, ``set_cells``) only marks them stale (``_invalidate``); they are
+recomputed when one of them is next read (:data:`DERIVED`, through the layer's
+``__getattr__``), so ``program()`` followed by ``age()`` computes them once, not twice:
 
 * the effective weights, i.e. ``(G+ - G-) f`` per slice after the first-order IR-drop
   correction (:func:`cimlab.sim.irdrop.cell_drop_factors`), with the bias row scaled by
@@ -36,15 +39,42 @@ from cimlab.sim.inplace import read_variance_pair
 from cimlab.sim.irdrop import cell_drop_factors
 from cimlab.sim.periphery import fill_standard_normal
 
+#: The buffers :meth:`EffectiveArrays._refresh` derives from the cells: reading one while the
+#: cells have changed since the last refresh refreshes first (``AnalogLayer.__getattr__``).
+DERIVED = frozenset({
+    "slice_f", "w_fast", "b_fast", "var_fast", "var_b_fast", "sd_fast", "sd_b_fast",
+    "w_tiles", "var_tiles", "sd_tiles", "b_slices", "var_b_slices", "sd_b_slices",
+    "adc_a", "adc_b",
+})
+
 
 class EffectiveArrays:
     """Derived per-forward arrays (module docstring)."""
 
+    def _invalidate(self, targets: bool = False) -> None:
+        """The cells changed (``targets``: the target cells too, so the worst-case ADC
+        ranges change): the derived arrays are recomputed when next read, once for any
+        number of changes before that."""
+        pending = self.__dict__.get("_pending_refresh", False)
+        self.__dict__["_pending_refresh"] = bool(targets or pending)
+
+    def _ensure_fresh(self) -> None:
+        """Run the refresh the last changes asked for, if any (``_invalidate``)."""
+        pending = self.__dict__.pop("_pending_refresh", None)
+        if pending is None:
+            return
+        try:
+            self._refresh(targets=pending)
+        except BaseException:
+            self.__dict__["_pending_refresh"] = pending  # still stale: retried on next read
+            raise
+
     @torch.no_grad()
     def _refresh(self, targets: bool = False) -> None:
         """Precompute what forward needs from the current cells (module docstring), chunk by
-        chunk of outputs (cache-sized temporaries). Called at the end of ``program``, ``age``
-        and ``set_cells``; returns nothing, sets the buffers listed in the module docstring.
+        chunk of outputs (cache-sized temporaries). Run by :meth:`_ensure_fresh` when a
+        :data:`DERIVED` buffer is read after ``program``, ``age`` or ``set_cells``; returns
+        nothing, sets the buffers listed in the module docstring.
         ``targets``: the target cells changed (program), so the worst-case ADC ranges are
         recomputed too.
 

@@ -39,7 +39,7 @@ from torch import nn
 from cimlab.errors import ConfigError
 from cimlab.sim.config import AnalogConfig
 from cimlab.sim.crossbar import CHUNK_CELLS, ZERO_C_K, CrossbarState, temp_c_to_k
-from cimlab.sim.effective import EffectiveArrays
+from cimlab.sim.effective import DERIVED, EffectiveArrays
 from cimlab.sim.geometry import ConvGeometry, LinearGeometry, TileGeometry
 from cimlab.sim.periphery import (
     NOISE_SPLIT,
@@ -105,6 +105,14 @@ class AnalogLayer(CrossbarState, EffectiveArrays, Periphery, TileGeometry, nn.Mo
             self._buffers[name] = value
         else:
             self.register_buffer(name, value, persistent=False)
+
+    def __getattr__(self, name: str):
+        """``nn.Module``'s lookup of parameters, buffers and submodules; a derived array
+        (:data:`~cimlab.sim.effective.DERIVED`) read after the cells changed is first
+        recomputed (:meth:`_ensure_fresh`)."""
+        if name in DERIVED and "_pending_refresh" in self.__dict__:
+            self._ensure_fresh()
+        return super().__getattr__(name)
 
     def __getstate__(self):
         """Pickle state without generators and scratch buffers (rebuilt from the seed)."""

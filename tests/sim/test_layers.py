@@ -249,3 +249,34 @@ def test_split_noise_draws_do_not_depend_on_thread_count(monkeypatch, mode, adc_
         torch.set_num_threads(threads)
     torch.testing.assert_close(ys[0], ys[1], rtol=0.0, atol=0.0)
     assert not torch.equal(ys[0][:2], ys[0][3:])  # fresh draws on every call
+
+
+def test_program_then_age_derive_the_arrays_once_on_first_read(monkeypatch):
+    """program() and age() only mark the derived arrays stale: the first forward after them
+    computes them once per layer (the ADC ranges too, since the targets changed), to the same
+    values as a refresh after each change; later forwards compute nothing."""
+    from cimlab.sim.effective import EffectiveArrays
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(40, 30), nn.ReLU(), nn.Linear(30, 10)).eval()
+    cfg = AnalogConfig(device=dm_default(), ir_drop=True, adc_bits=8, read_noise=None)
+    x = torch.randn(16, 40)
+    eager = convert(net, cfg).program(3).prepare()
+    y_eager = eager.age(3600.0, temp_c=85.0).prepare()(x)
+    calls = []
+    real = EffectiveArrays._refresh
+
+    def counting(self, targets=False):
+        calls.append(targets)
+        return real(self, targets)
+
+    monkeypatch.setattr(EffectiveArrays, "_refresh", counting)
+    lazy = convert(net, cfg).program(3).age(3600.0, temp_c=85.0)
+    assert calls == []
+    torch.testing.assert_close(lazy(x), y_eager, rtol=0, atol=0)
+    assert calls == [True, True]
+    lazy(x)
+    lazy.age(60.0)
+    assert calls == [True, True]
+    lazy(x)
+    assert calls == [True, True, False, False]
