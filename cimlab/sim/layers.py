@@ -207,6 +207,7 @@ class AnalogLayer(CrossbarState, EffectiveArrays, Periphery, TileGeometry, nn.Mo
         per_sample = max(1, self._psum_numel(x) // max(n, 1))
         chunk = max(1, PSUM_CHUNK // per_sample)
         y = None  # digital sums of all chunks, written in place (no concatenation)
+        sd_b = None  # the bias row's read-noise sigma (output mode), once per call
         for i in range(0, n, chunk):
             xc = x[i : i + chunk]
             psum = self._tile_psums(xc, wt)  # (nt, n_c, S*out, ...) tile dim first
@@ -219,9 +220,9 @@ class AnalogLayer(CrossbarState, EffectiveArrays, Periphery, TileGeometry, nn.Mo
                 tile = self._tile(psum, lay.bias_tile)
                 tile += self._psum_view(pb, tile)
                 if mode == "output":  # per-sample fluctuation of the bias row's cells
-                    zb = torch.randn(tile.shape, generator=gen, device=psum.device,
-                                     dtype=psum.dtype)  # fmt: skip
-                    sd_b = self.var_b_slices.clamp(min=0.0).sqrt_()
+                    zb = self._normals(tile.shape, psum.dtype, psum.device, gen, "bias")
+                    if sd_b is None:
+                        sd_b = self.var_b_slices.clamp(min=0.0).sqrt_().to(x.dtype)
                     tile += zb.mul_(self._psum_view(sd_b, tile))
             if cal:
                 self._record_adc(psum, None, S, out)

@@ -194,10 +194,12 @@ def test_program_required_and_selective_injection():
     torch.testing.assert_close(anet(x), net(x))
 
 
-def test_tiled_read_noise_variance_matches_analytic(monkeypatch):
-    """Weight-mode read noise through the tiled (per-tile ADC) path, whose draws are split
-    over several generators for large layers: per-output variance as the device model
-    predicts (24-bit converters: quantization negligible)."""
+@pytest.mark.parametrize("mode", ["weight", "output"])
+def test_tiled_read_noise_variance_matches_analytic(monkeypatch, mode):
+    """Read noise through the tiled (per-tile ADC) path, whose draws are split over several
+    generators for large layers: per-output variance, bias row included, as the device model
+    predicts (24-bit converters: quantization negligible), per weight (one draw per cell per
+    call) and output-referred (per sample)."""
     import math
 
     from cimlab.sim import periphery
@@ -206,7 +208,7 @@ def test_tiled_read_noise_variance_matches_analytic(monkeypatch):
         torch.manual_seed(8)
         net = nn.Sequential(nn.Linear(40, 130)).double()
     dm = dm_default()
-    cfg = AnalogConfig.ideal(dm, tile=(16, 16), adc_bits=24, read_noise="weight")
+    cfg = AnalogConfig.ideal(dm, tile=(16, 16), adc_bits=24, read_noise=mode)
     monkeypatch.setattr(periphery, "NOISE_SPLIT", 1024)  # split this small layer's draws too
     anet = convert(net, cfg).program(3)
     layer = anet.layers["0"]
