@@ -21,7 +21,12 @@ A *validation cell* is one (effect, level, time, temperature) group of measureme
     ``g0``: relaxation from the reference time ``t_a`` to ``t_a + t_eq``, ``t_eq`` the
     Arrhenius-equivalent room time of the bake (:meth:`Retention.equivalent_time`):
     ``mean_i = shift(g0_i, t_a + t_eq) - shift(g0_i, t_a)``, ``var_i = var(g0_i, t_a + t_eq)
-    - var(g0_i, t_a)`` (+ twice the read variance, measured read noise only); the group's
+    - var(g0_i, t_a)`` (+ twice the read variance, measured read noise only; + the 1/f
+    read noise between the two reads, ``F(g0_i, t_bake)`` of the model's spectrum
+    (:meth:`ReadNoiseSpectrum.flicker_pair_variance`) when it has a 1/f part, as the retention
+    fit adds it: the soak time as the lag, ``F`` is flat beyond ``1 / f_lo_hz``, seconds,
+    so the ramps do not matter; the part of it a measured read noise already holds at its
+    pairs' ms lag is counted twice, < 10 % of ``F`` at an hour on the techa profile); the group's
     prediction is the mixture over its cells: mean of ``mean_i``, variance ``mean(var_i) +
     var(mean_i)``. ``t_a``: the median ``time_s`` of the step-0 reads (since the cell's last
     pulse) where the run has it, else the retention fit's ``gof["t_off_s"]``, else 0.
@@ -354,6 +359,7 @@ def _bake_cells(model: DeviceModel, df: pd.DataFrame) -> list[ValidationCell]:
     out = []
     rel = model.relaxation
     read_var2 = 2.0 if _read_measured(model) else 0.0
+    spec = model.read_noise_spectrum
     for _, bake in df.groupby(["run", "temp_index"], sort=True):
         per = bake.groupby(["cell", "step"], sort=False).agg(
             g=("g_siemens", "mean"), level=("level", "first"), temp_k=("temp_k", "first"),
@@ -376,6 +382,8 @@ def _bake_cells(model: DeviceModel, df: pd.DataFrame) -> list[ValidationCell]:
             m_i = np.asarray(rel.mean_shift(g0, t_a + t_eq)) - np.asarray(rel.mean_shift(g0, t_a))
             v_i = np.asarray(rel.variance(g0, t_a + t_eq)) - np.asarray(rel.variance(g0, t_a))
             v_i = v_i + read_var2 * np.asarray(model.read_noise.sigma(g0)) ** 2
+            if spec.a_peak > 0.0:  # the slow 1/f noise between the reads, a bake apart
+                v_i = v_i + np.asarray(spec.flicker_pair_variance(g0, t_bake))
             # the floor at 0 S: a cell cannot end below 0, its change not below -g0
             m1, s1 = rectified_moments(g0 + m_i, np.maximum(v_i, 0.0))
             mean = float(np.mean(m1 - g0))
