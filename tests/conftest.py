@@ -35,6 +35,15 @@ class _WorkerTallies:
         TALLY.merge(getattr(node, "workeroutput", {}).get("fuzz_tally"))
 
 
+def pytest_collection_modifyitems(session, config, items) -> None:  # type: ignore[no-untyped-def]
+    """Files with a test marked slow run first, each file's tests in their order: with
+    ``-n 2`` pytest-xdist hands whole files (``--dist loadfile``) to the workers in this
+    order, so the longest files start early and the run does not end with one worker alone
+    on the demo's file."""
+    slow = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow)  # stable
+
+
 def pytest_sessionfinish(session) -> None:  # type: ignore[no-untyped-def]
     out = getattr(session.config, "workeroutput", None)
     if out is not None:  # a pytest-xdist worker
