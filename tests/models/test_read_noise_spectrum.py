@@ -164,3 +164,37 @@ def test_pair_variance_is_the_structure_function_of_the_emulators_1_over_f():
     assert np.all(np.abs(model[:, ~rising] / model[:, ~rising].max(axis=1, keepdims=True) - 1)
                   < 0.1)
     assert np.all(replace(sp, a_peak=0.0).flicker_pair_variance(g, 1e4) == 0.0)
+
+
+def test_series_only_store_gets_its_read_noise_from_the_white_part():
+    """A store whose only read-noise data is a series (no read_fluctuation run): the model's
+    read_noise is the series' white part (quadrature form, with intervals) instead of the
+    literature value; on white series drawn with a known sigma(g) it is within 5 standard
+    errors of the truth at every level (and far from the literature law)."""
+    from cimlab.models.device_model import DeviceModel
+    from cimlab.models.fit import fit_tables, tables_from_frames
+    from tests.models.test_validate import _series_frame
+
+    gen = np.random.default_rng(4)
+    fs, n = 400.0, 40000
+    levels = [5e-6, 15e-6, 25e-6, 35e-6, 45e-6]
+    s0, s1, g_ref = 0.15e-6, 0.6e-6, 45e-6
+
+    def truth(g):
+        return np.hypot(s0, s1 * np.asarray(g) / g_ref)
+
+    series = [g + truth(g) * gen.standard_normal(n) for g in levels]
+    ts = tables_from_frames({"read_noise_series": {"samples": _series_frame(series, levels,
+                                                                            fs)}})
+    rep = fit_tables(ts)
+    rn = rep.model.read_noise
+    assert "read_noise" not in rep.skipped and rn.form == "quadrature"
+    assert rn.source.startswith("read_noise_series") and set(rn.fit.ci95) == {"s0", "s1"}
+    # s0, s1 at the truth's g_ref (the fit's is the largest series mean, ~45 uS), within 5
+    # of the fit's standard errors
+    scale = g_ref / rn.g_ref
+    for name, true in (("s0", s0), ("s1", s1 / scale)):
+        assert abs(getattr(rn, name) - true) < 5 * rn.fit.stderr[name], (name, rn)
+    g = np.array(levels)
+    literature = DeviceModel.default().read_noise.sigma(g)
+    assert np.all(np.abs(literature / truth(g) - 1) > 0.2)

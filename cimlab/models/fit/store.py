@@ -4,7 +4,9 @@ Tables are gathered by run kind (docs/architecture.md section 5; runs of the sam
 concatenated, their levels kept apart), then fitted in dependency order:
 
 1. window: the programmed targets (min, max, number of distinct levels);
-2. read noise (``read_fluctuation``), first pass without relaxation;
+2. read noise (``read_fluctuation``), first pass without relaxation; the read-noise
+   spectrum (``read_noise_series``), whose white part is the read noise where no
+   ``read_fluctuation`` run exists (:func:`white_read_noise`);
 3. relaxation (``relaxation`` and ``imported`` reads), with that read noise;
 4. read noise again, now subtracting relaxation between paired reads;
 5. programming error per mode (the ``programming_error`` run's ``programmed`` table; a mode it
@@ -35,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from cimlab.models.device_model import DeviceModel, Provenance
-from cimlab.models.effects import K_B_EV, SIGMA_FORMS, ConductanceWindow
+from cimlab.models.effects import K_B_EV, SIGMA_FORMS, ConductanceWindow, ReadNoise
 from cimlab.models.fit.binary import fit_binary
 from cimlab.models.fit.model_choice import choose_relaxation_form
 from cimlab.models.fit.programming import fit_programming
@@ -264,6 +266,23 @@ def _fit_spectrum(samples: pd.DataFrame) -> ReadNoiseSpectrum | str:
     return eff
 
 
+def white_read_noise(spectrum: ReadNoiseSpectrum) -> ReadNoise:
+    """One read's noise from a fitted spectrum's white part (the quadrature form
+    ``sqrt(s0^2 + (s1 g / g_ref)^2)`` at the series' read bandwidth), with its uncertainties:
+    the read noise of a store whose only read-noise data is a ``read_noise_series``."""
+    fit = spectrum.fit
+    keys = ("s0", "s1")
+    info = FitInfo(
+        method="white part of the read-noise spectrum fitted to the read_noise_series run "
+        "(no read_fluctuation run)", n=fit.n if fit is not None else 0, form="quadrature",
+        stderr={k: v for k, v in (fit.stderr if fit else {}).items() if k in keys},
+        ci95={k: v for k, v in (fit.ci95 if fit else {}).items() if k in keys},
+        notes=f"one read's independent part at the series' read bandwidth "
+        f"{spectrum.bandwidth_hz:.4g} Hz; the 1/f part is read_noise_spectrum's")
+    return ReadNoise(form="quadrature", g_ref=spectrum.g_ref, s0=spectrum.s0, s1=spectrum.s1,
+                     source="read_noise_series: white part of the fitted spectrum", fit=info)
+
+
 def fit_tables(
     ts: TableSet,
     name: str = "fitted",
@@ -315,6 +334,12 @@ def fit_tables(
             rep.fitted.append("read_noise_spectrum")
     else:
         rep.skipped["read_noise_spectrum"] = "no read_noise_series run; white model kept"
+    # no read_fluctuation run: one read's noise is the series' white part (the 1/f part
+    # stays in the spectrum; with it the relaxation and bake fits add the 1/f between the
+    # two reads of each change), instead of the literature value
+    from_series = read_noise is None and spectrum is not None
+    if from_series:
+        read_noise = white_read_noise(spectrum)
     # the read noise the relaxation and bake fits add to each change: with a measured 1/f
     # part, the read pairs less their own 1/f plus the 1/f over the change's own interval
     # (read_lag 0); else the read-noise model (whose pairs, read_lag apart, hold the 1/f up
@@ -372,6 +397,9 @@ def fit_tables(
         if white:
             rn_changes = fit_read_noise(_relevel(rf), g_ref, relaxation=relaxation,
                                         forms=forms_of["read_noise"], spectrum=spectrum)
+    elif from_series:
+        changes["read_noise"] = read_noise
+        rep.fitted.append("read_noise (white part of the read_noise_series spectrum)")
     else:
         rep.skipped["read_noise"] = "no read_fluctuation run (literature value kept)"
 
@@ -394,9 +422,12 @@ def fit_tables(
         prog.append(_programmed_from_reads(imp))
     if prog:
         say("programming error")
+        # only read pairs measure a verify read's whole noise (a series' white part lacks
+        # the cell's 1/f state at that instant): otherwise sigma holds one read's noise
+        rn_pe = None if from_series else read_noise
         pe = fit_programming(_relevel(pd.concat(prog, ignore_index=True)), g_ref,
-                             read_noise=read_noise, forms=forms_of["programming"])
-        if read_noise is None:  # nothing to subtract: sigma holds one read's noise
+                             read_noise=rn_pe, forms=forms_of["programming"])
+        if rn_pe is None:  # nothing to subtract: sigma holds one read's noise
             pe = [dataclasses.replace(p, read_noise="included") for p in pe]
         # the simulator's default: single-shot if measured (paper 000's scenario), else verify
         pe.sort(key=lambda p: p.mode != "single_shot")
