@@ -282,3 +282,28 @@ def test_program_then_age_derive_the_arrays_once_on_first_read(monkeypatch):
     assert calls == [True, True]
     lazy(x)
     assert calls == [True, True, False, False]
+
+
+def test_a_refresh_that_fails_leaves_the_layer_stale(monkeypatch):
+    """A refresh interrupted by an error (e.g. out of memory, Ctrl-C) is not taken as done:
+    the next read computes the arrays again, to the values of an uninterrupted refresh."""
+    from cimlab.sim.effective import EffectiveArrays
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(40, 30)).eval()
+    cfg = AnalogConfig(device=dm_default(), ir_drop=True, adc_bits=8, read_noise=None)
+    x = torch.randn(4, 40)
+    y_ref = convert(net, cfg).program(3)(x)
+    real = EffectiveArrays._refresh
+    failures = [RuntimeError("interrupted")]
+
+    def flaky(self, targets=False):
+        if failures:
+            raise failures.pop()
+        return real(self, targets)
+
+    monkeypatch.setattr(EffectiveArrays, "_refresh", flaky)
+    anet = convert(net, cfg).program(3)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        anet(x)
+    torch.testing.assert_close(anet(x), y_ref, rtol=0, atol=0)
