@@ -4,7 +4,6 @@ the run in the store rebuilds the network, a killed run resumes; the CLI command
 
 from __future__ import annotations
 
-import json
 import types
 
 import numpy as np
@@ -24,6 +23,7 @@ from cimlab.sim.program_net import (
 )
 from cimlab.sim.training import save_checkpoint
 from cimlab.store import Store
+from tests.cli.test_json_outputs import _json  # stdout as one JSON object (--json)
 
 
 def tiny_net():
@@ -99,7 +99,7 @@ def test_cli_program_evaluate_bn_calibrate(station_file, tmp_path, capsys):
     capsys.readouterr()
     assert main(["program-net", str(ckpt), "--station", str(station_file), "--out", str(store),
                  "--json", "-q"]) == 0
-    doc = _one_json(capsys)
+    doc = _json(capsys)
     assert doc["store"] == str(store) and doc["summary"]["success_rate"] > 0.9
     # without its emulated-chip state the network is not on the chip: refused, not a blank
     # chip measured at chance
@@ -112,9 +112,9 @@ def test_cli_program_evaluate_bn_calibrate(station_file, tmp_path, capsys):
     assert str(ckpt) in err and not state.exists()
     kept.rename(state)
     assert main(["evaluate", str(store), "--samples", "60", "--json", "-q"]) == 0
-    assert 0 <= _one_json(capsys)["accuracy"] <= 1
+    assert 0 <= _json(capsys)["accuracy"] <= 1
     assert main(["bn-calibrate", str(store), "--samples", "64", "--json", "-q"]) == 0
-    assert _one_json(capsys)["samples"] == 64
+    assert _json(capsys)["samples"] == 64
     assert main(["evaluate", str(store), "--samples", "60", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert out.count("chip-in-the-loop accuracy") == 1
@@ -123,13 +123,6 @@ def test_cli_program_evaluate_bn_calibrate(station_file, tmp_path, capsys):
         assert kinds.count("chip_evaluation") == 2 and "bn_calibration" in kinds
         evals = [r for r in s if r.kind == "chip_evaluation"]
         assert evals[-1].table("accuracy")["bn_run"].astype(str).iloc[0] != "trained"
-
-
-def _one_json(capsys) -> dict:
-    """stdout as one line holding one JSON object (``--json``)."""
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1
-    return json.loads(out)
 
 
 def test_program_net_too_large_network_names_the_file_and_writes_nothing(station_file,
