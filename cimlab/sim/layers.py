@@ -207,7 +207,10 @@ class AnalogLayer(CrossbarState, EffectiveArrays, Periphery, TileGeometry, nn.Mo
         per_sample = max(1, self._psum_numel(x) // max(n, 1))
         chunk = max(1, PSUM_CHUNK // per_sample)
         y = None  # digital sums of all chunks, written in place (no concatenation)
-        sd_b = None  # the bias row's read-noise sigma (output mode), once per call
+        bias_in_tile = pb is not None and lay.bias_tile < lay.n_row_tiles
+        # the bias row's read-noise sigma (output mode), once per call
+        sd_b = (self.var_b_slices.clamp(min=0.0).sqrt_().to(x.dtype)
+                if mode == "output" and bias_in_tile else None)
         for i in range(0, n, chunk):
             xc = x[i : i + chunk]
             psum = self._tile_psums(xc, wt)  # (nt, n_c, S*out, ...) tile dim first
@@ -216,13 +219,11 @@ class AnalogLayer(CrossbarState, EffectiveArrays, Periphery, TileGeometry, nn.Mo
                 z = self._normals(psum.shape, psum.dtype, psum.device, gen, "psum")
                 sd = var.clamp_(min=0.0).sqrt_()
                 psum = psum + sd.mul_(z) if psum.requires_grad else psum.addcmul_(sd, z)
-            if pb is not None and lay.bias_tile < lay.n_row_tiles:
+            if bias_in_tile:
                 tile = self._tile(psum, lay.bias_tile)
                 tile += self._psum_view(pb, tile)
-                if mode == "output":  # per-sample fluctuation of the bias row's cells
+                if sd_b is not None:  # per-sample fluctuation of the bias row's cells
                     zb = self._normals(tile.shape, psum.dtype, psum.device, gen, "bias")
-                    if sd_b is None:
-                        sd_b = self.var_b_slices.clamp(min=0.0).sqrt_().to(x.dtype)
                     tile += zb.mul_(self._psum_view(sd_b, tile))
             if cal:
                 self._record_adc(psum, None, S, out)
